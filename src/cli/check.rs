@@ -1,0 +1,72 @@
+//! `ferry check [FILES...]`: load and validate scripts without running them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::config::Config;
+use crate::jobs::{self, load_job};
+
+/// Arguments of `ferry check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Scripts to check (default: every script in the scripts folder).
+    pub files: Vec<PathBuf>,
+}
+
+/// Checks every script given (or found) and reports every problem; exit 1 if any.
+pub fn check(config: &Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let files = if args.files.is_empty() {
+        jobs::discover(&config.scripts_dir)?
+    } else {
+        let cwd = std::env::current_dir()?;
+        args.files.iter().map(|f| cwd.join(f)).collect()
+    };
+    if files.is_empty() {
+        println!(
+            "no job scripts in {}",
+            config.display_path(&config.scripts_dir)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = 0;
+    for path in &files {
+        match load_job(config, path) {
+            Ok(spec) => {
+                let mut what = Vec::new();
+                if let Some(s) = &spec.schedule {
+                    what.push(format!("schedule {}", s.expr));
+                }
+                if let Some(w) = &spec.watch {
+                    what.push(format!("watch {}/{}", w.path.display(), w.pattern));
+                }
+                if !spec.params.is_empty() {
+                    what.push(format!(
+                        "params {}",
+                        spec.params.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                let detail = if what.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", what.join("; "))
+                };
+                println!("ok    {}{detail}", spec.chunk_name);
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {}", e.file);
+                for line in e.to_string().lines() {
+                    println!("      {line}");
+                }
+            }
+        }
+    }
+    println!("{} checked, {} failed", files.len(), failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

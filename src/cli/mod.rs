@@ -1,0 +1,71 @@
+//! The command line: parses arguments, calls into the library, prints. `anyhow` lives here and
+//! in `main.rs` only.
+
+mod check;
+mod run;
+mod runs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::history::SqliteHistory;
+
+/// ferry runs data jobs written in Lua.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file (default: ./ferry.toml when present, else built-in defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job now (by name from scripts/, or a .lua file), recorded in the history.
+    Run(run::RunArgs),
+    /// Load and validate job scripts without running them.
+    Check(check::CheckArgs),
+    /// List, show, cancel and delete recorded runs.
+    Runs(runs::RunsArgs),
+    /// Internal: the worker process that executes runs.
+    #[command(hide = true)]
+    Worker {
+        /// Address-space limit of the worker process in bytes (RLIMIT_AS).
+        #[arg(long)]
+        address_space: Option<u64>,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run(args) => run::run(&config, args),
+        Command::Check(args) => check::check(&config, args),
+        Command::Runs(args) => runs::runs(&config, args),
+        Command::Worker { address_space } => {
+            if let Some(bytes) = address_space {
+                crate::jobs::worker::limit_address_space(bytes)?;
+            }
+            crate::jobs::worker::run_worker(&config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open_history(config: &Config) -> anyhow::Result<SqliteHistory> {
+    SqliteHistory::open(&config.history_path).with_context(|| {
+        format!(
+            "cannot open the run history at {}",
+            config.history_path.display()
+        )
+    })
+}

@@ -1,0 +1,220 @@
+//! `ferry runs list|show|cancel|delete`: the run history from the command line.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::open_history;
+use crate::config::Config;
+use crate::history::{History, HistoryError, RunFilter, RunRecord, RunState, format_time};
+use crate::units::format_duration;
+
+/// Arguments of `ferry runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// What to do with runs.
+    #[command(subcommand)]
+    pub command: RunsCommand,
+}
+
+/// The `runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only runs of this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only runs in this state (repeatable).
+        #[arg(long = "state", value_parser = parse_state)]
+        states: Vec<RunState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run with its logs and artifacts.
+    Show {
+        /// The run id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask queued or running runs to stop.
+    Cancel {
+        /// Run ids.
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+    /// Delete finished runs with their logs and artifact records.
+    Delete {
+        /// Run ids.
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+}
+
+fn parse_state(s: &str) -> Result<RunState, String> {
+    s.parse()
+}
+
+/// Runs a `runs` subcommand.
+pub fn runs(config: &Config, args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let history = open_history(config)?;
+    match args.command {
+        RunsCommand::List {
+            job,
+            states,
+            limit,
+            json,
+        } => {
+            let filter = RunFilter {
+                job,
+                states,
+                limit,
+                ..Default::default()
+            };
+            let (items, total) = history.list_runs(&filter)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                print_table(&items, total);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Show { id, json } => {
+            let run = match history.get_run(id) {
+                Ok(r) => r,
+                Err(HistoryError::NotFound(_)) => {
+                    eprintln!("error: run {id} does not exist");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let logs = history.logs(id, 0, 0)?;
+            let artifacts = history.artifacts(id)?;
+            if json {
+                let mut v = serde_json::to_value(&run)?;
+                v["logs"] = serde_json::to_value(&logs)?;
+                v["artifacts"] = serde_json::to_value(&artifacts)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_run(&run);
+                if !artifacts.is_empty() {
+                    println!("artifacts:");
+                    for a in &artifacts {
+                        println!("  {}  {} {}", a.name, a.store, a.path);
+                    }
+                }
+                println!("logs:");
+                for l in &logs {
+                    println!(
+                        "  {} {:<5} {}",
+                        format_time(&l.at),
+                        l.level.as_str(),
+                        l.message
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Cancel { ids } => {
+            let mut code = ExitCode::SUCCESS;
+            for id in ids {
+                match history.request_cancel(id) {
+                    Ok(true) => println!("run {id}: cancel requested"),
+                    Ok(false) => println!("run {id}: already finished"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        code = ExitCode::from(1);
+                    }
+                }
+            }
+            Ok(code)
+        }
+        RunsCommand::Delete { ids } => {
+            let mut code = ExitCode::SUCCESS;
+            for id in ids {
+                match history.delete_run(id) {
+                    Ok(()) => println!("run {id}: deleted"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        code = ExitCode::from(1);
+                    }
+                }
+            }
+            Ok(code)
+        }
+    }
+}
+
+fn duration(r: &RunRecord) -> String {
+    match (r.started_at, r.finished_at) {
+        (Some(s), Some(f)) => format_duration((f - s).to_std().unwrap_or_default()),
+        (Some(s), None) => format!(
+            "{}…",
+            format_duration((chrono::Utc::now() - s).to_std().unwrap_or_default())
+        ),
+        _ => "-".into(),
+    }
+}
+
+fn print_table(items: &[RunRecord], total: u64) {
+    println!(
+        "{:>6}  {:<20} {:<11} {:<7} {:<24} {:>8}  ERROR",
+        "ID", "JOB", "STATE", "TRIGGER", "QUEUED", "TOOK"
+    );
+    for r in items {
+        let err = r.error.as_ref().map(|e| {
+            let first = e.message.lines().next().unwrap_or("");
+            let short: String = first.chars().take(60).collect();
+            format!("{}: {short}", e.code)
+        });
+        println!(
+            "{:>6}  {:<20} {:<11} {:<7} {:<24} {:>8}  {}",
+            r.id,
+            r.job,
+            r.state.as_str(),
+            r.trigger_kind(),
+            format_time(&r.queued_at),
+            duration(r),
+            err.unwrap_or_default()
+        );
+    }
+    if total as usize > items.len() {
+        println!("({} of {total} runs shown; use --limit)", items.len());
+    }
+}
+
+fn print_run(r: &RunRecord) {
+    println!("run {}  job {}  {}", r.id, r.job, r.state);
+    println!("trigger:  {}", r.trigger);
+    println!("params:   {}", r.params);
+    println!("queued:   {}", format_time(&r.queued_at));
+    if let Some(t) = r.started_at {
+        println!("started:  {}", format_time(&t));
+    }
+    if let Some(t) = r.finished_at {
+        println!("finished: {}  (took {})", format_time(&t), duration(r));
+    }
+    if let Some(p) = r.progress {
+        match p.total {
+            Some(t) => println!("progress: {}/{t}", p.done),
+            None => println!("progress: {}", p.done),
+        }
+    }
+    if let Some(e) = &r.error {
+        println!("error:    {}: {}", e.code, e.message);
+        if let Some(tb) = &e.traceback {
+            for l in tb.lines() {
+                println!("          {l}");
+            }
+        }
+    }
+    if let Some(s) = &r.summary {
+        println!("summary:  {s}");
+    }
+}

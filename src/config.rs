@@ -1,0 +1,299 @@
+//! `ferry.toml` and the zero-config defaults.
+//!
+//! Configuration is read in two stages: [`FileConfig`] is the serde schema of the file
+//! (`deny_unknown_fields`, so a typo is an error rather than a silently ignored key), and
+//! [`Config`] is the validated runtime form with every path resolved against the project root
+//! and every duration and size parsed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::units::{parse_duration, parse_size};
+
+/// Name of the config file looked up in the working directory when `--config` is not given.
+pub const CONFIG_FILE: &str = "ferry.toml";
+
+/// Errors while reading or validating `ferry.toml`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What the TOML parser said, with line and column.
+        message: String,
+    },
+    /// A value has the right type but an invalid content.
+    #[error("invalid config {path}: {key}: {message}")]
+    Value {
+        /// The config file (or `<defaults>`).
+        path: PathBuf,
+        /// The dotted key, e.g. `limits.timeout`.
+        key: String,
+        /// What was expected.
+        message: String,
+    },
+    /// The working directory could not be determined.
+    #[error("cannot determine the working directory: {0}")]
+    Cwd(std::io::Error),
+}
+
+/// The schema of `ferry.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where scripts, plugins, inbox and data live.
+    #[serde(default)]
+    pub paths: PathsSection,
+    /// Default limits for every run; a job may override `timeout` and `memory`.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Secrets by name, readable by scripts through `ctx.secret(name)`. A value of the form
+    /// `${VAR}` is read from the environment variable `VAR`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// `[paths]`: every entry is relative to the directory holding `ferry.toml` (or the working
+/// directory when there is no config file).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsSection {
+    /// Job scripts, one `NAME.lua` per job. Default `scripts`.
+    pub scripts: Option<PathBuf>,
+    /// Lua modules reachable with `require`. Default `plugins`.
+    pub plugins: Option<PathBuf>,
+    /// The default drop folder. Default `inbox`.
+    pub inbox: Option<PathBuf>,
+    /// Data folder: history database and local store. Default `data`.
+    pub data: Option<PathBuf>,
+    /// The run history database. Default `data/ferry.db`.
+    pub history: Option<PathBuf>,
+}
+
+/// `[limits]`: defaults that apply to every run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Wall-clock limit of a run, e.g. `"1h"`. Default `1h`.
+    pub timeout: Option<String>,
+    /// Lua memory limit of a run, e.g. `"256MiB"`. Default `256MiB`.
+    pub memory: Option<String>,
+    /// How long past its deadline a worker may take to stop before it is killed. Default `5s`.
+    pub kill_grace: Option<String>,
+    /// Address space a worker process may reserve on top of the Lua limit (RLIMIT_AS), for
+    /// buffers held by Rust and the runtime itself. Default `2GiB`.
+    pub worker_headroom: Option<String>,
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+    /// The project root: the config file's directory, or the working directory.
+    pub root: PathBuf,
+    /// Folder of job scripts.
+    pub scripts_dir: PathBuf,
+    /// Folder of Lua modules for `require`.
+    pub plugins_dir: PathBuf,
+    /// Default drop folder.
+    pub inbox_dir: PathBuf,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Run history database file.
+    pub history_path: PathBuf,
+    /// Run limits.
+    pub limits: Limits,
+    /// Secrets from the config file (environment references already resolved).
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// Limits that apply to a run unless the job overrides them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock limit of a run.
+    pub timeout: Duration,
+    /// Lua memory limit in bytes.
+    pub memory: u64,
+    /// Time a worker gets past its deadline before it is killed.
+    pub kill_grace: Duration,
+    /// Extra address space for a worker above the Lua memory limit.
+    pub worker_headroom: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(3600),
+            memory: 256 * 1024 * 1024,
+            kill_grace: Duration::from_secs(5),
+            worker_headroom: 2 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: the file given, else `./ferry.toml` when present, else defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let cwd = std::env::current_dir().map_err(ConfigError::Cwd)?;
+        let path = match explicit {
+            Some(p) => Some(cwd.join(p)),
+            None => {
+                let p = cwd.join(CONFIG_FILE);
+                p.is_file().then_some(p)
+            }
+        };
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let root = path.parent().map(Path::to_path_buf).unwrap_or(cwd);
+                Self::from_toml(&text, Some(path), root)
+            }
+            None => Self::from_file_config(FileConfig::default(), None, cwd),
+        }
+    }
+
+    /// Parses and validates config text; `root` is the directory paths are relative to.
+    pub fn from_toml(
+        text: &str,
+        file: Option<PathBuf>,
+        root: PathBuf,
+    ) -> Result<Config, ConfigError> {
+        let display = file.clone().unwrap_or_else(|| PathBuf::from("<config>"));
+        let parsed: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: display,
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Self::from_file_config(parsed, file, root)
+    }
+
+    fn from_file_config(
+        fc: FileConfig,
+        file: Option<PathBuf>,
+        root: PathBuf,
+    ) -> Result<Config, ConfigError> {
+        let display = file.clone().unwrap_or_else(|| PathBuf::from("<defaults>"));
+        let value_err = |key: &str, message: String| ConfigError::Value {
+            path: display.clone(),
+            key: key.to_string(),
+            message,
+        };
+        let resolve = |p: Option<PathBuf>, default: &str| {
+            root.join(p.unwrap_or_else(|| PathBuf::from(default)))
+        };
+        let data_dir = resolve(fc.paths.data, "data");
+        let history_path = match fc.paths.history {
+            Some(p) => root.join(p),
+            None => data_dir.join("ferry.db"),
+        };
+        let defaults = Limits::default();
+        let duration =
+            |key: &str, v: Option<String>, d: Duration| -> Result<Duration, ConfigError> {
+                match v {
+                    Some(s) => parse_duration(&s).map_err(|m| value_err(key, m)),
+                    None => Ok(d),
+                }
+            };
+        let size = |key: &str, v: Option<String>, d: u64| -> Result<u64, ConfigError> {
+            match v {
+                Some(s) => parse_size(&s).map_err(|m| value_err(key, m)),
+                None => Ok(d),
+            }
+        };
+        let limits = Limits {
+            timeout: duration("limits.timeout", fc.limits.timeout, defaults.timeout)?,
+            memory: size("limits.memory", fc.limits.memory, defaults.memory)?,
+            kill_grace: duration(
+                "limits.kill_grace",
+                fc.limits.kill_grace,
+                defaults.kill_grace,
+            )?,
+            worker_headroom: size(
+                "limits.worker_headroom",
+                fc.limits.worker_headroom,
+                defaults.worker_headroom,
+            )?,
+        };
+        let mut secrets = BTreeMap::new();
+        for (name, value) in fc.secrets {
+            let resolved =
+                expand_env(&value).map_err(|m| value_err(&format!("secrets.{name}"), m))?;
+            secrets.insert(name, resolved);
+        }
+        Ok(Config {
+            file,
+            scripts_dir: resolve(fc.paths.scripts, "scripts"),
+            plugins_dir: resolve(fc.paths.plugins, "plugins"),
+            inbox_dir: resolve(fc.paths.inbox, "inbox"),
+            data_dir,
+            history_path,
+            limits,
+            secrets,
+            root,
+        })
+    }
+
+    /// Shows `path` relative to the project root when it lies below it, for messages and
+    /// chunk names (`scripts/hello.lua` rather than an absolute path).
+    pub fn display_path(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+}
+
+/// Expands a value of the form `${VAR}` from the environment; other values are returned as is.
+pub fn expand_env(value: &str) -> Result<String, String> {
+    match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+        Some(var) => {
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+        }
+        None => Ok(value.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_file() {
+        let c = Config::from_toml("", None, PathBuf::from("/p")).unwrap();
+        assert_eq!(c.scripts_dir, PathBuf::from("/p/scripts"));
+        assert_eq!(c.history_path, PathBuf::from("/p/data/ferry.db"));
+        assert_eq!(c.limits.memory, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_position() {
+        let e = Config::from_toml("[limits]\ntimeot = \"1s\"\n", None, PathBuf::from("/p"))
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("timeot"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let e = Config::from_toml("[limits]\ntimeout = \"soon\"\n", None, PathBuf::from("/p"))
+            .unwrap_err();
+        assert!(e.to_string().contains("limits.timeout"), "{e}");
+    }
+}

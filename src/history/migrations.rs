@@ -1,0 +1,57 @@
+//! Versioned schema migrations of the history database, applied in order at open time.
+//! `PRAGMA user_version` holds the number of migrations applied. Never edit a released
+//! migration: add a new one.
+
+/// The migrations, oldest first.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: runs, logs, artifacts, job state.
+    r#"
+    CREATE TABLE runs (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        job              TEXT NOT NULL,
+        trigger_kind     TEXT NOT NULL,
+        trigger          TEXT NOT NULL,
+        params           TEXT NOT NULL DEFAULT '{}',
+        state            TEXT NOT NULL,
+        attempt          INTEGER NOT NULL DEFAULT 1,
+        error_code       TEXT,
+        error_message    TEXT,
+        error_traceback  TEXT,
+        summary          TEXT,
+        progress_done    INTEGER,
+        progress_total   INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        worker_pid       INTEGER,
+        queued_at        TEXT NOT NULL,
+        started_at       TEXT,
+        finished_at      TEXT
+    );
+    CREATE INDEX runs_by_job ON runs (job, id);
+    CREATE INDEX runs_by_state ON runs (state, id);
+    CREATE INDEX runs_by_queued ON runs (queued_at);
+    CREATE TABLE logs (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id  INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        at      TEXT NOT NULL,
+        level   TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX logs_by_run ON logs (run_id, seq);
+    CREATE TABLE artifacts (
+        run_id     INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        store      TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        size       INTEGER,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    );
+    CREATE TABLE job_state (
+        job        TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (job, key)
+    );
+    "#,
+];

@@ -1,0 +1,89 @@
+//! The run history: runs, their log lines, artifacts and per-job state, kept in SQLite.
+//!
+//! Only this module holds SQL for the history. Callers use the [`History`] trait so that a second
+//! backend (PostgreSQL, for several hosts) can be added without touching them; [`SqliteHistory`]
+//! is the default backend. Several processes (the daemon, its workers, the CLI) open the same
+//! database file at once; WAL mode and a busy timeout make that safe.
+
+mod migrations;
+mod sqlite;
+mod types;
+
+pub use sqlite::SqliteHistory;
+pub use types::*;
+
+use serde_json::Value;
+
+/// Errors of the history store.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The database could not be opened, migrated or queried.
+    #[error("history database {path}: {source}")]
+    Db {
+        /// The database file.
+        path: String,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The folder of the database could not be created.
+    #[error("cannot create the folder of history database {path}: {source}")]
+    CreateDir {
+        /// The database file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// No run has this id.
+    #[error("run {0} does not exist")]
+    NotFound(i64),
+    /// The run is still queued or running, so it cannot be deleted.
+    #[error("run {0} is {1}; cancel it first")]
+    Active(i64, RunState),
+    /// The database is newer than this binary.
+    #[error(
+        "history database {path} has schema version {found}, newer than this ferry ({supported}); upgrade ferry"
+    )]
+    TooNew {
+        /// The database file.
+        path: String,
+        /// Version found in the file.
+        found: i64,
+        /// Newest version this binary knows.
+        supported: i64,
+    },
+}
+
+/// The operations the rest of ferry needs from a history backend.
+pub trait History {
+    /// Records a new run in state `queued` and returns its id.
+    fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError>;
+    /// Moves a queued run to `running`; returns false when the run is no longer queued (for
+    /// example cancelled before it started).
+    fn start_run(&self, id: i64, worker_pid: u32) -> Result<bool, HistoryError>;
+    /// Closes a run that is not closed yet; returns false when it was already closed.
+    fn finish_run(&self, id: i64, end: &RunEnd) -> Result<bool, HistoryError>;
+    /// Records the progress of a running run.
+    fn set_progress(&self, id: i64, done: u64, total: Option<u64>) -> Result<(), HistoryError>;
+    /// Appends a log line and returns its sequence number (increasing, unique in the database).
+    fn append_log(&self, id: i64, level: LogLevel, message: &str) -> Result<i64, HistoryError>;
+    /// Records an artifact of a run.
+    fn add_artifact(&self, id: i64, artifact: &NewArtifact) -> Result<(), HistoryError>;
+    /// Asks a queued or running run to stop; returns false when the run is already closed.
+    fn request_cancel(&self, id: i64) -> Result<bool, HistoryError>;
+    /// Whether a cancel was requested for the run.
+    fn cancel_requested(&self, id: i64) -> Result<bool, HistoryError>;
+    /// One run.
+    fn get_run(&self, id: i64) -> Result<RunRecord, HistoryError>;
+    /// Runs matching a filter, newest first, and the total count of matches.
+    fn list_runs(&self, filter: &RunFilter) -> Result<(Vec<RunRecord>, u64), HistoryError>;
+    /// Log lines of a run with a sequence number above `after`, oldest first.
+    fn logs(&self, id: i64, after: i64, limit: u32) -> Result<Vec<LogLine>, HistoryError>;
+    /// Artifacts of a run.
+    fn artifacts(&self, id: i64) -> Result<Vec<Artifact>, HistoryError>;
+    /// Deletes a closed run with its logs and artifact records.
+    fn delete_run(&self, id: i64) -> Result<(), HistoryError>;
+    /// A job's saved state value.
+    fn state_get(&self, job: &str, key: &str) -> Result<Option<Value>, HistoryError>;
+    /// Saves (or with `None` removes) a job's state value.
+    fn state_set(&self, job: &str, key: &str, value: Option<&Value>) -> Result<(), HistoryError>;
+}

@@ -1,0 +1,506 @@
+//! The SQLite backend of the history (the default).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use serde_json::Value;
+
+use super::migrations::MIGRATIONS;
+use super::*;
+
+/// History kept in one SQLite database file (WAL mode; safe to open from several processes).
+pub struct SqliteHistory {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+const RUN_COLUMNS: &str = "id, job, state, trigger, params, attempt, queued_at, started_at, finished_at, \
+     error_code, error_message, error_traceback, summary, progress_done, progress_total, cancel_requested";
+
+impl SqliteHistory {
+    /// Opens (creating when missing) the database and applies pending migrations.
+    pub fn open(path: &Path) -> Result<SqliteHistory, HistoryError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| HistoryError::CreateDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        let db_err = |source| HistoryError::Db {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(db_err)?;
+        let history = SqliteHistory {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        };
+        history.migrate()?;
+        Ok(history)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolls back
+        // whatever statement was in flight, so a poisoned lock is safe to take over.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> HistoryError {
+        HistoryError::Db {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn migrate(&self) -> Result<(), HistoryError> {
+        let mut conn = self.conn();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(HistoryError::TooNew {
+                path: self.path.display().to_string(),
+                found: version,
+                supported,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            // IMMEDIATE takes the write lock first, so two processes opening a fresh database at
+            // once do not both try to apply the same migration.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| self.err(e))?;
+            let current: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            if current > i as i64 {
+                continue;
+            }
+            tx.execute_batch(sql).map_err(|e| self.err(e))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(|e| self.err(e))?;
+            tx.commit().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
+        let state: String = row.get(2)?;
+        let error_code: Option<String> = row.get(9)?;
+        let progress_done: Option<i64> = row.get(13)?;
+        Ok(RunRecord {
+            id: row.get(0)?,
+            job: row.get(1)?,
+            state: state.parse().unwrap_or(RunState::Failed),
+            trigger: json_col(row, 3)?.unwrap_or(Value::Null),
+            params: json_col(row, 4)?.unwrap_or(Value::Null),
+            attempt: row.get(5)?,
+            queued_at: time_col(row, 6)?.unwrap_or_default(),
+            started_at: time_col(row, 7)?,
+            finished_at: time_col(row, 8)?,
+            error: match error_code {
+                Some(code) => Some(RunErrorInfo {
+                    code,
+                    message: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                    traceback: row.get(11)?,
+                }),
+                None => None,
+            },
+            summary: json_col(row, 12)?,
+            progress: progress_done.map(|done| Progress {
+                done: done.max(0) as u64,
+                total: None,
+            }),
+            cancel_requested: row.get::<_, i64>(15)? != 0,
+        })
+        .and_then(|mut r| {
+            if let Some(p) = r.progress.as_mut() {
+                p.total = row.get::<_, Option<i64>>(14)?.map(|t| t.max(0) as u64);
+            }
+            Ok(r)
+        })
+    }
+}
+
+fn now() -> String {
+    format_time(&Utc::now())
+}
+
+fn json_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Value>> {
+    let text: Option<String> = row.get(idx)?;
+    Ok(text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))))
+}
+
+fn time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = row.get(idx)?;
+    Ok(text.and_then(|t| {
+        DateTime::parse_from_rfc3339(&t)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }))
+}
+
+impl History for SqliteHistory {
+    fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at) \
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+            params![
+                run.job,
+                run.trigger_kind,
+                run.trigger.to_string(),
+                run.params.to_string(),
+                run.attempt,
+                now()
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn start_run(&self, id: i64, worker_pid: u32) -> Result<bool, HistoryError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE runs SET state = 'running', started_at = ?2, worker_pid = ?3 \
+                 WHERE id = ?1 AND state = 'queued' AND cancel_requested = 0",
+                params![id, now(), worker_pid],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn finish_run(&self, id: i64, end: &RunEnd) -> Result<bool, HistoryError> {
+        let (code, message, traceback) = match &end.error {
+            Some(e) => (Some(&e.code), Some(&e.message), e.traceback.as_ref()),
+            None => (None, None, None),
+        };
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE runs SET state = ?2, finished_at = ?3, error_code = ?4, error_message = ?5, \
+                 error_traceback = ?6, summary = ?7 WHERE id = ?1 AND state IN ('queued', 'running')",
+                params![
+                    id,
+                    end.state.as_str(),
+                    now(),
+                    code,
+                    message,
+                    traceback,
+                    end.summary.as_ref().map(Value::to_string)
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn set_progress(&self, id: i64, done: u64, total: Option<u64>) -> Result<(), HistoryError> {
+        self.conn()
+            .execute(
+                "UPDATE runs SET progress_done = ?2, progress_total = ?3 WHERE id = ?1",
+                params![id, done as i64, total.map(|t| t as i64)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn append_log(&self, id: i64, level: LogLevel, message: &str) -> Result<i64, HistoryError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO logs (run_id, at, level, message) VALUES (?1, ?2, ?3, ?4)",
+            params![id, now(), level.as_str(), message],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn add_artifact(&self, id: i64, a: &NewArtifact) -> Result<(), HistoryError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO artifacts (run_id, name, store, path, size, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, a.name, a.store, a.path, a.size.map(|s| s as i64), now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn request_cancel(&self, id: i64) -> Result<bool, HistoryError> {
+        let conn = self.conn();
+        let state: Option<String> = conn
+            .query_row("SELECT state FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(state) = state else {
+            return Err(HistoryError::NotFound(id));
+        };
+        if state
+            .parse::<RunState>()
+            .map(RunState::is_closed)
+            .unwrap_or(true)
+        {
+            return Ok(false);
+        }
+        conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", [id])
+            .map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    fn cancel_requested(&self, id: i64) -> Result<bool, HistoryError> {
+        let flag: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT cancel_requested FROM runs WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(flag.unwrap_or(0) != 0)
+    }
+
+    fn get_run(&self, id: i64) -> Result<RunRecord, HistoryError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                [id],
+                Self::run_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or(HistoryError::NotFound(id))
+    }
+
+    fn list_runs(&self, f: &RunFilter) -> Result<(Vec<RunRecord>, u64), HistoryError> {
+        let mut clauses = Vec::new();
+        let mut args: Vec<SqlValue> = Vec::new();
+        if let Some(job) = &f.job {
+            args.push(SqlValue::Text(job.clone()));
+            clauses.push(format!("job = ?{}", args.len()));
+        }
+        if !f.states.is_empty() {
+            let mut marks = Vec::new();
+            for s in &f.states {
+                args.push(SqlValue::Text(s.as_str().to_string()));
+                marks.push(format!("?{}", args.len()));
+            }
+            clauses.push(format!("state IN ({})", marks.join(", ")));
+        }
+        if let Some(since) = &f.since {
+            args.push(SqlValue::Text(format_time(since)));
+            clauses.push(format!("queued_at >= ?{}", args.len()));
+        }
+        if let Some(until) = &f.until {
+            args.push(SqlValue::Text(format_time(until)));
+            clauses.push(format!("queued_at < ?{}", args.len()));
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let conn = self.conn();
+        let total: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM runs{filter}"),
+                params_from_iter(args.iter()),
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let limit = if f.limit == 0 { -1 } else { i64::from(f.limit) };
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs{filter} ORDER BY id DESC LIMIT {limit} OFFSET {}",
+            f.offset
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args.iter()), Self::run_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok((rows, total.max(0) as u64))
+    }
+
+    fn logs(&self, id: i64, after: i64, limit: u32) -> Result<Vec<LogLine>, HistoryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT seq, at, level, message FROM logs WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+            .map_err(|e| self.err(e))?;
+        let limit = if limit == 0 { -1 } else { i64::from(limit) };
+        stmt.query_map(params![id, after, limit], |row| {
+            let level: String = row.get(2)?;
+            Ok(LogLine {
+                seq: row.get(0)?,
+                at: time_col(row, 1)?.unwrap_or_default(),
+                level: level.parse().unwrap_or(LogLevel::Info),
+                message: row.get(3)?,
+            })
+        })
+        .map_err(|e| self.err(e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| self.err(e))
+    }
+
+    fn artifacts(&self, id: i64) -> Result<Vec<Artifact>, HistoryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT name, store, path, size, created_at FROM artifacts WHERE run_id = ?1 ORDER BY created_at, name")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([id], |row| {
+            Ok(Artifact {
+                name: row.get(0)?,
+                store: row.get(1)?,
+                path: row.get(2)?,
+                size: row.get::<_, Option<i64>>(3)?.map(|s| s.max(0) as u64),
+                created_at: time_col(row, 4)?.unwrap_or_default(),
+            })
+        })
+        .map_err(|e| self.err(e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| self.err(e))
+    }
+
+    fn delete_run(&self, id: i64) -> Result<(), HistoryError> {
+        let run = self.get_run(id)?;
+        if !run.state.is_closed() {
+            return Err(HistoryError::Active(id, run.state));
+        }
+        // The state check is repeated in the statement so a run re-queued meanwhile survives.
+        let n = self
+            .conn()
+            .execute(
+                "DELETE FROM runs WHERE id = ?1 AND state NOT IN ('queued', 'running')",
+                [id],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(HistoryError::NotFound(id));
+        }
+        Ok(())
+    }
+
+    fn state_get(&self, job: &str, key: &str) -> Result<Option<Value>, HistoryError> {
+        let text: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT value FROM job_state WHERE job = ?1 AND key = ?2",
+                params![job, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    fn state_set(&self, job: &str, key: &str, value: Option<&Value>) -> Result<(), HistoryError> {
+        let conn = self.conn();
+        match value {
+            Some(v) => conn.execute(
+                "INSERT INTO job_state (job, key, value, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (job, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![job, key, v.to_string(), now()],
+            ),
+            None => conn.execute("DELETE FROM job_state WHERE job = ?1 AND key = ?2", params![job, key]),
+        }
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_run(job: &str) -> NewRun {
+        NewRun {
+            job: job.into(),
+            trigger_kind: "manual".into(),
+            trigger: serde_json::json!({"kind": "manual"}),
+            params: serde_json::json!({"a": 1}),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn lifecycle_filter_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = SqliteHistory::open(&dir.path().join("sub/h.db")).unwrap();
+        let a = h.create_run(&new_run("a")).unwrap();
+        let b = h.create_run(&new_run("b")).unwrap();
+        assert!(h.start_run(a, 1).unwrap());
+        assert!(
+            !h.start_run(a, 1).unwrap(),
+            "a running run cannot start again"
+        );
+        assert!(matches!(
+            h.delete_run(a),
+            Err(HistoryError::Active(_, RunState::Running))
+        ));
+        h.append_log(a, LogLevel::Info, "one").unwrap();
+        let s2 = h.append_log(a, LogLevel::Warn, "two").unwrap();
+        h.set_progress(a, 5, Some(10)).unwrap();
+        let end = RunEnd {
+            state: RunState::Succeeded,
+            error: None,
+            summary: Some(serde_json::json!({"rows": 3})),
+        };
+        assert!(h.finish_run(a, &end).unwrap());
+        assert!(!h.finish_run(a, &end).unwrap(), "closing twice is refused");
+        let r = h.get_run(a).unwrap();
+        assert_eq!(r.state, RunState::Succeeded);
+        assert_eq!(
+            r.progress,
+            Some(Progress {
+                done: 5,
+                total: Some(10)
+            })
+        );
+        assert_eq!(r.summary, Some(serde_json::json!({"rows": 3})));
+        assert_eq!(h.logs(a, 0, 0).unwrap().len(), 2);
+        assert_eq!(h.logs(a, s2 - 1, 0).unwrap()[0].message, "two");
+        let (rows, total) = h
+            .list_runs(&RunFilter {
+                states: vec![RunState::Queued],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((rows.len(), total, rows[0].id), (1, 1, b));
+        h.delete_run(a).unwrap();
+        assert!(matches!(h.get_run(a), Err(HistoryError::NotFound(_))));
+        assert!(h.logs(a, 0, 0).unwrap().is_empty(), "logs go with the run");
+    }
+
+    #[test]
+    fn state_roundtrip_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let h = SqliteHistory::open(&path).unwrap();
+            h.state_set("j", "k", Some(&serde_json::json!({"x": [1, 2]})))
+                .unwrap();
+        }
+        let h = SqliteHistory::open(&path).unwrap();
+        assert_eq!(
+            h.state_get("j", "k").unwrap(),
+            Some(serde_json::json!({"x": [1, 2]}))
+        );
+        h.state_set("j", "k", None).unwrap();
+        assert_eq!(h.state_get("j", "k").unwrap(), None);
+    }
+}

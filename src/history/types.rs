@@ -1,0 +1,288 @@
+//! Plain data types of the history, shared by every backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The state of a run. `queued → running → succeeded | failed | cancelled | timed_out`;
+/// `skipped` when an overlap policy refused it; `interrupted` when the process running it died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker runs it.
+    Running,
+    /// `run` returned normally.
+    Succeeded,
+    /// The script failed, did not load, or ran out of memory.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+    /// Stopped at its time limit.
+    TimedOut,
+    /// Not run because another run of the job was going (overlap = skip).
+    Skipped,
+    /// The process running it died; re-queued if retries remain.
+    Interrupted,
+}
+
+impl RunState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [RunState; 8] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+        RunState::TimedOut,
+        RunState::Skipped,
+        RunState::Interrupted,
+    ];
+
+    /// The name used in the database, the CLI and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+            RunState::TimedOut => "timed_out",
+            RunState::Skipped => "skipped",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the run has ended (nothing will change it any more).
+    pub fn is_closed(self) -> bool {
+        !matches!(self, RunState::Queued | RunState::Running)
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown run state {s:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Normal progress messages and `print`.
+    Info,
+    /// Something unexpected that did not stop the run.
+    Warn,
+    /// An error, including the run's final error.
+    Error,
+}
+
+impl LogLevel {
+    /// The name used in the database and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "info" => Ok(LogLevel::Info),
+            "warn" => Ok(LogLevel::Warn),
+            "error" => Ok(LogLevel::Error),
+            _ => Err(format!("unknown log level {s:?}")),
+        }
+    }
+}
+
+/// What is needed to record a new run.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The job name.
+    pub job: String,
+    /// The trigger kind (manual, api, cron, file, retry).
+    pub trigger_kind: String,
+    /// The whole trigger as JSON (kind plus detail such as the file or the scheduled time).
+    pub trigger: Value,
+    /// The run's parameters after conversion and defaults.
+    pub params: Value,
+    /// Attempt number, 1 for the first.
+    pub attempt: u32,
+}
+
+/// The error of a closed run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunErrorInfo {
+    /// Stable code: load, params, run, timeout, memory, cancelled, crashed, interrupted.
+    pub code: String,
+    /// One-line message naming the file and line, or the input and what was expected.
+    pub message: String,
+    /// Lua traceback, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// The final state.
+    pub state: RunState,
+    /// The error, for every state but `succeeded` and `skipped`.
+    pub error: Option<RunErrorInfo>,
+    /// The value `run` returned, as JSON.
+    pub summary: Option<Value>,
+}
+
+/// Progress of a run as reported by `ctx.progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all, when known.
+    pub total: Option<u64>,
+}
+
+/// A run as stored in the history. Field names are the stable names of `--json` output and the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub id: i64,
+    /// Job name.
+    pub job: String,
+    /// State.
+    pub state: RunState,
+    /// The trigger (kind plus detail).
+    pub trigger: Value,
+    /// Parameters.
+    pub params: Value,
+    /// Attempt number, 1 for the first.
+    pub attempt: u32,
+    /// When it was recorded.
+    #[serde(serialize_with = "ser_time")]
+    pub queued_at: DateTime<Utc>,
+    /// When a worker started it.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it was closed.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The error of a run that did not succeed.
+    pub error: Option<RunErrorInfo>,
+    /// The value `run` returned.
+    pub summary: Option<Value>,
+    /// Last reported progress.
+    pub progress: Option<Progress>,
+    /// Whether a cancel was requested.
+    pub cancel_requested: bool,
+}
+
+impl RunRecord {
+    /// The trigger kind (manual, api, cron, file, retry).
+    pub fn trigger_kind(&self) -> &str {
+        self.trigger
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+    }
+}
+
+/// A log line of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    /// Sequence number, increasing; use it as `after` to tail.
+    pub seq: i64,
+    /// When it was written.
+    #[serde(serialize_with = "ser_time")]
+    pub at: DateTime<Utc>,
+    /// Severity.
+    pub level: LogLevel,
+    /// The text.
+    pub message: String,
+}
+
+/// An artifact to record for a run.
+#[derive(Debug, Clone)]
+pub struct NewArtifact {
+    /// Name of the artifact, unique in the run (by default the file name of `path`).
+    pub name: String,
+    /// The store it lives in, as a URL without secrets, or a configured store name.
+    pub store: String,
+    /// Path inside the store.
+    pub path: String,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+}
+
+/// An artifact of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    /// Name, unique in the run.
+    pub name: String,
+    /// Store URL (without secrets) or store name.
+    pub store: String,
+    /// Path inside the store.
+    pub path: String,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+    /// When it was recorded.
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this job.
+    pub job: Option<String>,
+    /// Only these states (any of them); empty means all.
+    pub states: Vec<RunState>,
+    /// Only runs queued at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs queued before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many (0 means no limit).
+    pub limit: u32,
+    /// Skip this many of the newest first.
+    pub offset: u64,
+}
+
+/// Formats a time the way the history stores and prints it: RFC 3339, UTC, milliseconds.
+pub fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(t))
+}
+
+fn ser_opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_time(t)),
+        None => s.serialize_none(),
+    }
+}

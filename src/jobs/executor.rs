@@ -1,0 +1,339 @@
+//! Starting runs in worker processes and watching them: the deadline watchdog, cancellation,
+//! and closing the run when its worker dies.
+//!
+//! The worker enforces limits cooperatively (instruction hook); this side makes them absolute:
+//! a worker that has not finished `kill_grace` after its deadline (or after a cancel) is killed
+//! and the run closed here. A worker that dies on its own (a crash, the address-space limit)
+//! gets its run closed here too, so no run stays `running`.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::protocol::{Event, Request, RunRequest};
+use super::spec::JobSpec;
+use super::trigger::Trigger;
+use crate::config::Config;
+use crate::history::{
+    History, HistoryError, LogLevel, NewRun, RunEnd, RunErrorInfo, RunRecord, RunState,
+};
+use crate::lua::ErrorCode;
+use crate::units::format_duration;
+
+/// Errors of starting or watching a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The history could not be read or written.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// The worker process could not be started or talked to.
+    #[error("worker process: {0}")]
+    Worker(std::io::Error),
+}
+
+/// A run recorded as queued, with the request for its worker.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The request to send.
+    pub request: RunRequest,
+    /// Time limit.
+    pub timeout: Duration,
+    /// Grace past the deadline (and after a cancel) before the worker is killed.
+    pub kill_grace: Duration,
+    /// Address space the worker may use.
+    pub address_space: u64,
+}
+
+/// Records a new queued run of a job and prepares its worker request.
+pub fn enqueue(
+    config: &Config,
+    history: &dyn History,
+    spec: &JobSpec,
+    params: Map<String, Value>,
+    trigger: &Trigger,
+    attempt: u32,
+) -> Result<Prepared, HistoryError> {
+    let params = Value::Object(params);
+    let run_id = history.create_run(&NewRun {
+        job: spec.name.clone(),
+        trigger_kind: trigger.kind().to_string(),
+        trigger: trigger.to_json(),
+        params: params.clone(),
+        attempt,
+    })?;
+    let timeout = spec.timeout.unwrap_or(config.limits.timeout);
+    let memory = spec.memory.unwrap_or(config.limits.memory);
+    Ok(Prepared {
+        request: RunRequest {
+            run_id,
+            job: spec.name.clone(),
+            chunk_name: spec.chunk_name.clone(),
+            source: spec.source.clone(),
+            params,
+            trigger: trigger.to_json(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            memory,
+        },
+        timeout,
+        kill_grace: config.limits.kill_grace,
+        address_space: memory.saturating_add(config.limits.worker_headroom),
+    })
+}
+
+/// A running `ferry worker` child process.
+pub struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: mpsc::Receiver<Option<Event>>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+const STDERR_LINES: usize = 20;
+
+impl Worker {
+    /// Starts a worker for this project with the given address-space limit.
+    pub fn spawn(config: &Config, address_space: u64) -> std::io::Result<Worker> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("worker")
+            .arg("--address-space")
+            .arg(address_space.to_string());
+        if let Some(file) = &config.file {
+            cmd.arg("--config").arg(file);
+        }
+        cmd.current_dir(&config.root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Terminal signals (Ctrl-C) go to the parent, which asks the worker to cancel instead.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout pipe"))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stderr pipe"))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Event>(&line) {
+                    Ok(ev) => {
+                        if tx.send(Some(ev)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => tracing::debug!("worker printed a non-event line: {line}"),
+                }
+            }
+            let _ = tx.send(None);
+        });
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tail_w = tail.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut t = tail_w.lock().unwrap_or_else(|p| p.into_inner());
+                if t.len() == STDERR_LINES {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        });
+        Ok(Worker {
+            child,
+            stdin,
+            events: rx,
+            stderr: tail,
+        })
+    }
+
+    /// Sends a request.
+    pub fn send(&mut self, req: &Request) -> std::io::Result<()> {
+        let line = serde_json::to_string(req).map_err(std::io::Error::other)?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("worker stdin closed"))?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()
+    }
+
+    /// The next event; `Ok(None)` when the worker's stdout closed (it exited).
+    pub fn recv_timeout(&self, d: Duration) -> Result<Option<Event>, mpsc::RecvTimeoutError> {
+        self.events.recv_timeout(d)
+    }
+
+    /// Kills the worker and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Closes stdin (the worker exits when idle) and waits a moment, then kills.
+    pub fn shutdown(mut self) {
+        self.stdin = None;
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+
+    /// Why the worker died, from its exit status and the end of its stderr.
+    fn death(&mut self) -> (ErrorCode, String) {
+        // Give the reader thread a moment to collect the last stderr lines.
+        let status = self.child.wait().ok();
+        std::thread::sleep(Duration::from_millis(20));
+        let tail: Vec<String> = self
+            .stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let how = match status {
+            Some(s) => {
+                use std::os::unix::process::ExitStatusExt;
+                match (s.code(), s.signal()) {
+                    (Some(c), _) => format!("exit code {c}"),
+                    (_, Some(sig)) => format!("signal {sig}"),
+                    _ => "unknown status".into(),
+                }
+            }
+            None => "unknown status".into(),
+        };
+        if tail.iter().any(|l| l.contains("memory allocation of")) {
+            return (
+                ErrorCode::Memory,
+                format!(
+                    "the worker process ran out of memory outside Lua (address-space limit) and died ({how})"
+                ),
+            );
+        }
+        let last = tail.last().map(|l| format!(": {l}")).unwrap_or_default();
+        (
+            ErrorCode::Crashed,
+            format!("the worker process died ({how}){last}"),
+        )
+    }
+}
+
+/// Runs a prepared run in a fresh worker and waits for it. `cancel` may be set from another
+/// thread (Ctrl-C); `on_event` sees every event (live logs, progress).
+pub fn execute(
+    config: &Config,
+    history: &dyn History,
+    prepared: &Prepared,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<RunRecord, ExecError> {
+    let id = prepared.request.run_id;
+    let mut worker = match Worker::spawn(config, prepared.address_space) {
+        Ok(w) => w,
+        Err(e) => {
+            close(
+                history,
+                id,
+                RunState::Failed,
+                ErrorCode::Crashed,
+                format!("cannot start a worker process: {e}"),
+            )?;
+            return Err(ExecError::Worker(e));
+        }
+    };
+    if let Err(e) = worker.send(&Request::Run(prepared.request.clone())) {
+        let (code, msg) = worker.death();
+        close(history, id, RunState::Failed, code, msg)?;
+        return Err(ExecError::Worker(e));
+    }
+    let started = Instant::now();
+    let deadline = started + prepared.timeout + prepared.kill_grace;
+    let mut cancel_sent: Option<Instant> = None;
+    loop {
+        if cancel.load(Ordering::SeqCst) && cancel_sent.is_none() {
+            let _ = history.request_cancel(id);
+            let _ = worker.send(&Request::Cancel { run_id: id });
+            cancel_sent = Some(Instant::now());
+        }
+        let limit = match cancel_sent {
+            Some(t) => deadline.min(t + prepared.kill_grace),
+            None => deadline,
+        };
+        let now = Instant::now();
+        if now >= limit {
+            worker.kill();
+            let (state, code, what) = if cancel_sent.is_some() && now < deadline {
+                (
+                    RunState::Cancelled,
+                    ErrorCode::Cancelled,
+                    "run was cancelled".to_string(),
+                )
+            } else {
+                (
+                    RunState::TimedOut,
+                    ErrorCode::Timeout,
+                    format!("run timed out after {}", format_duration(prepared.timeout)),
+                )
+            };
+            let msg = format!(
+                "{what}; the worker did not stop within the {} grace period (stuck inside a host or C function) and was killed",
+                format_duration(prepared.kill_grace)
+            );
+            let _ = history.append_log(id, LogLevel::Error, &msg);
+            close(history, id, state, code, msg)?;
+            break;
+        }
+        match worker.recv_timeout((limit - now).min(Duration::from_millis(100))) {
+            Ok(Some(ev)) => {
+                on_event(&ev);
+                if matches!(ev, Event::Finished { run_id, .. } if run_id == id) {
+                    worker.shutdown();
+                    return Ok(history.get_run(id)?);
+                }
+            }
+            Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let (code, msg) = worker.death();
+                let _ = history.append_log(id, LogLevel::Error, &msg);
+                close(history, id, RunState::Failed, code, msg)?;
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+    Ok(history.get_run(id)?)
+}
+
+fn close(
+    history: &dyn History,
+    id: i64,
+    state: RunState,
+    code: ErrorCode,
+    message: String,
+) -> Result<(), HistoryError> {
+    history.finish_run(
+        id,
+        &RunEnd {
+            state,
+            error: Some(RunErrorInfo {
+                code: code.as_str().into(),
+                message,
+                traceback: None,
+            }),
+            summary: None,
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! Jobs: specs parsed from scripts, params, triggers, secrets, and the execution of runs in
+//! worker processes (the executor on the parent side, the worker loop on the child side).
+
+pub mod executor;
+pub mod params;
+pub mod protocol;
+pub mod schedule;
+pub mod secrets;
+pub mod spec;
+pub mod trigger;
+pub mod worker;
+
+use std::path::{Path, PathBuf};
+
+pub use spec::{JobSpec, LoadError, load_job};
+pub use trigger::Trigger;
+
+/// The job scripts in a folder: every `*.lua` file not starting with `.` or `_`, sorted.
+pub fn discover(scripts_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(scripts_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.extension().is_some_and(|e| e == "lua")
+            && !name.starts_with(['.', '_'])
+            && path.is_file()
+        {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,742 @@
+//! Job specs: the table a script in `scripts/` returns, validated.
+//!
+//! Every problem is reported (not only the first), each naming the file, the key and what was
+//! expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::params::{ParamSpec, ParamType};
+use super::schedule::{Missed, Schedule};
+use crate::config::Config;
+use crate::lua::{self, ScriptError, VmOptions};
+use crate::units::{parse_duration, parse_size};
+
+/// What happens to a run requested while another run of the same job is going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Record the new run as `skipped`.
+    Skip,
+    /// Start it when the current one ends.
+    Queue,
+    /// Run both.
+    Allow,
+}
+
+/// What happens to a watched file after its run succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterFile {
+    /// Move it to `<watch>/.ferry/archive/`.
+    Archive,
+    /// Delete it.
+    Delete,
+}
+
+/// A watched folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct WatchSpec {
+    /// The folder, relative to the project root unless absolute.
+    pub path: PathBuf,
+    /// Glob of file names to pick up.
+    pub pattern: String,
+    /// How long size and mtime must stay unchanged before a file is taken.
+    #[serde(with = "crate::units::serde_duration")]
+    pub settle: Duration,
+    /// What to do with a file after a successful run.
+    pub after: AfterFile,
+    /// Poll the folder at this interval instead of relying on file events (network shares).
+    #[serde(with = "crate::units::serde_opt_duration")]
+    pub poll: Option<Duration>,
+}
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// The job name (the file name without `.lua`).
+    pub name: String,
+    /// The script file.
+    pub path: PathBuf,
+    /// The chunk name errors show, e.g. `scripts/hello.lua`.
+    pub chunk_name: String,
+    /// The source the spec was read from; runs execute exactly this text.
+    pub source: String,
+    /// For people.
+    pub description: Option<String>,
+    /// The cron schedule.
+    pub schedule: Option<Schedule>,
+    /// The watched folder.
+    pub watch: Option<WatchSpec>,
+    /// Declared params by name.
+    pub params: BTreeMap<String, ParamSpec>,
+    /// Time limit, overriding the config default.
+    pub timeout: Option<Duration>,
+    /// Memory limit, overriding the config default.
+    pub memory: Option<u64>,
+    /// How often a failed run is retried.
+    pub retries: u32,
+    /// Delay before the first retry (doubles each time).
+    pub retry_delay: Duration,
+    /// Overlap policy.
+    pub overlap: Overlap,
+}
+
+/// One problem with a job script.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecProblem {
+    /// The key at fault (`schedule`, `params.since.type`), if the problem is about one.
+    pub key: Option<String>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// Why a job script could not be loaded: the file and every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct LoadError {
+    /// The script as shown to people (`scripts/x.lua`).
+    pub file: String,
+    /// The problems; never empty.
+    pub problems: Vec<SpecProblem>,
+    /// The Lua traceback of a script that failed while loading.
+    pub traceback: Option<String>,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            match &p.key {
+                Some(key) => write!(f, "{}: key `{key}`: {}", self.file, p.message)?,
+                // Lua errors already start with file:line.
+                None if p.message.starts_with(&self.file) => f.write_str(&p.message)?,
+                None => write!(f, "{}: {}", self.file, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+const KEYS: &[&str] = &[
+    "description",
+    "schedule",
+    "watch",
+    "params",
+    "timeout",
+    "memory",
+    "retries",
+    "retry_delay",
+    "overlap",
+    "run",
+];
+
+/// How long evaluating a script's top level (not its `run`) may take.
+pub const SPEC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The job name for a script path, or an error when the file name is not usable as one.
+pub fn job_name(path: &Path) -> Result<String, String> {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| format!("{}: not a usable job file name", path.display()))?;
+    if stem.is_empty()
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "{}: job names may use letters, digits, `_` and `-` only",
+            path.display()
+        ));
+    }
+    Ok(stem.to_string())
+}
+
+/// The VM options for a job's runs and spec evaluation.
+pub fn vm_options(config: &Config, memory: Option<u64>, timeout: Duration) -> VmOptions {
+    VmOptions {
+        plugins_dir: config.plugins_dir.clone(),
+        plugins_label: config.display_path(&config.plugins_dir),
+        memory: memory.unwrap_or(config.limits.memory),
+        timeout,
+    }
+}
+
+/// Reads and validates a job script.
+pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
+    let chunk_name = config.display_path(path);
+    let fail = |message: String| LoadError {
+        file: chunk_name.clone(),
+        problems: vec![SpecProblem { key: None, message }],
+        traceback: None,
+    };
+    let name = job_name(path).map_err(fail)?;
+    let source = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let vm = vm_options(config, None, SPEC_TIMEOUT);
+    let table =
+        lua::evaluate_spec(&chunk_name, &source, &vm).map_err(|e: ScriptError| LoadError {
+            file: chunk_name.clone(),
+            problems: vec![SpecProblem {
+                key: None,
+                message: e.message,
+            }],
+            traceback: e.traceback,
+        })?;
+    let mut problems = Vec::new();
+    let spec = validate(
+        &name,
+        path,
+        &chunk_name,
+        source,
+        table.fields,
+        table.run_type,
+        &mut problems,
+    );
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(LoadError {
+            file: chunk_name,
+            problems,
+            traceback: None,
+        })
+    }
+}
+
+struct Checker<'a> {
+    problems: &'a mut Vec<SpecProblem>,
+}
+
+impl Checker<'_> {
+    fn bad(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(SpecProblem {
+            key: Some(key.to_string()),
+            message: message.into(),
+        });
+    }
+
+    fn string(&mut self, key: &str, v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.bad(key, format!("expected a string, got {}", json_type(other)));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, v: &Value) -> Option<Duration> {
+        match v {
+            Value::String(s) => parse_duration(s).map_err(|m| self.bad(key, m)).ok(),
+            Value::Number(n) if n.as_f64().is_some_and(|f| f >= 0.0) => {
+                Some(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0)))
+            }
+            other => {
+                self.bad(
+                    key,
+                    format!(
+                        "expected a duration like \"30s\", \"10m\" or \"1h30m\", got {}",
+                        json_type(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, key: &str, v: &Value, options: &[(&str, T)]) -> Option<T> {
+        let names: Vec<_> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        let found = v
+            .as_str()
+            .and_then(|s| options.iter().find(|(n, _)| *n == s).map(|(_, t)| *t));
+        if found.is_none() {
+            self.bad(
+                key,
+                format!("expected one of {}, got {}", names.join(", "), show(v)),
+            );
+        }
+        found
+    }
+
+    fn unknown_keys(&mut self, prefix: &str, map: &Map<String, Value>, allowed: &[&str]) {
+        for k in map.keys() {
+            if !allowed.contains(&k.as_str()) {
+                self.bad(
+                    &format!("{prefix}{k}"),
+                    format!("unknown key; expected one of: {}", allowed.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nil",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a table",
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => json_type(other).to_string(),
+    }
+}
+
+fn validate(
+    name: &str,
+    path: &Path,
+    chunk_name: &str,
+    source: String,
+    fields: Map<String, Value>,
+    run_type: Option<String>,
+    problems: &mut Vec<SpecProblem>,
+) -> JobSpec {
+    let mut c = Checker { problems };
+    match run_type.as_deref() {
+        Some("function") => {}
+        Some(other) => c.bad("run", format!("expected a function, got {other}")),
+        None => c.bad(
+            "run",
+            "missing; a job script must return a table with `run = function(ctx) ... end`",
+        ),
+    }
+    c.unknown_keys("", &fields, KEYS);
+    let mut spec = JobSpec {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        chunk_name: chunk_name.to_string(),
+        source,
+        description: None,
+        schedule: None,
+        watch: None,
+        params: BTreeMap::new(),
+        timeout: None,
+        memory: None,
+        retries: 0,
+        retry_delay: Duration::from_secs(30),
+        overlap: Overlap::Skip,
+    };
+    if let Some(v) = fields.get("description") {
+        spec.description = c.string("description", v);
+    }
+    if let Some(v) = fields.get("schedule") {
+        spec.schedule = schedule(&mut c, v);
+    }
+    if let Some(v) = fields.get("watch") {
+        spec.watch = watch(&mut c, v);
+    }
+    if let Some(v) = fields.get("params") {
+        spec.params = params(&mut c, v);
+    }
+    if let Some(v) = fields.get("timeout") {
+        spec.timeout = c.duration("timeout", v);
+        if spec.timeout == Some(Duration::ZERO) {
+            c.bad("timeout", "must be longer than zero");
+        }
+    }
+    if let Some(v) = fields.get("memory") {
+        spec.memory = match v {
+            Value::String(s) => parse_size(s).map_err(|m| c.bad("memory", m)).ok(),
+            Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
+            other => {
+                c.bad(
+                    "memory",
+                    format!("expected a size like \"64MiB\", got {}", json_type(other)),
+                );
+                None
+            }
+        };
+        if spec.memory.is_some_and(|m| m < 1 << 20) {
+            c.bad("memory", "must be at least 1MiB");
+        }
+    }
+    if let Some(v) = fields.get("retries") {
+        match v.as_u64().filter(|n| *n <= 100) {
+            Some(n) => spec.retries = n as u32,
+            None => c.bad(
+                "retries",
+                format!("expected a whole number from 0 to 100, got {}", show(v)),
+            ),
+        }
+    }
+    if let Some(v) = fields.get("retry_delay")
+        && let Some(d) = c.duration("retry_delay", v)
+    {
+        spec.retry_delay = d;
+    }
+    if let Some(v) = fields.get("overlap")
+        && let Some(o) = c.choice(
+            "overlap",
+            v,
+            &[
+                ("skip", Overlap::Skip),
+                ("queue", Overlap::Queue),
+                ("allow", Overlap::Allow),
+            ],
+        )
+    {
+        spec.overlap = o;
+    }
+    spec
+}
+
+fn schedule(c: &mut Checker<'_>, v: &Value) -> Option<Schedule> {
+    match v {
+        Value::String(expr) => Schedule::parse(expr, None)
+            .map_err(|m| c.bad("schedule", m))
+            .ok(),
+        Value::Object(map) => {
+            c.unknown_keys("schedule.", map, &["cron", "timezone", "missed", "jitter"]);
+            let expr = match map.get("cron") {
+                Some(v) => c.string("schedule.cron", v)?,
+                None => {
+                    c.bad(
+                        "schedule.cron",
+                        "missing; expected a cron expression like \"30 2 * * *\"",
+                    );
+                    return None;
+                }
+            };
+            let tz = match map.get("timezone") {
+                Some(v) => Some(c.string("schedule.timezone", v)?),
+                None => None,
+            };
+            let mut s = Schedule::parse(&expr, tz.as_deref())
+                .map_err(|m| {
+                    let key = if m.contains("time zone") {
+                        "schedule.timezone"
+                    } else {
+                        "schedule.cron"
+                    };
+                    c.bad(key, m)
+                })
+                .ok()?;
+            if let Some(v) = map.get("missed") {
+                s.missed = c.choice(
+                    "schedule.missed",
+                    v,
+                    &[
+                        ("skip", Missed::Skip),
+                        ("once", Missed::Once),
+                        ("all", Missed::All),
+                    ],
+                )?;
+            }
+            if let Some(v) = map.get("jitter") {
+                s.jitter = c.duration("schedule.jitter", v)?;
+            }
+            Some(s)
+        }
+        other => {
+            c.bad(
+                "schedule",
+                format!(
+                    "expected a cron expression string or a table with `cron`, got {}",
+                    json_type(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn watch(c: &mut Checker<'_>, v: &Value) -> Option<WatchSpec> {
+    let default = |path: PathBuf, pattern: String| WatchSpec {
+        path,
+        pattern,
+        settle: Duration::from_secs(1),
+        after: AfterFile::Archive,
+        poll: None,
+    };
+    match v {
+        Value::String(s) => {
+            let (dir, pattern) = split_watch(s);
+            if dir.as_os_str().is_empty() {
+                c.bad(
+                    "watch",
+                    format!(
+                        "expected a folder and a pattern like \"inbox/orders/*.csv\", got {s:?}"
+                    ),
+                );
+                return None;
+            }
+            Some(default(dir, pattern))
+        }
+        Value::Object(map) => {
+            c.unknown_keys(
+                "watch.",
+                map,
+                &["path", "pattern", "settle", "after", "poll"],
+            );
+            let path = match map.get("path") {
+                Some(v) => c.string("watch.path", v)?,
+                None => {
+                    c.bad(
+                        "watch.path",
+                        "missing; expected the folder to watch, like \"inbox/orders\"",
+                    );
+                    return None;
+                }
+            };
+            let pattern = match map.get("pattern") {
+                Some(v) => c.string("watch.pattern", v)?,
+                None => "*".to_string(),
+            };
+            let mut w = default(PathBuf::from(path), pattern);
+            if let Some(v) = map.get("settle") {
+                w.settle = c.duration("watch.settle", v)?;
+            }
+            if let Some(v) = map.get("after") {
+                w.after = c.choice(
+                    "watch.after",
+                    v,
+                    &[
+                        ("archive", AfterFile::Archive),
+                        ("delete", AfterFile::Delete),
+                    ],
+                )?;
+            }
+            if let Some(v) = map.get("poll") {
+                w.poll = Some(c.duration("watch.poll", v)?);
+            }
+            Some(w)
+        }
+        other => {
+            c.bad(
+                "watch",
+                format!(
+                    "expected \"folder/pattern\" or a table with `path`, got {}",
+                    json_type(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Splits `inbox/orders/*.csv` into the folder and the file pattern.
+fn split_watch(s: &str) -> (PathBuf, String) {
+    match s.rsplit_once('/') {
+        Some((dir, pat)) if pat.contains(['*', '?', '[']) => (PathBuf::from(dir), pat.to_string()),
+        _ => (PathBuf::from(s), "*".to_string()),
+    }
+}
+
+fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
+    let mut out = BTreeMap::new();
+    let map = match v {
+        Value::Object(m) => m,
+        other => {
+            c.bad(
+                "params",
+                format!(
+                    "expected a table of name = {{ type = ... }}, got {}",
+                    json_type(other)
+                ),
+            );
+            return out;
+        }
+    };
+    for (name, decl) in map {
+        let key = format!("params.{name}");
+        let Value::Object(decl) = decl else {
+            c.bad(
+                &key,
+                format!(
+                    "expected a table like {{ type = \"string\" }}, got {}",
+                    json_type(decl)
+                ),
+            );
+            continue;
+        };
+        c.unknown_keys(
+            &format!("{key}."),
+            decl,
+            &["type", "required", "default", "description"],
+        );
+        let kind = match decl.get("type") {
+            None => ParamType::String,
+            Some(t) => {
+                match t.as_str().and_then(ParamType::parse) {
+                    Some(k) => k,
+                    None => {
+                        c.bad(&format!("{key}.type"), format!("expected \"string\", \"integer\", \"number\" or \"boolean\", got {}", show(t)));
+                        continue;
+                    }
+                }
+            }
+        };
+        let required = match decl.get("required") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                c.bad(
+                    &format!("{key}.required"),
+                    format!("expected true or false, got {}", show(other)),
+                );
+                false
+            }
+        };
+        let default = match decl.get("default") {
+            None => None,
+            Some(d) => match kind
+                .from_json(d)
+                .filter(|_| !d.is_string() || kind == ParamType::String)
+            {
+                Some(v) => Some(v),
+                None => {
+                    c.bad(
+                        &format!("{key}.default"),
+                        format!(
+                            "expected a {} (the param's type), got {}",
+                            kind.name(),
+                            show(d)
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let description = match decl.get("description") {
+            Some(d) => c.string(&format!("{key}.description"), d),
+            None => None,
+        };
+        out.insert(
+            name.clone(),
+            ParamSpec {
+                kind,
+                required,
+                default,
+                description,
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(fields: Value, run: Option<&str>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let Value::Object(map) = fields else { panic!() };
+        validate(
+            "j",
+            Path::new("scripts/j.lua"),
+            "scripts/j.lua",
+            String::new(),
+            map,
+            run.map(String::from),
+            &mut problems,
+        );
+        problems
+            .into_iter()
+            .map(|p| format!("{}: {}", p.key.unwrap_or_default(), p.message))
+            .collect()
+    }
+
+    #[test]
+    fn valid_spec_has_no_problems() {
+        let spec = serde_json::json!({
+            "description": "d", "schedule": {"cron": "30 2 * * *", "timezone": "Europe/Berlin", "missed": "once"},
+            "watch": "inbox/orders/*.csv", "params": {"since": {"type": "string", "default": "x"}},
+            "timeout": "10m", "retries": 2, "retry_delay": "30s", "overlap": "queue", "memory": "64MiB"
+        });
+        assert!(check(spec, Some("function")).is_empty());
+    }
+
+    #[test]
+    fn each_problem_is_reported_with_its_key() {
+        let cases = [
+            (serde_json::json!({}), None, "run: missing"),
+            (
+                serde_json::json!({}),
+                Some("string"),
+                "run: expected a function",
+            ),
+            (
+                serde_json::json!({"timout": "1s"}),
+                Some("function"),
+                "timout: unknown key",
+            ),
+            (
+                serde_json::json!({"timeout": "10 minutes"}),
+                Some("function"),
+                "timeout: expected a duration",
+            ),
+            (
+                serde_json::json!({"timeout": true}),
+                Some("function"),
+                "timeout: expected a duration",
+            ),
+            (
+                serde_json::json!({"schedule": "61 * * * *"}),
+                Some("function"),
+                "schedule: invalid cron",
+            ),
+            (
+                serde_json::json!({"schedule": {"cron": "@daily", "timezone": "Nowhere"}}),
+                Some("function"),
+                "schedule.timezone: unknown time zone",
+            ),
+            (
+                serde_json::json!({"schedule": 5}),
+                Some("function"),
+                "schedule: expected a cron",
+            ),
+            (
+                serde_json::json!({"overlap": "sometimes"}),
+                Some("function"),
+                "overlap: expected one of",
+            ),
+            (
+                serde_json::json!({"retries": -1}),
+                Some("function"),
+                "retries: expected a whole number",
+            ),
+            (
+                serde_json::json!({"params": {"n": {"type": "int"}}}),
+                Some("function"),
+                "params.n.type: expected",
+            ),
+            (
+                serde_json::json!({"params": {"n": {"type": "integer", "default": "x"}}}),
+                Some("function"),
+                "params.n.default: expected a integer",
+            ),
+            (
+                serde_json::json!({"watch": {"pattern": "*"}}),
+                Some("function"),
+                "watch.path: missing",
+            ),
+            (
+                serde_json::json!({"memory": "lots"}),
+                Some("function"),
+                "memory: expected a size",
+            ),
+        ];
+        for (fields, run, want) in cases {
+            let got = check(fields.clone(), run);
+            assert!(
+                got.iter().any(|p| p.starts_with(want)),
+                "{fields} → {got:?}, want {want}"
+            );
+        }
+        let many = check(serde_json::json!({"timeout": "x", "overlap": "y"}), None);
+        assert_eq!(many.len(), 3, "all problems are reported: {many:?}");
+    }
+}

@@ -1,0 +1,50 @@
+//! Why a run starts: one closed enum, so every reason is visible in one `match`.
+
+use serde::{Deserialize, Serialize};
+
+/// The reason a run was started. Serialised with a `kind` tag; this JSON is what `ctx.trigger`,
+/// the history and the API show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// `ferry run` on the command line.
+    Manual,
+    /// `POST /api/v1/jobs/{name}/runs` or `ferry trigger`.
+    Api,
+    /// A cron schedule fired.
+    Cron {
+        /// The occurrence this run is for (RFC 3339).
+        scheduled_at: String,
+    },
+    /// A file landed in the job's watch folder.
+    File {
+        /// The file, as it is while the run processes it.
+        file: String,
+    },
+    /// A retry of a failed run.
+    Retry {
+        /// The run that failed.
+        of: i64,
+        /// The attempt number of this run (2 for the first retry).
+        attempt: u32,
+    },
+}
+
+impl Trigger {
+    /// The kind's name: manual, api, cron, file or retry.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Api => "api",
+            Trigger::Cron { .. } => "cron",
+            Trigger::File { .. } => "file",
+            Trigger::Retry { .. } => "retry",
+        }
+    }
+
+    /// The trigger as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Serialising a plain enum of strings and integers cannot fail.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}

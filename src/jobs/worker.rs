@@ -1,0 +1,351 @@
+//! The worker process (`ferry worker`): reads run requests on stdin, runs each in a fresh Lua VM,
+//! writes logs, progress and the outcome to the history itself, and reports events on stdout.
+//!
+//! A cancel arrives either on stdin or through the history (`cancel_requested`, polled while a
+//! run is going), so `ferry runs cancel` works from any process. When stdin closes, the parent is
+//! gone: the current run stops and is recorded as `interrupted`.
+
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use super::protocol::{Event, Request, RunRequest};
+use super::secrets::Secrets;
+use super::spec::vm_options;
+use crate::config::Config;
+use crate::history::{
+    History, HistoryError, LogLevel, NewArtifact, RunEnd, RunErrorInfo, RunState, SqliteHistory,
+};
+use crate::lua::{self, ErrorCode, Level, Outcome, RunHost, RunInput};
+
+/// How often the history is polled for a cancel request of the current run.
+const CANCEL_POLL: Duration = Duration::from_millis(200);
+/// Minimum time between two progress writes to the history.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Errors that end a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The history could not be opened or written.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// The OS refused the address-space limit.
+    #[error("cannot set the worker's address-space limit: {0}")]
+    Rlimit(std::io::Error),
+}
+
+/// Writes events as JSON lines to stdout.
+#[derive(Clone)]
+struct Events {
+    out: Arc<Mutex<std::io::Stdout>>,
+}
+
+impl Events {
+    fn send(&self, ev: &Event) {
+        let Ok(line) = serde_json::to_string(ev) else {
+            return;
+        };
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        // A closed stdout means the parent is gone; stdin's end will stop the run.
+        let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+    }
+}
+
+type Current = Arc<Mutex<Option<(i64, Arc<AtomicBool>)>>>;
+
+/// Limits the address space of this process (RLIMIT_AS), so memory held outside Lua's allocator
+/// cannot grow without bound.
+pub fn limit_address_space(bytes: u64) -> Result<(), WorkerError> {
+    let lim = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: bytes as libc::rlim_t,
+    };
+    // SAFETY: setrlimit only reads the struct we pass.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) };
+    if rc != 0 {
+        return Err(WorkerError::Rlimit(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The worker's main loop; returns when stdin closes.
+pub fn run_worker(config: &Config) -> Result<(), WorkerError> {
+    let history = Arc::new(SqliteHistory::open(&config.history_path)?);
+    let poll_history = SqliteHistory::open(&config.history_path)?;
+    let secrets = Secrets::from_config(config);
+    let events = Events {
+        out: Arc::new(Mutex::new(std::io::stdout())),
+    };
+    let current: Current = Arc::new(Mutex::new(None));
+    let parent_gone = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<RunRequest>();
+
+    {
+        let current = current.clone();
+        let parent_gone = parent_gone.clone();
+        std::thread::spawn(move || read_requests(tx, current, parent_gone));
+    }
+    {
+        let current = current.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(CANCEL_POLL);
+                let run = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some((id, flag)) = run
+                    && poll_history.cancel_requested(id).unwrap_or(false)
+                {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+
+    events.send(&Event::Ready {
+        pid: std::process::id(),
+    });
+    for req in rx {
+        execute(
+            config,
+            &history,
+            &secrets,
+            &events,
+            &current,
+            &parent_gone,
+            req,
+        );
+    }
+    Ok(())
+}
+
+fn read_requests(tx: mpsc::Sender<RunRequest>, current: Current, parent_gone: Arc<AtomicBool>) {
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Run(r)) => {
+                if tx.send(r).is_err() {
+                    break;
+                }
+            }
+            Ok(Request::Cancel { run_id }) => {
+                if let Some((id, flag)) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+                    && *id == run_id
+                {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+            Err(e) => tracing::warn!("worker: ignoring a malformed request: {e}"),
+        }
+    }
+    parent_gone.store(true, Ordering::SeqCst);
+    if let Some((_, flag)) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        flag.store(true, Ordering::SeqCst);
+    }
+}
+
+fn execute(
+    config: &Config,
+    history: &Arc<SqliteHistory>,
+    secrets: &Secrets,
+    events: &Events,
+    current: &Current,
+    parent_gone: &AtomicBool,
+    req: RunRequest,
+) {
+    let id = req.run_id;
+    let cancel = Arc::new(AtomicBool::new(false));
+    *current.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, cancel.clone()));
+    let finish = |end: RunEnd| {
+        if let Err(e) = history.finish_run(id, &end) {
+            tracing::error!("run {id}: cannot record its end: {e}");
+        }
+        let state = history.get_run(id).map(|r| r.state).unwrap_or(end.state);
+        events.send(&Event::Finished {
+            run_id: id,
+            state,
+            error: end.error,
+        });
+    };
+    match history.start_run(id, std::process::id()) {
+        Ok(true) => {}
+        Ok(false) => {
+            // Cancelled (or closed) before it could start.
+            finish(RunEnd {
+                state: RunState::Cancelled,
+                error: Some(RunErrorInfo {
+                    code: ErrorCode::Cancelled.as_str().into(),
+                    message: "run was cancelled before it started".into(),
+                    traceback: None,
+                }),
+                summary: None,
+            });
+            *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return;
+        }
+        Err(e) => {
+            tracing::error!("run {id}: cannot start: {e}");
+            *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return;
+        }
+    }
+    events.send(&Event::Started { run_id: id });
+    let host = Arc::new(WorkerHost {
+        run_id: id,
+        job: req.job.clone(),
+        history: history.clone(),
+        secrets: secrets.clone(),
+        events: events.clone(),
+        progress: Mutex::new(ProgressState::default()),
+    });
+    let input = RunInput {
+        run_id: id,
+        job: req.job.clone(),
+        chunk_name: req.chunk_name.clone(),
+        source: req.source.clone(),
+        params: req.params.clone(),
+        trigger: req.trigger.clone(),
+        vm: vm_options(
+            config,
+            Some(req.memory),
+            Duration::from_millis(req.timeout_ms),
+        ),
+        cancel,
+    };
+    let outcome = lua::run_job(&input, host.clone());
+    host.flush_progress();
+    let end = match outcome {
+        Outcome::Succeeded(summary) => RunEnd {
+            state: RunState::Succeeded,
+            error: None,
+            summary: Some(secrets.redact_json(summary)).filter(|s| !s.is_null()),
+        },
+        Outcome::Failed(err) => {
+            let (state, code, message) = match err.code {
+                ErrorCode::Timeout => (RunState::TimedOut, err.code, err.message),
+                ErrorCode::Cancelled if parent_gone.load(Ordering::SeqCst) => (
+                    RunState::Interrupted,
+                    ErrorCode::Interrupted,
+                    "the process that started the run went away".to_string(),
+                ),
+                ErrorCode::Cancelled => (RunState::Cancelled, err.code, err.message),
+                _ => (RunState::Failed, err.code, err.message),
+            };
+            let message = secrets.redact(&message).into_owned();
+            host.log(Level::Error, &message);
+            RunEnd {
+                state,
+                error: Some(RunErrorInfo {
+                    code: code.as_str().into(),
+                    message,
+                    traceback: err.traceback.map(|t| secrets.redact(&t).into_owned()),
+                }),
+                summary: None,
+            }
+        }
+    };
+    finish(end);
+    *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+#[derive(Default)]
+struct ProgressState {
+    last_write: Option<Instant>,
+    pending: Option<(u64, Option<u64>)>,
+}
+
+/// The [`RunHost`] of a worker: everything goes to the history, redacted, and out as events.
+struct WorkerHost {
+    run_id: i64,
+    job: String,
+    history: Arc<SqliteHistory>,
+    secrets: Secrets,
+    events: Events,
+    progress: Mutex<ProgressState>,
+}
+
+impl WorkerHost {
+    fn flush_progress(&self) {
+        let pending = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pending
+            .take();
+        if let Some((done, total)) = pending
+            && let Err(e) = self.history.set_progress(self.run_id, done, total)
+        {
+            tracing::warn!("run {}: cannot record progress: {e}", self.run_id);
+        }
+    }
+}
+
+impl RunHost for WorkerHost {
+    fn log(&self, level: Level, message: &str) {
+        let level = match level {
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        let message = self.secrets.redact(message);
+        if let Err(e) = self.history.append_log(self.run_id, level, &message) {
+            tracing::warn!("run {}: cannot record a log line: {e}", self.run_id);
+        }
+        self.events.send(&Event::Log {
+            run_id: self.run_id,
+            level,
+            message: message.into_owned(),
+        });
+    }
+
+    fn progress(&self, done: u64, total: Option<u64>) {
+        let due = {
+            let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+            p.pending = Some((done, total));
+            let due = p.last_write.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+            if due {
+                p.last_write = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.flush_progress();
+            self.events.send(&Event::Progress {
+                run_id: self.run_id,
+                done,
+                total,
+            });
+        }
+    }
+
+    fn artifact(&self, store: &str, path: &str, name: &str) -> Result<(), String> {
+        let artifact = NewArtifact {
+            name: name.to_string(),
+            store: self.secrets.redact(store).into_owned(),
+            path: path.to_string(),
+            size: None,
+        };
+        self.history
+            .add_artifact(self.run_id, &artifact)
+            .map_err(|e| e.to_string())
+    }
+
+    fn state_get(&self, key: &str) -> Result<Option<serde_json::Value>, String> {
+        self.history
+            .state_get(&self.job, key)
+            .map_err(|e| e.to_string())
+    }
+
+    fn state_set(&self, key: &str, value: Option<&serde_json::Value>) -> Result<(), String> {
+        self.history
+            .state_set(&self.job, key, value)
+            .map_err(|e| e.to_string())
+    }
+
+    fn secret(&self, name: &str) -> Option<String> {
+        self.secrets.get(name).map(str::to_string)
+    }
+}

@@ -1,0 +1,29 @@
+//! ferry runs data jobs written in Lua.
+//!
+//! A job script in `scripts/` says *what* to move; the host gives it the primitives that move
+//! the bytes. Every run is recorded in SQLite and executes in a worker process.
+//!
+//! # Layout
+//! - [`config`]: `ferry.toml` and the zero-config defaults, validated into [`config::Config`].
+//! - [`jobs`]: job specs parsed from scripts, params, triggers, secrets; the executor that runs
+//!   a job in a `ferry worker` process and the worker loop itself.
+//! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings.
+//! - [`history`]: the run history (runs, logs, artifacts, job state) in SQLite.
+//! - [`cli`]: the command line.
+//! - [`units`]: durations and sizes as people write them.
+//!
+//! # Invariants
+//! - Only `lua/` imports mlua; only `history/` holds SQL for the run history.
+//! - `lua/` knows nothing of the history or the daemon: a run talks to its host through
+//!   [`lua::RunHost`].
+//! - A run's history row exists before its script starts and is closed on every path: by the
+//!   worker when the script ends, by the executor when the worker dies or is killed.
+//! - A secret's value never reaches the history or any output: the worker redacts logs, errors
+//!   and summaries before they are written.
+
+pub mod cli;
+pub mod config;
+pub mod history;
+pub mod jobs;
+pub mod lua;
+pub mod units;

@@ -1,0 +1,152 @@
+//! The job context `ctx` passed to `run`: `run_id`, `job`, `trigger`, `params`,
+//! `log.info/warn/error`, `progress`, `artifact`, `state:get/set`, `secret`, `cancelled`.
+
+use std::sync::Arc;
+
+use mlua::{Function, Lua, MultiValue, ObjectLike, Table, UserData, UserDataMethods, Value};
+
+use super::convert::{json_to_lua, lua_to_json};
+use super::limits::Guard;
+use super::{Level, RunHost, RunInput};
+
+/// `ctx.state`: values kept between runs of the job.
+struct StateHandle {
+    host: Arc<dyn RunHost>,
+}
+
+impl UserData for StateHandle {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("get", |lua, this, key: String| {
+            match this.host.state_get(&key) {
+                Ok(Some(v)) => json_to_lua(lua, &v),
+                Ok(None) => Ok(Value::Nil),
+                Err(e) => Err(mlua::Error::runtime(format!("ctx.state:get({key:?}): {e}"))),
+            }
+        });
+        methods.add_method("set", |_, this, (key, value): (String, Value)| {
+            let json = if value.is_nil() {
+                None
+            } else {
+                Some(lua_to_json(&value).map_err(|m| {
+                    mlua::Error::runtime(format!(
+                        "ctx.state:set({key:?}): the value must be JSON-serialisable: {m}"
+                    ))
+                })?)
+            };
+            this.host
+                .state_set(&key, json.as_ref())
+                .map_err(|e| mlua::Error::runtime(format!("ctx.state:set({key:?}): {e}")))
+        });
+    }
+}
+
+/// Formats log arguments like `string.format(fmt, ...)`, or `tostring(fmt)` when alone.
+fn format_args(lua: &Lua, args: MultiValue) -> mlua::Result<String> {
+    if args.len() <= 1 {
+        return match args.into_iter().next() {
+            Some(v) => v.to_string(),
+            None => Ok(String::new()),
+        };
+    }
+    let format: Function = lua.globals().get::<Table>("string")?.get("format")?;
+    format.call::<String>(args)
+}
+
+/// Builds `ctx` for one run.
+pub fn build(
+    lua: &Lua,
+    input: &RunInput,
+    host: Arc<dyn RunHost>,
+    guard: &Guard,
+) -> mlua::Result<Table> {
+    let ctx = lua.create_table()?;
+    ctx.set("run_id", input.run_id)?;
+    ctx.set("job", input.job.as_str())?;
+    ctx.set("trigger", json_to_lua(lua, &input.trigger)?)?;
+    let params = match json_to_lua(lua, &input.params)? {
+        Value::Nil => Value::Table(lua.create_table()?),
+        v => v,
+    };
+    ctx.set("params", params)?;
+
+    let log = lua.create_table()?;
+    for (name, level) in [
+        ("info", Level::Info),
+        ("warn", Level::Warn),
+        ("error", Level::Error),
+    ] {
+        let h = host.clone();
+        log.set(
+            name,
+            lua.create_function(move |lua, args: MultiValue| {
+                h.log(level, &format_args(lua, args)?);
+                Ok(())
+            })?,
+        )?;
+    }
+    ctx.set("log", log)?;
+
+    let h = host.clone();
+    ctx.set(
+        "progress",
+        lua.create_function(move |_, (done, total): (f64, Option<f64>)| {
+            if !done.is_finite() || done < 0.0 || total.is_some_and(|t| !t.is_finite() || t < 0.0) {
+                return Err(mlua::Error::runtime(
+                    "ctx.progress(done, total): expected non-negative numbers",
+                ));
+            }
+            h.progress(done as u64, total.map(|t| t as u64));
+            Ok(())
+        })?,
+    )?;
+
+    let h = host.clone();
+    ctx.set(
+        "artifact",
+        lua.create_function(move |_, (store, path, name): (Value, String, Option<String>)| {
+            let store = match &store {
+                Value::String(s) => s.to_str()?.to_string(),
+                Value::Table(_) | Value::UserData(_) => {
+                    // A Store object knows its own URL (without secrets).
+                    let url: Function = match &store {
+                        Value::Table(t) => t.get("url")?,
+                        Value::UserData(u) => u.get("url")?,
+                        _ => unreachable!("matched above"),
+                    };
+                    url.call::<String>(store.clone())?
+                }
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "ctx.artifact(store, path): store must be a store name, URL or store object, got {}",
+                        other.type_name()
+                    )));
+                }
+            };
+            let name = name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(&path).to_string());
+            h.artifact(&store, &path, &name)
+                .map_err(|e| mlua::Error::runtime(format!("ctx.artifact: {e}")))
+        })?,
+    )?;
+
+    ctx.set("state", StateHandle { host: host.clone() })?;
+
+    let h = host.clone();
+    ctx.set(
+        "secret",
+        lua.create_function(move |_, name: String| {
+            h.secret(&name).ok_or_else(|| {
+                mlua::Error::runtime(format!(
+                    "secret '{name}' is not set: define the environment variable FERRY_SECRET_{} or `{name} = \"...\"` under [secrets] in ferry.toml",
+                    name.to_ascii_uppercase()
+                ))
+            })
+        })?,
+    )?;
+
+    let g = guard.clone();
+    ctx.set(
+        "cancelled",
+        lua.create_function(move |_, ()| Ok(g.cancel_requested()))?,
+    )?;
+    Ok(ctx)
+}

@@ -1,0 +1,217 @@
+//! The Lua host: VM setup, sandbox, limits, the `require` loader, the job context and the
+//! bindings of the primitives (one file per primitive).
+//!
+//! Only this module imports mlua. It knows nothing of the daemon or the history: a run reports
+//! logs, progress, artifacts and state through the [`RunHost`] trait that its caller implements.
+
+mod context;
+mod convert;
+mod errors;
+mod limits;
+mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use mlua::{Function, Lua, Table, Value};
+
+pub use convert::{json_to_lua, lua_to_json};
+pub use errors::ErrorCode;
+pub use limits::Guard;
+
+/// Severity of a message a script logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `ctx.log.info` and `print`.
+    Info,
+    /// `ctx.log.warn`.
+    Warn,
+    /// `ctx.log.error`.
+    Error,
+}
+
+/// What a running script can ask of whoever runs it. Implemented by the worker on top of the
+/// history; tests implement it in memory.
+pub trait RunHost {
+    /// A log line (already formatted).
+    fn log(&self, level: Level, message: &str);
+    /// Progress: `done` of `total` units.
+    fn progress(&self, done: u64, total: Option<u64>);
+    /// Records an artifact: a file in a store that the run produced.
+    fn artifact(&self, store: &str, path: &str, name: &str) -> Result<(), String>;
+    /// Reads a value the job saved in an earlier run.
+    fn state_get(&self, key: &str) -> Result<Option<serde_json::Value>, String>;
+    /// Saves (or with `None` removes) a value for later runs of the job.
+    fn state_set(&self, key: &str, value: Option<&serde_json::Value>) -> Result<(), String>;
+    /// A secret's value, or `None` when it is not defined.
+    fn secret(&self, name: &str) -> Option<String>;
+}
+
+/// Where scripts find their modules, and the limits of one VM.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// Folder of Lua modules reachable with `require`.
+    pub plugins_dir: PathBuf,
+    /// Name under which `plugins_dir` appears in chunk names (`plugins`).
+    pub plugins_label: String,
+    /// Lua allocator limit in bytes.
+    pub memory: u64,
+    /// Wall-clock limit from the moment the VM is created.
+    pub timeout: Duration,
+}
+
+/// Everything needed to run one job script.
+#[derive(Debug, Clone)]
+pub struct RunInput {
+    /// Run id, exposed as `ctx.run_id`.
+    pub run_id: i64,
+    /// Job name, exposed as `ctx.job`.
+    pub job: String,
+    /// Chunk name used in errors, e.g. `scripts/hello.lua`.
+    pub chunk_name: String,
+    /// The script's source text.
+    pub source: String,
+    /// Converted parameters (a JSON object), exposed as `ctx.params`.
+    pub params: serde_json::Value,
+    /// The trigger (a JSON object with `kind`), exposed as `ctx.trigger`.
+    pub trigger: serde_json::Value,
+    /// VM options and limits.
+    pub vm: VmOptions,
+    /// Set from outside to ask the run to stop.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// An error of a script, with its stable code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ScriptError {
+    /// The phase or limit that failed.
+    pub code: ErrorCode,
+    /// What failed, with the script file and line when known.
+    pub message: String,
+    /// The Lua traceback, when there is one.
+    pub traceback: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// `run` returned; its value as JSON (null for nothing).
+    Succeeded(serde_json::Value),
+    /// It failed, timed out, ran out of memory or was cancelled.
+    Failed(ScriptError),
+}
+
+/// The table a job script returned, with `run` taken out and everything else as JSON, for the
+/// job spec validation in `jobs`.
+#[derive(Debug, Clone)]
+pub struct SpecTable {
+    /// Every key but `run`, converted to JSON.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// The Lua type of `run`, if present (`function` when valid).
+    pub run_type: Option<String>,
+}
+
+/// Evaluates a job script to the table it returns, without running the job. Runs under the
+/// same sandbox and limits as a run.
+pub fn evaluate_spec(
+    chunk_name: &str,
+    source: &str,
+    vm: &VmOptions,
+) -> Result<SpecTable, ScriptError> {
+    let guard = Guard::new(vm.timeout, vm.memory, Arc::new(AtomicBool::new(false)));
+    let lua = sandbox::new_vm(vm, &guard, None)
+        .map_err(|e| errors::classify(&e, &guard, ErrorCode::Load))?;
+    let spec = load_spec(&lua, chunk_name, source)
+        .map_err(|e| errors::classify(&e, &guard, ErrorCode::Load))?;
+    let mut fields = serde_json::Map::new();
+    let mut run_type = None;
+    for pair in spec.pairs::<Value, Value>() {
+        let (k, v) = pair.map_err(|e| errors::classify(&e, &guard, ErrorCode::Load))?;
+        let key = match &k {
+            Value::String(s) => s.to_string_lossy(),
+            other => {
+                return Err(ScriptError {
+                    code: ErrorCode::Load,
+                    message: format!(
+                        "{chunk_name}: the returned table has a {} key; job spec keys are names like `run` or `schedule`",
+                        other.type_name()
+                    ),
+                    traceback: None,
+                });
+            }
+        };
+        if key == "run" {
+            run_type = Some(v.type_name().to_string());
+            continue;
+        }
+        let json = lua_to_json(&v).map_err(|m| ScriptError {
+            code: ErrorCode::Load,
+            message: format!("{chunk_name}: key `{key}`: {m}"),
+            traceback: None,
+        })?;
+        fields.insert(key, json);
+    }
+    Ok(SpecTable { fields, run_type })
+}
+
+fn load_spec(lua: &Lua, chunk_name: &str, source: &str) -> mlua::Result<Table> {
+    let chunk = sandbox::load_text(lua, source, chunk_name)?;
+    match chunk.call::<Value>(())? {
+        Value::Table(t) => Ok(t),
+        other => Err(mlua::Error::runtime(format!(
+            "{chunk_name}: a job script must return a table with a `run` function, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Runs a job script: evaluates it, calls its `run` with the job context and converts what it
+/// returns. Never panics on script behaviour; every failure becomes an [`Outcome::Failed`].
+pub fn run_job(input: &RunInput, host: Arc<dyn RunHost>) -> Outcome {
+    let guard = Guard::new(input.vm.timeout, input.vm.memory, input.cancel.clone());
+    match run_inner(input, host.clone(), &guard) {
+        Ok(summary) => {
+            // A limit may have been reached in the very last instructions, after `run` caught it.
+            match guard.termination() {
+                Some(t) => Outcome::Failed(guard.error_for(t)),
+                None => Outcome::Succeeded(summary),
+            }
+        }
+        Err((e, phase)) => Outcome::Failed(errors::classify(&e, &guard, phase)),
+    }
+}
+
+fn run_inner(
+    input: &RunInput,
+    host: Arc<dyn RunHost>,
+    guard: &Guard,
+) -> Result<serde_json::Value, (mlua::Error, ErrorCode)> {
+    let load = |e| (e, ErrorCode::Load);
+    let lua = sandbox::new_vm(&input.vm, guard, Some(host.clone())).map_err(load)?;
+    let spec = load_spec(&lua, &input.chunk_name, &input.source).map_err(load)?;
+    let run: Function = match spec.get::<Value>("run").map_err(load)? {
+        Value::Function(f) => f,
+        other => {
+            return Err(load(mlua::Error::runtime(format!(
+                "{}: key `run`: expected a function, got {}",
+                input.chunk_name,
+                other.type_name()
+            ))));
+        }
+    };
+    let ctx = context::build(&lua, input, host.clone(), guard).map_err(load)?;
+    let result: Value = run.call(ctx).map_err(|e| (e, ErrorCode::Run))?;
+    match lua_to_json(&result) {
+        Ok(v) => Ok(v),
+        Err(m) => {
+            host.log(
+                Level::Warn,
+                &format!("the value `run` returned is not JSON-serialisable ({m}); the summary keeps what could be converted"),
+            );
+            Ok(convert::lua_to_json_lossy(&result))
+        }
+    }
+}
