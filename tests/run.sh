@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, real servers included: installs what the tests need when it is missing,
+# then runs `cargo test`. Usage: ./tests/run.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tools the integration tests start themselves (each test starts its own instance on a free port).
+# tests/setup.d/*.sh each install one tool when it is missing.
+for setup in tests/setup.d/*.sh; do
+  [ -e "$setup" ] || continue
+  bash "$setup"
+done
+
+cargo test --all-targets "$@"
