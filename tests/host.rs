@@ -30,31 +30,75 @@ fn success_with_typed_params_and_history() {
                      loud = ctx.params.loud, trigger = ctx.trigger.kind, job = ctx.job, id = ctx.run_id }
           end }"#,
     );
-    let r = p.ferry(&["run", "greet", "-p", "name=Ada", "-p", "n=5", "-p", "ratio=0.5", "-p", "loud=yes"]);
+    let r = p.ferry(&[
+        "run",
+        "greet",
+        "-p",
+        "name=Ada",
+        "-p",
+        "n=5",
+        "-p",
+        "ratio=0.5",
+        "-p",
+        "loud=yes",
+    ]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("printed\t1\ttrue"), "live log: {}", r.stdout);
+    assert!(
+        r.stdout.contains("printed\t1\ttrue"),
+        "live log: {}",
+        r.stdout
+    );
     let run = p.show(1);
     assert_eq!(run["state"], "succeeded");
-    assert_eq!(run["params"], json!({"name": "Ada", "n": 5, "ratio": 0.5, "loud": true}));
+    assert_eq!(
+        run["params"],
+        json!({"name": "Ada", "n": 5, "ratio": 0.5, "loud": true})
+    );
     assert_eq!(
         run["summary"],
         json!({"name": "Ada", "n": 5, "ratio": 0.5, "loud": true, "trigger": "manual", "job": "greet", "id": 1})
     );
     assert_eq!(run["trigger"], json!({"kind": "manual"}));
     assert_eq!(run["progress"], json!({"done": 1, "total": 4}));
-    let logs: Vec<_> = run["logs"].as_array().unwrap().iter().map(|l| (l["level"].clone(), l["message"].clone())).collect();
+    let logs: Vec<_> = run["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["level"].clone(), l["message"].clone()))
+        .collect();
     assert_eq!(logs[0], (json!("info"), json!("printed\t1\ttrue")));
     assert_eq!(logs[1], (json!("warn"), json!("n is 5 (integer)")));
-    for key in ["id", "job", "state", "trigger", "params", "queued_at", "started_at", "finished_at", "error", "summary", "progress"] {
+    for key in [
+        "id",
+        "job",
+        "state",
+        "trigger",
+        "params",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "error",
+        "summary",
+        "progress",
+    ] {
         assert!(run.get(key).is_some(), "stable field {key} in {run}");
     }
 
     // Params are refused before a run starts, naming the param.
     for (args, want) in [
-        (vec!["-p", "name=x", "-p", "n=five"], "param `n`: expected integer"),
-        (vec!["-p", "name=x", "-p", "color=red"], "unknown param `color`"),
+        (
+            vec!["-p", "name=x", "-p", "n=five"],
+            "param `n`: expected integer",
+        ),
+        (
+            vec!["-p", "name=x", "-p", "color=red"],
+            "unknown param `color`",
+        ),
         (vec![], "param `name` is required"),
-        (vec!["-p", "name=x", "-p", "loud=perhaps"], "param `loud`: expected boolean"),
+        (
+            vec!["-p", "name=x", "-p", "loud=perhaps"],
+            "param `loud`: expected boolean",
+        ),
         (vec!["-p", "novalue"], "expected key=value"),
     ] {
         let mut all = vec!["run", "greet"];
@@ -64,13 +108,20 @@ fn success_with_typed_params_and_history() {
         assert!(r.stderr.contains(want), "want {want}: {}", r.all());
     }
     let list = p.ferry(&["runs", "list", "--json"]).json();
-    assert_eq!(list.as_array().unwrap().len(), 1, "refused params record no run");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "refused params record no run"
+    );
 }
 
 #[test]
 fn a_file_outside_scripts_runs_too() {
     let p = Project::new();
-    p.write("elsewhere/one.lua", "return { run = function(ctx) return ctx.job end }");
+    p.write(
+        "elsewhere/one.lua",
+        "return { run = function(ctx) return ctx.job end }",
+    );
     let r = p.ferry(&["run", "elsewhere/one.lua", "--json"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.json()["summary"], "one");
@@ -79,68 +130,156 @@ fn a_file_outside_scripts_runs_too() {
 #[test]
 fn runtime_and_syntax_errors_point_at_file_and_line() {
     let p = Project::new();
-    p.script("boom", "return {\n  run = function(ctx)\n    local t = nil\n    return t.x\n  end,\n}\n");
+    p.script(
+        "boom",
+        "return {\n  run = function(ctx)\n    local t = nil\n    return t.x\n  end,\n}\n",
+    );
     let r = p.ferry(&["run", "boom"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("scripts/boom.lua:4: attempt to index a nil value"), "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("scripts/boom.lua:4: attempt to index a nil value"),
+        "{}",
+        r.all()
+    );
     let run = p.show(1);
     assert_eq!(run["state"], "failed");
     assert_eq!(run["error"]["code"], "run");
-    assert!(run["error"]["traceback"].as_str().unwrap().contains("scripts/boom.lua:4"));
+    assert!(
+        run["error"]["traceback"]
+            .as_str()
+            .unwrap()
+            .contains("scripts/boom.lua:4")
+    );
 
-    p.script("explicit", "return { run = function(ctx)\n error('no input files') end }");
+    p.script(
+        "explicit",
+        "return { run = function(ctx)\n error('no input files') end }",
+    );
     let r = p.ferry(&["run", "explicit"]);
-    assert!(r.stderr.contains("scripts/explicit.lua:2: no input files"), "{}", r.all());
+    assert!(
+        r.stderr.contains("scripts/explicit.lua:2: no input files"),
+        "{}",
+        r.all()
+    );
 
     // An error raised inside a host function names the script line that called it.
-    p.script("hosterr", "return { run = function(ctx)\n\n ctx.secret('nope') end }");
+    p.script(
+        "hosterr",
+        "return { run = function(ctx)\n\n ctx.secret('nope') end }",
+    );
     let r = p.ferry(&["run", "hosterr"]);
-    assert!(r.stderr.contains("scripts/hosterr.lua:3: secret 'nope' is not set"), "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("scripts/hosterr.lua:3: secret 'nope' is not set"),
+        "{}",
+        r.all()
+    );
 
-    p.script("syntax", "return {\n run = function(ctx)\n  if then\n end }\n");
+    p.script(
+        "syntax",
+        "return {\n run = function(ctx)\n  if then\n end }\n",
+    );
     let r = p.ferry(&["run", "syntax"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("scripts/syntax.lua:3:"), "{}", r.all());
 
     p.script("toperr", "local x = 1\nerror('broken at load')\nreturn {}");
     let r = p.ferry(&["run", "toperr"]);
-    assert!(r.stderr.contains("scripts/toperr.lua:2: broken at load"), "{}", r.all());
+    assert!(
+        r.stderr.contains("scripts/toperr.lua:2: broken at load"),
+        "{}",
+        r.all()
+    );
 
     let r = p.ferry(&["run", "missing"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("scripts/missing.lua does not exist"), "{}", r.all());
+    assert!(
+        r.stderr.contains("scripts/missing.lua does not exist"),
+        "{}",
+        r.all()
+    );
 }
 
 #[test]
 fn spec_errors_name_file_key_and_expectation() {
     let p = Project::new();
     let cases = [
-        ("unknown_key", r#"return { schedul = "@daily", run = function() end }"#, "key `schedul`: unknown key"),
-        ("wrong_type", r#"return { description = 5, run = function() end }"#, "key `description`: expected a string, got a number"),
-        ("bad_duration", r#"return { timeout = "10 minutes", run = function() end }"#, "key `timeout`: expected a duration"),
-        ("bad_cron", r#"return { schedule = "61 * * * *", run = function() end }"#, "key `schedule`: invalid cron expression"),
-        ("missing_run", r#"return { description = "x" }"#, "key `run`: missing"),
+        (
+            "unknown_key",
+            r#"return { schedul = "@daily", run = function() end }"#,
+            "key `schedul`: unknown key",
+        ),
+        (
+            "wrong_type",
+            r#"return { description = 5, run = function() end }"#,
+            "key `description`: expected a string, got a number",
+        ),
+        (
+            "bad_duration",
+            r#"return { timeout = "10 minutes", run = function() end }"#,
+            "key `timeout`: expected a duration",
+        ),
+        (
+            "bad_cron",
+            r#"return { schedule = "61 * * * *", run = function() end }"#,
+            "key `schedule`: invalid cron expression",
+        ),
+        (
+            "missing_run",
+            r#"return { description = "x" }"#,
+            "key `run`: missing",
+        ),
         ("not_table", r#"return 42"#, "must return a table"),
-        ("bad_param", r#"return { params = { n = { type = "int" } }, run = function() end }"#, "key `params.n.type`"),
-        ("bad_overlap", r#"return { overlap = "maybe", run = function() end }"#, "key `overlap`: expected one of \"skip\", \"queue\", \"allow\""),
+        (
+            "bad_param",
+            r#"return { params = { n = { type = "int" } }, run = function() end }"#,
+            "key `params.n.type`",
+        ),
+        (
+            "bad_overlap",
+            r#"return { overlap = "maybe", run = function() end }"#,
+            "key `overlap`: expected one of \"skip\", \"queue\", \"allow\"",
+        ),
     ];
     for (name, src, want) in cases {
         p.script(name, src);
         let r = p.ferry(&["check", &format!("scripts/{name}.lua")]);
         assert_eq!(r.code, 1, "{name}: {}", r.all());
-        assert!(r.stdout.contains(&format!("scripts/{name}.lua: ")), "{name} names the file: {}", r.all());
+        assert!(
+            r.stdout.contains(&format!("scripts/{name}.lua: ")),
+            "{name} names the file: {}",
+            r.all()
+        );
         assert!(r.stdout.contains(want), "{name}: want {want}: {}", r.all());
         let r = p.ferry(&["run", name]);
         assert_eq!(r.code, 2, "{name}: {}", r.all());
         assert!(r.stderr.contains(want), "{name} via run: {}", r.all());
     }
     // `check` with no arguments checks every script and reports every problem.
-    p.script("good", r#"return { schedule = "*/5 * * * *", run = function() end }"#);
+    p.script(
+        "good",
+        r#"return { schedule = "*/5 * * * *", run = function() end }"#,
+    );
     let r = p.ferry(&["check"]);
     assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("ok    scripts/good.lua (schedule */5 * * * *)"), "{}", r.stdout);
-    assert_eq!(r.stdout.matches("FAIL").count(), cases.len(), "{}", r.stdout);
-    assert!(r.stdout.contains(&format!("{} checked, {} failed", cases.len() + 1, cases.len())));
+    assert!(
+        r.stdout
+            .contains("ok    scripts/good.lua (schedule */5 * * * *)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout.matches("FAIL").count(),
+        cases.len(),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains(&format!(
+        "{} checked, {} failed",
+        cases.len() + 1,
+        cases.len()
+    )));
 
     let good = Project::new();
     good.script("a", "return { run = function() end }");
@@ -153,8 +292,15 @@ fn sandbox_refuses_every_escape() {
     let p = Project::new();
     std::fs::create_dir_all(p.path().join("outside")).unwrap();
     p.write("outside/evil.lua", "return 'escaped'");
-    std::os::unix::fs::symlink(p.path().join("outside/evil.lua"), p.path().join("plugins/linked.lua")).unwrap();
-    p.write("plugins/util/strings.lua", "local M = {}\nfunction M.shout(s) return s:upper() .. '!' end\nreturn M");
+    std::os::unix::fs::symlink(
+        p.path().join("outside/evil.lua"),
+        p.path().join("plugins/linked.lua"),
+    )
+    .unwrap();
+    p.write(
+        "plugins/util/strings.lua",
+        "local M = {}\nfunction M.shout(s) return s:upper() .. '!' end\nreturn M",
+    );
     p.script(
         "escape",
         r#"
@@ -206,14 +352,26 @@ fn sandbox_refuses_every_escape() {
 
     p.script("reqmsg", "return { run = function() require('../x') end }");
     let r = p.ferry(&["run", "reqmsg"]);
-    assert!(r.stderr.contains("module name '../x' is not allowed"), "{}", r.all());
-    p.script("reqlink", "return { run = function() require('linked') end }");
+    assert!(
+        r.stderr.contains("module name '../x' is not allowed"),
+        "{}",
+        r.all()
+    );
+    p.script(
+        "reqlink",
+        "return { run = function() require('linked') end }",
+    );
     let r = p.ferry(&["run", "reqlink"]);
     assert!(r.stderr.contains("leads outside plugins/"), "{}", r.all());
 }
 
 fn limit_case(p: &Project, name: &str, body: &str) -> serde_json::Value {
-    p.script(name, &format!("return {{ timeout = \"1s\", memory = \"32MiB\", run = function(ctx)\n{body}\nend }}"));
+    p.script(
+        name,
+        &format!(
+            "return {{ timeout = \"1s\", memory = \"32MiB\", run = function(ctx)\n{body}\nend }}"
+        ),
+    );
     let r = p.ferry(&["run", name, "--json"]);
     assert_eq!(r.code, 1, "{name}: {}", r.all());
     r.json()
@@ -225,13 +383,34 @@ fn time_limit_holds_against_scripts_that_catch_errors() {
     p.write("ferry.toml", LIMITS);
     let cases = [
         ("plain", "while true do end"),
-        ("pcall", "while true do pcall(function() while true do end end) end"),
-        ("xpcall", "while true do xpcall(function() while true do end end, function(e) return e end) end"),
-        ("xpcall_handler_loops", "while true do xpcall(function() error('x') end, function(e) while true do end end) end"),
-        ("wrap", "while true do pcall(coroutine.wrap(function() while true do end end)) end"),
-        ("resume", "while true do coroutine.resume(coroutine.create(function() while true do end end)) end"),
-        ("nested", "while true do pcall(pcall, pcall, function() while true do pcall(function() end) end end) end"),
-        ("backtracking", r#"return string.find(("a"):rep(28), ("a*"):rep(28) .. "b")"#),
+        (
+            "pcall",
+            "while true do pcall(function() while true do end end) end",
+        ),
+        (
+            "xpcall",
+            "while true do xpcall(function() while true do end end, function(e) return e end) end",
+        ),
+        (
+            "xpcall_handler_loops",
+            "while true do xpcall(function() error('x') end, function(e) while true do end end) end",
+        ),
+        (
+            "wrap",
+            "while true do pcall(coroutine.wrap(function() while true do end end)) end",
+        ),
+        (
+            "resume",
+            "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+        ),
+        (
+            "nested",
+            "while true do pcall(pcall, pcall, function() while true do pcall(function() end) end end) end",
+        ),
+        (
+            "backtracking",
+            r#"return string.find(("a"):rep(28), ("a*"):rep(28) .. "b")"#,
+        ),
     ];
     for (name, body) in cases {
         let run = limit_case(&p, name, body);
@@ -239,9 +418,17 @@ fn time_limit_holds_against_scripts_that_catch_errors() {
         assert_eq!(run["error"]["code"], "timeout", "{name}: {run}");
     }
     let killed = p.show(8);
-    assert!(killed["error"]["message"].as_str().unwrap().contains("was killed"), "{killed}");
+    assert!(
+        killed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("was killed"),
+        "{killed}"
+    );
     // The history holds every run, closed.
-    let list = p.ferry(&["runs", "list", "--state", "timed_out", "--json"]).json();
+    let list = p
+        .ferry(&["runs", "list", "--state", "timed_out", "--json"])
+        .json();
     assert_eq!(list.as_array().unwrap().len(), cases.len());
 }
 
@@ -250,23 +437,41 @@ fn memory_limit_holds_against_scripts_that_catch_errors() {
     let p = Project::new();
     p.write("ferry.toml", LIMITS);
     let cases = [
-        ("grow", "local t = {} while true do t[#t+1] = ('x'):rep(1024*1024) .. #t end"),
-        ("pcall_grow", "while true do pcall(function() local t = {} while true do t[#t+1] = ('x'):rep(1024*1024) .. #t end end) end"),
+        (
+            "grow",
+            "local t = {} while true do t[#t+1] = ('x'):rep(1024*1024) .. #t end",
+        ),
+        (
+            "pcall_grow",
+            "while true do pcall(function() local t = {} while true do t[#t+1] = ('x'):rep(1024*1024) .. #t end end) end",
+        ),
         ("one_big", "local s = ('x'):rep(64 * 1024 * 1024)"),
-        ("coroutine_grow", "while true do coroutine.resume(coroutine.create(function() local t = {} while true do t[#t+1] = {} end end)) end"),
+        (
+            "coroutine_grow",
+            "while true do coroutine.resume(coroutine.create(function() local t = {} while true do t[#t+1] = {} end end)) end",
+        ),
     ];
     for (name, body) in cases {
         let run = limit_case(&p, name, body);
         assert_eq!(run["state"], "failed", "{name}: {run}");
         assert_eq!(run["error"]["code"], "memory", "{name}: {run}");
-        assert!(run["error"]["message"].as_str().unwrap().contains("memory limit of 32 MiB"), "{run}");
+        assert!(
+            run["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("memory limit of 32 MiB"),
+            "{run}"
+        );
     }
 }
 
 #[test]
 fn secrets_are_redacted_in_logs_errors_and_summaries() {
     let p = Project::new();
-    p.write("ferry.toml", "[secrets]\nfrom_file = \"file-secret-value\"\n");
+    p.write(
+        "ferry.toml",
+        "[secrets]\nfrom_file = \"file-secret-value\"\n",
+    );
     p.script(
         "leak",
         r#"return { params = { fail = { type = "boolean", default = false } }, run = function(ctx)
@@ -282,14 +487,28 @@ fn secrets_are_redacted_in_logs_errors_and_summaries() {
     assert_eq!(r.code, 0, "{}", r.all());
     let r2 = p.ferry_env(&["run", "leak", "-p", "fail=true"], &env);
     assert_eq!(r2.code, 1);
-    for out in [r.all(), r2.all(), p.ferry(&["runs", "show", "1", "--json"]).stdout, p.ferry(&["runs", "show", "2"]).stdout] {
-        assert!(!out.contains("s3cr3t-token-value") && !out.contains("file-secret-value"), "secret leaked: {out}");
+    for out in [
+        r.all(),
+        r2.all(),
+        p.ferry(&["runs", "show", "1", "--json"]).stdout,
+        p.ferry(&["runs", "show", "2"]).stdout,
+    ] {
+        assert!(
+            !out.contains("s3cr3t-token-value") && !out.contains("file-secret-value"),
+            "secret leaked: {out}"
+        );
     }
     let run = p.show(1);
     assert_eq!(run["summary"], json!({"token": "***", "nested": ["***"]}));
     assert_eq!(run["logs"][0]["message"], "token is *** and ***");
     let failed = p.show(2);
-    assert!(failed["error"]["message"].as_str().unwrap().ends_with("failed with ***"), "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("failed with ***"),
+        "{failed}"
+    );
     // The database file itself holds no secret.
     let db = std::fs::read(p.path().join("data/ferry.db")).unwrap();
     let wal = std::fs::read(p.path().join("data/ferry.db-wal")).unwrap_or_default();
@@ -312,10 +531,16 @@ fn state_persists_between_runs_of_a_job() {
           return { count = seen.count, unserialisable_refused = not ok }
         end }"#,
     );
-    p.script("other", "return { run = function(ctx) return ctx.state:get('seen') == nil end }");
+    p.script(
+        "other",
+        "return { run = function(ctx) return ctx.state:get('seen') == nil end }",
+    );
     for expected in 1..=2 {
         let r = p.ferry(&["run", "counter", "--json"]);
-        assert_eq!(r.json()["summary"], json!({"count": expected, "unserialisable_refused": true}));
+        assert_eq!(
+            r.json()["summary"],
+            json!({"count": expected, "unserialisable_refused": true})
+        );
     }
     let r = p.ferry(&["run", "other", "--json"]);
     assert_eq!(r.json()["summary"], json!(true), "state is per job");
@@ -332,7 +557,10 @@ fn artifacts_are_recorded() {
     let run = p.show(1);
     let arts = run["artifacts"].as_array().unwrap();
     assert_eq!(arts.len(), 2);
-    assert_eq!((arts[0]["name"].as_str(), arts[0]["path"].as_str()), (Some("a.csv"), Some("exports/a.csv")));
+    assert_eq!(
+        (arts[0]["name"].as_str(), arts[0]["path"].as_str()),
+        (Some("a.csv"), Some("exports/a.csv"))
+    );
     assert_eq!(arts[1]["name"], "backup");
 }
 
@@ -344,10 +572,19 @@ fn delete_and_list_filters() {
     for job in ["ok", "bad", "ok"] {
         p.ferry(&["run", job]);
     }
-    let failed = p.ferry(&["runs", "list", "--state", "failed", "--json"]).json();
+    let failed = p
+        .ferry(&["runs", "list", "--state", "failed", "--json"])
+        .json();
     assert_eq!(failed.as_array().unwrap().len(), 1);
     let ok = p.ferry(&["runs", "list", "--job", "ok", "--json"]).json();
-    assert_eq!(ok.as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect::<Vec<_>>(), vec![3, 1]);
+    assert_eq!(
+        ok.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![3, 1]
+    );
     let text = p.ferry(&["runs", "list"]).stdout;
     assert!(text.contains("run: scripts/bad.lua:1: x"), "{text}");
 
@@ -378,13 +615,23 @@ fn cancel_from_another_process_and_by_signal() {
         end }"#,
     );
     // `ferry runs cancel` from another process, while the run is going.
-    let mut child = p.cmd(&["run", "slow"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = p
+        .cmd(&["run", "slow"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for("run 1 to start", Duration::from_secs(20), || {
-        p.last_run("slow").filter(|r| r["state"] == "running").map(|_| ())
+        p.last_run("slow")
+            .filter(|r| r["state"] == "running")
+            .map(|_| ())
     });
     let r = p.ferry(&["runs", "delete", "1"]);
     assert_eq!(r.code, 1, "a running run cannot be deleted");
-    assert!(r.stderr.contains("run 1 is running; cancel it first"), "{}", r.all());
+    assert!(
+        r.stderr.contains("run 1 is running; cancel it first"),
+        "{}",
+        r.all()
+    );
     let r = p.ferry(&["runs", "cancel", "1"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let status = child.wait().unwrap();
@@ -394,9 +641,15 @@ fn cancel_from_another_process_and_by_signal() {
     assert_eq!(run["error"]["code"], "cancelled");
 
     // SIGINT to `ferry run` (Ctrl-C) cancels the run and records it.
-    let mut child = p.cmd(&["run", "slow"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = p
+        .cmd(&["run", "slow"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for("run 2 to start", Duration::from_secs(20), || {
-        p.last_run("slow").filter(|r| r["id"] == 2 && r["state"] == "running").map(|_| ())
+        p.last_run("slow")
+            .filter(|r| r["id"] == 2 && r["state"] == "running")
+            .map(|_| ())
     });
     // SAFETY: sending a signal to our own child process.
     unsafe { libc_kill(child.id() as i32, 2) };
@@ -416,11 +669,24 @@ fn malformed_config_is_a_clear_error() {
     p.write("ferry.toml", "[limits]\ntimeot = \"1s\"\n");
     let r = p.ferry(&["run", "a"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("ferry.toml") && r.stderr.contains("timeot"), "{}", r.all());
+    assert!(
+        r.stderr.contains("ferry.toml") && r.stderr.contains("timeot"),
+        "{}",
+        r.all()
+    );
     p.write("ferry.toml", "[limits]\nmemory = \"lots\"\n");
     let r = p.ferry(&["check"]);
-    assert!(r.stderr.contains("limits.memory") && r.stderr.contains("expected a size"), "{}", r.all());
+    assert!(
+        r.stderr.contains("limits.memory") && r.stderr.contains("expected a size"),
+        "{}",
+        r.all()
+    );
     p.write("ferry.toml", "[secrets]\nx = \"${FERRY_TEST_UNSET_VAR}\"\n");
     let r = p.ferry(&["check"]);
-    assert!(r.stderr.contains("secrets.x: environment variable FERRY_TEST_UNSET_VAR is not set"), "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("secrets.x: environment variable FERRY_TEST_UNSET_VAR is not set"),
+        "{}",
+        r.all()
+    );
 }

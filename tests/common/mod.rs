@@ -22,7 +22,8 @@ impl Run {
         format!("{}\n{}", self.stdout, self.stderr)
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.all()))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.all()))
     }
 }
 
@@ -69,7 +70,9 @@ impl Project {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.args(args).current_dir(self.path()).env_remove("FERRY_LOG");
+        c.args(args)
+            .current_dir(self.path())
+            .env_remove("FERRY_LOG");
         for (k, _) in std::env::vars() {
             if k.starts_with("FERRY_SECRET_") {
                 c.env_remove(k);
@@ -92,7 +95,8 @@ impl Project {
 
     /// `ferry runs show ID --json`.
     pub fn show(&self, id: i64) -> serde_json::Value {
-        self.ferry(&["runs", "show", &id.to_string(), "--json"]).json()
+        self.ferry(&["runs", "show", &id.to_string(), "--json"])
+            .json()
     }
 
     /// The newest run of a job as JSON, if any.
