@@ -64,6 +64,37 @@ pub struct FileConfig {
     /// `${VAR}` is read from the environment variable `VAR`.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// The daemon (`ferry serve`).
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    /// How long the run history is kept.
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+/// `[daemon]`: how `ferry serve` schedules runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Runs going at once, all jobs together. Default: the number of CPU cores.
+    pub concurrency: Option<usize>,
+    /// On SIGTERM/SIGINT, how long running jobs may go on before they are cancelled. Default `30s`.
+    pub shutdown_grace: Option<String>,
+    /// How far back missed cron occurrences are looked for after downtime. Default `24h`.
+    pub catchup_window: Option<String>,
+    /// At most this many catch-up runs per job with `missed = "all"`. Default 100.
+    pub catchup_max: Option<u32>,
+}
+
+/// `[retention]`: runs (with their logs and artifact records) are deleted when older than
+/// `days` or beyond the newest `runs_per_job` of their job. On by default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Keep runs this many days. Default 30.
+    pub days: Option<u32>,
+    /// Keep at most this many runs per job. Default 1000.
+    pub runs_per_job: Option<u32>,
 }
 
 /// `[paths]`: every entry is relative to the directory holding `ferry.toml` (or the working
@@ -119,6 +150,32 @@ pub struct Config {
     pub limits: Limits,
     /// Secrets from the config file (environment references already resolved).
     pub secrets: BTreeMap<String, String>,
+    /// Daemon settings.
+    pub daemon: Daemon,
+    /// History retention.
+    pub retention: Retention,
+}
+
+/// Validated `[daemon]` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Daemon {
+    /// Runs going at once.
+    pub concurrency: usize,
+    /// Grace for running jobs at shutdown.
+    pub shutdown_grace: Duration,
+    /// Look-back for missed cron occurrences.
+    pub catchup_window: Duration,
+    /// Bound on catch-up runs per job.
+    pub catchup_max: u32,
+}
+
+/// Validated `[retention]` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Keep runs this many days.
+    pub days: u32,
+    /// Keep at most this many runs per job.
+    pub runs_per_job: u32,
 }
 
 /// Limits that apply to a run unless the job overrides them.
@@ -236,7 +293,35 @@ impl Config {
                 expand_env(&value).map_err(|m| value_err(&format!("secrets.{name}"), m))?;
             secrets.insert(name, resolved);
         }
+        let daemon = Daemon {
+            concurrency: match fc.daemon.concurrency {
+                Some(0) => {
+                    return Err(value_err("daemon.concurrency", "must be at least 1".into()));
+                }
+                Some(n) => n,
+                None => std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            },
+            shutdown_grace: duration(
+                "daemon.shutdown_grace",
+                fc.daemon.shutdown_grace,
+                Duration::from_secs(30),
+            )?,
+            catchup_window: duration(
+                "daemon.catchup_window",
+                fc.daemon.catchup_window,
+                Duration::from_secs(86_400),
+            )?,
+            catchup_max: fc.daemon.catchup_max.unwrap_or(100),
+        };
+        let retention = Retention {
+            days: fc.retention.days.unwrap_or(30),
+            runs_per_job: fc.retention.runs_per_job.unwrap_or(1000),
+        };
         Ok(Config {
+            daemon,
+            retention,
             file,
             scripts_dir: resolve(fc.paths.scripts, "scripts"),
             plugins_dir: resolve(fc.paths.plugins, "plugins"),

@@ -23,6 +23,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod history;
 pub mod jobs;
 pub mod lua;

@@ -2,8 +2,10 @@
 //! in `main.rs` only.
 
 mod check;
+mod jobs;
 mod run;
 mod runs;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +37,14 @@ pub enum Command {
     Check(check::CheckArgs),
     /// List, show, cancel and delete recorded runs.
     Runs(runs::RunsArgs),
+    /// Run the daemon: cron schedules, watched folders, hot reload of scripts.
+    Serve,
+    /// List jobs with their triggers, next run, last run and load errors.
+    Jobs {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the worker process that executes runs.
     #[command(hide = true)]
     Worker {
@@ -51,6 +61,8 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&config, args),
         Command::Check(args) => check::check(&config, args),
         Command::Runs(args) => runs::runs(&config, args),
+        Command::Serve => serve::serve(config),
+        Command::Jobs { json } => jobs::jobs(&config, json),
         Command::Worker { address_space } => {
             if let Some(bytes) = address_space {
                 crate::jobs::worker::limit_address_space(bytes)?;

@@ -54,4 +54,28 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job, key)
     );
     "#,
+    // 2: the daemon: delayed runs (retries, `at`), retry chains, watched files, cron bookkeeping.
+    r#"
+    ALTER TABLE runs ADD COLUMN not_before TEXT;
+    ALTER TABLE runs ADD COLUMN retry_of INTEGER;
+    ALTER TABLE runs ADD COLUMN retried_by INTEGER;
+    CREATE INDEX runs_queued ON runs (state, not_before) WHERE state = 'queued';
+    CREATE TABLE files (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        job             TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        processing_path TEXT NOT NULL,
+        size            INTEGER,
+        run_id          INTEGER,
+        state           TEXT NOT NULL,
+        claimed_at      TEXT NOT NULL,
+        finished_at     TEXT
+    );
+    CREATE INDEX files_by_run ON files (run_id);
+    CREATE INDEX files_by_path ON files (processing_path);
+    CREATE TABLE schedules (
+        job       TEXT PRIMARY KEY,
+        last_fire TEXT NOT NULL
+    );
+    "#,
 ];

@@ -86,4 +86,45 @@ pub trait History {
     fn state_get(&self, job: &str, key: &str) -> Result<Option<Value>, HistoryError>;
     /// Saves (or with `None` removes) a job's state value.
     fn state_set(&self, job: &str, key: &str, value: Option<&Value>) -> Result<(), HistoryError>;
+    /// Runs in a state, oldest first.
+    fn runs_in_state(&self, state: RunState) -> Result<Vec<RunRecord>, HistoryError>;
+    /// The worker process id recorded for a running run.
+    fn worker_pid(&self, id: i64) -> Result<Option<u32>, HistoryError>;
+    /// Links a run to the run that retries it.
+    fn set_retried_by(&self, id: i64, retry: i64) -> Result<(), HistoryError>;
+    /// Records a file claimed from a watched folder for a run.
+    fn file_claimed(
+        &self,
+        job: &str,
+        name: &str,
+        processing_path: &str,
+        size: u64,
+        run_id: i64,
+    ) -> Result<i64, HistoryError>;
+    /// Moves a file record to another run (a retry).
+    fn file_set_run(&self, file_id: i64, run_id: i64) -> Result<(), HistoryError>;
+    /// The file a run processes, if any.
+    fn file_for_run(&self, run_id: i64) -> Result<Option<FileRecord>, HistoryError>;
+    /// The file record of a path in a `processing/` folder, if any.
+    fn file_by_processing_path(&self, path: &str) -> Result<Option<FileRecord>, HistoryError>;
+    /// Marks a file as handled.
+    fn file_finished(&self, file_id: i64, state: FileState) -> Result<(), HistoryError>;
+    /// When a job's schedule last fired.
+    fn schedule_last_fire(
+        &self,
+        job: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, HistoryError>;
+    /// Records when a job's schedule last fired.
+    fn schedule_set_last_fire(
+        &self,
+        job: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), HistoryError>;
+    /// Deletes closed runs queued before `older_than`, and closed runs beyond the newest
+    /// `keep_per_job` of each job; returns how many were deleted.
+    fn apply_retention(
+        &self,
+        older_than: chrono::DateTime<chrono::Utc>,
+        keep_per_job: u32,
+    ) -> Result<u64, HistoryError>;
 }

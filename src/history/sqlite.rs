@@ -19,7 +19,8 @@ pub struct SqliteHistory {
 }
 
 const RUN_COLUMNS: &str = "id, job, state, trigger, params, attempt, queued_at, started_at, finished_at, \
-     error_code, error_message, error_traceback, summary, progress_done, progress_total, cancel_requested";
+     error_code, error_message, error_traceback, summary, progress_done, progress_total, cancel_requested, \
+     not_before, retry_of, retried_by";
 
 impl SqliteHistory {
     /// Opens (creating when missing) the database and applies pending migrations.
@@ -127,6 +128,9 @@ impl SqliteHistory {
                 total: None,
             }),
             cancel_requested: row.get::<_, i64>(15)? != 0,
+            not_before: time_col(row, 16)?,
+            retry_of: row.get(17)?,
+            retried_by: row.get(18)?,
         })
         .and_then(|mut r| {
             if let Some(p) = r.progress.as_mut() {
@@ -159,15 +163,17 @@ impl History for SqliteHistory {
     fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at) \
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, not_before, retry_of) \
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
             params![
                 run.job,
                 run.trigger_kind,
                 run.trigger.to_string(),
                 run.params.to_string(),
                 run.attempt,
-                now()
+                now(),
+                run.not_before.as_ref().map(format_time),
+                run.retry_of
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -421,6 +427,170 @@ impl History for SqliteHistory {
         .map_err(|e| self.err(e))?;
         Ok(())
     }
+
+    fn runs_in_state(&self, state: RunState) -> Result<Vec<RunRecord>, HistoryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE state = ?1 ORDER BY id"
+            ))
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([state.as_str()], Self::run_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn worker_pid(&self, id: i64) -> Result<Option<u32>, HistoryError> {
+        let pid: Option<Option<i64>> = self
+            .conn()
+            .query_row("SELECT worker_pid FROM runs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(pid.flatten().and_then(|p| u32::try_from(p).ok()))
+    }
+
+    fn set_retried_by(&self, id: i64, retry: i64) -> Result<(), HistoryError> {
+        self.conn()
+            .execute(
+                "UPDATE runs SET retried_by = ?2 WHERE id = ?1",
+                params![id, retry],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn file_claimed(
+        &self,
+        job: &str,
+        name: &str,
+        processing_path: &str,
+        size: u64,
+        run_id: i64,
+    ) -> Result<i64, HistoryError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO files (job, name, processing_path, size, run_id, state, claimed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'processing', ?6)",
+            params![job, name, processing_path, size as i64, run_id, now()],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn file_set_run(&self, file_id: i64, run_id: i64) -> Result<(), HistoryError> {
+        self.conn()
+            .execute(
+                "UPDATE files SET run_id = ?2 WHERE id = ?1",
+                params![file_id, run_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn file_for_run(&self, run_id: i64) -> Result<Option<FileRecord>, HistoryError> {
+        self.file_where("run_id = ?1", rusqlite::types::Value::Integer(run_id))
+    }
+
+    fn file_by_processing_path(&self, path: &str) -> Result<Option<FileRecord>, HistoryError> {
+        self.file_where(
+            "processing_path = ?1 AND state = 'processing'",
+            rusqlite::types::Value::Text(path.to_string()),
+        )
+    }
+
+    fn file_finished(&self, file_id: i64, state: FileState) -> Result<(), HistoryError> {
+        self.conn()
+            .execute(
+                "UPDATE files SET state = ?2, finished_at = ?3 WHERE id = ?1",
+                params![file_id, state.as_str(), now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn schedule_last_fire(&self, job: &str) -> Result<Option<DateTime<Utc>>, HistoryError> {
+        let text: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT last_fire FROM schedules WHERE job = ?1",
+                [job],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(text.and_then(|t| {
+            DateTime::parse_from_rfc3339(&t)
+                .ok()
+                .map(|d| d.with_timezone(&Utc))
+        }))
+    }
+
+    fn schedule_set_last_fire(&self, job: &str, at: DateTime<Utc>) -> Result<(), HistoryError> {
+        self.conn()
+            .execute(
+                "INSERT INTO schedules (job, last_fire) VALUES (?1, ?2) \
+                 ON CONFLICT (job) DO UPDATE SET last_fire = excluded.last_fire",
+                params![job, format_time(&at)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn apply_retention(
+        &self,
+        older_than: DateTime<Utc>,
+        keep_per_job: u32,
+    ) -> Result<u64, HistoryError> {
+        let conn = self.conn();
+        let closed = "state NOT IN ('queued', 'running')";
+        let by_age = conn
+            .execute(
+                &format!("DELETE FROM runs WHERE {closed} AND queued_at < ?1"),
+                [format_time(&older_than)],
+            )
+            .map_err(|e| self.err(e))?;
+        let by_count = conn
+            .execute(
+                &format!(
+                    "DELETE FROM runs WHERE {closed} AND id IN (SELECT id FROM (SELECT id, \
+                     row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n FROM runs) WHERE n > ?1)"
+                ),
+                [i64::from(keep_per_job)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok((by_age + by_count) as u64)
+    }
+}
+
+impl SqliteHistory {
+    fn file_where(
+        &self,
+        cond: &str,
+        arg: rusqlite::types::Value,
+    ) -> Result<Option<FileRecord>, HistoryError> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT id, job, name, processing_path, run_id, state FROM files WHERE {cond} ORDER BY id DESC LIMIT 1"
+                ),
+                [arg],
+                |r| {
+                    Ok(FileRecord {
+                        id: r.get(0)?,
+                        job: r.get(1)?,
+                        name: r.get(2)?,
+                        processing_path: r.get(3)?,
+                        run_id: r.get(4)?,
+                        state: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
 }
 
 #[cfg(test)]
@@ -434,6 +604,8 @@ mod tests {
             trigger: serde_json::json!({"kind": "manual"}),
             params: serde_json::json!({"a": 1}),
             attempt: 1,
+            not_before: None,
+            retry_of: None,
         }
     }
 
@@ -484,6 +656,41 @@ mod tests {
         h.delete_run(a).unwrap();
         assert!(matches!(h.get_run(a), Err(HistoryError::NotFound(_))));
         assert!(h.logs(a, 0, 0).unwrap().is_empty(), "logs go with the run");
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_open_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = SqliteHistory::open(&dir.path().join("h.db")).unwrap();
+        let end = RunEnd {
+            state: RunState::Failed,
+            error: None,
+            summary: None,
+        };
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let id = h.create_run(&new_run("a")).unwrap();
+            h.finish_run(id, &end).unwrap();
+            ids.push(id);
+        }
+        let open = h.create_run(&new_run("a")).unwrap();
+        let other = h.create_run(&new_run("b")).unwrap();
+        h.finish_run(other, &end).unwrap();
+        let deleted = h
+            .apply_retention(Utc::now() - chrono::Duration::days(1), 2)
+            .unwrap();
+        assert_eq!(
+            deleted, 4,
+            "5 closed runs of a, keep 2 newest of the 6 (one open)"
+        );
+        let (rows, _) = h.list_runs(&RunFilter::default()).unwrap();
+        let left: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        assert_eq!(left, vec![other, open, ids[4]]);
+        let deleted = h
+            .apply_retention(Utc::now() + chrono::Duration::days(1), 1000)
+            .unwrap();
+        assert_eq!(deleted, 2, "age: every closed run, never the open one");
+        assert_eq!(h.list_runs(&RunFilter::default()).unwrap().1, 1);
     }
 
     #[test]

@@ -133,6 +133,10 @@ pub struct NewRun {
     pub params: Value,
     /// Attempt number, 1 for the first.
     pub attempt: u32,
+    /// Do not start before this time (retries, one-off runs at a time).
+    pub not_before: Option<DateTime<Utc>>,
+    /// The run this one retries.
+    pub retry_of: Option<i64>,
 }
 
 /// The error of a closed run.
@@ -199,6 +203,13 @@ pub struct RunRecord {
     pub progress: Option<Progress>,
     /// Whether a cancel was requested.
     pub cancel_requested: bool,
+    /// Not started before this time.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// The run this one retries.
+    pub retry_of: Option<i64>,
+    /// The run that retries this one.
+    pub retried_by: Option<i64>,
 }
 
 impl RunRecord {
@@ -285,4 +296,47 @@ fn ser_opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result
         Some(t) => s.serialize_str(&format_time(t)),
         None => s.serialize_none(),
     }
+}
+
+/// What happened to a file picked up from a watched folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// Moved to `processing/`, its run queued or going.
+    Processing,
+    /// Its run succeeded; moved to `archive/`.
+    Archived,
+    /// Its run succeeded; deleted as the job asked.
+    Deleted,
+    /// Its run failed; moved to `failed/` with an error file.
+    Failed,
+}
+
+impl FileState {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Processing => "processing",
+            FileState::Archived => "archived",
+            FileState::Deleted => "deleted",
+            FileState::Failed => "failed",
+        }
+    }
+}
+
+/// A file claimed from a watched folder.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    /// Record id.
+    pub id: i64,
+    /// The job whose folder it was dropped into.
+    pub job: String,
+    /// The file name as dropped.
+    pub name: String,
+    /// Where it lies while its run goes (`<watch>/.ferry/processing/NAME`).
+    pub processing_path: String,
+    /// The run processing it.
+    pub run_id: Option<i64>,
+    /// Its state.
+    pub state: String,
 }

@@ -65,24 +65,37 @@ pub fn enqueue(
         trigger: trigger.to_json(),
         params: params.clone(),
         attempt,
+        not_before: None,
+        retry_of: None,
     })?;
+    Ok(prepare(config, spec, run_id, params, trigger.to_json()))
+}
+
+/// Prepares the worker request of a recorded run from the job's spec (the version loaded now).
+pub fn prepare(
+    config: &Config,
+    spec: &JobSpec,
+    run_id: i64,
+    params: Value,
+    trigger: Value,
+) -> Prepared {
     let timeout = spec.timeout.unwrap_or(config.limits.timeout);
     let memory = spec.memory.unwrap_or(config.limits.memory);
-    Ok(Prepared {
+    Prepared {
         request: RunRequest {
             run_id,
             job: spec.name.clone(),
             chunk_name: spec.chunk_name.clone(),
             source: spec.source.clone(),
             params,
-            trigger: trigger.to_json(),
+            trigger,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             memory,
         },
         timeout,
         kill_grace: config.limits.kill_grace,
         address_space: memory.saturating_add(config.limits.worker_headroom),
-    })
+    }
 }
 
 /// A running `ferry worker` child process.
@@ -316,7 +329,8 @@ pub fn execute(
     Ok(history.get_run(id)?)
 }
 
-fn close(
+/// Closes a run with an error, when the worker could not do it.
+pub fn close(
     history: &dyn History,
     id: i64,
     state: RunState,

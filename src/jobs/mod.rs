@@ -1,13 +1,17 @@
 //! Jobs: specs parsed from scripts, params, triggers, secrets, and the execution of runs in
 //! worker processes (the executor on the parent side, the worker loop on the child side).
 
+pub mod cron;
+pub mod dispatcher;
 pub mod executor;
 pub mod params;
 pub mod protocol;
+pub mod registry;
 pub mod schedule;
 pub mod secrets;
 pub mod spec;
 pub mod trigger;
+pub mod watch;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

@@ -15,6 +15,9 @@ pub enum Trigger {
     Cron {
         /// The occurrence this run is for (RFC 3339).
         scheduled_at: String,
+        /// For a catch-up run after downtime: how many occurrences were missed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missed: Option<u32>,
     },
     /// A file landed in the job's watch folder.
     File {
@@ -27,6 +30,9 @@ pub enum Trigger {
         of: i64,
         /// The attempt number of this run (2 for the first retry).
         attempt: u32,
+        /// The watched file the first run was for, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
     },
 }
 

@@ -1,0 +1,477 @@
+//! The one dispatcher: every run, whatever its trigger, is submitted here, recorded as queued in
+//! the history (so a restart loses nothing), and started when the global concurrency limit and
+//! the job's overlap policy allow. After a run it applies retries and moves a watched file to its
+//! final folder.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::executor;
+use super::params::{self, GivenParams, ParamError};
+use super::registry::Registry;
+use super::spec::{JobSpec, Overlap};
+use super::trigger::Trigger;
+use super::watch::{self, WatchDirs};
+use crate::config::Config;
+use crate::history::{
+    FileState, History, HistoryError, NewRun, RunEnd, RunErrorInfo, RunRecord, RunState,
+    SqliteHistory,
+};
+use crate::lua::ErrorCode;
+
+/// A request to run a job.
+#[derive(Debug, Clone)]
+pub struct Submit {
+    /// The job.
+    pub job: String,
+    /// Given params (converted and checked against the job's declarations).
+    pub params: GivenParams,
+    /// Why it runs.
+    pub trigger: Trigger,
+    /// Do not start before this time.
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// No such job.
+    #[error("job {0:?} does not exist")]
+    UnknownJob(String),
+    /// The job's script does not load and no earlier version is active.
+    #[error("job {job:?} is not loaded: {error}")]
+    NotLoaded {
+        /// The job.
+        job: String,
+        /// Its load error.
+        error: String,
+    },
+    /// Params were refused.
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    /// The history could not be written.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// The daemon is shutting down.
+    #[error("ferry is shutting down; no new runs are accepted")]
+    ShuttingDown,
+}
+
+/// The outcome of a submission.
+#[derive(Debug, Clone, Copy)]
+pub struct Submitted {
+    /// The run id.
+    pub id: i64,
+    /// `queued`, or `skipped` when the overlap policy refused it.
+    pub state: RunState,
+}
+
+struct Running {
+    job: String,
+    cancel: Arc<AtomicBool>,
+}
+
+struct Inner {
+    config: Config,
+    history: Arc<SqliteHistory>,
+    registry: Arc<RwLock<Registry>>,
+    running: Mutex<HashMap<i64, Running>>,
+    wake: tokio::sync::Notify,
+    accepting: AtomicBool,
+}
+
+/// Cheap-to-clone handle on the dispatcher.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; a poisoned one is still consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Dispatcher {
+    /// A dispatcher over the given registry and history.
+    pub fn new(
+        config: Config,
+        history: Arc<SqliteHistory>,
+        registry: Arc<RwLock<Registry>>,
+    ) -> Dispatcher {
+        Dispatcher {
+            inner: Arc::new(Inner {
+                config,
+                history,
+                registry,
+                running: Mutex::new(HashMap::new()),
+                wake: tokio::sync::Notify::new(),
+                accepting: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    /// The history.
+    pub fn history(&self) -> &Arc<SqliteHistory> {
+        &self.inner.history
+    }
+
+    /// The active spec of a job.
+    pub fn spec(&self, job: &str) -> Option<Arc<JobSpec>> {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job)
+    }
+
+    /// How many runs are going.
+    pub fn running_count(&self) -> usize {
+        lock(&self.inner.running).len()
+    }
+
+    /// Records a run (queued, or skipped by the overlap policy) and wakes the dispatch loop.
+    pub fn submit(&self, s: Submit) -> Result<Submitted, SubmitError> {
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let spec = {
+            let reg = self
+                .inner
+                .registry
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            match reg.entries().find(|(n, _)| **n == s.job) {
+                None => return Err(SubmitError::UnknownJob(s.job)),
+                Some((_, e)) => match &e.spec {
+                    Some(spec) => spec.clone(),
+                    None => {
+                        return Err(SubmitError::NotLoaded {
+                            job: s.job,
+                            error: e.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+                        });
+                    }
+                },
+            }
+        };
+        let params = params::resolve(&spec.params, &s.params)?;
+        let history = &self.inner.history;
+        let busy = self.job_busy(&spec.name)?;
+        // Each dropped file must run exactly once, so file runs always queue.
+        let skip =
+            busy && spec.overlap == Overlap::Skip && !matches!(s.trigger, Trigger::File { .. });
+        let id = history.create_run(&NewRun {
+            job: spec.name.clone(),
+            trigger_kind: s.trigger.kind().into(),
+            trigger: s.trigger.to_json(),
+            params: Value::Object(params),
+            attempt: 1,
+            not_before: s.not_before,
+            retry_of: None,
+        })?;
+        if skip {
+            history.finish_run(
+                id,
+                &RunEnd {
+                    state: RunState::Skipped,
+                    error: None,
+                    summary: Some(serde_json::json!({ "reason": "another run of the job was going (overlap = \"skip\")" })),
+                },
+            )?;
+            tracing::info!(job = %spec.name, run = id, "skipped: another run of the job is going");
+            return Ok(Submitted {
+                id,
+                state: RunState::Skipped,
+            });
+        }
+        self.inner.wake.notify_one();
+        Ok(Submitted {
+            id,
+            state: RunState::Queued,
+        })
+    }
+
+    fn job_busy(&self, job: &str) -> Result<bool, HistoryError> {
+        if lock(&self.inner.running).values().any(|r| r.job == job) {
+            return Ok(true);
+        }
+        let queued = self.inner.history.runs_in_state(RunState::Queued)?;
+        let now = Utc::now();
+        Ok(queued
+            .iter()
+            .any(|r| r.job == job && r.not_before.is_none_or(|t| t <= now)))
+    }
+
+    /// Asks a run to stop: recorded in the history (the worker polls it) and signalled to the
+    /// executor, which kills the worker if it does not stop within the grace period.
+    pub fn cancel(&self, id: i64) -> Result<bool, HistoryError> {
+        let asked = self.inner.history.request_cancel(id)?;
+        if let Some(r) = lock(&self.inner.running).get(&id) {
+            r.cancel.store(true, Ordering::SeqCst);
+        }
+        self.inner.wake.notify_one();
+        Ok(asked)
+    }
+
+    /// Wakes the dispatch loop (after a registry change, say).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Starts queued runs until `shutdown` resolves; then no new run starts.
+    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let next = match self.dispatch_ready() {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!("dispatcher: {e}");
+                    Some(Utc::now() + chrono::Duration::seconds(1))
+                }
+            };
+            let wait = next
+                .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        self.inner.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits for running runs to end: up to `grace`, then cancels them and waits for the
+    /// executors (which kill workers that do not stop within their kill grace).
+    pub async fn drain(&self, grace: Duration) {
+        self.inner.accepting.store(false, Ordering::SeqCst);
+        let until = tokio::time::Instant::now() + grace;
+        while self.running_count() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ids: Vec<i64> = lock(&self.inner.running).keys().copied().collect();
+        for id in ids {
+            tracing::info!(run = id, "cancelling at shutdown");
+            let _ = self.cancel(id);
+        }
+        while self.running_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts what can start; returns the earliest future `not_before` among queued runs.
+    fn dispatch_ready(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
+        let history = &self.inner.history;
+        let queued = history.runs_in_state(RunState::Queued)?;
+        let now = Utc::now();
+        let mut next: Option<DateTime<Utc>> = None;
+        for run in queued {
+            if let Some(t) = run.not_before
+                && t > now
+            {
+                next = Some(next.map_or(t, |n| n.min(t)));
+                continue;
+            }
+            if !self.inner.accepting.load(Ordering::SeqCst) {
+                break;
+            }
+            let mut running = lock(&self.inner.running);
+            if running.contains_key(&run.id) {
+                continue;
+            }
+            if run.cancel_requested {
+                drop(running);
+                executor::close(
+                    &**history,
+                    run.id,
+                    RunState::Cancelled,
+                    ErrorCode::Cancelled,
+                    "run was cancelled before it started".into(),
+                )?;
+                self.finish_file(&run, None)?;
+                continue;
+            }
+            if running.len() >= self.inner.config.daemon.concurrency {
+                break;
+            }
+            let Some(spec) = self.spec(&run.job) else {
+                drop(running);
+                executor::close(
+                    &**history,
+                    run.id,
+                    RunState::Failed,
+                    ErrorCode::Load,
+                    format!(
+                        "job {:?} is no longer loaded (its script was removed or never loaded)",
+                        run.job
+                    ),
+                )?;
+                self.finish_file(&run, None)?;
+                continue;
+            };
+            if spec.overlap != Overlap::Allow && running.values().any(|r| r.job == run.job) {
+                continue;
+            }
+            let cancel = Arc::new(AtomicBool::new(false));
+            running.insert(
+                run.id,
+                Running {
+                    job: run.job.clone(),
+                    cancel: cancel.clone(),
+                },
+            );
+            drop(running);
+            self.start(spec, run, cancel);
+        }
+        Ok(next)
+    }
+
+    fn start(&self, spec: Arc<JobSpec>, run: RunRecord, cancel: Arc<AtomicBool>) {
+        let this = self.clone();
+        tracing::info!(job = %run.job, run = run.id, trigger = run.trigger_kind(), "starting");
+        tokio::task::spawn_blocking(move || {
+            let config = &this.inner.config;
+            let prepared = executor::prepare(
+                config,
+                &spec,
+                run.id,
+                run.params.clone(),
+                run.trigger.clone(),
+            );
+            let result = executor::execute(
+                config,
+                &*this.inner.history,
+                &prepared,
+                &cancel,
+                &mut |_| {},
+            );
+            match result {
+                Ok(record) => {
+                    tracing::info!(job = %record.job, run = record.id, state = %record.state, "finished");
+                    if let Err(e) = this.after_run(&spec, &record) {
+                        tracing::error!(run = record.id, "after the run: {e}");
+                    }
+                }
+                Err(e) => tracing::error!(run = run.id, "run could not be executed: {e}"),
+            }
+            lock(&this.inner.running).remove(&run.id);
+            this.inner.wake.notify_one();
+        });
+    }
+
+    /// Retries a failed run when retries remain; otherwise moves its watched file.
+    fn after_run(&self, spec: &JobSpec, record: &RunRecord) -> Result<(), HistoryError> {
+        if let Some(retry) = self.retry(spec, record)? {
+            if let Some(file) = self.inner.history.file_for_run(record.id)? {
+                self.inner.history.file_set_run(file.id, retry)?;
+            }
+            return Ok(());
+        }
+        self.finish_file(record, Some(spec))
+    }
+
+    /// Queues a retry of a run that failed, timed out or was interrupted, if retries remain.
+    pub fn retry(&self, spec: &JobSpec, record: &RunRecord) -> Result<Option<i64>, HistoryError> {
+        let retriable = matches!(
+            record.state,
+            RunState::Failed | RunState::TimedOut | RunState::Interrupted
+        ) && record.error.as_ref().is_none_or(|e| {
+            e.code != ErrorCode::Load.as_str() && e.code != ErrorCode::Params.as_str()
+        });
+        if !retriable || record.attempt > spec.retries || record.retried_by.is_some() {
+            return Ok(None);
+        }
+        let attempt = record.attempt + 1;
+        let base = spec.retry_delay.as_secs_f64() * 2f64.powi(record.attempt as i32 - 1);
+        let jitter = base * 0.1 * fastrand::f64();
+        let delay = chrono::Duration::milliseconds(((base + jitter) * 1000.0) as i64);
+        let file = record
+            .trigger
+            .get("file")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let trigger = Trigger::Retry {
+            of: record.id,
+            attempt,
+            file,
+        };
+        let id = self.inner.history.create_run(&NewRun {
+            job: record.job.clone(),
+            trigger_kind: trigger.kind().into(),
+            trigger: trigger.to_json(),
+            params: record.params.clone(),
+            attempt,
+            not_before: Some(Utc::now() + delay),
+            retry_of: Some(record.id),
+        })?;
+        self.inner.history.set_retried_by(record.id, id)?;
+        tracing::info!(job = %record.job, run = record.id, retry = id, attempt, "retry queued");
+        self.inner.wake.notify_one();
+        Ok(Some(id))
+    }
+
+    /// Moves the watched file of a closed run to `archive/` or `failed/` (or deletes it).
+    pub fn finish_file(
+        &self,
+        record: &RunRecord,
+        spec: Option<&JobSpec>,
+    ) -> Result<(), HistoryError> {
+        let history = &self.inner.history;
+        let Some(file) = history.file_for_run(record.id)? else {
+            return Ok(());
+        };
+        if file.state != FileState::Processing.as_str() {
+            return Ok(());
+        }
+        let record = history.get_run(record.id)?;
+        let spec = match spec {
+            Some(s) => Some(Arc::new(s.clone())),
+            None => self.spec(&record.job),
+        };
+        let Some(watch_spec) = spec.as_ref().and_then(|s| s.watch.clone()) else {
+            return Ok(());
+        };
+        let dirs = WatchDirs::new(&self.inner.config, &watch_spec);
+        let succeeded = record.state == RunState::Succeeded;
+        let error_text = error_report(&record);
+        let path = PathBuf::from(&file.processing_path);
+        match watch::finish(&dirs, &path, succeeded, watch_spec.after, &error_text) {
+            Ok(_) => {
+                let state = match (succeeded, watch_spec.after) {
+                    (false, _) => FileState::Failed,
+                    (true, super::spec::AfterFile::Delete) => FileState::Deleted,
+                    (true, super::spec::AfterFile::Archive) => FileState::Archived,
+                };
+                history.file_finished(file.id, state)?;
+            }
+            Err(e) => tracing::error!(run = record.id, "cannot move {}: {e}", path.display()),
+        }
+        Ok(())
+    }
+}
+
+fn error_report(r: &RunRecord) -> String {
+    let err = r.error.clone().unwrap_or(RunErrorInfo {
+        code: "?".into(),
+        message: "no error recorded".into(),
+        traceback: None,
+    });
+    let mut text = format!(
+        "run {} of job {} {}\nerror ({}): {}\n",
+        r.id, r.job, r.state, err.code, err.message
+    );
+    if let Some(tb) = err.traceback {
+        text.push_str(&tb);
+        text.push('\n');
+    }
+    text.push_str(&format!("details: ferry runs show {}\n", r.id));
+    text
+}

@@ -1,0 +1,241 @@
+//! Watched folders: files dropped into a job's folder are picked up once complete, moved to
+//! `<watch>/.ferry/processing/`, run once, then moved to `archive/` (or deleted) on success or
+//! to `failed/` with `NAME.error.txt` on failure.
+//!
+//! A file is complete when its size and modification time stayed unchanged for the job's
+//! `settle` time. The claim is a rename inside the same file system, so a file is never picked
+//! up twice, also across restarts: what lies in `processing/` at start belongs to a recorded run
+//! (or is claimed again when the daemon died between the rename and the record).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use super::spec::{AfterFile, WatchSpec};
+use crate::config::Config;
+
+/// Subfolder of a watched folder where ferry keeps its files.
+pub const FERRY_DIR: &str = ".ferry";
+
+/// The folders of one watched folder.
+#[derive(Debug, Clone)]
+pub struct WatchDirs {
+    /// The watched folder.
+    pub dir: PathBuf,
+    /// Files whose run is queued or going.
+    pub processing: PathBuf,
+    /// Files whose run succeeded.
+    pub archive: PathBuf,
+    /// Files whose run failed, each with `NAME.error.txt`.
+    pub failed: PathBuf,
+}
+
+impl WatchDirs {
+    /// The folders for a watch spec, resolved against the project root.
+    pub fn new(config: &Config, watch: &WatchSpec) -> WatchDirs {
+        let dir = config.root.join(&watch.path);
+        let base = dir.join(FERRY_DIR);
+        WatchDirs {
+            processing: base.join("processing"),
+            archive: base.join("archive"),
+            failed: base.join("failed"),
+            dir,
+        }
+    }
+
+    /// Creates the folders when missing.
+    pub fn create(&self) -> std::io::Result<()> {
+        for d in [&self.dir, &self.processing, &self.archive, &self.failed] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// A file that has settled and can be claimed.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// Where it lies now.
+    pub path: PathBuf,
+    /// Its size.
+    pub size: u64,
+}
+
+/// What file events said about files in watched folders: which are being written (modified
+/// and not closed yet) and which were renamed into place (complete at once).
+#[derive(Debug, Default)]
+pub struct FileEvents {
+    writing: HashMap<PathBuf, Instant>,
+    renamed: HashMap<PathBuf, Instant>,
+}
+
+/// A writer that stays silent this long no longer holds its file back (a lost close event must
+/// not block a file forever).
+const WRITING_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl FileEvents {
+    /// Records a notify event.
+    pub fn record(&mut self, event: &notify::Event) {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        let now = Instant::now();
+        for path in &event.paths {
+            match event.kind {
+                EventKind::Create(_)
+                | EventKind::Modify(ModifyKind::Data(_))
+                | EventKind::Modify(ModifyKind::Any) => {
+                    self.writing.insert(path.clone(), now);
+                    self.renamed.remove(path);
+                }
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                    self.writing.remove(path);
+                }
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                    self.writing.remove(path);
+                    self.renamed.insert(path.clone(), now);
+                }
+                EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                    self.writing.remove(path);
+                    self.renamed.remove(path);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn is_writing(&self, path: &Path) -> bool {
+        self.writing
+            .get(path)
+            .is_some_and(|t| t.elapsed() < WRITING_HOLD)
+    }
+
+    fn take_renamed(&mut self, path: &Path) -> bool {
+        self.renamed.remove(path).is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    size: u64,
+    mtime: Option<SystemTime>,
+    since: Instant,
+}
+
+/// Tracks candidate files of one watched folder until they settle.
+#[derive(Debug, Default)]
+pub struct Settler {
+    seen: HashMap<PathBuf, Seen>,
+}
+
+impl Settler {
+    /// Whether files are waiting to settle (the caller then scans more often).
+    pub fn pending(&self) -> bool {
+        !self.seen.is_empty()
+    }
+
+    /// Scans the folder and returns the files that have settled, oldest first by name.
+    /// A file is ready when no writer holds it open (per file events) and it either stayed
+    /// unchanged for `settle` or was renamed into place.
+    pub fn scan(
+        &mut self,
+        dir: &Path,
+        matcher: &globset::GlobMatcher,
+        watch: &WatchSpec,
+        events: &mut FileEvents,
+    ) -> std::io::Result<Vec<Ready>> {
+        let now = Instant::now();
+        let mut present = Vec::new();
+        let mut ready = Vec::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ready),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') || !matcher.is_match(name) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let path = entry.path();
+            present.push(path.clone());
+            let (size, mtime) = (meta.len(), meta.modified().ok());
+            let seen = self.seen.entry(path.clone()).or_insert(Seen {
+                size,
+                mtime,
+                since: now,
+            });
+            if seen.size != size || seen.mtime != mtime {
+                *seen = Seen {
+                    size,
+                    mtime,
+                    since: now,
+                };
+            }
+            if events.is_writing(&path) {
+                continue;
+            }
+            if now.duration_since(seen.since) >= watch.settle || events.take_renamed(&path) {
+                ready.push(Ready { path, size });
+            }
+        }
+        self.seen.retain(|p, _| present.contains(p));
+        for r in &ready {
+            self.seen.remove(&r.path);
+        }
+        ready.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(ready)
+    }
+}
+
+/// Moves a file into `dir`, choosing `NAME`, `NAME.1`, `NAME.2`, ... when the name is taken.
+pub fn move_into(file: &Path, dir: &Path) -> std::io::Result<PathBuf> {
+    let name = file
+        .file_name()
+        .ok_or_else(|| std::io::Error::other(format!("{} has no file name", file.display())))?;
+    let mut target = dir.join(name);
+    let mut n = 1;
+    while target.exists() {
+        target = dir.join(format!("{}.{n}", name.to_string_lossy()));
+        n += 1;
+    }
+    std::fs::rename(file, &target)?;
+    Ok(target)
+}
+
+/// Moves a processed file to its final place: `archive/` or deleted on success, `failed/` with
+/// an error file on failure.
+pub fn finish(
+    dirs: &WatchDirs,
+    file: &Path,
+    succeeded: bool,
+    after: AfterFile,
+    error_text: &str,
+) -> std::io::Result<Option<PathBuf>> {
+    if !file.exists() {
+        return Ok(None);
+    }
+    if succeeded {
+        return match after {
+            AfterFile::Delete => std::fs::remove_file(file).map(|_| None),
+            AfterFile::Archive => move_into(file, &dirs.archive).map(Some),
+        };
+    }
+    let target = move_into(file, &dirs.failed)?;
+    let mut err_path = target.clone().into_os_string();
+    err_path.push(".error.txt");
+    std::fs::write(&err_path, error_text)?;
+    Ok(Some(target))
+}
+
+/// Compiles a watch pattern (`*.csv`).
+pub fn matcher(pattern: &str) -> Result<globset::GlobMatcher, String> {
+    globset::Glob::new(pattern)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid watch pattern {pattern:?}: {e}"))
+}
