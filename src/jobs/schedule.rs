@@ -7,7 +7,7 @@
 //! DST: a local time that does not exist (spring forward) fires at the next existing instant; a
 //! local time that happens twice (fall back) fires once, at its first instance.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -60,11 +60,14 @@ impl Schedule {
 
     /// The first occurrence strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Occurrences are whole seconds; croner keeps the fraction of its start time.
+        let after = after.with_nanosecond(0).unwrap_or(after);
         let local = after.with_timezone(&self.timezone);
         self.cron
             .find_next_occurrence(&local, false)
             .ok()
             .map(|t| t.with_timezone(&Utc))
+            .map(|t| t.with_nanosecond(0).unwrap_or(t))
     }
 }
 

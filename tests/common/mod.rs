@@ -119,3 +119,120 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Sends a signal to a process.
+pub fn signal(pid: u32, sig: i32) {
+    unsafe extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: kill only sends a signal.
+    unsafe {
+        kill(pid as i32, sig);
+    }
+}
+
+/// SIGTERM.
+pub const SIGTERM: i32 = 15;
+/// SIGKILL.
+pub const SIGKILL: i32 = 9;
+/// SIGINT.
+pub const SIGINT: i32 = 2;
+
+/// A `ferry serve` process; killed when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(p: &Project) -> Daemon {
+        Self::start_with(p, &[])
+    }
+
+    pub fn start_with(p: &Project, args: &[&str]) -> Daemon {
+        let n = std::fs::read_dir(p.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+            })
+            .count();
+        let log = p.path().join(format!("serve-{n}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        let child = p
+            .cmd(&all)
+            .env("FERRY_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start ferry serve");
+        let d = Daemon { child, log };
+        wait_for("the daemon to serve", Duration::from_secs(30), || {
+            d.log().contains("ferry is serving").then_some(())
+        });
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        signal(self.child.id(), SIGTERM);
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > until {
+                panic!("daemon did not stop; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        signal(self.child.id(), SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Project {
+    /// Every run as JSON, oldest first.
+    pub fn runs(&self) -> Vec<serde_json::Value> {
+        let r = self.ferry(&["runs", "list", "--limit", "0", "--json"]);
+        let mut v = r.json().as_array().cloned().unwrap_or_default();
+        v.reverse();
+        v
+    }
+
+    /// Runs of a job, oldest first.
+    pub fn runs_of(&self, job: &str) -> Vec<serde_json::Value> {
+        self.runs()
+            .into_iter()
+            .filter(|r| r["job"] == job)
+            .collect()
+    }
+
+    pub fn files_in(&self, rel: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path().join(rel))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}

@@ -1,0 +1,397 @@
+//! `ferry serve` through the real binary: cron, overlap, missed runs, watched folders, hot
+//! reload, crash recovery, graceful shutdown, retention.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Project, wait_for};
+
+const FAST: &str =
+    "[limits]\nkill_grace = \"1s\"\n[daemon]\nconcurrency = 4\nshutdown_grace = \"500ms\"\n";
+
+fn busy(seconds: u32) -> String {
+    format!("local t0 = os.time(); while os.time() - t0 < {seconds} do end")
+}
+
+#[test]
+fn cron_every_second_and_overlap_skip() {
+    let p = Project::new();
+    p.write("ferry.toml", FAST);
+    p.script("tick", r#"return { schedule = "* * * * * *", run = function(ctx) return ctx.trigger.scheduled_at end }"#);
+    p.script(
+        "long",
+        &format!(r#"return {{ schedule = "* * * * * *", overlap = "skip", run = function(ctx) {} end }}"#, busy(3)),
+    );
+    let d = Daemon::start(&p);
+    wait_for("two tick runs", Duration::from_secs(10), || {
+        let ok = p
+            .runs_of("tick")
+            .iter()
+            .filter(|r| r["state"] == "succeeded")
+            .count();
+        (ok >= 2).then_some(())
+    });
+    // Consecutive runs are for consecutive seconds (the schedule's occurrences, not the clock
+    // of a loaded machine).
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = p
+        .runs_of("tick")
+        .iter()
+        .map(|r| {
+            chrono::DateTime::parse_from_rfc3339(r["trigger"]["scheduled_at"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!((times[1] - times[0]).num_milliseconds(), 1000, "{times:?}");
+    wait_for("a skipped run", Duration::from_secs(10), || {
+        p.runs_of("long")
+            .iter()
+            .any(|r| r["state"] == "skipped")
+            .then_some(())
+    });
+    assert_eq!(d.stop(), Some(0));
+    let tick = p.runs_of("tick");
+    for r in &tick {
+        assert_eq!(r["trigger"]["kind"], "cron");
+        assert!(r["trigger"]["scheduled_at"].as_str().is_some());
+    }
+    let long = p.runs_of("long");
+    let going = long.iter().filter(|r| r["state"] != "skipped").count();
+    assert!(going >= 1, "{long:?}");
+}
+
+#[test]
+fn missed_once_runs_once_after_downtime() {
+    let p = Project::new();
+    p.write("ferry.toml", FAST);
+    p.script(
+        "every",
+        r#"return { schedule = { cron = "* * * * * *", missed = "once" }, run = function(ctx) return ctx.trigger end }"#,
+    );
+    p.script(
+        "skipper",
+        r#"return { schedule = "* * * * * *", run = function(ctx) end }"#,
+    );
+    let d = Daemon::start(&p);
+    wait_for("a first run", Duration::from_secs(10), || {
+        (!p.runs_of("every").is_empty()).then_some(())
+    });
+    assert_eq!(d.stop(), Some(0));
+    // Three seconds of downtime: about three missed occurrences.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = p.runs_of("every").len();
+    let d = Daemon::start(&p);
+    let catch_up = wait_for("the catch-up run", Duration::from_secs(10), || {
+        p.runs_of("every")
+            .into_iter()
+            .find(|r| r["trigger"]["missed"].is_number())
+    });
+    assert_eq!(d.stop(), Some(0));
+    assert!(
+        catch_up["trigger"]["missed"].as_u64().unwrap() >= 2,
+        "{catch_up}"
+    );
+    let runs = p.runs_of("every");
+    let catch_ups = runs
+        .iter()
+        .filter(|r| r["trigger"]["missed"].is_number())
+        .count();
+    assert_eq!(
+        catch_ups, 1,
+        "one catch-up run, not one per missed occurrence: {runs:?}"
+    );
+    assert!(runs.len() > before);
+    // The default policy (skip) leaves one visible `skipped` record for the missed occurrences.
+    let skipped: Vec<_> = p
+        .runs_of("skipper")
+        .into_iter()
+        .filter(|r| r["state"] == "skipped")
+        .collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(skipped[0]["summary"]["missed"].as_u64().unwrap() >= 2);
+}
+
+#[test]
+fn two_hundred_files_run_exactly_once_each() {
+    let p = Project::new();
+    p.write("ferry.toml", FAST);
+    p.script(
+        "ingest",
+        r#"return { watch = { path = "inbox/in", pattern = "*.csv", settle = "200ms" },
+                    run = function(ctx) return ctx.trigger.file end }"#,
+    );
+    std::fs::create_dir_all(p.path().join("inbox/in")).unwrap();
+    let d = Daemon::start(&p);
+    for i in 0..200 {
+        p.write(&format!("inbox/in/f{i:03}.csv"), &format!("row {i}\n"));
+    }
+    p.write("inbox/in/ignored.txt", "not matching");
+    wait_for("200 archived files", Duration::from_secs(120), || {
+        (p.files_in("inbox/in/.ferry/archive").len() == 200).then_some(())
+    });
+    assert_eq!(d.stop(), Some(0));
+    let runs = p.runs_of("ingest");
+    assert_eq!(runs.len(), 200);
+    let mut files: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r["state"], "succeeded", "{r}");
+            r["summary"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    assert_eq!(files.len(), 200, "each file exactly once");
+    assert!(p.files_in("inbox/in/.ferry/processing").is_empty());
+    assert_eq!(
+        p.files_in("inbox/in"),
+        vec![".ferry".to_string(), "ignored.txt".to_string()]
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("inbox/in/.ferry/archive/f007.csv")).unwrap(),
+        "row 7\n"
+    );
+}
+
+#[test]
+fn slow_writes_are_picked_up_once_complete_and_failures_land_in_failed() {
+    let p = Project::new();
+    p.write("ferry.toml", FAST);
+    p.script(
+        "slow",
+        r#"return { watch = "inbox/slow/*", run = function(ctx) return ctx.trigger.file end }"#,
+    );
+    p.script(
+        "bad",
+        r#"return { watch = { path = "inbox/bad", settle = "100ms" }, run = function(ctx) error("cannot parse " .. ctx.trigger.file) end }"#,
+    );
+    let d = Daemon::start(&p);
+    std::fs::create_dir_all(p.path().join("inbox/slow")).unwrap();
+    let mut f = std::fs::File::create(p.path().join("inbox/slow/big.dat")).unwrap();
+    f.write_all(&vec![b'a'; 50_000]).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    f.write_all(&vec![b'b'; 50_000]).unwrap();
+    drop(f);
+    let complete = chrono::Utc::now();
+    let run = wait_for("the slow file's run", Duration::from_secs(20), || {
+        p.runs_of("slow")
+            .into_iter()
+            .find(|r| r["state"] == "succeeded")
+    });
+    let queued = chrono::DateTime::parse_from_rfc3339(run["queued_at"].as_str().unwrap()).unwrap();
+    assert!(
+        queued >= complete,
+        "picked up at {queued}, before the write completed at {complete}"
+    );
+    let archived = std::fs::read(p.path().join("inbox/slow/.ferry/archive/big.dat")).unwrap();
+    assert_eq!(
+        archived.len(),
+        100_000,
+        "the whole file was there when it was picked up"
+    );
+
+    std::fs::create_dir_all(p.path().join("inbox/bad")).unwrap();
+    p.write("inbox/bad/x.json", "{}");
+    wait_for("the failed file", Duration::from_secs(20), || {
+        (p.files_in("inbox/bad/.ferry/failed").len() == 2).then_some(())
+    });
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(p.runs_of("slow").len(), 1, "run once");
+    let err =
+        std::fs::read_to_string(p.path().join("inbox/bad/.ferry/failed/x.json.error.txt")).unwrap();
+    assert!(
+        err.contains("scripts/bad.lua:1: cannot parse inbox/bad/.ferry/processing/x.json"),
+        "{err}"
+    );
+    assert_eq!(p.runs_of("bad")[0]["state"], "failed");
+}
+
+#[test]
+fn edits_take_effect_and_broken_edits_keep_the_old_version() {
+    let p = Project::new();
+    p.write("ferry.toml", FAST);
+    let job = |v: u32| {
+        format!(
+            r#"return {{ schedule = "* * * * * *", run = function(ctx) return {{ v = {v} }} end }}"#
+        )
+    };
+    p.script("live", &job(1));
+    let d = Daemon::start(&p);
+    wait_for("a v1 run", Duration::from_secs(10), || {
+        p.runs_of("live")
+            .iter()
+            .any(|r| r["summary"]["v"] == 1)
+            .then_some(())
+    });
+    p.script("live", &job(2));
+    wait_for("a v2 run", Duration::from_secs(10), || {
+        p.runs_of("live")
+            .iter()
+            .any(|r| r["summary"]["v"] == 2)
+            .then_some(())
+    });
+    p.script(
+        "live",
+        "return { schedule = \"* * * * * *\", run = function(ctx) return { v = 3 } end",
+    );
+    wait_for(
+        "the daemon to notice the broken edit",
+        Duration::from_secs(10),
+        || {
+            d.log()
+                .contains("job script does not load; the previous version stays active")
+                .then_some(())
+        },
+    );
+    let after_break = p.runs_of("live").len();
+    wait_for(
+        "runs of the old version after the broken edit",
+        Duration::from_secs(10),
+        || {
+            let runs = p.runs_of("live");
+            (runs.len() >= after_break + 2).then_some(())
+        },
+    );
+    assert!(p.runs_of("live").iter().all(|r| r["summary"]["v"] != 3));
+    let jobs = p.ferry(&["jobs", "--json"]).json();
+    let live = &jobs.as_array().unwrap()[0];
+    assert!(
+        live["error"].as_str().unwrap().contains("scripts/live.lua"),
+        "{live}"
+    );
+    let text = p.ferry(&["jobs"]).stdout;
+    assert!(
+        text.contains("live") && text.contains("NOT LOADED") || text.contains("BROKEN"),
+        "{text}"
+    );
+    // A new script is picked up, a removed one goes away.
+    p.script(
+        "fresh",
+        r#"return { schedule = "* * * * * *", run = function(ctx) return "fresh" end }"#,
+    );
+    wait_for("a run of the new job", Duration::from_secs(10), || {
+        (!p.runs_of("fresh").is_empty()).then_some(())
+    });
+    std::fs::remove_file(p.path().join("scripts/fresh.lua")).unwrap();
+    wait_for("the removal", Duration::from_secs(10), || {
+        d.log().contains("job removed").then_some(())
+    });
+    let n = p.runs_of("fresh").len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        p.runs_of("fresh").len() <= n + 1,
+        "a removed job stops running"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn kill_9_during_a_run_is_recovered_and_retried_without_losing_the_file() {
+    let p = Project::new();
+    p.write("ferry.toml", FAST);
+    p.script(
+        "fragile",
+        &format!(
+            r#"return {{ watch = {{ path = "inbox/f", settle = "100ms" }}, retries = 1, retry_delay = "100ms",
+               run = function(ctx) if ctx.trigger.kind == "file" then {} end return ctx.trigger end }}"#,
+            busy(60)
+        ),
+    );
+    std::fs::create_dir_all(p.path().join("inbox/f")).unwrap();
+    let d = Daemon::start(&p);
+    p.write("inbox/f/data.csv", "a,b\n");
+    wait_for("the run to be going", Duration::from_secs(20), || {
+        p.runs_of("fragile")
+            .into_iter()
+            .find(|r| r["state"] == "running")
+    });
+    d.kill9();
+    assert_eq!(p.files_in("inbox/f/.ferry/processing"), vec!["data.csv"]);
+    let d = Daemon::start(&p);
+    let retry = wait_for("the retry to succeed", Duration::from_secs(30), || {
+        p.runs_of("fragile")
+            .into_iter()
+            .find(|r| r["state"] == "succeeded")
+    });
+    wait_for("the file archived", Duration::from_secs(10), || {
+        (p.files_in("inbox/f/.ferry/archive") == vec!["data.csv"]).then_some(())
+    });
+    assert_eq!(d.stop(), Some(0));
+    let runs = p.runs_of("fragile");
+    assert_eq!(runs[0]["state"], "interrupted", "{runs:?}");
+    assert_eq!(runs[0]["error"]["code"], "interrupted");
+    assert_eq!(retry["trigger"]["kind"], "retry");
+    assert_eq!(retry["trigger"]["of"], runs[0]["id"]);
+    assert_eq!(
+        retry["summary"]["file"],
+        "inbox/f/.ferry/processing/data.csv"
+    );
+    assert_eq!(runs.len(), 2);
+}
+
+#[test]
+fn sigterm_cancels_a_running_job_and_exits_zero() {
+    let p = Project::new();
+    p.write("ferry.toml", FAST);
+    p.script(
+        "forever",
+        &format!(
+            r#"return {{ schedule = "* * * * * *", run = function(ctx) {} end }}"#,
+            busy(120)
+        ),
+    );
+    let d = Daemon::start(&p);
+    wait_for("the run to be going", Duration::from_secs(20), || {
+        p.runs_of("forever")
+            .into_iter()
+            .find(|r| r["state"] == "running")
+    });
+    let t = Instant::now();
+    assert_eq!(d.stop(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(30));
+    let runs = p.runs_of("forever");
+    assert!(runs.iter().all(|r| r["state"] != "running"), "{runs:?}");
+    assert!(runs.iter().any(|r| r["state"] == "cancelled"), "{runs:?}");
+}
+
+#[test]
+fn retention_deletes_old_runs_and_keeps_the_newest() {
+    let p = Project::new();
+    p.script("often", "return { run = function() end }");
+    for _ in 0..5 {
+        assert_eq!(p.ferry(&["run", "often"]).code, 0);
+    }
+    p.write(
+        "ferry.toml",
+        &format!("{FAST}[retention]\nruns_per_job = 2\n"),
+    );
+    let d = Daemon::start(&p);
+    assert_eq!(d.stop(), Some(0));
+    let ids: Vec<i64> = p
+        .runs_of("often")
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![4, 5]);
+}
+
+#[test]
+fn serve_with_a_bad_config_fails_clearly() {
+    let p = Project::new();
+    p.write("ferry.toml", "[daemon]\nconcurrency = 0\n");
+    let r = p.ferry(&["serve"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("daemon.concurrency: must be at least 1"),
+        "{}",
+        r.all()
+    );
+}
