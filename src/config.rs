@@ -70,6 +70,22 @@ pub struct FileConfig {
     /// How long the run history is kept.
     #[serde(default)]
     pub retention: RetentionSection,
+    /// The HTTP API of `ferry serve`.
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// `[api]`: the HTTP API served by `ferry serve`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address to listen on. Default `127.0.0.1:7411`; `ferry serve --listen` overrides it.
+    pub listen: Option<String>,
+    /// Bearer token clients must send. `FERRY_TOKEN` in the environment overrides it. Without a
+    /// token the API binds loopback addresses only. `"${VAR}"` reads an environment variable.
+    pub token: Option<String>,
+    /// Largest accepted upload. Default `1GiB`.
+    pub max_upload: Option<String>,
 }
 
 /// `[daemon]`: how `ferry serve` schedules runs.
@@ -154,7 +170,23 @@ pub struct Config {
     pub daemon: Daemon,
     /// History retention.
     pub retention: Retention,
+    /// HTTP API settings.
+    pub api: Api,
 }
+
+/// Validated `[api]` settings.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Address to listen on.
+    pub listen: String,
+    /// The bearer token, if one is configured.
+    pub token: Option<String>,
+    /// Largest accepted upload in bytes.
+    pub max_upload: u64,
+}
+
+/// The default API address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
 
 /// Validated `[daemon]` settings.
 #[derive(Debug, Clone, Copy)]
@@ -319,7 +351,26 @@ impl Config {
             days: fc.retention.days.unwrap_or(30),
             runs_per_job: fc.retention.runs_per_job.unwrap_or(1000),
         };
+        let token = match std::env::var("FERRY_TOKEN").ok().filter(|t| !t.is_empty()) {
+            Some(t) => Some(t),
+            None => match fc.api.token {
+                Some(t) => Some(expand_env(&t).map_err(|m| value_err("api.token", m))?),
+                None => None,
+            },
+        };
+        if token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(value_err(
+                "api.token",
+                "must be at least 16 characters".into(),
+            ));
+        }
+        let api = Api {
+            listen: fc.api.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+            token,
+            max_upload: size("api.max_upload", fc.api.max_upload, 1 << 30)?,
+        };
         Ok(Config {
+            api,
             daemon,
             retention,
             file,

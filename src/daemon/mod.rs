@@ -6,7 +6,7 @@ mod recovery;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use notify::Watcher;
@@ -59,58 +59,95 @@ pub struct Handle {
     pub registry: Arc<RwLock<Registry>>,
     /// The config.
     pub config: Config,
+    /// The next cron occurrence of each scheduled job, as the trigger loop plans it.
+    pub next_runs: Arc<Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>>,
 }
 
-/// Starts everything, runs until `shutdown` resolves, then drains running jobs and returns.
-pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    for dir in [
-        &config.scripts_dir,
-        &config.plugins_dir,
-        &config.inbox_dir,
-        &config.data_dir,
-    ] {
-        std::fs::create_dir_all(dir).map_err(|source| DaemonError::Dir {
-            path: dir.clone(),
-            source,
-        })?;
-    }
-    let history = Arc::new(SqliteHistory::open(&config.history_path)?);
-    let registry = Arc::new(RwLock::new(Registry::default()));
-    reload(&config, &registry).await;
-    let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone());
-    let specs = read(&registry).specs();
-    recovery::recover(&config, &dispatcher, &specs)?;
-    retention(&config, &history);
-    let mut cron = CronTrigger::default();
-    cron.catch_up(&config, &dispatcher, &specs);
+/// A started daemon: its loops run in the background until [`Daemon::shutdown`].
+pub struct Daemon {
+    handle: Handle,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    dispatch: tokio::task::JoinHandle<()>,
+    triggers: tokio::task::JoinHandle<Result<(), DaemonError>>,
+}
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let dispatch = {
-        let d = dispatcher.clone();
-        let rx = stop_rx.clone();
-        tokio::spawn(async move { d.run(rx).await })
-    };
-    let triggers = {
+impl Daemon {
+    /// Loads the scripts, recovers after a crash, applies retention, catches up missed cron
+    /// occurrences and starts the dispatcher and the trigger loop.
+    pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
+        for dir in [
+            &config.scripts_dir,
+            &config.plugins_dir,
+            &config.inbox_dir,
+            &config.data_dir,
+        ] {
+            std::fs::create_dir_all(dir).map_err(|source| DaemonError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let history = Arc::new(SqliteHistory::open(&config.history_path)?);
+        let registry = Arc::new(RwLock::new(Registry::default()));
+        reload(&config, &registry).await;
+        let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone());
+        let specs = read(&registry).specs();
+        recovery::recover(&config, &dispatcher, &specs)?;
+        retention(&config, &history);
+        let mut cron = CronTrigger::default();
+        cron.catch_up(&config, &dispatcher, &specs);
+
         let handle = Handle {
             dispatcher: dispatcher.clone(),
             registry: registry.clone(),
             config: config.clone(),
+            next_runs: Arc::new(Mutex::new(HashMap::new())),
         };
-        let rx = stop_rx.clone();
-        tokio::spawn(async move { trigger_loop(handle, cron, rx).await })
-    };
-    tracing::info!(root = %config.root.display(), jobs = specs.len(), "ferry is serving");
-    shutdown.await;
-    tracing::info!("shutting down: no new runs; waiting for running jobs");
-    let _ = stop_tx.send(true);
-    let _ = dispatch.await;
-    match triggers.await {
-        Ok(Err(e)) => tracing::error!("trigger loop: {e}"),
-        Err(e) => tracing::error!("trigger loop panicked: {e}"),
-        Ok(Ok(())) => {}
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let dispatch = {
+            let d = dispatcher.clone();
+            let rx = stop_rx.clone();
+            tokio::spawn(async move { d.run(rx).await })
+        };
+        let triggers = {
+            let h = handle.clone();
+            tokio::spawn(async move { trigger_loop(h, cron, stop_rx).await })
+        };
+        tracing::info!(root = %config.root.display(), jobs = specs.len(), "ferry is serving");
+        Ok(Daemon {
+            handle,
+            stop_tx,
+            dispatch,
+            triggers,
+        })
     }
-    dispatcher.drain(config.daemon.shutdown_grace).await;
-    tracing::info!("stopped");
+
+    /// The shared parts, for the HTTP API.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Stops the triggers, lets running jobs finish within the grace period (then cancels
+    /// them) and returns when every run is closed.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: no new runs; waiting for running jobs");
+        let _ = self.stop_tx.send(true);
+        let _ = self.dispatch.await;
+        match self.triggers.await {
+            Ok(Err(e)) => tracing::error!("trigger loop: {e}"),
+            Err(e) => tracing::error!("trigger loop panicked: {e}"),
+            Ok(Ok(())) => {}
+        }
+        let grace = self.handle.config.daemon.shutdown_grace;
+        self.handle.dispatcher.drain(grace).await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Starts the daemon, runs until `shutdown` resolves, then shuts down gracefully.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let daemon = Daemon::start(config).await?;
+    shutdown.await;
+    daemon.shutdown().await;
     Ok(())
 }
 
@@ -202,6 +239,15 @@ async fn trigger_loop(
         }
         let specs = read(&h.registry).specs();
         cron.tick(&h.dispatcher, &specs);
+        {
+            let mut next = h.next_runs.lock().unwrap_or_else(|p| p.into_inner());
+            next.clear();
+            for s in &specs {
+                if let Some(t) = cron.next_of(&s.name) {
+                    next.insert(s.name.clone(), t);
+                }
+            }
+        }
         for spec in &specs {
             let Some(w) = &spec.watch else { continue };
             let settler = settlers.entry(spec.name.clone()).or_default();
@@ -235,8 +281,8 @@ async fn trigger_loop(
             for file in ready {
                 match watch::move_into(&file.path, &dirs.processing) {
                     Ok(target) => {
-                        if let Err(e) = recovery::claim(&h.config, &h.dispatcher, spec, &target) {
-                            tracing::error!(job = %spec.name, "cannot record a picked-up file: {e}");
+                        if let Err(e) = h.dispatcher.claim_file(spec, &target) {
+                            tracing::error!(job = %spec.name, file = %target.display(), "cannot start a run for the file: {e}");
                         }
                     }
                     Err(e) => {

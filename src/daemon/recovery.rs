@@ -6,10 +6,8 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::history::{FileState, History, HistoryError, RunEnd, RunErrorInfo, RunState};
-use crate::jobs::dispatcher::{Dispatcher, Submit};
-use crate::jobs::params::GivenParams;
+use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::spec::JobSpec;
-use crate::jobs::trigger::Trigger;
 use crate::jobs::watch::WatchDirs;
 use crate::lua::ErrorCode;
 
@@ -79,26 +77,21 @@ pub fn recover(
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_file() {
-                resume_file(config, dispatcher, spec, &path)?;
+                resume_file(dispatcher, spec, &path)?;
             }
         }
     }
     Ok(())
 }
 
-fn resume_file(
-    config: &Config,
-    dispatcher: &Dispatcher,
-    spec: &JobSpec,
-    path: &Path,
-) -> Result<(), HistoryError> {
+fn resume_file(dispatcher: &Dispatcher, spec: &JobSpec, path: &Path) -> Result<(), HistoryError> {
     let history = dispatcher.history();
     let shown = path.display().to_string();
     match history.file_by_processing_path(&shown)? {
         None => {
             // Moved into processing/ but never recorded: the daemon died in between. Claim it now.
             tracing::warn!(job = %spec.name, file = %shown, "resuming a file left in processing/");
-            claim(config, dispatcher, spec, path)?;
+            claim(dispatcher, spec, path);
         }
         Some(rec) => {
             let Some(run_id) = rec.run_id else {
@@ -108,7 +101,8 @@ fn resume_file(
                 Ok(r) => r,
                 Err(HistoryError::NotFound(_)) => {
                     history.file_finished(rec.id, FileState::Failed)?;
-                    return claim(config, dispatcher, spec, path);
+                    claim(dispatcher, spec, path);
+                    return Ok(());
                 }
                 Err(e) => return Err(e),
             };
@@ -120,46 +114,8 @@ fn resume_file(
     Ok(())
 }
 
-/// Submits a run for a file that already lies in `processing/` and records the claim.
-pub fn claim(
-    config: &Config,
-    dispatcher: &Dispatcher,
-    spec: &JobSpec,
-    path: &Path,
-) -> Result<(), HistoryError> {
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let submit = Submit {
-        job: spec.name.clone(),
-        params: GivenParams::Json(Default::default()),
-        trigger: Trigger::File {
-            file: config.display_path(path),
-        },
-        not_before: None,
-    };
-    match dispatcher.submit(submit) {
-        Ok(s) => {
-            dispatcher.history().file_claimed(
-                &spec.name,
-                &name,
-                &path.display().to_string(),
-                size,
-                s.id,
-            )?;
-        }
-        Err(e) => {
-            tracing::error!(job = %spec.name, file = %path.display(), "cannot start a run for the file: {e}");
-            if let Some(watch) = &spec.watch {
-                let dirs = WatchDirs::new(config, watch);
-                let text = format!("the file could not be processed: {e}\n");
-                if let Err(e) = crate::jobs::watch::finish(&dirs, path, false, watch.after, &text) {
-                    tracing::error!(file = %path.display(), "cannot move the file to failed/: {e}");
-                }
-            }
-        }
+fn claim(dispatcher: &Dispatcher, spec: &JobSpec, path: &Path) {
+    if let Err(e) = dispatcher.claim_file(spec, path) {
+        tracing::error!(job = %spec.name, file = %path.display(), "cannot start a run for the file: {e}");
     }
-    Ok(())
 }

@@ -127,4 +127,6 @@ pub trait History {
         older_than: chrono::DateTime<chrono::Utc>,
         keep_per_job: u32,
     ) -> Result<u64, HistoryError>;
+    /// Run counts and total durations by job and state, for metrics.
+    fn stats(&self) -> Result<Vec<RunStats>, HistoryError>;
 }

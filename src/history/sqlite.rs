@@ -563,9 +563,36 @@ impl History for SqliteHistory {
             .map_err(|e| self.err(e))?;
         Ok((by_age + by_count) as u64)
     }
+
+    fn stats(&self) -> Result<Vec<RunStats>, HistoryError> {
+        self.stats_query()
+    }
 }
 
 impl SqliteHistory {
+    fn stats_query(&self) -> Result<Vec<RunStats>, HistoryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT job, state, count(*), \
+                 coalesce(sum((julianday(finished_at) - julianday(started_at)) * 86400.0), 0.0) \
+                 FROM runs GROUP BY job, state ORDER BY job, state",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            let state: String = r.get(1)?;
+            Ok(RunStats {
+                job: r.get(0)?,
+                state: state.parse().unwrap_or(RunState::Failed),
+                count: r.get::<_, i64>(2)?.max(0) as u64,
+                duration_seconds: r.get::<_, f64>(3)?.max(0.0),
+            })
+        })
+        .map_err(|e| self.err(e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| self.err(e))
+    }
+
     fn file_where(
         &self,
         cond: &str,

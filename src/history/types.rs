@@ -340,3 +340,16 @@ pub struct FileRecord {
     /// Its state.
     pub state: String,
 }
+
+/// Runs of one job in one state, for metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStats {
+    /// Job name.
+    pub job: String,
+    /// State.
+    pub state: RunState,
+    /// How many runs.
+    pub count: u64,
+    /// Sum of their durations (started to finished) in seconds.
+    pub duration_seconds: f64,
+}

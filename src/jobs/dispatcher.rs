@@ -207,6 +207,50 @@ impl Dispatcher {
             .any(|r| r.job == job && r.not_before.is_none_or(|t| t <= now)))
     }
 
+    /// Starts a run for a file that lies in the job's `processing/` folder and records the
+    /// claim. When no run can start, the file is moved to `failed/` with the reason.
+    pub fn claim_file(
+        &self,
+        spec: &JobSpec,
+        path: &std::path::Path,
+    ) -> Result<Submitted, SubmitError> {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let submit = Submit {
+            job: spec.name.clone(),
+            params: GivenParams::Json(Default::default()),
+            trigger: Trigger::File {
+                file: self.inner.config.display_path(path),
+            },
+            not_before: None,
+        };
+        match self.submit(submit) {
+            Ok(s) => {
+                self.inner.history.file_claimed(
+                    &spec.name,
+                    &name,
+                    &path.display().to_string(),
+                    size,
+                    s.id,
+                )?;
+                Ok(s)
+            }
+            Err(e) => {
+                if let Some(w) = &spec.watch {
+                    let dirs = WatchDirs::new(&self.inner.config, w);
+                    let text = format!("the file could not be processed: {e}\n");
+                    if let Err(io) = watch::finish(&dirs, path, false, w.after, &text) {
+                        tracing::error!(file = %path.display(), "cannot move the file to failed/: {io}");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Asks a run to stop: recorded in the history (the worker polls it) and signalled to the
     /// executor, which kills the worker if it does not stop within the grace period.
     pub fn cancel(&self, id: i64) -> Result<bool, HistoryError> {

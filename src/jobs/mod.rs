@@ -11,6 +11,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod spec;
 pub mod trigger;
+pub mod view;
 pub mod watch;
 pub mod worker;
 

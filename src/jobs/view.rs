@@ -1,0 +1,107 @@
+//! The description of a job that `ferry jobs` and the HTTP API show.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::params::ParamSpec;
+use super::registry::JobEntry;
+use super::spec::{Overlap, WatchSpec};
+use crate::config::Config;
+use crate::history::{RunRecord, RunState, format_time};
+use crate::units::format_duration;
+
+/// A job as shown to people and API clients. Field names are stable.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    /// Job name.
+    pub name: String,
+    /// Script file, relative to the project root.
+    pub file: String,
+    /// Whether a version of the script is active.
+    pub loaded: bool,
+    /// The load error of the newest version of the script, if it does not load. With
+    /// `loaded = true` the previous version stays active.
+    pub error: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// The cron schedule.
+    pub schedule: Option<ScheduleView>,
+    /// When the schedule fires next.
+    pub next_run: Option<String>,
+    /// The watched folder.
+    pub watch: Option<WatchSpec>,
+    /// Declared params.
+    pub params: std::collections::BTreeMap<String, ParamSpec>,
+    /// Overlap policy.
+    pub overlap: Option<Overlap>,
+    /// Retries after a failure.
+    pub retries: Option<u32>,
+    /// Time limit (job's own, or the default).
+    pub timeout: Option<String>,
+    /// The newest run.
+    pub last_run: Option<LastRun>,
+}
+
+/// A schedule as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleView {
+    /// The cron expression.
+    pub cron: String,
+    /// The IANA time zone.
+    pub timezone: String,
+    /// The missed-occurrence policy.
+    pub missed: super::schedule::Missed,
+}
+
+/// The newest run of a job.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    /// Run id.
+    pub id: i64,
+    /// State.
+    pub state: RunState,
+    /// When it was queued.
+    pub queued_at: String,
+    /// When it ended.
+    pub finished_at: Option<String>,
+}
+
+impl JobView {
+    /// Builds the view of a registry entry; `next_run` overrides the computed next occurrence.
+    pub fn new(
+        config: &Config,
+        name: &str,
+        entry: &JobEntry,
+        last: Option<&RunRecord>,
+        next_run: Option<DateTime<Utc>>,
+    ) -> JobView {
+        let spec = entry.spec.as_deref();
+        let schedule = spec.and_then(|s| s.schedule.as_ref());
+        JobView {
+            name: name.to_string(),
+            file: config.display_path(&entry.path),
+            loaded: spec.is_some(),
+            error: entry.error.as_ref().map(|e| e.to_string()),
+            description: spec.and_then(|s| s.description.clone()),
+            schedule: schedule.map(|s| ScheduleView {
+                cron: s.expr.clone(),
+                timezone: s.timezone.name().to_string(),
+                missed: s.missed,
+            }),
+            next_run: next_run
+                .or_else(|| schedule.and_then(|s| s.next_after(Utc::now())))
+                .map(|t| format_time(&t)),
+            watch: spec.and_then(|s| s.watch.clone()),
+            params: spec.map(|s| s.params.clone()).unwrap_or_default(),
+            overlap: spec.map(|s| s.overlap),
+            retries: spec.map(|s| s.retries),
+            timeout: spec.map(|s| format_duration(s.timeout.unwrap_or(config.limits.timeout))),
+            last_run: last.map(|r| LastRun {
+                id: r.id,
+                state: r.state,
+                queued_at: format_time(&r.queued_at),
+                finished_at: r.finished_at.as_ref().map(format_time),
+            }),
+        }
+    }
+}
