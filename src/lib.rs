@@ -21,6 +21,7 @@
 //! - A secret's value never reaches the history or any output: the worker redacts logs, errors
 //!   and summaries before they are written.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;

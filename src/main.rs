@@ -7,7 +7,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = ferry::cli::Cli::parse();
     // The daemon reports what it does; one-shot commands stay quiet unless asked (FERRY_LOG).
-    let default = if matches!(cli.command, ferry::cli::Command::Serve) {
+    let default = if matches!(cli.command, ferry::cli::Command::Serve(_)) {
         "info"
     } else {
         "warn"

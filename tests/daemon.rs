@@ -191,7 +191,9 @@ fn slow_writes_are_picked_up_once_complete_and_failures_land_in_failed() {
         queued >= complete,
         "picked up at {queued}, before the write completed at {complete}"
     );
-    let archived = std::fs::read(p.path().join("inbox/slow/.ferry/archive/big.dat")).unwrap();
+    let archived = wait_for("the archived file", Duration::from_secs(10), || {
+        std::fs::read(p.path().join("inbox/slow/.ferry/archive/big.dat")).ok()
+    });
     assert_eq!(
         archived.len(),
         100_000,

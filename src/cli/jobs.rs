@@ -2,45 +2,42 @@
 
 use std::process::ExitCode;
 
-use serde_json::json;
+use serde_json::Value;
 
+use super::client::Client;
 use super::open_history;
 use crate::config::Config;
-use crate::history::{History, RunFilter, format_time};
+use crate::history::{History, RunFilter};
 use crate::jobs::registry::Registry;
+use crate::jobs::view::JobView;
 
-/// Lists the jobs of the scripts folder.
-pub fn jobs(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let mut registry = Registry::default();
-    registry.rescan(config);
-    let history = open_history(config)?;
-    let now = chrono::Utc::now();
-    let mut rows = Vec::new();
-    for (name, entry) in registry.entries() {
-        let (last, _) = history.list_runs(&RunFilter {
-            job: Some(name.clone()),
-            limit: 1,
-            ..Default::default()
-        })?;
-        let last = last.first();
-        let spec = entry.spec.as_deref();
-        rows.push(json!({
-            "name": name,
-            "file": config.display_path(&entry.path),
-            "loaded": spec.is_some(),
-            "error": entry.error.as_ref().map(|e| e.to_string()),
-            "description": spec.and_then(|s| s.description.clone()),
-            "schedule": spec.and_then(|s| s.schedule.as_ref()).map(|s| json!({
-                "cron": s.expr, "timezone": s.timezone.name(), "missed": s.missed,
-            })),
-            "next_run": spec.and_then(|s| s.schedule.as_ref()).and_then(|s| s.next_after(now)).map(|t| format_time(&t)),
-            "watch": spec.and_then(|s| s.watch.as_ref()),
-            "params": spec.map(|s| &s.params),
-            "overlap": spec.map(|s| s.overlap),
-            "retries": spec.map(|s| s.retries),
-            "last_run": last.map(|r| json!({"id": r.id, "state": r.state, "queued_at": format_time(&r.queued_at)})),
-        }));
-    }
+/// Lists the jobs: as a running daemon sees them (`server`), or as the scripts folder holds
+/// them now.
+pub fn jobs(config: &Config, server: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let rows: Vec<Value> = match server {
+        Some(url) => Client::new(url)?.jobs()?,
+        None => {
+            let mut registry = Registry::default();
+            registry.rescan(config);
+            let history = open_history(config)?;
+            let mut rows = Vec::new();
+            for (name, entry) in registry.entries() {
+                let (last, _) = history.list_runs(&RunFilter {
+                    job: Some(name.clone()),
+                    limit: 1,
+                    ..Default::default()
+                })?;
+                rows.push(serde_json::to_value(JobView::new(
+                    config,
+                    name,
+                    entry,
+                    last.first(),
+                    None,
+                ))?);
+            }
+            rows
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);

@@ -2,10 +2,12 @@
 //! in `main.rs` only.
 
 mod check;
+mod client;
 mod jobs;
 mod run;
 mod runs;
 mod serve;
+mod trigger;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,10 @@ pub struct Cli {
     /// Config file (default: ./ferry.toml when present, else built-in defaults).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Talk to a running daemon's HTTP API instead of the local history (`trigger`, `runs`,
+    /// `jobs`), e.g. http://127.0.0.1:7411. The token is read from FERRY_TOKEN.
+    #[arg(long, global = true, env = "FERRY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -37,8 +43,11 @@ pub enum Command {
     Check(check::CheckArgs),
     /// List, show, cancel and delete recorded runs.
     Runs(runs::RunsArgs),
+    /// Queue a run for the daemon (through its API with --server, else in the local history,
+    /// where a running `ferry serve` picks it up).
+    Trigger(trigger::TriggerArgs),
     /// Run the daemon: cron schedules, watched folders, hot reload of scripts.
-    Serve,
+    Serve(serve::ServeArgs),
     /// List jobs with their triggers, next run, last run and load errors.
     Jobs {
         /// Print JSON.
@@ -60,9 +69,10 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&config, args),
         Command::Check(args) => check::check(&config, args),
-        Command::Runs(args) => runs::runs(&config, args),
-        Command::Serve => serve::serve(config),
-        Command::Jobs { json } => jobs::jobs(&config, json),
+        Command::Runs(args) => runs::runs(&config, cli.server.as_deref(), args),
+        Command::Trigger(args) => trigger::trigger(&config, cli.server.as_deref(), args),
+        Command::Serve(args) => serve::serve(config, args),
+        Command::Jobs { json } => jobs::jobs(&config, cli.server.as_deref(), json),
         Command::Worker { address_space } => {
             if let Some(bytes) = address_space {
                 crate::jobs::worker::limit_address_space(bytes)?;

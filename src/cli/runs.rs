@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::client::{ApiRefusal, Client, RunDetail};
 use super::open_history;
 use crate::config::Config;
 use crate::history::{History, HistoryError, RunFilter, RunRecord, RunState, format_time};
@@ -61,9 +62,61 @@ fn parse_state(s: &str) -> Result<RunState, String> {
     s.parse()
 }
 
-/// Runs a `runs` subcommand.
-pub fn runs(config: &Config, args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let history = open_history(config)?;
+/// Where runs are read from: the local history, or a daemon's API.
+enum Backend {
+    Local(crate::history::SqliteHistory),
+    Remote(Client),
+}
+
+impl Backend {
+    fn list(&self, filter: &RunFilter) -> anyhow::Result<(Vec<RunRecord>, u64)> {
+        match self {
+            Backend::Local(h) => Ok(h.list_runs(filter)?),
+            Backend::Remote(c) => c.runs(filter.job.as_deref(), &filter.states, filter.limit),
+        }
+    }
+
+    fn show(&self, id: i64) -> anyhow::Result<Option<RunDetail>> {
+        match self {
+            Backend::Local(h) => match h.get_run(id) {
+                Ok(r) => Ok(Some((r, h.logs(id, 0, 0)?, h.artifacts(id)?))),
+                Err(HistoryError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Backend::Remote(c) => match c.run(id) {
+                Ok(v) => Ok(Some(v)),
+                Err(e)
+                    if e.downcast_ref::<ApiRefusal>()
+                        .is_some_and(|r| r.status == 404) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    fn cancel(&self, id: i64) -> anyhow::Result<bool> {
+        match self {
+            Backend::Local(h) => Ok(h.request_cancel(id)?),
+            Backend::Remote(c) => c.cancel(id),
+        }
+    }
+
+    fn delete(&self, id: i64) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(h) => Ok(h.delete_run(id)?),
+            Backend::Remote(c) => c.delete(id),
+        }
+    }
+}
+
+/// Runs a `runs` subcommand, against the local history or a daemon (`server`).
+pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let history = match server {
+        Some(url) => Backend::Remote(Client::new(url)?),
+        None => Backend::Local(open_history(config)?),
+    };
     match args.command {
         RunsCommand::List {
             job,
@@ -77,7 +130,7 @@ pub fn runs(config: &Config, args: RunsArgs) -> anyhow::Result<ExitCode> {
                 limit,
                 ..Default::default()
             };
-            let (items, total) = history.list_runs(&filter)?;
+            let (items, total) = history.list(&filter)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
@@ -86,16 +139,10 @@ pub fn runs(config: &Config, args: RunsArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show { id, json } => {
-            let run = match history.get_run(id) {
-                Ok(r) => r,
-                Err(HistoryError::NotFound(_)) => {
-                    eprintln!("error: run {id} does not exist");
-                    return Ok(ExitCode::from(1));
-                }
-                Err(e) => return Err(e.into()),
+            let Some((run, logs, artifacts)) = history.show(id)? else {
+                eprintln!("error: run {id} does not exist");
+                return Ok(ExitCode::from(1));
             };
-            let logs = history.logs(id, 0, 0)?;
-            let artifacts = history.artifacts(id)?;
             if json {
                 let mut v = serde_json::to_value(&run)?;
                 v["logs"] = serde_json::to_value(&logs)?;
@@ -124,7 +171,7 @@ pub fn runs(config: &Config, args: RunsArgs) -> anyhow::Result<ExitCode> {
         RunsCommand::Cancel { ids } => {
             let mut code = ExitCode::SUCCESS;
             for id in ids {
-                match history.request_cancel(id) {
+                match history.cancel(id) {
                     Ok(true) => println!("run {id}: cancel requested"),
                     Ok(false) => println!("run {id}: already finished"),
                     Err(e) => {
@@ -138,7 +185,7 @@ pub fn runs(config: &Config, args: RunsArgs) -> anyhow::Result<ExitCode> {
         RunsCommand::Delete { ids } => {
             let mut code = ExitCode::SUCCESS;
             for id in ids {
-                match history.delete_run(id) {
+                match history.delete(id) {
                     Ok(()) => println!("run {id}: deleted"),
                     Err(e) => {
                         eprintln!("error: {e}");

@@ -1,33 +1,78 @@
-//! `ferry serve`: the daemon, until SIGINT or SIGTERM.
+//! `ferry serve`: the daemon and its HTTP API, until SIGINT or SIGTERM.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use clap::Args;
 
+use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::daemon::Daemon;
+
+/// Arguments of `ferry serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP API, e.g. 127.0.0.1:7411 (default from [api] listen). Port 0 picks a
+    /// free port; the address is printed in the log.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+}
 
 /// Runs the daemon; exits 0 after a graceful shutdown.
-pub fn serve(config: Config) -> anyhow::Result<ExitCode> {
+pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let shutdown = async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!("cannot handle SIGTERM: {e}");
-                        return std::future::pending().await;
-                    }
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-            }
-        };
-        crate::daemon::serve(config, shutdown).await
+        let listen = args.listen.unwrap_or_else(|| config.api.listen.clone());
+        let addrs: Vec<_> = tokio::net::lookup_host(&listen)
+            .await
+            .with_context(|| {
+                format!("invalid API address {listen:?}: expected HOST:PORT like 127.0.0.1:7411")
+            })?
+            .collect();
+        if addrs.is_empty() {
+            bail!("API address {listen:?} resolves to no address");
+        }
+        for a in &addrs {
+            api::check_bind(a, config.api.token.as_deref()).map_err(anyhow::Error::msg)?;
+        }
+        let listener = tokio::net::TcpListener::bind(&addrs[..])
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = listener.local_addr()?;
+        let daemon = Daemon::start(config).await?;
+        let state = ApiState::new(daemon.handle())?;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(api::serve(listener, state, async move {
+            let _ = stop_rx.changed().await;
+        }));
+        tracing::info!("API listening on http://{local}");
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+        daemon.shutdown().await;
+        match server.await {
+            Ok(Err(e)) => tracing::error!("API server: {e}"),
+            Err(e) => tracing::error!("API server task: {e}"),
+            Ok(Ok(())) => {}
+        }
+        anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot handle SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
 }

@@ -172,7 +172,7 @@ pub struct Progress {
 }
 
 /// A run as stored in the history. Field names are the stable names of `--json` output and the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     /// Run id.
     pub id: i64,
@@ -223,7 +223,7 @@ impl RunRecord {
 }
 
 /// A log line of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogLine {
     /// Sequence number, increasing; use it as `after` to tail.
     pub seq: i64,
@@ -250,7 +250,7 @@ pub struct NewArtifact {
 }
 
 /// An artifact of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifact {
     /// Name, unique in the run.
     pub name: String,

@@ -142,6 +142,8 @@ pub const SIGINT: i32 = 2;
 pub struct Daemon {
     pub child: std::process::Child,
     pub log: PathBuf,
+    /// Base URL of the API, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
 }
 
 impl Daemon {
@@ -159,7 +161,7 @@ impl Daemon {
             .count();
         let log = p.path().join(format!("serve-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let mut all = vec!["serve"];
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let child = p
             .cmd(&all)
@@ -168,9 +170,19 @@ impl Daemon {
             .stderr(file)
             .spawn()
             .expect("start ferry serve");
-        let d = Daemon { child, log };
-        wait_for("the daemon to serve", Duration::from_secs(30), || {
-            d.log().contains("ferry is serving").then_some(())
+        let mut d = Daemon {
+            child,
+            log,
+            url: String::new(),
+        };
+        d.url = wait_for("the daemon to serve", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("ferry serve exited ({status}):\n{}", d.log());
+            }
+            let log = d.log();
+            let at = log.find("API listening on ")?;
+            let rest = &log[at + "API listening on ".len()..];
+            Some(rest.lines().next()?.trim().to_string())
         });
         d
     }

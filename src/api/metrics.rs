@@ -1,0 +1,71 @@
+//! `GET /metrics`: Prometheus text exposition.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, ApiState};
+use crate::history::{History, RunState};
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Runs by job and state, durations, queue depth and running count.
+pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let running = state.handle.dispatcher.running_count();
+    let (stats, queued) = state
+        .db(|h| Ok((h.stats()?, h.runs_in_state(RunState::Queued)?.len())))
+        .await?;
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "# HELP ferry_runs Runs kept in the history, by job and state."
+    );
+    let _ = writeln!(out, "# TYPE ferry_runs gauge");
+    for s in &stats {
+        let _ = writeln!(
+            out,
+            "ferry_runs{{job=\"{}\",state=\"{}\"}} {}",
+            label(&s.job),
+            s.state,
+            s.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ferry_run_duration_seconds Durations of the runs kept in the history, by job and state."
+    );
+    let _ = writeln!(out, "# TYPE ferry_run_duration_seconds summary");
+    for s in stats.iter().filter(|s| s.state.is_closed()) {
+        let labels = format!("job=\"{}\",state=\"{}\"", label(&s.job), s.state);
+        let _ = writeln!(
+            out,
+            "ferry_run_duration_seconds_sum{{{labels}}} {:.3}",
+            s.duration_seconds
+        );
+        let _ = writeln!(
+            out,
+            "ferry_run_duration_seconds_count{{{labels}}} {}",
+            s.count
+        );
+    }
+    let _ = writeln!(out, "# HELP ferry_queue_depth Runs queued and not started.");
+    let _ = writeln!(out, "# TYPE ferry_queue_depth gauge");
+    let _ = writeln!(out, "ferry_queue_depth {queued}");
+    let _ = writeln!(out, "# HELP ferry_running Runs going now.");
+    let _ = writeln!(out, "# TYPE ferry_running gauge");
+    let _ = writeln!(out, "ferry_running {running}");
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response())
+}

@@ -1,0 +1,190 @@
+//! The HTTP API of `ferry serve` (axum): routes, auth, JSON shapes, uploads, downloads.
+//!
+//! Only this module knows HTTP. Handlers read the history through their own connection and act
+//! through the daemon's [`Handle`] (submit, cancel). Blocking work (SQLite, files) runs on
+//! blocking threads.
+
+mod error;
+mod jobs;
+mod metrics;
+mod runs;
+mod upload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{Method, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use subtle::ConstantTimeEq;
+
+pub use error::ApiError;
+
+use crate::daemon::Handle;
+use crate::history::{HistoryError, SqliteHistory};
+
+/// The OpenAPI 3 document of this API, checked against the router by a test.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route: method and path, as registered in [`router`]. The test of the OpenAPI document
+/// compares the two.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/health"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/jobs"),
+    ("GET", "/api/v1/jobs/{name}"),
+    ("POST", "/api/v1/jobs/{name}/runs"),
+    ("POST", "/api/v1/jobs/{name}/upload"),
+    ("GET", "/api/v1/runs"),
+    ("POST", "/api/v1/runs/delete"),
+    ("GET", "/api/v1/runs/{id}"),
+    ("DELETE", "/api/v1/runs/{id}"),
+    ("GET", "/api/v1/runs/{id}/logs"),
+    ("POST", "/api/v1/runs/{id}/cancel"),
+    ("GET", "/api/v1/runs/{id}/artifacts/{name}"),
+];
+
+/// State shared by the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The daemon.
+    pub handle: Handle,
+    /// A history connection of the API's own.
+    pub history: Arc<SqliteHistory>,
+    token: Option<Arc<String>>,
+}
+
+impl ApiState {
+    /// State for a daemon; opens the API's own history connection.
+    pub fn new(handle: Handle) -> Result<ApiState, HistoryError> {
+        let history = Arc::new(SqliteHistory::open(&handle.config.history_path)?);
+        let token = handle.config.api.token.clone().map(Arc::new);
+        Ok(ApiState {
+            handle,
+            history,
+            token,
+        })
+    }
+
+    /// Runs `f` with the history on a blocking thread.
+    pub async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteHistory) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let history = self.history.clone();
+        tokio::task::spawn_blocking(move || f(&history))
+            .await
+            .map_err(ApiError::internal)?
+    }
+}
+
+/// The router with every route, auth and JSON fallbacks.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/{name}", get(jobs::detail))
+        .route("/api/v1/jobs/{name}/runs", post(jobs::trigger))
+        .route(
+            "/api/v1/jobs/{name}/upload",
+            post(upload::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/runs", get(runs::list))
+        .route("/api/v1/runs/delete", post(runs::delete_many))
+        .route("/api/v1/runs/{id}", get(runs::detail).delete(runs::delete))
+        .route("/api/v1/runs/{id}/logs", get(runs::logs))
+        .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/api/v1/runs/{id}/artifacts/{name}", get(runs::artifact))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .merge(api)
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .with_state(state)
+}
+
+async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn no_method(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("{method} is not allowed on {}", uri.path()),
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+async fn health(State(state): State<ApiState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let jobs = state
+        .handle
+        .registry
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .specs()
+        .len();
+    let running = state.handle.dispatcher.running_count();
+    let queued = state
+        .db(|h| {
+            Ok(crate::history::History::runs_in_state(h, crate::history::RunState::Queued)?.len())
+        })
+        .await?;
+    Ok(axum::Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "jobs": jobs,
+        "running": running,
+        "queued": queued,
+    })))
+}
+
+/// Refuses to listen beyond loopback without a token.
+pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), String> {
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to serve the API on {addr} without a token: anyone who can reach it could run jobs. \
+             Set [api] token in ferry.toml or FERRY_TOKEN, or listen on a loopback address such as 127.0.0.1"
+        ));
+    }
+    Ok(())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

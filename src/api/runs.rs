@@ -1,0 +1,245 @@
+//! `/api/v1/runs`: paged history, detail, logs, cancel, delete, artifact download.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::jobs::parse_body;
+use super::{ApiError, ApiState};
+use crate::history::{History, HistoryError, RunFilter, RunState};
+
+/// Largest page size.
+const MAX_PAGE_SIZE: u32 = 500;
+
+fn run_id(text: &str) -> Result<i64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("run id must be an integer, got {text:?}")))
+}
+
+fn pairs(q: &Option<String>) -> Vec<(String, String)> {
+    q.as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "query `{name}`: expected an RFC 3339 time like \"2026-01-31T00:00:00Z\", got {v:?}"
+            ))
+        })
+}
+
+fn number_param(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ApiError> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "query `{name}`: expected a whole number from {min} to {max}, got {v:?}"
+            ))
+        })
+}
+
+/// `GET /api/v1/runs?job=&state=&since=&until=&page=1&page_size=20`; `state` may be repeated
+/// or comma-separated.
+pub async fn list(
+    State(state): State<ApiState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let mut filter = RunFilter::default();
+    let (mut page, mut page_size) = (1u64, 20u64);
+    for (k, v) in pairs(&q) {
+        match k.as_str() {
+            "job" => filter.job = Some(v),
+            "state" => {
+                for s in v.split(',').filter(|s| !s.is_empty()) {
+                    filter.states.push(
+                        s.parse::<RunState>()
+                            .map_err(|m| ApiError::bad_request(format!("query `state`: {m}")))?,
+                    );
+                }
+            }
+            "since" => filter.since = Some(time_param("since", &v)?),
+            "until" => filter.until = Some(time_param("until", &v)?),
+            "page" => page = number_param("page", &v, 1, u64::from(u32::MAX))?,
+            "page_size" => page_size = number_param("page_size", &v, 1, u64::from(MAX_PAGE_SIZE))?,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`; expected job, state, since, until, page, page_size"
+                )));
+            }
+        }
+    }
+    filter.limit = page_size as u32;
+    filter.offset = (page - 1).saturating_mul(page_size);
+    let (items, total) = state.db(move |h| Ok(h.list_runs(&filter)?)).await?;
+    Ok(Json(
+        json!({ "items": items, "page": page, "page_size": page_size, "total": total }),
+    ))
+}
+
+/// `GET /api/v1/runs/{id}`: the run with its artifacts.
+pub async fn detail(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = run_id(&id)?;
+    let (run, artifacts) = state
+        .db(move |h| Ok((h.get_run(id)?, h.artifacts(id)?)))
+        .await?;
+    let mut v = serde_json::to_value(&run).map_err(ApiError::internal)?;
+    v["artifacts"] = serde_json::to_value(&artifacts).map_err(ApiError::internal)?;
+    Ok(Json(v))
+}
+
+/// `GET /api/v1/runs/{id}/logs?after=N&limit=M`: lines after sequence number N, for tailing.
+pub async fn logs(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let id = run_id(&id)?;
+    let (mut after, mut limit) = (0i64, 1000u32);
+    for (k, v) in pairs(&q) {
+        match k.as_str() {
+            "after" => after = number_param("after", &v, 0, i64::MAX as u64)? as i64,
+            "limit" => limit = number_param("limit", &v, 1, 10_000)? as u32,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`; expected after, limit"
+                )));
+            }
+        }
+    }
+    let (lines, run) = state
+        .db(move |h| Ok((h.logs(id, after, limit)?, h.get_run(id)?)))
+        .await?;
+    let next = lines.last().map(|l| l.seq).unwrap_or(after);
+    Ok(Json(
+        json!({ "items": lines, "next_after": next, "state": run.state }),
+    ))
+}
+
+/// `POST /api/v1/runs/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = run_id(&id)?;
+    let dispatcher = state.handle.dispatcher.clone();
+    let asked = tokio::task::spawn_blocking(move || dispatcher.cancel(id))
+        .await
+        .map_err(ApiError::internal)??;
+    let run = state.db(move |h| Ok(h.get_run(id)?)).await?;
+    if !asked {
+        return Err(ApiError::conflict(format!(
+            "run {id} has already ended ({})",
+            run.state
+        )));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "state": run.state, "cancel_requested": true })),
+    ))
+}
+
+/// `DELETE /api/v1/runs/{id}`: 409 while it is queued or running.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = run_id(&id)?;
+    state.db(move |h| Ok(h.delete_run(id)?)).await?;
+    Ok(Json(json!({ "id": id, "deleted": true })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteMany {
+    ids: Vec<Value>,
+}
+
+/// `POST /api/v1/runs/delete` with `{"ids": [...]}`: per-item results.
+pub async fn delete_many(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: DeleteMany = parse_body(&body)?;
+    if body.ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "field `ids`: expected a non-empty list of run ids",
+        ));
+    }
+    let results = state
+        .db(move |h| {
+            let mut results = Vec::new();
+            for raw in body.ids {
+                let outcome = match raw.as_i64() {
+                    None => Err(format!("not a run id: {raw}")),
+                    Some(id) => h.delete_run(id).map_err(|e| match e {
+                        HistoryError::NotFound(_) | HistoryError::Active(..) => e.to_string(),
+                        other => ApiError::internal(other).message,
+                    }),
+                };
+                results.push(match outcome {
+                    Ok(()) => json!({ "id": raw, "ok": true, "error": null }),
+                    Err(e) => json!({ "id": raw, "ok": false, "error": e }),
+                });
+            }
+            Ok(results)
+        })
+        .await?;
+    let deleted = results.iter().filter(|r| r["ok"] == true).count();
+    Ok(Json(
+        json!({ "deleted": deleted, "failed": results.len() - deleted, "results": results }),
+    ))
+}
+
+/// `GET /api/v1/runs/{id}/artifacts/{name}`: the file, streamed from its store.
+pub async fn artifact(
+    State(state): State<ApiState>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&id)?;
+    let artifacts = state.db(move |h| Ok(h.artifacts(id)?)).await?;
+    let art = artifacts
+        .into_iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("run {id} has no artifact {name:?}")))?;
+    let config = &state.handle.config;
+    let path = crate::jobs::artifacts::local_path(config, &art.store, &art.path)
+        .map_err(ApiError::not_found)?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        ApiError::not_found(format!(
+            "artifact {name:?} of run {id} cannot be read from {}: {e}",
+            art.store
+        ))
+    })?;
+    let len = file.metadata().await.map(|m| m.len()).ok();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    let mut resp = Body::from_stream(stream).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(len) = len {
+        headers.insert(header::CONTENT_LENGTH, len.into());
+    }
+    let safe: String = name
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .collect();
+    if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,100 @@
+//! `ferry trigger JOB [-p k=v]... [--at TIME]`: queue a run for the daemon.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde_json::{Map, Value};
+
+use super::client::Client;
+use super::open_history;
+use super::run::script_path;
+use crate::config::Config;
+use crate::history::{History, NewRun};
+use crate::jobs::load_job;
+use crate::jobs::params::{self, GivenParams};
+use crate::jobs::trigger::Trigger;
+
+/// Arguments of `ferry trigger`.
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// The job name.
+    pub job: String,
+    /// A parameter, converted by its declared type. Repeatable.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Start the run at this time (RFC 3339, e.g. 2026-01-31T02:30:00Z) instead of now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+}
+
+/// Queues the run and prints its id.
+pub fn trigger(
+    config: &Config,
+    server: Option<&str>,
+    args: TriggerArgs,
+) -> anyhow::Result<ExitCode> {
+    let pairs = match args
+        .params
+        .iter()
+        .map(|p| params::parse_pair(p))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let at = match &args.at {
+        None => None,
+        Some(t) => match DateTime::parse_from_rfc3339(t) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(e) => {
+                eprintln!(
+                    "error: --at: expected an RFC 3339 time like 2026-01-31T02:30:00Z, got {t:?} ({e})"
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    if let Some(url) = server {
+        // The daemon converts text values by the declared types.
+        let params: Map<String, Value> = pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        let (id, state) =
+            Client::new(url)?.trigger(&args.job, Value::Object(params), args.at.clone())?;
+        println!("run {id} {state}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = script_path(config, &args.job);
+    let spec = match load_job(config, &path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let resolved = match params::resolve(&spec.params, &GivenParams::Text(pairs)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}: {e}", spec.name);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let history = open_history(config)?;
+    let trigger = Trigger::Api;
+    let id = history.create_run(&NewRun {
+        job: spec.name.clone(),
+        trigger_kind: trigger.kind().into(),
+        trigger: trigger.to_json(),
+        params: Value::Object(resolved),
+        attempt: 1,
+        not_before: at,
+        retry_of: None,
+    })?;
+    println!("run {id} queued; a running `ferry serve` on this project starts it");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,720 @@
+//! The HTTP API through the real server (`ferry serve --listen 127.0.0.1:0`) and a real client.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Daemon, Project, wait_for};
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, multipart};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn project(extra: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "ferry.toml",
+        &format!("[limits]\nkill_grace = \"1s\"\n[daemon]\nconcurrency = 4\nshutdown_grace = \"500ms\"\n[api]\ntoken = \"{TOKEN}\"\n{extra}"),
+    );
+    p.script(
+        "greet",
+        r#"return { params = { name = { type = "string", required = true }, n = { type = "integer", default = 1 } },
+                    overlap = "queue",
+                    run = function(ctx) ctx.log.info("hello %s", ctx.params.name); ctx.log.info("n=%d", ctx.params.n)
+                      return { name = ctx.params.name, n = ctx.params.n } end }"#,
+    );
+    p.script(
+        "slow",
+        r#"return { run = function(ctx) local t0 = os.time(); while os.time() - t0 < 60 do end end }"#,
+    );
+    p.script(
+        "drop",
+        r#"return { watch = { path = "inbox/drop", settle = "100ms" }, run = function(ctx) return ctx.trigger.file end }"#,
+    );
+    p
+}
+
+struct Api {
+    http: Client,
+    base: String,
+}
+
+impl Api {
+    fn new(d: &Daemon) -> Api {
+        Api {
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            base: d.url.clone(),
+        }
+    }
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+    fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        let s = r.status();
+        (s, r.json().unwrap_or(Value::Null))
+    }
+    fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .unwrap();
+        let s = r.status();
+        (s, r.json().unwrap_or(Value::Null))
+    }
+    fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        let s = r.status();
+        (s, r.json().unwrap_or(Value::Null))
+    }
+    fn wait_state(&self, id: i64, states: &[&str]) -> Value {
+        wait_for(
+            &format!("run {id} in {states:?}"),
+            Duration::from_secs(30),
+            || {
+                let (_, v) = self.get(&format!("/api/v1/runs/{id}"));
+                states
+                    .contains(&v["state"].as_str().unwrap_or(""))
+                    .then_some(v)
+            },
+        )
+    }
+}
+
+fn assert_error(v: &Value, code: &str, contains: &str) {
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(contains),
+        "want {contains:?} in {v}"
+    );
+}
+
+#[test]
+fn auth_is_required_and_compared() {
+    let p = project("");
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let r = api.http.get(api.url("/api/v1/jobs")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_error(&r.json().unwrap(), "unauthorized", "bearer token");
+    let r = api
+        .http
+        .get(api.url("/api/v1/runs"))
+        .bearer_auth("wrong-token-0123456789abcdef")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = api
+        .http
+        .post(api.url("/api/v1/jobs/greet/runs"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "no run without a token"
+    );
+    let r = api.http.get(api.url("/api/v1/health")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "health is public");
+    assert_eq!(api.get("/api/v1/jobs").0, StatusCode::OK);
+    assert_eq!(d.stop(), Some(0));
+    assert!(p.runs().is_empty());
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback_without_a_token() {
+    let p = Project::new();
+    let r = p.ferry(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("refusing to serve the API on 0.0.0.0:0 without a token"),
+        "{}",
+        r.all()
+    );
+    p.write("ferry.toml", "[api]\ntoken = \"short\"\n");
+    let r = p.ferry(&["serve"]);
+    assert!(
+        r.stderr
+            .contains("api.token: must be at least 16 characters"),
+        "{}",
+        r.all()
+    );
+}
+
+#[test]
+fn jobs_trigger_runs_logs_and_errors() {
+    let p = project("");
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+
+    let (s, jobs) = api.get("/api/v1/jobs");
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["drop", "greet", "slow"]);
+    let (s, greet) = api.get("/api/v1/jobs/greet");
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(greet["params"]["name"]["type"], "string");
+    assert_eq!(greet["loaded"], true);
+    let (s, v) = api.get("/api/v1/jobs/nope");
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found", "nope");
+
+    let (s, v) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({"params": {"name": "Ada", "n": "7"}}),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    assert_eq!(v["state"], "queued");
+    let run = api.wait_state(id, &["succeeded"]);
+    assert_eq!(run["summary"], json!({"name": "Ada", "n": 7}));
+    assert_eq!(run["trigger"]["kind"], "api");
+    assert!(run["artifacts"].is_array());
+
+    let (_, logs) = api.get(&format!("/api/v1/runs/{id}/logs"));
+    let lines: Vec<&str> = logs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, vec!["hello Ada", "n=7"]);
+    let first = logs["items"][0]["seq"].as_i64().unwrap();
+    let (_, tail) = api.get(&format!("/api/v1/runs/{id}/logs?after={first}"));
+    assert_eq!(tail["items"].as_array().unwrap().len(), 1);
+    assert_eq!(tail["next_after"], logs["next_after"]);
+
+    // Bad params → 422 naming the param; malformed JSON → 400; unknown job → 404.
+    let cases = [
+        (
+            json!({"params": {"name": "x", "n": "seven"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            "param `n`",
+        ),
+        (
+            json!({"params": {}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            "param `name` is required",
+        ),
+        (
+            json!({"params": {"name": "x", "zzz": 1}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            "unknown param `zzz`",
+        ),
+        (
+            json!({"params": {"name": "x"}, "at": "tomorrow"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            "field `at`",
+        ),
+        (
+            json!({"params": {"name": "x"}, "extra": 1}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "unknown field `extra`",
+        ),
+    ];
+    for (body, status, code, msg) in cases {
+        let (s, v) = api.post("/api/v1/jobs/greet/runs", body.clone());
+        assert_eq!(s, status, "{body} → {v}");
+        assert_error(&v, code, msg);
+    }
+    let r = api
+        .http
+        .post(api.url("/api/v1/jobs/greet/runs"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"params\": ")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_error(&r.json().unwrap(), "bad_request", "invalid JSON body");
+    let (s, v) = api.post("/api/v1/jobs/nope/runs", json!({}));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found", "job \"nope\" does not exist");
+    let (s, v) = api.get("/api/v1/runs/9999");
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found", "run 9999 does not exist");
+    let (s, v) = api.get("/api/v1/runs/abc");
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error(&v, "bad_request", "run id must be an integer");
+    let (s, v) = api.get("/api/v1/nothing-here");
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found", "no route");
+    let (s, v) = api.delete("/api/v1/jobs");
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&v, "method_not_allowed", "DELETE");
+
+    // Paged, filtered history.
+    for n in 0..4 {
+        api.post(
+            "/api/v1/jobs/greet/runs",
+            json!({"params": {"name": format!("p{n}")}}),
+        );
+    }
+    wait_for("5 succeeded runs", Duration::from_secs(30), || {
+        let (_, v) = api.get("/api/v1/runs?job=greet&state=succeeded");
+        (v["total"] == 5).then_some(())
+    });
+    let (_, page) = api.get("/api/v1/runs?job=greet&page=2&page_size=2");
+    assert_eq!(
+        (
+            page["page"].clone(),
+            page["page_size"].clone(),
+            page["total"].clone()
+        ),
+        (json!(2), json!(2), json!(5))
+    );
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let (_, both) = api.get("/api/v1/runs?state=succeeded&state=failed");
+    assert_eq!(both["total"], 5);
+    let (_, none) = api.get("/api/v1/runs?state=failed,cancelled");
+    assert_eq!(none["total"], 0);
+    let (_, future) = api.get("/api/v1/runs?since=2999-01-01T00:00:00Z");
+    assert_eq!(future["total"], 0);
+    let (_, past) = api.get("/api/v1/runs?until=2000-01-01T00:00:00Z");
+    assert_eq!(past["total"], 0);
+    for (q, msg) in [
+        ("state=bogus", "unknown run state"),
+        ("since=yesterday", "query `since`"),
+        ("page=0", "query `page`"),
+        ("page_size=100000", "query `page_size`"),
+        ("color=red", "unknown query parameter `color`"),
+    ] {
+        let (s, v) = api.get(&format!("/api/v1/runs?{q}"));
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}");
+        assert_error(&v, "bad_request", msg);
+    }
+
+    let r = api
+        .http
+        .get(api.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let metrics = api
+        .http
+        .get(api.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("ferry_runs{job=\"greet\",state=\"succeeded\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ferry_run_duration_seconds_count{job=\"greet\",state=\"succeeded\"} 5")
+    );
+    assert!(metrics.contains("ferry_queue_depth 0") && metrics.contains("ferry_running 0"));
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn cancel_and_delete() {
+    let p = project("");
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let (_, v) = api.post("/api/v1/jobs/slow/runs", json!({}));
+    let slow = v["id"].as_i64().unwrap();
+    api.wait_state(slow, &["running"]);
+    let (s, v) = api.delete(&format!("/api/v1/runs/{slow}"));
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error(&v, "conflict", "is running");
+    let (s, v) = api.post(&format!("/api/v1/runs/{slow}/cancel"), json!({}));
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run = api.wait_state(slow, &["cancelled"]);
+    assert_eq!(run["error"]["code"], "cancelled");
+    let (s, v) = api.post(&format!("/api/v1/runs/{slow}/cancel"), json!({}));
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error(&v, "conflict", "already ended");
+    let (s, v) = api.post("/api/v1/runs/424242/cancel", json!({}));
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+
+    let (_, v) = api.post("/api/v1/jobs/greet/runs", json!({"params": {"name": "a"}}));
+    let done = v["id"].as_i64().unwrap();
+    api.wait_state(done, &["succeeded"]);
+    let (s, v) = api.delete(&format!("/api/v1/runs/{done}"));
+    assert_eq!(
+        (s, v),
+        (StatusCode::OK, json!({"id": done, "deleted": true}))
+    );
+    let (s, _) = api.delete(&format!("/api/v1/runs/{done}"));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Batch delete with a mix of good, missing, running and malformed ids.
+    let (_, v) = api.post("/api/v1/jobs/greet/runs", json!({"params": {"name": "b"}}));
+    let good = v["id"].as_i64().unwrap();
+    api.wait_state(good, &["succeeded"]);
+    let (_, v) = api.post("/api/v1/jobs/slow/runs", json!({}));
+    let running = v["id"].as_i64().unwrap();
+    api.wait_state(running, &["running"]);
+    let (s, v) = api.post(
+        "/api/v1/runs/delete",
+        json!({"ids": [good, slow, 999_999, running, "x"]}),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["deleted"], 2);
+    assert_eq!(v["failed"], 3);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0], json!({"id": good, "ok": true, "error": null}));
+    assert_eq!(results[1]["ok"], true);
+    assert!(
+        results[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    assert!(results[3]["error"].as_str().unwrap().contains("is running"));
+    assert!(
+        results[4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a run id")
+    );
+    let (s, v) = api.post("/api/v1/runs/delete", json!({"ids": []}));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error(&v, "bad_request", "non-empty");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn uploads_land_safely_and_start_a_run() {
+    let p = project("max_upload = \"1KiB\"\n");
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let upload = |job: &str, name: &str, bytes: Vec<u8>| {
+        let form = multipart::Form::new().part(
+            "file",
+            multipart::Part::bytes(bytes).file_name(name.to_string()),
+        );
+        let r = api
+            .http
+            .post(api.url(&format!("/api/v1/jobs/{job}/upload")))
+            .bearer_auth(TOKEN)
+            .multipart(form)
+            .send()
+            .unwrap();
+        let s = r.status();
+        (s, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    let (s, v) = upload("drop", "orders.csv", b"a,b\n1,2\n".to_vec());
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run = api.wait_state(v["id"].as_i64().unwrap(), &["succeeded"]);
+    assert_eq!(run["summary"], "inbox/drop/.ferry/processing/orders.csv");
+    let archived = wait_for("the archived upload", Duration::from_secs(10), || {
+        std::fs::read(p.path().join("inbox/drop/.ferry/archive/orders.csv")).ok()
+    });
+    assert_eq!(archived, b"a,b\n1,2\n");
+
+    for (evil, landed) in [
+        ("../../escape.csv", "escape.csv"),
+        ("/etc/passwd", "passwd"),
+        ("..", "upload"),
+    ] {
+        let (s, v) = upload("drop", evil, b"x".to_vec());
+        assert_eq!(s, StatusCode::ACCEPTED, "{evil}: {v}");
+        assert_eq!(
+            v["file"],
+            format!("inbox/drop/.ferry/processing/{landed}"),
+            "{evil}"
+        );
+        api.wait_state(v["id"].as_i64().unwrap(), &["succeeded"]);
+        wait_for("the archived upload", Duration::from_secs(10), || {
+            p.path()
+                .join(format!("inbox/drop/.ferry/archive/{landed}"))
+                .exists()
+                .then_some(())
+        });
+    }
+    assert!(!p.path().join("escape.csv").exists() && !p.path().join("inbox/escape.csv").exists());
+
+    let (s, v) = upload("drop", "big.bin", vec![b'x'; 4096]);
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&v, "payload_too_large", "1024 bytes");
+    assert!(
+        p.files_in("inbox/drop/.ferry/uploads").is_empty(),
+        "no partial upload left"
+    );
+    let (s, v) = upload("greet", "x.csv", b"x".to_vec());
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error(&v, "bad_request", "has no watch folder");
+    let (s, _) = upload("nope", "x.csv", b"x".to_vec());
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let form = multipart::Form::new().text("other", "value");
+    let r = api
+        .http
+        .post(api.url("/api/v1/jobs/drop/upload"))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_error(&r.json().unwrap(), "bad_request", "field `file` is missing");
+    let r = api
+        .http
+        .post(api.url("/api/v1/jobs/drop/upload"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "multipart/form-data; boundary=XYZ")
+        .body("--XYZ\r\ngarbage")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn hundred_concurrent_triggers_are_all_recorded() {
+    let p = project("");
+    let d = Daemon::start(&p);
+    let base = d.url.clone();
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let http = Client::builder()
+                    .timeout(Duration::from_secs(60))
+                    .build()
+                    .unwrap();
+                let r = http
+                    .post(format!("{base}/api/v1/jobs/greet/runs"))
+                    .bearer_auth(TOKEN)
+                    .json(&json!({"params": {"name": format!("c{i}")}}))
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED);
+                r.json::<Value>().unwrap()["id"].as_i64().unwrap()
+            })
+        })
+        .collect();
+    let ids: BTreeSet<i64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(ids.len(), 100, "ids are unique");
+    let api = Api::new(&d);
+    wait_for("100 succeeded runs", Duration::from_secs(120), || {
+        let (_, v) = api.get("/api/v1/runs?job=greet&state=succeeded&page_size=1");
+        (v["total"] == 100).then_some(())
+    });
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(p.runs_of("greet").len(), 100);
+}
+
+#[test]
+fn a_run_at_a_time_survives_a_restart_and_runs_once() {
+    let p = project("");
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let (s, v) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({"params": {"name": "later"}, "at": at.to_rfc3339()}),
+    );
+    assert_eq!(s, StatusCode::CREATED);
+    let id = v["id"].as_i64().unwrap();
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(p.show(id)["state"], "queued");
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let run = api.wait_state(id, &["succeeded"]);
+    let started =
+        chrono::DateTime::parse_from_rfc3339(run["started_at"].as_str().unwrap()).unwrap();
+    assert!(started >= at, "started {started} before {at}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(p.runs_of("greet").len(), 1, "ran once");
+}
+
+#[test]
+fn artifacts_download_streamed() {
+    let p = project("");
+    let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::create_dir_all(p.path().join("data/exports")).unwrap();
+    std::fs::write(p.path().join("data/exports/big.bin"), &data).unwrap();
+    p.script(
+        "export",
+        r#"return { run = function(ctx) ctx.artifact("data/exports", "big.bin"); ctx.artifact("data/exports", "gone.bin") end }"#,
+    );
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let (_, v) = api.post("/api/v1/jobs/export/runs", json!({}));
+    let id = v["id"].as_i64().unwrap();
+    let run = api.wait_state(id, &["succeeded"]);
+    assert_eq!(run["artifacts"][0]["name"], "big.bin");
+    let r = api
+        .http
+        .get(api.url(&format!("/api/v1/runs/{id}/artifacts/big.bin")))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-length"],
+        data.len().to_string().as_str()
+    );
+    assert_eq!(r.bytes().unwrap().as_ref(), data.as_slice());
+    let (s, v) = api.get(&format!("/api/v1/runs/{id}/artifacts/nope.bin"));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found", "has no artifact");
+    let (s, _) = api.get(&format!("/api/v1/runs/{id}/artifacts/gone.bin"));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn openapi_document_matches_the_router() {
+    let doc: Value = serde_json::from_str(ferry::api::OPENAPI).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let routed: BTreeSet<(String, String)> = ferry::api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, routed, "docs and ROUTES differ");
+    // Every documented route answers on the real server with something other than the router's
+    // "no route" or "method not allowed".
+    let p = project("");
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    for (method, path) in &routed {
+        let concrete = path.replace("{name}", "greet").replace("{id}", "1");
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = api
+            .http
+            .request(m, api.url(&concrete))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().unwrap_or(Value::Null);
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        let no_route = body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no route"));
+        assert!(!no_route, "{method} {path} is not routed");
+    }
+    let r = api
+        .http
+        .get(api.url("/api/v1/openapi.json"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.json::<Value>().unwrap(), doc);
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn cli_client_talks_to_the_daemon() {
+    let p = project("");
+    let d = Daemon::start(&p);
+    let env = [("FERRY_TOKEN", TOKEN)];
+    let server = d.url.clone();
+    let r = p.ferry_env(
+        &[
+            "--server", &server, "trigger", "greet", "-p", "name=cli", "-p", "n=3",
+        ],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let id: i64 = r.stdout.split_whitespace().nth(1).unwrap().parse().unwrap();
+    wait_for("the CLI-triggered run", Duration::from_secs(30), || {
+        let r = p.ferry_env(
+            &[
+                "--server",
+                &server,
+                "runs",
+                "show",
+                &id.to_string(),
+                "--json",
+            ],
+            &env,
+        );
+        (r.code == 0 && r.json()["state"] == "succeeded").then(|| r.json())
+    });
+    let r = p.ferry_env(
+        &[
+            "--server",
+            &server,
+            "runs",
+            "show",
+            &id.to_string(),
+            "--json",
+        ],
+        &env,
+    );
+    let v = r.json();
+    assert_eq!(v["summary"], json!({"name": "cli", "n": 3}));
+    assert_eq!(v["logs"].as_array().unwrap().len(), 2);
+    let r = p.ferry_env(&["--server", &server, "runs", "list", "--json"], &env);
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+    let r = p.ferry_env(&["--server", &server, "jobs", "--json"], &env);
+    assert_eq!(r.json().as_array().unwrap().len(), 3);
+    let r = p.ferry_env(
+        &[
+            "--server", &server, "trigger", "greet", "-p", "n=x", "-p", "name=y",
+        ],
+        &env,
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("param `n`"), "{}", r.all());
+    let r = p.ferry(&["--server", &server, "runs", "list"]);
+    assert_ne!(r.code, 0, "no token");
+    assert!(r.stderr.contains("401"), "{}", r.all());
+    // A run at a time queued through the local history is picked up by the daemon.
+    let r = p.ferry(&["trigger", "greet", "-p", "name=local"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    wait_for("the locally queued run", Duration::from_secs(30), || {
+        p.runs_of("greet")
+            .into_iter()
+            .find(|r| r["params"]["name"] == "local" && r["state"] == "succeeded")
+    });
+    let r = p.ferry_env(
+        &["--server", &server, "runs", "delete", &id.to_string()],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = p.ferry_env(
+        &["--server", &server, "runs", "show", &id.to_string()],
+        &env,
+    );
+    assert_eq!(r.code, 1);
+    assert_eq!(d.stop(), Some(0));
+}
