@@ -23,6 +23,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod db;
+pub mod formats;
 pub mod history;
 pub mod jobs;
 pub mod lua;
