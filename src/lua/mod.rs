@@ -4,11 +4,17 @@
 //! Only this module imports mlua. It knows nothing of the daemon or the history: a run reports
 //! logs, progress, artifacts and state through the [`RunHost`] trait that its caller implements.
 
+mod bytes;
 mod context;
 mod convert;
 mod errors;
+mod formats;
+mod json;
 mod limits;
+mod pipe;
+mod rows;
 mod sandbox;
+mod sqlite;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use mlua::{Function, Lua, Table, Value};
 pub use convert::{json_to_lua, lua_to_json};
 pub use errors::ErrorCode;
 pub use limits::Guard;
+pub use sqlite::DbAccess;
 
 /// Severity of a message a script logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +67,8 @@ pub struct VmOptions {
     pub memory: u64,
     /// Wall-clock limit from the moment the VM is created.
     pub timeout: Duration,
+    /// Where `ferry.sqlite.open` may open databases.
+    pub db_access: DbAccess,
 }
 
 /// Everything needed to run one job script.
@@ -204,14 +213,31 @@ fn run_inner(
     };
     let ctx = context::build(&lua, input, host.clone(), guard).map_err(load)?;
     let result: Value = run.call(ctx).map_err(|e| (e, ErrorCode::Run))?;
-    match lua_to_json(&result) {
-        Ok(v) => Ok(v),
+    let summary = match lua_to_json(&result) {
+        Ok(v) => v,
         Err(m) => {
             host.log(
                 Level::Warn,
                 &format!("the value `run` returned is not JSON-serialisable ({m}); the summary keeps what could be converted"),
             );
-            Ok(convert::lua_to_json_lossy(&result))
+            convert::lua_to_json_lossy(&result)
         }
+    };
+    Ok(with_skipped_rows(&lua, summary))
+}
+
+/// Adds the rows that readers skipped under `on_error = "continue"` to the summary, under
+/// `skipped_rows`, when the summary is an object (or empty).
+fn with_skipped_rows(lua: &Lua, summary: serde_json::Value) -> serde_json::Value {
+    let Some(skipped) = rows::skipped_summary(lua) else {
+        return summary;
+    };
+    match summary {
+        serde_json::Value::Null => serde_json::json!({ "skipped_rows": skipped }),
+        serde_json::Value::Object(mut map) => {
+            map.entry("skipped_rows").or_insert(skipped);
+            serde_json::Value::Object(map)
+        }
+        other => other,
     }
 }

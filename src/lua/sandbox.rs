@@ -121,6 +121,11 @@ pub fn new_vm(
 
     let ferry = lua.create_table()?;
     ferry.set("version", env!("CARGO_PKG_VERSION"))?;
+    super::rows::install_state(&lua, host.clone());
+    super::json::register(&lua, &ferry)?;
+    super::formats::register(&lua, &ferry)?;
+    super::sqlite::register(&lua, &ferry, opts.db_access.clone())?;
+    super::pipe::register(&lua, &ferry)?;
     globals.set("ferry", ferry.clone())?;
     let loaded = lua.create_table()?;
     loaded.set("ferry", ferry)?;
