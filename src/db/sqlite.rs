@@ -283,11 +283,7 @@ impl Db {
         self.transaction(|| {
             let mut report = ScriptReport::default();
             while let Some(st) = statements.next_statement()? {
-                let upper = st
-                    .sql
-                    .trim_end_matches(';')
-                    .trim()
-                    .to_ascii_uppercase();
+                let upper = st.sql.trim_end_matches(';').trim().to_ascii_uppercase();
                 let first = upper.split_whitespace().next().unwrap_or("");
                 if matches!(first, "BEGIN" | "COMMIT" | "END")
                     || (first == "ROLLBACK" && !upper.contains(" TO "))
@@ -621,10 +617,7 @@ impl RowSink for TableSink {
             OnConflict::Replace => "INSERT OR REPLACE",
         };
         let marks = vec!["?"; cols.len()].join(", ");
-        let sql = format!(
-            "{verb} INTO {table} ({}) VALUES ({marks})",
-            cols.join(", ")
-        );
+        let sql = format!("{verb} INTO {table} ({}) VALUES ({marks})", cols.join(", "));
         // SAFETY: the statement borrows the connection held by `self.db`'s Rc, which lives as
         // long as this sink; the statement field is declared first, so it is dropped first.
         let conn: &'static Connection = unsafe { &*Rc::as_ptr(&self.db.conn) };
@@ -705,19 +698,30 @@ mod tests {
     #[test]
     fn query_insert_and_conflicts() {
         let db = Db::open_in_memory().unwrap();
-        db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)", &Params::None)
-            .unwrap();
+        db.exec(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)",
+            &Params::None,
+        )
+        .unwrap();
         let cols = vec!["id".to_string(), "name".to_string()];
         let rows = vec![
             vec![Value::Int(1), Value::Text("a".into())],
             vec![Value::Int(2), Value::Null],
         ];
         let r = db
-            .insert("t", &mut MemorySource::new(cols.clone(), rows.clone()), InsertOptions::default())
+            .insert(
+                "t",
+                &mut MemorySource::new(cols.clone(), rows.clone()),
+                InsertOptions::default(),
+            )
             .unwrap();
         assert_eq!(r.inserted, 2);
         let e = db
-            .insert("t", &mut MemorySource::new(cols.clone(), rows.clone()), InsertOptions::default())
+            .insert(
+                "t",
+                &mut MemorySource::new(cols.clone(), rows.clone()),
+                InsertOptions::default(),
+            )
             .unwrap_err()
             .to_string();
         assert!(e.contains("row 1") && e.contains("UNIQUE"), "{e}");

@@ -155,7 +155,7 @@ impl<R: Read> CsvReader<R> {
             return Ok(false);
         }
         let counter = self.rdr.get_ref();
-        if self.quoting && counter.eof && counter.quotes % 2 == 1 {
+        if self.quoting && counter.eof && !counter.quotes.is_multiple_of(2) {
             // Once reported, the rest of the input is that one field: stop checking.
             self.quoting = false;
             let line = rec.position().map_or(0, |p| p.line());
@@ -345,7 +345,9 @@ impl<W: Write> RowSink for CsvWriter<W> {
     fn finish(&mut self) -> Result<(), FormatError> {
         if !self.finished {
             self.finished = true;
-            self.wtr.flush().map_err(|e| FormatError::io(&self.name, e))?;
+            self.wtr
+                .flush()
+                .map_err(|e| FormatError::io(&self.name, e))?;
         }
         Ok(())
     }
@@ -360,7 +362,11 @@ mod tests {
     use super::*;
     use crate::formats::pipe;
 
-    fn read_all(text: &str, csv: CsvOptions, opts: ReadOptions) -> Result<Vec<Vec<Value>>, FormatError> {
+    fn read_all(
+        text: &str,
+        csv: CsvOptions,
+        opts: ReadOptions,
+    ) -> Result<Vec<Vec<Value>>, FormatError> {
         let mut r = CsvReader::new(text.as_bytes(), &csv, &opts)?;
         let mut out = Vec::new();
         let mut row = Vec::new();

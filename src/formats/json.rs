@@ -66,9 +66,7 @@ impl ObjectParser {
             learning,
             error: None,
         };
-        let result = (&mut state)
-            .deserialize(&mut de)
-            .and_then(|_| de.end());
+        let result = (&mut state).deserialize(&mut de).and_then(|_| de.end());
         if let Some(e) = state.error {
             return Err(e.at_line_of(line));
         }
@@ -444,7 +442,9 @@ impl<R: Read> JsonReader<R> {
             }
         }
         if !this.parser.learn {
-            this.parser.read_opts.check_types("json", &this.parser.columns)?;
+            this.parser
+                .read_opts
+                .check_types("json", &this.parser.columns)?;
             this.parser.types = this.parser.read_opts.types_for(&this.parser.columns);
         }
         let mut row = Vec::new();
@@ -621,7 +621,9 @@ impl<R: Read> NdjsonReader<R> {
             skipped: SkipReport::default(),
         };
         if !this.parser.learn {
-            this.parser.read_opts.check_types("ndjson", &this.parser.columns)?;
+            this.parser
+                .read_opts
+                .check_types("ndjson", &this.parser.columns)?;
             this.parser.types = this.parser.read_opts.types_for(&this.parser.columns);
         }
         loop {
@@ -876,7 +878,10 @@ impl<W: Write> RowSink for NdjsonWriter<W> {
 mod tests {
     use super::*;
 
-    fn read_json(text: &str, opts: ReadOptions) -> Result<(Vec<String>, Vec<Vec<Value>>), FormatError> {
+    fn read_json(
+        text: &str,
+        opts: ReadOptions,
+    ) -> Result<(Vec<String>, Vec<Vec<Value>>), FormatError> {
         let mut r = JsonReader::new(text.as_bytes(), &opts)?;
         let mut rows = Vec::new();
         let mut row = Vec::new();
@@ -900,9 +905,12 @@ mod tests {
 
     #[test]
     fn error_points_at_line_and_column() {
-        let e = read_json("[\n{\"a\": 1},\n{\"a\": tru}\n]", ReadOptions::named("t.json"))
-            .unwrap_err()
-            .to_string();
+        let e = read_json(
+            "[\n{\"a\": 1},\n{\"a\": tru}\n]",
+            ReadOptions::named("t.json"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("t.json: line 3, column"), "{e}");
     }
 }

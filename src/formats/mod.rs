@@ -25,7 +25,9 @@ pub use error::{FormatError, Location, OnError, SkipReport};
 pub use json::{JsonReader, JsonWriter, NdjsonReader, NdjsonWriter};
 pub use options::{CsvOptions, ReadOptions, TimestampUnit, Type, WriteOptions};
 pub use pipe::{pipe, pipe_batches};
-pub use project::{Projection, ProjectedSink, ProjectedSource};
+pub use project::{ProjectedSink, ProjectedSource, Projection};
 pub use row::{MemorySink, MemorySource, RowSink, RowSource, Value};
-pub use sql::{SqlOptions, SqlStatement, SqlStatements, SqlWriter, quote_identifier, quote_literal};
+pub use sql::{
+    SqlOptions, SqlStatement, SqlStatements, SqlWriter, quote_identifier, quote_literal,
+};
 pub use xlsx::{XlsxOptions, XlsxReader, XlsxWriter};

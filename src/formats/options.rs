@@ -17,7 +17,7 @@ pub enum Type {
     Float,
     /// `true`/`false`, `1`/`0`, `yes`/`no` (any case); an empty field is null.
     Boolean,
-    /// Hex digits (an optional `\x` prefix); an empty field is null.
+    /// Hex digits (an optional `\x` prefix); an empty field is empty bytes.
     Bytes,
     /// RFC 3339 text (`2024-05-01T12:00:00Z`) read as an integer epoch in the timestamp unit;
     /// an empty field is null.

@@ -171,12 +171,14 @@ impl Projection {
             (Value::Float(_), _) => (epoch, TimestampUnit::Milliseconds),
             (_, u) => (epoch, u),
         };
-        format_timestamp(epoch, unit).map(Value::Text).ok_or_else(|| {
-            FormatError::data(
-                Location::file(&self.name).at_field(k, Some(&self.columns[k])),
-                format!("timestamp_columns: epoch {epoch} is out of range"),
-            )
-        })
+        format_timestamp(epoch, unit)
+            .map(Value::Text)
+            .ok_or_else(|| {
+                FormatError::data(
+                    Location::file(&self.name).at_field(k, Some(&self.columns[k])),
+                    format!("timestamp_columns: epoch {epoch} is out of range"),
+                )
+            })
     }
 }
 

@@ -389,10 +389,13 @@ mod tests {
 
     #[test]
     fn unterminated_string_names_its_line() {
-        let e = SqlStatements::new("SELECT 1;\nINSERT INTO t VALUES ('oops);\n".as_bytes(), "x.sql")
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap_err()
-            .to_string();
+        let e = SqlStatements::new(
+            "SELECT 1;\nINSERT INTO t VALUES ('oops);\n".as_bytes(),
+            "x.sql",
+        )
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("x.sql: line 2"), "{e}");
     }
 

@@ -13,7 +13,7 @@ pub(crate) fn parse_typed(
     unit: TimestampUnit,
     slot: &mut Value,
 ) -> Result<(), String> {
-    if ty != Type::Text && s.is_empty() {
+    if !matches!(ty, Type::Text | Type::Bytes) && s.is_empty() {
         *slot = Value::Null;
         return Ok(());
     }
@@ -87,7 +87,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 
 /// Decodes hex digits into `out`; false when `hex` is not an even number of hex digits.
 pub(crate) fn decode_hex(hex: &[u8], out: &mut Vec<u8>) -> bool {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return false;
     }
     out.reserve(hex.len() / 2);
@@ -164,8 +164,9 @@ impl TextFormatter {
 /// when the unit is milliseconds). `None` when out of chrono's range.
 pub(crate) fn format_timestamp(epoch: i64, unit: TimestampUnit) -> Option<String> {
     match unit {
-        TimestampUnit::Seconds => DateTime::from_timestamp(epoch, 0)
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        TimestampUnit::Seconds => {
+            DateTime::from_timestamp(epoch, 0).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        }
         TimestampUnit::Milliseconds => DateTime::from_timestamp_millis(epoch)
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
     }
@@ -187,14 +188,20 @@ pub(crate) fn coerce(slot: &mut Value, ty: Type, unit: TimestampUnit) -> Result<
             *slot = Value::Float(*i as f64);
             Ok(())
         }
-        (Type::Integer | Type::Timestamp, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+        (Type::Integer | Type::Timestamp, Value::Float(f))
+            if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 =>
+        {
             *slot = Value::Int(*f as i64);
             Ok(())
         }
         (Type::Integer | Type::Timestamp, Value::Int(_))
         | (Type::Float, Value::Float(_))
         | (Type::Boolean, Value::Bool(_)) => Ok(()),
-        (ty, v) => Err(format!("expected {}, got a {}", type_label(ty), v.type_name())),
+        (ty, v) => Err(format!(
+            "expected {}, got a {}",
+            type_label(ty),
+            v.type_name()
+        )),
     }
 }
 
@@ -239,7 +246,9 @@ mod tests {
         let mut f = TextFormatter::default();
         for x in [0.1, 1.0, -2.5e-300, 1e300, f64::MAX, f64::MIN_POSITIVE] {
             let v = Value::Float(x);
-            let text = std::str::from_utf8(f.format(&v).unwrap()).unwrap().to_owned();
+            let text = std::str::from_utf8(f.format(&v).unwrap())
+                .unwrap()
+                .to_owned();
             assert_eq!(text.parse::<f64>().unwrap(), x, "{text}");
         }
         assert_eq!(

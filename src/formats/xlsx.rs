@@ -143,17 +143,17 @@ impl XlsxReader {
                 Some((r, cells)) => {
                     this.last_row = Some(r);
                     cells
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        Value::Null => format!("c{}", i + 1),
-                        Value::Text(s) => s.clone(),
-                        Value::Int(n) => n.to_string(),
-                        Value::Float(f) => f.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        Value::Bytes(_) => format!("c{}", i + 1),
-                    })
-                    .collect()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| match v {
+                            Value::Null => format!("c{}", i + 1),
+                            Value::Text(s) => s.clone(),
+                            Value::Int(n) => n.to_string(),
+                            Value::Float(f) => f.to_string(),
+                            Value::Bool(b) => b.to_string(),
+                            Value::Bytes(_) => format!("c{}", i + 1),
+                        })
+                        .collect()
                 }
                 None => Vec::new(),
             }
@@ -215,7 +215,7 @@ impl XlsxReader {
     fn convert(
         &self,
         row_no: u32,
-        cells: &mut Vec<Value>,
+        cells: &mut [Value],
         row: &mut Vec<Value>,
     ) -> Result<(), FormatError> {
         if cells.len() > self.width {
@@ -346,7 +346,11 @@ fn read_sheet(mut book: Xlsx<File>, sheet: &str, name: &str, tx: &SyncSender<Bat
         let (_, row) = current.get_or_insert_with(|| (r, Vec::new()));
         let c = c as usize;
         if c >= MAX_COLUMNS {
-            return fail(format!("row {}: column {} is past the xlsx limit", r + 1, c + 1));
+            return fail(format!(
+                "row {}: column {} is past the xlsx limit",
+                r + 1,
+                c + 1
+            ));
         }
         if row.len() <= c {
             row.resize(c + 1, Value::Null);
@@ -460,7 +464,11 @@ impl<W: Write> RowSink for XlsxWriter<W> {
                 Value::Int(i) => sheet.write_string(r, col, i.to_string()).map(|_| ()),
                 Value::Float(f) if f.is_finite() => sheet.write_number(r, col, *f).map(|_| ()),
                 Value::Float(f) => sheet
-                    .write_string(r, col, super::text::format_float(*f, &mut ryu::Buffer::new()))
+                    .write_string(
+                        r,
+                        col,
+                        super::text::format_float(*f, &mut ryu::Buffer::new()),
+                    )
                     .map(|_| ()),
                 Value::Text(s) => sheet.write_string(r, col, s).map(|_| ()),
                 Value::Bytes(b) => {

@@ -48,7 +48,9 @@ fn check_name(archive: &str, name: &str) -> Result<(), FormatError> {
         None => Ok(()),
         Some(why) => Err(FormatError::data(
             Location::file(archive),
-            format!("zip entry {name:?} refused: {why}; expected a relative path like `dir/file.csv`"),
+            format!(
+                "zip entry {name:?} refused: {why}; expected a relative path like `dir/file.csv`"
+            ),
         )),
     }
 }
@@ -345,7 +347,15 @@ mod tests {
 
     #[test]
     fn names() {
-        for bad in ["../x", "a/../../x", "/etc/passwd", "C:/x", "c:x", "a\\..\\b", ""] {
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "C:/x",
+            "c:x",
+            "a\\..\\b",
+            "",
+        ] {
             assert!(unsafe_name_reason(bad).is_some(), "{bad}");
         }
         for good in ["a.csv", "dir/a.csv", "a..b/c", ".hidden"] {
@@ -358,8 +368,14 @@ mod tests {
         let mut w = ZipWriter::new(Vec::new(), "t.zip");
         w.add("a.txt", "hello".as_bytes(), EntryOptions::default())
             .unwrap();
-        w.start_entry("dir/b.txt", EntryOptions { level: None, zip64: false })
-            .unwrap();
+        w.start_entry(
+            "dir/b.txt",
+            EntryOptions {
+                level: None,
+                zip64: false,
+            },
+        )
+        .unwrap();
         w.write_all(&[b'x'; 10_000]).unwrap();
         assert!(w.start_entry("../evil", EntryOptions::default()).is_err());
         let bytes = w.finish().unwrap();

@@ -30,13 +30,25 @@ pub(crate) fn register(lua: &Lua, ferry: &Table) -> mlua::Result<()> {
         LuaValue::Table(t) => t,
         _ => lua.create_table()?,
     };
-    json.set("reader", lua.create_function(|lua, (i, o)| json_reader(lua, i, o, false))?)?;
-    json.set("writer", lua.create_function(|lua, (w, o)| json_writer(lua, w, o, false))?)?;
+    json.set(
+        "reader",
+        lua.create_function(|lua, (i, o)| json_reader(lua, i, o, false))?,
+    )?;
+    json.set(
+        "writer",
+        lua.create_function(|lua, (w, o)| json_writer(lua, w, o, false))?,
+    )?;
     ferry.set("json", json)?;
 
     let ndjson = lua.create_table()?;
-    ndjson.set("reader", lua.create_function(|lua, (i, o)| json_reader(lua, i, o, true))?)?;
-    ndjson.set("writer", lua.create_function(|lua, (w, o)| json_writer(lua, w, o, true))?)?;
+    ndjson.set(
+        "reader",
+        lua.create_function(|lua, (i, o)| json_reader(lua, i, o, true))?,
+    )?;
+    ndjson.set(
+        "writer",
+        lua.create_function(|lua, (w, o)| json_writer(lua, w, o, true))?,
+    )?;
     ferry.set("ndjson", ndjson)?;
 
     let xlsx = lua.create_table()?;
@@ -119,7 +131,11 @@ fn json_reader(
     opts: LuaValue,
     nd: bool,
 ) -> mlua::Result<mlua::AnyUserData> {
-    let f = if nd { "ferry.ndjson.reader" } else { "ferry.json.reader" };
+    let f = if nd {
+        "ferry.ndjson.reader"
+    } else {
+        "ferry.json.reader"
+    };
     let Input { reader, name } = reader_arg(input, f)?;
     let mut o = Opts::new(opts, f)?;
     let ro = o.read_options(&name)?;
@@ -137,7 +153,11 @@ fn json_writer(
     opts: LuaValue,
     nd: bool,
 ) -> mlua::Result<mlua::AnyUserData> {
-    let f = if nd { "ferry.ndjson.writer" } else { "ferry.json.writer" };
+    let f = if nd {
+        "ferry.ndjson.writer"
+    } else {
+        "ferry.json.writer"
+    };
     let out = writer_arg(&out, f)?;
     let mut o = Opts::new(opts, f)?;
     let mut wo = o.write_options(out.name())?;
@@ -184,7 +204,9 @@ fn sql_writer(lua: &Lua, (out, opts): (LuaValue, LuaValue)) -> mlua::Result<mlua
     let out = writer_arg(&out, F)?;
     let mut o = Opts::new(opts, F)?;
     let table = o.string("table")?.ok_or_else(|| {
-        mlua::Error::runtime(format!("{F}: option `table` is required: the table the INSERT statements insert into"))
+        mlua::Error::runtime(format!(
+            "{F}: option `table` is required: the table the INSERT statements insert into"
+        ))
     })?;
     let so = SqlOptions {
         table,
@@ -400,12 +422,15 @@ fn zip_reader(lua: &Lua, (input, opts): (LuaValue, LuaValue)) -> mlua::Result<ml
     let Input { reader, name } = reader_arg(input, F)?;
     let mut o = Opts::new(opts, F)?;
     let d = ZipLimits::default();
-    let max_entries = o.count("max_entries")?.map_or(d.max_entries, |n| n as usize);
+    let max_entries = o
+        .count("max_entries")?
+        .map_or(d.max_entries, |n| n as usize);
     let max_total_size = match o.value("max_size")? {
         LuaValue::Nil => d.max_total_size,
         LuaValue::Integer(n) if n >= 0 => n as u64,
-        LuaValue::String(s) => parse_size(&s.to_str()?)
-            .map_err(|m| lua_err(format!("{F}: option `max_size`: {m}")))?,
+        LuaValue::String(s) => {
+            parse_size(&s.to_str()?).map_err(|m| lua_err(format!("{F}: option `max_size`: {m}")))?
+        }
         other => {
             return Err(lua_err(format!(
                 "{F}: option `max_size`: expected a size like \"4GiB\" or a number of bytes, got {}",

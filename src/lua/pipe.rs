@@ -26,10 +26,14 @@ fn ferry_pipe(
     let close = o.boolean("close")?.unwrap_or(true);
     o.finish()?;
     let mut source = src.borrow_mut::<LuaSource>().map_err(|_| {
-        lua_err(format!("{F}: the first argument must be a row source (a reader or db:query)"))
+        lua_err(format!(
+            "{F}: the first argument must be a row source (a reader or db:query)"
+        ))
     })?;
     let mut sink = dst.borrow_mut::<LuaSink>().map_err(|_| {
-        lua_err(format!("{F}: the second argument must be a row sink (a writer or db:writer)"))
+        lua_err(format!(
+            "{F}: the second argument must be a row sink (a writer or db:writer)"
+        ))
     })?;
     let result = match map {
         None => {

@@ -139,7 +139,10 @@ impl RowShape {
     pub(crate) fn new(lua: &Lua, columns: &[String]) -> mlua::Result<RowShape> {
         let meta = lua.create_table()?;
         meta.set("__name", "ferry.row")?;
-        meta.set("columns", lua.create_sequence_from(columns.iter().cloned())?)?;
+        meta.set(
+            "columns",
+            lua.create_sequence_from(columns.iter().cloned())?,
+        )?;
         Ok(RowShape {
             columns: columns.to_vec(),
             meta,
@@ -163,7 +166,9 @@ impl RowShape {
 pub(crate) fn row_columns(t: &Table) -> Option<Vec<String>> {
     let meta = t.metatable()?;
     let cols: Table = meta.raw_get("columns").ok()?;
-    cols.sequence_values::<String>().collect::<mlua::Result<_>>().ok()
+    cols.sequence_values::<String>()
+        .collect::<mlua::Result<_>>()
+        .ok()
 }
 
 /// Reads a Lua row (a table keyed by column name, or a sequence in column order) into `row`.
@@ -218,7 +223,12 @@ impl LuaSource {
     }
 }
 
-fn next_lua_row(lua: &Lua, ud: &AnyUserData, shape: &RowShape, buf: &mut Vec<Value>) -> mlua::Result<Option<Table>> {
+fn next_lua_row(
+    lua: &Lua,
+    ud: &AnyUserData,
+    shape: &RowShape,
+    buf: &mut Vec<Value>,
+) -> mlua::Result<Option<Table>> {
     let mut this = ud.borrow_mut::<LuaSource>()?;
     let more = this.get()?.next_row(buf).map_err(lua_err)?;
     if !more {
@@ -343,7 +353,9 @@ impl LuaSink {
         let result = sink.finish().map_err(lua_err);
         drop(sink);
         match (&result, &self.out) {
-            (Ok(()), Some(out)) => out.commit().map_err(|e| lua_err(format!("{}: {e}", self.name))),
+            (Ok(()), Some(out)) => out
+                .commit()
+                .map_err(|e| lua_err(format!("{}: {e}", self.name))),
             (Err(_), Some(out)) => {
                 out.abort();
                 result

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
+use mlua::{
+    AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue,
+};
 
 use super::formats::SqlScript;
 use super::rows::{LuaSink, LuaSource, Opts, lua_err, lua_to_value};
@@ -28,12 +30,14 @@ pub(crate) fn register(lua: &Lua, ferry: &Table, access: DbAccess) -> mlua::Resu
     sqlite.set(
         "open",
         lua.create_function(move |lua, path: String| {
-            let real = confine(&access, &path).map_err(|m| {
-                lua_err(format!("ferry.sqlite.open({path:?}): {m}"))
-            })?;
+            let real = confine(&access, &path)
+                .map_err(|m| lua_err(format!("ferry.sqlite.open({path:?}): {m}")))?;
             if let Some(dir) = real.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    lua_err(format!("ferry.sqlite.open({path:?}): cannot create {}: {e}", dir.display()))
+                    lua_err(format!(
+                        "ferry.sqlite.open({path:?}): cannot create {}: {e}",
+                        dir.display()
+                    ))
                 })?;
             }
             let db = Db::open(&real, &path).map_err(lua_err)?;
@@ -194,7 +198,11 @@ fn table_sink(
     o.finish()?;
     let name = wo.name.clone();
     let columns = wo.columns.clone();
-    Ok((ProjectedSink::new(db.table_sink(table, io), wo), name, columns))
+    Ok((
+        ProjectedSink::new(db.table_sink(table, io), wo),
+        name,
+        columns,
+    ))
 }
 
 impl UserData for LuaDb {
@@ -206,13 +214,10 @@ impl UserData for LuaDb {
         methods.add_method("exec", |_, this, (sql, args): (String, LuaValue)| {
             this.db()?.exec(&sql, &params(args)?).map_err(lua_err)
         });
-        methods.add_function(
-            "transaction",
-            |_, (ud, f): (AnyUserData, Function)| {
-                let db = ud.borrow::<LuaDb>()?.db()?.clone();
-                db.transaction(|| f.call::<MultiValue>(ud.clone()))
-            },
-        );
+        methods.add_function("transaction", |_, (ud, f): (AnyUserData, Function)| {
+            let db = ud.borrow::<LuaDb>()?.db()?.clone();
+            db.transaction(|| f.call::<MultiValue>(ud.clone()))
+        });
         methods.add_method(
             "insert",
             |lua, this, (table, src, opts): (String, AnyUserData, LuaValue)| {
