@@ -26,4 +26,5 @@ pub mod config;
 pub mod history;
 pub mod jobs;
 pub mod lua;
+pub mod storage;
 pub mod units;
