@@ -369,7 +369,12 @@ pub fn writer_handle(ud: &AnyUserData) -> mlua::Result<WriterHandle> {
 /// run ends, before the VM is dropped.
 pub fn discard_open_writers(lua: &Lua) -> Vec<String> {
     let slots: Vec<Arc<Mutex<Slot>>> = match lua.app_data_ref::<OpenWriters>() {
-        Some(open) => open.0.borrow_mut().drain(..).filter_map(|w| w.upgrade()).collect(),
+        Some(open) => open
+            .0
+            .borrow_mut()
+            .drain(..)
+            .filter_map(|w| w.upgrade())
+            .collect(),
         None => return Vec::new(),
     };
     let mut labels = Vec::new();

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value};
 
+use super::RunHost;
 use super::io::{LuaReader, LuaWriter, take_reader};
 use super::limits::Guard;
-use super::RunHost;
 use crate::storage::{
     self, Meta, S3Options, Secret, StorageConfig, StorageError, Store, StoreRegistry, WriteOptions,
 };
@@ -168,12 +168,12 @@ impl UserData for LuaStore {
                     Value::UserData(ud) if ud.is::<LuaReader>() => {
                         let (mut src, label) = take_reader(&ud)?;
                         let mut w = this.0.create(&path, opts).map_err(err)?;
-                        std::io::copy(&mut src, &mut w).map_err(|e| {
-                            match StorageError::from_io(&e) {
+                        std::io::copy(&mut src, &mut w).map_err(
+                            |e| match StorageError::from_io(&e) {
                                 Some(_) => mlua::Error::runtime(e.to_string()),
                                 None => mlua::Error::runtime(format!("reading {label}: {e}")),
-                            }
-                        })?;
+                            },
+                        )?;
                         w.commit().map_err(err)
                     }
                     other => Err(mlua::Error::runtime(format!(
