@@ -238,6 +238,24 @@ impl Sink for crate::storage::Writer {
 struct Slot {
     sink: Option<Box<dyn Sink>>,
     label: String,
+    /// Where a writer dropped while open (collected by Lua's GC) reports itself, so the end of
+    /// the run can warn about it like about any other unclosed writer.
+    orphans: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            if let Some(o) = &self.orphans {
+                o.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(self.label.clone());
+            }
+            if let Err(e) = sink.abort() {
+                tracing::warn!("{e}");
+            }
+        }
+    }
 }
 
 /// A shared handle on a writer: `Write`, plus commit and abort. Cheap to clone; every clone
@@ -322,9 +340,13 @@ impl Write for WriterHandle {
     }
 }
 
-/// The writers created in a VM, so that the end of a run can abort those never closed.
+/// The writers created in a VM, so that the end of a run can abort those never closed, and the
+/// labels of those the garbage collector already discarded.
 #[derive(Default)]
-struct OpenWriters(RefCell<Vec<Weak<Mutex<Slot>>>>);
+struct OpenWriters {
+    live: RefCell<Vec<Weak<Mutex<Slot>>>>,
+    orphans: Arc<Mutex<Vec<String>>>,
+}
 
 /// A byte stream a script writes to, visible at `close()`.
 pub struct LuaWriter {
@@ -335,15 +357,17 @@ impl LuaWriter {
     /// Wraps a sink for a script and registers it with the VM, so that it is aborted at the end
     /// of the run if nobody commits it. `label` names the destination in messages.
     pub fn new(lua: &Lua, sink: Box<dyn Sink>, label: impl Into<String>) -> LuaWriter {
-        let slot = Arc::new(Mutex::new(Slot {
-            sink: Some(sink),
-            label: label.into(),
-        }));
         if lua.app_data_ref::<OpenWriters>().is_none() {
             lua.set_app_data(OpenWriters::default());
         }
-        if let Some(open) = lua.app_data_ref::<OpenWriters>() {
-            let mut list = open.0.borrow_mut();
+        let open = lua.app_data_ref::<OpenWriters>();
+        let slot = Arc::new(Mutex::new(Slot {
+            sink: Some(sink),
+            label: label.into(),
+            orphans: open.as_ref().map(|o| o.orphans.clone()),
+        }));
+        if let Some(open) = open {
+            let mut list = open.live.borrow_mut();
             list.retain(|w| w.strong_count() > 0);
             list.push(Arc::downgrade(&slot));
         }
@@ -365,19 +389,22 @@ pub fn writer_handle(ud: &AnyUserData) -> mlua::Result<WriterHandle> {
         .map_err(|_| mlua::Error::runtime("expected a writer (from store:create(path))"))
 }
 
-/// Aborts every writer of the VM that is still open and returns their labels. Called when a
-/// run ends, before the VM is dropped.
+/// Aborts every writer of the VM that is still open and returns their labels, with those of
+/// writers the garbage collector discarded while open. Called when a run ends, before the VM
+/// is dropped.
 pub fn discard_open_writers(lua: &Lua) -> Vec<String> {
-    let slots: Vec<Arc<Mutex<Slot>>> = match lua.app_data_ref::<OpenWriters>() {
-        Some(open) => open
-            .0
-            .borrow_mut()
-            .drain(..)
-            .filter_map(|w| w.upgrade())
-            .collect(),
-        None => return Vec::new(),
-    };
-    let mut labels = Vec::new();
+    let (slots, mut labels): (Vec<Arc<Mutex<Slot>>>, Vec<String>) =
+        match lua.app_data_ref::<OpenWriters>() {
+            Some(open) => (
+                open.live
+                    .borrow_mut()
+                    .drain(..)
+                    .filter_map(|w| w.upgrade())
+                    .collect(),
+                std::mem::take(&mut *open.orphans.lock().unwrap_or_else(|p| p.into_inner())),
+            ),
+            None => return Vec::new(),
+        };
     for slot in slots {
         let handle = WriterHandle { slot };
         if handle.is_open() {
