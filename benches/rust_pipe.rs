@@ -5,7 +5,9 @@
 use std::time::Instant;
 
 use ferry::db::{Db, InsertOptions, Params};
-use ferry::formats::{CsvOptions, CsvReader, CsvWriter, ReadOptions, RowSink, RowSource, Type, pipe};
+use ferry::formats::{
+    CsvOptions, CsvReader, CsvWriter, ReadOptions, RowSink, RowSource, Type, pipe,
+};
 
 fn main() {
     let rows: u64 = std::env::args()
@@ -41,7 +43,10 @@ fn main() {
     }
     let s = t.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&csv_path).map(|m| m.len()).unwrap_or(0);
-    println!("SQLite -> CSV : {s:.3}s  {:.2} M rows/s", rows as f64 / s / 1e6);
+    println!(
+        "SQLite -> CSV : {s:.3}s  {:.2} M rows/s",
+        rows as f64 / s / 1e6
+    );
 
     let opts = {
         let mut o = ReadOptions::named("out.csv");
@@ -83,7 +88,9 @@ fn main() {
         &opts,
     )
     .expect("reader");
-    let report = db2.insert("t", &mut r, InsertOptions::default()).expect("insert");
+    let report = db2
+        .insert("t", &mut r, InsertOptions::default())
+        .expect("insert");
     let s = t.elapsed().as_secs_f64();
     println!(
         "CSV -> SQLite : {s:.3}s  {:.2} M rows/s ({} rows)",

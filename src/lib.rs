@@ -28,4 +28,5 @@ pub mod formats;
 pub mod history;
 pub mod jobs;
 pub mod lua;
+pub mod storage;
 pub mod units;

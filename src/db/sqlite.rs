@@ -58,7 +58,7 @@ pub enum Params {
     /// No parameters.
     #[default]
     None,
-    /// `?` / `?N` parameters, in order.
+    /// `?` / `?N` parameters, in order; missing trailing ones are null.
     Positional(Vec<Value>),
     /// `:name`, `@name` or `$name` parameters (the name may be given with or without prefix).
     Named(Vec<(String, Value)>),
@@ -176,7 +176,9 @@ impl Db {
             Params::None if expected == 0 => Ok(()),
             Params::None => Err(perr(format!("expects {expected} parameters, none given"))),
             Params::Positional(values) => {
-                if values.len() != expected {
+                // Fewer values than parameters: the rest are null, as a Lua list cannot end
+                // with nil.
+                if values.len() > expected {
                     return Err(perr(format!(
                         "expects {expected} parameters, {} given",
                         values.len()

@@ -166,11 +166,7 @@ pub fn vm_options(config: &Config, memory: Option<u64>, timeout: Duration) -> Vm
         plugins_label: config.display_path(&config.plugins_dir),
         memory: memory.unwrap_or(config.limits.memory),
         timeout,
-        db_access: crate::lua::DbAccess {
-            root: config.root.clone(),
-            allowed: vec![config.data_dir.clone(), config.inbox_dir.clone()],
-            protected: vec![config.history_path.clone()],
-        },
+        storage: config.storage.clone(),
     }
 }
 

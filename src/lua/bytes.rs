@@ -14,6 +14,19 @@ use mlua::{AnyUserData, UserData, UserDataMethods, Value};
 pub(crate) trait CommitWrite: Write {
     /// Makes the output visible (renames the temp file, completes the upload, ends the entry).
     fn commit(&mut self) -> io::Result<()>;
+    /// Discards the output.
+    fn abort(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CommitWrite for super::io::WriterHandle {
+    fn commit(&mut self) -> io::Result<()> {
+        super::io::WriterHandle::commit(self)
+    }
+    fn abort(&mut self) -> io::Result<()> {
+        super::io::WriterHandle::abort(self)
+    }
 }
 
 /// A writer shared between a Lua handle and the format sink writing into it. The format sink
@@ -52,7 +65,11 @@ impl SharedWriter {
 
     /// Drops the writer without committing it: its output is discarded.
     pub(crate) fn abort(&self) {
-        drop(self.inner.borrow_mut().take());
+        let taken = self.inner.borrow_mut().take();
+        if let Some(mut w) = taken {
+            // Best effort: an output that cannot be discarded is cleaned up at the end of the run.
+            let _ = w.abort();
+        }
     }
 }
 
@@ -79,9 +96,9 @@ impl Write for SharedWriter {
 
 /// A Lua handle over a [`SharedWriter`]: `write(s)`, `close()`. Used for zip entries; store
 /// writers have their own userdata.
-pub(crate) struct WriterHandle(pub(crate) SharedWriter);
+pub(crate) struct EntryWriter(pub(crate) SharedWriter);
 
-impl UserData for WriterHandle {
+impl UserData for EntryWriter {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("write", |_, this, s: mlua::String| {
             let mut w = this.0.clone();
@@ -103,7 +120,7 @@ impl UserData for WriterHandle {
 /// function and what it accepts.
 pub(crate) fn writer_arg(value: &Value, func: &str) -> mlua::Result<SharedWriter> {
     if let Value::UserData(ud) = value {
-        if let Ok(h) = ud.borrow::<WriterHandle>() {
+        if let Ok(h) = ud.borrow::<EntryWriter>() {
             return Ok(h.0.clone());
         }
         if let Some(w) = storage_writer(ud)? {
@@ -154,12 +171,23 @@ fn not_a_reader(func: &str, ud: &AnyUserData) -> mlua::Error {
 }
 
 /// A store Writer as a [`SharedWriter`], or `None` when `ud` is not one.
-// Hooked up to the store userdata of `io.rs` once the storage layer lands.
-fn storage_writer(_ud: &AnyUserData) -> mlua::Result<Option<SharedWriter>> {
-    Ok(None)
+fn storage_writer(ud: &AnyUserData) -> mlua::Result<Option<SharedWriter>> {
+    if !ud.is::<super::io::LuaWriter>() {
+        return Ok(None);
+    }
+    let handle = super::io::writer_handle(ud)?;
+    let label = handle.label();
+    Ok(Some(SharedWriter::new(Box::new(handle), &label)))
 }
 
 /// A store Reader as an [`Input`], or `None` when `ud` is not one.
-fn storage_reader(_ud: &AnyUserData) -> mlua::Result<Option<Input>> {
-    Ok(None)
+fn storage_reader(ud: &AnyUserData) -> mlua::Result<Option<Input>> {
+    if !ud.is::<super::io::LuaReader>() {
+        return Ok(None);
+    }
+    let (reader, name) = super::io::take_reader(ud)?;
+    Ok(Some(Input {
+        reader: Box::new(reader),
+        name,
+    }))
 }

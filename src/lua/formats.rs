@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use mlua::{Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 
-use super::bytes::{CommitWrite, Input, SharedWriter, WriterHandle, reader_arg, writer_arg};
+use super::bytes::{CommitWrite, EntryWriter, Input, SharedWriter, reader_arg, writer_arg};
 use super::rows::{LuaSink, LuaSource, Opts, format_err, lua_err};
 use crate::formats::zip::{EntryOptions, ZipLimits, ZipReader, ZipWriter};
 use crate::formats::{
@@ -347,7 +347,7 @@ impl UserData for LuaZipWriter {
                 entry: n,
                 name: entry.clone(),
             };
-            lua.create_userdata(WriterHandle(SharedWriter::new(
+            lua.create_userdata(EntryWriter(SharedWriter::new(
                 Box::new(w),
                 &format!("{}/{entry}", this.name),
             )))

@@ -9,12 +9,14 @@ mod context;
 mod convert;
 mod errors;
 mod formats;
+pub mod io;
 mod json;
 mod limits;
 mod pipe;
 mod rows;
 mod sandbox;
 mod sqlite;
+mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +28,6 @@ use mlua::{Function, Lua, Table, Value};
 pub use convert::{json_to_lua, lua_to_json};
 pub use errors::ErrorCode;
 pub use limits::Guard;
-pub use sqlite::DbAccess;
 
 /// Severity of a message a script logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub trait RunHost {
     fn state_set(&self, key: &str, value: Option<&serde_json::Value>) -> Result<(), String>;
     /// A secret's value, or `None` when it is not defined.
     fn secret(&self, name: &str) -> Option<String>;
+    /// A value to hide from logs, errors and summaries from now on: a credential a script gave
+    /// inline (to `ferry.store`, say). Hosts that redact nothing may ignore it.
+    fn hide(&self, _value: &str) {}
 }
 
 /// Where scripts find their modules, and the limits of one VM.
@@ -67,8 +71,8 @@ pub struct VmOptions {
     pub memory: u64,
     /// Wall-clock limit from the moment the VM is created.
     pub timeout: Duration,
-    /// Where `ferry.sqlite.open` may open databases.
-    pub db_access: DbAccess,
+    /// Allowed roots and named stores for `ferry.store` (and `ferry.sqlite.open`).
+    pub storage: crate::storage::StorageConfig,
 }
 
 /// Everything needed to run one job script.
@@ -212,7 +216,21 @@ fn run_inner(
         }
     };
     let ctx = context::build(&lua, input, host.clone(), guard).map_err(load)?;
-    let result: Value = run.call(ctx).map_err(|e| (e, ErrorCode::Run))?;
+    let result = run.call::<Value>(ctx);
+    // Nothing half-written may become visible: abort every writer the script left open.
+    for label in io::discard_open_writers(&lua) {
+        match &result {
+            Ok(_) => host.log(
+                Level::Warn,
+                &format!("writer {label} was never closed; its data was discarded (call close() to keep it)"),
+            ),
+            Err(_) => host.log(
+                Level::Info,
+                &format!("discarded the unfinished write to {label} (the run failed)"),
+            ),
+        }
+    }
+    let result = result.map_err(|e| (e, ErrorCode::Run))?;
     let summary = match lua_to_json(&result) {
         Ok(v) => v,
         Err(m) => {

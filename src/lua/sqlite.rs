@@ -1,7 +1,8 @@
 //! `ferry.sqlite.open(path)` → Db: `query`, `exec`, `transaction`, `insert`, `writer`, `run`,
-//! `close`. The path is confined to the allowed roots like a local store's.
+//! `close`. The path is confined to the allowed roots like a local store's
+//! ([`crate::storage::confine_path`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mlua::{
     AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue,
@@ -11,26 +12,16 @@ use super::formats::SqlScript;
 use super::rows::{LuaSink, LuaSource, Opts, lua_err, lua_to_value};
 use crate::db::{Db, DbError, InsertOptions, OnConflict, Params, TableSink};
 use crate::formats::{ProjectedSink, RowSink, SqlStatements};
-
-/// Where databases may be opened: relative paths start at `root`, and the resolved path must
-/// lie under one of `allowed` and outside `protected` (the run history).
-#[derive(Debug, Clone, Default)]
-pub struct DbAccess {
-    /// The project root.
-    pub root: PathBuf,
-    /// Allowed roots (absolute).
-    pub allowed: Vec<PathBuf>,
-    /// Paths no script may open (absolute).
-    pub protected: Vec<PathBuf>,
-}
+use crate::storage::{StorageConfig, confine_path};
 
 /// Registers `ferry.sqlite`.
-pub(crate) fn register(lua: &Lua, ferry: &Table, access: DbAccess) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua, ferry: &Table, storage: &StorageConfig) -> mlua::Result<()> {
+    let storage = storage.clone();
     let sqlite = lua.create_table()?;
     sqlite.set(
         "open",
         lua.create_function(move |lua, path: String| {
-            let real = confine(&access, &path)
+            let real = confine_path(&storage, Path::new(&path))
                 .map_err(|m| lua_err(format!("ferry.sqlite.open({path:?}): {m}")))?;
             if let Some(dir) = real.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -47,75 +38,6 @@ pub(crate) fn register(lua: &Lua, ferry: &Table, access: DbAccess) -> mlua::Resu
     ferry.set("sqlite", sqlite)
 }
 
-/// Resolves a script's database path under the allowed roots.
-fn confine(access: &DbAccess, path: &str) -> Result<PathBuf, String> {
-    let p = Path::new(path);
-    if p.components().any(|c| c == std::path::Component::ParentDir) {
-        return Err("`..` is not allowed in a database path".into());
-    }
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        access.root.join(p)
-    };
-    let roots = || {
-        access
-            .allowed
-            .iter()
-            .map(|r| r.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let real = resolve(&abs).map_err(|e| format!("cannot resolve {} ({e})", abs.display()))?;
-    let inside = access
-        .allowed
-        .iter()
-        .any(|r| real.starts_with(resolve(r).unwrap_or_else(|_| r.clone())));
-    if !inside {
-        let via = if real != abs {
-            format!(" (it leads to {})", real.display())
-        } else {
-            String::new()
-        };
-        return Err(format!(
-            "{}{via} is outside the allowed roots: {}; add its folder to `allow` under [storage] in ferry.toml",
-            abs.display(),
-            roots()
-        ));
-    }
-    if access
-        .protected
-        .iter()
-        .any(|p| real.starts_with(resolve(p).unwrap_or_else(|_| p.clone())))
-    {
-        return Err(format!(
-            "{} belongs to ferry itself (the run history); scripts may not open it",
-            abs.display()
-        ));
-    }
-    Ok(real)
-}
-
-/// Resolves symlinks in the deepest existing ancestor of `path` and appends the rest.
-fn resolve(path: &Path) -> std::io::Result<PathBuf> {
-    let mut existing = path.to_path_buf();
-    let mut rest = Vec::new();
-    while existing.symlink_metadata().is_err() {
-        match existing.file_name() {
-            Some(n) => rest.push(n.to_os_string()),
-            None => break,
-        }
-        if !existing.pop() {
-            break;
-        }
-    }
-    let mut real = existing.canonicalize()?;
-    for n in rest.into_iter().rev() {
-        real.push(n);
-    }
-    Ok(real)
-}
-
 /// Converts `args` (nil, a sequence, or a table of names) to statement parameters.
 fn params(args: LuaValue) -> mlua::Result<Params> {
     match args {
@@ -124,9 +46,15 @@ fn params(args: LuaValue) -> mlua::Result<Params> {
             let n = t.raw_len();
             let mut named = Vec::new();
             let mut count = 0;
+            let mut max_index = 0usize;
             for pair in t.pairs::<LuaValue, LuaValue>() {
                 let (k, v) = pair?;
                 count += 1;
+                if let LuaValue::Integer(i) = k
+                    && i > 0
+                {
+                    max_index = max_index.max(i as usize);
+                }
                 if let LuaValue::String(s) = &k {
                     let name = s.to_str()?.to_string();
                     let val = lua_to_value(&v, &|| format!("parameter `{name}`"))?;
@@ -141,10 +69,11 @@ fn params(args: LuaValue) -> mlua::Result<Params> {
                 }
                 return Ok(Params::Named(named));
             }
-            let mut list = Vec::with_capacity(n);
-            for i in 1..=n {
-                let v: LuaValue = t.raw_get(i)?;
-                list.push(lua_to_value(&v, &|| format!("parameter {i}"))?);
+            // Up to the largest index given: a nil in the list (or at its end) is null.
+            let mut list = vec![crate::formats::Value::Null; n.max(max_index)];
+            for (i, slot) in list.iter_mut().enumerate() {
+                let v: LuaValue = t.raw_get(i + 1)?;
+                *slot = lua_to_value(&v, &|| format!("parameter {}", i + 1))?;
             }
             Ok(Params::Positional(list))
         }
