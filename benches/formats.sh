@@ -23,7 +23,7 @@ cd "$WORK"
 mkdir -p data scripts
 
 gen() { # gen DB ROWS: a 6-column table like an orders export
-  sqlite3 "$1" <<SQL
+  sqlite3 "$1" >/dev/null <<SQL
 PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
 CREATE TABLE t (id INTEGER PRIMARY KEY, customer TEXT, amount REAL, qty INTEGER, created_at INTEGER, note TEXT);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2)
