@@ -9,6 +9,9 @@
 //!   a job in a `ferry worker` process and the worker loop itself.
 //! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings.
 //! - [`history`]: the run history (runs, logs, artifacts, job state) in SQLite.
+//! - [`formats`]: the row model (ordered columns, typed values), row sources and sinks for CSV,
+//!   JSON, NDJSON, XLSX and SQL, `pipe`, and zip archives; plain Rust on `std::io`.
+//! - [`db`]: SQLite for scripts: queries as row sources, tables as row sinks, `.sql` scripts.
 //! - [`cli`]: the command line.
 //! - [`units`]: durations and sizes as people write them.
 //!
@@ -18,6 +21,8 @@
 //!   [`lua::RunHost`].
 //! - A run's history row exists before its script starts and is closed on every path: by the
 //!   worker when the script ends, by the executor when the worker dies or is killed.
+//! - `formats/` and `db/` know nothing of Lua or jobs; `db/` builds on the row model of
+//!   `formats/`, never the reverse. Rows cross into Lua only where a script asks for them.
 //! - A secret's value never reaches the history or any output: the worker redacts logs, errors
 //!   and summaries before they are written.
 
