@@ -142,11 +142,13 @@ impl<R: Read> CsvReader<R> {
 
     /// Reads the next raw record; an unterminated quoted field at the end is an error.
     fn read_raw(&mut self) -> Result<Option<csv::ByteRecord>, FormatError> {
-        let mut rec = csv::ByteRecord::new();
-        self.read_into(&mut rec).map(|ok| ok.then_some(rec))
+        self.read_next()
+            .map(|ok| ok.then(|| std::mem::take(&mut self.record)))
     }
 
-    fn read_into(&mut self, rec: &mut csv::ByteRecord) -> Result<bool, FormatError> {
+    /// Reads the next record into `self.record` (reusing its buffers).
+    fn read_next(&mut self) -> Result<bool, FormatError> {
+        let rec = &mut self.record;
         let more = self
             .rdr
             .read_byte_record(rec)
@@ -245,12 +247,7 @@ impl<R: Read> RowSource for CsvReader<R> {
                     self.record = rec;
                     Ok(true)
                 }
-                None => {
-                    let mut rec = std::mem::take(&mut self.record);
-                    let r = self.read_into(&mut rec);
-                    self.record = rec;
-                    r
-                }
+                None => self.read_next(),
             };
             let result = got.and_then(|more| {
                 if more {
