@@ -127,7 +127,11 @@ return {{
     let root_url = format!("file://{}", p.path("data/lua").display());
     let urls = [
         ("local", root_url.clone(), format!("store {root_url}")),
-        ("memory", "memory://".to_string(), "store memory://".to_string()),
+        (
+            "memory",
+            "memory://".to_string(),
+            "store memory://".to_string(),
+        ),
         (
             "named",
             server.url("nightly"),
@@ -275,9 +279,18 @@ return {
         ("outside", vec!["denied", out.as_str(), roots.as_str()]),
         ("dotdot_store", vec!["`..`", "data/../.."]),
         ("dotdot_path", vec!["invalid path", "../../ferry.toml"]),
-        ("symlink_read", vec!["denied", "link/secret.txt", out.as_str(), roots.as_str()]),
-        ("symlink_write", vec!["denied", "link/new.txt", roots.as_str()]),
-        ("symlink_root", vec!["denied", "data/linked", roots.as_str()]),
+        (
+            "symlink_read",
+            vec!["denied", "link/secret.txt", out.as_str(), roots.as_str()],
+        ),
+        (
+            "symlink_write",
+            vec!["denied", "link/new.txt", roots.as_str()],
+        ),
+        (
+            "symlink_root",
+            vec!["denied", "data/linked", roots.as_str()],
+        ),
         ("history_db", vec!["denied", "ferry.db"]),
     ];
     for (key, wants) in cases {
@@ -345,10 +358,16 @@ return {
     let ready = p.path("data/ready");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !ready.exists() {
-        assert!(std::time::Instant::now() < deadline, "the script never got ready");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never got ready"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(!server.pending_uploads().is_empty(), "no multipart upload started");
+    assert!(
+        !server.pending_uploads().is_empty(),
+        "no multipart upload started"
+    );
     server.stop();
     std::fs::write(p.path("data/go"), b"1").unwrap();
     let run = Project::parse(child.wait_with_output().unwrap());
