@@ -493,3 +493,59 @@ return {
     assert!(!server.object_file("nightly/failed.bin").exists());
     assert!(p.files("data/.ferry/pending").is_empty());
 }
+
+/// A script that opens a local and an S3 writer, writes past one part, signals `data/ready`
+/// and then spins until stopped from outside.
+const SPIN_WITH_OPEN_WRITERS: &str = r#"
+return {
+  timeout = "@TIMEOUT@",
+  run = function(ctx)
+    local lw = ferry.store("data/out"):create("spun.csv")
+    lw:write(string.rep("x", 100000))
+    local sw = ferry.store("backup"):create("spun.bin")
+    for i = 1, 12 do sw:write(string.rep("s", 1024 * 1024)) end
+    ferry.store("data"):write("ready", "1")
+    while true do end
+  end,
+}
+"#;
+
+fn assert_spun_writers_discarded(p: &Project, server: &S3Server) {
+    assert!(p.files("data/out").is_empty(), "{:?}", p.files("data/out"));
+    assert_eq!(server.pending_uploads(), Vec::<std::path::PathBuf>::new());
+    assert!(!server.object_file("nightly/spun.bin").exists());
+    assert!(p.files("data/.ferry/pending").is_empty());
+}
+
+#[test]
+fn timeout_before_close_discards_the_writes() {
+    let server = S3Server::start();
+    let p = project_with_backup(&server, "");
+    let file = p.script("spin", &SPIN_WITH_OPEN_WRITERS.replace("@TIMEOUT@", "2s"));
+    let run = p.run(&file);
+    assert_eq!(run.record["state"], "timed_out", "{}", run.text());
+    assert_spun_writers_discarded(&p, &server);
+}
+
+#[test]
+fn cancel_before_close_discards_the_writes() {
+    let server = S3Server::start();
+    let p = project_with_backup(&server, "");
+    let file = p.script("spin", &SPIN_WITH_OPEN_WRITERS.replace("@TIMEOUT@", "2m"));
+    let child = p.spawn(&file);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !p.path("data/ready").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never got ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Ctrl-C: `ferry run` asks its worker to cancel the run.
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let run = Project::parse(child.wait_with_output().unwrap());
+    assert_eq!(run.record["state"], "cancelled", "{}", run.text());
+    assert_spun_writers_discarded(&p, &server);
+}

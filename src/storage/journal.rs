@@ -156,8 +156,9 @@ impl Journal {
         out
     }
 
-    /// Removes a stale temp-file entry's file and the entry; returns whether a temp file was
-    /// removed. Entries still owned by a live process are left alone.
+    /// Removes the temp files of stale entries (their process is gone, or they were abandoned)
+    /// and those entries; returns how many temp files were removed. Entries still owned by a
+    /// live process are left alone.
     pub(crate) fn clean_temp_files(&self) -> usize {
         let mut removed = 0;
         for (file, pending) in self.entries() {

@@ -19,7 +19,13 @@ const START_DEADLINE: Duration = Duration::from_secs(20);
 /// Finds the `s3s-fs` binary: `$FERRY_S3S_FS`, then `PATH`, then `$CARGO_HOME/bin`.
 pub fn s3s_fs_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("FERRY_S3S_FS") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "FERRY_S3S_FS={} does not exist; install s3s-fs with `tests/setup.sh`",
+            p.display()
+        );
+        return p;
     }
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
