@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::storage::{S3Options, Secret, StorageConfig, StoreSpec, StoreUrl};
 use crate::units::{parse_duration, parse_size};
 
 /// Name of the config file looked up in the working directory when `--config` is not given.
@@ -73,6 +74,12 @@ pub struct FileConfig {
     /// The HTTP API of `ferry serve`.
     #[serde(default)]
     pub api: ApiSection,
+    /// Where local stores may live.
+    #[serde(default)]
+    pub storage: StorageSection,
+    /// Named stores, opened in scripts with `ferry.store("NAME")`.
+    #[serde(default)]
+    pub stores: BTreeMap<String, StoreSection>,
 }
 
 /// `[api]`: the HTTP API served by `ferry serve`.
@@ -111,6 +118,42 @@ pub struct RetentionSection {
     pub days: Option<u32>,
     /// Keep at most this many runs per job. Default 1000.
     pub runs_per_job: Option<u32>,
+}
+
+/// `[storage]`: the confinement of local stores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Folders under which local stores (relative paths, `file://` URLs) may live, relative to
+    /// the project root unless absolute. Default: the data and inbox folders. A run started by a
+    /// watched file may also use its watch folder. Symlinks that lead outside are refused.
+    pub allow: Option<Vec<PathBuf>>,
+}
+
+/// `[stores.NAME]`: a named store. Credentials may be written as `"${VAR}"` to read them from
+/// the environment; they never appear in logs, errors, summaries or `url()`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `s3://bucket/prefix`, `file:///abs/path`, a path relative to the project root, or
+    /// `memory://NAME`.
+    pub url: String,
+    /// S3: endpoint of an S3-compatible server, e.g. `"http://127.0.0.1:9000"`.
+    pub endpoint: Option<String>,
+    /// S3: region. Default `us-east-1` (or `AWS_REGION`).
+    pub region: Option<String>,
+    /// S3: access key id (or `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// S3: secret access key (or `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<String>,
+    /// S3: session token of temporary credentials.
+    pub session_token: Option<String>,
+    /// S3: allow a plain `http://` endpoint (implied by an `http://` endpoint).
+    pub allow_http: Option<bool>,
+    /// S3: path-style requests (`endpoint/bucket/key`, the default) when true; virtual-hosted
+    /// (`bucket.endpoint/key`) when false. Also spelt `path-style`.
+    #[serde(alias = "path-style")]
+    pub path_style: Option<bool>,
 }
 
 /// `[paths]`: every entry is relative to the directory holding `ferry.toml` (or the working
@@ -172,6 +215,8 @@ pub struct Config {
     pub retention: Retention,
     /// HTTP API settings.
     pub api: Api,
+    /// Allowed roots of local stores and the named stores.
+    pub storage: StorageConfig,
 }
 
 /// Validated `[api]` settings.
@@ -369,6 +414,24 @@ impl Config {
             token,
             max_upload: size("api.max_upload", fc.api.max_upload, 1 << 30)?,
         };
+        let inbox_dir = resolve(fc.paths.inbox, "inbox");
+        let allowed = match fc.storage.allow {
+            Some(list) => list.into_iter().map(|p| root.join(p)).collect(),
+            None => vec![data_dir.clone(), inbox_dir.clone()],
+        };
+        let mut storage = StorageConfig::new(root.clone(), allowed);
+        storage.state_dir = data_dir.join(".ferry").join("pending");
+        storage.protected = vec![storage.state_dir.clone()];
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = history_path.clone().into_os_string();
+            p.push(suffix);
+            storage.protected.push(PathBuf::from(p));
+        }
+        for (name, section) in fc.stores {
+            let spec = store_spec(&root, &name, section)
+                .map_err(|(key, m)| value_err(&format!("stores.{name}{key}"), m))?;
+            storage.stores.insert(name, spec);
+        }
         Ok(Config {
             api,
             daemon,
@@ -376,11 +439,12 @@ impl Config {
             file,
             scripts_dir: resolve(fc.paths.scripts, "scripts"),
             plugins_dir: resolve(fc.paths.plugins, "plugins"),
-            inbox_dir: resolve(fc.paths.inbox, "inbox"),
+            inbox_dir,
             data_dir,
             history_path,
             limits,
             secrets,
+            storage,
             root,
         })
     }
@@ -393,6 +457,40 @@ impl Config {
             .display()
             .to_string()
     }
+}
+
+/// Validates a `[stores.NAME]` section; errors carry the key suffix (`.url`) and a message.
+fn store_spec(root: &Path, name: &str, s: StoreSection) -> Result<StoreSpec, (String, String)> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err((
+            String::new(),
+            "store names may use letters, digits, `_` and `-` only".into(),
+        ));
+    }
+    let url = StoreUrl::parse(&s.url, root).map_err(|m| (".url".to_string(), m))?;
+    let env = |key: &str, v: Option<String>| -> Result<Option<String>, (String, String)> {
+        v.map(|v| expand_env(&v).map_err(|m| (format!(".{key}"), m)))
+            .transpose()
+    };
+    let s3 = S3Options {
+        endpoint: env("endpoint", s.endpoint)?,
+        region: env("region", s.region)?,
+        access_key_id: env("access_key_id", s.access_key_id)?.map(Secret::new),
+        secret_access_key: env("secret_access_key", s.secret_access_key)?.map(Secret::new),
+        session_token: env("session_token", s.session_token)?.map(Secret::new),
+        allow_http: s.allow_http,
+        path_style: s.path_style,
+    };
+    s3.validate(&url).map_err(|m| (String::new(), m))?;
+    Ok(StoreSpec {
+        name: Some(name.to_string()),
+        url,
+        s3,
+    })
 }
 
 /// Expands a value of the form `${VAR}` from the environment; other values are returned as is.
@@ -424,6 +522,93 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("timeot"), "{msg}");
         assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn storage_defaults_and_named_stores() {
+        // `cargo test` sets CARGO_MANIFEST_DIR for the test process: an environment variable
+        // that exists without the test having to set one.
+        let from_env = env!("CARGO_MANIFEST_DIR");
+        let c = Config::from_toml(
+            r#"
+[storage]
+allow = ["data", "/srv/exports"]
+
+[stores.backup]
+url = "s3://bucket/nightly"
+endpoint = "http://127.0.0.1:9000"
+access_key_id = "AKID"
+secret_access_key = "${CARGO_MANIFEST_DIR}"
+path-style = true
+
+[stores.exports]
+url = "data/exports"
+"#,
+            None,
+            PathBuf::from("/p"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.storage.allowed,
+            vec![PathBuf::from("/p/data"), PathBuf::from("/srv/exports")]
+        );
+        let backup = &c.storage.stores["backup"];
+        assert_eq!(backup.url.to_url_string(), "s3://bucket/nightly");
+        assert_eq!(backup.s3.path_style, Some(true));
+        assert!(c.storage.secret_values().contains(&from_env.to_string()));
+        // Debug output (which may end up in a log) never shows a credential.
+        assert!(!format!("{c:?}").contains(from_env));
+        assert!(!format!("{c:?}").contains("AKID"));
+        assert_eq!(
+            c.storage.stores["exports"].url,
+            StoreUrl::Local("/p/data/exports".into())
+        );
+        let d = Config::from_toml("", None, PathBuf::from("/p")).unwrap();
+        assert_eq!(
+            d.storage.allowed,
+            vec![PathBuf::from("/p/data"), PathBuf::from("/p/inbox")]
+        );
+        assert!(
+            d.storage
+                .protected
+                .contains(&PathBuf::from("/p/data/ferry.db-wal"))
+        );
+    }
+
+    #[test]
+    fn malformed_store_sections_name_the_key() {
+        let cases = [
+            ("[stores.x]\nendpoint = \"http://h\"\n", "url"),
+            (
+                "[stores.x]\nurl = \"s3://b\"\nendpont = \"http://h\"\n",
+                "endpont",
+            ),
+            ("[stores.x]\nurl = \"gs://b\"\n", "stores.x.url"),
+            ("[stores.x]\nurl = \"../outside\"\n", "stores.x.url"),
+            (
+                "[stores.x]\nurl = \"s3://b\"\naccess_key_id = \"a\"\n",
+                "secret_access_key",
+            ),
+            (
+                "[stores.x]\nurl = \"data/x\"\nregion = \"eu\"\n",
+                "s3:// stores only",
+            ),
+            (
+                "[stores.x]\nurl = \"s3://b\"\nsecret_access_key = \"${FERRY_TEST_UNSET_VAR}\"\naccess_key_id = \"a\"\n",
+                "FERRY_TEST_UNSET_VAR",
+            ),
+            (
+                "[stores.x]\nurl = \"s3://b\"\nendpoint = \"http://u:p@h\"\n",
+                "credentials do not belong",
+            ),
+            ("[stores.\"a b\"]\nurl = \"s3://b\"\n", "store names"),
+            ("[storage]\nallow = \"data\"\n", "allow"),
+            ("[storage]\nalow = [\"data\"]\n", "alow"),
+        ];
+        for (text, want) in cases {
+            let e = Config::from_toml(text, None, PathBuf::from("/p")).unwrap_err();
+            assert!(e.to_string().contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

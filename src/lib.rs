@@ -9,15 +9,25 @@
 //!   a job in a `ferry worker` process and the worker loop itself.
 //! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings.
 //! - [`history`]: the run history (runs, logs, artifacts, job state) in SQLite.
+//! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
+//!   commits, confinement of local stores and recovery of writes a dead process left behind.
+//! - [`formats`]: the row model (ordered columns, typed values), row sources and sinks for CSV,
+//!   JSON, NDJSON, XLSX and SQL, `pipe`, and zip archives; plain Rust on `std::io`.
+//! - [`db`]: SQLite for scripts: queries as row sources, tables as row sinks, `.sql` scripts.
 //! - [`cli`]: the command line.
 //! - [`units`]: durations and sizes as people write them.
 //!
 //! # Invariants
 //! - Only `lua/` imports mlua; only `history/` holds SQL for the run history.
+//! - `storage/` knows nothing of Lua or jobs; only `storage/` talks to object_store.
+//! - Nothing half-written is visible under a final name: store writers commit atomically and
+//!   discard on every other path.
 //! - `lua/` knows nothing of the history or the daemon: a run talks to its host through
 //!   [`lua::RunHost`].
 //! - A run's history row exists before its script starts and is closed on every path: by the
 //!   worker when the script ends, by the executor when the worker dies or is killed.
+//! - `formats/` and `db/` know nothing of Lua or jobs; `db/` builds on the row model of
+//!   `formats/`, never the reverse. Rows cross into Lua only where a script asks for them.
 //! - A secret's value never reaches the history or any output: the worker redacts logs, errors
 //!   and summaries before they are written.
 
@@ -25,7 +35,10 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod db;
+pub mod formats;
 pub mod history;
 pub mod jobs;
 pub mod lua;
+pub mod storage;
 pub mod units;

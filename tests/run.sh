@@ -4,11 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Tools the integration tests start themselves (each test starts its own instance on a free port).
-# tests/setup.d/*.sh each install one tool when it is missing.
-for setup in tests/setup.d/*.sh; do
-  [ -e "$setup" ] || continue
-  bash "$setup"
-done
+# Tools the integration tests start themselves (each test starts its own instance on a free
+# port): tests/setup.sh installs each one that is missing (s3s-fs, the S3-compatible server).
+sh tests/setup.sh
 
 cargo test --all-targets "$@"

@@ -214,17 +214,44 @@ pub async fn artifact(
         .into_iter()
         .find(|a| a.name == name)
         .ok_or_else(|| ApiError::not_found(format!("run {id} has no artifact {name:?}")))?;
-    let config = &state.handle.config;
-    let path = crate::jobs::artifacts::local_path(config, &art.store, &art.path)
-        .map_err(ApiError::not_found)?;
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
-        ApiError::not_found(format!(
-            "artifact {name:?} of run {id} cannot be read from {}: {e}",
-            art.store
-        ))
+    let storage = state.handle.config.storage.clone();
+    let (store_url, path) = (art.store.clone(), art.path.clone());
+    let (len, reader) = tokio::task::spawn_blocking(move || {
+        let registry = crate::storage::StoreRegistry::new(storage);
+        let store = registry.open(&store_url, Default::default())?;
+        let len = store.stat(&path)?.map(|m| m.size);
+        let reader = store.open(&path)?;
+        Ok::<_, crate::storage::StorageError>((len, reader))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        ApiError::not_found(format!("artifact {name:?} of run {id} cannot be read: {e}"))
     })?;
-    let len = file.metadata().await.map(|m| m.len()).ok();
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    // The store reader blocks; a blocking thread feeds the response body through a small channel.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx);
     let mut resp = Body::from_stream(stream).into_response();
     let headers = resp.headers_mut();
     headers.insert(
@@ -242,4 +269,10 @@ pub async fn artifact(
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

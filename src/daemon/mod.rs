@@ -87,6 +87,16 @@ impl Daemon {
             })?;
         }
         let history = Arc::new(SqliteHistory::open(&config.history_path)?);
+        let storage = config.storage.clone();
+        if let Ok(r) = tokio::task::spawn_blocking(move || crate::storage::recover(&storage)).await
+            && (r.temp_files > 0 || r.uploads > 0)
+        {
+            tracing::info!(
+                temp_files = r.temp_files,
+                uploads = r.uploads,
+                "cleaned up writes left by processes that died"
+            );
+        }
         let registry = Arc::new(RwLock::new(Registry::default()));
         reload(&config, &registry).await;
         let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone());

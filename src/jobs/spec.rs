@@ -166,6 +166,7 @@ pub fn vm_options(config: &Config, memory: Option<u64>, timeout: Duration) -> Vm
         plugins_label: config.display_path(&config.plugins_dir),
         memory: memory.unwrap_or(config.limits.memory),
         timeout,
+        storage: config.storage.clone(),
     }
 }
 

@@ -73,7 +73,11 @@ pub fn limit_address_space(bytes: u64) -> Result<(), WorkerError> {
 pub fn run_worker(config: &Config) -> Result<(), WorkerError> {
     let history = Arc::new(SqliteHistory::open(&config.history_path)?);
     let poll_history = SqliteHistory::open(&config.history_path)?;
-    let secrets = Secrets::from_config(config);
+    let mut secrets = Secrets::from_config(config);
+    // Store credentials from ferry.toml are secrets too, though scripts never read them.
+    for value in config.storage.secret_values() {
+        secrets.hide(&value);
+    }
     let events = Events {
         out: Arc::new(Mutex::new(std::io::stdout())),
     };
@@ -197,10 +201,18 @@ fn execute(
         run_id: id,
         job: req.job.clone(),
         history: history.clone(),
-        secrets: secrets.clone(),
+        secrets: Mutex::new(secrets.clone()),
         events: events.clone(),
         progress: Mutex::new(ProgressState::default()),
     });
+    let mut vm = vm_options(
+        config,
+        Some(req.memory),
+        Duration::from_millis(req.timeout_ms),
+    );
+    if let Some(dir) = watch_folder(&req.trigger) {
+        vm.storage.allow_root(&dir);
+    }
     let input = RunInput {
         run_id: id,
         job: req.job.clone(),
@@ -208,15 +220,13 @@ fn execute(
         source: req.source.clone(),
         params: req.params.clone(),
         trigger: req.trigger.clone(),
-        vm: vm_options(
-            config,
-            Some(req.memory),
-            Duration::from_millis(req.timeout_ms),
-        ),
+        vm,
         cancel,
     };
     let outcome = lua::run_job(&input, host.clone());
     host.flush_progress();
+    // The run may have added values to hide (inline store credentials).
+    let secrets = &host.secrets();
     let end = match outcome {
         Outcome::Succeeded(summary) => RunEnd {
             state: RunState::Succeeded,
@@ -251,6 +261,18 @@ fn execute(
     *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
+/// The watch folder of a run started by a dropped file: the file sits in
+/// `<watch>/.ferry/processing/`, and its run may use `<watch>` as a local store.
+fn watch_folder(trigger: &serde_json::Value) -> Option<std::path::PathBuf> {
+    let file = std::path::Path::new(trigger.get("file")?.as_str()?);
+    let dir = file.parent()?;
+    if dir.ends_with(".ferry/processing") {
+        dir.parent()?.parent().map(std::path::Path::to_path_buf)
+    } else {
+        Some(dir.to_path_buf())
+    }
+}
+
 #[derive(Default)]
 struct ProgressState {
     last_write: Option<Instant>,
@@ -262,12 +284,19 @@ struct WorkerHost {
     run_id: i64,
     job: String,
     history: Arc<SqliteHistory>,
-    secrets: Secrets,
+    secrets: Mutex<Secrets>,
     events: Events,
     progress: Mutex<ProgressState>,
 }
 
 impl WorkerHost {
+    fn secrets(&self) -> Secrets {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn flush_progress(&self) {
         let pending = self
             .progress
@@ -290,7 +319,8 @@ impl RunHost for WorkerHost {
             Level::Warn => LogLevel::Warn,
             Level::Error => LogLevel::Error,
         };
-        let message = self.secrets.redact(message);
+        let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        let message = secrets.redact(message);
         if let Err(e) = self.history.append_log(self.run_id, level, &message) {
             tracing::warn!("run {}: cannot record a log line: {e}", self.run_id);
         }
@@ -324,7 +354,7 @@ impl RunHost for WorkerHost {
     fn artifact(&self, store: &str, path: &str, name: &str) -> Result<(), String> {
         let artifact = NewArtifact {
             name: name.to_string(),
-            store: self.secrets.redact(store).into_owned(),
+            store: self.secrets().redact(store).into_owned(),
             path: path.to_string(),
             size: None,
         };
@@ -346,6 +376,17 @@ impl RunHost for WorkerHost {
     }
 
     fn secret(&self, name: &str) -> Option<String> {
-        self.secrets.get(name).map(str::to_string)
+        self.secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map(str::to_string)
+    }
+
+    fn hide(&self, value: &str) {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hide(value);
     }
 }

@@ -4,11 +4,19 @@
 //! Only this module imports mlua. It knows nothing of the daemon or the history: a run reports
 //! logs, progress, artifacts and state through the [`RunHost`] trait that its caller implements.
 
+mod bytes;
 mod context;
 mod convert;
 mod errors;
+mod formats;
+pub mod io;
+mod json;
 mod limits;
+mod pipe;
+mod rows;
 mod sandbox;
+mod sqlite;
+mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +55,9 @@ pub trait RunHost {
     fn state_set(&self, key: &str, value: Option<&serde_json::Value>) -> Result<(), String>;
     /// A secret's value, or `None` when it is not defined.
     fn secret(&self, name: &str) -> Option<String>;
+    /// A value to hide from logs, errors and summaries from now on: a credential a script gave
+    /// inline (to `ferry.store`, say). Hosts that redact nothing may ignore it.
+    fn hide(&self, _value: &str) {}
 }
 
 /// Where scripts find their modules, and the limits of one VM.
@@ -60,6 +71,8 @@ pub struct VmOptions {
     pub memory: u64,
     /// Wall-clock limit from the moment the VM is created.
     pub timeout: Duration,
+    /// Allowed roots and named stores for `ferry.store` (and `ferry.sqlite.open`).
+    pub storage: crate::storage::StorageConfig,
 }
 
 /// Everything needed to run one job script.
@@ -203,15 +216,46 @@ fn run_inner(
         }
     };
     let ctx = context::build(&lua, input, host.clone(), guard).map_err(load)?;
-    let result: Value = run.call(ctx).map_err(|e| (e, ErrorCode::Run))?;
-    match lua_to_json(&result) {
-        Ok(v) => Ok(v),
+    let result = run.call::<Value>(ctx);
+    // Nothing half-written may become visible: abort every writer the script left open.
+    for label in io::discard_open_writers(&lua) {
+        match &result {
+            Ok(_) => host.log(
+                Level::Warn,
+                &format!("writer {label} was never closed; its data was discarded (call close() to keep it)"),
+            ),
+            Err(_) => host.log(
+                Level::Info,
+                &format!("discarded the unfinished write to {label} (the run failed)"),
+            ),
+        }
+    }
+    let result = result.map_err(|e| (e, ErrorCode::Run))?;
+    let summary = match lua_to_json(&result) {
+        Ok(v) => v,
         Err(m) => {
             host.log(
                 Level::Warn,
                 &format!("the value `run` returned is not JSON-serialisable ({m}); the summary keeps what could be converted"),
             );
-            Ok(convert::lua_to_json_lossy(&result))
+            convert::lua_to_json_lossy(&result)
         }
+    };
+    Ok(with_skipped_rows(&lua, summary))
+}
+
+/// Adds the rows that readers skipped under `on_error = "continue"` to the summary, under
+/// `skipped_rows`, when the summary is an object (or empty).
+fn with_skipped_rows(lua: &Lua, summary: serde_json::Value) -> serde_json::Value {
+    let Some(skipped) = rows::skipped_summary(lua) else {
+        return summary;
+    };
+    match summary {
+        serde_json::Value::Null => serde_json::json!({ "skipped_rows": skipped }),
+        serde_json::Value::Object(mut map) => {
+            map.entry("skipped_rows").or_insert(skipped);
+            serde_json::Value::Object(map)
+        }
+        other => other,
     }
 }

@@ -119,8 +119,17 @@ pub fn new_vm(
         })?,
     )?;
 
+    // Bindings read the limits (the largest string a read may return) from here.
+    lua.set_app_data(guard.clone());
+
     let ferry = lua.create_table()?;
     ferry.set("version", env!("CARGO_PKG_VERSION"))?;
+    super::store::install(&lua, &ferry, &opts.storage, guard, host.clone())?;
+    super::rows::install_state(&lua, host.clone());
+    super::json::register(&lua, &ferry)?;
+    super::formats::register(&lua, &ferry)?;
+    super::sqlite::register(&lua, &ferry, &opts.storage)?;
+    super::pipe::register(&lua, &ferry)?;
     globals.set("ferry", ferry.clone())?;
     let loaded = lua.create_table()?;
     loaded.set("ferry", ferry)?;

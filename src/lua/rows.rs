@@ -1,0 +1,630 @@
+//! Row sources and sinks as Lua userdata, rows as Lua tables, option tables, and the report of
+//! rows skipped under `on_error = "continue"`.
+//!
+//! A row crosses into Lua only when a script asks for it (`src:rows()`, `src:read(n)`, a
+//! `map` in `ferry.pipe`): it becomes a table keyed by column name whose metatable carries the
+//! column order, so `sink:write(row)` knows the columns of a row that came from a source.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
+
+use super::bytes::SharedWriter;
+use super::{Level, RunHost};
+use crate::formats::{
+    FormatError, OnError, ReadOptions, RowSink, RowSource, SkipReport, TimestampUnit, Type, Value,
+    WriteOptions,
+};
+
+/// Per-VM state of the format bindings: the host for logs and the skipped-row reports that go
+/// into the run's summary.
+pub(crate) struct FormatsState {
+    host: Option<Arc<dyn RunHost>>,
+    skipped: RefCell<Vec<(String, SkipReport)>>,
+}
+
+/// Installs the per-VM state; called once by `new_vm`.
+pub(crate) fn install_state(lua: &Lua, host: Option<Arc<dyn RunHost>>) {
+    lua.set_app_data(FormatsState {
+        host,
+        skipped: RefCell::new(Vec::new()),
+    });
+}
+
+/// Records (once per source) the rows a source skipped: a warning per reported row in the
+/// run log, and an entry in the run summary.
+pub(crate) fn report_skips(lua: &Lua, name: &str, report: &SkipReport) {
+    if report.count == 0 {
+        return;
+    }
+    let Some(state) = lua.app_data_ref::<FormatsState>() else {
+        return;
+    };
+    if let Some(h) = &state.host {
+        h.log(
+            Level::Warn,
+            &format!(
+                "{name}: skipped {} bad row{} (on_error = \"continue\")",
+                report.count,
+                if report.count == 1 { "" } else { "s" }
+            ),
+        );
+        for (_, msg) in &report.first {
+            h.log(Level::Warn, &format!("skipped: {msg}"));
+        }
+    }
+    state
+        .skipped
+        .borrow_mut()
+        .push((name.to_owned(), report.clone()));
+}
+
+/// The skipped-row reports of the run as JSON for its summary, or `None` when no row was
+/// skipped: `{ "NAME": { "count": n, "first": [{ "line": l, "error": "..." }] } }`.
+pub(crate) fn skipped_summary(lua: &Lua) -> Option<serde_json::Value> {
+    let state = lua.app_data_ref::<FormatsState>()?;
+    let reports = state.skipped.borrow();
+    if reports.is_empty() {
+        return None;
+    }
+    let mut map = serde_json::Map::new();
+    for (name, r) in reports.iter() {
+        let first: Vec<serde_json::Value> = r
+            .first
+            .iter()
+            .map(|(line, msg)| serde_json::json!({ "line": line, "error": msg }))
+            .collect();
+        let entry = map
+            .entry(name.clone())
+            .or_insert_with(|| serde_json::json!({ "count": 0, "first": [] }));
+        entry["count"] = (entry["count"].as_u64().unwrap_or(0) + r.count).into();
+        if let Some(list) = entry["first"].as_array_mut() {
+            list.extend(first);
+            list.truncate(SkipReport::KEEP);
+        }
+    }
+    Some(serde_json::Value::Object(map))
+}
+
+/// A format or database error as a Lua error.
+pub(crate) fn lua_err(e: impl std::fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(e.to_string())
+}
+
+/// Converts a value to Lua: null is nil, bytes a (binary) string.
+pub(crate) fn value_to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
+    Ok(match v {
+        Value::Null => LuaValue::Nil,
+        Value::Bool(b) => LuaValue::Boolean(*b),
+        Value::Int(i) => LuaValue::Integer(*i),
+        Value::Float(f) => LuaValue::Number(*f),
+        Value::Text(s) => LuaValue::String(lua.create_string(s)?),
+        Value::Bytes(b) => LuaValue::String(lua.create_string(b)?),
+    })
+}
+
+/// Converts a Lua value to a row value: a string that is not UTF-8 becomes bytes. `what`
+/// names the place for errors.
+pub(crate) fn lua_to_value(v: &LuaValue, what: &dyn Fn() -> String) -> mlua::Result<Value> {
+    Ok(match v {
+        LuaValue::Nil => Value::Null,
+        LuaValue::Boolean(b) => Value::Bool(*b),
+        LuaValue::Integer(i) => Value::Int(*i),
+        LuaValue::Number(f) => Value::Float(*f),
+        LuaValue::String(s) => match s.to_str() {
+            Ok(t) => Value::Text(t.to_string()),
+            Err(_) => Value::Bytes(s.as_bytes().to_vec()),
+        },
+        LuaValue::LightUserData(p) if p.0.is_null() => Value::Null,
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "{}: a {} cannot be stored in a row; expected nil, a boolean, a number or a string",
+                what(),
+                other.type_name()
+            )));
+        }
+    })
+}
+
+/// Column names and the metatable that rows of a source carry.
+pub(crate) struct RowShape {
+    columns: Vec<String>,
+    meta: Table,
+}
+
+impl RowShape {
+    /// The shape of rows with these columns.
+    pub(crate) fn new(lua: &Lua, columns: &[String]) -> mlua::Result<RowShape> {
+        let meta = lua.create_table()?;
+        meta.set("__name", "ferry.row")?;
+        meta.set(
+            "columns",
+            lua.create_sequence_from(columns.iter().cloned())?,
+        )?;
+        Ok(RowShape {
+            columns: columns.to_vec(),
+            meta,
+        })
+    }
+
+    /// A row as a table keyed by column name.
+    pub(crate) fn to_lua(&self, lua: &Lua, row: &[Value]) -> mlua::Result<Table> {
+        let t = lua.create_table_with_capacity(0, self.columns.len())?;
+        for (name, v) in self.columns.iter().zip(row) {
+            if !v.is_null() {
+                t.raw_set(name.as_str(), value_to_lua(lua, v)?)?;
+            }
+        }
+        t.set_metatable(Some(self.meta.clone()))?;
+        Ok(t)
+    }
+}
+
+/// The columns a row table carries in its metatable (rows that came from a source).
+pub(crate) fn row_columns(t: &Table) -> Option<Vec<String>> {
+    let meta = t.metatable()?;
+    let cols: Table = meta.raw_get("columns").ok()?;
+    cols.sequence_values::<String>()
+        .collect::<mlua::Result<_>>()
+        .ok()
+}
+
+/// Reads a Lua row (a table keyed by column name, or a sequence in column order) into `row`.
+pub(crate) fn lua_to_row(t: &Table, columns: &[String], row: &mut Vec<Value>) -> mlua::Result<()> {
+    row.clear();
+    let positional = t.raw_len() > 0;
+    for (i, name) in columns.iter().enumerate() {
+        let v: LuaValue = if positional {
+            t.raw_get(i + 1)?
+        } else {
+            t.raw_get(name.as_str())?
+        };
+        row.push(lua_to_value(&v, &|| format!("column `{name}`"))?);
+    }
+    Ok(())
+}
+
+/// A row source held by Lua: `src:rows()`, `src:read(n)`, `src:columns()`, `src:errors()`.
+pub(crate) struct LuaSource {
+    /// The source; `None` once closed.
+    pub(crate) inner: Option<Box<dyn RowSource>>,
+    reported: bool,
+}
+
+impl LuaSource {
+    /// Wraps a source.
+    pub(crate) fn new(inner: Box<dyn RowSource>) -> Self {
+        LuaSource {
+            inner: Some(inner),
+            reported: false,
+        }
+    }
+
+    /// The source, or an error when it was closed.
+    pub(crate) fn get(&mut self) -> mlua::Result<&mut Box<dyn RowSource>> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| mlua::Error::runtime("the row source is closed"))
+    }
+
+    /// Records the skipped rows once the source is exhausted.
+    pub(crate) fn finished(&mut self, lua: &Lua) {
+        if self.reported {
+            return;
+        }
+        self.reported = true;
+        if let Some(s) = &self.inner
+            && let Some(r) = s.skipped()
+        {
+            report_skips(lua, s.name(), r);
+        }
+    }
+}
+
+fn next_lua_row(
+    lua: &Lua,
+    ud: &AnyUserData,
+    shape: &RowShape,
+    buf: &mut Vec<Value>,
+) -> mlua::Result<Option<Table>> {
+    let mut this = ud.borrow_mut::<LuaSource>()?;
+    let more = this.get()?.next_row(buf).map_err(lua_err)?;
+    if !more {
+        this.finished(lua);
+        return Ok(None);
+    }
+    shape.to_lua(lua, buf).map(Some)
+}
+
+impl UserData for LuaSource {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_function("rows", |lua, ud: AnyUserData| {
+            let shape = {
+                let mut this = ud.borrow_mut::<LuaSource>()?;
+                RowShape::new(lua, this.get()?.columns())?
+            };
+            let mut buf = Vec::new();
+            lua.create_function_mut(move |lua, _: MultiValue| {
+                next_lua_row(lua, &ud, &shape, &mut buf)
+            })
+        });
+        methods.add_function("read", |lua, (ud, n): (AnyUserData, Option<usize>)| {
+            let n = n.unwrap_or(1000).max(1);
+            let shape = {
+                let mut this = ud.borrow_mut::<LuaSource>()?;
+                RowShape::new(lua, this.get()?.columns())?
+            };
+            let out = lua.create_table()?;
+            let mut buf = Vec::new();
+            while out.raw_len() < n {
+                match next_lua_row(lua, &ud, &shape, &mut buf)? {
+                    Some(t) => out.raw_push(t)?,
+                    None => break,
+                }
+            }
+            if out.raw_len() == 0 {
+                return Ok(LuaValue::Nil);
+            }
+            Ok(LuaValue::Table(out))
+        });
+        methods.add_method_mut("columns", |lua, this, ()| {
+            lua.create_sequence_from(this.get()?.columns().iter().cloned())
+        });
+        methods.add_method("errors", |lua, this, ()| {
+            let t = lua.create_table()?;
+            let first = lua.create_table()?;
+            let mut count = 0;
+            if let Some(r) = this.inner.as_ref().and_then(|s| s.skipped()) {
+                count = r.count;
+                for (line, msg) in &r.first {
+                    let e = lua.create_table()?;
+                    e.set("line", *line)?;
+                    e.set("error", msg.as_str())?;
+                    first.raw_push(e)?;
+                }
+            }
+            t.set("count", count)?;
+            t.set("first", first)?;
+            Ok(t)
+        });
+        methods.add_method_mut("close", |lua, this, ()| {
+            this.finished(lua);
+            this.inner = None;
+            Ok(())
+        });
+        methods.add_meta_method("__tostring", |_, this, ()| {
+            Ok(match &this.inner {
+                Some(s) => format!("RowSource({})", s.name()),
+                None => "RowSource(closed)".into(),
+            })
+        });
+    }
+}
+
+/// A row sink held by Lua: `sink:write(row)`, `sink:close()`.
+pub(crate) struct LuaSink {
+    /// The sink; `None` once closed.
+    pub(crate) inner: Option<Box<dyn RowSink>>,
+    /// The writer under it, committed on close.
+    pub(crate) out: Option<SharedWriter>,
+    /// Columns for rows written from Lua (the `columns` option, or learned from the first
+    /// row's metatable).
+    pub(crate) columns: Option<Vec<String>>,
+    /// The sink's name for messages.
+    pub(crate) name: String,
+    /// Rows written.
+    pub(crate) rows: u64,
+    buf: Vec<Value>,
+}
+
+impl LuaSink {
+    /// Wraps a sink writing into `out`.
+    pub(crate) fn new(
+        inner: Box<dyn RowSink>,
+        out: Option<SharedWriter>,
+        columns: Option<Vec<String>>,
+        name: &str,
+    ) -> Self {
+        LuaSink {
+            inner: Some(inner),
+            out,
+            columns,
+            name: name.to_owned(),
+            rows: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The sink, or an error when it was closed.
+    pub(crate) fn get(&mut self) -> mlua::Result<&mut Box<dyn RowSink>> {
+        let name = &self.name;
+        self.inner
+            .as_mut()
+            .ok_or_else(|| mlua::Error::runtime(format!("{name}: the writer is closed")))
+    }
+
+    /// Finishes the format and commits the writer under it.
+    pub(crate) fn close(&mut self) -> mlua::Result<()> {
+        let Some(mut sink) = self.inner.take() else {
+            return Ok(());
+        };
+        let result = sink.finish().map_err(lua_err);
+        drop(sink);
+        match (&result, &self.out) {
+            (Ok(()), Some(out)) => out
+                .commit()
+                .map_err(|e| lua_err(format!("{}: {e}", self.name))),
+            (Err(_), Some(out)) => {
+                out.abort();
+                result
+            }
+            (_, None) => result,
+        }
+    }
+
+    fn write_lua(&mut self, row: &Table) -> mlua::Result<()> {
+        if self.columns.is_none() {
+            self.columns = row_columns(row);
+        }
+        let Some(columns) = self.columns.clone() else {
+            return Err(mlua::Error::runtime(format!(
+                "{}: cannot tell the columns of this row; give the writer a `columns` option, or write rows that came from a source",
+                self.name
+            )));
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        lua_to_row(row, &columns, &mut buf)?;
+        let sink = self.get()?;
+        if !sink.started() {
+            sink.begin(&columns).map_err(lua_err)?;
+        }
+        let r = sink.write_row(&buf).map_err(lua_err);
+        self.buf = buf;
+        self.rows += 1;
+        r
+    }
+}
+
+impl UserData for LuaSink {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method_mut("write", |_, this, row: Table| this.write_lua(&row));
+        methods.add_method_mut("close", |_, this, ()| this.close());
+        methods.add_method("count", |_, this, ()| Ok(this.rows));
+        methods.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!("RowSink({})", this.name))
+        });
+    }
+}
+
+/// An option table read with type checks; `finish` refuses keys nobody asked for, so a typo
+/// is an error instead of an ignored option.
+pub(crate) struct Opts {
+    table: Option<Table>,
+    func: String,
+    used: HashSet<String>,
+}
+
+impl Opts {
+    /// Reads `value` (nil or a table) as the options of `func`.
+    pub(crate) fn new(value: LuaValue, func: &str) -> mlua::Result<Opts> {
+        let table = match value {
+            LuaValue::Nil => None,
+            LuaValue::Table(t) => Some(t),
+            other => {
+                return Err(mlua::Error::runtime(format!(
+                    "{func}: options must be a table, got {}",
+                    other.type_name()
+                )));
+            }
+        };
+        Ok(Opts {
+            table,
+            func: func.to_owned(),
+            used: HashSet::new(),
+        })
+    }
+
+    fn raw(&mut self, key: &str) -> mlua::Result<LuaValue> {
+        self.used.insert(key.to_owned());
+        match &self.table {
+            Some(t) => t.raw_get(key),
+            None => Ok(LuaValue::Nil),
+        }
+    }
+
+    fn bad(&self, key: &str, expected: &str, got: &LuaValue) -> mlua::Error {
+        mlua::Error::runtime(format!(
+            "{}: option `{key}`: expected {expected}, got {}",
+            self.func,
+            got.type_name()
+        ))
+    }
+
+    /// A string option.
+    pub(crate) fn string(&mut self, key: &str) -> mlua::Result<Option<String>> {
+        match self.raw(key)? {
+            LuaValue::Nil => Ok(None),
+            LuaValue::String(s) => Ok(Some(s.to_str()?.to_string())),
+            other => Err(self.bad(key, "a string", &other)),
+        }
+    }
+
+    /// A boolean option.
+    pub(crate) fn boolean(&mut self, key: &str) -> mlua::Result<Option<bool>> {
+        match self.raw(key)? {
+            LuaValue::Nil => Ok(None),
+            LuaValue::Boolean(b) => Ok(Some(b)),
+            other => Err(self.bad(key, "true or false", &other)),
+        }
+    }
+
+    /// A non-negative integer option.
+    pub(crate) fn count(&mut self, key: &str) -> mlua::Result<Option<u64>> {
+        match self.raw(key)? {
+            LuaValue::Nil => Ok(None),
+            LuaValue::Integer(i) if i >= 0 => Ok(Some(i as u64)),
+            LuaValue::Number(f) if f >= 0.0 && f.fract() == 0.0 => Ok(Some(f as u64)),
+            other => Err(self.bad(key, "a non-negative integer", &other)),
+        }
+    }
+
+    /// A list of strings option.
+    pub(crate) fn strings(&mut self, key: &str) -> mlua::Result<Option<Vec<String>>> {
+        match self.raw(key)? {
+            LuaValue::Nil => Ok(None),
+            LuaValue::Table(t) => {
+                let mut out = Vec::new();
+                for v in t.sequence_values::<LuaValue>() {
+                    match v? {
+                        LuaValue::String(s) => out.push(s.to_str()?.to_string()),
+                        other => return Err(self.bad(key, "a list of strings", &other)),
+                    }
+                }
+                Ok(Some(out))
+            }
+            other => Err(self.bad(key, "a list of strings", &other)),
+        }
+    }
+
+    /// A single character option (delimiter, quote), `\t` allowed.
+    pub(crate) fn byte(&mut self, key: &str) -> mlua::Result<Option<u8>> {
+        match self.string(key)? {
+            None => Ok(None),
+            Some(s) if s.len() == 1 && s.is_ascii() => Ok(Some(s.as_bytes()[0])),
+            Some(s) => Err(mlua::Error::runtime(format!(
+                "{}: option `{key}`: expected one ASCII character, got {s:?}",
+                self.func
+            ))),
+        }
+    }
+
+    /// A function option.
+    pub(crate) fn function(&mut self, key: &str) -> mlua::Result<Option<mlua::Function>> {
+        match self.raw(key)? {
+            LuaValue::Nil => Ok(None),
+            LuaValue::Function(f) => Ok(Some(f)),
+            other => Err(self.bad(key, "a function", &other)),
+        }
+    }
+
+    /// Any value (for options with several shapes).
+    pub(crate) fn value(&mut self, key: &str) -> mlua::Result<LuaValue> {
+        self.raw(key)
+    }
+
+    /// The options every reader takes: `name`, `types`, `columns`, `exclude`, `on_error`,
+    /// `timestamp_unit`.
+    pub(crate) fn read_options(&mut self, default_name: &str) -> mlua::Result<ReadOptions> {
+        let mut o = ReadOptions::named(self.string("name")?.unwrap_or_else(|| default_name.into()));
+        match self.raw("types")? {
+            LuaValue::Nil => {}
+            LuaValue::Table(t) => {
+                for pair in t.pairs::<String, String>() {
+                    let (col, ty) = pair.map_err(|_| {
+                        mlua::Error::runtime(format!(
+                            "{}: option `types`: expected a table of column = type name",
+                            self.func
+                        ))
+                    })?;
+                    let parsed = Type::parse(&ty).ok_or_else(|| {
+                        mlua::Error::runtime(format!(
+                            "{}: option `types`: column `{col}`: unknown type {ty:?}; expected one of {}",
+                            self.func,
+                            Type::NAMES
+                        ))
+                    })?;
+                    o.types.insert(col, parsed);
+                }
+            }
+            LuaValue::String(s) => {
+                o.default_type = Type::parse(&s.to_str()?).ok_or_else(|| {
+                    mlua::Error::runtime(format!(
+                        "{}: option `types`: unknown type; expected one of {}",
+                        self.func,
+                        Type::NAMES
+                    ))
+                })?;
+            }
+            other => return Err(self.bad("types", "a table of column = type", &other)),
+        }
+        o.columns = self.strings("columns")?;
+        o.exclude = self.strings("exclude")?.unwrap_or_default();
+        o.on_error = match self.string("on_error")?.as_deref() {
+            None | Some("fail") => OnError::Fail,
+            Some("continue") => OnError::Continue,
+            Some(other) => {
+                return Err(mlua::Error::runtime(format!(
+                    "{}: option `on_error`: expected \"fail\" or \"continue\", got {other:?}",
+                    self.func
+                )));
+            }
+        };
+        o.timestamp_unit = self.unit()?;
+        Ok(o)
+    }
+
+    fn unit(&mut self) -> mlua::Result<TimestampUnit> {
+        match self.string("timestamp_unit")? {
+            None => Ok(TimestampUnit::Seconds),
+            Some(u) => TimestampUnit::parse(&u).ok_or_else(|| {
+                mlua::Error::runtime(format!(
+                    "{}: option `timestamp_unit`: expected \"s\" or \"ms\", got {u:?}",
+                    self.func
+                ))
+            }),
+        }
+    }
+
+    /// The options every writer takes: `name`, `columns`, `exclude`, `header` (a list of
+    /// names), `timestamp_columns`, `timestamp_unit`. A boolean `header` is left to the format.
+    pub(crate) fn write_options(&mut self, default_name: &str) -> mlua::Result<WriteOptions> {
+        let mut o =
+            WriteOptions::named(self.string("name")?.unwrap_or_else(|| default_name.into()));
+        o.columns = self.strings("columns")?;
+        o.exclude = self.strings("exclude")?.unwrap_or_default();
+        o.timestamp_columns = self.strings("timestamp_columns")?.unwrap_or_default();
+        o.timestamp_unit = self.unit()?;
+        Ok(o)
+    }
+
+    /// `header`: `true`/`false` or a list of names (custom headers).
+    pub(crate) fn header(&mut self) -> mlua::Result<(bool, Option<Vec<String>>)> {
+        match self.raw("header")? {
+            LuaValue::Nil => Ok((true, None)),
+            LuaValue::Boolean(b) => Ok((b, None)),
+            LuaValue::Table(_) => Ok((true, self.strings("header")?)),
+            other => Err(self.bad("header", "true, false or a list of names", &other)),
+        }
+    }
+
+    /// Fails on keys that were not read.
+    pub(crate) fn finish(self) -> mlua::Result<()> {
+        let Some(t) = &self.table else {
+            return Ok(());
+        };
+        for pair in t.pairs::<LuaValue, LuaValue>() {
+            let (k, _) = pair?;
+            let key = match &k {
+                LuaValue::String(s) => s.to_string_lossy(),
+                other => format!("<{}>", other.type_name()),
+            };
+            if !self.used.contains(&key) {
+                let mut known: Vec<&str> = self.used.iter().map(String::as_str).collect();
+                known.sort_unstable();
+                return Err(mlua::Error::runtime(format!(
+                    "{}: unknown option `{key}`; the options are: {}",
+                    self.func,
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Wraps a format error in a Lua error (keeps the message as is).
+pub(crate) fn format_err(e: FormatError) -> mlua::Error {
+    lua_err(e)
+}

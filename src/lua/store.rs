@@ -1,0 +1,257 @@
+//! `ferry.store(name_or_url [, opts])` and `ferry.copy(src, src_path, dst, dst_path)`: the
+//! binding of [`crate::storage`].
+//!
+//! A Store userdata has the methods `list`, `stat`, `exists`, `read`, `write`, `open`, `create`,
+//! `delete`, `copy` and `url`. Every call blocks until the I/O is done; a run's timeout or cancel
+//! interrupts the wait. Credentials given inline in `opts` are handed to the host to be hidden
+//! from logs; none appears in a message or in `url()`.
+
+use std::sync::Arc;
+
+use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value};
+
+use super::RunHost;
+use super::io::{LuaReader, LuaWriter, take_reader};
+use super::limits::Guard;
+use crate::storage::{
+    self, Meta, S3Options, Secret, StorageConfig, StorageError, Store, StoreRegistry, WriteOptions,
+};
+
+/// A store as a script sees it.
+struct LuaStore(Store);
+
+const STORE_OPTIONS: &[&str] = &[
+    "endpoint",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "allow_http",
+    "path_style",
+];
+
+fn err(e: StorageError) -> mlua::Error {
+    mlua::Error::runtime(e.to_string())
+}
+
+fn meta_table(lua: &Lua, m: &Meta) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("path", m.path.as_str())?;
+    t.set("size", m.size)?;
+    if let Some(when) = m.modified {
+        t.set(
+            "modified",
+            when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )?;
+    }
+    if let Some(etag) = &m.etag {
+        t.set("etag", etag.as_str())?;
+    }
+    Ok(t)
+}
+
+fn write_options(what: &str, opts: Option<Table>) -> mlua::Result<WriteOptions> {
+    let mut out = WriteOptions::default();
+    let Some(opts) = opts else {
+        return Ok(out);
+    };
+    for pair in opts.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        match (k.to_string()?.as_str(), v) {
+            ("if_absent", Value::Boolean(b)) => out.if_absent = b,
+            ("if_absent", other) => {
+                return Err(mlua::Error::runtime(format!(
+                    "{what}: option if_absent: expected a boolean, got {}",
+                    other.type_name()
+                )));
+            }
+            (key, _) => {
+                return Err(mlua::Error::runtime(format!(
+                    "{what}: unknown option {key:?}; expected: if_absent"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn store_options(opts: Option<Table>) -> mlua::Result<S3Options> {
+    let mut o = S3Options::default();
+    let Some(opts) = opts else {
+        return Ok(o);
+    };
+    for pair in opts.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        let key = k.to_string()?;
+        let bad = |want: &str, got: &Value| {
+            mlua::Error::runtime(format!(
+                "ferry.store: option {key}: expected {want}, got {}",
+                got.type_name()
+            ))
+        };
+        let text = |v: &Value| -> mlua::Result<String> {
+            match v {
+                Value::String(s) => Ok(s.to_str()?.to_string()),
+                other => Err(bad("a string", other)),
+            }
+        };
+        let flag = |v: &Value| -> mlua::Result<bool> {
+            match v {
+                Value::Boolean(b) => Ok(*b),
+                other => Err(bad("a boolean", other)),
+            }
+        };
+        match key.as_str() {
+            "endpoint" => o.endpoint = Some(text(&v)?),
+            "region" => o.region = Some(text(&v)?),
+            "access_key_id" => o.access_key_id = Some(Secret::new(text(&v)?)),
+            "secret_access_key" => o.secret_access_key = Some(Secret::new(text(&v)?)),
+            "session_token" => o.session_token = Some(Secret::new(text(&v)?)),
+            "allow_http" => o.allow_http = Some(flag(&v)?),
+            "path_style" => o.path_style = Some(flag(&v)?),
+            other => {
+                return Err(mlua::Error::runtime(format!(
+                    "ferry.store: unknown option {other:?}; expected one of: {}",
+                    STORE_OPTIONS.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(o)
+}
+
+fn store_of(ud: &AnyUserData, what: &str) -> mlua::Result<Store> {
+    ud.borrow::<LuaStore>()
+        .map(|s| s.0.clone())
+        .map_err(|_| mlua::Error::runtime(format!("{what}: expected a store (from ferry.store)")))
+}
+
+fn read_limit(lua: &Lua) -> u64 {
+    lua.app_data_ref::<Guard>()
+        .map(|g| g.memory_limit())
+        .unwrap_or(u64::MAX)
+}
+
+impl UserData for LuaStore {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // list([prefix]): { {path=, size=, modified=, etag=}, ... } sorted by path, recursive.
+        methods.add_method("list", |lua, this, prefix: Option<String>| {
+            let items = this.0.list(prefix.as_deref().unwrap_or("")).map_err(err)?;
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, m) in items.iter().enumerate() {
+                t.raw_set(i + 1, meta_table(lua, m)?)?;
+            }
+            Ok(t)
+        });
+        // stat(path): {path=, size=, modified=, etag=} or nil when there is no such object.
+        methods.add_method("stat", |lua, this, path: String| {
+            match this.0.stat(&path).map_err(err)? {
+                Some(m) => Ok(Value::Table(meta_table(lua, &m)?)),
+                None => Ok(Value::Nil),
+            }
+        });
+        methods.add_method("exists", |_, this, path: String| {
+            this.0.exists(&path).map_err(err)
+        });
+        // read(path): the whole object as a string (up to the run's memory limit).
+        methods.add_method("read", |lua, this, path: String| {
+            let bytes = this.0.read(&path, read_limit(lua)).map_err(err)?;
+            lua.create_string(&bytes)
+        });
+        // write(path, data [, {if_absent = true}]): data is a string or a reader (streamed).
+        methods.add_method(
+            "write",
+            |_, this, (path, data, opts): (String, Value, Option<Table>)| {
+                let opts = write_options("store:write", opts)?;
+                match data {
+                    Value::String(s) => this.0.write(&path, &s.as_bytes(), opts).map_err(err),
+                    Value::UserData(ud) if ud.is::<LuaReader>() => {
+                        let (mut src, label) = take_reader(&ud)?;
+                        let mut w = this.0.create(&path, opts).map_err(err)?;
+                        std::io::copy(&mut src, &mut w).map_err(
+                            |e| match StorageError::from_io(&e) {
+                                Some(_) => mlua::Error::runtime(e.to_string()),
+                                None => mlua::Error::runtime(format!("reading {label}: {e}")),
+                            },
+                        )?;
+                        w.commit().map_err(err)
+                    }
+                    other => Err(mlua::Error::runtime(format!(
+                        "store:write(path, data): data must be a string or a reader, got {}",
+                        other.type_name()
+                    ))),
+                }
+            },
+        );
+        // open(path): a reader.
+        methods.add_method("open", |_, this, path: String| {
+            let r = this.0.open(&path).map_err(err)?;
+            let label = this.0.object_url(&path).map_err(err)?;
+            Ok(LuaReader::from_buf_read(Box::new(r), label))
+        });
+        // create(path [, {if_absent = true}]): a writer, visible at close().
+        methods.add_method(
+            "create",
+            |lua, this, (path, opts): (String, Option<Table>)| {
+                let opts = write_options("store:create", opts)?;
+                let w = this.0.create(&path, opts).map_err(err)?;
+                let label = w.url().to_string();
+                Ok(LuaWriter::new(lua, Box::new(w), label))
+            },
+        );
+        methods.add_method("delete", |_, this, path: String| {
+            this.0.delete(&path).map_err(err)
+        });
+        methods.add_method("copy", |_, this, (from, to): (String, String)| {
+            this.0.copy(&from, &to).map_err(err)
+        });
+        // url(): the store's URL; url(path): an object's. Never with credentials.
+        methods.add_method("url", |_, this, path: Option<String>| match path {
+            Some(p) => this.0.object_url(&p).map_err(err),
+            None => Ok(this.0.url()),
+        });
+        methods.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!("store {}", this.0.label()))
+        });
+    }
+}
+
+/// Installs `ferry.store` and `ferry.copy`. The stores opened live as long as the VM (memory
+/// stores included); blocking calls give up when the guard reports a termination.
+pub(crate) fn install(
+    lua: &Lua,
+    ferry: &Table,
+    config: &StorageConfig,
+    guard: &Guard,
+    host: Option<Arc<dyn RunHost>>,
+) -> mlua::Result<()> {
+    let g = guard.clone();
+    let registry = Arc::new(
+        StoreRegistry::new(config.clone())
+            .with_interrupt(Arc::new(move || g.termination().is_some())),
+    );
+    ferry.set(
+        "store",
+        lua.create_function(move |_, (name, opts): (String, Option<Table>)| {
+            let opts = store_options(opts)?;
+            if let Some(h) = &host {
+                for v in opts.secret_values() {
+                    h.hide(v);
+                }
+            }
+            let store = registry.open(&name, opts).map_err(err)?;
+            Ok(LuaStore(store))
+        })?,
+    )?;
+    ferry.set(
+        "copy",
+        lua.create_function(
+            |_, (src, src_path, dst, dst_path): (AnyUserData, String, AnyUserData, String)| {
+                let a = store_of(&src, "ferry.copy(src_store, ...)")?;
+                let b = store_of(&dst, "ferry.copy(..., dst_store, ...)")?;
+                storage::copy(&a, &src_path, &b, &dst_path).map_err(err)
+            },
+        )?,
+    )?;
+    Ok(())
+}

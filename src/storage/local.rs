@@ -1,0 +1,464 @@
+//! Local stores: a folder on disk, confined to the allowed roots, written atomically.
+//!
+//! This backend uses `std::fs` directly rather than object_store's `LocalFileSystem`, because
+//! ferry needs three things that one does not give: an fsync before the rename, temp files with
+//! a recognisable name that a crash recovery can find, and confinement that follows symlinks.
+//!
+//! Confinement: every path is resolved through the file system (`canonicalize` of its deepest
+//! existing ancestor) and must lie under an allowed root and outside the protected paths, so a
+//! symlink inside a store cannot lead out of it.
+//!
+//! Atomic writes: a writer writes `.NAME.ferry-tmp-PID-N-NANOS` in the destination folder; at
+//! commit it is flushed, fsynced, and renamed over `NAME` (or hard-linked to `NAME` for
+//! create-if-absent, which fails if `NAME` exists), then the folder is fsynced. A writer dropped
+//! without commit removes its temp file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Component, Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::error::ErrorKind;
+use super::journal::{EntryHandle, Journal, Pending, TEMP_MARKER, is_temp_name, unique_suffix};
+use super::{Meta, Waiter};
+
+/// Buffer size of local readers and writers.
+const IO_BUFFER: usize = 256 * 1024;
+
+/// The allowed roots and the protected paths.
+#[derive(Debug, Clone)]
+pub(crate) struct Confinement {
+    allowed: Vec<PathBuf>,
+    protected: Vec<PathBuf>,
+}
+
+/// Resolves symlinks in the deepest existing ancestor of `path` and appends the rest. `path`
+/// must be absolute and free of `..` (checked by the callers).
+fn resolve(path: &Path) -> io::Result<PathBuf> {
+    let mut existing = path.to_path_buf();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    loop {
+        match existing.symlink_metadata() {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some(name) = existing.file_name() else {
+                    return Err(e);
+                };
+                rest.push(name.to_os_string());
+                if !existing.pop() {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // A dangling symlink exists (symlink_metadata) but cannot be canonicalised: an error.
+    let mut real = existing.canonicalize()?;
+    for name in rest.into_iter().rev() {
+        real.push(name);
+    }
+    Ok(real)
+}
+
+impl Confinement {
+    pub(crate) fn new(allowed: &[PathBuf], protected: &[PathBuf]) -> Confinement {
+        Confinement {
+            allowed: allowed.to_vec(),
+            protected: protected.to_vec(),
+        }
+    }
+
+    fn roots_text(&self) -> String {
+        if self.allowed.is_empty() {
+            return "none".into();
+        }
+        self.allowed
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Checks that `path` (absolute, no `..`) resolves under an allowed root and outside the
+    /// protected paths. Returns the resolved path.
+    pub(crate) fn check(&self, path: &Path) -> Result<PathBuf, ErrorKind> {
+        if path.components().any(|c| c == Component::ParentDir) || !path.is_absolute() {
+            return Err(ErrorKind::InvalidPath(format!(
+                "{}: `..` segments and relative paths are not allowed",
+                path.display()
+            )));
+        }
+        let real = resolve(path).map_err(|e| {
+            ErrorKind::Denied(format!(
+                "cannot resolve {} ({e}); a local store path must lead to a folder under the allowed roots: {}",
+                path.display(),
+                self.roots_text()
+            ))
+        })?;
+        let inside = self
+            .allowed
+            .iter()
+            .any(|root| resolve(root).map(|r| real.starts_with(&r)).unwrap_or(false));
+        if !inside {
+            let via = if real != path {
+                format!(" (it leads to {})", real.display())
+            } else {
+                String::new()
+            };
+            return Err(ErrorKind::Denied(format!(
+                "{}{via} is outside the allowed roots: {}; add its folder to `allow` under [storage] in ferry.toml",
+                path.display(),
+                self.roots_text()
+            )));
+        }
+        let protected = self.protected.iter().any(|p| {
+            let p = resolve(p).unwrap_or_else(|_| p.clone());
+            real.starts_with(&p)
+        });
+        if protected {
+            return Err(ErrorKind::Denied(format!(
+                "{} belongs to ferry itself (run history or storage journal); stores may not touch it",
+                path.display()
+            )));
+        }
+        Ok(real)
+    }
+}
+
+/// A local store rooted at a folder.
+#[derive(Debug)]
+pub(crate) struct LocalBackend {
+    pub(crate) root: PathBuf,
+    confinement: Confinement,
+    journal: Journal,
+}
+
+fn io_kind(e: io::Error) -> ErrorKind {
+    match e.kind() {
+        io::ErrorKind::NotFound => ErrorKind::NotFound,
+        io::ErrorKind::PermissionDenied => ErrorKind::Denied(e.to_string()),
+        io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+        _ => ErrorKind::Io(e),
+    }
+}
+
+impl LocalBackend {
+    /// Opens a local store, checking its root against the confinement.
+    pub(crate) fn open(
+        root: &Path,
+        confinement: Confinement,
+        journal: Journal,
+    ) -> Result<LocalBackend, ErrorKind> {
+        confinement.check(root)?;
+        if root.is_file() {
+            return Err(ErrorKind::Config(format!(
+                "{} is a file; a local store is a folder",
+                root.display()
+            )));
+        }
+        Ok(LocalBackend {
+            root: root.to_path_buf(),
+            confinement,
+            journal,
+        })
+    }
+
+    /// The confined file path of an object path (already validated).
+    fn file(&self, path: &str) -> Result<PathBuf, ErrorKind> {
+        let p = self.root.join(path);
+        if is_temp_name(&p) {
+            return Err(ErrorKind::InvalidPath(format!(
+                "{path:?}: names containing {TEMP_MARKER:?} are reserved for ferry's temp files"
+            )));
+        }
+        self.confinement.check(&p)?;
+        Ok(p)
+    }
+
+    pub(crate) fn stat(&self, path: &str) -> Result<Option<Meta>, ErrorKind> {
+        let file = self.file(path)?;
+        match std::fs::metadata(&file) {
+            Ok(m) if m.is_file() => Ok(Some(meta(path.to_string(), &m))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_kind(e)),
+        }
+    }
+
+    pub(crate) fn open_read(&self, path: &str) -> Result<LocalReader, ErrorKind> {
+        let file = self.file(path)?;
+        let f = File::open(&file).map_err(io_kind)?;
+        let m = f.metadata().map_err(io_kind)?;
+        if !m.is_file() {
+            return Err(ErrorKind::NotFound);
+        }
+        Ok(BufReader::with_capacity(IO_BUFFER, f))
+    }
+
+    pub(crate) fn list(&self, prefix: &str) -> Result<Vec<Meta>, ErrorKind> {
+        let start = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.file(prefix)?
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        || e.kind() == io::ErrorKind::NotADirectory =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(io_kind(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_kind)?;
+                let path = entry.path();
+                if is_temp_name(&path) {
+                    continue;
+                }
+                let ft = entry.file_type().map_err(io_kind)?;
+                // Symlinked folders are not followed (no cycles); symlinked files are listed
+                // when they stay inside the confinement. Protected paths are left out.
+                let Ok(real) = self.confinement.check(&path) else {
+                    continue;
+                };
+                if ft.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let Ok(m) = std::fs::metadata(&real) else {
+                    continue;
+                };
+                if !m.is_file() {
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let Some(rel) = rel.to_str() else {
+                    tracing::warn!(
+                        "skipping a file whose name is not UTF-8: {}",
+                        path.display()
+                    );
+                    continue;
+                };
+                out.push(meta(rel.to_string(), &m));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn delete(&self, path: &str) -> Result<(), ErrorKind> {
+        let file = self.file(path)?;
+        match std::fs::remove_file(&file) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_kind(e)),
+        }
+    }
+
+    pub(crate) fn create(&self, path: &str, if_absent: bool) -> Result<LocalWriter, ErrorKind> {
+        let dest = self.file(path)?;
+        let dir = dest
+            .parent()
+            .ok_or_else(|| ErrorKind::InvalidPath(format!("{path:?} has no folder")))?;
+        std::fs::create_dir_all(dir).map_err(io_kind)?;
+        // The folder was created under a checked path; check again now that it exists, in case
+        // a symlink on the way was swapped meanwhile.
+        self.confinement.check(dir)?;
+        let name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object");
+        // Keep the temp name within the usual 255-byte limit.
+        let mut short = name;
+        while short.len() > 180 {
+            let mut cut = short.len() - 1;
+            while !short.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            short = &short[..cut];
+        }
+        let temp = dir.join(format!(".{short}{TEMP_MARKER}{}", unique_suffix()));
+        let entry = self.journal.record(Pending::Temp {
+            path: temp.clone(),
+            pid: Some(std::process::id()),
+        });
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(io_kind);
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some(h) = entry {
+                    h.done();
+                }
+                return Err(e);
+            }
+        };
+        Ok(LocalWriter {
+            file: Some(BufWriter::with_capacity(IO_BUFFER, file)),
+            temp,
+            dest,
+            if_absent,
+            entry,
+        })
+    }
+
+    /// Copies within the store, atomically at the destination.
+    pub(crate) fn copy(&self, from: &str, to: &str, rt: &Waiter) -> Result<u64, ErrorKind> {
+        let mut src = self.open_read(from)?;
+        let mut w = self.create(to, false)?;
+        let n = copy_bufread(&mut src, &mut w, rt)?;
+        w.commit()?;
+        Ok(n)
+    }
+}
+
+/// Copies a buffered reader into a writer, checking the interrupt between chunks.
+pub(crate) fn copy_bufread<R: BufRead + ?Sized, W: Write + ?Sized>(
+    src: &mut R,
+    dst: &mut W,
+    rt: &Waiter,
+) -> Result<u64, ErrorKind> {
+    let mut n: u64 = 0;
+    loop {
+        if rt.interrupted() {
+            return Err(ErrorKind::Interrupted);
+        }
+        let chunk = match src.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(kind_from_io(e)),
+        };
+        if chunk.is_empty() {
+            return Ok(n);
+        }
+        let len = chunk.len();
+        dst.write_all(chunk).map_err(kind_from_io)?;
+        src.consume(len);
+        n += len as u64;
+    }
+}
+
+/// The storage error kind inside an io::Error, or the io::Error itself.
+pub(crate) fn kind_from_io(e: io::Error) -> ErrorKind {
+    match super::StorageError::from_io(&e) {
+        Some(_) => match e.into_inner().map(|b| b.downcast::<super::StorageError>()) {
+            Some(Ok(se)) => se.kind,
+            _ => ErrorKind::Backend("storage error".into()),
+        },
+        None => io_kind(e),
+    }
+}
+
+fn meta(path: String, m: &std::fs::Metadata) -> Meta {
+    Meta {
+        path,
+        size: m.len(),
+        modified: m.modified().ok().map(DateTime::<Utc>::from),
+        etag: None,
+    }
+}
+
+/// A writer to a temp file, committed by rename.
+#[derive(Debug)]
+pub(crate) struct LocalWriter {
+    file: Option<BufWriter<File>>,
+    temp: PathBuf,
+    dest: PathBuf,
+    if_absent: bool,
+    entry: Option<EntryHandle>,
+}
+
+impl Write for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.file {
+            Some(f) => f.write(buf),
+            None => Err(io::Error::other("the writer is closed")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl LocalWriter {
+    /// Makes the object visible under its final name.
+    pub(crate) fn commit(mut self) -> Result<(), ErrorKind> {
+        let result = self.commit_inner();
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
+    fn commit_inner(&mut self) -> Result<(), ErrorKind> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| ErrorKind::Backend("the writer is closed".into()))?;
+        let file = file.into_inner().map_err(|e| io_kind(e.into_error()))?;
+        file.sync_all().map_err(io_kind)?;
+        drop(file);
+        if self.if_absent {
+            // A hard link fails if the name exists: create-if-absent without a race.
+            std::fs::hard_link(&self.temp, &self.dest).map_err(io_kind)?;
+            std::fs::remove_file(&self.temp).map_err(io_kind)?;
+        } else {
+            std::fs::rename(&self.temp, &self.dest).map_err(io_kind)?;
+        }
+        if let Some(dir) = self.dest.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            // Persist the rename itself; some file systems refuse to fsync a folder, which only
+            // weakens durability, not atomicity.
+            let _ = d.sync_all();
+        }
+        if let Some(h) = self.entry.take() {
+            h.done();
+        }
+        Ok(())
+    }
+
+    /// Removes the temp file; the final name is untouched.
+    pub(crate) fn discard(&mut self) {
+        self.file = None;
+        match std::fs::remove_file(&self.temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!("cannot remove temp file {}: {e}", self.temp.display());
+                if let Some(h) = self.entry.take() {
+                    h.abandon();
+                }
+                return;
+            }
+        }
+        if let Some(h) = self.entry.take() {
+            h.done();
+        }
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() || self.entry.is_some() {
+            self.discard();
+        }
+    }
+}
+
+/// A local reader: a buffered file.
+pub(crate) type LocalReader = BufReader<File>;
