@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 # port): tests/setup.sh installs each one that is missing (s3s-fs, the S3-compatible server).
 sh tests/setup.sh
 
-cargo test --all-targets "$@"
+cargo test "$@"
