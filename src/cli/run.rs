@@ -55,16 +55,6 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let spec = match load_job(config, &path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            if let Some(tb) = &e.traceback {
-                eprintln!("{}", indent(tb));
-            }
-            return Ok(ExitCode::from(2));
-        }
-    };
     let pairs = match args
         .params
         .iter()
@@ -77,12 +67,8 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let resolved = match params::resolve(&spec.params, &GivenParams::Text(pairs)) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {}: {e}", spec.name);
-            return Ok(ExitCode::from(2));
-        }
+    let Some((spec, resolved)) = load_with_params(config, &path, pairs) else {
+        return Ok(ExitCode::from(2));
     };
     let history = open_history(config)?;
     let prepared = executor::enqueue(config, &history, &spec, resolved, &Trigger::Manual, 1)?;
@@ -179,6 +165,35 @@ fn report(r: &RunRecord, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Loads a job script and converts `-p` params by its declarations; prints what is wrong and
+/// returns `None` when either fails.
+pub fn load_with_params(
+    config: &Config,
+    path: &std::path::Path,
+    pairs: Vec<(String, String)>,
+) -> Option<(
+    crate::jobs::JobSpec,
+    serde_json::Map<String, serde_json::Value>,
+)> {
+    let spec = match load_job(config, path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(tb) = &e.traceback {
+                eprintln!("{}", indent(tb));
+            }
+            return None;
+        }
+    };
+    match params::resolve(&spec.params, &GivenParams::Text(pairs)) {
+        Ok(p) => Some((spec, p)),
+        Err(e) => {
+            eprintln!("error: {}: {e}", spec.name);
+            None
+        }
+    }
 }
 
 fn indent(text: &str) -> String {

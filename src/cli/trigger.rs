@@ -8,11 +8,10 @@ use serde_json::{Map, Value};
 
 use super::client::Client;
 use super::open_history;
-use super::run::script_path;
+use super::run::{load_with_params, script_path};
 use crate::config::Config;
 use crate::history::{History, NewRun};
-use crate::jobs::load_job;
-use crate::jobs::params::{self, GivenParams};
+use crate::jobs::params;
 use crate::jobs::trigger::Trigger;
 
 /// Arguments of `ferry trigger`.
@@ -70,19 +69,8 @@ pub fn trigger(
         return Ok(ExitCode::SUCCESS);
     }
     let path = script_path(config, &args.job);
-    let spec = match load_job(config, &path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let resolved = match params::resolve(&spec.params, &GivenParams::Text(pairs)) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {}: {e}", spec.name);
-            return Ok(ExitCode::from(2));
-        }
+    let Some((spec, resolved)) = load_with_params(config, &path, pairs) else {
+        return Ok(ExitCode::from(2));
     };
     let history = open_history(config)?;
     let trigger = Trigger::Api;
