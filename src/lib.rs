@@ -14,11 +14,16 @@
 //! - [`formats`]: the row model (ordered columns, typed values), row sources and sinks for CSV,
 //!   JSON, NDJSON, XLSX and SQL, `pipe`, and zip archives; plain Rust on `std::io`.
 //! - [`db`]: SQLite for scripts: queries as row sources, tables as row sinks, `.sql` scripts.
-//! - [`cli`]: the command line.
+//! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
+//!   folders), the dispatcher and retention; crash recovery; graceful shutdown.
+//! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads.
+//! - [`cli`]: the command line (and the client of a running daemon's API).
 //! - [`units`]: durations and sizes as people write them.
 //!
 //! # Invariants
-//! - Only `lua/` imports mlua; only `history/` holds SQL for the run history.
+//! - Only `lua/` imports mlua; only `history/` holds SQL for the run history; only `api/`
+//!   knows HTTP (the CLI's client aside).
+//! - Arrows point down: `cli` → `api` → `daemon` → `jobs` → `lua` → `storage`/`formats`/`db`.
 //! - `storage/` knows nothing of Lua or jobs; only `storage/` talks to object_store.
 //! - Nothing half-written is visible under a final name: store writers commit atomically and
 //!   discard on every other path.
