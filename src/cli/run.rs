@@ -55,17 +55,8 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let pairs = match args
-        .params
-        .iter()
-        .map(|p| params::parse_pair(p))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
-        }
+    let Some(pairs) = parse_pairs(&args.params) else {
+        return Ok(ExitCode::from(2));
     };
     let Some((spec, resolved)) = load_with_params(config, &path, pairs) else {
         return Ok(ExitCode::from(2));
@@ -165,6 +156,17 @@ fn report(r: &RunRecord, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Parses `-p key=value` arguments; prints what is wrong and returns `None` on a bad one.
+pub fn parse_pairs(args: &[String]) -> Option<Vec<(String, String)>> {
+    match args.iter().map(|p| params::parse_pair(p)).collect() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
 }
 
 /// Loads a job script and converts `-p` params by its declarations; prints what is wrong and

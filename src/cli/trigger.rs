@@ -8,10 +8,9 @@ use serde_json::{Map, Value};
 
 use super::client::Client;
 use super::open_history;
-use super::run::{load_with_params, script_path};
+use super::run::{load_with_params, parse_pairs, script_path};
 use crate::config::Config;
 use crate::history::{History, NewRun};
-use crate::jobs::params;
 use crate::jobs::trigger::Trigger;
 
 /// Arguments of `ferry trigger`.
@@ -33,17 +32,8 @@ pub fn trigger(
     server: Option<&str>,
     args: TriggerArgs,
 ) -> anyhow::Result<ExitCode> {
-    let pairs = match args
-        .params
-        .iter()
-        .map(|p| params::parse_pair(p))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
-        }
+    let Some(pairs) = parse_pairs(&args.params) else {
+        return Ok(ExitCode::from(2));
     };
     let at = match &args.at {
         None => None,
