@@ -17,6 +17,7 @@ mod rows;
 mod sandbox;
 mod sqlite;
 mod store;
+mod time;
 
 use std::path::PathBuf;
 use std::sync::Arc;

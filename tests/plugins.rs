@@ -1,0 +1,125 @@
+//! The shipped plugins and example jobs through the real binary and API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, Project, wait_for};
+use serde_json::{Value, json};
+
+fn project_with_shipped_files() -> Project {
+    let p = Project::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["plugins", "scripts"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "lua") {
+                std::fs::copy(&path, p.path().join(dir).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    p
+}
+
+#[test]
+fn shipped_scripts_all_load() {
+    let p = project_with_shipped_files();
+    let r = p.ferry(&["check"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn nightly_export_downloads_through_the_api_and_matches_the_query() {
+    let p = project_with_shipped_files();
+    let d = Daemon::start(&p);
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{}/api/v1/jobs/nightly_export/runs", d.url))
+        .json(&json!({"params": {"since": "2026-02-01"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().unwrap()["id"].as_i64().unwrap();
+    let run = wait_for("the export", Duration::from_secs(30), || {
+        let v: Value = http
+            .get(format!("{}/api/v1/runs/{id}", d.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["state"]
+            .as_str()
+            .is_some_and(|s| s != "queued" && s != "running")
+            .then_some(v)
+    });
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let zip = http
+        .get(format!("{}/api/v1/runs/{id}/artifacts/orders.zip", d.url))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(d.stop(), Some(0));
+    std::fs::write(p.path().join("data/orders.zip"), &zip).unwrap();
+    // Read the archive back with ferry itself and compare with the same query.
+    p.write(
+        "check.lua",
+        r#"return { run = function(ctx)
+          local z = ferry.zip.reader(ferry.store("data"):open("orders.zip"))
+          local csv = z:read("orders.csv")
+          local db = ferry.sqlite.open("data/sample/shop.db")
+          local want = { "Order,Customer,Amount,Created" }
+          local since = ferry.time.parse("2026-02-01")
+          for r in db:query("SELECT id, customer, amount, created_at FROM orders WHERE paid = 1 AND created_at >= ? ORDER BY created_at DESC", { since }):rows() do
+            want[#want + 1] = string.format("%d,%s,%s,%s", r.id, r.customer, tostring(r.amount), ferry.time.format(r.created_at))
+          end
+          local got = {}
+          for line in csv:gmatch("[^\n]+") do got[#got + 1] = line end
+          return { equal = table.concat(got, "\n") == table.concat(want, "\n"), rows = #got - 1, first = got[2], want = want[2] }
+        end }"#,
+    );
+    let r = p.ferry(&["run", "check.lua", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let s = &r.json()["summary"];
+    assert_eq!(s["equal"], true, "{s}");
+    assert_eq!(s["rows"], run["summary"]["rows"]);
+    assert!(s["rows"].as_i64().unwrap() > 100);
+}
+
+#[test]
+fn export_plugin_formats_and_errors() {
+    let p = project_with_shipped_files();
+    p.script(
+        "exp",
+        r#"local export = require "export"
+        return { params = { fmt = { default = "csv" }, mode = { default = "all" } }, run = function(ctx)
+          local db = ferry.sqlite.open("data/t.db")
+          db:exec("CREATE TABLE IF NOT EXISTS t (id INTEGER, name TEXT, at INTEGER)")
+          db:exec("DELETE FROM t")
+          db:exec("INSERT INTO t VALUES (1, 'a', 0), (2, 'b, \"q\"', 60), (3, NULL, 120)")
+          return export.run(ctx, { db = "data/t.db", table = "t", mode = ctx.params.mode, format = ctx.params.fmt,
+            exclude = { "at" }, order_by = { "-id" } })
+        end }"#,
+    );
+    for fmt in ["csv", "json", "ndjson", "xlsx", "sql"] {
+        let r = p.ferry(&["run", "exp", "-p", &format!("fmt={fmt}"), "--json"]);
+        assert_eq!(r.code, 0, "{fmt}: {}", r.all());
+        assert_eq!(r.json()["summary"]["rows"], 3, "{fmt}");
+        assert!(p.path().join(format!("data/exports/t.{fmt}")).exists());
+    }
+    let csv = std::fs::read_to_string(p.path().join("data/exports/t.csv")).unwrap();
+    assert_eq!(csv, "id,name\n3,\n2,\"b, \"\"q\"\"\"\n1,a\n");
+    let r = p.ferry(&["run", "exp", "-p", "fmt=pdf"]);
+    assert!(
+        r.stderr
+            .contains("`format` must be csv, json, ndjson, xlsx or sql"),
+        "{}",
+        r.all()
+    );
+    let r = p.ferry(&["run", "exp", "-p", "mode=part"]);
+    assert!(
+        r.stderr.contains("mode \"part\" needs `where`"),
+        "{}",
+        r.all()
+    );
+}
