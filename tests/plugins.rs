@@ -123,3 +123,77 @@ fn export_plugin_formats_and_errors() {
         r.all()
     );
 }
+
+#[test]
+fn import_from_a_watched_folder_an_upload_and_under_both_error_policies() {
+    let p = project_with_shipped_files();
+    p.script(
+        "strict",
+        r#"local import = require "import"
+        return { params = { file = {} }, run = function(ctx)
+          return import.run(ctx, { db = "data/strict.db", table = "t", file = ctx.params.file,
+            types = { id = "integer" }, on_error = "fast_fail" })
+        end }"#,
+    );
+    p.write("data/in/bad.csv", "id,name\n1,a\nx,b\n3,c\n");
+    p.write("data/in/unbalanced.csv", "id,name\n1,\"a\n");
+    let r = p.ferry(&["run", "strict", "-p", "file=data/in/bad.csv"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("data/in/bad.csv: line 3, field 1 (id)"),
+        "{}",
+        r.all()
+    );
+    let r = p.ferry(&["run", "strict", "-p", "file=data/in/unbalanced.csv"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("data/in/unbalanced.csv"), "{}", r.all());
+    // All or nothing: the good first row of the failed files is not in the table.
+    p.script(
+        "count",
+        r#"return { run = function() local db = ferry.sqlite.open("data/strict.db")
+          local ok, n = pcall(function() for r in db:query("SELECT count(*) AS n FROM t"):rows() do return r.n end end)
+          return ok and n or 0 end }"#,
+    );
+    assert_eq!(p.ferry(&["run", "count", "--json"]).json()["summary"], 0);
+
+    let d = Daemon::start(&p);
+    p.write(
+        "inbox/orders/a.csv",
+        "id,customer,amount\n1,ann,1.5\nbad,bob,2\n3,cy,3\n",
+    );
+    let run = wait_for("the dropped file's import", Duration::from_secs(30), || {
+        p.runs_of("import_orders")
+            .into_iter()
+            .find(|r| r["state"] == "succeeded")
+    });
+    assert_eq!(run["summary"]["inserted"], 2);
+    assert_eq!(run["summary"]["bad_rows"], 1);
+    assert_eq!(
+        run["summary"]["skipped_rows"]["inbox/orders/.ferry/processing/a.csv"]["first"][0]["line"],
+        3
+    );
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(
+            br#"[{"id": 7, "customer": "up", "amount": 9.5}]"#.to_vec(),
+        )
+        .file_name("up.json"),
+    );
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/jobs/import_orders/upload", d.url))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().unwrap()["id"].as_i64().unwrap();
+    let up = wait_for(
+        "the uploaded file's import",
+        Duration::from_secs(30),
+        || {
+            let v = p.show(id);
+            (v["state"] == "succeeded").then_some(v)
+        },
+    );
+    assert_eq!(up["summary"]["inserted"], 1);
+    assert_eq!(d.stop(), Some(0));
+}
