@@ -197,3 +197,43 @@ fn import_from_a_watched_folder_an_upload_and_under_both_error_policies() {
     assert_eq!(up["summary"]["inserted"], 1);
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn hash_glob_regex_and_time_helpers() {
+    let p = Project::new();
+    p.script(
+        "u",
+        r#"return { run = function(ctx)
+          local st = ferry.store("data")
+          st:write("x.txt", "abc")
+          local h1 = ferry.hash.sha256("abc")
+          local h2, n = ferry.hash.sha256(st:open("x.txt"))
+          local m = ferry.regex.match("^(?P<proj>[a-z]+)/(\\d+)$", "web/42")
+          local bad = pcall(ferry.regex.match, "(", "x")
+          return { h1 = h1, same = h1 == h2, n = n,
+            g = { ferry.glob.match("*.csv", "a.csv"), ferry.glob.match("*.csv", "d/a.csv"), ferry.glob.match("**/*.csv", "d/a.csv") },
+            proj = m.proj, num = m[2], none = ferry.regex.match("x", "y") == nil, bad_pattern_refused = not bad,
+            t = ferry.time.format(ferry.time.parse("2026-01-31T03:30:00+01:00")), d = ferry.time.parse("1970-01-02"),
+            f = ferry.time.format(86400, "%Y-%m-%d"), now = ferry.time.now() > 1.7e9 }
+        end }"#,
+    );
+    let r = p.ferry(&["run", "u", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.json()["summary"],
+        json!({"h1": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "same": true, "n": 3,
+               "g": [true, false, true], "proj": "web", "num": "42", "none": true, "bad_pattern_refused": true,
+               "t": "2026-01-31T02:30:00Z", "d": 86400, "f": "1970-01-02", "now": true})
+    );
+    p.script(
+        "badtime",
+        "return { run = function() ferry.time.parse('yesterday') end }",
+    );
+    let r = p.ferry(&["run", "badtime"]);
+    assert!(
+        r.stderr
+            .contains("scripts/badtime.lua:1: ferry.time.parse: expected an RFC 3339 time"),
+        "{}",
+        r.all()
+    );
+}

@@ -18,6 +18,7 @@ mod sandbox;
 mod sqlite;
 mod store;
 mod time;
+mod util;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -131,6 +131,7 @@ pub fn new_vm(
     super::sqlite::register(&lua, &ferry, &opts.storage)?;
     super::pipe::register(&lua, &ferry)?;
     super::time::register(&lua, &ferry)?;
+    super::util::register(&lua, &ferry)?;
     globals.set("ferry", ferry.clone())?;
     let loaded = lua.create_table()?;
     loaded.set("ferry", ferry)?;
