@@ -237,3 +237,116 @@ fn hash_glob_regex_and_time_helpers() {
         r.all()
     );
 }
+
+#[test]
+fn backup_incremental_restore_conflicts_and_corruption() {
+    let p = project_with_shipped_files();
+    let write = |rel: &str, text: &str| p.write(&format!("data/docs/{rel}"), text);
+    write("a.txt", "one");
+    write("dir/b.txt", "two");
+    write("keep.txt", "same");
+    write("x.tmp", "scratch");
+    let r = p.ferry(&["run", "nightly_backup", "-p", "kind=full", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let full = r.json()["summary"].clone();
+    assert_eq!(
+        (full["kind"].clone(), full["copied"].clone()),
+        (json!("full"), json!(3))
+    );
+    write("a.txt", "one, changed");
+    std::fs::remove_file(p.path().join("data/docs/dir/b.txt")).unwrap();
+    write("c.txt", "new");
+    let r = p.ferry(&["run", "nightly_backup", "--json"]);
+    let inc = r.json()["summary"].clone();
+    assert_eq!(inc["kind"], "incremental");
+    assert_eq!(inc["parent"], full["id"]);
+    assert_eq!(
+        (
+            inc["copied"].clone(),
+            inc["reused"].clone(),
+            inc["files"].clone()
+        ),
+        (json!(2), json!(1), json!(3))
+    );
+
+    // Restore the incremental into a new prefix: equals the source at that time, byte for byte.
+    let r = p.ferry(&["run", "restore", "-p", "target=data/r1", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let mut got = p.files_in("data/r1");
+    got.sort();
+    assert_eq!(got, vec!["a.txt", "c.txt", "keep.txt"]);
+    for f in ["a.txt", "c.txt", "keep.txt"] {
+        assert_eq!(
+            std::fs::read(p.path().join("data/r1").join(f)).unwrap(),
+            std::fs::read(p.path().join("data/docs").join(f)).unwrap()
+        );
+    }
+    // The full backup restores the older state.
+    let id = full["id"].as_str().unwrap();
+    let r = p.ferry(&[
+        "run",
+        "restore",
+        "-p",
+        &format!("id={id}"),
+        "-p",
+        "target=data/r0",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("data/r0/a.txt")).unwrap(),
+        "one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("data/r0/dir/b.txt")).unwrap(),
+        "two"
+    );
+
+    // SKIP keeps what is there; OVERWRITE replaces it.
+    p.write("data/r1/a.txt", "local edit");
+    let r = p.ferry(&["run", "restore", "-p", "target=data/r1", "--json"]);
+    assert_eq!(r.json()["summary"]["skipped"], 3);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("data/r1/a.txt")).unwrap(),
+        "local edit"
+    );
+    let r = p.ferry(&[
+        "run",
+        "restore",
+        "-p",
+        "target=data/r1",
+        "-p",
+        "conflict=OVERWRITE",
+        "--json",
+    ]);
+    assert_eq!(r.json()["summary"]["restored"], 3);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("data/r1/a.txt")).unwrap(),
+        "one, changed"
+    );
+
+    // A corrupted backup file is detected; FAST_FAIL stops, CONTINUE reports it and goes on.
+    let inc_id = inc["id"].as_str().unwrap();
+    p.write(
+        &format!("data/backups/docs/{inc_id}/data/c.txt"),
+        "tampered",
+    );
+    let r = p.ferry(&["run", "restore", "-p", "target=data/r2"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("c.txt: checksum mismatch"), "{}", r.all());
+    let r = p.ferry(&[
+        "run",
+        "restore",
+        "-p",
+        "target=data/r3",
+        "-p",
+        "on_error=CONTINUE",
+        "--json",
+    ]);
+    let s = r.json()["summary"].clone();
+    assert_eq!(
+        (s["restored"].clone(), s["failed"].clone()),
+        (json!(2), json!(1))
+    );
+    assert!(!p.path().join("data/r3/c.txt").exists());
+}
