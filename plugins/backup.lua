@@ -11,7 +11,16 @@
 --     name = "nightly", description = "..." })
 --   backup.restore(ctx, { point = "data/backups", set = "docs", id = "...", target = "data/restore",
 --     conflict = "SKIP", on_error = "FAST_FAIL" })
---   backup.list({ point = "data/backups", set = "docs", name = nil, since = nil, until_ = nil })
+--   backup.list({ point = "data/backups", set = "docs", name = nil, description = nil,
+--                 of_source = nil, since = nil, until_ = nil })
+--   backup.delete(ctx, { point = ..., set = ..., id = ..., cascade = false })
+--   backup.delete_many(ctx, { point = ..., set = ..., ids = { ... } })   -- per-item results
+--   backup.retention(ctx, { point = ..., set = ..., keep_last = 7, keep_daily = 7, keep_weekly = 4 })
+--   backup.discover(ctx, { point = ..., set = ..., register = true })    -- remote catalog (seed 003)
+--
+-- This host's catalog of known backups is a SQLite table in `catalog` (default
+-- data/catalog.db): every backup taken here is registered; `discover` finds the backups at a
+-- point that the catalog does not know yet (taken by another ferry) and registers them.
 
 local M = {}
 
@@ -34,13 +43,15 @@ end
 --- Every complete backup of a set at a point, oldest first (only those with a manifest).
 function M.list(o)
   local point = ferry.store(o.point, o.point_opts)
+  -- `of_source` filters by the backed-up store (a name or URL, like backup.run's `source`).
+  local want_source = o.of_source and ferry.store(o.of_source, o.source_opts):url(o.prefix)
   local out = {}
-  for _, obj in ipairs(point:list(o.set)) do
+  for _, obj in ipairs(point:list(o.set or "default")) do
     if obj.path:match("/manifest%.json$") then
       local m = ferry.json.decode(point:read(obj.path))
       local ok = (not o.name or m.name == o.name)
         and (not o.description or (m.description or ""):find(o.description, 1, true))
-        and (not o.source or m.source == o.source)
+        and (not want_source or m.source == want_source)
         and (not o.since or m.created >= o.since)
         and (not o.until_ or m.created < o.until_)
       if ok then out[#out + 1] = m end
@@ -48,6 +59,159 @@ function M.list(o)
   end
   table.sort(out, function(a, b) return a.created < b.created end)
   return out
+end
+
+local function catalog(o)
+  local db = ferry.sqlite.open(o.catalog or "data/catalog.db")
+  db:exec([[CREATE TABLE IF NOT EXISTS backups (
+    point TEXT NOT NULL, "set" TEXT NOT NULL, id TEXT NOT NULL, name TEXT, description TEXT,
+    kind TEXT, parent TEXT, source TEXT, created TEXT, files INTEGER, registered_at TEXT,
+    PRIMARY KEY (point, "set", id))]])
+  return db
+end
+
+local function register(o, point, m)
+  return catalog(o):exec([[INSERT OR IGNORE INTO backups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+    { point:url(), m.set, m.id, m.name, m.description, m.kind, m.parent, m.source, m.created, #m.files,
+      ferry.time.format(ferry.time.now()) })
+end
+
+--- The backups this host's catalog knows at a point, oldest first.
+function M.known(o)
+  local point = ferry.store(o.point, o.point_opts)
+  local out = {}
+  for r in catalog(o):query([[SELECT id, name, kind, parent, created, files FROM backups
+      WHERE point = ? AND "set" = ? ORDER BY created]], { point:url(), o.set or "default" }):rows() do
+    out[#out + 1] = r
+  end
+  return out
+end
+
+--- Remote catalog: the complete backups at a point that this host does not know yet; with
+--- `register = true` (or a list of ids) they are added to the catalog, so they can be restored here.
+function M.discover(ctx, o)
+  local point = ferry.store(o.point, o.point_opts)
+  local known = {}
+  for _, k in ipairs(M.known(o)) do known[k.id] = true end
+  local wanted
+  if type(o.register) == "table" then
+    wanted = {}
+    for _, id in ipairs(o.register) do wanted[id] = true end
+  end
+  local found, registered = {}, {}
+  for _, m in ipairs(M.list(o)) do
+    if not known[m.id] then
+      found[#found + 1] = { id = m.id, name = m.name, kind = m.kind, created = m.created, files = #m.files }
+      if o.register == true or (wanted and wanted[m.id]) then
+        register(o, point, m)
+        registered[#registered + 1] = m.id
+      end
+    end
+  end
+  ctx.log.info("%d backups at %s unknown here, %d registered", #found, point:url(o.set), #registered)
+  return { found = found, registered = registered }
+end
+
+local function manifest_of(point, set, id)
+  local path = set .. "/" .. id .. "/manifest.json"
+  if not point:exists(path) then return nil end
+  return ferry.json.decode(point:read(path))
+end
+
+local function dependents(all, id)
+  local out = {}
+  for _, m in ipairs(all) do
+    if m.id ~= id then
+      for _, f in ipairs(m.files) do
+        if f["in"] == id then out[#out + 1] = m.id; break end
+      end
+    end
+  end
+  return out
+end
+
+--- Deletes one backup; refused while a later backup still needs its files, unless `cascade`.
+function M.delete(ctx, o)
+  local point = ferry.store(o.point, o.point_opts)
+  local set = o.set or "default"
+  if not manifest_of(point, set, o.id) then error("backup " .. tostring(o.id) .. " does not exist at " .. point:url(set), 2) end
+  local all = M.list(o)
+  local deps = dependents(all, o.id)
+  if #deps > 0 and not o.cascade then
+    error("backup " .. o.id .. " is needed by " .. table.concat(deps, ", ") .. "; delete those first or pass cascade = true", 2)
+  end
+  local deleted = {}
+  for _, d in ipairs(deps) do
+    for _, id in ipairs(M.delete(ctx, { point = o.point, point_opts = o.point_opts, set = set, id = d, cascade = true,
+                                        catalog = o.catalog }).deleted) do
+      deleted[#deleted + 1] = id
+    end
+  end
+  -- The manifest goes first: from then on the backup is not visible, whatever happens next.
+  point:delete(set .. "/" .. o.id .. "/manifest.json")
+  for _, obj in ipairs(point:list(set .. "/" .. o.id)) do point:delete(obj.path) end
+  catalog(o):exec([[DELETE FROM backups WHERE point = ? AND "set" = ? AND id = ?]], { point:url(), set, o.id })
+  ctx.log.info("deleted backup %s", o.id)
+  deleted[#deleted + 1] = o.id
+  return { deleted = deleted }
+end
+
+--- Deletes several backups; never stops at the first failure. Seed 003's batch delete.
+function M.delete_many(ctx, o)
+  local results, ok_count = {}, 0
+  for _, id in ipairs(o.ids or {}) do
+    local ok, err = pcall(M.delete, ctx, { point = o.point, point_opts = o.point_opts, set = o.set, id = id,
+                                           cascade = o.cascade, catalog = o.catalog })
+    if ok then ok_count = ok_count + 1 end
+    results[#results + 1] = { id = id, ok = ok, error = (not ok) and tostring(err) or nil }
+  end
+  return { deleted = ok_count, failed = #results - ok_count, results = results }
+end
+
+--- Keeps the newest `keep_last`, the newest of each of the last `keep_daily` days and
+--- `keep_weekly` weeks (and every backup those still need); deletes the rest.
+function M.retention(ctx, o)
+  local all = M.list(o)
+  local keep = {}
+  local function newest_per(n, key)
+    if not n or n <= 0 then return end
+    local seen, count = {}, 0
+    for i = #all, 1, -1 do
+      local k = key(all[i])
+      if not seen[k] then
+        seen[k] = true
+        count = count + 1
+        if count > n then break end
+        keep[all[i].id] = true
+      end
+    end
+  end
+  newest_per(o.keep_last, function(m) return m.id end)
+  newest_per(o.keep_daily, function(m) return m.created:sub(1, 10) end)
+  newest_per(o.keep_weekly, function(m) return math.floor((ferry.time.parse(m.created) / 86400 + 3) / 7) end)
+  local by_id = {}
+  for _, m in ipairs(all) do by_id[m.id] = m end
+  -- Keep what kept backups still read their files from.
+  local changed = true
+  while changed do
+    changed = false
+    for id in pairs(keep) do
+      for _, f in ipairs(by_id[id].files) do
+        if by_id[f["in"]] and not keep[f["in"]] then keep[f["in"]] = true; changed = true end
+      end
+    end
+  end
+  local doomed = {}
+  for i = #all, 1, -1 do
+    if not keep[all[i].id] then doomed[#doomed + 1] = all[i].id end
+  end
+  local result = M.delete_many(ctx, { point = o.point, point_opts = o.point_opts, set = o.set, ids = doomed,
+                                      cascade = true, catalog = o.catalog })
+  local kept = {}
+  for id in pairs(keep) do kept[#kept + 1] = id end
+  table.sort(kept)
+  result.kept = kept
+  return result
 end
 
 function M.run(ctx, o)
@@ -96,6 +260,7 @@ function M.run(ctx, o)
     files = files, totals = { files = #files, copied = copied, reused = reused, bytes_copied = bytes },
   }
   point:write(set .. "/" .. id .. "/manifest.json", ferry.json.encode(manifest, { pretty = true }), { if_absent = true })
+  register(o, point, manifest)
   ctx.log.info("backup %s of %s: %d files (%d copied, %d unchanged)", id, manifest.source, #files, copied, reused)
   ctx.artifact(point, set .. "/" .. id .. "/manifest.json")
   return { id = id, kind = manifest.kind, parent = manifest.parent, files = #files, copied = copied, reused = reused, bytes = bytes }

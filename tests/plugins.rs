@@ -350,3 +350,124 @@ fn backup_incremental_restore_conflicts_and_corruption() {
     );
     assert!(!p.path().join("data/r3/c.txt").exists());
 }
+
+fn s3_project(server: &common::s3::S3Server) -> Project {
+    let p = project_with_shipped_files();
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[stores.point]\nurl = \"{}\"\nendpoint = \"{}\"\naccess_key_id = \"${{FERRY_TEST_AK}}\"\nsecret_access_key = \"${{FERRY_TEST_SK}}\"\n",
+            server.url("ferry-backups"),
+            server.endpoint()
+        ),
+    );
+    p.script(
+        "bk",
+        r#"local backup = require "backup"
+        return { params = { op = {}, id = {}, ids = {}, keep = { type = "integer", default = 1 }, target = { default = "data/out" } },
+          run = function(ctx)
+            local o = { source = "data/docs", point = "point", set = "docs" }
+            local op = ctx.params.op
+            if op == "backup" then o.kind = "incremental"; return backup.run(ctx, o) end
+            if op == "discover" then o.register = true; return backup.discover(ctx, o) end
+            if op == "known" then return backup.known(o) end
+            if op == "restore" then o.id = ctx.params.id; o.target = ctx.params.target; return backup.restore(ctx, o) end
+            if op == "delete" then o.id = ctx.params.id; return backup.delete(ctx, o) end
+            if op == "cascade" then o.id = ctx.params.id; o.cascade = true; return backup.delete(ctx, o) end
+            if op == "delete_many" then o.ids = {}; for id in ctx.params.ids:gmatch("[^,]+") do o.ids[#o.ids + 1] = id end; return backup.delete_many(ctx, o) end
+            if op == "retention" then o.keep_last = ctx.params.keep; return backup.retention(ctx, o) end
+            if op == "list" then local ids = {}; for _, m in ipairs(backup.list(o)) do ids[#ids + 1] = m.id end; return ids end
+          end }"#,
+    );
+    p
+}
+
+#[test]
+fn backups_at_an_s3_point_are_discovered_by_a_second_ferry_and_managed() {
+    let server = common::s3::S3Server::start();
+    let env = [
+        ("FERRY_TEST_AK", server.access_key.as_str()),
+        ("FERRY_TEST_SK", server.secret_key.as_str()),
+    ];
+    let a = s3_project(&server);
+    let run = |p: &Project, args: &[&str]| {
+        let mut all = vec!["run", "bk"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let r = p.ferry_env(&all, &env);
+        (r.code, r.json(), r.all())
+    };
+    a.write("data/docs/a.txt", "alpha");
+    a.write("data/docs/sub/b.bin", &"b".repeat(10_000));
+    let (code, v, out) = run(&a, &["-p", "op=backup"]);
+    assert_eq!(code, 0, "{out}");
+    let first = v["summary"]["id"].as_str().unwrap().to_string();
+    a.write("data/docs/a.txt", "alpha v2");
+    let (_, v, _) = run(&a, &["-p", "op=backup"]);
+    let second = v["summary"]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["summary"]["parent"], first.as_str());
+
+    // A second ferry with an empty history and catalog finds both and restores the newest.
+    let b = s3_project(&server);
+    let (_, v, _) = run(&b, &["-p", "op=known"]);
+    assert_eq!(v["summary"], json!({}), "nothing known yet");
+    let (code, v, out) = run(&b, &["-p", "op=discover"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(v["summary"]["registered"], json!([first, second]), "{v}");
+    let (_, v, _) = run(&b, &["-p", "op=discover"]);
+    assert_eq!(v["summary"]["found"], json!({}), "registered once");
+    let (code, _, out) = run(&b, &["-p", "op=restore", "-p", &format!("id={second}")]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("data/out/a.txt")).unwrap(),
+        "alpha v2"
+    );
+    assert_eq!(
+        std::fs::read(b.path().join("data/out/sub/b.bin"))
+            .unwrap()
+            .len(),
+        10_000
+    );
+    assert!(
+        !out.contains(&server.secret_key),
+        "credentials stay out of the output"
+    );
+
+    // Delete is refused while a later incremental needs the backup; cascade deletes both.
+    let (code, _, out) = run(&a, &["-p", "op=delete", "-p", &format!("id={first}")]);
+    assert_eq!(code, 1);
+    assert!(out.contains(&format!("is needed by {second}")), "{out}");
+    let (_, v, _) = run(&a, &["-p", "op=backup"]);
+    let third = v["summary"]["id"].as_str().unwrap().to_string();
+    let (_, v, _) = run(
+        &a,
+        &["-p", "op=delete_many", "-p", &format!("ids=nope,{third}")],
+    );
+    assert_eq!(
+        (
+            v["summary"]["deleted"].clone(),
+            v["summary"]["failed"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    assert_eq!(v["summary"]["results"][0]["ok"], false);
+    assert!(
+        v["summary"]["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    assert_eq!(v["summary"]["results"][1], json!({"id": third, "ok": true}));
+    // Retention keeps the newest and what it needs.
+    let (_, v, _) = run(&a, &["-p", "op=retention", "-p", "keep=1"]);
+    assert_eq!(
+        v["summary"]["kept"],
+        json!([first, second]),
+        "the newest needs the full one"
+    );
+    let (code, v, out) = run(&a, &["-p", "op=cascade", "-p", &format!("id={first}")]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(v["summary"]["deleted"], json!([second, first]));
+    let (_, v, _) = run(&a, &["-p", "op=list"]);
+    assert_eq!(v["summary"], json!({}));
+}
