@@ -471,3 +471,103 @@ fn backups_at_an_s3_point_are_discovered_by_a_second_ferry_and_managed() {
     let (_, v, _) = run(&a, &["-p", "op=list"]);
     assert_eq!(v["summary"], json!({}));
 }
+
+#[test]
+fn a_million_row_export_to_zipped_csv_on_s3_downloads_through_the_api() {
+    let server = common::s3::S3Server::start();
+    let p = s3_project(&server);
+    p.script(
+        "big",
+        r#"local export = require "export"
+        return { run = function(ctx)
+          local db = ferry.sqlite.open("data/big.db")
+          db:exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT, amount REAL, at INTEGER, secret TEXT)")
+          db:exec([[WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 1000000)
+                    INSERT INTO t SELECT i, 'n' || (i % 1000), i / 4.0, 1700000000 + i, 'x' FROM s]])
+          return export.run(ctx, { db = "data/big.db", table = "t", where = "id % 2 = ?", args = { 0 },
+            order_by = { "-id" }, columns = { "id", "name", "amount", "at" }, headers = { "ID", "Name", "Amount", "At" },
+            timestamp_columns = { "at" }, zip = "big.zip", path = "big.csv", store = "point" })
+        end }"#,
+    );
+    let env = [
+        ("FERRY_TEST_AK", server.access_key.as_str()),
+        ("FERRY_TEST_SK", server.secret_key.as_str()),
+    ];
+    let mut cmd = p.cmd(&["serve", "--listen", "127.0.0.1:0"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let log = p.path().join("serve.log");
+    let mut child = cmd
+        .env("FERRY_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = wait_for("the API", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let at = text.find("API listening on ")?;
+        Some(text[at + 17..].lines().next()?.trim().to_string())
+    });
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let id = http
+        .post(format!("{url}/api/v1/jobs/big/runs"))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let run = wait_for("the export", Duration::from_secs(300), || {
+        let v: Value = http
+            .get(format!("{url}/api/v1/runs/{id}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["state"]
+            .as_str()
+            .is_some_and(|s| s != "queued" && s != "running")
+            .then_some(v)
+    });
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["summary"]["rows"], 500_000);
+    assert!(
+        run["artifacts"][0]["store"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://")
+    );
+    let zip = http
+        .get(format!("{url}/api/v1/runs/{id}/artifacts/big.zip"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    common::signal(child.id(), common::SIGTERM);
+    let _ = child.wait();
+    std::fs::write(p.path().join("data/big.zip"), &zip).unwrap();
+    p.write(
+        "count.lua",
+        r#"return { run = function()
+          local z = ferry.zip.reader(ferry.store("data"):open("big.zip"))
+          local out = ferry.store("data"):create("big.csv")
+          z:extract("big.csv", out)
+          local src = ferry.csv.reader(ferry.store("data"):open("big.csv"), { types = { ID = "integer" } })
+          local n, first, last = 0, nil, nil
+          for row in src:rows() do n = n + 1; first = first or row; last = row end
+          return { n = n, first = first, last = last }
+        end }"#,
+    );
+    let r = p.ferry_env(&["run", "count.lua", "--json"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let s = &r.json()["summary"];
+    assert_eq!(s["n"], 500_000);
+    assert_eq!(
+        s["first"],
+        json!({"ID": 1000000, "Name": "n0", "Amount": "250000.0", "At": "2023-11-26T12:00:00Z"})
+    );
+    assert_eq!(s["last"]["ID"], 2);
+}
