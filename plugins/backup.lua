@@ -6,7 +6,7 @@
 -- the backup whose data/ holds its bytes, so an incremental restores without walking a chain.
 --
 --   local backup = require "backup"
---   backup.run(ctx, { source = "data/docs", point = "data/backups", set = "docs",
+--   backup.run(ctx, { source = "data/docs", point = "data/backups", set = "docs",   -- or source_db = "data/shop.db"
 --     kind = "incremental", include = { "*.txt", "re:^reports/" }, exclude = { "*.tmp" },
 --     name = "nightly", description = "..." })
 --   backup.restore(ctx, { point = "data/backups", set = "docs", id = "...", target = "data/restore",
@@ -219,9 +219,17 @@ function M.run(ctx, o)
   if kind ~= "full" and kind ~= "incremental" then
     error("backup: `kind` must be \"full\" or \"incremental\", got " .. tostring(kind), 2)
   end
+  local set = o.set or "default"
+  if o.source_db then
+    -- A live SQLite database is copied consistently (online backup API) into a snapshot folder,
+    -- which is then backed up like any folder.
+    local name = o.source_db:match("([^/]+)$")
+    local dir = "data/.snapshots/" .. set
+    ferry.sqlite.snapshot(o.source_db, dir .. "/" .. name)
+    o.source, o.source_opts = dir, nil
+  end
   local src = ferry.store(o.source, o.source_opts)
   local point = ferry.store(o.point, o.point_opts)
-  local set = o.set or "default"
   local parent
   if kind == "incremental" then
     local all = M.list({ point = o.point, point_opts = o.point_opts, set = set })

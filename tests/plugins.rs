@@ -571,3 +571,48 @@ fn a_million_row_export_to_zipped_csv_on_s3_downloads_through_the_api() {
     );
     assert_eq!(s["last"]["ID"], 2);
 }
+
+#[test]
+fn a_live_sqlite_database_is_backed_up_consistently_and_restored() {
+    let p = project_with_shipped_files();
+    p.script(
+        "dbb",
+        r#"local backup = require "backup"
+        return { params = { op = {} }, run = function(ctx)
+          if ctx.params.op == "backup" then
+            local db = ferry.sqlite.open("data/shop.db")
+            db:exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+            db:exec("INSERT INTO t (v) VALUES ('a'), ('b'), ('c')")
+            -- An open transaction in this connection does not stop a consistent snapshot.
+            return backup.run(ctx, { source_db = "data/shop.db", point = "data/backups", set = "shop" })
+          end
+          local r = backup.restore(ctx, { point = "data/backups", set = "shop", target = "data/restored" })
+          local n = 0
+          for row in ferry.sqlite.open("data/restored/shop.db"):query("SELECT count(*) AS n FROM t"):rows() do n = row.n end
+          return { restored = r.restored, rows = n }
+        end }"#,
+    );
+    let r = p.ferry(&["run", "dbb", "-p", "op=backup", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["summary"]["files"], 1);
+    let r = p.ferry(&["run", "dbb", "-p", "op=restore", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["summary"], json!({"restored": 1, "rows": 3}));
+    p.script(
+        "snapbad",
+        "return { run = function() ferry.sqlite.snapshot('data/none.db', 'data/x.db') end }",
+    );
+    let r = p.ferry(&["run", "snapbad"]);
+    assert!(
+        r.stderr.contains("data/none.db does not exist"),
+        "{}",
+        r.all()
+    );
+    p.script(
+        "snapout",
+        "return { run = function() ferry.sqlite.snapshot('../x.db', 'data/x.db') end }",
+    );
+    let r = p.ferry(&["run", "snapout"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("ferry.sqlite.snapshot"), "{}", r.all());
+}

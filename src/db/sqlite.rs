@@ -152,6 +152,38 @@ impl Db {
         })
     }
 
+    /// Copies the database, consistently even while others write to it (SQLite's online backup
+    /// API), into a new file at `dest` (replaced atomically: written beside it, then renamed).
+    pub fn snapshot_to(&self, dest: &Path) -> Result<(), DbError> {
+        let sql_err = |e: rusqlite::Error| DbError::Sql {
+            db: self.name.clone(),
+            context: format!("snapshot to {}", dest.display()),
+            message: e.to_string(),
+        };
+        let tmp = dest.with_extension(format!("ferry-tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let result = (|| {
+            let mut out = Connection::open(&tmp).map_err(sql_err)?;
+            {
+                let backup =
+                    rusqlite::backup::Backup::new(&self.conn, &mut out).map_err(sql_err)?;
+                backup
+                    .run_to_completion(1024, std::time::Duration::from_millis(5), None)
+                    .map_err(sql_err)?;
+            }
+            out.close().map_err(|(_, e)| sql_err(e))?;
+            std::fs::rename(&tmp, dest).map_err(|e| DbError::Sql {
+                db: self.name.clone(),
+                context: format!("snapshot to {}", dest.display()),
+                message: e.to_string(),
+            })
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
     /// The name given at open.
     pub fn name(&self) -> &str {
         &self.name

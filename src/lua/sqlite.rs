@@ -16,6 +16,7 @@ use crate::storage::{StorageConfig, confine_path};
 
 /// Registers `ferry.sqlite`.
 pub(crate) fn register(lua: &Lua, ferry: &Table, storage: &StorageConfig) -> mlua::Result<()> {
+    let confine = storage.clone();
     let storage = storage.clone();
     let sqlite = lua.create_table()?;
     sqlite.set(
@@ -33,6 +34,25 @@ pub(crate) fn register(lua: &Lua, ferry: &Table, storage: &StorageConfig) -> mlu
             }
             let db = Db::open(&real, &path).map_err(lua_err)?;
             lua.create_userdata(LuaDb(Some(db)))
+        })?,
+    )?;
+    sqlite.set(
+        "snapshot",
+        lua.create_function(move |_, (src, dest): (String, String)| {
+            let what = format!("ferry.sqlite.snapshot({src:?}, {dest:?})");
+            let real_src = confine_path(&confine, Path::new(&src))
+                .map_err(|m| lua_err(format!("{what}: {m}")))?;
+            if !real_src.is_file() {
+                return Err(lua_err(format!("{what}: {src} does not exist")));
+            }
+            let real_dest = confine_path(&confine, Path::new(&dest))
+                .map_err(|m| lua_err(format!("{what}: {m}")))?;
+            if let Some(dir) = real_dest.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| lua_err(format!("{what}: {e}")))?;
+            }
+            let db = Db::open(&real_src, &src).map_err(lua_err)?;
+            db.snapshot_to(&real_dest)
+                .map_err(|e| lua_err(format!("{what}: {e}")))
         })?,
     )?;
     ferry.set("sqlite", sqlite)
