@@ -243,6 +243,11 @@ function M.run(ctx, o)
   local now = ferry.time.now()
   local id = ferry.time.format(now, "%Y%m%dT%H%M%SZ") .. "-" .. ctx.run_id
   local files, copied, bytes, reused = {}, 0, 0, 0
+  local compression = o.compression or "none"
+  if compression ~= "none" and compression ~= "zip" then
+    error("backup: `compression` must be \"none\" or \"zip\", got " .. tostring(compression), 2)
+  end
+  local archive
   local objects = src:list(o.prefix or "")
   for i, obj in ipairs(objects) do
     if ctx.cancelled() then error("backup cancelled") end
@@ -254,15 +259,24 @@ function M.run(ctx, o)
         reused = reused + 1
       else
         local sha = ferry.hash.sha256(src:open(obj.path))
-        ferry.copy(src, obj.path, point, set .. "/" .. id .. "/data/" .. obj.path)
-        files[#files + 1] = { path = obj.path, size = obj.size, mtime = obj.modified, sha256 = sha, ["in"] = id }
+        local entry = { path = obj.path, size = obj.size, mtime = obj.modified, sha256 = sha, ["in"] = id }
+        if compression == "zip" then
+          archive = archive or ferry.zip.writer(point:create(set .. "/" .. id .. "/data.zip"))
+          archive:add(obj.path, src:open(obj.path))
+          entry.zip = true
+        else
+          ferry.copy(src, obj.path, point, set .. "/" .. id .. "/data/" .. obj.path)
+        end
+        files[#files + 1] = entry
         copied = copied + 1
         bytes = bytes + obj.size
       end
     end
     ctx.progress(i, #objects)
   end
+  if archive then archive:close() end
   local manifest = {
+    compression = compression,
     id = id, name = o.name or set, description = o.description, set = set, kind = parent and "incremental" or "full",
     parent = parent and parent.id or nil, source = src:url(o.prefix), created = ferry.time.format(now, "%Y-%m-%dT%H:%M:%S%.3fZ"),
     files = files, totals = { files = #files, copied = copied, reused = reused, bytes_copied = bytes },
@@ -290,9 +304,29 @@ function M.restore(ctx, o)
   local conflict = (o.conflict or "SKIP"):upper()
   local on_error = (o.on_error or "FAST_FAIL"):upper()
   local restored, skipped, failed, errors = 0, 0, 0, {}
+  local zips = {}
+  local function from_zip(f)
+    -- Extract to a temp name in the target, verify, then move into place: nothing unverified
+    -- becomes visible under the file's name.
+    local z = zips[f["in"]]
+    if not z then
+      z = ferry.zip.reader(point:open(set .. "/" .. f["in"] .. "/data.zip"))
+      zips[f["in"]] = z
+    end
+    local tmp = ".ferry-restore/" .. f.path
+    z:extract(f.path, target:create(tmp))
+    local sha = ferry.hash.sha256(target:open(tmp))
+    if sha ~= f.sha256 then
+      target:delete(tmp)
+      error(string.format("%s: checksum mismatch in backup %s (expected %s, got %s)", f.path, f["in"], f.sha256, sha))
+    end
+    target:copy(tmp, f.path)
+    target:delete(tmp)
+  end
   for i, f in ipairs(m.files) do
     local ok, err = pcall(function()
       if conflict == "SKIP" and target:exists(f.path) then skipped = skipped + 1; return end
+      if f.zip then from_zip(f); restored = restored + 1; return end
       local from = set .. "/" .. f["in"] .. "/data/" .. f.path
       local sha = ferry.hash.sha256(point:open(from))
       if sha ~= f.sha256 then

@@ -616,3 +616,50 @@ fn a_live_sqlite_database_is_backed_up_consistently_and_restored() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("ferry.sqlite.snapshot"), "{}", r.all());
 }
+
+#[test]
+fn zip_compressed_backups_restore_and_detect_corruption() {
+    let p = project_with_shipped_files();
+    p.script(
+        "zb",
+        r#"local backup = require "backup"
+        return { params = { op = {}, target = { default = "data/zr" } }, run = function(ctx)
+          local o = { source = "data/docs", point = "data/backups", set = "z", compression = "zip", kind = "incremental" }
+          if ctx.params.op == "backup" then return backup.run(ctx, o) end
+          return backup.restore(ctx, { point = "data/backups", set = "z", target = ctx.params.target })
+        end }"#,
+    );
+    p.write("data/docs/a.txt", &"a".repeat(50_000));
+    p.write("data/docs/d/b.txt", "bee");
+    assert_eq!(p.ferry(&["run", "zb", "-p", "op=backup"]).code, 0);
+    p.write("data/docs/c.txt", "sea");
+    let r = p.ferry(&["run", "zb", "-p", "op=backup", "--json"]);
+    let inc = r.json()["summary"].clone();
+    assert_eq!(
+        (inc["copied"].clone(), inc["reused"].clone()),
+        (json!(1), json!(2))
+    );
+    let r = p.ferry(&["run", "zb", "-p", "op=restore", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["summary"]["restored"], 3);
+    for f in ["a.txt", "d/b.txt", "c.txt"] {
+        assert_eq!(
+            std::fs::read(p.path().join("data/zr").join(f)).unwrap(),
+            std::fs::read(p.path().join("data/docs").join(f)).unwrap()
+        );
+    }
+    assert!(!p.path().join("data/zr/.ferry-restore/a.txt").exists());
+    // Corrupt the deflated data of a.txt in the full backup's archive (local header: 30 bytes
+    // plus the name, then the data).
+    let full_id = inc["parent"].as_str().unwrap();
+    let zip = p.path().join(format!("data/backups/z/{full_id}/data.zip"));
+    let mut bytes = std::fs::read(&zip).unwrap();
+    bytes[30 + "a.txt".len() + 4] ^= 0x5a;
+    std::fs::write(&zip, &bytes).unwrap();
+    let r = p.ferry(&["run", "zb", "-p", "op=restore", "-p", "target=data/zr2"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        !p.path().join("data/zr2/a.txt").exists(),
+        "nothing unverified is restored"
+    );
+}
