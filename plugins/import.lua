@@ -10,7 +10,8 @@
 --     header = true,              -- CSV: the first line is a header (never imported as data)
 --     names = nil,                -- CSV without header: the column names
 --     types = { id = "integer", amount = "float" },  -- how to type values (text otherwise)
---     create = true,              -- create the table from the input's columns when missing
+--     create = true,              -- create the table from the input's columns when missing, typed
+--                                 -- from `types` / `column_types`; the DDL is logged
 --     on_conflict = "fail",       -- fail | skip | replace
 --     on_error = "fast_fail",     -- fast_fail | continue (bad rows skipped, counted, reported)
 --   })
@@ -61,6 +62,24 @@ function M.run(ctx, o)
     ropts.delimiter = o.delimiter or (path:lower():match("%.tsv$") and "\t" or nil)
   end
   local src = ferry[format].reader(store:open(path), ropts)
+  local exists = false
+  for _ in db:query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", { o.table }):rows() do exists = true end
+  if not exists and o.create ~= false then
+    -- Column types come from `types` (or `column_types`, SQLite type names); text formats
+    -- without a declared type give TEXT, JSON/NDJSON keep each value's own type (no affinity).
+    local sql_type = { integer = "INTEGER", float = "REAL", boolean = "INTEGER", bytes = "BLOB", timestamp = "INTEGER", text = "TEXT" }
+    local cols = {}
+    for _, c in ipairs(src:columns()) do
+      local declared = (o.column_types and o.column_types[c])
+        or (type(o.types) == "table" and sql_type[o.types[c] or ""])
+        or (type(o.types) == "string" and sql_type[o.types])
+        or ((format == "csv" or format == "xlsx") and "TEXT" or "")
+      cols[#cols + 1] = ('"%s" %s'):format(c:gsub('"', '""'), declared)
+    end
+    local ddl = ('CREATE TABLE "%s" (%s)'):format(o.table:gsub('"', '""'), table.concat(cols, ", "))
+    db:exec(ddl)
+    ctx.log.info("created table: %s", ddl)
+  end
   local inserted, skipped = db:transaction(function(tx)
     return tx:insert(o.table, src, { on_conflict = o.on_conflict or "fail", create = o.create ~= false })
   end)

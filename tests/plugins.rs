@@ -663,3 +663,72 @@ fn zip_compressed_backups_restore_and_detect_corruption() {
         "nothing unverified is restored"
     );
 }
+
+#[test]
+fn every_format_exports_and_imports_back_equal() {
+    let p = project_with_shipped_files();
+    p.script(
+        "rt",
+        r#"local export, import = require "export", require "import"
+        return { params = { fmt = {} }, run = function(ctx)
+          local src = ferry.sqlite.open("data/src.db")
+          src:exec("CREATE TABLE IF NOT EXISTS t (id INTEGER, name TEXT, amount REAL)")
+          src:exec("DELETE FROM t")
+          src:exec("INSERT INTO t VALUES (1, 'plain', 1.5), (2, 'comma, \"quote\"', -2.25), (3, 'üñí', 0.0), (4, 'multi\nline', 1e10)")
+          local fmt = ctx.params.fmt
+          export.run(ctx, { db = "data/src.db", table = "t", format = fmt, order_by = { "id" }, store = "data/rt",
+                            create_table = fmt == "sql" or nil })
+          local o = { db = "data/dst-" .. fmt .. ".db", table = "t", file = "data/rt/t." .. fmt,
+                      types = fmt ~= "sql" and { id = "integer", amount = "float" } or nil }
+          if fmt == "json" or fmt == "ndjson" then o.types = nil end
+          import.run(ctx, o)
+          local function dump(path)
+            local out = {}
+            for r in ferry.sqlite.open(path):query("SELECT id, name, amount FROM t ORDER BY id"):rows() do
+              out[#out + 1] = string.format("%s|%s|%s", tostring(r.id), tostring(r.name), tostring(r.amount))
+            end
+            return table.concat(out, "\n")
+          end
+          local a, b = dump("data/src.db"), dump(o.db)
+          return { equal = a == b, a = a, b = b }
+        end }"#,
+    );
+    for fmt in ["csv", "json", "ndjson", "xlsx", "sql"] {
+        let r = p.ferry(&["run", "rt", "-p", &format!("fmt={fmt}"), "--json"]);
+        assert_eq!(r.code, 0, "{fmt}: {}", r.all());
+        let s = &r.json()["summary"];
+        assert_eq!(s["equal"], true, "{fmt}: {s}");
+    }
+}
+
+#[test]
+fn import_creates_typed_tables_and_logs_the_ddl() {
+    let p = project_with_shipped_files();
+    p.write("data/in/x.csv", "id,name,amount\n1,a,1.5\n");
+    p.script(
+        "ty",
+        r#"local import = require "import"
+        return { run = function(ctx)
+          import.run(ctx, { db = "data/ty.db", table = "t", file = "data/in/x.csv", types = { id = "integer", amount = "float" } })
+          local cols = {}
+          for r in ferry.sqlite.open("data/ty.db"):query("SELECT name, type FROM pragma_table_info('t') ORDER BY cid"):rows() do
+            cols[#cols + 1] = r.name .. " " .. r.type
+          end
+          return cols
+        end }"#,
+    );
+    let r = p.ferry(&["run", "ty", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(
+        v["summary"],
+        json!(["id INTEGER", "name TEXT", "amount REAL"])
+    );
+    let show = p.show(1);
+    assert!(
+        show["logs"][0]["message"].as_str().unwrap().contains(
+            r#"created table: CREATE TABLE "t" ("id" INTEGER, "name" TEXT, "amount" REAL)"#
+        ),
+        "{show}"
+    );
+}
