@@ -70,11 +70,14 @@ local function catalog(o)
   return db
 end
 
+--- Adds a backup's manifest to this host's catalog (used by plugins/redis.lua too).
 local function register(o, point, m)
   return catalog(o):exec([[INSERT OR IGNORE INTO backups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
     { point:url(), m.set, m.id, m.name, m.description, m.kind, m.parent, m.source, m.created, #m.files,
       ferry.time.format(ferry.time.now()) })
 end
+
+M.register = register
 
 --- The backups this host's catalog knows at a point, oldest first.
 function M.known(o)

@@ -1,6 +1,8 @@
-//! Databases: SQLite through rusqlite. Plain Rust, no Lua: queries are row sources and tables
-//! are row sinks over the row model of [`crate::formats`].
+//! Databases: SQLite through rusqlite, Redis through the `redis` crate. Plain Rust, no Lua:
+//! queries and key scans are row sources, tables and `RESTORE` are row sinks over the row model
+//! of [`crate::formats`].
 
+pub mod redis;
 mod sqlite;
 
 pub use sqlite::{

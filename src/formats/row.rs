@@ -84,6 +84,11 @@ pub trait RowSource {
 
     /// The name of the input for messages (a path, `query`, `<string>`).
     fn name(&self) -> &str;
+
+    /// Counters the source keeps (keys seen, duplicates dropped, ...), for summaries.
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A consumer of rows: `begin` once with the columns, `write_row` per row, `finish` once.
@@ -100,6 +105,11 @@ pub trait RowSink {
 
     /// Whether `begin` has been called.
     fn started(&self) -> bool;
+
+    /// Counters the sink keeps (rows written, skipped, ...), for summaries.
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 impl<T: RowSource + ?Sized> RowSource for Box<T> {
@@ -115,6 +125,9 @@ impl<T: RowSource + ?Sized> RowSource for Box<T> {
     fn name(&self) -> &str {
         (**self).name()
     }
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        (**self).stats()
+    }
 }
 
 impl<T: RowSink + ?Sized> RowSink for Box<T> {
@@ -129,6 +142,9 @@ impl<T: RowSink + ?Sized> RowSink for Box<T> {
     }
     fn started(&self) -> bool {
         (**self).started()
+    }
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        (**self).stats()
     }
 }
 

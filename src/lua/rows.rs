@@ -294,6 +294,11 @@ impl UserData for LuaSource {
             this.inner = None;
             Ok(())
         });
+        // stats(): the source's own counters (keys/duplicates/vanished for a Redis scan).
+        methods.add_method("stats", |lua, this, ()| {
+            let stats = this.inner.as_ref().map(|s| s.stats()).unwrap_or_default();
+            stats_table(lua, &stats)
+        });
         methods.add_meta_method("__tostring", |_, this, ()| {
             Ok(match &this.inner {
                 Some(s) => format!("RowSource({})", s.name()),
@@ -303,7 +308,16 @@ impl UserData for LuaSource {
     }
 }
 
-/// A row sink held by Lua: `sink:write(row)`, `sink:close()`.
+/// Counters as a Lua table `{ name = n, ... }`.
+fn stats_table(lua: &Lua, stats: &[(&'static str, u64)]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, stats.len())?;
+    for (k, v) in stats {
+        t.set(*k, *v)?;
+    }
+    Ok(t)
+}
+
+/// A row sink held by Lua: `sink:write(row)`, `sink:close()`, `sink:stats()`.
 pub(crate) struct LuaSink {
     /// The sink; `None` once closed.
     pub(crate) inner: Option<Box<dyn RowSink>>,
@@ -316,6 +330,8 @@ pub(crate) struct LuaSink {
     pub(crate) name: String,
     /// Rows written.
     pub(crate) rows: u64,
+    /// The sink's counters, kept when it closes.
+    stats: Vec<(&'static str, u64)>,
     buf: Vec<Value>,
 }
 
@@ -333,6 +349,7 @@ impl LuaSink {
             columns,
             name: name.to_owned(),
             rows: 0,
+            stats: Vec::new(),
             buf: Vec::new(),
         }
     }
@@ -351,6 +368,7 @@ impl LuaSink {
             return Ok(());
         };
         let result = sink.finish().map_err(lua_err);
+        self.stats = sink.stats();
         drop(sink);
         match (&result, &self.out) {
             (Ok(()), Some(out)) => out
@@ -392,6 +410,14 @@ impl UserData for LuaSink {
         methods.add_method_mut("write", |_, this, row: Table| this.write_lua(&row));
         methods.add_method_mut("close", |_, this, ()| this.close());
         methods.add_method("count", |_, this, ()| Ok(this.rows));
+        // stats(): the sink's own counters (restored/skipped/expired for a Redis sink).
+        methods.add_method("stats", |lua, this, ()| {
+            let stats = match &this.inner {
+                Some(s) => s.stats(),
+                None => this.stats.clone(),
+            };
+            stats_table(lua, &stats)
+        });
         methods.add_meta_method("__tostring", |_, this, ()| {
             Ok(format!("RowSink({})", this.name))
         });

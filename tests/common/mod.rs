@@ -252,6 +252,7 @@ impl Project {
 // Helpers of the store and format tests.
 
 pub mod project;
+pub mod redis;
 pub mod s3;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,200 @@
+-- plugins/redis.lua: Redis backups and backup imports (seed 004).
+--
+--   local redis = require "redis"
+--
+--   -- Import RDB files (written by SAVE/BGSAVE, or by redis.backup) into a Redis instance.
+--   redis.migrate(ctx, {
+--     target = "redis://10.0.0.5:6379/0", password = ctx.secret("redis_password"),
+--     method = "full",                  -- "full": replace existing keys; "incremental": keep them
+--     store = "s3://bucket/backups", store_opts = { ... },           -- where the files are
+--     files = { { name = "dump.rdb", size = 123456 } },              -- sizes are checked when given
+--     -- or, instead of store/files, a backup taken by redis.backup:
+--     backup_id = "20261123T020000Z-42", point = "data/backups", set = "redis",
+--     db = nil,                         -- nil: each key into its own database; n: all into n
+--   })
+--
+--   -- Back a live instance up (SCAN + DUMP, every non-empty database) into a backup point, as
+--   -- one RDB file with a manifest, registered in the backup catalog like plugins/backup.lua's.
+--   redis.backup(ctx, { url = "redis://...", password = ..., point = "data/backups", set = "redis",
+--                       match = "*", dbs = nil, name = "nightly", description = "..." })
+--
+-- Every file is verified completely (structure and the RDB checksum) before the first key is
+-- written, so a corrupt or truncated file fails the run with the target untouched. Keys whose
+-- expiry has passed are not written. Progress counts keys.
+
+local backup = require "backup"
+
+local M = {}
+
+--- A secret's value, or nil when it is not defined (a Redis without a password needs none).
+function M.secret(ctx, name)
+  local ok, value = pcall(ctx.secret, name)
+  if ok then return value end
+  return nil
+end
+
+local function file_list(files)
+  if type(files) == "string" then
+    if files:match("^%s*%[") then
+      files = ferry.json.decode(files)
+    else
+      local out = {}
+      for item in files:gmatch("[^,]+") do
+        local name, size = item:match("^%s*(.-)%s*:%s*(%d+)%s*$")
+        out[#out + 1] = { name = name or item:match("^%s*(.-)%s*$"), size = size and tonumber(size) }
+      end
+      files = out
+    end
+  end
+  local out = {}
+  for i, f in ipairs(files or {}) do
+    if type(f) == "string" then f = { name = f } end
+    -- The seed's field names are accepted too: file_name, size as a string.
+    local name = f.name or f.file_name
+    if type(name) ~= "string" or name == "" then
+      error(string.format("redis.migrate: files[%d] needs a name", i), 3)
+    end
+    local size = f.size
+    if size ~= nil then
+      size = math.tointeger(tonumber(size))
+      if not size or size < 0 then
+        error(string.format("redis.migrate: files[%d] (%s): size must be a number of bytes, got %s", i, name, tostring(f.size)), 3)
+      end
+    end
+    out[#out + 1] = { name = name, size = size }
+  end
+  return out
+end
+
+-- The store and files an import reads: listed files, or the RDB file of a ferry backup.
+local function sources(ctx, o)
+  if o.backup_id then
+    local set = o.set or "redis"
+    local point = ferry.store(o.point or "data/backups", o.point_opts)
+    local mpath = set .. "/" .. o.backup_id .. "/manifest.json"
+    if not point:exists(mpath) then
+      error("redis.migrate: backup " .. o.backup_id .. " not found at " .. point:url(mpath), 3)
+    end
+    local m = ferry.json.decode(point:read(mpath))
+    if m.redis == nil then
+      error("redis.migrate: backup " .. o.backup_id .. " is not a Redis backup (it has no RDB file)", 3)
+    end
+    local files = {}
+    for _, f in ipairs(m.files) do
+      files[#files + 1] = { name = set .. "/" .. f["in"] .. "/data/" .. f.path, size = f.size, sha256 = f.sha256 }
+    end
+    ctx.log.info("importing backup %s (%d keys, taken %s from %s)", m.id, m.redis.keys, m.created, m.source)
+    return point, files
+  end
+  if not o.files then error("redis.migrate: give `files` (with `store`) or `backup_id`", 3) end
+  return ferry.store(o.store or "data/store", o.store_opts), file_list(o.files)
+end
+
+--- Imports RDB files into a Redis instance. Returns the counts for the run's summary.
+function M.migrate(ctx, o)
+  local method = o.method or "full"
+  if method ~= "full" and method ~= "incremental" then
+    error("redis.migrate: `method` must be \"full\" or \"incremental\", got " .. tostring(method), 2)
+  end
+  if type(o.target) ~= "string" then error("redis.migrate: `target` must be a redis:// URL", 2) end
+  local store, files = sources(ctx, o)
+  if #files == 0 then error("redis.migrate: no files to import", 2) end
+
+  -- Check everything before touching the target.
+  local total, bytes = 0, 0
+  for _, f in ipairs(files) do
+    local st = store:stat(f.name)
+    if not st then error("redis.migrate: " .. store:url(f.name) .. " does not exist", 2) end
+    if f.size and st.size ~= f.size then
+      error(string.format("redis.migrate: %s is %d bytes, the task says %d (incomplete upload?)",
+        store:url(f.name), st.size, f.size), 2)
+    end
+    if f.sha256 then
+      local sha = ferry.hash.sha256(store:open(f.name))
+      if sha ~= f.sha256 then
+        error(string.format("redis.migrate: %s: checksum mismatch (expected %s, got %s)", f.name, f.sha256, sha), 2)
+      end
+    end
+    local info = ferry.redis.check(store:open(f.name))
+    if info.functions > 0 then
+      ctx.log.warn("%s holds %d function libraries; they are not imported (FUNCTION RESTORE them separately)",
+        f.name, info.functions)
+    end
+    ctx.log.info("%s: RDB version %d, %d keys, checksum %s", f.name, info.version, info.keys, info.checksum)
+    total, bytes = total + info.keys, bytes + st.size
+  end
+
+  local r = ferry.redis.connect(o.target, { password = o.password, username = o.username,
+    connect_timeout = o.connect_timeout, timeout = o.timeout })
+  ctx.log.info("importing %d keys from %d file(s) into %s (%s)", total, #files, r:url(), method)
+  local sink = r:restore({ mode = method == "full" and "replace" or "skip", db = o.db,
+    batch = o.batch, progress = total })
+  for _, f in ipairs(files) do
+    ferry.pipe(ferry.redis.rdb(store:open(f.name)), sink, { close = false })
+  end
+  sink:close()
+  local s = sink:stats()
+  ctx.progress(total, total)
+  ctx.log.info("imported into %s: %d keys written, %d kept (existing), %d expired", r:url(), s.restored, s.skipped, s.expired)
+  r:close()
+  return { method = method, files = #files, bytes = bytes, keys = total,
+           restored = s.restored, skipped = s.skipped, expired = s.expired }
+end
+
+-- The databases holding keys (INFO keyspace).
+local function keyspace(r)
+  local dbs = {}
+  for db in tostring(r:call("INFO", "keyspace")):gmatch("db(%d+):keys=") do
+    dbs[#dbs + 1] = tonumber(db)
+  end
+  table.sort(dbs)
+  return dbs
+end
+
+--- Backs a live instance up into a backup point as one RDB file (SCAN + DUMP, no BGSAVE
+--- needed on the server), with a manifest and a catalog entry like plugins/backup.lua's.
+function M.backup(ctx, o)
+  if type(o.url) ~= "string" then error("redis.backup: `url` must be a redis:// URL", 2) end
+  local set = o.set or "redis"
+  local point = ferry.store(o.point or "data/backups", o.point_opts)
+  local conn_opts = { password = o.password, username = o.username, connect_timeout = o.connect_timeout,
+    timeout = o.timeout }
+  local r = ferry.redis.connect(o.url, conn_opts)
+  local dbs = o.dbs or keyspace(r)
+  local total = 0
+  for _, db in ipairs(dbs) do
+    r:call("SELECT", db)
+    total = total + r:call("DBSIZE")
+  end
+  local now = ferry.time.now()
+  local id = ferry.time.format(now, "%Y%m%dT%H%M%SZ") .. "-" .. ctx.run_id
+  local path = set .. "/" .. id .. "/data/dump.rdb"
+  ctx.log.info("backing up %s (databases %s, about %d keys) to %s", r:url(), table.concat(dbs, ","), total, point:url(path))
+  local out = ferry.redis.rdb_writer(point:create(path))
+  local keys, per_db = 0, {}
+  for _, db in ipairs(dbs) do
+    conn_opts.db = db
+    local src = ferry.redis.connect(o.url, conn_opts):scan({ match = o.match, progress = false })
+    local n = ferry.pipe(src, out, { close = false })
+    per_db[tostring(db)] = n
+    keys = keys + n
+    ctx.progress(keys, math.max(total, keys))
+  end
+  out:close()
+  local st = point:stat(path)
+  local manifest = {
+    id = id, name = o.name or set, description = o.description, set = set, kind = "full",
+    source = r:url(), created = ferry.time.format(now, "%Y-%m-%dT%H:%M:%S%.3fZ"), compression = "none",
+    files = { { path = "dump.rdb", size = st.size, mtime = st.modified, sha256 = ferry.hash.sha256(point:open(path)), ["in"] = id } },
+    totals = { files = 1, copied = 1, reused = 0, bytes_copied = st.size },
+    redis = { keys = keys, dbs = per_db, match = o.match or "*" },
+  }
+  point:write(set .. "/" .. id .. "/manifest.json", ferry.json.encode(manifest, { pretty = true }), { if_absent = true })
+  backup.register(o, point, manifest)
+  ctx.artifact(point, path)
+  ctx.log.info("backup %s: %d keys, %d bytes", id, keys, st.size)
+  r:close()
+  return { id = id, keys = keys, bytes = st.size, dbs = per_db }
+end
+
+return M

@@ -1,0 +1,466 @@
+//! Redis through the real binary against real `redis-server` instances: the `ferry.redis`
+//! primitives, RDB import from the S3 emulator, ferry's own Redis backups, conflict policies,
+//! failures that must leave the target untouched and keep secrets out, and cancellation.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::{RedisServer, assert_same, contents, dead_port, populate};
+use common::{Project, wait_for};
+use serde_json::Value;
+
+const PASSWORD: &str = "pw-Sup3r-s3cret-4711";
+
+fn project() -> Project {
+    let p = Project::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["plugins", "scripts"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "lua") {
+                std::fs::copy(&path, p.path().join(dir).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    p
+}
+
+/// `ferry run ARGS --json` with the Redis password secret set; (exit code, run JSON, all output).
+fn run(p: &Project, args: &[&str]) -> (i32, Value, String) {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let r = p.ferry_env(&all, &[("FERRY_SECRET_REDIS_PASSWORD", PASSWORD)]);
+    let json = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+    (r.code, json, r.all())
+}
+
+fn dbsize(server: &RedisServer, db: i64) -> i64 {
+    redis::cmd("DBSIZE").query(&mut server.con_db(db)).unwrap()
+}
+
+#[test]
+fn lua_primitives_call_pipeline_scan_and_restore() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let p = project();
+    p.script(
+        "prims",
+        &r#"return { run = function(ctx)
+          local r = ferry.redis.connect("SRC")
+          assert(r:call("SET", "a", 1) == "OK")
+          assert(r:call("GET", "a") == "1")
+          assert(r:call("GET", "missing") == nil)
+          assert(r:call("INCRBY", "a", 41) == 42)
+          r:call("HSET", "h", "f", 1.5, "g", "x")
+          local replies = r:pipeline({ { "GET", "a" }, { "HGET", "h", "f" }, { "GET", "nope" }, { "INCR", "h" } })
+          assert(replies[1] == "42" and replies[2] == "1.5" and replies[3] == false, ferry.json.encode(replies))
+          assert(replies[4].err:find("WRONGTYPE"), replies[4].err)
+          local tx = r:pipeline({ { "SET", "t1", "x" }, { "SET", "t2", "y" } }, { atomic = true })
+          assert(tx[1] == "OK" and tx[2] == "OK")
+          local ok, err = pcall(r.call, r, "INCR", "h")
+          assert(not ok and tostring(err):find("INCR: WRONGTYPE"), tostring(err))
+          r:call("RPUSH", "list:1", "a", "b")
+          r:call("SET", "bin", "\0\1\2")
+          r:call("SET", "ttl", "v", "PX", 100000)
+          local rows, types = 0, {}
+          for row in r:scan({ match = "*" }):rows() do
+            rows = rows + 1
+            types[row.key] = row.type
+            if row.key == "ttl" then assert(row.ttl > 90000 and row.expire_at > 0) else assert(row.ttl == nil) end
+          end
+          assert(rows == 7, rows)
+          assert(types.h == "hash" and types["list:1"] == "list" and types.a == "string")
+          local n = 0
+          for _ in r:scan({ match = "t*", type = "string" }):rows() do n = n + 1 end
+          assert(n == 3, n)
+          local dst = ferry.redis.connect("DST")
+          local sink = dst:restore({ mode = "skip" })
+          dst:call("SET", "a", "kept")
+          local moved = ferry.pipe(r:scan(), sink)
+          local s = sink:stats()
+          assert(moved == 7 and s.restored == 6 and s.skipped == 1, ferry.json.encode(s))
+          assert(dst:call("GET", "a") == "kept")
+          assert(dst:call("GET", "bin") == "\0\1\2")
+          assert(dst:call("PTTL", "ttl") > 90000)
+          return { moved = moved }
+        end }"#
+            .replace("SRC", &src.url(0))
+            .replace("DST", &dst.url(0)),
+    );
+    let (code, json, out) = run(&p, &["prims"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["summary"]["moved"], 7, "{json}");
+    assert_eq!(dbsize(&dst, 0), 7);
+}
+
+#[test]
+fn bad_arguments_and_options_are_clear() {
+    let src = RedisServer::start();
+    let p = project();
+    for (body, want) in [
+        (
+            r#"ferry.redis.connect("http://h/")"#,
+            "unsupported URL scheme `http`",
+        ),
+        (
+            r#"ferry.redis.connect("redis://h", { pasword = "x" })"#,
+            "unknown option `pasword`",
+        ),
+        (
+            r#"ferry.redis.connect("URL"):call()"#,
+            "expected a command name",
+        ),
+        (
+            r#"ferry.redis.connect("URL"):call("SET", {}, 1)"#,
+            "argument 2: expected a string or a number, got table",
+        ),
+        (
+            r#"ferry.redis.connect("URL"):pipeline({ "GET" })"#,
+            "command 1 must be a table",
+        ),
+        (
+            r#"ferry.redis.connect("URL"):restore({ mode = "merge" })"#,
+            "mode must be \"replace\" or \"skip\"",
+        ),
+        (
+            r#"ferry.redis.check("not an rdb file at all")"#,
+            "not an RDB file",
+        ),
+        (
+            r#"local s = ferry.redis.connect("URL"):restore(); s:write(setmetatable({ k = 1 }, {})); s:close()"#,
+            "cannot tell the columns",
+        ),
+        (
+            r#"ferry.pipe(ferry.csv.reader("a,b\n1,2\n"), ferry.redis.connect("URL"):restore())"#,
+            "RESTORE needs rows with the columns `key` and `payload`",
+        ),
+    ] {
+        p.script(
+            "bad",
+            &format!(
+                "return {{ run = function(ctx) {} end }}",
+                body.replace("URL", &src.url(0))
+            ),
+        );
+        let (code, json, out) = run(&p, &["bad"]);
+        assert_eq!(code, 1, "{body}: {out}");
+        let msg = json["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(msg.contains(want), "{body}: want {want:?} in {msg:?}");
+        assert!(
+            msg.contains("bad.lua:1"),
+            "{body}: the script line is named: {msg}"
+        );
+    }
+}
+
+fn upload_script(p: &Project, s3: &common::s3::S3Server) {
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[stores.bucket]\nurl = \"{}\"\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            s3.url("redis-dumps"),
+            s3.endpoint(),
+            s3.access_key,
+            s3.secret_key
+        ),
+    );
+    p.script(
+        "upload",
+        r#"return { params = { name = {} }, run = function(ctx)
+          ferry.copy(ferry.store("data/store"), ctx.params.name, ferry.store("bucket"), ctx.params.name)
+        end }"#,
+    );
+    p.script(
+        "import",
+        r#"local redis = require "redis"
+        return { params = { target = {}, files = {}, method = { default = "full" }, backup_id = {} },
+          run = function(ctx)
+            return redis.migrate(ctx, { target = ctx.params.target, password = redis.secret(ctx, "redis_password"),
+              store = "bucket", files = ctx.params.files, method = ctx.params.method })
+          end }"#,
+    );
+}
+
+#[test]
+fn rdb_from_the_s3_emulator_imports_every_type_with_ttls() {
+    let source = RedisServer::start();
+    populate(&source, 1000);
+    let want = contents(&source, &[0, 3]);
+    let dump = source.save();
+    let size = std::fs::metadata(&dump).unwrap().len();
+
+    let target = RedisServer::start_with(Some(PASSWORD));
+    let s3 = common::s3::S3Server::start();
+    let p = project();
+    upload_script(&p, &s3);
+    std::fs::create_dir_all(p.path().join("data/store")).unwrap();
+    std::fs::copy(&dump, p.path().join("data/store/dump-0.rdb")).unwrap();
+    let (code, _, out) = run(&p, &["upload", "-p", "name=dump-0.rdb"]);
+    assert_eq!(code, 0, "{out}");
+
+    // A size that does not match the file is refused before anything is written.
+    let files = format!("dump-0.rdb:{}", size + 1);
+    let (code, json, out) = run(
+        &p,
+        &[
+            "import",
+            "-p",
+            &format!("target={}", target.url(0)),
+            "-p",
+            &format!("files={files}"),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    let msg = json["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("is {size} bytes, the task says {}", size + 1)),
+        "{msg}"
+    );
+    assert_eq!(dbsize(&target, 0), 0);
+
+    // The seed's file list (JSON, size as a string) works as well as name:size.
+    let files = format!(r#"[{{"file_name": "dump-0.rdb", "size": "{size}"}}]"#);
+    let (code, json, out) = run(
+        &p,
+        &[
+            "import",
+            "-p",
+            &format!("target={}", target.url(0)),
+            "-p",
+            &format!("files={files}"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["state"], "succeeded");
+    let summary = &json["summary"];
+    assert_eq!(summary["keys"], want.len() as u64, "{summary}");
+    assert_eq!(summary["restored"], want.len() as u64, "{summary}");
+    assert_eq!(json["progress"]["done"], want.len() as u64, "{json}");
+    assert_same(&want, &contents(&target, &[0, 3]));
+    assert!(!out.contains(PASSWORD), "the password leaked: {out}");
+}
+
+#[test]
+fn ferry_backup_then_incremental_keeps_and_full_replaces() {
+    let source = RedisServer::start();
+    populate(&source, 200);
+    let want = contents(&source, &[0, 3]);
+    let p = project();
+    let (code, json, out) = run(
+        &p,
+        &["redis_backup", "-p", &format!("url={}", source.url(0))],
+    );
+    assert_eq!(code, 0, "{out}");
+    let id = json["summary"]["id"].as_str().unwrap().to_string();
+    assert_eq!(json["summary"]["keys"], want.len() as u64, "{json}");
+    // The backup is a real RDB file: redis-server itself loads it at start-up.
+    let rdb = p
+        .path()
+        .join(format!("data/backups/redis/{id}/data/dump.rdb"));
+    let loaded = RedisServer::start_loading(&rdb);
+    assert_same(&want, &contents(&loaded, &[0, 3]));
+    drop(loaded);
+
+    let target = RedisServer::start();
+    let mut con = target.con();
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg("s:short")
+        .arg("the target's own")
+        .cmd("SET")
+        .arg("only:in:target")
+        .arg("stays")
+        .query(&mut con)
+        .unwrap();
+    let target_url = format!("target={}", target.url(0));
+    let backup_id = format!("backup_id={id}");
+    let (code, json, out) = run(
+        &p,
+        &[
+            "redis_import",
+            "-p",
+            &target_url,
+            "-p",
+            &backup_id,
+            "-p",
+            "method=incremental",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["summary"]["skipped"], 1, "{json}");
+    let got: String = redis::cmd("GET").arg("s:short").query(&mut con).unwrap();
+    assert_eq!(got, "the target's own");
+    let mut got = contents(&target, &[0, 3]);
+    assert!(got.remove(&(0, b"only:in:target".to_vec())).is_some());
+    let mut want_inc = want.clone();
+    let own = got.get(&(0, b"s:short".to_vec())).cloned().unwrap();
+    want_inc.insert((0, b"s:short".to_vec()), own);
+    assert_same(&want_inc, &got);
+
+    let (code, json, out) = run(
+        &p,
+        &[
+            "redis_import",
+            "-p",
+            &target_url,
+            "-p",
+            &backup_id,
+            "-p",
+            "method=full",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["summary"]["restored"], want.len() as u64, "{json}");
+    let mut got = contents(&target, &[0, 3]);
+    assert!(got.remove(&(0, b"only:in:target".to_vec())).is_some());
+    assert_same(&want, &got);
+}
+
+#[test]
+fn failures_are_clear_keep_the_target_untouched_and_hide_the_password() {
+    let source = RedisServer::start();
+    populate(&source, 300);
+    let dump = source.save();
+    let target = RedisServer::start_with(Some(PASSWORD));
+    let p = project();
+    std::fs::create_dir_all(p.path().join("data/store")).unwrap();
+    std::fs::copy(&dump, p.path().join("data/store/good.rdb")).unwrap();
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(p.path().join("data/store/flipped.rdb"), &bytes).unwrap();
+    std::fs::write(p.path().join("data/store/truncated.rdb"), &bytes[..mid]).unwrap();
+    p.script(
+        "imp",
+        r#"local redis = require "redis"
+        return { params = { target = {}, files = {}, password = {} }, run = function(ctx)
+          -- `$PASSWORD` in the URL stands for the secret: a credential inside a URL is hidden too.
+          local secret = redis.secret(ctx, "redis_password")
+          local target = ctx.params.target:gsub("%$PASSWORD", secret)
+          return redis.migrate(ctx, { target = target, files = ctx.params.files,
+            password = ctx.params.password or (not target:find("@") and secret or nil) })
+        end }"#,
+    );
+    let target_url = format!("target={}", target.url(0));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![target_url.clone(), "files=flipped.rdb".into()],
+            "flipped.rdb",
+        ),
+        (
+            vec![target_url.clone(), "files=truncated.rdb".into()],
+            "truncated.rdb",
+        ),
+        (
+            vec![
+                target_url.clone(),
+                "files=good.rdb".into(),
+                "password=wrong-password-123".into(),
+            ],
+            "authentication failed",
+        ),
+        (
+            vec![
+                format!("target=redis://:$PASSWORD@127.0.0.1:{}/0", dead_port()),
+                "files=good.rdb".into(),
+            ],
+            "connection refused",
+        ),
+        (
+            vec![target_url.clone(), "files=missing.rdb".into()],
+            "does not exist",
+        ),
+    ];
+    for (params, want) in cases {
+        let mut args = vec!["imp".to_string()];
+        for kv in &params {
+            args.push("-p".into());
+            args.push(kv.clone());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, json, out) = run(&p, &refs);
+        assert_eq!(code, 1, "{params:?}: {out}");
+        assert_eq!(json["state"], "failed", "{json}");
+        let msg = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(want), "{params:?}: want {want:?} in {msg}");
+        assert!(
+            !out.contains(PASSWORD),
+            "{params:?}: the password leaked: {out}"
+        );
+        let shown = p
+            .ferry(&["runs", "show", &json["id"].to_string(), "--json"])
+            .all();
+        assert!(
+            !shown.contains(PASSWORD),
+            "{params:?}: the password is in the history: {shown}"
+        );
+        assert_eq!(dbsize(&target, 0), 0, "{params:?}: the target was touched");
+    }
+    // Corruption is named precisely.
+    let (_, json, _) = run(&p, &["imp", "-p", &target_url, "-p", "files=flipped.rdb"]);
+    let msg = json["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("checksum") || msg.contains("byte"), "{msg}");
+}
+
+#[test]
+fn a_cancelled_import_stops_promptly() {
+    let source = RedisServer::start();
+    // Enough keys, written in small batches, that the import takes several seconds.
+    let mut con = source.con();
+    for chunk in 0..20 {
+        let mut pipe = redis::pipe();
+        for i in 0..10_000 {
+            pipe.cmd("SET")
+                .arg(format!("k:{chunk}:{i}"))
+                .arg("v".repeat(50))
+                .ignore();
+        }
+        let _: () = pipe.query(&mut con).unwrap();
+    }
+    let dump = source.save();
+    let target = RedisServer::start();
+    let p = project();
+    std::fs::create_dir_all(p.path().join("data/store")).unwrap();
+    std::fs::copy(&dump, p.path().join("data/store/big.rdb")).unwrap();
+    p.script(
+        "slow_import",
+        r#"local redis = require "redis"
+        return { params = { target = {} }, run = function(ctx)
+          return redis.migrate(ctx, { target = ctx.params.target, files = "big.rdb", batch = 5 })
+        end }"#,
+    );
+    let mut child = p
+        .cmd(&[
+            "run",
+            "slow_import",
+            "-p",
+            &format!("target={}", target.url(0)),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("keys to arrive", Duration::from_secs(60), || {
+        (dbsize(&target, 0) > 1000).then_some(())
+    });
+    let asked = Instant::now();
+    let r = p.ferry(&["runs", "cancel", "1"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let status = child.wait().unwrap();
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(1));
+    let run = p.show(1);
+    assert_eq!(run["state"], "cancelled", "{run}");
+    assert_eq!(run["error"]["code"], "cancelled", "{run}");
+    let written = dbsize(&target, 0);
+    assert!(
+        written < 200_000,
+        "the import ran to the end ({written} keys) instead of stopping"
+    );
+    eprintln!("cancel took {took:?}, {written} keys written");
+}
