@@ -2515,4 +2515,382 @@ mod tests {
             "bad.rdb: key \"k\": invalid DUMP payload: 5 bytes; a payload has at least 11 (a type byte, a value, a 2-byte version and an 8-byte checksum)"
         );
     }
+
+    /// Tests against real `redis-server` instances (Debian's 7.0, installed by
+    /// `tests/setup.sh`), each on a free port with its own folder.
+    mod live {
+        use super::*;
+        use std::net::TcpListener;
+        use std::path::Path;
+        use std::process::{Child, Command, Stdio};
+        use std::time::{Duration, Instant};
+
+        /// A `redis-server` started for a test, killed when dropped.
+        struct Server {
+            child: Child,
+            port: u16,
+        }
+
+        impl Server {
+            /// Starts `redis-server` with `dir/dump.rdb` as its RDB file (loaded if present)
+            /// and waits until it answers PING.
+            fn start(dir: &Path, extra: &[&str]) -> Server {
+                let port = TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                let log = dir.join("redis.log");
+                let child = Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no", "--dbfilename", "dump.rdb"])
+                    .arg("--dir")
+                    .arg(dir)
+                    .arg("--logfile")
+                    .arg(&log)
+                    .args(extra)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "cannot start redis-server ({e}); the RDB tests need Debian's redis-server: run tests/setup.sh"
+                        )
+                    });
+                let mut server = Server { child, port };
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    if server.try_ping() {
+                        return server;
+                    }
+                    if let Ok(Some(status)) = server.child.try_wait() {
+                        let log = std::fs::read_to_string(&log).unwrap_or_default();
+                        panic!("redis-server exited ({status}):\n{log}");
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "redis-server did not answer PING in 10 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+
+            fn try_ping(&self) -> bool {
+                let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+                else {
+                    return false;
+                };
+                client.get_connection().is_ok_and(|mut con| {
+                    redis::cmd("PING")
+                        .query::<String>(&mut con)
+                        .is_ok_and(|p| p == "PONG")
+                })
+            }
+
+            fn connect(&self) -> redis::Connection {
+                redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+                    .and_then(|c| c.get_connection())
+                    .expect("connect to redis-server")
+            }
+        }
+
+        impl Drop for Server {
+            fn drop(&mut self) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+
+        fn run<T: redis::FromRedisValue>(con: &mut redis::Connection, cmd: &mut redis::Cmd) -> T {
+            cmd.query(con).unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+        }
+
+        fn select(con: &mut redis::Connection, db: u64) {
+            run::<()>(con, redis::cmd("SELECT").arg(db));
+        }
+
+        /// Keys of every type in small and large encodings, in databases 0 and 3, some with
+        /// an expiry, and a function library.
+        fn populate(con: &mut redis::Connection) {
+            let text = "the quick brown fox jumps over the lazy dog; ".repeat(4);
+            let binary: Vec<u8> = (0..=255u8).rev().collect();
+            select(con, 0);
+            run::<()>(con, redis::cmd("SET").arg("str:short").arg("hello"));
+            run::<()>(con, redis::cmd("SET").arg("str:int").arg("12345"));
+            run::<()>(con, redis::cmd("SET").arg("str:text").arg(&text));
+            run::<()>(con, redis::cmd("SET").arg("str:big").arg(text.repeat(500)));
+            run::<()>(
+                con,
+                redis::cmd("SET").arg(&b"bin:\x00\xff"[..]).arg(&binary),
+            );
+            run::<()>(con, redis::cmd("SET").arg("987654").arg("an integer key"));
+            run::<()>(
+                con,
+                redis::cmd("SET")
+                    .arg(format!("long:{}", "abc".repeat(30)))
+                    .arg("a compressed key"),
+            );
+            run::<()>(
+                con,
+                redis::cmd("RPUSH")
+                    .arg("list:small")
+                    .arg(&["a", "b", "c", "1", "2"]),
+            );
+            let many: Vec<String> = (0..1000).map(|i| format!("element {i}")).collect();
+            run::<()>(con, redis::cmd("RPUSH").arg("list:big").arg(&many));
+            run::<()>(
+                con,
+                redis::cmd("SADD")
+                    .arg("set:ints")
+                    .arg(&[1, 2, 3, 100_000, -5]),
+            );
+            run::<()>(
+                con,
+                redis::cmd("SADD").arg("set:small").arg(&["x", "y", "z"]),
+            );
+            run::<()>(con, redis::cmd("SADD").arg("set:big").arg(&many));
+            run::<()>(
+                con,
+                redis::cmd("ZADD")
+                    .arg("zset:small")
+                    .arg(&["1", "a", "2.5", "b", "-inf", "c"]),
+            );
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg("zset:big");
+            for i in 0..498 {
+                zadd.arg(f64::from(i) * 0.37 - 50.0)
+                    .arg(format!("member {i}"));
+            }
+            zadd.arg("inf").arg("top").arg("-inf").arg("bottom");
+            run::<()>(con, &mut zadd);
+            run::<()>(
+                con,
+                redis::cmd("HSET")
+                    .arg("hash:small")
+                    .arg(&["f1", "v1", "f2", "2"]),
+            );
+            let mut hset = redis::cmd("HSET");
+            hset.arg("hash:big");
+            for i in 0..1000 {
+                hset.arg(format!("field {i}")).arg(format!("value {i}"));
+            }
+            run::<()>(con, &mut hset);
+            for i in 0..5 {
+                run::<String>(
+                    con,
+                    redis::cmd("XADD").arg("stream").arg("*").arg("n").arg(i),
+                );
+            }
+            run::<()>(
+                con,
+                redis::cmd("XGROUP").arg(&["CREATE", "stream", "group", "0"]),
+            );
+            run::<redis::Value>(
+                con,
+                redis::cmd("XREADGROUP").arg(&[
+                    "GROUP", "group", "alice", "COUNT", "2", "STREAMS", "stream", ">",
+                ]),
+            );
+            for (key, ms) in [
+                ("str:short", 3_600_000),
+                ("hash:big", 7_200_000),
+                ("list:small", 1_800_000),
+            ] {
+                run::<()>(con, redis::cmd("PEXPIRE").arg(key).arg(ms));
+            }
+            run::<()>(
+                con,
+                redis::cmd("FUNCTION").arg("LOAD").arg(
+                    "#!lua name=ferrylib\nredis.register_function('ferry_noop', function() return 1 end)",
+                ),
+            );
+            select(con, 3);
+            run::<()>(con, redis::cmd("SET").arg("db3:str").arg("three"));
+            run::<()>(con, redis::cmd("HSET").arg("db3:hash").arg(&["a", "b"]));
+            run::<()>(con, redis::cmd("PEXPIRE").arg("db3:str").arg(5_000_000));
+        }
+
+        /// Checks `entries` against a live server: the same number of keys per database, and
+        /// for each key the server's DUMP equal to the payload (with `exact` false, hash-table
+        /// sets and hashes may list their elements in another order) and its expiry (±1 s).
+        fn assert_server_has(
+            con: &mut redis::Connection,
+            entries: &[RdbEntry],
+            exact: bool,
+            what: &str,
+        ) {
+            let mut per_db = BTreeMap::<u64, u64>::new();
+            for e in entries {
+                *per_db.entry(e.db).or_default() += 1;
+            }
+            for db in 0..16 {
+                select(con, db);
+                let size: u64 = run(con, &mut redis::cmd("DBSIZE"));
+                assert_eq!(
+                    size,
+                    per_db.get(&db).copied().unwrap_or(0),
+                    "{what}: DBSIZE of db {db}"
+                );
+            }
+            for e in entries {
+                select(con, e.db);
+                let dump: Vec<u8> = run(con, redis::cmd("DUMP").arg(&e.key));
+                if exact {
+                    assert_eq!(dump, e.payload, "{what}: DUMP of {}", quote_key(&e.key));
+                } else if dump != e.payload {
+                    // A set or hash in a hash table is dumped in the table's order, which
+                    // depends on the process's hash seed: another server holding the same
+                    // elements may dump them in another order.
+                    let same = unordered(&dump).is_some_and(|d| Some(d) == unordered(&e.payload));
+                    assert!(
+                        same,
+                        "{what}: DUMP of {}: {dump:?} vs {:?}",
+                        quote_key(&e.key),
+                        e.payload
+                    );
+                }
+                let at: i64 = run(con, redis::cmd("PEXPIRETIME").arg(&e.key));
+                match e.expire_at_ms {
+                    Some(want) => assert!(
+                        (at - want).abs() <= 1000,
+                        "{what}: expiry of {}: {at} vs {want}",
+                        quote_key(&e.key)
+                    ),
+                    None => assert_eq!(at, -1, "{what}: {} has an expiry", quote_key(&e.key)),
+                }
+            }
+        }
+
+        /// A set member (one string) or a hash field and its value (two).
+        type Item = Vec<Vec<u8>>;
+
+        /// The elements (pairs for a hash) of a hash-table set or hash payload, sorted, with
+        /// its type byte and version; `None` for other payloads.
+        fn unordered(payload: &[u8]) -> Option<(u8, u16, Vec<Item>)> {
+            let version = verify_payload(payload).ok()?;
+            let per_item = match payload[0] {
+                2 => 1,
+                4 => 2,
+                _ => return None,
+            };
+            let mut input = Input::new(&payload[1..payload.len() - FOOTER_LEN]);
+            let n = input.length().ok()?;
+            let mut items = Vec::new();
+            for _ in 0..n {
+                let mut item = Vec::new();
+                for _ in 0..per_item {
+                    let mut s = Vec::new();
+                    input.read_string(&mut s).ok()?;
+                    item.push(s);
+                }
+                items.push(item);
+            }
+            input.byte().is_err().then_some(())?;
+            items.sort();
+            Some((payload[0], version, items))
+        }
+
+        #[test]
+        fn a_saved_file_reads_back_as_the_server_dumps_restores_and_loads() {
+            let dir = tempfile::tempdir().unwrap();
+            let source = Server::start(dir.path(), &[]);
+            let mut con = source.connect();
+            populate(&mut con);
+            run::<()>(&mut con, &mut redis::cmd("SAVE"));
+            let bytes = std::fs::read(dir.path().join("dump.rdb")).unwrap();
+            let (entries, summary) = read_all(&bytes).unwrap();
+
+            assert_eq!(summary.version, 10, "Redis 7.0 writes RDB version 10");
+            assert_eq!(summary.checksum, Checksum::Verified);
+            assert_eq!(summary.functions, 1);
+            assert_eq!(summary.expires, 4);
+            assert!(
+                summary
+                    .aux
+                    .iter()
+                    .any(|(k, v)| k == "redis-ver" && v.starts_with("7."))
+            );
+            let types: std::collections::BTreeSet<u8> =
+                entries.iter().map(|e| e.type_byte).collect();
+            for t in [0, 2, 4, 5, 11, 16, 17, 18, 19] {
+                assert!(types.contains(&t), "type {t} not among {types:?}");
+            }
+            let keys: Vec<&[u8]> = entries.iter().map(|e| &e.key[..]).collect();
+            for key in [
+                &b"987654"[..],
+                b"bin:\x00\xff",
+                format!("long:{}", "abc".repeat(30)).as_bytes(),
+            ] {
+                assert!(keys.contains(&key), "{}", quote_key(key));
+            }
+            assert_server_has(&mut con, &entries, true, "the saved server");
+
+            // RESTORE into a second server, with the absolute expiry.
+            let dir2 = tempfile::tempdir().unwrap();
+            let target = Server::start(dir2.path(), &[]);
+            let mut con2 = target.connect();
+            for e in &entries {
+                select(&mut con2, e.db);
+                let mut restore = redis::cmd("RESTORE");
+                restore
+                    .arg(&e.key)
+                    .arg(e.expire_at_ms.unwrap_or(0))
+                    .arg(&e.payload);
+                if e.expire_at_ms.is_some() {
+                    restore.arg("ABSTTL");
+                }
+                run::<()>(&mut con2, &mut restore);
+            }
+            assert_server_has(&mut con2, &entries, false, "the restored server");
+
+            // Written by RdbWriter and loaded at startup, with a database that comes back.
+            let mut order = entries.clone();
+            let first = order.remove(0);
+            order.push(first);
+            let n = order.len();
+            assert_eq!(
+                (order[n - 2].db, order[n - 1].db),
+                (3, 0),
+                "db 0 comes back"
+            );
+            let mut w = RdbWriter::new(Vec::new(), "written.rdb");
+            for e in &order {
+                w.write_entry(e.db, &e.key, e.expire_at_ms, &e.payload)
+                    .unwrap();
+            }
+            let written = w.finish().unwrap();
+            let (again, _) = read_all(&written).unwrap();
+            assert_eq!(again, order);
+            let dir3 = tempfile::tempdir().unwrap();
+            std::fs::write(dir3.path().join("dump.rdb"), &written).unwrap();
+            let loaded = Server::start(dir3.path(), &[]);
+            assert_server_has(
+                &mut loaded.connect(),
+                &entries,
+                false,
+                "the server that loaded the written file",
+            );
+
+            // The rows of the file through RdbSink give the same file content.
+            let mut src = RdbSource::new(&bytes[..], "dump.rdb", None).unwrap();
+            let mut sink = RdbSink::new(Vec::new(), "copy.rdb");
+            crate::formats::pipe(&mut src, &mut sink).unwrap();
+            sink.finish().unwrap();
+            let (copied, _) = read_all(&sink.into_inner().unwrap()).unwrap();
+            assert_eq!(copied, entries);
+        }
+
+        #[test]
+        fn a_file_saved_without_checksum_is_accepted() {
+            let dir = tempfile::tempdir().unwrap();
+            // `rdbchecksum` cannot be changed with CONFIG SET: it is set at startup.
+            let server = Server::start(dir.path(), &["--rdbchecksum", "no"]);
+            let mut con = server.connect();
+            run::<()>(&mut con, redis::cmd("SET").arg("k").arg("v"));
+            run::<()>(&mut con, &mut redis::cmd("SAVE"));
+            let bytes = std::fs::read(dir.path().join("dump.rdb")).unwrap();
+            let summary = check(&bytes[..], "dump.rdb").unwrap();
+            assert_eq!(summary.checksum, Checksum::Disabled);
+            assert_eq!(summary.keys, 1);
+        }
+    }
 }
