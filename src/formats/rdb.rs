@@ -194,7 +194,7 @@ pub enum RdbError {
     },
     /// The file's RDB version is outside 1 to [`MAX_VERSION`].
     #[error(
-        "{name}: RDB version {version} is not supported (versions 1 to 12 are, as written by Redis up to 7.4)"
+        "{name}: RDB version {version} is not supported (versions 1 to {MAX_VERSION} are, as written by Redis up to 7.4)"
     )]
     UnsupportedVersion {
         /// The input's name.
@@ -1162,7 +1162,9 @@ const WRITE_BUF: usize = 256 * 1024;
 /// The header is written with the first entry, with that payload's RDB version; payloads of
 /// that version or older may follow. The records written are those of that version: AUX fields
 /// (`ferry-ver`, `ctime`) from version 7, millisecond expiry times from version 3 (seconds
-/// before), the checksum from version 5.
+/// before), the checksum from version 5. The file is complete only once [`RdbWriter::finish`]
+/// has written its end: a writer dropped before leaves a file without it, which readers reject
+/// as truncated.
 pub struct RdbWriter<W: Write> {
     out: W,
     name: String,
@@ -1547,7 +1549,7 @@ impl<W: Write> RowSink for RdbSink<W> {
                 FormatError::data(
                     Location::file(&self.name),
                     format!(
-                        "an RDB output needs a `{name}` column (and a `payload` column of DUMP payloads); the columns are: {}",
+                        "an RDB output needs a `{name}` column (it takes `key`, `payload` with DUMP payloads, and optionally `db`, `expire_at` or `ttl`); the columns are: {}",
                         columns.join(", ")
                     ),
                 )
@@ -2484,7 +2486,7 @@ mod tests {
             sink.begin(&["db".into(), "key".into(), "value".into()])
                 .unwrap_err()
                 .to_string(),
-            "bad.rdb: an RDB output needs a `payload` column (and a `payload` column of DUMP payloads); the columns are: db, key, value"
+            "bad.rdb: an RDB output needs a `payload` column (it takes `key`, `payload` with DUMP payloads, and optionally `db`, `expire_at` or `ttl`); the columns are: db, key, value"
         );
         sink.begin(&["key".into(), "payload".into(), "db".into()])
             .unwrap();
