@@ -1,4 +1,5 @@
-//! Row formats: CSV, JSON, NDJSON, XLSX and SQL `INSERT` statements, plus zip archives.
+//! Row formats: CSV, JSON, NDJSON, XLSX and SQL `INSERT` statements, plus zip archives and Redis
+//! RDB files ([`rdb`]: one row per key, its value as a `DUMP` payload).
 //!
 //! Plain Rust on `std::io::Read` / `std::io::Write`: no Lua and no jobs in here. Every reader
 //! is a [`RowSource`] and every writer a [`RowSink`] over the row model of [`row`]; [`pipe`]
@@ -14,6 +15,7 @@ mod json;
 mod options;
 mod pipe;
 mod project;
+pub mod rdb;
 pub mod row;
 mod sql;
 mod text;
@@ -26,6 +28,7 @@ pub use json::{JsonReader, JsonWriter, NdjsonReader, NdjsonWriter};
 pub use options::{CsvOptions, ReadOptions, TimestampUnit, Type, WriteOptions};
 pub use pipe::{pipe, pipe_batches};
 pub use project::{ProjectedSink, ProjectedSource, Projection};
+pub use rdb::{RdbEntry, RdbError, RdbReader, RdbSink, RdbSource, RdbSummary, RdbWriter};
 pub use row::{MemorySink, MemorySource, RowSink, RowSource, Value};
 pub use sql::{
     SqlOptions, SqlStatement, SqlStatements, SqlWriter, quote_identifier, quote_literal,
