@@ -28,10 +28,19 @@ fn project() -> Project {
 
 /// `ferry run ARGS --json` with the Redis password secret set; (exit code, run JSON, all output).
 fn run(p: &Project, args: &[&str]) -> (i32, Value, String) {
+    run_env(p, args, &[("FERRY_SECRET_REDIS_PASSWORD", PASSWORD)])
+}
+
+/// `ferry run ARGS --json` without secrets.
+fn run_plain(p: &Project, args: &[&str]) -> (i32, Value, String) {
+    run_env(p, args, &[])
+}
+
+fn run_env(p: &Project, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
     all.push("--json");
-    let r = p.ferry_env(&all, &[("FERRY_SECRET_REDIS_PASSWORD", PASSWORD)]);
+    let r = p.ferry_env(&all, env);
     let json = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
     (r.code, json, r.all())
 }
@@ -251,7 +260,7 @@ fn ferry_backup_then_incremental_keeps_and_full_replaces() {
     populate(&source, 200);
     let want = contents(&source, &[0, 3]);
     let p = project();
-    let (code, json, out) = run(
+    let (code, json, out) = run_plain(
         &p,
         &["redis_backup", "-p", &format!("url={}", source.url(0))],
     );
@@ -279,7 +288,7 @@ fn ferry_backup_then_incremental_keeps_and_full_replaces() {
         .unwrap();
     let target_url = format!("target={}", target.url(0));
     let backup_id = format!("backup_id={id}");
-    let (code, json, out) = run(
+    let (code, json, out) = run_plain(
         &p,
         &[
             "redis_import",
@@ -302,7 +311,7 @@ fn ferry_backup_then_incremental_keeps_and_full_replaces() {
     want_inc.insert((0, b"s:short".to_vec()), own);
     assert_same(&want_inc, &got);
 
-    let (code, json, out) = run(
+    let (code, json, out) = run_plain(
         &p,
         &[
             "redis_import",

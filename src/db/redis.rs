@@ -14,7 +14,6 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::formats::{FormatError, Location, RowSink, RowSource, Value};
@@ -22,13 +21,13 @@ use crate::formats::{FormatError, Location, RowSink, RowSource, Value};
 /// The columns of a Redis row, in order: database number, key, type name, milliseconds left
 /// to live when the row was read (null: no expiry), absolute expiry in Unix milliseconds
 /// (null: none), and the `DUMP` payload.
-pub const ROW_COLUMNS: [&str; 6] = ["db", "key", "type", "ttl", "expire_at", "payload"];
+pub use crate::formats::rdb::COLUMNS as ROW_COLUMNS;
 
 /// Called between batches; `true` stops the transfer with [`RedisError::Interrupted`].
-pub type Interrupt = Arc<dyn Fn() -> bool + Send + Sync>;
+pub use crate::formats::rdb::Interrupt;
 
 /// Called after each batch with the number of keys handled so far.
-pub type Progress = Box<dyn FnMut(u64) + Send>;
+pub use crate::formats::rdb::Progress;
 
 /// An error of a Redis connection or transfer. Messages name the target by its redacted label
 /// (`redis://host:port/db`), never with a password.
@@ -233,12 +232,23 @@ fn label_of(info: &redis::ConnectionInfo) -> String {
     }
 }
 
+/// A server error reply as Redis writes it: `WRONGTYPE Operation against ...`.
+fn server_message(e: &redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_owned(),
+        _ => e.to_string(),
+    }
+}
+
 /// A readable message for a client error, with hints for the common cases.
 fn describe(e: &redis::RedisError, label: &str) -> String {
-    let text = e.to_string();
+    let text = server_message(e);
     let lower = text.to_ascii_lowercase();
     if lower.contains("wrongpass") || lower.contains("invalid password") {
         "authentication failed: wrong user name or password".into()
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        "authentication failed: wrong user name or password (or a password was given to a server that has none)".into()
     } else if lower.contains("noauth") {
         "the server requires a password; give one (opts.password or the URL)".into()
     } else if e.is_connection_refusal() {
@@ -297,7 +307,10 @@ impl Reply {
             redis::Value::Push { data, .. } => {
                 Reply::Array(data.into_iter().map(Reply::from_value).collect())
             }
-            redis::Value::ServerError(e) => Reply::Error(e.to_string()),
+            redis::Value::ServerError(e) => Reply::Error(match e.details() {
+                Some(d) => format!("{} {d}", e.code()),
+                None => e.code().to_owned(),
+            }),
             other => Reply::Bytes(format!("{other:?}").into_bytes()),
         }
     }
@@ -356,7 +369,9 @@ impl RedisConn {
         match self.con.recv_response() {
             Ok(v) => Ok(Reply::from_value(v)),
             Err(e) => match e.kind() {
-                redis::ErrorKind::Server(_) => Ok(Reply::Error(describe(&e, &self.target.label))),
+                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => {
+                    Ok(Reply::Error(server_message(&e)))
+                }
                 _ => Err(self.io_err(command, &e)),
             },
         }
@@ -514,22 +529,8 @@ pub fn now_ms() -> i64 {
 pub fn payload_type(payload: &[u8]) -> &'static str {
     payload
         .first()
-        .and_then(|b| rdb_type_name(*b))
+        .and_then(|b| crate::formats::rdb::type_name(*b))
         .unwrap_or("unknown")
-}
-
-/// The Redis type of an RDB value type byte.
-fn rdb_type_name(t: u8) -> Option<&'static str> {
-    Some(match t {
-        0 => "string",
-        1 | 10 | 14 | 18 => "list",
-        2 | 11 | 20 => "set",
-        3 | 5 | 12 | 17 => "zset",
-        4 | 9 | 13 | 16 | 22..=25 => "hash",
-        15 | 19 | 21 => "stream",
-        6 | 7 => "module",
-        _ => return None,
-    })
 }
 
 /// What `SCAN` walks.

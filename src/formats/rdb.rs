@@ -1391,7 +1391,19 @@ pub struct RdbSource<R: Read> {
     reader: RdbReader<R>,
     entry: RdbEntry,
     columns: Vec<String>,
+    rows: u64,
+    interrupt: Option<Interrupt>,
+    progress: Option<Progress>,
 }
+
+/// Asked every [`CHECK_EVERY`] rows; `true` stops a transfer (the run is being stopped).
+pub type Interrupt = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Told the number of keys handled so far, every [`CHECK_EVERY`] rows and at the end.
+pub type Progress = Box<dyn FnMut(u64)>;
+
+/// How often (in rows) a source asks its [`Interrupt`] and reports [`Progress`].
+pub const CHECK_EVERY: u64 = 1024;
 
 impl<R: Read> RdbSource<R> {
     /// Opens an RDB file as rows, keeping only the keys of database `db_filter` if given.
@@ -1402,7 +1414,22 @@ impl<R: Read> RdbSource<R> {
             reader,
             entry: RdbEntry::default(),
             columns: COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
+            rows: 0,
+            interrupt: None,
+            progress: None,
         })
+    }
+
+    /// Stops with an error once `interrupt` returns true (asked every [`CHECK_EVERY`] rows).
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = Some(interrupt);
+        self
+    }
+
+    /// Reports the rows read so far to `progress`, when given.
+    pub fn with_progress(mut self, progress: Option<Progress>) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// Counts and metadata so far; complete at the end of the rows.
@@ -1422,9 +1449,26 @@ impl<R: Read> RowSource for RdbSource<R> {
     }
 
     fn next_row(&mut self, row: &mut Vec<Value>) -> Result<bool, FormatError> {
+        if self.rows.is_multiple_of(CHECK_EVERY) {
+            if self.interrupt.as_ref().is_some_and(|f| f()) {
+                return Err(FormatError::data(
+                    Location::file(&self.reader.name),
+                    "interrupted: the run is being stopped",
+                ));
+            }
+            if self.rows > 0
+                && let Some(p) = self.progress.as_mut()
+            {
+                p(self.rows);
+            }
+        }
         if !self.reader.next_entry(&mut self.entry)? {
+            if let Some(p) = self.progress.as_mut() {
+                p(self.rows);
+            }
             return Ok(false);
         }
+        self.rows += 1;
         let e = &mut self.entry;
         row.resize(COLUMNS.len(), Value::Null);
         let db = i64::try_from(e.db).map_err(|_| {

@@ -13,6 +13,7 @@ pub mod io;
 mod json;
 mod limits;
 mod pipe;
+mod redis;
 mod rows;
 mod sandbox;
 mod sqlite;

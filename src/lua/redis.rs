@@ -106,7 +106,9 @@ fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<LuaRedis> {
         password,
         username: o.string("username")?,
         db: match o.count("db")? {
-            Some(n) => Some(i64::try_from(n).map_err(|_| lua_err(format!("{F}: db {n} is out of range")))?),
+            Some(n) => Some(
+                i64::try_from(n).map_err(|_| lua_err(format!("{F}: db {n} is out of range")))?,
+            ),
             None => None,
         },
         connect_timeout: duration_opt(&mut o, "connect_timeout", d.connect_timeout)?,
@@ -222,30 +224,31 @@ impl UserData for LuaRedis {
             reply_to_lua(lua, reply, false)
         });
         // pipeline({ {cmd...}, ... } [, { atomic = bool }]): one round trip.
-        methods.add_method_mut(
-            "pipeline",
-            |lua, this, (cmds, opts): (Table, LuaValue)| {
-                const F: &str = "redis pipeline";
-                let mut o = Opts::new(opts, F)?;
-                let atomic = o.boolean("atomic")?.unwrap_or(false);
-                o.finish()?;
-                let mut all = Vec::new();
-                for (i, c) in cmds.sequence_values::<Table>().enumerate() {
-                    let c = c.map_err(|_| {
-                        lua_err(format!("{F}: command {} must be a table of arguments", i + 1))
-                    })?;
-                    let args: Vec<LuaValue> =
-                        c.sequence_values::<LuaValue>().collect::<mlua::Result<_>>()?;
-                    all.push(command_args(&args, &format!("{F}: command {}", i + 1))?);
-                }
-                let replies = this.con()?.pipeline(&all, atomic).map_err(lua_err)?;
-                let t = lua.create_table_with_capacity(replies.len(), 0)?;
-                for r in replies {
-                    t.raw_push(reply_to_lua(lua, r, true)?)?;
-                }
-                Ok(t)
-            },
-        );
+        methods.add_method_mut("pipeline", |lua, this, (cmds, opts): (Table, LuaValue)| {
+            const F: &str = "redis pipeline";
+            let mut o = Opts::new(opts, F)?;
+            let atomic = o.boolean("atomic")?.unwrap_or(false);
+            o.finish()?;
+            let mut all = Vec::new();
+            for (i, c) in cmds.sequence_values::<Table>().enumerate() {
+                let c = c.map_err(|_| {
+                    lua_err(format!(
+                        "{F}: command {} must be a table of arguments",
+                        i + 1
+                    ))
+                })?;
+                let args: Vec<LuaValue> = c
+                    .sequence_values::<LuaValue>()
+                    .collect::<mlua::Result<_>>()?;
+                all.push(command_args(&args, &format!("{F}: command {}", i + 1))?);
+            }
+            let replies = this.con()?.pipeline(&all, atomic).map_err(lua_err)?;
+            let t = lua.create_table_with_capacity(replies.len(), 0)?;
+            for r in replies {
+                t.raw_push(reply_to_lua(lua, r, true)?)?;
+            }
+            Ok(t)
+        });
         // scan([{ match, count, type, progress }]): row source of DUMP payloads, on its own
         // connection.
         methods.add_method("scan", |lua, this, opts: LuaValue| {
@@ -291,7 +294,9 @@ impl UserData for LuaRedis {
                 .map(|n| n.clamp(1, 100_000) as usize)
                 .unwrap_or(d.batch);
             let db = match o.count("db")? {
-                Some(n) => Some(i64::try_from(n).map_err(|_| lua_err(format!("{F}: db out of range")))?),
+                Some(n) => {
+                    Some(i64::try_from(n).map_err(|_| lua_err(format!("{F}: db out of range")))?)
+                }
                 None => None,
             };
             let (wanted, total) = want_progress(&mut o, F)?;
@@ -359,6 +364,7 @@ fn summary_to_lua(lua: &Lua, s: &RdbSummary) -> mlua::Result<Table> {
             Checksum::Verified => "verified",
             Checksum::Disabled => "disabled",
             Checksum::Absent => "absent",
+            Checksum::Pending => "pending",
         },
     )?;
     Ok(t)

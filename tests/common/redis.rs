@@ -174,16 +174,26 @@ pub fn populate(server: &RedisServer, scale: usize) -> usize {
     p.cmd("ZADD")
         .arg("z:small")
         .arg(&[(1.5, "a"), (2.0, "b"), (f64::INFINITY, "inf")]);
-    let scored: Vec<(f64, String)> = (0..scale).map(|i| (i as f64 / 3.0, format!("m{i}"))).collect();
+    let scored: Vec<(f64, String)> = (0..scale)
+        .map(|i| (i as f64 / 3.0, format!("m{i}")))
+        .collect();
     p.cmd("ZADD").arg("z:big").arg(&scored);
-    p.cmd("HSET").arg("h:small").arg(&[("f1", "v1"), ("f2", "v2")]);
-    let fields: Vec<(String, String)> = (0..scale).map(|i| (format!("f{i}"), format!("value {i}"))).collect();
+    p.cmd("HSET")
+        .arg("h:small")
+        .arg(&[("f1", "v1"), ("f2", "v2")]);
+    let fields: Vec<(String, String)> = (0..scale)
+        .map(|i| (format!("f{i}"), format!("value {i}")))
+        .collect();
     p.cmd("HSET").arg("h:big").arg(&fields);
     p.cmd("PEXPIRE").arg("h:big").arg(3_600_000);
     for i in 0..5 {
         p.cmd("XADD").arg("st:events").arg("*").arg("n").arg(i);
     }
-    p.cmd("XGROUP").arg("CREATE").arg("st:events").arg("g1").arg("0");
+    p.cmd("XGROUP")
+        .arg("CREATE")
+        .arg("st:events")
+        .arg("g1")
+        .arg("0");
     p.cmd("XREADGROUP")
         .arg("GROUP")
         .arg("g1")
@@ -231,12 +241,17 @@ pub fn contents(server: &RedisServer, dbs: &[i64]) -> BTreeMap<(i64, Vec<u8>), K
                     format!("{v:?}")
                 }
                 "list" => {
-                    let v: Vec<Vec<u8>> =
-                        redis::cmd("LRANGE").arg(&k).arg(0).arg(-1).query(&mut con).unwrap();
+                    let v: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                        .arg(&k)
+                        .arg(0)
+                        .arg(-1)
+                        .query(&mut con)
+                        .unwrap();
                     format!("{v:?}")
                 }
                 "set" => {
-                    let mut v: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(&k).query(&mut con).unwrap();
+                    let mut v: Vec<Vec<u8>> =
+                        redis::cmd("SMEMBERS").arg(&k).query(&mut con).unwrap();
                     v.sort();
                     format!("{v:?}")
                 }
@@ -257,10 +272,17 @@ pub fn contents(server: &RedisServer, dbs: &[i64]) -> BTreeMap<(i64, Vec<u8>), K
                     format!("{v:?}")
                 }
                 "stream" => {
-                    let entries: redis::Value =
-                        redis::cmd("XRANGE").arg(&k).arg("-").arg("+").query(&mut con).unwrap();
-                    let groups: redis::Value =
-                        redis::cmd("XINFO").arg("GROUPS").arg(&k).query(&mut con).unwrap();
+                    let entries: redis::Value = redis::cmd("XRANGE")
+                        .arg(&k)
+                        .arg("-")
+                        .arg("+")
+                        .query(&mut con)
+                        .unwrap();
+                    let groups: redis::Value = redis::cmd("XINFO")
+                        .arg("GROUPS")
+                        .arg(&k)
+                        .query(&mut con)
+                        .unwrap();
                     let pending: redis::Value = redis::cmd("XPENDING")
                         .arg(&k)
                         .arg("g1")
