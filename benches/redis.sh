@@ -4,7 +4,8 @@
 #   import:  `redis-cli --pipe` of the commands that build the data set   (the reference)
 #            ferry's redis.migrate of the RDB file SAVEd from that data     (RDB -> pipelined RESTORE)
 #            redis-server loading the same RDB file at start-up             (the ceiling: no network)
-#   backup:  `redis-cli --rdb` (a replication SYNC, the server writes the file)  (the reference)
+#   backup:  `redis-cli --rdb` (a replication SYNC: the server forks and streams its RDB;
+#            diskless-sync delay set to 0)                                  (the reference)
 #            ferry's redis.backup (SCAN + PTTL + DUMP -> RDB file)
 #
 # Usage: benches/redis.sh [KEYS]   (default 1000000; a mix of strings, hashes, lists, sets, zsets)
@@ -35,7 +36,7 @@ start_redis() { # start_redis DIR -> prints port; loads DIR/dump.rdb if present
   port=$(free_port)
   mkdir -p "$dir"
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
-    --dbfilename dump.rdb --logfile "$dir/log" --daemonize no >/dev/null 2>&1 &
+    --dbfilename dump.rdb --logfile "$dir/log" --daemonize no --repl-diskless-sync-delay 0 >/dev/null 2>&1 &
   PIDS+=($!)
   until redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; do sleep 0.01; done
   echo "$port"

@@ -16,6 +16,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::formats::rdb::{string_payload_value, verify_payload};
 use crate::formats::{FormatError, Location, RowSink, RowSource, Value};
 
 /// The columns of a Redis row, in order: database number, key, type name, milliseconds left
@@ -861,6 +862,8 @@ pub struct RestoreSink {
     in_flight: Option<(Vec<Pending>, Vec<Vec<u8>>)>,
     /// The database the built commands leave selected.
     db: i64,
+    /// Scratch space for decoded string values.
+    value: Vec<u8>,
     stats: RestoreStats,
     interrupt: Option<Interrupt>,
     progress: Option<Progress>,
@@ -885,6 +888,7 @@ impl RestoreSink {
             keys: Vec::new(),
             in_flight: None,
             db,
+            value: Vec::new(),
             stats: RestoreStats::default(),
             interrupt,
             progress,
@@ -941,6 +945,8 @@ impl RestoreSink {
                 {
                     self.stats.skipped += 1;
                 }
+                // `SET ... NX` of a key that exists.
+                (Pending::Restore(_), Reply::Nil) => self.stats.skipped += 1,
                 (Pending::Restore(i), Reply::Error(e)) => {
                     let key = keys.get(*i).map(|k| show_key(k)).unwrap_or_default();
                     let hint = if e.contains("payload version") {
@@ -1061,17 +1067,39 @@ impl RowSink for RestoreSink {
             self.pending.push(Pending::Select);
             self.db = db;
         }
-        let ttl = expire_at
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "0".into());
-        let mut args: Vec<&[u8]> = vec![b"RESTORE", key, ttl.as_bytes(), payload];
-        if self.opts.conflict == Conflict::Replace {
-            args.push(b"REPLACE");
-        }
-        if expire_at.is_some() {
-            args.push(b"ABSTTL");
+        // A plain string is written with SET: the same key, value and expiry, and cheaper for the
+        // server than decoding a payload. Anything else, or a payload that does not check out
+        // (RESTORE then reports it), goes through RESTORE.
+        let mut value = std::mem::take(&mut self.value);
+        let as_set = payload.first() == Some(&0)
+            && verify_payload(payload).is_ok()
+            && string_payload_value(payload, &mut value).is_some();
+        let ttl;
+        let mut args: Vec<&[u8]> = Vec::with_capacity(6);
+        if as_set {
+            args.extend([b"SET".as_slice(), key, &value]);
+            if self.opts.conflict == Conflict::Skip {
+                args.push(b"NX");
+            }
+            if let Some(t) = expire_at {
+                ttl = (t - now).to_string();
+                args.extend([b"PX".as_slice(), ttl.as_bytes()]);
+            }
+        } else {
+            ttl = expire_at
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "0".into());
+            args.extend([b"RESTORE".as_slice(), key, ttl.as_bytes(), payload]);
+            if self.opts.conflict == Conflict::Replace {
+                args.push(b"REPLACE");
+            }
+            if expire_at.is_some() {
+                args.push(b"ABSTTL");
+            }
         }
         pack_command(&mut self.buf, &args);
+        drop(args);
+        self.value = value;
         self.pending.push(Pending::Restore(self.keys.len()));
         self.keys.push(key.to_vec());
         if self.keys.len() >= self.opts.batch.max(1) || self.buf.len() >= self.opts.batch_bytes {

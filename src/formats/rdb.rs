@@ -151,6 +151,77 @@ pub fn verify_payload(payload: &[u8]) -> Result<u16, RdbError> {
     Ok(u16::from_le_bytes([payload[n - 10], payload[n - 9]]))
 }
 
+/// The value of a string `DUMP` payload (type 0), decoded into `out` (integers as decimal text,
+/// LZF decompressed). `None` when the payload is not a string or not well formed; the caller
+/// checks the checksum first ([`verify_payload`]).
+pub fn string_payload_value(payload: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    out.clear();
+    let body = payload.get(..payload.len().checked_sub(FOOTER_LEN)?)?;
+    let (&kind, rest) = body.split_first()?;
+    if kind != 0 {
+        return None;
+    }
+    let &b = rest.first()?;
+    if b >> 6 != 3 {
+        let mut r = SliceLen(rest);
+        let n = r.plain_len()?;
+        let data = r.rest();
+        return (u64::try_from(data.len()).ok()? == n).then(|| out.extend_from_slice(data));
+    }
+    let rest = &rest[1..];
+    let int = match (b & 0x3F, rest.len()) {
+        (0, 1) => i64::from(i8::from_le_bytes(rest.try_into().ok()?)),
+        (1, 2) => i64::from(i16::from_le_bytes(rest.try_into().ok()?)),
+        (2, 4) => i64::from(i32::from_le_bytes(rest.try_into().ok()?)),
+        (3, _) => {
+            // LZF: compressed length, declared length, data.
+            let mut r = SliceLen(rest);
+            let compressed = r.plain_len()?;
+            let declared = r.plain_len()?;
+            let data = r.rest();
+            if u64::try_from(data.len()).ok()? != compressed {
+                return None;
+            }
+            lzf_decompress(data, declared, out).ok()?;
+            return (u64::try_from(out.len()).ok()? == declared).then_some(());
+        }
+        _ => return None,
+    };
+    out.extend_from_slice(itoa::Buffer::new().format(int).as_bytes());
+    Some(())
+}
+
+/// A cursor over a byte slice reading RDB lengths (for [`string_payload_value`]).
+struct SliceLen<'a>(&'a [u8]);
+
+impl<'a> SliceLen<'a> {
+    fn plain_len(&mut self) -> Option<u64> {
+        let (&b, rest) = self.0.split_first()?;
+        let (n, rest) = match b >> 6 {
+            0 => (u64::from(b & 0x3F), rest),
+            1 => {
+                let (&b2, rest) = rest.split_first()?;
+                ((u64::from(b & 0x3F) << 8) | u64::from(b2), rest)
+            }
+            2 if b == 0x80 => {
+                let (n, rest) = rest.split_at_checked(4)?;
+                (u64::from(u32::from_be_bytes(n.try_into().ok()?)), rest)
+            }
+            2 if b == 0x81 => {
+                let (n, rest) = rest.split_at_checked(8)?;
+                (u64::from_be_bytes(n.try_into().ok()?), rest)
+            }
+            _ => return None,
+        };
+        self.0 = rest;
+        Some(n)
+    }
+
+    fn rest(self) -> &'a [u8] {
+        self.0
+    }
+}
+
 /// A key for messages: quoted and escaped, cut after 64 characters.
 fn quote_key(key: &[u8]) -> String {
     const MAX: usize = 64;
@@ -1910,6 +1981,33 @@ mod tests {
         }
         let mut out = Vec::new();
         assert!(Input::new(&[0xC4u8][..]).read_string(&mut out).is_err());
+    }
+
+    #[test]
+    fn string_payloads_decode_plain_int_and_lzf_values() {
+        let payload = |body: &[u8]| {
+            let mut p = body.to_vec();
+            p.extend_from_slice(&dump_footer(body, 10));
+            p
+        };
+        let mut out = Vec::new();
+        assert!(string_payload_value(&payload(b"\x00\x05hello"), &mut out).is_some());
+        assert_eq!(out, b"hello");
+        assert!(string_payload_value(&payload(b"\x00\xc0\xfe"), &mut out).is_some());
+        assert_eq!(out, b"-2");
+        assert!(string_payload_value(&payload(b"\x00\xc1\x39\x30"), &mut out).is_some());
+        assert_eq!(out, b"12345");
+        assert!(string_payload_value(&payload(b"\x00\xc2\x40\xe2\x01\x00"), &mut out).is_some());
+        assert_eq!(out, b"123456");
+        // LZF: literal "ab" then a back-reference copying 4 bytes from 2 back: "ababab".
+        assert!(
+            string_payload_value(&payload(b"\x00\xc3\x05\x06\x01ab\x40\x01"), &mut out).is_some()
+        );
+        assert_eq!(out, b"ababab");
+        // Not a string, a length that does not match, too short.
+        assert!(string_payload_value(&payload(b"\x01\x00"), &mut out).is_none());
+        assert!(string_payload_value(&payload(b"\x00\x06hello"), &mut out).is_none());
+        assert!(string_payload_value(b"\x00\x01", &mut out).is_none());
     }
 
     #[test]
