@@ -573,7 +573,10 @@ pub struct ScanStats {
 pub struct ScanSource {
     con: RedisConn,
     opts: ScanOptions,
+    /// The first cursor, until the first page is asked for.
     cursor: Option<Vec<u8>>,
+    /// Keys whose `PTTL`/`DUMP` were sent, and whether a `SCAN` follows them.
+    in_flight: Option<(Vec<Vec<u8>>, bool)>,
     page: std::vec::IntoIter<(Vec<u8>, i64, Vec<u8>)>,
     seen: HashSet<u128>,
     hashers: (std::hash::RandomState, std::hash::RandomState),
@@ -597,6 +600,7 @@ impl ScanSource {
             con,
             opts,
             cursor: Some(b"0".to_vec()),
+            in_flight: None,
             page: Vec::new().into_iter(),
             seen: HashSet::new(),
             hashers: (Default::default(), Default::default()),
@@ -621,60 +625,92 @@ impl ScanSource {
         ((a.finish() as u128) << 64) | b.finish() as u128
     }
 
+    /// Packs `SCAN cursor MATCH .. COUNT .. [TYPE ..]` into `buf`.
+    fn pack_scan(&self, buf: &mut Vec<u8>, cursor: &[u8]) {
+        let count = self.opts.count.to_string();
+        let mut args: Vec<&[u8]> = vec![
+            b"SCAN",
+            cursor,
+            b"MATCH",
+            self.opts.pattern.as_bytes(),
+            b"COUNT",
+            count.as_bytes(),
+        ];
+        if let Some(k) = &self.opts.kind {
+            args.extend([b"TYPE".as_slice(), k.as_bytes()]);
+        }
+        pack_command(buf, &args);
+    }
+
+    /// Reads a `SCAN` reply: the next cursor (`None` at the end) and the page's new keys.
+    fn read_scan(&mut self) -> Result<ScanPage, RedisError> {
+        let (next, keys) = match self.con.recv("SCAN")? {
+            Reply::Array(mut parts) if parts.len() == 2 => {
+                let keys = parts.pop();
+                let next = parts.pop();
+                match (next, keys) {
+                    (Some(Reply::Bytes(n)), Some(Reply::Array(keys))) => (n, keys),
+                    _ => return Err(self.unexpected("SCAN")),
+                }
+            }
+            Reply::Error(message) => {
+                return Err(RedisError::Server {
+                    target: self.con.target.label.clone(),
+                    command: "SCAN".into(),
+                    message,
+                });
+            }
+            _ => return Err(self.unexpected("SCAN")),
+        };
+        let mut fresh = Vec::with_capacity(keys.len());
+        for k in keys {
+            let Reply::Bytes(k) = k else {
+                return Err(self.unexpected("SCAN"));
+            };
+            if self.seen.insert(self.key_hash(&k)) {
+                fresh.push(k);
+            } else {
+                self.stats.duplicates += 1;
+            }
+        }
+        Ok(((next != b"0").then_some(next), fresh))
+    }
+
+    /// Sends `PTTL` + `DUMP` of `keys` and, when the scan goes on, the next `SCAN`, in one
+    /// write; their replies are read by the next [`Self::fetch`], so the server works on them
+    /// while the consumer handles the current page.
+    fn send_next(&mut self, keys: Vec<Vec<u8>>, cursor: Option<Vec<u8>>) -> Result<(), RedisError> {
+        if keys.is_empty() && cursor.is_none() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for k in &keys {
+            pack_command(&mut buf, &[b"PTTL".as_slice(), k]);
+            pack_command(&mut buf, &[b"DUMP".as_slice(), k]);
+        }
+        if let Some(c) = &cursor {
+            self.pack_scan(&mut buf, c);
+        }
+        self.con.send(&buf, "DUMP")?;
+        self.in_flight = Some((keys, cursor.is_some()));
+        Ok(())
+    }
+
     /// Fetches the next non-empty page; `false` when the scan is complete.
     fn fetch(&mut self) -> Result<bool, RedisError> {
-        while let Some(cursor) = self.cursor.take() {
+        if let Some(cursor) = self.cursor.take() {
+            // The first page: nothing is in flight yet.
+            let mut buf = Vec::new();
+            self.pack_scan(&mut buf, &cursor);
+            self.con.send(&buf, "SCAN")?;
+            self.in_flight = Some((Vec::new(), true));
+        }
+        while let Some((keys, scanned)) = self.in_flight.take() {
             if self.interrupt.as_ref().is_some_and(|f| f()) {
                 return Err(RedisError::Interrupted);
             }
-            let mut args: Vec<Vec<u8>> = vec![
-                b"SCAN".to_vec(),
-                cursor,
-                b"MATCH".to_vec(),
-                self.opts.pattern.as_bytes().to_vec(),
-                b"COUNT".to_vec(),
-                self.opts.count.to_string().into_bytes(),
-            ];
-            if let Some(k) = &self.opts.kind {
-                args.push(b"TYPE".to_vec());
-                args.push(k.as_bytes().to_vec());
-            }
-            let (next, keys) = match self.con.command(&args)? {
-                Reply::Array(mut parts) if parts.len() == 2 => {
-                    let keys = parts.pop();
-                    let next = parts.pop();
-                    match (next, keys) {
-                        (Some(Reply::Bytes(n)), Some(Reply::Array(keys))) => (n, keys),
-                        _ => return Err(self.unexpected("SCAN")),
-                    }
-                }
-                _ => return Err(self.unexpected("SCAN")),
-            };
-            if next != b"0" {
-                self.cursor = Some(next);
-            }
-            let mut fresh = Vec::with_capacity(keys.len());
+            let mut page = Vec::with_capacity(keys.len());
             for k in keys {
-                let Reply::Bytes(k) = k else {
-                    return Err(self.unexpected("SCAN"));
-                };
-                if self.seen.insert(self.key_hash(&k)) {
-                    fresh.push(k);
-                } else {
-                    self.stats.duplicates += 1;
-                }
-            }
-            if fresh.is_empty() {
-                continue;
-            }
-            let mut buf = Vec::new();
-            for k in &fresh {
-                pack_command(&mut buf, &[b"PTTL".as_slice(), k]);
-                pack_command(&mut buf, &[b"DUMP".as_slice(), k]);
-            }
-            self.con.send(&buf, "DUMP")?;
-            let mut page = Vec::with_capacity(fresh.len());
-            for k in fresh {
                 let pttl = self.con.recv("PTTL")?;
                 let dump = self.con.recv("DUMP")?;
                 match (pttl, dump) {
@@ -690,6 +726,12 @@ impl ScanSource {
                     _ => return Err(self.unexpected("DUMP")),
                 }
             }
+            let (next, fresh) = if scanned {
+                self.read_scan()?
+            } else {
+                (None, Vec::new())
+            };
+            self.send_next(fresh, next)?;
             if !page.is_empty() {
                 self.page = page.into_iter();
                 return Ok(true);
@@ -706,6 +748,9 @@ impl ScanSource {
         }
     }
 }
+
+/// A `SCAN` reply: the next cursor (`None` at the end) and the keys not seen before.
+type ScanPage = (Option<Vec<u8>>, Vec<Vec<u8>>);
 
 /// A key for messages: text as is (quoted), binary escaped, long keys shortened.
 pub fn show_key(key: &[u8]) -> String {
