@@ -93,11 +93,11 @@ return { timeout = "1h", run = function(ctx)
   return redis.migrate(ctx, { target = "redis://127.0.0.1:$DST/0", files = "dump.rdb" })
 end }
 LUA
-t0=$(now); "$FERRY" run scripts/imp.lua > /dev/null; t1=$(now)
+t0=$(now); /usr/bin/time -f "%M" -o imp.rss "$FERRY" run scripts/imp.lua > /dev/null; t1=$(now)
 F_S=$(secs "$t0" "$t1")
 F_KEYS=$(redis-cli -p "$DST" dbsize)
 [ "$F_KEYS" = "$REF_KEYS" ] || { echo "ferry imported $F_KEYS keys, expected $REF_KEYS" >&2; exit 1; }
-echo "ferry redis.migrate (RDB):     ${F_S} s, $(rate "$F_KEYS" "$F_S") keys/s  -> $(ratio "$REF_S" "$F_S")x the speed of redis-cli --pipe"
+echo "ferry redis.migrate (RDB):     ${F_S} s, $(rate "$F_KEYS" "$F_S") keys/s  -> $(ratio "$REF_S" "$F_S")x the speed of redis-cli --pipe; peak RSS $(( $(cat imp.rss) / 1024 )) MiB"
 
 cat > scripts/chk.lua <<'LUA'
 return { timeout = "1h", run = function(ctx) return ferry.redis.check(ferry.store("data/store"):open("dump.rdb")) end }
@@ -122,6 +122,6 @@ return { timeout = "1h", run = function(ctx)
   return redis.backup(ctx, { url = "redis://127.0.0.1:$REF/0", point = "data/backups", set = "redis" })
 end }
 LUA
-t0=$(now); "$FERRY" run scripts/bk.lua > /dev/null; t1=$(now)
+t0=$(now); /usr/bin/time -f "%M" -o bk.rss "$FERRY" run scripts/bk.lua > /dev/null; t1=$(now)
 B_S=$(secs "$t0" "$t1")
-echo "ferry redis.backup (SCAN+DUMP): ${B_S} s, $(rate "$REF_KEYS" "$B_S") keys/s  -> $(ratio "$S_S" "$B_S")x the speed of redis-cli --rdb"
+echo "ferry redis.backup (SCAN+DUMP): ${B_S} s, $(rate "$REF_KEYS" "$B_S") keys/s  -> $(ratio "$S_S" "$B_S")x the speed of redis-cli --rdb; peak RSS $(( $(cat bk.rss) / 1024 )) MiB"

@@ -13,10 +13,13 @@
 --     db = nil,                         -- nil: each key into its own database; n: all into n
 --   })
 --
---   -- Back a live instance up (SCAN + DUMP, every non-empty database) into a backup point, as
---   -- one RDB file with a manifest, registered in the backup catalog like plugins/backup.lua's.
+--   -- Back a live instance up into a backup point as one RDB file with a manifest, registered in
+--   -- the backup catalog like plugins/backup.lua's. mode = "scan" (default): SCAN + DUMP of every
+--   -- non-empty database (or `dbs`), keys matching `match`; works wherever the user may DUMP.
+--   -- mode = "snapshot": the server's own point-in-time RDB through replication SYNC (faster,
+--   -- consistent; needs a user allowed to SYNC).
 --   redis.backup(ctx, { url = "redis://...", password = ..., point = "data/backups", set = "redis",
---                       match = "*", dbs = nil, name = "nightly", description = "..." })
+--                       mode = "scan", match = "*", dbs = nil, name = "nightly", description = "..." })
 --
 -- Every file is verified completely (structure and the RDB checksum) before the first key is
 -- written, so a corrupt or truncated file fails the run with the target untouched. Keys whose
@@ -160,34 +163,47 @@ function M.backup(ctx, o)
   local conn_opts = { password = o.password, username = o.username, connect_timeout = o.connect_timeout,
     timeout = o.timeout }
   local r = ferry.redis.connect(o.url, conn_opts)
-  local dbs = o.dbs or keyspace(r)
-  local total = 0
-  for _, db in ipairs(dbs) do
-    r:call("SELECT", db)
-    total = total + r:call("DBSIZE")
-  end
+  local mode = o.mode or "scan"
   local now = ferry.time.now()
   local id = ferry.time.format(now, "%Y%m%dT%H%M%SZ") .. "-" .. ctx.run_id
   local path = set .. "/" .. id .. "/data/dump.rdb"
-  ctx.log.info("backing up %s (databases %s, about %d keys) to %s", r:url(), table.concat(dbs, ","), total, point:url(path))
-  local out = ferry.redis.rdb_writer(point:create(path))
   local keys, per_db = 0, {}
-  for _, db in ipairs(dbs) do
-    conn_opts.db = db
-    local src = ferry.redis.connect(o.url, conn_opts):scan({ match = o.match, progress = false })
-    local n = ferry.pipe(src, out, { close = false })
-    per_db[tostring(db)] = n
-    keys = keys + n
-    ctx.progress(keys, math.max(total, keys))
+  if mode == "snapshot" then
+    if (o.match and o.match ~= "*") or o.dbs then error("redis.backup: `match` and `dbs` do not apply to mode = \"snapshot\" (it takes everything)", 2) end
+    ctx.log.info("taking a snapshot of %s (replication SYNC) to %s", r:url(), point:url(path))
+    r:snapshot(point:create(path))
+    local info = ferry.redis.check(point:open(path))
+    for db, n in pairs(info.dbs) do per_db[tostring(db)] = n end
+    keys = info.keys
+    ctx.progress(keys, keys)
+  elseif mode == "scan" then
+    local dbs = o.dbs or keyspace(r)
+    local total = 0
+    for _, db in ipairs(dbs) do
+      r:call("SELECT", db)
+      total = total + r:call("DBSIZE")
+    end
+    ctx.log.info("backing up %s (databases %s, about %d keys) to %s", r:url(), table.concat(dbs, ","), total, point:url(path))
+    local out = ferry.redis.rdb_writer(point:create(path))
+    for _, db in ipairs(dbs) do
+      conn_opts.db = db
+      local src = ferry.redis.connect(o.url, conn_opts):scan({ match = o.match, progress = false })
+      local n = ferry.pipe(src, out, { close = false })
+      per_db[tostring(db)] = n
+      keys = keys + n
+      ctx.progress(keys, math.max(total, keys))
+    end
+    out:close()
+  else
+    error("redis.backup: `mode` must be \"scan\" or \"snapshot\", got " .. tostring(mode), 2)
   end
-  out:close()
   local st = point:stat(path)
   local manifest = {
     id = id, name = o.name or set, description = o.description, set = set, kind = "full",
     source = r:url(), created = ferry.time.format(now, "%Y-%m-%dT%H:%M:%S%.3fZ"), compression = "none",
     files = { { path = "dump.rdb", size = st.size, mtime = st.modified, sha256 = ferry.hash.sha256(point:open(path)), ["in"] = id } },
     totals = { files = 1, copied = 1, reused = 0, bytes_copied = st.size },
-    redis = { keys = keys, dbs = per_db, match = o.match or "*" },
+    redis = { keys = keys, dbs = per_db, match = o.match or "*", mode = mode },
   }
   point:write(set .. "/" .. id .. "/manifest.json", ferry.json.encode(manifest, { pretty = true }), { if_absent = true })
   backup.register(o, point, manifest)

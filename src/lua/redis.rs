@@ -316,6 +316,23 @@ impl UserData for LuaRedis {
             let name = format!("{} (restore)", this.target.label());
             lua.create_userdata(LuaSink::new(Box::new(sink), None, None, &name))
         });
+        // snapshot(writer): the server's own RDB snapshot (replication SYNC) into a writer,
+        // committed when complete. Returns the bytes written.
+        methods.add_method("snapshot", |_, this, out: LuaValue| {
+            let w = writer_arg(&out, "redis snapshot")?;
+            let mut sink = w.clone();
+            match this.target.snapshot(&mut sink, Some(&this.ctx.interrupt)) {
+                Ok(n) => {
+                    w.commit()
+                        .map_err(|e| lua_err(format!("{}: {e}", w.name())))?;
+                    Ok(n)
+                }
+                Err(e) => {
+                    w.abort();
+                    Err(lua_err(e))
+                }
+            }
+        });
         methods.add_method("url", |_, this, ()| Ok(this.target.label().to_owned()));
         methods.add_method_mut("close", |_, this, ()| {
             this.con = None;

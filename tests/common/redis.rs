@@ -39,16 +39,22 @@ impl RedisServer {
     pub fn start_loading(rdb: &Path) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis");
         std::fs::copy(rdb, dir.path().join("dump.rdb")).expect("copy the dump");
-        Self::spawn(dir, None)
+        Self::spawn(dir, None, &[])
     }
 
     /// Starts a server, with `requirepass` when a password is given.
     pub fn start_with(password: Option<&str>) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        Self::spawn(dir, password)
+        Self::spawn(dir, password, &[])
     }
 
-    fn spawn(mut dir: tempfile::TempDir, password: Option<&str>) -> RedisServer {
+    /// Starts a server with a password (or none) and extra `redis-server` arguments.
+    pub fn start_with_args(password: Option<&str>, args: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir for redis");
+        Self::spawn(dir, password, args)
+    }
+
+    fn spawn(mut dir: tempfile::TempDir, password: Option<&str>, extra: &[&str]) -> RedisServer {
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -66,6 +72,7 @@ impl RedisServer {
             if let Some(p) = password {
                 cmd.arg("--requirepass").arg(p);
             }
+            cmd.args(extra);
             let child = match cmd.spawn() {
                 Ok(c) => c,
                 Err(e) => panic!(
