@@ -7,6 +7,7 @@
 #   backup:  `redis-cli --rdb` (a replication SYNC: the server forks and streams its RDB;
 #            diskless-sync delay set to 0)                                  (the reference)
 #            ferry's redis.backup (SCAN + PTTL + DUMP -> RDB file)
+#            ferry's redis.backup mode = "snapshot" (the same SYNC, into a store, checked)
 #
 # Usage: benches/redis.sh [KEYS]   (default 1000000; a mix of strings, hashes, lists, sets, zsets)
 # Needs redis-server, redis-cli (tests/setup.sh installs them) and python3. Prints figures for
@@ -124,4 +125,13 @@ end }
 LUA
 t0=$(now); /usr/bin/time -f "%M" -o bk.rss "$FERRY" run scripts/bk.lua > /dev/null; t1=$(now)
 B_S=$(secs "$t0" "$t1")
+cat > scripts/snap.lua <<LUA
+local redis = require "redis"
+return { timeout = "1h", run = function(ctx)
+  return redis.backup(ctx, { url = "redis://127.0.0.1:$REF/0", point = "data/backups", set = "redis", mode = "snapshot" })
+end }
+LUA
+t0=$(now); /usr/bin/time -f "%M" -o snap.rss "$FERRY" run scripts/snap.lua > /dev/null; t1=$(now)
+P_S=$(secs "$t0" "$t1")
 echo "ferry redis.backup (SCAN+DUMP): ${B_S} s, $(rate "$REF_KEYS" "$B_S") keys/s  -> $(ratio "$S_S" "$B_S")x the speed of redis-cli --rdb; peak RSS $(( $(cat bk.rss) / 1024 )) MiB"
+echo "ferry redis.backup (snapshot): ${P_S} s, $(rate "$REF_KEYS" "$P_S") keys/s  -> $(ratio "$S_S" "$P_S")x the speed of redis-cli --rdb; peak RSS $(( $(cat snap.rss) / 1024 )) MiB (incl. the check pass and SHA-256)"
