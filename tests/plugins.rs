@@ -8,17 +8,7 @@ use common::{Daemon, Project, wait_for};
 use serde_json::{Value, json};
 
 fn project_with_shipped_files() -> Project {
-    let p = Project::new();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["plugins", "scripts"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "lua") {
-                std::fs::copy(&path, p.path().join(dir).join(path.file_name().unwrap())).unwrap();
-            }
-        }
-    }
-    p
+    Project::with_shipped_files()
 }
 
 #[test]

@@ -13,22 +13,25 @@ use serde_json::Value;
 const PASSWORD: &str = "pw-Sup3r-s3cret-4711";
 
 fn project() -> Project {
-    let p = Project::new();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["plugins", "scripts"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "lua") {
-                std::fs::copy(&path, p.path().join(dir).join(path.file_name().unwrap())).unwrap();
-            }
-        }
-    }
-    p
+    Project::with_shipped_files()
 }
 
 /// `ferry run ARGS --json` with the Redis password secret set; (exit code, run JSON, all output).
 fn run(p: &Project, args: &[&str]) -> (i32, Value, String) {
     run_env(p, args, &[("FERRY_SECRET_REDIS_PASSWORD", PASSWORD)])
+}
+
+/// `ferry run JOB -p K=V... --json`, with the password secret when `secret`.
+fn job(p: &Project, name: &str, params: &[String], secret: bool) -> (i32, Value, String) {
+    let mut args = vec![name];
+    for kv in params {
+        args.extend(["-p", kv.as_str()]);
+    }
+    if secret {
+        run(p, &args)
+    } else {
+        run_plain(p, &args)
+    }
 }
 
 /// `ferry run ARGS --json` without secrets.
@@ -214,15 +217,14 @@ fn rdb_from_the_s3_emulator_imports_every_type_with_ttls() {
 
     // A size that does not match the file is refused before anything is written.
     let files = format!("dump-0.rdb:{}", size + 1);
-    let (code, json, out) = run(
+    let (code, json, out) = job(
         &p,
+        "import",
         &[
-            "import",
-            "-p",
-            &format!("target={}", target.url(0)),
-            "-p",
-            &format!("files={files}"),
+            format!("target={}", target.url(0)),
+            format!("files={files}"),
         ],
+        true,
     );
     assert_eq!(code, 1, "{out}");
     let msg = json["error"]["message"].as_str().unwrap();
@@ -234,15 +236,14 @@ fn rdb_from_the_s3_emulator_imports_every_type_with_ttls() {
 
     // The seed's file list (JSON, size as a string) works as well as name:size.
     let files = format!(r#"[{{"file_name": "dump-0.rdb", "size": "{size}"}}]"#);
-    let (code, json, out) = run(
+    let (code, json, out) = job(
         &p,
+        "import",
         &[
-            "import",
-            "-p",
-            &format!("target={}", target.url(0)),
-            "-p",
-            &format!("files={files}"),
+            format!("target={}", target.url(0)),
+            format!("files={files}"),
         ],
+        true,
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(json["state"], "succeeded");
@@ -288,17 +289,15 @@ fn ferry_backup_then_incremental_keeps_and_full_replaces() {
         .unwrap();
     let target_url = format!("target={}", target.url(0));
     let backup_id = format!("backup_id={id}");
-    let (code, json, out) = run_plain(
+    let (code, json, out) = job(
         &p,
+        "redis_import",
         &[
-            "redis_import",
-            "-p",
-            &target_url,
-            "-p",
-            &backup_id,
-            "-p",
-            "method=incremental",
+            target_url.clone(),
+            backup_id.clone(),
+            "method=incremental".to_string(),
         ],
+        false,
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(json["summary"]["skipped"], 1, "{json}");
@@ -311,17 +310,15 @@ fn ferry_backup_then_incremental_keeps_and_full_replaces() {
     want_inc.insert((0, b"s:short".to_vec()), own);
     assert_same(&want_inc, &got);
 
-    let (code, json, out) = run_plain(
+    let (code, json, out) = job(
         &p,
+        "redis_import",
         &[
-            "redis_import",
-            "-p",
-            &target_url,
-            "-p",
-            &backup_id,
-            "-p",
-            "method=full",
+            target_url.clone(),
+            backup_id.clone(),
+            "method=full".to_string(),
         ],
+        false,
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(json["summary"]["restored"], want.len() as u64, "{json}");
@@ -330,45 +327,41 @@ fn ferry_backup_then_incremental_keeps_and_full_replaces() {
     assert_same(&want, &got);
 
     // A snapshot backup (replication SYNC) holds the same data and imports the same way.
-    let (code, json, out) = run_plain(
+    let (code, json, out) = job(
         &p,
+        "redis_backup",
         &[
-            "redis_backup",
-            "-p",
-            &format!("url={}", source.url(0)),
-            "-p",
-            "mode=snapshot",
+            format!("url={}", source.url(0)),
+            "mode=snapshot".to_string(),
         ],
+        false,
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(json["summary"]["keys"], want.len() as u64, "{json}");
     let snap_id = json["summary"]["id"].as_str().unwrap().to_string();
     let fresh = RedisServer::start();
-    let (code, json, out) = run_plain(
+    let (code, json, out) = job(
         &p,
+        "redis_import",
         &[
-            "redis_import",
-            "-p",
-            &format!("target={}", fresh.url(0)),
-            "-p",
-            &format!("backup_id={snap_id}"),
+            format!("target={}", fresh.url(0)),
+            format!("backup_id={snap_id}"),
         ],
+        false,
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(json["summary"]["restored"], want.len() as u64, "{json}");
     assert_same(&want, &contents(&fresh, &[0, 3]));
     // A snapshot cannot be filtered.
-    let (code, json, _) = run_plain(
+    let (code, json, _) = job(
         &p,
+        "redis_backup",
         &[
-            "redis_backup",
-            "-p",
-            &format!("url={}", source.url(0)),
-            "-p",
-            "mode=snapshot",
-            "-p",
-            "match=s:*",
+            format!("url={}", source.url(0)),
+            "mode=snapshot".to_string(),
+            "match=s:*".to_string(),
         ],
+        false,
     );
     assert_eq!(code, 1);
     assert!(
@@ -393,29 +386,27 @@ fn snapshots_arrive_whole_from_disk_based_and_password_protected_servers() {
         .collect();
     let _: () = redis::cmd("MSET").arg(&big).query(&mut con).unwrap();
     let p = project();
-    let (code, json, out) = run(
+    let (code, json, out) = job(
         &p,
+        "redis_backup",
         &[
-            "redis_backup",
-            "-p",
-            &format!("url={}", source.url(0)),
-            "-p",
-            "mode=snapshot",
+            format!("url={}", source.url(0)),
+            "mode=snapshot".to_string(),
         ],
+        true,
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(json["summary"]["keys"], 20_000, "{json}");
     assert!(!out.contains(PASSWORD), "{out}");
     // A wrong password is refused before SYNC.
-    let (code, json, out) = run_plain(
+    let (code, json, out) = job(
         &p,
+        "redis_backup",
         &[
-            "redis_backup",
-            "-p",
-            &format!("url=redis://:nope-nope@127.0.0.1:{}/0", source.port),
-            "-p",
-            "mode=snapshot",
+            format!("url=redis://:nope-nope@127.0.0.1:{}/0", source.port),
+            "mode=snapshot".to_string(),
         ],
+        false,
     );
     assert_eq!(code, 1, "{out}");
     assert!(

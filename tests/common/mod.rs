@@ -51,6 +51,22 @@ impl Project {
         p
     }
 
+    /// A project holding copies of the shipped `plugins/` and `scripts/`.
+    pub fn with_shipped_files() -> Project {
+        let p = Project::new();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for dir in ["plugins", "scripts"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "lua") {
+                    std::fs::copy(&path, p.path().join(dir).join(path.file_name().unwrap()))
+                        .unwrap();
+                }
+            }
+        }
+        p
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
