@@ -45,5 +45,6 @@ pub mod formats;
 pub mod history;
 pub mod jobs;
 pub mod lua;
+pub mod redact;
 pub mod storage;
 pub mod units;

@@ -718,3 +718,42 @@ fn cli_client_talks_to_the_daemon() {
     assert_eq!(r.code, 1);
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn credentials_in_params_never_come_back_out() {
+    let p = project("");
+    p.script(
+        "connect",
+        r#"return { params = { target = {}, password = {} },
+          run = function(ctx)
+            ctx.log.info("target %s, password %s", ctx.params.target, ctx.params.password)
+            error("cannot reach " .. ctx.params.target .. " with " .. ctx.params.password)
+          end }"#,
+    );
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let (s, v) = api.post(
+        "/api/v1/jobs/connect/runs",
+        json!({"params": {"target": "redis://:url-pw-4711@10.0.0.5:6379/0", "password": "param-pw-0815"}}),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let run = api.wait_state(id, &["failed"]);
+    let (_, logs) = api.get(&format!("/api/v1/runs/{id}/logs"));
+    let (_, list) = api.get("/api/v1/runs?job=connect");
+    let shown = p.ferry(&["runs", "show", &id.to_string()]).all();
+    for text in [run.to_string(), logs.to_string(), list.to_string(), shown] {
+        assert!(!text.contains("url-pw-4711"), "{text}");
+        assert!(!text.contains("param-pw-0815"), "{text}");
+    }
+    assert_eq!(run["params"]["target"], "redis://:***@10.0.0.5:6379/0");
+    assert_eq!(run["params"]["password"], "***");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach redis://:***@10.0.0.5:6379/0 with ***"),
+        "{run}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}

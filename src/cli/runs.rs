@@ -239,7 +239,7 @@ fn print_table(items: &[RunRecord], total: u64) {
 fn print_run(r: &RunRecord) {
     println!("run {}  job {}  {}", r.id, r.job, r.state);
     println!("trigger:  {}", r.trigger);
-    println!("params:   {}", r.params);
+    println!("params:   {}", crate::redact::mask_params(&r.params));
     println!("queued:   {}", format_time(&r.queued_at));
     if let Some(t) = r.started_at {
         println!("started:  {}", format_time(&t));

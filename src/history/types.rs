@@ -182,7 +182,8 @@ pub struct RunRecord {
     pub state: RunState,
     /// The trigger (kind plus detail).
     pub trigger: Value,
-    /// Parameters.
+    /// Parameters. Shown (serialized) with credentials masked: see [`crate::redact`].
+    #[serde(serialize_with = "ser_params")]
     pub params: Value,
     /// Attempt number, 1 for the first.
     pub attempt: u32,
@@ -285,6 +286,10 @@ pub struct RunFilter {
 /// Formats a time the way the history stores and prints it: RFC 3339, UTC, milliseconds.
 pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn ser_params<S: serde::Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
+    crate::redact::mask_params(v).serialize(s)
 }
 
 fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

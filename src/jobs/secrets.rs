@@ -21,7 +21,7 @@ pub struct Secrets {
 }
 
 /// What a secret's value is replaced with.
-pub const MASK: &str = "***";
+pub use crate::redact::MASK;
 
 impl Secrets {
     /// Secrets from the config file and the environment (the environment wins).

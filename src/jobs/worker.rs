@@ -197,11 +197,17 @@ fn execute(
         }
     }
     events.send(&Event::Started { run_id: id });
+    // Credentials given as params (a password param, a URL with a password) are hidden like
+    // secrets.
+    let mut secrets = secrets.clone();
+    for v in crate::redact::param_secrets(&req.params) {
+        secrets.hide(&v);
+    }
     let host = Arc::new(WorkerHost {
         run_id: id,
         job: req.job.clone(),
         history: history.clone(),
-        secrets: Mutex::new(secrets.clone()),
+        secrets: Mutex::new(secrets),
         events: events.clone(),
         progress: Mutex::new(ProgressState::default()),
     });
