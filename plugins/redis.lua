@@ -119,6 +119,7 @@ function M.migrate(ctx, o)
       end
     end
     local info = ferry.redis.check(store:open(f.name))
+    f.info = info
     if info.functions > 0 then
       ctx.log.warn("%s holds %d function libraries; they are not imported (FUNCTION RESTORE them separately)",
         f.name, info.functions)
@@ -129,6 +130,19 @@ function M.migrate(ctx, o)
 
   local r = ferry.redis.connect(o.target, { password = o.password, username = o.username,
     connect_timeout = o.connect_timeout, timeout = o.timeout })
+  -- A file from a newer Redis imports into an older one when the older one knows every value
+  -- type in it (payloads are re-stamped); otherwise fail before the first key is written.
+  local target_version = r:rdb_version()
+  if target_version then
+    for _, f in ipairs(files) do
+      for t, n in pairs(f.info.types) do
+        if ferry.redis.min_version(t) > target_version then
+          error(string.format("redis.migrate: %s holds %d %s value(s) of RDB type %d, which %s (RDB version %d) cannot read; import into a newer Redis",
+            f.name, n, ferry.redis.type_name(t) or "unknown", t, r:url(), target_version), 2)
+        end
+      end
+    end
+  end
   ctx.log.info("importing %d keys from %d file(s) into %s (%s)", total, #files, r:url(), method)
   local sink = r:restore({ mode = method == "full" and "replace" or "skip", db = o.db,
     batch = o.batch, progress = total })

@@ -561,3 +561,82 @@ fn a_cancelled_import_stops_promptly() {
     );
     eprintln!("cancel took {took:?}, {written} keys written");
 }
+
+#[test]
+fn a_dump_from_a_newer_redis_imports_what_the_target_can_read() {
+    // Redis 7.4 (RDB 12) into Redis 7.0 (RDB 10): listpack zsets, quicklists and strings are
+    // re-stamped and restored; sets in listpack encoding, v3 streams and hashes with field TTLs
+    // are unknown to 7.0.
+    let target = RedisServer::start();
+    let p = project();
+    std::fs::create_dir_all(p.path().join("data/store")).unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rdb/redis_7_4_all_types.rdb");
+    std::fs::copy(&fixture, p.path().join("data/store/new.rdb")).unwrap();
+    let (code, json, out) = job(
+        &p,
+        "redis_import",
+        &[format!("target={}", target.url(0)), "files=new.rdb".into()],
+        false,
+    );
+    assert_eq!(code, 1, "{out}");
+    let msg = json["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("new.rdb holds")
+            && msg.contains("which redis://127.0.0.1:")
+            && msg.contains("(RDB version 10) cannot read"),
+        "{msg}"
+    );
+    assert_eq!(
+        dbsize(&target, 0),
+        0,
+        "nothing is written when a type cannot be"
+    );
+
+    p.script(
+        "readable",
+        &r#"return { run = function(ctx)
+          local r = ferry.redis.connect("URL")
+          local v = r:rdb_version()
+          local src = ferry.redis.rdb(ferry.store("data/store"):open("new.rdb"))
+          local sink = r:restore()
+          local n = ferry.pipe(src, sink, { map = function(rows)
+            local out = {}
+            for _, row in ipairs(rows) do
+              if ferry.redis.min_version(string.byte(row.payload)) <= v then out[#out + 1] = row end
+            end
+            return out
+          end })
+          local direct = ferry.redis.connect("URL"):restore()
+          local ok, err = pcall(ferry.pipe, ferry.redis.rdb(ferry.store("data/store"):open("new.rdb")), direct)
+          return { v = v, n = n, stats = sink:stats(), err = tostring(err),
+                   list = r:call("LRANGE", "list", 0, -1), zset = r:call("ZRANGE", "zset", 0, -1) }
+        end }"#
+            .replace("URL", &target.url(0)),
+    );
+    let (code, json, out) = job(&p, "readable", &[], false);
+    assert_eq!(code, 0, "{out}");
+    let s = &json["summary"];
+    assert_eq!(s["v"], 10, "{s}");
+    let written =
+        s["stats"]["restored"].as_u64().unwrap() + s["stats"]["expired"].as_u64().unwrap();
+    assert_eq!(written, s["n"].as_u64().unwrap(), "{s}");
+    assert!(s["stats"]["restored"].as_u64().unwrap() >= 5, "{s}");
+    assert!(!s["list"].as_array().unwrap().is_empty(), "{s}");
+    assert!(!s["zset"].as_array().unwrap().is_empty(), "{s}");
+    let mut con = target.con();
+    for (key, kind) in [
+        ("list", "list"),
+        ("zset", "zset"),
+        ("lp_ints", "list"),
+        ("str", "string"),
+    ] {
+        let t: String = redis::cmd("TYPE").arg(key).query(&mut con).unwrap();
+        assert_eq!(t, kind, "{key}");
+    }
+    let err = s["err"].as_str().unwrap();
+    assert!(
+        err.contains("which this Redis (RDB version 10) cannot read"),
+        "{err}"
+    );
+}

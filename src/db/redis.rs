@@ -16,7 +16,10 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::formats::rdb::{string_payload_value, verify_payload};
+use crate::formats::rdb::{
+    FOOTER_LEN, min_version, rdb_version_of_redis, restamp_payload, string_payload_value,
+    type_name, verify_payload,
+};
 use crate::formats::{FormatError, Location, RowSink, RowSource, Value};
 
 /// The columns of a Redis row, in order: database number, key, type name, milliseconds left
@@ -694,6 +697,20 @@ impl RedisConn {
         Ok(())
     }
 
+    /// The RDB version the server writes and accepts in `RESTORE` payloads (from its
+    /// `redis_version`); `None` when `INFO` does not tell.
+    pub fn rdb_version(&mut self) -> Result<Option<u16>, RedisError> {
+        let info = match self.command(&[b"INFO".as_slice(), b"server"])? {
+            Reply::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+            Reply::Status(s) => s,
+            _ => return Ok(None),
+        };
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .and_then(rdb_version_of_redis))
+    }
+
     /// The number of keys in the selected database.
     pub fn dbsize(&mut self) -> Result<u64, RedisError> {
         match self.command(&[b"DBSIZE"])? {
@@ -1098,6 +1115,8 @@ pub struct RestoreSink {
     db: i64,
     /// Scratch space for decoded string values.
     value: Vec<u8>,
+    /// The target's RDB version, learnt at `begin`: newer payloads are re-stamped for it.
+    target_rdb: Option<u16>,
     stats: RestoreStats,
     interrupt: Option<Interrupt>,
     progress: Option<Progress>,
@@ -1123,6 +1142,7 @@ impl RestoreSink {
             in_flight: None,
             db,
             value: Vec::new(),
+            target_rdb: None,
             stats: RestoreStats::default(),
             interrupt,
             progress,
@@ -1160,6 +1180,31 @@ impl RestoreSink {
             self.in_flight = Some(sent);
         }
         Ok(())
+    }
+
+    /// A payload newer than the target re-stamped with the target's RDB version, when the
+    /// target knows its value type; an error naming the key when it does not.
+    fn restamped(&self, key: &[u8], payload: &[u8]) -> Result<Option<Vec<u8>>, FormatError> {
+        let (Some(target), Some(&t)) = (self.target_rdb, payload.first()) else {
+            return Ok(None);
+        };
+        let n = payload.len();
+        if n <= FOOTER_LEN {
+            return Ok(None);
+        }
+        let version = u16::from_le_bytes([payload[n - FOOTER_LEN], payload[n - FOOTER_LEN + 1]]);
+        if version <= target {
+            return Ok(None);
+        }
+        if min_version(t) > target {
+            return Err(self.row_err(format!(
+                "key {}: a {} in an encoding of RDB version {} (value type {t}), which this Redis (RDB version {target}) cannot read; import into a newer Redis",
+                show_key(key),
+                type_name(t).unwrap_or("value"),
+                min_version(t),
+            )));
+        }
+        Ok(restamp_payload(payload, target))
     }
 
     fn read_replies(&mut self, pending: &[Pending], keys: &[Vec<u8>]) -> Result<(), RedisError> {
@@ -1237,6 +1282,7 @@ impl RowSink for RestoreSink {
             expire_at: find("expire_at"),
             ttl: find("ttl"),
         });
+        self.target_rdb = self.con.rdb_version()?;
         Ok(())
     }
 
@@ -1309,6 +1355,8 @@ impl RowSink for RestoreSink {
             && verify_payload(payload).is_ok()
             && string_payload_value(payload, &mut value).is_some();
         let ttl;
+        let restamped;
+        let mut payload = payload;
         let mut args: Vec<&[u8]> = Vec::with_capacity(6);
         if as_set {
             args.extend([b"SET".as_slice(), key, &value]);
@@ -1323,6 +1371,10 @@ impl RowSink for RestoreSink {
             ttl = expire_at
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "0".into());
+            if let Some(p) = self.restamped(key, payload)? {
+                restamped = p;
+                payload = &restamped;
+            }
             args.extend([b"RESTORE".as_slice(), key, ttl.as_bytes(), payload]);
             if self.opts.conflict == Conflict::Replace {
                 args.push(b"REPLACE");

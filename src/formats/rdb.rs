@@ -111,6 +111,49 @@ fn value_context(type_byte: u8) -> &'static str {
     }
 }
 
+/// The oldest RDB version that has value type `type_byte`: a payload of a newer version can be
+/// given to an older Redis with its footer re-stamped, as long as that Redis knows the type.
+pub fn min_version(type_byte: u8) -> u16 {
+    match type_byte {
+        0..=4 => 1,
+        9 => 2,
+        10..=13 => 4,
+        5..=7 => 8,
+        14 => 7,
+        15 => 9,
+        16..=19 => 10,
+        20 | 21 => 11,
+        _ => 12,
+    }
+}
+
+/// The RDB version a Redis server of `redis_version` (`7.0.15`, from `INFO server`) writes and
+/// accepts; `None` when the text is not a version.
+pub fn rdb_version_of_redis(redis_version: &str) -> Option<u16> {
+    let mut parts = redis_version.trim().split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next().unwrap_or("0").parse().ok()?;
+    Some(match (major, minor) {
+        (0..=2, _) => 6,
+        (3, 0..=1) => 6,
+        (3, _) => 7,
+        (4, _) => 8,
+        (5..=6, _) => 9,
+        (7, 0..=1) => 10,
+        (7, 2..=3) => 11,
+        _ => 12,
+    })
+}
+
+/// `payload` with its footer re-stamped for RDB version `version` (the body unchanged).
+pub fn restamp_payload(payload: &[u8], version: u16) -> Option<Vec<u8>> {
+    let body = payload.get(..payload.len().checked_sub(FOOTER_LEN)?)?;
+    let mut out = Vec::with_capacity(payload.len());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&dump_footer(body, version));
+    Some(out)
+}
+
 /// The 10-byte footer that makes `body` (a type byte and an encoded value) a `DUMP` payload of
 /// RDB version `version`: the version as u16 LE, then the CRC-64 of `body` and the version as
 /// u64 LE.
@@ -418,6 +461,8 @@ pub struct RdbSummary {
     pub expires: u64,
     /// Keys read per database.
     pub dbs: BTreeMap<u64, u64>,
+    /// Keys read per RDB value type byte (which tells the encodings a target must know).
+    pub types: BTreeMap<u8, u64>,
     /// The AUX fields (`redis-ver`, `ctime`, ...), as lossy UTF-8.
     pub aux: Vec<(String, String)>,
     /// Function libraries (Redis 7 functions) skipped.
@@ -1175,6 +1220,7 @@ impl<R: Read> RdbReader<R> {
         self.summary.keys += 1;
         self.summary.expires += u64::from(expire.is_some());
         *self.summary.dbs.entry(self.db).or_default() += 1;
+        *self.summary.types.entry(t).or_default() += 1;
         if !wanted {
             return Ok(false);
         }

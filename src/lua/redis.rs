@@ -66,6 +66,14 @@ pub(crate) fn install(
         })?,
     )?;
     redis.set("check", lua.create_function(check)?)?;
+    redis.set(
+        "min_version",
+        lua.create_function(|_, t: u8| Ok(crate::formats::rdb::min_version(t)))?,
+    )?;
+    redis.set(
+        "type_name",
+        lua.create_function(|_, t: u8| Ok(crate::formats::rdb::type_name(t)))?,
+    )?;
     redis.set("rdb_writer", lua.create_function(rdb_writer)?)?;
     ferry.set("redis", redis)
 }
@@ -333,6 +341,10 @@ impl UserData for LuaRedis {
                 }
             }
         });
+        // rdb_version(): the RDB version the server reads and writes (nil when unknown).
+        methods.add_method_mut("rdb_version", |_, this, ()| {
+            this.con()?.rdb_version().map_err(lua_err)
+        });
         methods.add_method("url", |_, this, ()| Ok(this.target.label().to_owned()));
         methods.add_method_mut("close", |_, this, ()| {
             this.con = None;
@@ -370,6 +382,11 @@ fn summary_to_lua(lua: &Lua, s: &RdbSummary) -> mlua::Result<Table> {
         dbs.set(*db, *n)?;
     }
     t.set("dbs", dbs)?;
+    let types = lua.create_table()?;
+    for (t_byte, n) in &s.types {
+        types.set(*t_byte, *n)?;
+    }
+    t.set("types", types)?;
     let aux = lua.create_table()?;
     for (k, v) in &s.aux {
         aux.set(k.as_str(), v.as_str())?;
