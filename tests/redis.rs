@@ -640,3 +640,55 @@ fn a_dump_from_a_newer_redis_imports_what_the_target_can_read() {
         "{err}"
     );
 }
+
+#[test]
+fn seed_004_task_through_the_http_api() {
+    // POST a backup import task with the seed's fields, follow it to SUCCESS, read its progress.
+    let source = RedisServer::start();
+    populate(&source, 100);
+    let want = contents(&source, &[0, 3]);
+    let dump = source.save();
+    let size = std::fs::metadata(&dump).unwrap().len();
+    let target = RedisServer::start_with(Some(PASSWORD));
+    let p = project();
+    std::fs::create_dir_all(p.path().join("data/store")).unwrap();
+    std::fs::copy(&dump, p.path().join("data/store/backup-1.rdb")).unwrap();
+    let d = common::Daemon::start(&p);
+    let http = reqwest::blocking::Client::new();
+    let files = format!(
+        r#"[{{"file_name": "backup-1.rdb", "size": "{size}", "update_at": "2026-11-23 02:00:00"}}]"#
+    );
+    let body = serde_json::json!({"params": {
+        "target": target.url(0), "method": "full", "files": files, "password": PASSWORD,
+    }});
+    let r = http
+        .post(format!("{}/api/v1/jobs/redis_import/runs", d.url))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let id = r.json::<Value>().unwrap()["id"].as_i64().unwrap();
+    let run = wait_for("the import to finish", Duration::from_secs(60), || {
+        let v: Value = http
+            .get(format!("{}/api/v1/runs/{id}", d.url))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        ["succeeded", "failed"]
+            .contains(&v["state"].as_str()?)
+            .then_some(v)
+    });
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["progress"]["done"], want.len() as u64, "{run}");
+    assert_eq!(run["progress"]["total"], want.len() as u64, "{run}");
+    assert_eq!(run["params"]["password"], "***");
+    let logs = http
+        .get(format!("{}/api/v1/runs/{id}/logs", d.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(!logs.contains(PASSWORD) && !run.to_string().contains(PASSWORD));
+    assert_same(&want, &contents(&target, &[0, 3]));
+}
