@@ -540,8 +540,14 @@ impl ObjectWriter {
         let Some(mut upload) = self.upload.take() else {
             return Ok(());
         };
+        // A part whose request is already on its way can land after the abort and leave the
+        // upload behind (seen with s3s-fs under load): let in-flight parts settle first, and
+        // cancel only those that take longer than the abort itself may.
         for h in upload.in_flight.drain(..) {
-            h.abort();
+            let cancel = h.abort_handle();
+            if super::runtime::block_on_for(h, ABORT_LIMIT).is_none() {
+                cancel.abort();
+            }
         }
         let fut = self
             .backend
