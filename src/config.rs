@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::db::redis::{RedisOptions, RedisTarget};
 use crate::storage::{S3Options, Secret, StorageConfig, StoreSpec, StoreUrl};
 use crate::units::{parse_duration, parse_size};
 
@@ -80,6 +81,28 @@ pub struct FileConfig {
     /// Named stores, opened in scripts with `ferry.store("NAME")`.
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSection>,
+    /// Named Redis servers, reached in scripts with `ferry.redis.connect("NAME")`.
+    #[serde(default)]
+    pub redis: BTreeMap<String, RedisSection>,
+}
+
+/// `[redis.NAME]`: a named Redis server. The password may be written as `"${VAR}"` to read it
+/// from the environment; it never appears in logs, errors, summaries or `url()`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://[user:password@]host[:port][/db]` or `redis+unix:///path?db=N`.
+    pub url: String,
+    /// Password (`AUTH`); overrides one in the URL.
+    pub password: Option<String>,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Database number; overrides the URL's.
+    pub db: Option<i64>,
+    /// Limit for connecting (default `"5s"`).
+    pub connect_timeout: Option<String>,
+    /// Limit for each reply (default `"60s"`).
+    pub timeout: Option<String>,
 }
 
 /// `[api]`: the HTTP API served by `ferry serve`.
@@ -217,6 +240,8 @@ pub struct Config {
     pub api: Api,
     /// Allowed roots of local stores and the named stores.
     pub storage: StorageConfig,
+    /// Named Redis servers: URL and options (environment references resolved).
+    pub redis: BTreeMap<String, (String, RedisOptions)>,
 }
 
 /// Validated `[api]` settings.
@@ -432,6 +457,12 @@ impl Config {
                 .map_err(|(key, m)| value_err(&format!("stores.{name}{key}"), m))?;
             storage.stores.insert(name, spec);
         }
+        let mut redis = BTreeMap::new();
+        for (name, section) in fc.redis {
+            let target = redis_spec(&name, section)
+                .map_err(|(key, m)| value_err(&format!("redis.{name}{key}"), m))?;
+            redis.insert(name, target);
+        }
         Ok(Config {
             api,
             daemon,
@@ -445,6 +476,7 @@ impl Config {
             limits,
             secrets,
             storage,
+            redis,
             root,
         })
     }
@@ -493,6 +525,47 @@ fn store_spec(root: &Path, name: &str, s: StoreSection) -> Result<StoreSpec, (St
     })
 }
 
+/// Validates a `[redis.NAME]` section; errors carry the key suffix (`.url`) and a message.
+fn redis_spec(name: &str, s: RedisSection) -> Result<(String, RedisOptions), (String, String)> {
+    if name.is_empty()
+        || name.contains("://")
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err((
+            String::new(),
+            "Redis names may use letters, digits, `_` and `-` only".into(),
+        ));
+    }
+    let env = |key: &str, v: Option<String>| -> Result<Option<String>, (String, String)> {
+        v.map(|v| expand_env(&v).map_err(|m| (format!(".{key}"), m)))
+            .transpose()
+    };
+    let duration = |key: &str, v: Option<String>, default| -> Result<_, (String, String)> {
+        v.map(|t| parse_duration(&t).map_err(|m| (format!(".{key}"), m)))
+            .transpose()
+            .map(|d| d.unwrap_or(default))
+    };
+    let d = RedisOptions::default();
+    let url = env("url", Some(s.url))?.unwrap_or_default();
+    let opts = RedisOptions {
+        password: env("password", s.password)?,
+        username: env("username", s.username)?,
+        db: s.db,
+        connect_timeout: duration("connect_timeout", s.connect_timeout, d.connect_timeout)?,
+        timeout: duration("timeout", s.timeout, d.timeout)?,
+    };
+    RedisTarget::new(&url, &opts).map_err(|e| {
+        let m = e.to_string();
+        (
+            ".url".to_string(),
+            m.strip_prefix("redis: ").unwrap_or(&m).to_string(),
+        )
+    })?;
+    Ok((url, opts))
+}
+
 /// Expands a value of the form `${VAR}` from the environment; other values are returned as is.
 pub fn expand_env(value: &str) -> Result<String, String> {
     match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
@@ -522,6 +595,50 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("timeot"), "{msg}");
         assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn named_redis_servers() {
+        // SAFETY: a variable only this test reads.
+        unsafe { std::env::set_var("FERRY_TEST_REDIS_PW_CFG", "pw-from-env") };
+        let c = Config::from_toml(
+            "[redis.cache]\nurl = \"redis://10.0.0.5:6380/2\"\npassword = \"${FERRY_TEST_REDIS_PW_CFG}\"\ntimeout = \"2s\"\n",
+            None,
+            PathBuf::from("/p"),
+        )
+        .unwrap();
+        let (url, o) = &c.redis["cache"];
+        assert_eq!(url, "redis://10.0.0.5:6380/2");
+        assert_eq!(o.password.as_deref(), Some("pw-from-env"));
+        assert_eq!(o.timeout, Duration::from_secs(2));
+        assert!(
+            !format!("{c:?}").contains("pw-from-env"),
+            "Debug shows no password"
+        );
+        for (toml, want) in [
+            (
+                "[redis.x]\nurl = \"http://h\"\n",
+                "redis.x.url: unsupported URL scheme",
+            ),
+            (
+                "[redis.x]\nurl = \"redis://h\"\npasword = \"p\"\n",
+                "pasword",
+            ),
+            (
+                "[redis.x]\nurl = \"redis://h\"\ntimeout = \"soon\"\n",
+                "redis.x.timeout",
+            ),
+            (
+                "[redis.x]\nurl = \"redis://h\"\npassword = \"${FERRY_TEST_UNSET_VAR}\"\n",
+                "FERRY_TEST_UNSET_VAR is not set",
+            ),
+            ("[redis.\"a b\"]\nurl = \"redis://h\"\n", "Redis names"),
+        ] {
+            let e = Config::from_toml(toml, None, PathBuf::from("/p"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{toml}: want {want:?} in {e}");
+        }
     }
 
     #[test]

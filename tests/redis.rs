@@ -692,3 +692,42 @@ fn seed_004_task_through_the_http_api() {
     assert!(!logs.contains(PASSWORD) && !run.to_string().contains(PASSWORD));
     assert_same(&want, &contents(&target, &[0, 3]));
 }
+
+#[test]
+fn servers_named_in_the_config_keep_their_password_out_of_scripts() {
+    let server = RedisServer::start_with(Some(PASSWORD));
+    let p = project();
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[redis.cache]\nurl = \"{}\"\npassword = \"${{FERRY_TEST_CACHE_PW}}\"\n",
+            server.url(2)
+        ),
+    );
+    p.script(
+        "named",
+        r#"return { run = function(ctx)
+          local r = ferry.redis.connect("cache")
+          r:call("SET", "k", "v")
+          ctx.log.info("connected to %s", r:url())
+          local ok, err = pcall(ferry.redis.connect, "nocache")
+          return { url = r:url(), size = r:call("DBSIZE"), err = tostring(err) }
+        end }"#,
+    );
+    let (code, json, out) = run_env(&p, &["named"], &[("FERRY_TEST_CACHE_PW", PASSWORD)]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["summary"]["url"], server.url(2));
+    assert_eq!(json["summary"]["size"], 1);
+    let err = json["summary"]["err"].as_str().unwrap();
+    assert!(
+        err.contains("`nocache` is neither a redis:// URL nor a server named in ferry.toml")
+            && err.contains("named: cache"),
+        "{err}"
+    );
+    assert!(!out.contains(PASSWORD));
+    let v: String = redis::cmd("GET")
+        .arg("k")
+        .query(&mut server.con_db(2))
+        .unwrap();
+    assert_eq!(v, "v");
+}

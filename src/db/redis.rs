@@ -85,8 +85,8 @@ impl From<RedisError> for FormatError {
     }
 }
 
-/// How to reach a Redis server, besides its URL.
-#[derive(Debug, Clone)]
+/// How to reach a Redis server, besides its URL. `Debug` does not show the password.
+#[derive(Clone)]
 pub struct RedisOptions {
     /// Password (`AUTH`); overrides one in the URL.
     pub password: Option<String>,
@@ -98,6 +98,18 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// Limit for each reply.
     pub timeout: Duration,
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("username", &self.username)
+            .field("db", &self.db)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for RedisOptions {

@@ -167,6 +167,7 @@ pub fn vm_options(config: &Config, memory: Option<u64>, timeout: Duration) -> Vm
         memory: memory.unwrap_or(config.limits.memory),
         timeout,
         storage: config.storage.clone(),
+        redis: config.redis.clone(),
     }
 }
 

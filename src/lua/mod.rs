@@ -76,6 +76,8 @@ pub struct VmOptions {
     pub timeout: Duration,
     /// Allowed roots and named stores for `ferry.store` (and `ferry.sqlite.open`).
     pub storage: crate::storage::StorageConfig,
+    /// Named Redis servers for `ferry.redis.connect("NAME")`: URL and options.
+    pub redis: std::collections::BTreeMap<String, (String, crate::db::redis::RedisOptions)>,
 }
 
 /// Everything needed to run one job script.

@@ -6,6 +6,7 @@
 //! summaries from the moment the connection is asked for; messages name a target by its
 //! redacted label `redis://host:port/db`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +23,13 @@ use crate::db::redis::{
 use crate::formats::rdb::{Checksum, RdbSink, RdbSource, RdbSummary, check as rdb_check};
 use crate::units::parse_duration;
 
-/// Per-VM context of the bindings: the host (for redaction and progress) and the interrupt.
+/// Per-VM context of the bindings: the host (for redaction and progress), the interrupt and
+/// the named servers of `ferry.toml`.
 #[derive(Clone)]
 struct Ctx {
     host: Option<Arc<dyn RunHost>>,
     interrupt: Interrupt,
+    named: Arc<BTreeMap<String, (String, RedisOptions)>>,
 }
 
 impl Ctx {
@@ -44,6 +47,7 @@ impl Ctx {
 pub(crate) fn install(
     lua: &Lua,
     ferry: &Table,
+    named: &BTreeMap<String, (String, RedisOptions)>,
     guard: &Guard,
     host: Option<Arc<dyn RunHost>>,
 ) -> mlua::Result<()> {
@@ -51,6 +55,7 @@ pub(crate) fn install(
     let ctx = Ctx {
         host,
         interrupt: Arc::new(move || g.termination().is_some()),
+        named: Arc::new(named.clone()),
     };
     let redis = lua.create_table()?;
     let c = ctx.clone();
@@ -102,22 +107,39 @@ fn duration_opt(o: &mut Opts, key: &str, default: Duration) -> mlua::Result<Dura
 
 fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<LuaRedis> {
     const F: &str = "ferry.redis.connect";
+    // A name from `[redis.NAME]` in ferry.toml, or a URL.
+    let (url, d) = match ctx.named.get(url) {
+        Some((u, o)) => (u.as_str(), o.clone()),
+        None if !url.contains("://") => {
+            let mut known: Vec<&str> = ctx.named.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            return Err(lua_err(format!(
+                "{F}: `{url}` is neither a redis:// URL nor a server named in ferry.toml ([redis.NAME]; named: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        None => (url, RedisOptions::default()),
+    };
     // Hide the URL's password before anything can fail and print it.
     if let Ok(u) = url::Url::parse(url) {
         hide(ctx, u.password());
     }
+    hide(ctx, d.password.as_deref());
     let mut o = Opts::new(opts, F)?;
-    let d = RedisOptions::default();
     let password = o.string("password")?;
     hide(ctx, password.as_deref());
     let ro = RedisOptions {
-        password,
-        username: o.string("username")?,
+        password: password.or(d.password.clone()),
+        username: o.string("username")?.or(d.username.clone()),
         db: match o.count("db")? {
             Some(n) => Some(
                 i64::try_from(n).map_err(|_| lua_err(format!("{F}: db {n} is out of range")))?,
             ),
-            None => None,
+            None => d.db,
         },
         connect_timeout: duration_opt(&mut o, "connect_timeout", d.connect_timeout)?,
         timeout: duration_opt(&mut o, "timeout", d.timeout)?,

@@ -130,7 +130,7 @@ pub fn new_vm(
     super::formats::register(&lua, &ferry)?;
     super::sqlite::register(&lua, &ferry, &opts.storage)?;
     super::pipe::register(&lua, &ferry)?;
-    super::redis::install(&lua, &ferry, guard, host.clone())?;
+    super::redis::install(&lua, &ferry, &opts.redis, guard, host.clone())?;
     super::time::register(&lua, &ferry)?;
     super::util::register(&lua, &ferry)?;
     globals.set("ferry", ferry.clone())?;
