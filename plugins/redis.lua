@@ -103,8 +103,7 @@ function M.migrate(ctx, o)
   local store, files = sources(ctx, o)
   if #files == 0 then error("redis.migrate: no files to import", 2) end
 
-  -- Check everything before touching the target.
-  local total, bytes = 0, 0
+  -- Sizes first, where the files are.
   for _, f in ipairs(files) do
     local st = store:stat(f.name)
     if not st then error("redis.migrate: " .. store:url(f.name) .. " does not exist", 2) end
@@ -112,20 +111,56 @@ function M.migrate(ctx, o)
       error(string.format("redis.migrate: %s is %d bytes, the task says %d (incomplete upload?)",
         store:url(f.name), st.size, f.size), 2)
     end
+    f.bytes = st.size
+  end
+  -- Files in a remote store (S3) are downloaded once into data/.ferry/redis-import/RUN and read
+  -- from there twice (check, then import); the copies go when the run ends, whatever happens.
+  local tmp
+  if not store:url():match("^file://") and not store:url():match("^memory://") then
+    -- Copies left by runs that were cancelled or killed (a day old) go first.
+    local area = ferry.store("data/.ferry/redis-import")
+    local day_ago = ferry.time.format(ferry.time.now() - 86400, "%Y-%m-%dT%H:%M:%SZ")
+    for _, obj in ipairs(area:list("")) do
+      if obj.modified < day_ago then pcall(area.delete, area, obj.path) end
+    end
+    tmp = ferry.store("data/.ferry/redis-import/" .. ctx.run_id)
+    for i, f in ipairs(files) do
+      f.copy = i .. ".rdb"
+      ctx.log.info("downloading %s (%d bytes)", store:url(f.name), f.bytes)
+      ferry.copy(store, f.name, tmp, f.copy)
+    end
+  end
+  local ok, result = pcall(M.import_files, ctx, o, method, tmp or store, files)
+  if tmp then
+    for _, f in ipairs(files) do pcall(tmp.delete, tmp, f.copy) end
+  end
+  if not ok then error(result, 0) end
+  return result
+end
+
+-- The checks and the import proper, reading `files` from `store` (their `copy` names when set).
+function M.import_files(ctx, o, method, store, files)
+  local total, bytes = 0, 0
+  for _, f in ipairs(files) do
+    local path = f.copy or f.name
     if f.sha256 then
-      local sha = ferry.hash.sha256(store:open(f.name))
+      local sha = ferry.hash.sha256(store:open(path))
       if sha ~= f.sha256 then
-        error(string.format("redis.migrate: %s: checksum mismatch (expected %s, got %s)", f.name, f.sha256, sha), 2)
+        error(string.format("redis.migrate: %s: checksum mismatch (expected %s, got %s)", f.name, f.sha256, sha), 0)
       end
     end
-    local info = ferry.redis.check(store:open(f.name))
+    local ok, info = pcall(ferry.redis.check, store:open(path))
+    if not ok then
+      -- A downloaded copy has a numbered name: say which file it is.
+      error(f.copy and string.format("%s: %s", f.name, tostring(info)) or info, 0)
+    end
     f.info = info
     if info.functions > 0 then
       ctx.log.warn("%s holds %d function libraries; they are not imported (FUNCTION RESTORE them separately)",
         f.name, info.functions)
     end
     ctx.log.info("%s: RDB version %d, %d keys, checksum %s", f.name, info.version, info.keys, info.checksum)
-    total, bytes = total + info.keys, bytes + st.size
+    total, bytes = total + info.keys, bytes + f.bytes
   end
 
   local r = ferry.redis.connect(o.target, { password = o.password, username = o.username,
@@ -147,7 +182,7 @@ function M.migrate(ctx, o)
   local sink = r:restore({ mode = method == "full" and "replace" or "skip", db = o.db,
     batch = o.batch, progress = total })
   for _, f in ipairs(files) do
-    ferry.pipe(ferry.redis.rdb(store:open(f.name)), sink, { close = false })
+    ferry.pipe(ferry.redis.rdb(store:open(f.copy or f.name)), sink, { close = false })
   end
   sink:close()
   local s = sink:stats()
@@ -201,13 +236,13 @@ function M.backup(ctx, o)
     local out = ferry.redis.rdb_writer(point:create(path))
     for _, db in ipairs(dbs) do
       conn_opts.db = db
-      local src = ferry.redis.connect(o.url, conn_opts):scan({ match = o.match, progress = false })
+      local src = ferry.redis.connect(o.url, conn_opts):scan({ match = o.match, progress = total, progress_from = keys })
       local n = ferry.pipe(src, out, { close = false })
       per_db[tostring(db)] = n
       keys = keys + n
-      ctx.progress(keys, math.max(total, keys))
     end
     out:close()
+    ctx.progress(keys, keys)
   else
     error("redis.backup: `mode` must be \"scan\" or \"snapshot\", got " .. tostring(mode), 2)
   end

@@ -253,6 +253,26 @@ fn rdb_from_the_s3_emulator_imports_every_type_with_ttls() {
     assert_eq!(json["progress"]["done"], want.len() as u64, "{json}");
     assert_same(&want, &contents(&target, &[0, 3]));
     assert!(!out.contains(PASSWORD), "the password leaked: {out}");
+    // The file came down once, and its local copy is gone.
+    assert!(out.contains("downloading s3://"), "{out}");
+    let area = p.path().join("data/.ferry/redis-import");
+    let left: Vec<_> = walk(&area);
+    assert!(left.is_empty(), "copies left behind: {left:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
 
 #[test]

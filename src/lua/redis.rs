@@ -34,12 +34,12 @@ struct Ctx {
 
 impl Ctx {
     /// A progress callback reporting `done` of `total` to the run, when asked for.
-    fn progress(&self, total: Option<u64>, wanted: bool) -> Option<Progress> {
+    fn progress(&self, total: Option<u64>, wanted: bool, from: u64) -> Option<Progress> {
         let host = self.host.clone()?;
         if !wanted {
             return None;
         }
-        Some(Box::new(move |done| host.progress(done, total)))
+        Some(Box::new(move |done| host.progress(from + done, total)))
     }
 }
 
@@ -231,16 +231,38 @@ fn reply_to_lua(lua: &Lua, r: Reply, nested: bool) -> mlua::Result<LuaValue> {
     })
 }
 
-fn want_progress(o: &mut Opts, f: &str) -> mlua::Result<(bool, Option<u64>)> {
-    match o.value("progress")? {
-        LuaValue::Nil | LuaValue::Boolean(false) => Ok((false, None)),
-        LuaValue::Boolean(true) => Ok((true, None)),
-        LuaValue::Integer(n) if n >= 0 => Ok((true, Some(n as u64))),
-        LuaValue::Number(n) if n >= 0.0 && n.fract() == 0.0 => Ok((true, Some(n as u64))),
-        other => Err(lua_err(format!(
-            "{f}: option `progress` must be true or the expected number of keys, got {}",
-            other.type_name()
-        ))),
+/// The `progress` option (true, or the expected total) and `progress_from` (keys already
+/// reported by earlier sources of the same job, added to this one's count).
+struct ProgressOpt {
+    wanted: bool,
+    total: Option<u64>,
+    from: u64,
+}
+
+fn want_progress(o: &mut Opts, f: &str) -> mlua::Result<ProgressOpt> {
+    let (wanted, total) = match o.value("progress")? {
+        LuaValue::Nil | LuaValue::Boolean(false) => (false, None),
+        LuaValue::Boolean(true) => (true, None),
+        LuaValue::Integer(n) if n >= 0 => (true, Some(n as u64)),
+        LuaValue::Number(n) if n >= 0.0 && n.fract() == 0.0 => (true, Some(n as u64)),
+        other => {
+            return Err(lua_err(format!(
+                "{f}: option `progress` must be true or the expected number of keys, got {}",
+                other.type_name()
+            )));
+        }
+    };
+    let from = o.count("progress_from")?.unwrap_or(0);
+    Ok(ProgressOpt {
+        wanted,
+        total,
+        from,
+    })
+}
+
+impl Ctx {
+    fn progress_of(&self, p: &ProgressOpt) -> Option<Progress> {
+        self.progress(p.total, p.wanted, p.from)
     }
 }
 
@@ -293,14 +315,14 @@ impl UserData for LuaRedis {
                     .unwrap_or(d.count),
                 kind: o.string("type")?,
             };
-            let (wanted, total) = want_progress(&mut o, F)?;
+            let progress = want_progress(&mut o, F)?;
             o.finish()?;
             let con = this.target.connect().map_err(lua_err)?;
             let src = ScanSource::new(
                 con,
                 so,
                 Some(this.ctx.interrupt.clone()),
-                this.ctx.progress(total, wanted),
+                this.ctx.progress_of(&progress),
             );
             lua.create_userdata(LuaSource::new(Box::new(src)))
         });
@@ -329,7 +351,7 @@ impl UserData for LuaRedis {
                 }
                 None => None,
             };
-            let (wanted, total) = want_progress(&mut o, F)?;
+            let progress = want_progress(&mut o, F)?;
             o.finish()?;
             let con = this.target.connect().map_err(lua_err)?;
             let sink = RestoreSink::new(
@@ -341,7 +363,7 @@ impl UserData for LuaRedis {
                     ..d
                 },
                 Some(this.ctx.interrupt.clone()),
-                this.ctx.progress(total, wanted),
+                this.ctx.progress_of(&progress),
             );
             let name = format!("{} (restore)", this.target.label());
             lua.create_userdata(LuaSink::new(Box::new(sink), None, None, &name))
@@ -382,13 +404,13 @@ fn rdb_source(lua: &Lua, ctx: &Ctx, input: LuaValue, opts: LuaValue) -> mlua::Re
     const F: &str = "ferry.redis.rdb";
     let mut o = Opts::new(opts, F)?;
     let db = o.count("db")?;
-    let (wanted, total) = want_progress(&mut o, F)?;
+    let progress = want_progress(&mut o, F)?;
     o.finish()?;
     let Input { reader, name } = reader_arg(input, F)?;
     let src = RdbSource::new(reader, &name, db)
         .map_err(lua_err)?
         .with_interrupt(ctx.interrupt.clone())
-        .with_progress(ctx.progress(total, wanted));
+        .with_progress(ctx.progress_of(&progress));
     lua.create_userdata(LuaSource::new(Box::new(src)))
 }
 
