@@ -722,3 +722,72 @@ fn import_creates_typed_tables_and_logs_the_ddl() {
         "{show}"
     );
 }
+
+#[test]
+fn new_writes_a_loadable_job_from_every_template_and_never_overwrites() {
+    let p = Project::new();
+    for (name, template, plugins) in [
+        ("plain", "blank", &[][..]),
+        ("orders_out", "export", &["export"][..]),
+        ("orders_in", "import", &["import"][..]),
+        ("docs", "backup", &["backup"][..]),
+        ("cache", "redis", &["redis", "backup"][..]),
+    ] {
+        let r = p.ferry(&["new", name, "--template", template]);
+        assert_eq!(r.code, 0, "{template}: {}", r.all());
+        assert!(
+            r.stdout.contains(&format!("created scripts/{name}.lua")),
+            "{}",
+            r.all()
+        );
+        for plugin in plugins {
+            assert!(
+                p.path().join(format!("plugins/{plugin}.lua")).is_file(),
+                "{template}: plugin {plugin}"
+            );
+        }
+    }
+    let r = p.ferry(&["check"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.stdout.matches("ok ").count(), 5, "{}", r.all());
+    let r = p.ferry(&["run", "plain", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["summary"]["said"], "hello");
+
+    // An existing script (and an edited plugin) are left alone.
+    p.write(
+        "scripts/plain.lua",
+        "return { run = function() return 1 end }",
+    );
+    p.write("plugins/export.lua", "return {} -- mine");
+    let r = p.ferry(&["new", "plain"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("scripts/plain.lua exists already"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("scripts/plain.lua")).unwrap(),
+        "return { run = function() return 1 end }"
+    );
+    let r = p.ferry(&["new", "other_out", "--template", "export"]);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("plugins/export.lua")).unwrap(),
+        "return {} -- mine"
+    );
+    assert_eq!(
+        r.code,
+        0,
+        "a script that only requires the plugin still loads: {}",
+        r.all()
+    );
+    for bad in ["../evil", "a b", "x.lua"] {
+        let r = p.ferry(&["new", bad]);
+        assert_eq!(r.code, 2, "{bad}: {}", r.all());
+        assert!(r.stderr.contains("is not a job name"), "{}", r.all());
+    }
+    let r = p.ferry(&["new", "x", "--template", "nope"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("possible values"), "{}", r.all());
+}

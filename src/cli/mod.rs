@@ -4,6 +4,7 @@
 mod check;
 mod client;
 mod jobs;
+mod new;
 mod run;
 mod runs;
 mod serve;
@@ -48,6 +49,8 @@ pub enum Command {
     Trigger(trigger::TriggerArgs),
     /// Run the daemon: cron schedules, watched folders, hot reload of scripts.
     Serve(serve::ServeArgs),
+    /// Create a job script from a template (blank, export, import, backup, redis).
+    New(new::NewArgs),
     /// List jobs with their triggers, next run, last run and load errors.
     Jobs {
         /// Print JSON.
@@ -73,6 +76,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trigger(args) => trigger::trigger(&config, cli.server.as_deref(), args),
         Command::Serve(args) => serve::serve(config, args),
         Command::Jobs { json } => jobs::jobs(&config, cli.server.as_deref(), json),
+        Command::New(args) => new::new(&config, args),
         Command::Worker { address_space } => {
             if let Some(bytes) = address_space {
                 crate::jobs::worker::limit_address_space(bytes)?;
