@@ -261,14 +261,16 @@ function M.run(ctx, o)
         files[#files + 1] = prev
         reused = reused + 1
       else
-        local sha = ferry.hash.sha256(src:open(obj.path))
-        local entry = { path = obj.path, size = obj.size, mtime = obj.modified, sha256 = sha, ["in"] = id }
+        local entry = { path = obj.path, size = obj.size, mtime = obj.modified, ["in"] = id }
         if compression == "zip" then
+          entry.sha256 = ferry.hash.sha256(src:open(obj.path))
           archive = archive or ferry.zip.writer(point:create(set .. "/" .. id .. "/data.zip"))
           archive:add(obj.path, src:open(obj.path))
           entry.zip = true
         else
-          ferry.copy(src, obj.path, point, set .. "/" .. id .. "/data/" .. obj.path)
+          -- One read: the copy hashes what it moves.
+          local _, sha = ferry.copy(src, obj.path, point, set .. "/" .. id .. "/data/" .. obj.path, { sha256 = true })
+          entry.sha256 = sha
         end
         files[#files + 1] = entry
         copied = copied + 1

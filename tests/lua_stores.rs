@@ -209,6 +209,17 @@ return {
     local n1 = ferry.copy(src, "src.bin", s3, "hop/1.bin")
     local n2 = ferry.copy(s3, "hop/1.bin", mem, "2.bin")
     local n3 = ferry.copy(mem, "2.bin", dst, "final.bin")
+    -- A hashed copy reads once and hashes exactly what it wrote.
+    local n4, sha = ferry.copy(s3, "hop/1.bin", dst, "hashed.bin", { sha256 = true })
+    assert(sha == ferry.hash.sha256(src:open("src.bin")), sha)
+    assert(sha == ferry.hash.sha256(dst:open("hashed.bin")))
+    mem:write("abc", "abc")
+    local n5, abc = ferry.copy(mem, "abc", mem, "abc2", { sha256 = true })
+    assert(n5 == 3 and abc == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", abc)
+    assert(mem:read("abc2") == "abc")
+    local ok, err = pcall(ferry.copy, mem, "abc", mem, "abc3", { sha = true })
+    assert(not ok and tostring(err):find("unknown option `sha`"), tostring(err))
+    assert(n4 == n1)
     return { n1 = n1, n2 = n2, n3 = n3 }
   end,
 }

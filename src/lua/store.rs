@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value};
+use mlua::{AnyUserData, IntoLuaMulti, Lua, Table, UserData, UserDataMethods, Value};
 
 use super::RunHost;
 use super::io::{LuaReader, LuaWriter, take_reader};
@@ -246,10 +246,27 @@ pub(crate) fn install(
     ferry.set(
         "copy",
         lua.create_function(
-            |_, (src, src_path, dst, dst_path): (AnyUserData, String, AnyUserData, String)| {
+            |lua,
+             (src, src_path, dst, dst_path, opts): (
+                AnyUserData,
+                String,
+                AnyUserData,
+                String,
+                mlua::Value,
+            )| {
                 let a = store_of(&src, "ferry.copy(src_store, ...)")?;
                 let b = store_of(&dst, "ferry.copy(..., dst_store, ...)")?;
-                storage::copy(&a, &src_path, &b, &dst_path).map_err(err)
+                let mut o = super::rows::Opts::new(opts, "ferry.copy")?;
+                let sha256 = o.boolean("sha256")?.unwrap_or(false);
+                o.finish()?;
+                if !sha256 {
+                    let n = storage::copy(&a, &src_path, &b, &dst_path).map_err(err)?;
+                    return (n, mlua::Value::Nil).into_lua_multi(lua);
+                }
+                let (n, digest) =
+                    storage::copy_hashed(&a, &src_path, &b, &dst_path).map_err(err)?;
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                (n, hex).into_lua_multi(lua)
             },
         )?,
     )?;

@@ -292,9 +292,67 @@ pub fn copy(src: &Store, src_path: &str, dst: &Store, dst_path: &str) -> Result<
             .map_err(|k| dst.err(Op::Copy, Some(dst_path), k))?;
         return Ok(size);
     }
+    stream_copy(src, src_path, dst, dst_path, &mut std::io::sink())
+}
+
+/// Copies like [`copy`], always streaming through this process, and returns the bytes copied
+/// with the SHA-256 of the content, computed on the way: one read of the source where hashing
+/// and copying separately would take two.
+pub fn copy_hashed(
+    src: &Store,
+    src_path: &str,
+    dst: &Store,
+    dst_path: &str,
+) -> Result<(u64, [u8; 32]), StorageError> {
+    use sha2::Digest;
+    src.check(Op::Copy, src_path)?;
+    dst.check(Op::Copy, dst_path)?;
+    let mut hasher = HashWrite(sha2::Sha256::new());
+    let n = stream_copy(src, src_path, dst, dst_path, &mut hasher)?;
+    Ok((n, hasher.0.finalize().into()))
+}
+
+/// A writer that only hashes.
+struct HashWrite(sha2::Sha256);
+
+impl Write for HashWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sha2::Digest::update(&mut self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes into `a` and `b`.
+struct Tee<'a, A: Write, B: Write + ?Sized>(&'a mut A, &'a mut B);
+
+impl<A: Write, B: Write + ?Sized> Write for Tee<'_, A, B> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1.write_all(&buf[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
+/// Streams `src_path` to `dst_path` (atomic at the destination), every byte also given to
+/// `also`.
+fn stream_copy(
+    src: &Store,
+    src_path: &str,
+    dst: &Store,
+    dst_path: &str,
+    also: &mut dyn Write,
+) -> Result<u64, StorageError> {
     let mut reader = src.open(src_path)?;
     let mut writer = dst.create(dst_path, WriteOptions::default())?;
-    let n = local::copy_bufread(&mut reader, &mut writer, &dst.inner.waiter).map_err(|k| {
+    let mut tee = Tee(&mut writer, also);
+    let n = local::copy_bufread(&mut reader, &mut tee, &dst.inner.waiter).map_err(|k| {
         // Errors while reading name the source, others the destination.
         match k {
             ErrorKind::Interrupted => dst.err(Op::Copy, Some(dst_path), k),
