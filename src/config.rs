@@ -130,6 +130,9 @@ pub struct DaemonSection {
     pub catchup_window: Option<String>,
     /// At most this many catch-up runs per job with `missed = "all"`. Default 100.
     pub catchup_max: Option<u32>,
+    /// Worker processes kept started and waiting, so a run starts without a process start.
+    /// Default 2; 0 starts a worker per run.
+    pub warm_workers: Option<usize>,
 }
 
 /// `[retention]`: runs (with their logs and artifact records) are deleted when older than
@@ -269,6 +272,8 @@ pub struct Daemon {
     pub catchup_window: Duration,
     /// Bound on catch-up runs per job.
     pub catchup_max: u32,
+    /// Idle workers kept warm.
+    pub warm_workers: usize,
 }
 
 /// Validated `[retention]` settings.
@@ -416,6 +421,7 @@ impl Config {
                 Duration::from_secs(86_400),
             )?,
             catchup_max: fc.daemon.catchup_max.unwrap_or(100),
+            warm_workers: fc.daemon.warm_workers.unwrap_or(2).min(64),
         };
         let retention = Retention {
             days: fc.retention.days.unwrap_or(30),

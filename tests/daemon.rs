@@ -403,3 +403,79 @@ fn serve_with_a_bad_config_fails_clearly() {
         r.all()
     );
 }
+
+/// The `ferry worker` children of a process.
+fn worker_children(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which ends with ')'): state, ppid, ...
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let is_worker = cmdline.split(|b| *b == 0).any(|a| a == b"worker");
+        if ppid == Some(parent) && is_worker && !stat.contains(") Z ") {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn runs_start_in_workers_kept_warm_and_the_pool_refills() {
+    let p = Project::new();
+    p.write("ferry.toml", &format!("{FAST}warm_workers = 2\n"));
+    p.script(
+        "quick",
+        r#"return { run = function(ctx) return { ok = true } end }"#,
+    );
+    let d = Daemon::start(&p);
+    let daemon_pid = d.child.id();
+    let warm = wait_for("two warm workers", Duration::from_secs(20), || {
+        let w = worker_children(daemon_pid);
+        (w.len() == 2).then_some(w)
+    });
+    let r = p.ferry(&["trigger", "quick"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let run = wait_for("the run to finish", Duration::from_secs(20), || {
+        p.runs_of("quick")
+            .into_iter()
+            .find(|r| r["state"] == "succeeded")
+    });
+    let db = rusqlite::Connection::open(p.path().join("data/ferry.db")).unwrap();
+    let pid: u32 = db
+        .query_row(
+            "SELECT worker_pid FROM runs WHERE id = ?1",
+            [run["id"].as_i64().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        warm.contains(&pid),
+        "run in worker {pid}, warm ones were {warm:?}"
+    );
+    // The used worker exits; a fresh one takes its place.
+    let after = wait_for("the pool to refill", Duration::from_secs(20), || {
+        let w = worker_children(daemon_pid);
+        (w.len() == 2 && !w.contains(&pid)).then_some(w)
+    });
+    assert_eq!(after.len(), 2);
+    assert_eq!(d.stop(), Some(0));
+    // No worker outlives the daemon.
+    wait_for("the warm workers to exit", Duration::from_secs(10), || {
+        after
+            .iter()
+            .all(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                stat.is_empty() || stat.contains(") Z ")
+            })
+            .then_some(())
+    });
+}

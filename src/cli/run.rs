@@ -104,7 +104,7 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     };
-    let result = executor::execute(config, &history, &prepared, &cancel, &mut on_event);
+    let result = executor::execute(config, &history, &prepared, None, &cancel, &mut on_event);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -84,6 +84,8 @@ struct Inner {
     running: Mutex<HashMap<i64, Running>>,
     wake: tokio::sync::Notify,
     accepting: AtomicBool,
+    /// Workers started ahead of runs.
+    pool: Arc<executor::WorkerPool>,
 }
 
 /// Cheap-to-clone handle on the dispatcher.
@@ -104,6 +106,8 @@ impl Dispatcher {
         history: Arc<SqliteHistory>,
         registry: Arc<RwLock<Registry>>,
     ) -> Dispatcher {
+        let pool = executor::WorkerPool::new(&config, config.daemon.warm_workers);
+        pool.fill();
         Dispatcher {
             inner: Arc::new(Inner {
                 config,
@@ -112,6 +116,7 @@ impl Dispatcher {
                 running: Mutex::new(HashMap::new()),
                 wake: tokio::sync::Notify::new(),
                 accepting: AtomicBool::new(true),
+                pool,
             }),
         }
     }
@@ -309,6 +314,7 @@ impl Dispatcher {
         while self.running_count() > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        self.inner.pool.close();
     }
 
     /// Starts what can start; returns the earliest future `not_before` among queued runs.
@@ -394,6 +400,7 @@ impl Dispatcher {
                 config,
                 &*this.inner.history,
                 &prepared,
+                Some(&this.inner.pool),
                 &cancel,
                 &mut |_| {},
             );

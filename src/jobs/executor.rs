@@ -91,6 +91,7 @@ pub fn prepare(
             trigger,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             memory,
+            address_space: Some(memory.saturating_add(config.limits.worker_headroom)),
         },
         timeout,
         kill_grace: config.limits.kill_grace,
@@ -109,13 +110,15 @@ pub struct Worker {
 const STDERR_LINES: usize = 20;
 
 impl Worker {
-    /// Starts a worker for this project with the given address-space limit.
-    pub fn spawn(config: &Config, address_space: u64) -> std::io::Result<Worker> {
+    /// Starts a worker for this project, with an address-space limit when given (a warm
+    /// worker gets its limit with its run).
+    pub fn spawn(config: &Config, address_space: Option<u64>) -> std::io::Result<Worker> {
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
-        cmd.arg("worker")
-            .arg("--address-space")
-            .arg(address_space.to_string());
+        cmd.arg("worker");
+        if let Some(bytes) = address_space {
+            cmd.arg("--address-space").arg(bytes.to_string());
+        }
         if let Some(file) = &config.file {
             cmd.arg("--config").arg(file);
         }
@@ -186,6 +189,11 @@ impl Worker {
         self.events.recv_timeout(d)
     }
 
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills the worker and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -244,29 +252,127 @@ impl Worker {
     }
 }
 
-/// Runs a prepared run in a fresh worker and waits for it. `cancel` may be set from another
+/// Worker processes started ahead of runs: each waits (having opened the history and sent
+/// `Ready`) until a run is handed to it, runs that one run and exits, and a new one is warmed in
+/// its place. A run then starts without paying for a process start. Workers are started without
+/// an address-space limit and apply the run's ([`RunRequest::address_space`]) themselves.
+pub struct WorkerPool {
+    config: Config,
+    size: usize,
+    idle: Mutex<Vec<Worker>>,
+    /// Workers being warmed.
+    warming: Mutex<usize>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl WorkerPool {
+    /// A pool keeping `size` workers warm; call [`WorkerPool::fill`] to start them.
+    pub fn new(config: &Config, size: usize) -> Arc<WorkerPool> {
+        Arc::new(WorkerPool {
+            config: config.clone(),
+            size,
+            idle: Mutex::new(Vec::new()),
+            warming: Mutex::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Starts workers in the background until `size` are idle or warming.
+    pub fn fill(self: &Arc<Self>) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let mut warming = self.warming.lock().unwrap_or_else(|p| p.into_inner());
+        let missing = self.size.saturating_sub(idle + *warming);
+        *warming += missing;
+        drop(warming);
+        for _ in 0..missing {
+            let pool = self.clone();
+            std::thread::spawn(move || pool.warm_one());
+        }
+    }
+
+    fn warm_one(&self) {
+        let ready = Worker::spawn(&self.config, None).ok().and_then(|mut w| {
+            match w.recv_timeout(Duration::from_secs(10)) {
+                Ok(Some(Event::Ready { .. })) => Some(w),
+                _ => {
+                    w.kill();
+                    None
+                }
+            }
+        });
+        *self.warming.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        if let Some(w) = ready {
+            if self.closed.load(Ordering::SeqCst) {
+                w.shutdown();
+            } else {
+                self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(w);
+            }
+        }
+    }
+
+    /// An idle worker that is still alive, if any; a replacement starts warming.
+    pub fn take(self: &Arc<Self>) -> Option<Worker> {
+        let taken = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let Some(mut w) = idle.pop() else {
+                    break None;
+                };
+                if w.alive() {
+                    break Some(w);
+                }
+                w.kill();
+            }
+        };
+        self.fill();
+        taken
+    }
+
+    /// Stops every idle worker; no more are started.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let idle: Vec<Worker> =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in idle {
+            w.shutdown();
+        }
+    }
+
+    /// Workers idle now.
+    pub fn idle(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Runs a prepared run in a warm worker from `pool`, or else a fresh one, and waits for it. `cancel` may be set from another
 /// thread (Ctrl-C); `on_event` sees every event (live logs, progress).
 pub fn execute(
     config: &Config,
     history: &dyn History,
     prepared: &Prepared,
+    pool: Option<&Arc<WorkerPool>>,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<RunRecord, ExecError> {
     let id = prepared.request.run_id;
-    let mut worker = match Worker::spawn(config, prepared.address_space) {
-        Ok(w) => w,
-        Err(e) => {
-            close(
-                history,
-                id,
-                RunState::Failed,
-                ErrorCode::Crashed,
-                format!("cannot start a worker process: {e}"),
-            )?;
-            return Err(ExecError::Worker(e));
-        }
-    };
+    let warm = pool.and_then(|p| p.take()).map(Ok);
+    let mut worker =
+        match warm.unwrap_or_else(|| Worker::spawn(config, Some(prepared.address_space))) {
+            Ok(w) => w,
+            Err(e) => {
+                close(
+                    history,
+                    id,
+                    RunState::Failed,
+                    ErrorCode::Crashed,
+                    format!("cannot start a worker process: {e}"),
+                )?;
+                return Err(ExecError::Worker(e));
+            }
+        };
     if let Err(e) = worker.send(&Request::Run(prepared.request.clone())) {
         let (code, msg) = worker.death();
         close(history, id, RunState::Failed, code, msg)?;

@@ -38,6 +38,10 @@ pub struct RunRequest {
     pub timeout_ms: u64,
     /// Lua memory limit in bytes.
     pub memory: u64,
+    /// Address-space limit (RLIMIT_AS) the worker applies before the run: a warm worker was
+    /// started before its job was known.
+    #[serde(default)]
+    pub address_space: Option<u64>,
 }
 
 /// An event from a worker.

@@ -161,6 +161,12 @@ fn execute(
     req: RunRequest,
 ) {
     let id = req.run_id;
+    // A warm worker learns its run's limit only now (lowering a limit is always allowed).
+    if let Some(bytes) = req.address_space
+        && let Err(e) = limit_address_space(bytes)
+    {
+        tracing::warn!("run {id}: cannot limit the worker's address space: {e}");
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     *current.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, cancel.clone()));
     let finish = |end: RunEnd| {
