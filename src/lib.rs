@@ -12,13 +12,16 @@
 //! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
 //!   commits, confinement of local stores and recovery of writes a dead process left behind.
 //! - [`formats`]: the row model (ordered columns, typed values), row sources and sinks for CSV,
-//!   JSON, NDJSON, XLSX and SQL, `pipe`, and zip archives; plain Rust on `std::io`.
-//! - [`db`]: SQLite for scripts: queries as row sources, tables as row sinks, `.sql` scripts.
+//!   JSON, NDJSON, XLSX, SQL and Redis RDB files, `pipe`, and zip archives; plain Rust on
+//!   `std::io`.
+//! - [`db`]: SQLite for scripts (queries as row sources, tables as row sinks, `.sql` scripts)
+//!   and Redis (commands, pipelines, SCAN/DUMP source, RESTORE sink, SYNC snapshots).
 //! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
 //!   folders), the dispatcher and retention; crash recovery; graceful shutdown.
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads.
 //! - [`cli`]: the command line (and the client of a running daemon's API).
 //! - [`units`]: durations and sizes as people write them.
+//! - [`redact`]: credentials inside run params, masked for display and hidden from run output.
 //!
 //! # Invariants
 //! - Only `lua/` imports mlua; only `history/` holds SQL for the run history; only `api/`
