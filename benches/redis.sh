@@ -32,15 +32,15 @@ mkdir -p scripts plugins data/store
 cp "$HERE"/plugins/*.lua plugins/
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_redis() { # start_redis DIR -> prints port; loads DIR/dump.rdb if present
-  local dir=$1 port
-  port=$(free_port)
+start_redis() { # start_redis DIR -> sets PORT; loads DIR/dump.rdb if present. Not in a
+  # subshell, so the server's pid reaches PIDS and the cleanup stops it.
+  local dir=$1
+  PORT=$(free_port)
   mkdir -p "$dir"
-  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+  redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
     --dbfilename dump.rdb --logfile "$dir/log" --daemonize no --repl-diskless-sync-delay 0 >/dev/null 2>&1 &
   PIDS+=($!)
-  until redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; do sleep 0.01; done
-  echo "$port"
+  until redis-cli -p "$PORT" ping 2>/dev/null | grep -q PONG; do sleep 0.01; done
 }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -77,7 +77,7 @@ echo "data: $(du -h data.resp | cut -f1) of commands"
 
 echo
 echo "== import, $KEYS keys =="
-REF=$(start_redis "$WORK/ref")
+start_redis "$WORK/ref"; REF=$PORT
 t0=$(now); redis-cli -p "$REF" --pipe < data.resp > pipe.log; t1=$(now)
 REF_S=$(secs "$t0" "$t1")
 REF_KEYS=$(redis-cli -p "$REF" dbsize)
@@ -87,7 +87,7 @@ cp "$WORK/ref/dump.rdb" data/store/dump.rdb
 RDB_BYTES=$(stat -c %s data/store/dump.rdb)
 echo "RDB file:                      $((RDB_BYTES / 1024 / 1024)) MiB"
 
-DST=$(start_redis "$WORK/dst")
+start_redis "$WORK/dst"; DST=$PORT
 cat > scripts/imp.lua <<LUA
 local redis = require "redis"
 return { timeout = "1h", run = function(ctx)
@@ -108,7 +108,7 @@ C_S=$(secs "$t0" "$t1")
 echo "  of which the check pass:     ${C_S} s ($(awk -v b="$RDB_BYTES" -v s="$C_S" 'BEGIN { printf "%.0f", b / s / 1048576 }') MiB/s incl. process start)"
 
 mkdir -p "$WORK/load"; cp data/store/dump.rdb "$WORK/load/dump.rdb"
-t0=$(now); LOAD=$(start_redis "$WORK/load"); t1=$(now)
+t0=$(now); start_redis "$WORK/load"; t1=$(now)
 L_S=$(secs "$t0" "$t1")
 echo "redis-server loading the RDB:  ${L_S} s, $(rate "$REF_KEYS" "$L_S") keys/s (ceiling, no network)"
 
