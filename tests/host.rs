@@ -690,3 +690,34 @@ fn malformed_config_is_a_clear_error() {
         r.all()
     );
 }
+
+#[test]
+fn processes_opening_a_new_history_at_once_all_succeed() {
+    // `ferry run` and a `ferry runs list` polling it may create the history database together.
+    for _ in 0..5 {
+        let p = Project::new();
+        p.script("tiny", "return { run = function() return 1 end }");
+        let children: Vec<_> = (0..12)
+            .map(|i| {
+                let args: &[&str] = if i % 2 == 0 {
+                    &["run", "tiny"]
+                } else {
+                    &["runs", "list", "--json"]
+                };
+                p.cmd(args)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

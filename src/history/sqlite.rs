@@ -37,15 +37,39 @@ impl SqliteHistory {
         };
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(db_err)?;
+        // Switching a fresh database to WAL needs an exclusive lock, and SQLite reports
+        // SQLITE_BUSY for it at once, without the busy handler, while another process (a
+        // worker, `ferry runs list`) is opening the same new file: retry for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            ) {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5 + fastrand::u64(0..20)));
+                }
+                Err(e) => return Err(db_err(e)),
+            }
+        }
         let history = SqliteHistory {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
         };
-        history.migrate()?;
+        loop {
+            match history.migrate() {
+                Err(HistoryError::Db { source, .. })
+                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5 + fastrand::u64(0..20)));
+                }
+                other => break other?,
+            }
+        }
         Ok(history)
     }
 
