@@ -112,7 +112,7 @@ impl<W: Write> ZipWriter<W> {
         })
     }
 
-    /// Starts an entry; what is written with [`Write`] until the next entry or `finish` goes
+    /// Starts an entry (stamped with the current UTC time); what is written with [`Write`] until the next entry or `finish` goes
     /// into it.
     pub fn start_entry(&mut self, entry: &str, opts: EntryOptions) -> Result<(), FormatError> {
         check_name(&self.name, entry)?;
@@ -122,7 +122,8 @@ impl<W: Write> ZipWriter<W> {
                 .compression_level(Some(i64::from(level.min(9)))),
             None => SimpleFileOptions::default().compression_method(CompressionMethod::Stored),
         }
-        .large_file(opts.zip64);
+        .large_file(opts.zip64)
+        .last_modified_time(zip_now());
         let name = self.name.clone();
         self.writer()?
             .start_file(entry, options)
@@ -341,6 +342,28 @@ impl ZipReader {
     }
 }
 
+/// The current UTC time as a zip (DOS) timestamp; the format's epoch, 1980, if the clock is
+/// outside its range.
+fn zip_now() -> zip::DateTime {
+    use chrono::{Datelike, Timelike};
+    let now = chrono::Utc::now();
+    let part = |v: u32| u8::try_from(v).unwrap_or(0);
+    u16::try_from(now.year())
+        .ok()
+        .and_then(|y| {
+            zip::DateTime::from_date_and_time(
+                y,
+                part(now.month()),
+                part(now.day()),
+                part(now.hour()),
+                part(now.minute()),
+                part(now.second()),
+            )
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +403,13 @@ mod tests {
         assert!(w.start_entry("../evil", EntryOptions::default()).is_err());
         let bytes = w.finish().unwrap();
 
+        // Entries carry the time they were written, not the format's 1980 epoch.
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.as_slice())).unwrap();
+        let stamped = archive.by_index(0).unwrap().last_modified().unwrap();
+        assert_eq!(
+            i32::from(stamped.year()),
+            chrono::Datelike::year(&chrono::Utc::now())
+        );
         let mut r = ZipReader::new(bytes.as_slice(), "t.zip", ZipLimits::default()).unwrap();
         assert_eq!(r.entries().len(), 2);
         let mut out = Vec::new();
