@@ -343,6 +343,12 @@ fn jobs_trigger_runs_logs_and_errors() {
         metrics.contains("ferry_run_duration_seconds_count{job=\"greet\",state=\"succeeded\"} 5")
     );
     assert!(metrics.contains("ferry_queue_depth 0") && metrics.contains("ferry_running 0"));
+    assert!(
+        metrics.contains("# TYPE ferry_runs_finished_total counter")
+            && metrics.contains("ferry_runs_finished_total{job=\"greet\",state=\"succeeded\"} 5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ferry_workers_warm "), "{metrics}");
     assert_eq!(d.stop(), Some(0));
 }
 

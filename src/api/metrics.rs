@@ -54,6 +54,29 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError
             s.count
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP ferry_runs_finished_total Runs this daemon finished since it started, by job and end state."
+    );
+    let _ = writeln!(out, "# TYPE ferry_runs_finished_total counter");
+    for ((job, end), n) in state.handle.dispatcher.finished_counts() {
+        let _ = writeln!(
+            out,
+            "ferry_runs_finished_total{{job=\"{}\",state=\"{}\"}} {n}",
+            label(&job),
+            label(&end)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ferry_workers_warm Worker processes started and waiting for a run."
+    );
+    let _ = writeln!(out, "# TYPE ferry_workers_warm gauge");
+    let _ = writeln!(
+        out,
+        "ferry_workers_warm {}",
+        state.handle.dispatcher.warm_workers()
+    );
     let _ = writeln!(out, "# HELP ferry_queue_depth Runs queued and not started.");
     let _ = writeln!(out, "# TYPE ferry_queue_depth gauge");
     let _ = writeln!(out, "ferry_queue_depth {queued}");

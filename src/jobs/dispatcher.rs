@@ -86,6 +86,8 @@ struct Inner {
     accepting: AtomicBool,
     /// Workers started ahead of runs.
     pool: Arc<executor::WorkerPool>,
+    /// Runs this daemon finished since it started, by job and end state (a Prometheus counter).
+    finished: Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 /// Cheap-to-clone handle on the dispatcher.
@@ -117,6 +119,7 @@ impl Dispatcher {
                 wake: tokio::sync::Notify::new(),
                 accepting: AtomicBool::new(true),
                 pool,
+                finished: Mutex::new(std::collections::BTreeMap::new()),
             }),
         }
     }
@@ -133,6 +136,19 @@ impl Dispatcher {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(job)
+    }
+
+    /// Runs finished since this daemon started, by (job, state); for `/metrics`.
+    pub fn finished_counts(&self) -> Vec<((String, String), u64)> {
+        lock(&self.inner.finished)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// Workers idle and warm now.
+    pub fn warm_workers(&self) -> usize {
+        self.inner.pool.idle()
     }
 
     /// How many runs are going.
@@ -407,6 +423,9 @@ impl Dispatcher {
             match result {
                 Ok(record) => {
                     tracing::info!(job = %record.job, run = record.id, state = %record.state, "finished");
+                    *lock(&this.inner.finished)
+                        .entry((record.job.clone(), record.state.to_string()))
+                        .or_default() += 1;
                     if let Err(e) = this.after_run(&spec, &record) {
                         tracing::error!(run = record.id, "after the run: {e}");
                     }
