@@ -11,7 +11,8 @@
 --     names = nil,                -- CSV without header: the column names
 --     types = { id = "integer", amount = "float" },  -- how to type values (text otherwise)
 --     create = true,              -- create the table from the input's columns when missing, typed
---                                 -- from `types` / `column_types`; the DDL is logged
+--                                 -- from `types` / `column_types`, else (CSV, XLSX) inferred from
+--                                 -- the first `sample` rows (infer = false: TEXT); the DDL is logged
 --     on_conflict = "fail",       -- fail | skip | replace
 --     on_error = "fast_fail",     -- fast_fail | continue (bad rows skipped, counted, reported)
 --   })
@@ -27,6 +28,47 @@ local function split(path)
   local dir, base = path:match("^(.*)/([^/]+)$")
   if not dir then return ".", path end
   return dir, base
+end
+
+--- SQLite column types for a source's columns from a sample of its rows (default 1000):
+--- INTEGER when every non-empty value is an integer, REAL when every one is a number, TEXT
+--- otherwise. Only the table's declared types come from it: values keep being read as they
+--- are, and SQLite's column affinity stores numeric text as numbers, so a later row that does
+--- not fit is stored as text rather than failing the import.
+function M.infer(src, sample)
+  local kinds, seen = {}, {}
+  local rows = src:read(sample or 1000) or {}
+  local columns = src:columns()
+  src:close()
+  for _, row in ipairs(rows) do
+    for _, c in ipairs(columns) do
+      local v = row[c]
+      if v ~= nil and v ~= "" then
+        seen[c] = true
+        local kind
+        if math.type(v) == "integer" or (type(v) == "string" and v:match("^%s*[-+]?%d+%s*$") and #v < 19) then
+          kind = "INTEGER"
+        elseif type(v) == "number" or (type(v) == "string" and tonumber(v) and not v:match("^%s*0[xX]")) then
+          kind = "REAL"
+        else
+          kind = "TEXT"
+        end
+        local before = kinds[c]
+        if before == nil or before == kind then
+          kinds[c] = kind
+        elseif (before == "INTEGER" and kind == "REAL") or (before == "REAL" and kind == "INTEGER") then
+          kinds[c] = "REAL"
+        else
+          kinds[c] = "TEXT"
+        end
+      end
+    end
+  end
+  local out = {}
+  for _, c in ipairs(columns) do
+    if seen[c] then out[c] = kinds[c] end
+  end
+  return out
 end
 
 function M.run(ctx, o)
@@ -68,11 +110,21 @@ function M.run(ctx, o)
     -- Column types come from `types` (or `column_types`, SQLite type names); text formats
     -- without a declared type give TEXT, JSON/NDJSON keep each value's own type (no affinity).
     local sql_type = { integer = "INTEGER", float = "REAL", boolean = "INTEGER", bytes = "BLOB", timestamp = "INTEGER", text = "TEXT" }
+    local inferred = {}
+    if (format == "csv" or format == "xlsx") and o.infer ~= false then
+      -- A sample that does not parse infers nothing: the import itself reports the bad row.
+      local ok, got = pcall(function()
+        return M.infer(ferry[format].reader(store:open(path), { name = file, header = ropts.header, names = ropts.names,
+          delimiter = ropts.delimiter, columns = o.columns, exclude = o.exclude }), o.sample)
+      end)
+      if ok then inferred = got end
+    end
     local cols = {}
     for _, c in ipairs(src:columns()) do
       local declared = (o.column_types and o.column_types[c])
         or (type(o.types) == "table" and sql_type[o.types[c] or ""])
         or (type(o.types) == "string" and sql_type[o.types])
+        or inferred[c]
         or ((format == "csv" or format == "xlsx") and "TEXT" or "")
       cols[#cols + 1] = ('"%s" %s'):format(c:gsub('"', '""'), declared)
     end

@@ -724,6 +724,63 @@ fn import_creates_typed_tables_and_logs_the_ddl() {
 }
 
 #[test]
+fn import_infers_column_types_from_a_sample_without_losing_rows_that_do_not_fit() {
+    let p = project_with_shipped_files();
+    // 1500 rows: the sample (first 1000) sees integers in `n`, numbers in `price`, mixed text in
+    // `code`; row 1400 has a word in `n`, which must be kept as text, not fail the import.
+    let mut csv = String::from("n,price,code,empty\n");
+    for i in 1..=1500 {
+        let n = if i == 1400 {
+            "many".to_string()
+        } else {
+            i.to_string()
+        };
+        let price = if i % 2 == 0 {
+            format!("{i}.25")
+        } else {
+            i.to_string()
+        };
+        let code = if i % 3 == 0 {
+            "x7".to_string()
+        } else {
+            i.to_string()
+        };
+        csv.push_str(&format!("{n},{price},{code},\n"));
+    }
+    p.write("data/in/infer.csv", &csv);
+    p.script(
+        "inf",
+        r#"local import = require "import"
+        return { run = function(ctx)
+          local r = import.run(ctx, { db = "data/inf.db", table = "t", file = "data/in/infer.csv" })
+          local db = ferry.sqlite.open("data/inf.db")
+          local cols = {}
+          for c in db:query("SELECT name, type FROM pragma_table_info('t') ORDER BY cid"):rows() do
+            cols[#cols + 1] = c.name .. " " .. c.type
+          end
+          local kinds = {}
+          for k in db:query("SELECT typeof(n) AS a, typeof(price) AS b, count(*) AS c FROM t GROUP BY 1, 2 ORDER BY 1, 2"):rows() do
+            kinds[#kinds + 1] = k.a .. "/" .. k.b .. "=" .. k.c
+          end
+          return { cols = cols, kinds = kinds, inserted = r.inserted }
+        end }"#,
+    );
+    let r = p.ferry(&["run", "inf", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(
+        v["summary"]["cols"],
+        json!(["n INTEGER", "price REAL", "code TEXT", "empty TEXT"])
+    );
+    assert_eq!(v["summary"]["inserted"], 1500);
+    assert_eq!(
+        v["summary"]["kinds"],
+        json!(["integer/real=1499", "text/real=1"]),
+        "{v}"
+    );
+}
+
+#[test]
 fn new_writes_a_loadable_job_from_every_template_and_never_overwrites() {
     let p = Project::new();
     for (name, template, plugins) in [
