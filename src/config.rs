@@ -103,6 +103,9 @@ pub struct RedisSection {
     pub connect_timeout: Option<String>,
     /// Limit for each reply (default `"60s"`).
     pub timeout: Option<String>,
+    /// `rediss://`: a PEM file of the CA(s) the server's certificate must chain to (relative to
+    /// the project root), instead of the system's trust store.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[api]`: the HTTP API served by `ferry serve`.
@@ -465,7 +468,7 @@ impl Config {
         }
         let mut redis = BTreeMap::new();
         for (name, section) in fc.redis {
-            let target = redis_spec(&name, section)
+            let target = redis_spec(&root, &name, section)
                 .map_err(|(key, m)| value_err(&format!("redis.{name}{key}"), m))?;
             redis.insert(name, target);
         }
@@ -532,7 +535,11 @@ fn store_spec(root: &Path, name: &str, s: StoreSection) -> Result<StoreSpec, (St
 }
 
 /// Validates a `[redis.NAME]` section; errors carry the key suffix (`.url`) and a message.
-fn redis_spec(name: &str, s: RedisSection) -> Result<(String, RedisOptions), (String, String)> {
+fn redis_spec(
+    root: &Path,
+    name: &str,
+    s: RedisSection,
+) -> Result<(String, RedisOptions), (String, String)> {
     if name.is_empty()
         || name.contains("://")
         || !name
@@ -561,6 +568,18 @@ fn redis_spec(name: &str, s: RedisSection) -> Result<(String, RedisOptions), (St
         db: s.db,
         connect_timeout: duration("connect_timeout", s.connect_timeout, d.connect_timeout)?,
         timeout: duration("timeout", s.timeout, d.timeout)?,
+        ca: match s.ca_file {
+            Some(f) => {
+                let path = root.join(&f);
+                Some(std::fs::read(&path).map_err(|e| {
+                    (
+                        ".ca_file".to_string(),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?)
+            }
+            None => None,
+        },
     };
     RedisTarget::new(&url, &opts).map_err(|e| {
         let m = e.to_string();
@@ -639,6 +658,8 @@ mod tests {
                 "FERRY_TEST_UNSET_VAR is not set",
             ),
             ("[redis.\"a b\"]\nurl = \"redis://h\"\n", "Redis names"),
+            ("[redis.x]\nurl = \"rediss://h\"\nca_file = \"missing.pem\"\n", "redis.x.ca_file: cannot read /p/missing.pem"),
+            ("[redis.x]\nurl = \"redis://h\"\nca_file = \"/etc/hostname\"\n", "a CA certificate is for TLS connections"),
         ] {
             let e = Config::from_toml(toml, None, PathBuf::from("/p"))
                 .unwrap_err()

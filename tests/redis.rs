@@ -751,3 +751,46 @@ fn servers_named_in_the_config_keep_their_password_out_of_scripts() {
         .unwrap();
     assert_eq!(v, "v");
 }
+
+#[test]
+fn tls_servers_are_reached_with_their_ca_and_refused_without_it() {
+    let server = RedisServer::start_tls();
+    let p = project();
+    std::fs::create_dir_all(p.path().join("data/certs")).unwrap();
+    std::fs::write(
+        p.path().join("data/certs/ca.pem"),
+        server.ca.as_ref().unwrap(),
+    )
+    .unwrap();
+    p.script(
+        "tls",
+        &r#"return { run = function(ctx)
+          local ca = ferry.store("data/certs"):read("ca.pem")
+          local r = ferry.redis.connect("URL", { ca = ca })
+          r:call("SET", "over", "tls")
+          local copy = ferry.redis.connect("URL", { ca = ca, db = 1 })
+          local n = ferry.pipe(r:scan(), copy:restore({ db = 1 }))
+          local ok, err = pcall(ferry.redis.connect, "URL")
+          local sok, serr = pcall(r.snapshot, r, ferry.store("data/out"):create("x.rdb"))
+          return { url = r:url(), got = r:call("GET", "over"), copied = n, err = tostring(err), snap = tostring(serr) }
+        end }"#
+            .replace("URL", &server.url(0)),
+    );
+    let (code, json, out) = run_plain(&p, &["tls"]);
+    assert_eq!(code, 0, "{out}");
+    let s = &json["summary"];
+    assert_eq!(s["url"], server.url(0));
+    assert_eq!(s["got"], "tls");
+    assert_eq!(s["copied"], 1);
+    let err = s["err"].as_str().unwrap();
+    assert!(
+        err.contains("cannot connect") && err.contains("give `ca`"),
+        "{err}"
+    );
+    assert!(s["snap"].as_str().unwrap().contains("not TLS"), "{s}");
+    let v: String = redis::cmd("GET")
+        .arg("over")
+        .query(&mut server.con_db(1))
+        .unwrap();
+    assert_eq!(v, "tls");
+}

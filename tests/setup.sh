@@ -1,16 +1,18 @@
 #!/bin/sh
 # Installs what the test suite needs beyond cargo's own dependencies:
-# - Debian's redis-server and redis-cli (the Redis tests start their own instances on free ports);
+# - Debian's redis-server and redis-cli (the Redis tests start their own instances on free ports)
+#   and openssl (certificates for the TLS test);
 # - the s3s-fs S3 server the S3 tests start (a real S3-compatible server that validates SigV4 and
 #   honours If-None-Match).
 # Idempotent: does nothing when the right versions are installed.
 set -eu
 
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-  echo "installing redis-server (Debian package)..." >&2
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 \
+  || ! command -v openssl >/dev/null 2>&1; then
+  echo "installing redis-server and openssl (Debian packages; openssl makes the TLS test's certificates)..." >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server redis-tools
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server redis-tools openssl
 fi
 # The Debian package starts a system instance on port 6379; the tests never use it.
 

@@ -98,6 +98,9 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// Limit for each reply.
     pub timeout: Duration,
+    /// `rediss://`: the CA certificate(s), PEM, the server's certificate must chain to, instead
+    /// of the system's trust store.
+    pub ca: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisOptions {
@@ -108,6 +111,7 @@ impl fmt::Debug for RedisOptions {
             .field("db", &self.db)
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
             .finish()
     }
 }
@@ -120,6 +124,7 @@ impl Default for RedisOptions {
             db: None,
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(60),
+            ca: None,
         }
     }
 }
@@ -128,6 +133,7 @@ impl Default for RedisOptions {
 #[derive(Clone)]
 pub struct RedisTarget {
     info: redis::ConnectionInfo,
+    ca: Option<Vec<u8>>,
     label: String,
     connect_timeout: Duration,
     timeout: Duration,
@@ -151,15 +157,10 @@ impl RedisTarget {
             ))
         })?;
         match parsed.scheme() {
-            "redis" | "redis+unix" | "unix" => {}
-            "rediss" => {
-                return Err(RedisError::Config(
-                    "rediss:// (TLS) is not supported by this build; use redis://".into(),
-                ));
-            }
+            "redis" | "rediss" | "redis+unix" | "unix" => {}
             other => {
                 return Err(RedisError::Config(format!(
-                    "unsupported URL scheme `{other}`; expected redis://[user:password@]host[:port][/db]"
+                    "unsupported URL scheme `{other}`; expected redis://[user:password@]host[:port][/db] (rediss:// for TLS)"
                 )));
             }
         }
@@ -186,8 +187,14 @@ impl RedisTarget {
         }
         let info = info.set_redis_settings(settings);
         let label = label_of(&info);
+        if opts.ca.is_some() && !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            return Err(RedisError::Config(format!(
+                "a CA certificate is for TLS connections; use rediss:// instead of {label}"
+            )));
+        }
         Ok(RedisTarget {
             info,
+            ca: opts.ca.clone(),
             label,
             connect_timeout: opts.connect_timeout,
             timeout: opts.timeout,
@@ -211,7 +218,23 @@ impl RedisTarget {
 
     /// Opens a connection: connects, authenticates and selects the database.
     pub fn connect(&self) -> Result<RedisConn, RedisError> {
-        let client = redis::Client::open(self.info.clone()).map_err(|e| self.connect_err(&e))?;
+        let client = if matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            // rustls needs a process-wide crypto provider; a second install is refused, harmlessly.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match &self.ca {
+                Some(ca) => redis::Client::build_with_tls(
+                    self.info.clone(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(ca.clone()),
+                    },
+                ),
+                None => redis::Client::open(self.info.clone()),
+            }
+        } else {
+            redis::Client::open(self.info.clone())
+        }
+        .map_err(|e| self.connect_err(&e))?;
         let con = client
             .get_connection_with_timeout(self.connect_timeout)
             .map_err(|e| self.connect_err(&e))?;
@@ -247,7 +270,7 @@ impl RedisTarget {
         use std::io::{BufRead, BufReader, Read, Write};
         let redis::ConnectionAddr::Tcp(host, port) = self.info.addr() else {
             return Err(RedisError::Config(
-                "snapshot: only TCP connections (redis://host:port) are supported".into(),
+                "snapshot: only plain TCP connections (redis://host:port) are supported, not TLS or unix sockets; back up with SCAN instead".into(),
             ));
         };
         let io = |what: &str, e: std::io::Error| RedisError::Io {
@@ -432,8 +455,15 @@ fn label_of(info: &redis::ConnectionInfo) -> String {
                 format!("redis://{host}:{port}/{db}")
             }
         }
+        redis::ConnectionAddr::TcpTls { host, port, .. } => {
+            if host.contains(':') {
+                format!("rediss://[{host}]:{port}/{db}")
+            } else {
+                format!("rediss://{host}:{port}/{db}")
+            }
+        }
         redis::ConnectionAddr::Unix(path) => format!("redis+unix://{}?db={db}", path.display()),
-        _ => format!("redis://(tls)/{db}"),
+        _ => format!("redis://(unknown address)/{db}"),
     }
 }
 
@@ -460,6 +490,11 @@ fn describe(e: &redis::RedisError, label: &str) -> String {
         format!("connection refused: nothing listens at {label}")
     } else if e.is_timeout() {
         "timed out".into()
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        format!(
+            "{text} (TLS: does the server's certificate chain to a CA you trust? give `ca` with the CA's PEM)"
+        )
     } else {
         text
     }
@@ -1463,7 +1498,6 @@ mod tests {
     fn bad_urls_are_clear_and_do_not_echo_secrets() {
         for url in [
             "http://x:pw@host/",
-            "rediss://u:pw@host/",
             "not a url pw",
             "redis://u:pw@host:99999/",
         ] {

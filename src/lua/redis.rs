@@ -143,6 +143,7 @@ fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<LuaRedis> {
         },
         connect_timeout: duration_opt(&mut o, "connect_timeout", d.connect_timeout)?,
         timeout: duration_opt(&mut o, "timeout", d.timeout)?,
+        ca: o.string("ca")?.map(String::into_bytes).or(d.ca.clone()),
     };
     o.finish()?;
     let target = RedisTarget::new(url, &ro).map_err(lua_err)?;

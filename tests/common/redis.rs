@@ -15,6 +15,22 @@ pub struct RedisServer {
     pub port: u16,
     /// The `requirepass` password, if any.
     pub password: Option<String>,
+    /// With TLS: the CA certificate (PEM) the server's certificate is signed by.
+    pub ca: Option<Vec<u8>>,
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (tests/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn free_port() -> u16 {
@@ -46,6 +62,136 @@ impl RedisServer {
     pub fn start_with(password: Option<&str>) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis");
         Self::spawn(dir, password, &[])
+    }
+
+    /// Starts a server that speaks TLS only, with a certificate for 127.0.0.1 signed by a CA of
+    /// its own (see [`RedisServer::ca`]).
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir for redis");
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca_args = vec!["req", "-x509"];
+        ca_args.extend(ec);
+        ca_args.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ferry test CA",
+        ]);
+        openssl(d, &ca_args);
+        let mut csr_args = vec!["req"];
+        csr_args.extend(ec);
+        csr_args.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        openssl(d, &csr_args);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        let ca = std::fs::read(d.join("ca.crt")).unwrap();
+        let cert = d.join("server.crt").display().to_string();
+        let key = d.join("server.key").display().to_string();
+        let ca_file = d.join("ca.crt").display().to_string();
+        Self::spawn_tls(dir, ca, &cert, &key, &ca_file)
+    }
+
+    fn spawn_tls(
+        dir: tempfile::TempDir,
+        ca: Vec<u8>,
+        cert: &str,
+        key: &str,
+        ca_file: &str,
+    ) -> RedisServer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port"])
+            .arg(port.to_string())
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                "",
+            ])
+            .args([
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+                "--tls-ca-cert-file",
+                ca_file,
+            ])
+            .args(["--tls-auth-clients", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let mut server = RedisServer {
+            child: Some(child),
+            dir,
+            port,
+            password: None,
+            ca: Some(ca),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut con) = server.try_con()
+                && redis::cmd("PING").query::<String>(&mut con).is_ok()
+            {
+                return server;
+            }
+            if let Some(c) = server.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("redis-server with TLS exited with {status} (port {port} taken?)");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server with TLS did not answer on port {port}");
     }
 
     /// Starts a server with a password (or none) and extra `redis-server` arguments.
@@ -84,6 +230,7 @@ impl RedisServer {
                 dir,
                 port,
                 password: password.map(str::to_owned),
+                ca: None,
             };
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
@@ -107,7 +254,20 @@ impl RedisServer {
     }
 
     fn try_con(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url_with_password(0))?.get_connection()
+        self.client(0)?.get_connection()
+    }
+
+    fn client(&self, db: i64) -> redis::RedisResult<redis::Client> {
+        match &self.ca {
+            Some(ca) => redis::Client::build_with_tls(
+                self.url_with_password(db),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+            None => redis::Client::open(self.url_with_password(db)),
+        }
     }
 
     /// A connection to database 0.
@@ -117,20 +277,22 @@ impl RedisServer {
 
     /// A connection to database `db`.
     pub fn con_db(&self, db: i64) -> redis::Connection {
-        redis::Client::open(self.url_with_password(db))
+        self.client(db)
             .and_then(|c| c.get_connection())
             .expect("connect to the test redis")
     }
 
-    /// `redis://127.0.0.1:PORT/DB` without credentials.
+    /// `redis://127.0.0.1:PORT/DB` (`rediss://` with TLS) without credentials.
     pub fn url(&self, db: i64) -> String {
-        format!("redis://127.0.0.1:{}/{db}", self.port)
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/{db}", self.port)
     }
 
     /// The URL with the password in it, when there is one.
     pub fn url_with_password(&self, db: i64) -> String {
         match &self.password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}/{db}", self.port),
+            None if self.ca.is_some() => self.url(db),
             None => self.url(db),
         }
     }
