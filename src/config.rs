@@ -658,8 +658,14 @@ mod tests {
                 "FERRY_TEST_UNSET_VAR is not set",
             ),
             ("[redis.\"a b\"]\nurl = \"redis://h\"\n", "Redis names"),
-            ("[redis.x]\nurl = \"rediss://h\"\nca_file = \"missing.pem\"\n", "redis.x.ca_file: cannot read /p/missing.pem"),
-            ("[redis.x]\nurl = \"redis://h\"\nca_file = \"/etc/hostname\"\n", "a CA certificate is for TLS connections"),
+            (
+                "[redis.x]\nurl = \"rediss://h\"\nca_file = \"missing.pem\"\n",
+                "redis.x.ca_file: cannot read /p/missing.pem",
+            ),
+            (
+                "[redis.x]\nurl = \"redis://h\"\nca_file = \"/etc/hostname\"\n",
+                "a CA certificate is for TLS connections",
+            ),
         ] {
             let e = Config::from_toml(toml, None, PathBuf::from("/p"))
                 .unwrap_err()
