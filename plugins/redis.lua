@@ -8,6 +8,7 @@
 --     method = "full",                  -- "full": replace existing keys; "incremental": keep them
 --     store = "s3://bucket/backups", store_opts = { ... },           -- where the files are
 --     files = { { name = "dump.rdb", size = 123456 } },              -- sizes are checked when given
+--                                       -- (neither files nor backup_id: the watched/uploaded file)
 --     -- or, instead of store/files, a backup taken by redis.backup:
 --     backup_id = "20261123T020000Z-42", point = "data/backups", set = "redis",
 --     db = nil,                         -- nil: each key into its own database; n: all into n
@@ -89,7 +90,14 @@ local function sources(ctx, o)
     ctx.log.info("importing backup %s (%d keys, taken %s from %s)", m.id, m.redis.keys, m.created, m.source)
     return point, files
   end
-  if not o.files then error("redis.migrate: give `files` (with `store`) or `backup_id`", 3) end
+  if not o.files and ctx.trigger and ctx.trigger.file then
+    -- A dump dropped into a watched folder (or uploaded): that file.
+    local dir, base = ctx.trigger.file:match("^(.*)/([^/]+)$")
+    return ferry.store(dir or "."), { { name = base or ctx.trigger.file } }
+  end
+  if not o.files then
+    error("redis.migrate: give `files` (with `store`) or `backup_id`, or run the job from a watched folder", 3)
+  end
   return ferry.store(o.store or "data/store", o.store_opts), file_list(o.files)
 end
 

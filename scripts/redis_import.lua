@@ -1,6 +1,8 @@
 -- Import Redis backup files (RDB) into a Redis instance: seed 004's backup import task.
 --   ferry run redis_import -p target=redis://127.0.0.1:6379/0 -p files=dump.rdb:1234 -p method=full
 --   ferry run redis_import -p target=redis://... -p backup_id=20261123T020000Z-7
+-- A dump dropped into inbox/redis/ (or uploaded: POST /api/v1/jobs/redis_import/upload) is
+-- imported into the default target, once, and then archived (failed ones go to failed/).
 -- The target's password comes from the secret `redis_password` (FERRY_SECRET_REDIS_PASSWORD or
 -- [secrets] in ferry.toml), or from the `password` param (seed 004 passes it with the task); it
 -- never appears in logs, errors or the API (params named password are shown as ***).
@@ -16,6 +18,7 @@ return {
     db = { type = "integer", description = "write every key into this database (default: each key's own)" },
     password = { description = "target password (default: the secret redis_password); shown as *** everywhere" },
   },
+  watch = { path = "inbox/redis", pattern = "*.rdb", settle = "2s" },
   timeout = "2h",
   overlap = "queue",
   run = function(ctx)

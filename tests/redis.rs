@@ -794,3 +794,42 @@ fn tls_servers_are_reached_with_their_ca_and_refused_without_it() {
         .unwrap();
     assert_eq!(v, "tls");
 }
+
+#[test]
+fn a_dump_dropped_into_a_watched_folder_is_imported_once() {
+    let source = RedisServer::start();
+    populate(&source, 50);
+    let want = contents(&source, &[0, 3]);
+    let dump = source.save();
+    let target = RedisServer::start();
+    let p = project();
+    p.script(
+        "drop_rdb",
+        &r#"local redis = require "redis"
+        return { watch = { path = "inbox/rdb", pattern = "*.rdb", settle = "200ms" },
+          run = function(ctx) return redis.migrate(ctx, { target = "URL" }) end }"#
+            .replace("URL", &target.url(0)),
+    );
+    let d = common::Daemon::start(&p);
+    std::fs::create_dir_all(p.path().join("inbox/rdb")).unwrap();
+    std::fs::copy(&dump, p.path().join("inbox/rdb/.part")).unwrap();
+    std::fs::rename(
+        p.path().join("inbox/rdb/.part"),
+        p.path().join("inbox/rdb/night.rdb"),
+    )
+    .unwrap();
+    let run = wait_for(
+        "the dropped dump to be imported",
+        Duration::from_secs(30),
+        || {
+            p.runs_of("drop_rdb")
+                .into_iter()
+                .find(|r| r["state"] == "succeeded" || r["state"] == "failed")
+        },
+    );
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["summary"]["restored"], want.len() as u64, "{run}");
+    assert_same(&want, &contents(&target, &[0, 3]));
+    assert_eq!(p.files_in("inbox/rdb/.ferry/archive"), vec!["night.rdb"]);
+    assert_eq!(p.runs_of("drop_rdb").len(), 1);
+}
