@@ -832,4 +832,5 @@ fn a_dump_dropped_into_a_watched_folder_is_imported_once() {
     assert_same(&want, &contents(&target, &[0, 3]));
     assert_eq!(p.files_in("inbox/rdb/.ferry/archive"), vec!["night.rdb"]);
     assert_eq!(p.runs_of("drop_rdb").len(), 1);
+    assert_eq!(d.stop(), Some(0));
 }
