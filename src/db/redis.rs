@@ -220,7 +220,7 @@ impl RedisTarget {
     pub fn connect(&self) -> Result<RedisConn, RedisError> {
         let client = if matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
             // rustls needs a process-wide crypto provider; a second install is refused, harmlessly.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             match &self.ca {
                 Some(ca) => redis::Client::build_with_tls(
                     self.info.clone(),

@@ -139,7 +139,7 @@ impl RedisServer {
         key: &str,
         ca_file: &str,
     ) -> RedisServer {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let port = free_port();
         let child = Command::new("redis-server")
             .args(["--port", "0", "--tls-port"])
