@@ -189,11 +189,19 @@ function M.import_files(ctx, o, method, store, files)
   ctx.log.info("importing %d keys from %d file(s) into %s (%s)", total, #files, r:url(), method)
   local sink = r:restore({ mode = method == "full" and "replace" or "skip", db = o.db,
     batch = o.batch, progress = total })
-  for _, f in ipairs(files) do
-    ferry.pipe(ferry.redis.rdb(store:open(f.copy or f.name)), sink, { close = false })
-  end
-  sink:close()
+  local ok, err = pcall(function()
+    for _, f in ipairs(files) do
+      ferry.pipe(ferry.redis.rdb(store:open(f.copy or f.name)), sink, { close = false })
+    end
+    sink:close()
+  end)
   local s = sink:stats()
+  if not ok then
+    -- Say what the target holds now: the keys written before the error stay.
+    ctx.log.error("import into %s stopped after %d keys written, %d kept (existing), %d expired; running it again completes it",
+      r:url(), s.restored or 0, s.skipped or 0, s.expired or 0)
+    error(err, 0)
+  end
   ctx.progress(total, total)
   ctx.log.info("imported into %s: %d keys written, %d kept (existing), %d expired", r:url(), s.restored, s.skipped, s.expired)
   r:close()

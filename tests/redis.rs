@@ -834,3 +834,44 @@ fn a_dump_dropped_into_a_watched_folder_is_imported_once() {
     assert_eq!(p.runs_of("drop_rdb").len(), 1);
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_target_that_runs_out_of_memory_fails_the_run_and_says_what_it_holds() {
+    let source = RedisServer::start();
+    let mut con = source.con();
+    let mut pipe = redis::pipe();
+    for i in 0..50_000 {
+        pipe.cmd("SET")
+            .arg(format!("big:{i}"))
+            .arg("x".repeat(200))
+            .ignore();
+    }
+    let _: () = pipe.query(&mut con).unwrap();
+    let dump = source.save();
+    let target = RedisServer::start_with_args(
+        None,
+        &["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"],
+    );
+    let p = project();
+    std::fs::create_dir_all(p.path().join("data/store")).unwrap();
+    std::fs::copy(&dump, p.path().join("data/store/big.rdb")).unwrap();
+    let (code, json, out) = job(
+        &p,
+        "redis_import",
+        &[format!("target={}", target.url(0)), "files=big.rdb".into()],
+        false,
+    );
+    assert_eq!(code, 1, "{out}");
+    let msg = json["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("OOM") && msg.contains("SET \"big:") || msg.contains("RESTORE \"big:"),
+        "{msg}"
+    );
+    let written = dbsize(&target, 0);
+    assert!(written > 0 && written < 50_000, "{written}");
+    let show = p.ferry(&["runs", "show", &json["id"].to_string()]).all();
+    assert!(
+        show.contains("stopped after") && show.contains("running it again completes it"),
+        "{show}"
+    );
+}

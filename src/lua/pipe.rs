@@ -60,10 +60,7 @@ fn ferry_pipe(
         }
         Err(e) => {
             // The output is incomplete: discard it rather than leave a partial file.
-            if let Some(out) = &sink.out {
-                out.abort();
-            }
-            sink.inner = None;
+            sink.discard();
             Err(e)
         }
     }

@@ -362,6 +362,17 @@ impl LuaSink {
             .ok_or_else(|| mlua::Error::runtime(format!("{name}: the writer is closed")))
     }
 
+    /// Drops the sink after a failure, discarding its output, and keeps its counters for
+    /// `sink:stats()`.
+    pub(crate) fn discard(&mut self) {
+        if let Some(out) = &self.out {
+            out.abort();
+        }
+        if let Some(sink) = self.inner.take() {
+            self.stats = sink.stats();
+        }
+    }
+
     /// Finishes the format and commits the writer under it.
     pub(crate) fn close(&mut self) -> mlua::Result<()> {
         let Some(mut sink) = self.inner.take() else {

@@ -57,7 +57,8 @@ impl RestoreStats {
 #[derive(Clone, Copy)]
 enum Pending {
     Select,
-    Restore(usize),
+    /// A key's write: its index in the batch's keys, and whether it went as `SET`.
+    Restore(usize, bool),
 }
 
 /// Column positions of the rows a [`RestoreSink`] gets.
@@ -190,14 +191,15 @@ impl RestoreSink {
                     });
                 }
                 (Pending::Select, _) => {}
-                (Pending::Restore(_), Reply::Error(e))
+                (Pending::Restore(..), Reply::Error(e))
                     if self.opts.conflict == Conflict::Skip && e.starts_with("BUSYKEY") =>
                 {
                     self.stats.skipped += 1;
                 }
                 // `SET ... NX` of a key that exists.
-                (Pending::Restore(_), Reply::Nil) => self.stats.skipped += 1,
-                (Pending::Restore(i), Reply::Error(e)) => {
+                (Pending::Restore(..), Reply::Nil) => self.stats.skipped += 1,
+                (Pending::Restore(i, as_set), Reply::Error(e)) => {
+                    let verb = if *as_set { "SET" } else { "RESTORE" };
                     let key = keys.get(*i).map(|k| show_key(k)).unwrap_or_default();
                     let hint = if e.contains("payload version") {
                         " (the payload comes from a newer Redis than the target, or is corrupt)"
@@ -206,11 +208,11 @@ impl RestoreSink {
                     };
                     return Err(RedisError::Server {
                         target: self.con.target.label.clone(),
-                        command: format!("RESTORE {key}"),
+                        command: format!("{verb} {key}"),
                         message: format!("{e}{hint}"),
                     });
                 }
-                (Pending::Restore(_), _) => self.stats.restored += 1,
+                (Pending::Restore(..), _) => self.stats.restored += 1,
             }
         }
         if let Some(p) = self.progress.as_mut() {
@@ -357,7 +359,7 @@ impl RowSink for RestoreSink {
         pack_command(&mut self.buf, &args);
         drop(args);
         self.value = value;
-        self.pending.push(Pending::Restore(self.keys.len()));
+        self.pending.push(Pending::Restore(self.keys.len(), as_set));
         self.keys.push(key.to_vec());
         if self.keys.len() >= self.opts.batch.max(1) || self.buf.len() >= self.opts.batch_bytes {
             self.flush()?;
