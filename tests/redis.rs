@@ -830,7 +830,10 @@ fn a_dump_dropped_into_a_watched_folder_is_imported_once() {
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(run["summary"]["restored"], want.len() as u64, "{run}");
     assert_same(&want, &contents(&target, &[0, 3]));
-    assert_eq!(p.files_in("inbox/rdb/.ferry/archive"), vec!["night.rdb"]);
+    // The daemon archives the file right after the run closes.
+    wait_for("the dump to be archived", Duration::from_secs(10), || {
+        (p.files_in("inbox/rdb/.ferry/archive") == vec!["night.rdb"]).then_some(())
+    });
     assert_eq!(p.runs_of("drop_rdb").len(), 1);
     assert_eq!(d.stop(), Some(0));
 }
