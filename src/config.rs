@@ -678,7 +678,9 @@ mod tests {
     fn storage_defaults_and_named_stores() {
         // `cargo test` sets CARGO_MANIFEST_DIR for the test process: an environment variable
         // that exists without the test having to set one.
-        let from_env = env!("CARGO_MANIFEST_DIR");
+        let from_env = "secret-from-the-environment-0451";
+        // SAFETY: a variable only this test reads.
+        unsafe { std::env::set_var("FERRY_TEST_STORE_SECRET_CFG", from_env) };
         let c = Config::from_toml(
             r#"
 [storage]
@@ -688,7 +690,7 @@ allow = ["data", "/srv/exports"]
 url = "s3://bucket/nightly"
 endpoint = "http://127.0.0.1:9000"
 access_key_id = "AKID"
-secret_access_key = "${CARGO_MANIFEST_DIR}"
+secret_access_key = "${FERRY_TEST_STORE_SECRET_CFG}"
 path-style = true
 
 [stores.exports]
