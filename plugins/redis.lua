@@ -12,6 +12,7 @@
 --     -- or, instead of store/files, a backup taken by redis.backup:
 --     backup_id = "20261123T020000Z-42", point = "data/backups", set = "redis",
 --     db = nil,                         -- nil: each key into its own database; n: all into n
+--     match = "user:*", types = { "hash" },  -- optional: only these keys (a partial restore)
 --   })
 --
 --   -- Back a live instance up into a backup point as one RDB file with a manifest, registered in
@@ -179,7 +180,14 @@ function M.import_files(ctx, o, method, store, files)
   if target_version then
     for _, f in ipairs(files) do
       for t, n in pairs(f.info.types) do
-        if ferry.redis.min_version(t) > target_version then
+        local wanted = true
+        if o.types then
+          wanted = false
+          for _, name in ipairs(o.types) do
+            if name == ferry.redis.type_name(t) then wanted = true end
+          end
+        end
+        if wanted and ferry.redis.min_version(t) > target_version then
           error(string.format("redis.migrate: %s holds %d %s value(s) of RDB type %d, which %s (RDB version %d) cannot read; import into a newer Redis",
             f.name, n, ferry.redis.type_name(t) or "unknown", t, r:url(), target_version), 2)
         end
@@ -187,11 +195,14 @@ function M.import_files(ctx, o, method, store, files)
     end
   end
   ctx.log.info("importing %d keys from %d file(s) into %s (%s)", total, #files, r:url(), method)
+  -- With a filter only some of the keys go: their number is known at the end.
+  local filtered = o.match ~= nil or o.types ~= nil
   local sink = r:restore({ mode = method == "full" and "replace" or "skip", db = o.db,
-    batch = o.batch, progress = total })
+    batch = o.batch, progress = filtered or total })
   local ok, err = pcall(function()
     for _, f in ipairs(files) do
-      ferry.pipe(ferry.redis.rdb(store:open(f.copy or f.name)), sink, { close = false })
+      ferry.pipe(ferry.redis.rdb(store:open(f.copy or f.name), { match = o.match, types = o.types }), sink,
+        { close = false })
     end
     sink:close()
   end)
@@ -202,10 +213,11 @@ function M.import_files(ctx, o, method, store, files)
       r:url(), s.restored or 0, s.skipped or 0, s.expired or 0)
     error(err, 0)
   end
-  ctx.progress(total, total)
+  local done = (s.restored or 0) + (s.skipped or 0) + (s.expired or 0)
+  ctx.progress(done, done)
   ctx.log.info("imported into %s: %d keys written, %d kept (existing), %d expired", r:url(), s.restored, s.skipped, s.expired)
   r:close()
-  return { method = method, files = #files, bytes = bytes, keys = total,
+  return { method = method, files = #files, bytes = bytes, keys = total, matched = done,
            restored = s.restored, skipped = s.skipped, expired = s.expired }
 end
 

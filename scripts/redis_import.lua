@@ -16,6 +16,7 @@ return {
     files = { description = "files to import: name[:size],... or a JSON array of {file_name, size}" },
     backup_id = { description = "instead of files: the id of a backup taken by redis_backup" },
     db = { type = "integer", description = "write every key into this database (default: each key's own)" },
+    match = { description = "only keys matching this glob (a partial restore), e.g. user:*" },
     password = { description = "target password (default: the secret redis_password); shown as *** everywhere" },
   },
   watch = { path = "inbox/redis", pattern = "*.rdb", settle = "2s" },
@@ -24,7 +25,7 @@ return {
   run = function(ctx)
     local p = ctx.params
     return redis.migrate(ctx, { target = p.target, password = p.password or redis.secret(ctx, "redis_password"),
-      method = p.method, store = p.store, files = p.files, backup_id = p.backup_id, db = p.db,
+      method = p.method, store = p.store, files = p.files, backup_id = p.backup_id, db = p.db, match = p.match,
       point = "data/backups", set = "redis" })
   end,
 }

@@ -875,3 +875,53 @@ fn a_target_that_runs_out_of_memory_fails_the_run_and_says_what_it_holds() {
         "{show}"
     );
 }
+
+#[test]
+fn a_partial_restore_takes_only_the_matching_keys() {
+    let source = RedisServer::start();
+    populate(&source, 20);
+    let want: std::collections::BTreeMap<_, _> = contents(&source, &[0, 3])
+        .into_iter()
+        .filter(|((_, k), _)| k.starts_with(b"h:") || k.starts_with(b"db3:"))
+        .collect();
+    let dump = source.save();
+    let target = RedisServer::start();
+    let p = project();
+    std::fs::create_dir_all(p.path().join("data/store")).unwrap();
+    std::fs::copy(&dump, p.path().join("data/store/d.rdb")).unwrap();
+    // A glob on the key...
+    let (code, json, out) = job(
+        &p,
+        "redis_import",
+        &[
+            format!("target={}", target.url(0)),
+            "files=d.rdb".into(),
+            "match=[hd]*:*".into(),
+        ],
+        false,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["summary"]["matched"], want.len() as u64, "{json}");
+    assert_same(&want, &contents(&target, &[0, 3]));
+    // ...and types, through the Lua API.
+    p.script(
+        "only_hashes",
+        &r#"return { run = function(ctx)
+          local n = ferry.pipe(ferry.redis.rdb(ferry.store("data/store"):open("d.rdb"), { types = { "hash" } }),
+            ferry.redis.connect("URL"):restore())
+          local ok, err = pcall(ferry.redis.rdb, "x", { types = { "hashes" } })
+          return { n = n, err = tostring(err) }
+        end }"#
+            .replace("URL", &target.url(0)),
+    );
+    let (code, json, out) = job(&p, "only_hashes", &[], false);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["summary"]["n"], 3, "h:small, h:big and db3:h: {json}");
+    assert!(
+        json["summary"]["err"]
+            .as_str()
+            .unwrap()
+            .contains("unknown type `hashes`"),
+        "{json}"
+    );
+}

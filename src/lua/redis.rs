@@ -20,7 +20,9 @@ use crate::db::redis::{
     Conflict, Interrupt, Progress, RedisConn, RedisOptions, RedisTarget, Reply, RestoreOptions,
     RestoreSink, ScanOptions, ScanSource,
 };
-use crate::formats::rdb::{Checksum, RdbSink, RdbSource, RdbSummary, check as rdb_check};
+use crate::formats::rdb::{
+    Checksum, KeyFilter, RdbSink, RdbSource, RdbSummary, check as rdb_check,
+};
 use crate::units::parse_duration;
 
 /// Per-VM context of the bindings: the host (for redaction and progress), the interrupt and
@@ -405,11 +407,20 @@ fn rdb_source(lua: &Lua, ctx: &Ctx, input: LuaValue, opts: LuaValue) -> mlua::Re
     const F: &str = "ferry.redis.rdb";
     let mut o = Opts::new(opts, F)?;
     let db = o.count("db")?;
+    let pattern = o.string("match")?;
+    let types = o.strings("types")?;
     let progress = want_progress(&mut o, F)?;
     o.finish()?;
+    let filter = match (&pattern, &types) {
+        (None, None) => None,
+        _ => Some(
+            KeyFilter::new(pattern.as_deref(), types).map_err(|e| lua_err(format!("{F}: {e}")))?,
+        ),
+    };
     let Input { reader, name } = reader_arg(input, F)?;
     let src = RdbSource::new(reader, &name, db)
         .map_err(lua_err)?
+        .with_filter(filter)
         .with_interrupt(ctx.interrupt.clone())
         .with_progress(ctx.progress_of(&progress));
     lua.create_userdata(LuaSource::new(Box::new(src)))

@@ -501,5 +501,5 @@ mod writer;
 
 use input::lzf_decompress;
 pub use reader::{RdbReader, check};
-pub use rows::{CHECK_EVERY, Interrupt, Progress, RdbSink, RdbSource};
+pub use rows::{CHECK_EVERY, Interrupt, KeyFilter, Progress, RdbSink, RdbSource};
 pub use writer::RdbWriter;

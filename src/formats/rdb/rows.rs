@@ -14,8 +14,61 @@ pub struct RdbSource<R: Read> {
     entry: RdbEntry,
     columns: Vec<String>,
     rows: u64,
+    /// Entries read, kept or not.
+    seen: u64,
+    filter: Option<KeyFilter>,
     interrupt: Option<Interrupt>,
     progress: Option<Progress>,
+}
+
+/// Which keys an [`RdbSource`] yields: a Redis-style glob on the key (`user:*`, `session:??`,
+/// `[ab]*`) and/or a set of type names (`string`, `hash`, ...).
+pub struct KeyFilter {
+    glob: Option<globset::GlobMatcher>,
+    types: Option<Vec<String>>,
+}
+
+impl KeyFilter {
+    /// A filter; `pattern` is a glob (`*` also matches `:` and `/`), `types` Redis type names.
+    pub fn new(pattern: Option<&str>, types: Option<Vec<String>>) -> Result<KeyFilter, String> {
+        let glob = match pattern {
+            Some(p) => Some(
+                globset::GlobBuilder::new(p)
+                    .literal_separator(false)
+                    .backslash_escape(true)
+                    .build()
+                    .map_err(|e| format!("bad key pattern `{p}`: {e}"))?
+                    .compile_matcher(),
+            ),
+            None => None,
+        };
+        if let Some(t) = &types
+            && let Some(bad) = t.iter().find(|t| {
+                !["string", "list", "set", "zset", "hash", "stream", "module"].contains(&t.as_str())
+            })
+        {
+            return Err(format!(
+                "unknown type `{bad}`; expected string, list, set, zset, hash, stream or module"
+            ));
+        }
+        Ok(KeyFilter { glob, types })
+    }
+
+    fn accepts(&self, e: &RdbEntry) -> bool {
+        if let Some(t) = &self.types {
+            let name = type_name(e.type_byte).unwrap_or("");
+            if !t.iter().any(|x| x == name) {
+                return false;
+            }
+        }
+        match &self.glob {
+            None => true,
+            Some(g) => {
+                use std::os::unix::ffi::OsStrExt;
+                g.is_match(std::ffi::OsStr::from_bytes(&e.key))
+            }
+        }
+    }
 }
 
 /// Asked every [`CHECK_EVERY`] rows; `true` stops a transfer (the run is being stopped).
@@ -37,9 +90,17 @@ impl<R: Read> RdbSource<R> {
             entry: RdbEntry::default(),
             columns: COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
             rows: 0,
+            seen: 0,
+            filter: None,
             interrupt: None,
             progress: None,
         })
+    }
+
+    /// Yields only the keys `filter` accepts.
+    pub fn with_filter(mut self, filter: Option<KeyFilter>) -> Self {
+        self.filter = filter;
+        self
     }
 
     /// Stops with an error once `interrupt` returns true (asked every [`CHECK_EVERY`] rows).
@@ -71,24 +132,30 @@ impl<R: Read> RowSource for RdbSource<R> {
     }
 
     fn next_row(&mut self, row: &mut Vec<Value>) -> Result<bool, FormatError> {
-        if self.rows.is_multiple_of(CHECK_EVERY) {
-            if self.interrupt.as_ref().is_some_and(|f| f()) {
-                return Err(FormatError::data(
-                    Location::file(&self.reader.name),
-                    "interrupted: the run is being stopped",
-                ));
+        loop {
+            if self.seen.is_multiple_of(CHECK_EVERY) {
+                if self.interrupt.as_ref().is_some_and(|f| f()) {
+                    return Err(FormatError::data(
+                        Location::file(&self.reader.name),
+                        "interrupted: the run is being stopped",
+                    ));
+                }
+                if self.rows > 0
+                    && let Some(p) = self.progress.as_mut()
+                {
+                    p(self.rows);
+                }
             }
-            if self.rows > 0
-                && let Some(p) = self.progress.as_mut()
-            {
-                p(self.rows);
+            if !self.reader.next_entry(&mut self.entry)? {
+                if let Some(p) = self.progress.as_mut() {
+                    p(self.rows);
+                }
+                return Ok(false);
             }
-        }
-        if !self.reader.next_entry(&mut self.entry)? {
-            if let Some(p) = self.progress.as_mut() {
-                p(self.rows);
+            self.seen += 1;
+            if self.filter.as_ref().is_none_or(|f| f.accepts(&self.entry)) {
+                break;
             }
-            return Ok(false);
         }
         self.rows += 1;
         let e = &mut self.entry;
