@@ -21,7 +21,7 @@ use crate::db::redis::{
     RestoreSink, ScanOptions, ScanSource,
 };
 use crate::formats::rdb::{
-    Checksum, KeyFilter, RdbSink, RdbSource, RdbSummary, check as rdb_check,
+    Checksum, KeyFilter, RdbSink, RdbSource, RdbSummary, check_interruptible as rdb_check,
 };
 use crate::units::parse_duration;
 
@@ -72,7 +72,11 @@ pub(crate) fn install(
             rdb_source(lua, &c, input, opts)
         })?,
     )?;
-    redis.set("check", lua.create_function(check)?)?;
+    let c = ctx.clone();
+    redis.set(
+        "check",
+        lua.create_function(move |lua, input: LuaValue| check(lua, &c, input))?,
+    )?;
     redis.set(
         "min_version",
         lua.create_function(|_, t: u8| Ok(crate::formats::rdb::min_version(t)))?,
@@ -460,9 +464,9 @@ fn summary_to_lua(lua: &Lua, s: &RdbSummary) -> mlua::Result<Table> {
     Ok(t)
 }
 
-fn check(lua: &Lua, input: LuaValue) -> mlua::Result<Table> {
+fn check(lua: &Lua, ctx: &Ctx, input: LuaValue) -> mlua::Result<Table> {
     let Input { reader, name } = reader_arg(input, "ferry.redis.check")?;
-    let summary = rdb_check(reader, &name).map_err(lua_err)?;
+    let summary = rdb_check(reader, &name, Some(&ctx.interrupt)).map_err(lua_err)?;
     summary_to_lua(lua, &summary)
 }
 

@@ -300,6 +300,12 @@ fn key_note(key: Option<&[u8]>) -> String {
 /// An error reading or writing an RDB file or checking a `DUMP` payload.
 #[derive(Debug, thiserror::Error)]
 pub enum RdbError {
+    /// The run is being stopped (see [`check_interruptible`]).
+    #[error("{name}: interrupted: the run is being stopped")]
+    Interrupted {
+        /// The input's name.
+        name: String,
+    },
     /// The input does not start with `REDIS` and four digits.
     #[error("{name}: not an RDB file (expected \"REDIS\" and a version at the start)")]
     NotRdb {
@@ -383,6 +389,7 @@ impl RdbError {
     pub fn name(&self) -> Option<&str> {
         match self {
             RdbError::NotRdb { name }
+            | RdbError::Interrupted { name }
             | RdbError::UnsupportedVersion { name, .. }
             | RdbError::Data { name, .. }
             | RdbError::Checksum { name, .. }
@@ -500,6 +507,6 @@ mod tests;
 mod writer;
 
 use input::lzf_decompress;
-pub use reader::{RdbReader, check};
+pub use reader::{RdbReader, check, check_interruptible};
 pub use rows::{CHECK_EVERY, Interrupt, KeyFilter, Progress, RdbSink, RdbSource};
 pub use writer::RdbWriter;

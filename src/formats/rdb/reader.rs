@@ -323,9 +323,26 @@ impl<R: Read> RdbReader<R> {
 /// Reads a whole RDB file, walking every value and verifying the checksum, without keeping
 /// the entries; returns its summary.
 pub fn check<R: Read>(input: R, name: &str) -> Result<RdbSummary, RdbError> {
+    check_interruptible(input, name, None)
+}
+
+/// [`check`] that asks `interrupt` every [`super::CHECK_EVERY`] keys and stops when it says so.
+pub fn check_interruptible<R: Read>(
+    input: R,
+    name: &str,
+    interrupt: Option<&super::Interrupt>,
+) -> Result<RdbSummary, RdbError> {
     let mut reader = RdbReader::new(input, name)?;
     reader.keep_payload = false;
     let mut entry = RdbEntry::default();
-    while reader.next_entry(&mut entry)? {}
+    let mut n = 0u64;
+    while reader.next_entry(&mut entry)? {
+        n += 1;
+        if n.is_multiple_of(super::CHECK_EVERY) && interrupt.is_some_and(|f| f()) {
+            return Err(RdbError::Interrupted {
+                name: name.to_owned(),
+            });
+        }
+    }
     Ok(reader.summary)
 }

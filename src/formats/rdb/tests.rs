@@ -1305,3 +1305,22 @@ mod live {
         assert_eq!(summary.keys, 1);
     }
 }
+
+#[test]
+fn a_check_stops_when_interrupted() {
+    let mut w = RdbWriter::new(Vec::new(), "many.rdb");
+    for i in 0..3000u32 {
+        let body = [&[0u8, 4][..], &i.to_le_bytes()[..]].concat();
+        let mut payload = body.clone();
+        payload.extend_from_slice(&dump_footer(&body, 10));
+        w.write_entry(0, format!("k{i}").as_bytes(), None, &payload)
+            .unwrap();
+    }
+    let file = w.finish().unwrap();
+    let stop: Interrupt = std::sync::Arc::new(|| true);
+    let go: Interrupt = std::sync::Arc::new(|| false);
+    let e = check_interruptible(file.as_slice(), "many.rdb", Some(&stop)).unwrap_err();
+    assert!(matches!(e, RdbError::Interrupted { .. }), "{e}");
+    let s = check_interruptible(file.as_slice(), "many.rdb", Some(&go)).unwrap();
+    assert_eq!(s.keys, 3000);
+}
