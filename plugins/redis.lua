@@ -245,11 +245,18 @@ function M.backup(ctx, o)
   local id = ferry.time.format(now, "%Y%m%dT%H%M%SZ") .. "-" .. ctx.run_id
   local path = set .. "/" .. id .. "/data/dump.rdb"
   local keys, per_db = 0, {}
+  -- A remote point (S3) gets the file once: it is written and checked locally first, then
+  -- uploaded by a copy that hashes what it sends.
+  local remote = not point:url():match("^file://") and not point:url():match("^memory://")
+  local stage, stage_path = point, path
+  if remote then
+    stage, stage_path = ferry.store("data/.ferry/redis-backup/" .. ctx.run_id), "dump.rdb"
+  end
   if mode == "snapshot" then
     if (o.match and o.match ~= "*") or o.dbs then error("redis.backup: `match` and `dbs` do not apply to mode = \"snapshot\" (it takes everything)", 2) end
     ctx.log.info("taking a snapshot of %s (replication SYNC) to %s", r:url(), point:url(path))
-    r:snapshot(point:create(path))
-    local info = ferry.redis.check(point:open(path))
+    r:snapshot(stage:create(stage_path))
+    local info = ferry.redis.check(stage:open(stage_path))
     for db, n in pairs(info.dbs) do per_db[tostring(db)] = n end
     keys = info.keys
     ctx.progress(keys, keys)
@@ -261,7 +268,7 @@ function M.backup(ctx, o)
       total = total + r:call("DBSIZE")
     end
     ctx.log.info("backing up %s (databases %s, about %d keys) to %s", r:url(), table.concat(dbs, ","), total, point:url(path))
-    local out = ferry.redis.rdb_writer(point:create(path))
+    local out = ferry.redis.rdb_writer(stage:create(stage_path))
     for _, db in ipairs(dbs) do
       conn_opts.db = db
       local src = ferry.redis.connect(o.url, conn_opts):scan({ match = o.match, progress = total, progress_from = keys })
@@ -274,11 +281,19 @@ function M.backup(ctx, o)
   else
     error("redis.backup: `mode` must be \"scan\" or \"snapshot\", got " .. tostring(mode), 2)
   end
+  local sha
+  if remote then
+    local ok, err = pcall(function() _, sha = ferry.copy(stage, stage_path, point, path, { sha256 = true }) end)
+    pcall(stage.delete, stage, stage_path)
+    if not ok then error(err, 0) end
+  else
+    sha = ferry.hash.sha256(point:open(path))
+  end
   local st = point:stat(path)
   local manifest = {
     id = id, name = o.name or set, description = o.description, set = set, kind = "full",
     source = r:url(), created = ferry.time.format(now, "%Y-%m-%dT%H:%M:%S%.3fZ"), compression = "none",
-    files = { { path = "dump.rdb", size = st.size, mtime = st.modified, sha256 = ferry.hash.sha256(point:open(path)), ["in"] = id } },
+    files = { { path = "dump.rdb", size = st.size, mtime = st.modified, sha256 = sha, ["in"] = id } },
     totals = { files = 1, copied = 1, reused = 0, bytes_copied = st.size },
     redis = { keys = keys, dbs = per_db, match = o.match or "*", mode = mode },
   }

@@ -925,3 +925,64 @@ fn a_partial_restore_takes_only_the_matching_keys() {
         "{json}"
     );
 }
+
+#[test]
+fn backups_to_an_s3_point_upload_once_and_import_back_equal() {
+    let source = RedisServer::start();
+    populate(&source, 100);
+    let want = contents(&source, &[0, 3]);
+    let s3 = common::s3::S3Server::start();
+    let p = project();
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[stores.point]\nurl = \"{}\"\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            s3.url("ferry-backups"),
+            s3.endpoint(),
+            s3.access_key,
+            s3.secret_key
+        ),
+    );
+    p.script(
+        "s3_redis",
+        &r#"local redis = require "redis"
+        return { params = { op = {}, id = {}, target = {}, mode = { default = "scan" } }, run = function(ctx)
+          if ctx.params.op == "backup" then
+            return redis.backup(ctx, { url = "SRC", point = "point", set = "redis", mode = ctx.params.mode })
+          end
+          return redis.migrate(ctx, { target = ctx.params.target, backup_id = ctx.params.id, point = "point", set = "redis" })
+        end }"#
+            .replace("SRC", &source.url(0)),
+    );
+    for mode in ["scan", "snapshot"] {
+        let (code, json, out) = job(
+            &p,
+            "s3_redis",
+            &["op=backup".into(), format!("mode={mode}")],
+            false,
+        );
+        assert_eq!(code, 0, "{mode}: {out}");
+        let id = json["summary"]["id"].as_str().unwrap().to_string();
+        assert_eq!(json["summary"]["keys"], want.len() as u64, "{json}");
+        // Nothing staged is left behind, and the object is in the bucket.
+        assert!(walk(&p.path().join("data/.ferry/redis-backup")).is_empty());
+        assert!(
+            s3.object_file(&format!("ferry-backups/redis/{id}/data/dump.rdb"))
+                .is_file()
+        );
+        let target = RedisServer::start();
+        let (code, json, out) = job(
+            &p,
+            "s3_redis",
+            &[
+                "op=import".into(),
+                format!("id={id}"),
+                format!("target={}", target.url(0)),
+            ],
+            false,
+        );
+        assert_eq!(code, 0, "{mode}: {out}");
+        assert_eq!(json["summary"]["restored"], want.len() as u64, "{json}");
+        assert_same(&want, &contents(&target, &[0, 3]));
+    }
+}
