@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Project, wait_for};
+use common::{Project, SIGINT, signal, wait_for};
 use serde_json::json;
 
 const LIMITS: &str = "[limits]\nkill_grace = \"1s\"\n";
@@ -651,15 +651,9 @@ fn cancel_from_another_process_and_by_signal() {
             .filter(|r| r["id"] == 2 && r["state"] == "running")
             .map(|_| ())
     });
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc_kill(child.id() as i32, 2) };
+    signal(child.id(), SIGINT);
     assert_eq!(child.wait().unwrap().code(), Some(1));
     assert_eq!(p.show(2)["state"], "cancelled");
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Write;
 
-use common::project::Project;
+use common::Project;
 
 /// Lua helpers shared by the scripts: a fixture table with the values that break formats, and
 /// a fingerprint of a table that keeps each value's SQLite type.
@@ -40,8 +40,8 @@ fn job(body: &str) -> String {
 }
 
 fn run_ok(p: &Project, name: &str, body: &str) -> serde_json::Value {
-    let file = p.script(name, &job(body));
-    let run = p.run(&file);
+    let file = p.root_script(name, &job(body));
+    let run = p.run_file(&file);
     assert!(
         run.succeeded(),
         "{name} failed: {}\n{}",
@@ -52,15 +52,15 @@ fn run_ok(p: &Project, name: &str, body: &str) -> serde_json::Value {
 }
 
 fn run_err(p: &Project, name: &str, body: &str) -> String {
-    let file = p.script(name, &job(body));
-    let run = p.run(&file);
+    let file = p.root_script(name, &job(body));
+    let run = p.run_file(&file);
     assert!(!run.succeeded(), "{name} should fail:\n{}", run.text());
     run.error()
 }
 
 #[test]
 fn every_format_round_trips_sqlite_to_sqlite() {
-    let p = Project::new("");
+    let p = Project::with_config("");
     let s = run_ok(
         &p,
         "roundtrip",
@@ -113,7 +113,7 @@ fn every_format_round_trips_sqlite_to_sqlite() {
 
 #[test]
 fn seed_export_with_options_into_a_zip_and_back() {
-    let p = Project::new("");
+    let p = Project::with_config("");
     let s = run_ok(
         &p,
         "export",
@@ -154,12 +154,12 @@ fn seed_export_with_options_into_a_zip_and_back() {
     assert!(csv.contains("4,\"quote \"\" comma"), "{csv}");
     assert_eq!(s["back"], 5);
     assert_eq!(s["same"], 5);
-    assert!(p.path("data/exports/orders.zip").is_file());
+    assert!(p.at("data/exports/orders.zip").is_file());
 }
 
 #[test]
 fn pipe_map_sees_batches_and_drops_rows() {
-    let p = Project::new("");
+    let p = Project::with_config("");
     let s = run_ok(
         &p,
         "map",
@@ -196,7 +196,7 @@ fn pipe_map_sees_batches_and_drops_rows() {
 
 #[test]
 fn rows_iterate_and_sinks_write_rows_from_lua() {
-    let p = Project::new("");
+    let p = Project::with_config("");
     let s = run_ok(
         &p,
         "rows",
@@ -240,16 +240,16 @@ fn rows_iterate_and_sinks_write_rows_from_lua() {
 
 #[test]
 fn bad_input_errors_name_the_file_line_and_field() {
-    let p = Project::new("");
-    std::fs::write(p.path("inbox/orders.csv"), "id,price\n1,2.5\n2,abc\n").unwrap();
-    std::fs::write(p.path("inbox/bad.json"), "[\n{\"a\": 1},\n{\"a\": }\n]").unwrap();
+    let p = Project::with_config("");
+    std::fs::write(p.at("inbox/orders.csv"), "id,price\n1,2.5\n2,abc\n").unwrap();
+    std::fs::write(p.at("inbox/bad.json"), "[\n{\"a\": 1},\n{\"a\": }\n]").unwrap();
     std::fs::write(
-        p.path("inbox/bad.sql"),
+        p.at("inbox/bad.sql"),
         "CREATE TABLE t (x);\nINSERT INTO t VALUES (1);\nINSERT INTO t VALUS (2);\n",
     )
     .unwrap();
-    std::fs::write(p.path("inbox/not.xlsx"), "just text").unwrap();
-    std::fs::write(p.path("inbox/not.zip"), "PK\x03\x04 not really").unwrap();
+    std::fs::write(p.at("inbox/not.xlsx"), "just text").unwrap();
+    std::fs::write(p.at("inbox/not.zip"), "PK\x03\x04 not really").unwrap();
     let cases = [
         (
             r#"ferry.pipe(ferry.csv.reader(ferry.store("inbox"):open("orders.csv"), { types = { price = "float" } }), ferry.json.writer(ferry.store("data"):create("o.json")))"#,
@@ -291,18 +291,18 @@ fn bad_input_errors_name_the_file_line_and_field() {
         );
     }
     // A failed pipe leaves no half-written output.
-    assert!(!p.path("data/o.json").exists());
+    assert!(!p.at("data/o.json").exists());
 }
 
 #[test]
 fn continue_policy_counts_and_reports_bad_rows() {
-    let p = Project::new("");
+    let p = Project::with_config("");
     std::fs::write(
-        p.path("inbox/orders.csv"),
+        p.at("inbox/orders.csv"),
         "id,qty\n1,5\n2,five\n3,7,extra\n4,8\n",
     )
     .unwrap();
-    let file = p.script(
+    let file = p.root_script(
         "cont",
         &job(r#"
   local db = ferry.sqlite.open("data/c.db")
@@ -312,7 +312,7 @@ fn continue_policy_counts_and_reports_bad_rows() {
   return { inserted = inserted, count = e.count, first_line = e.first[1].line }
 "#),
     );
-    let run = p.run(&file);
+    let run = p.run_file(&file);
     assert!(run.succeeded(), "{}", run.text());
     let s = &run.record["summary"];
     assert_eq!(s["inserted"], 2);
@@ -340,9 +340,9 @@ fn continue_policy_counts_and_reports_bad_rows() {
 
 #[test]
 fn sqlite_paths_are_confined() {
-    let p = Project::new("");
+    let p = Project::with_config("");
     let outside = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(outside.path(), p.path("data/link")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), p.at("data/link")).unwrap();
     let cases = [
         ("../escape.db", "`..`"),
         ("/tmp/ferry-elsewhere.db", "outside the allowed roots"),
@@ -369,12 +369,12 @@ fn sqlite_paths_are_confined() {
         r#"local db = ferry.sqlite.open("inbox/sub/ok.db"); db:exec("CREATE TABLE t (x)"); return { ok = true }"#,
     );
     assert_eq!(s["ok"], true);
-    assert!(p.path("inbox/sub/ok.db").is_file());
+    assert!(p.at("inbox/sub/ok.db").is_file());
 }
 
 #[test]
 fn transactions_roll_back_and_conflicts_follow_the_policy() {
-    let p = Project::new("");
+    let p = Project::with_config("");
     let s = run_ok(
         &p,
         "tx",
@@ -408,12 +408,12 @@ fn transactions_roll_back_and_conflicts_follow_the_policy() {
 
 #[test]
 fn zip_slip_and_bombs_are_refused_from_scripts() {
-    let p = Project::new("");
+    let p = Project::with_config("");
     let mut raw = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     raw.start_file("../../escape.sh", zip::write::SimpleFileOptions::default())
         .unwrap();
     raw.write_all(b"echo pwned").unwrap();
-    std::fs::write(p.path("inbox/slip.zip"), raw.finish().unwrap().into_inner()).unwrap();
+    std::fs::write(p.at("inbox/slip.zip"), raw.finish().unwrap().into_inner()).unwrap();
     let mut raw = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     raw.start_file(
         "zeros",
@@ -424,7 +424,7 @@ fn zip_slip_and_bombs_are_refused_from_scripts() {
     for _ in 0..8 {
         raw.write_all(&chunk).unwrap();
     }
-    std::fs::write(p.path("inbox/bomb.zip"), raw.finish().unwrap().into_inner()).unwrap();
+    std::fs::write(p.at("inbox/bomb.zip"), raw.finish().unwrap().into_inner()).unwrap();
 
     let err = run_err(
         &p,
@@ -453,5 +453,5 @@ fn zip_slip_and_bombs_are_refused_from_scripts() {
         r#"local z = ferry.zip.reader(ferry.store("inbox"):open("bomb.zip")); return { n = z:extract("zeros", ferry.store("data"):create("zeros")) }"#,
     );
     assert_eq!(s["n"], 8 << 20);
-    assert!(!p.path("escape.sh").exists());
+    assert!(!p.at("escape.sh").exists());
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::project::Project;
+use common::Project;
 use common::s3::S3Server;
 
 /// A project whose `ferry.toml` names the server's bucket as store `backup`, with the
@@ -21,9 +21,9 @@ secret_access_key = "${{FERRY_TEST_SK}}"
         url = server.url("nightly"),
         endpoint = server.endpoint(),
     );
-    let mut p = Project::new(&config);
-    p.env("FERRY_TEST_AK", &server.access_key);
-    p.env("FERRY_TEST_SK", &server.secret_key);
+    let mut p = Project::with_config(&config);
+    p.set_env("FERRY_TEST_AK", &server.access_key);
+    p.set_env("FERRY_TEST_SK", &server.secret_key);
     p
 }
 
@@ -121,10 +121,10 @@ return {{
         ak = server.access_key,
         sk = server.secret_key,
     );
-    let file = p.script("methods", &script);
-    let run = p.run(&file);
+    let file = p.root_script("methods", &script);
+    let run = p.run_file(&file);
     assert!(run.succeeded(), "{}", run.text());
-    let root_url = format!("file://{}", p.path("data/lua").display());
+    let root_url = format!("file://{}", p.at("data/lua").display());
     let urls = [
         ("local", root_url.clone(), format!("store {root_url}")),
         (
@@ -192,7 +192,7 @@ return {{
 fn cross_store_copy_local_s3_memory_local_keeps_every_byte() {
     let server = S3Server::start();
     let p = project_with_backup(&server, "");
-    let file = p.script(
+    let file = p.root_script(
         "hops",
         r#"
 return {
@@ -225,15 +225,15 @@ return {
 }
 "#,
     );
-    let run = p.run(&file);
+    let run = p.run_file(&file);
     assert!(run.succeeded(), "{}", run.text());
     let size = 13 * 1024 * 1024;
     assert_eq!(
         run.record["summary"],
         serde_json::json!({"n1": size, "n2": size, "n3": size})
     );
-    let a = std::fs::read(p.path("data/in/src.bin")).unwrap();
-    let b = std::fs::read(p.path("data/out/final.bin")).unwrap();
+    let a = std::fs::read(p.at("data/in/src.bin")).unwrap();
+    let b = std::fs::read(p.at("data/out/final.bin")).unwrap();
     let c = std::fs::read(server.object_file("nightly/hop/1.bin")).unwrap();
     assert_eq!(a.len(), size);
     assert!(a == b && a == c, "bytes differ after the hops");
@@ -242,13 +242,13 @@ return {
 
 #[test]
 fn confinement_escapes_are_refused() {
-    let p = Project::new("");
+    let p = Project::with_config("");
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret.txt"), b"outside").unwrap();
-    std::fs::create_dir_all(p.path("data/store")).unwrap();
-    std::os::unix::fs::symlink(outside.path(), p.path("data/store/link")).unwrap();
-    std::os::unix::fs::symlink(outside.path(), p.path("data/linked")).unwrap();
-    let file = p.script(
+    std::fs::create_dir_all(p.at("data/store")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), p.at("data/store/link")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), p.at("data/linked")).unwrap();
+    let file = p.root_script(
         "escape",
         &r#"
 local function try(f)
@@ -275,14 +275,10 @@ return {
 "#
         .replace("@OUT@", &outside.path().display().to_string()),
     );
-    let run = p.run(&file);
+    let run = p.run_file(&file);
     assert!(run.succeeded(), "{}", run.text());
     let s = &run.record["summary"];
-    let roots = format!(
-        "{}, {}",
-        p.path("data").display(),
-        p.path("inbox").display()
-    );
+    let roots = format!("{}, {}", p.at("data").display(), p.at("inbox").display());
     let out = outside.path().display().to_string();
     let cases = [
         ("absolute", vec!["denied", "/etc", roots.as_str()]),
@@ -316,8 +312,8 @@ return {
 #[test]
 fn wrong_credentials_are_denied_without_showing_them() {
     let server = S3Server::start();
-    let p = Project::new("");
-    let file = p.script(
+    let p = Project::with_config("");
+    let file = p.root_script(
         "wrong",
         &r#"
 return {
@@ -332,7 +328,7 @@ return {
         .replace("@AK@", &server.access_key)
         .replace("@SK@", &server.secret_key),
     );
-    let run = p.run(&file);
+    let run = p.run_file(&file);
     assert!(!run.succeeded());
     let err = run.error();
     assert!(err.contains("denied"), "{err}");
@@ -347,7 +343,7 @@ return {
 fn s3_server_stopped_mid_upload_fails_the_run_and_leaves_nothing() {
     let mut server = S3Server::start();
     let p = project_with_backup(&server, "");
-    let file = p.script(
+    let file = p.root_script(
         "upload",
         r#"
 return {
@@ -365,8 +361,8 @@ return {
 }
 "#,
     );
-    let child = p.spawn(&file);
-    let ready = p.path("data/ready");
+    let child = p.spawn_file(&file);
+    let ready = p.at("data/ready");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !ready.exists() {
         assert!(
@@ -380,8 +376,8 @@ return {
         "no multipart upload started"
     );
     server.stop();
-    std::fs::write(p.path("data/go"), b"1").unwrap();
-    let run = Project::parse(child.wait_with_output().unwrap());
+    std::fs::write(p.at("data/go"), b"1").unwrap();
+    let run = Project::parse_run(child.wait_with_output().unwrap());
     assert!(!run.succeeded(), "{}", run.text());
     let err = run.error();
     assert!(err.contains("unreachable"), "{err}");
@@ -394,11 +390,11 @@ return {
     // The abort could not reach the server; it is journaled and done when the store is next
     // opened, once the server is back.
     server.restart();
-    let check = p.script(
+    let check = p.root_script(
         "check",
         r#"return { run = function(ctx) return { exists = ferry.store("backup"):exists("upload.bin") } end }"#,
     );
-    let run2 = p.run(&check);
+    let run2 = p.run_file(&check);
     assert!(run2.succeeded(), "{}", run2.text());
     assert_eq!(run2.record["summary"]["exists"], false);
     assert_eq!(server.pending_uploads(), Vec::<std::path::PathBuf>::new());
@@ -412,7 +408,7 @@ fn killed_worker_leaves_nothing_after_the_next_start() {
     let p = project_with_backup(&server, "\n[limits]\nkill_grace = \"1s\"\n");
     // The worker is stuck in a C function (the hook cannot fire) past its deadline, and the
     // executor kills it: no clean-up runs in the worker.
-    let file = p.script(
+    let file = p.root_script(
         "stuck",
         r#"
 return {
@@ -428,7 +424,7 @@ return {
 }
 "#,
     );
-    let run = p.run(&file);
+    let run = p.run_file(&file);
     assert!(!run.succeeded());
     assert!(run.error().contains("killed"), "{}", run.error());
     let temps: Vec<String> = p
@@ -439,14 +435,14 @@ return {
     assert_eq!(temps.len(), 1, "the killed worker's temp file: {temps:?}");
     assert!(!server.pending_uploads().is_empty());
 
-    let check = p.script(
+    let check = p.root_script(
         "after",
         r#"return { run = function(ctx)
   ferry.store("data/out")
   return { s3 = ferry.store("backup"):exists("half.bin"), l = ferry.store("data/out"):exists("half.csv") }
 end }"#,
     );
-    let run2 = p.run(&check);
+    let run2 = p.run_file(&check);
     assert!(run2.succeeded(), "{}", run2.text());
     assert_eq!(
         run2.record["summary"],
@@ -461,7 +457,7 @@ end }"#,
 fn unclosed_writers_are_discarded() {
     let server = S3Server::start();
     let p = project_with_backup(&server, "");
-    let ok = p.script(
+    let ok = p.root_script(
         "forgets",
         r#"
 return {
@@ -474,14 +470,14 @@ return {
 }
 "#,
     );
-    let run = p.run(&ok);
+    let run = p.run_file(&ok);
     assert!(run.succeeded(), "{}", run.text());
     let history = p.history(run.record["id"].as_i64().unwrap());
     assert!(history.contains("was never closed"), "{history}");
     assert!(history.contains("forgotten.txt"), "{history}");
     assert!(history.contains("forgotten.bin"), "{history}");
 
-    let fails = p.script(
+    let fails = p.root_script(
         "fails",
         r#"
 return {
@@ -495,7 +491,7 @@ return {
 }
 "#,
     );
-    let run = p.run(&fails);
+    let run = p.run_file(&fails);
     assert!(!run.succeeded());
     assert!(run.error().contains("boom"), "{}", run.error());
     assert!(p.files("data/out").is_empty(), "{:?}", p.files("data/out"));
@@ -532,8 +528,8 @@ fn assert_spun_writers_discarded(p: &Project, server: &S3Server) {
 fn timeout_before_close_discards_the_writes() {
     let server = S3Server::start();
     let p = project_with_backup(&server, "");
-    let file = p.script("spin", &SPIN_WITH_OPEN_WRITERS.replace("@TIMEOUT@", "2s"));
-    let run = p.run(&file);
+    let file = p.root_script("spin", &SPIN_WITH_OPEN_WRITERS.replace("@TIMEOUT@", "2s"));
+    let run = p.run_file(&file);
     assert_eq!(run.record["state"], "timed_out", "{}", run.text());
     assert_spun_writers_discarded(&p, &server);
 }
@@ -542,10 +538,10 @@ fn timeout_before_close_discards_the_writes() {
 fn cancel_before_close_discards_the_writes() {
     let server = S3Server::start();
     let p = project_with_backup(&server, "");
-    let file = p.script("spin", &SPIN_WITH_OPEN_WRITERS.replace("@TIMEOUT@", "2m"));
-    let child = p.spawn(&file);
+    let file = p.root_script("spin", &SPIN_WITH_OPEN_WRITERS.replace("@TIMEOUT@", "2m"));
+    let child = p.spawn_file(&file);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !p.path("data/ready").exists() {
+    while !p.at("data/ready").exists() {
         assert!(
             std::time::Instant::now() < deadline,
             "the script never got ready"
@@ -556,7 +552,7 @@ fn cancel_before_close_discards_the_writes() {
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: sends a signal to the child this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let run = Project::parse(child.wait_with_output().unwrap());
+    let run = Project::parse_run(child.wait_with_output().unwrap());
     assert_eq!(run.record["state"], "cancelled", "{}", run.text());
     assert_spun_writers_discarded(&p, &server);
 }

@@ -7,20 +7,16 @@ use std::time::Duration;
 use common::{Daemon, Project, wait_for};
 use serde_json::{Value, json};
 
-fn project_with_shipped_files() -> Project {
-    Project::with_shipped_files()
-}
-
 #[test]
 fn shipped_scripts_all_load() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     let r = p.ferry(&["check"]);
     assert_eq!(r.code, 0, "{}", r.all());
 }
 
 #[test]
 fn nightly_export_downloads_through_the_api_and_matches_the_query() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     let d = Daemon::start(&p);
     let http = reqwest::blocking::Client::new();
     let r = http
@@ -78,7 +74,7 @@ fn nightly_export_downloads_through_the_api_and_matches_the_query() {
 
 #[test]
 fn export_plugin_formats_and_errors() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     p.script(
         "exp",
         r#"local export = require "export"
@@ -116,7 +112,7 @@ fn export_plugin_formats_and_errors() {
 
 #[test]
 fn import_from_a_watched_folder_an_upload_and_under_both_error_policies() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     p.script(
         "strict",
         r#"local import = require "import"
@@ -230,7 +226,7 @@ fn hash_glob_regex_and_time_helpers() {
 
 #[test]
 fn backup_incremental_restore_conflicts_and_corruption() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     let write = |rel: &str, text: &str| p.write(&format!("data/docs/{rel}"), text);
     write("a.txt", "one");
     write("dir/b.txt", "two");
@@ -342,7 +338,7 @@ fn backup_incremental_restore_conflicts_and_corruption() {
 }
 
 fn s3_project(server: &common::s3::S3Server) -> Project {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     p.write(
         "ferry.toml",
         &format!(
@@ -564,7 +560,7 @@ fn a_million_row_export_to_zipped_csv_on_s3_downloads_through_the_api() {
 
 #[test]
 fn a_live_sqlite_database_is_backed_up_consistently_and_restored() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     p.script(
         "dbb",
         r#"local backup = require "backup"
@@ -609,7 +605,7 @@ fn a_live_sqlite_database_is_backed_up_consistently_and_restored() {
 
 #[test]
 fn zip_compressed_backups_restore_and_detect_corruption() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     p.script(
         "zb",
         r#"local backup = require "backup"
@@ -656,7 +652,7 @@ fn zip_compressed_backups_restore_and_detect_corruption() {
 
 #[test]
 fn every_format_exports_and_imports_back_equal() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     p.script(
         "rt",
         r#"local export, import = require "export", require "import"
@@ -693,7 +689,7 @@ fn every_format_exports_and_imports_back_equal() {
 
 #[test]
 fn import_creates_typed_tables_and_logs_the_ddl() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     p.write("data/in/x.csv", "id,name,amount\n1,a,1.5\n");
     p.script(
         "ty",
@@ -725,7 +721,7 @@ fn import_creates_typed_tables_and_logs_the_ddl() {
 
 #[test]
 fn import_infers_column_types_from_a_sample_without_losing_rows_that_do_not_fit() {
-    let p = project_with_shipped_files();
+    let p = Project::with_shipped_files();
     // 1500 rows: the sample (first 1000) sees integers in `n`, numbers in `price`, mixed text in
     // `code`; row 1400 has a word in `n`, which must be kept as text, not fail the import.
     let mut csv = String::from("n,price,code,empty\n");

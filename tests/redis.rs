@@ -12,10 +12,6 @@ use serde_json::Value;
 
 const PASSWORD: &str = "pw-Sup3r-s3cret-4711";
 
-fn project() -> Project {
-    Project::with_shipped_files()
-}
-
 /// `ferry run ARGS --json` with the Redis password secret set; (exit code, run JSON, all output).
 fn run(p: &Project, args: &[&str]) -> (i32, Value, String) {
     run_env(p, args, &[("FERRY_SECRET_REDIS_PASSWORD", PASSWORD)])
@@ -56,7 +52,7 @@ fn dbsize(server: &RedisServer, db: i64) -> i64 {
 fn lua_primitives_call_pipeline_scan_and_restore() {
     let src = RedisServer::start();
     let dst = RedisServer::start();
-    let p = project();
+    let p = Project::with_shipped_files();
     p.script(
         "prims",
         &r#"return { run = function(ctx)
@@ -110,7 +106,7 @@ fn lua_primitives_call_pipeline_scan_and_restore() {
 #[test]
 fn bad_arguments_and_options_are_clear() {
     let src = RedisServer::start();
-    let p = project();
+    let p = Project::with_shipped_files();
     for (body, want) in [
         (
             r#"ferry.redis.connect("http://h/")"#,
@@ -208,7 +204,7 @@ fn rdb_from_the_s3_emulator_imports_every_type_with_ttls() {
 
     let target = RedisServer::start_with(Some(PASSWORD));
     let s3 = common::s3::S3Server::start();
-    let p = project();
+    let p = Project::with_shipped_files();
     upload_script(&p, &s3);
     std::fs::create_dir_all(p.path().join("data/store")).unwrap();
     std::fs::copy(&dump, p.path().join("data/store/dump-0.rdb")).unwrap();
@@ -255,24 +251,8 @@ fn rdb_from_the_s3_emulator_imports_every_type_with_ttls() {
     assert!(!out.contains(PASSWORD), "the password leaked: {out}");
     // The file came down once, and its local copy is gone.
     assert!(out.contains("downloading s3://"), "{out}");
-    let area = p.path().join("data/.ferry/redis-import");
-    let left: Vec<_> = walk(&area);
+    let left = p.files("data/.ferry/redis-import");
     assert!(left.is_empty(), "copies left behind: {left:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -280,7 +260,7 @@ fn ferry_backup_then_incremental_keeps_and_full_replaces() {
     let source = RedisServer::start();
     populate(&source, 200);
     let want = contents(&source, &[0, 3]);
-    let p = project();
+    let p = Project::with_shipped_files();
     let (code, json, out) = run_plain(
         &p,
         &["redis_backup", "-p", &format!("url={}", source.url(0))],
@@ -405,7 +385,7 @@ fn snapshots_arrive_whole_from_disk_based_and_password_protected_servers() {
         .map(|i| (format!("k{i}"), "v".repeat(i % 100)))
         .collect();
     let _: () = redis::cmd("MSET").arg(&big).query(&mut con).unwrap();
-    let p = project();
+    let p = Project::with_shipped_files();
     let (code, json, out) = job(
         &p,
         "redis_backup",
@@ -444,7 +424,7 @@ fn failures_are_clear_keep_the_target_untouched_and_hide_the_password() {
     populate(&source, 300);
     let dump = source.save();
     let target = RedisServer::start_with(Some(PASSWORD));
-    let p = project();
+    let p = Project::with_shipped_files();
     std::fs::create_dir_all(p.path().join("data/store")).unwrap();
     std::fs::copy(&dump, p.path().join("data/store/good.rdb")).unwrap();
     let mut bytes = std::fs::read(&dump).unwrap();
@@ -541,7 +521,7 @@ fn a_cancelled_import_stops_promptly() {
     }
     let dump = source.save();
     let target = RedisServer::start();
-    let p = project();
+    let p = Project::with_shipped_files();
     std::fs::create_dir_all(p.path().join("data/store")).unwrap();
     std::fs::copy(&dump, p.path().join("data/store/big.rdb")).unwrap();
     p.script(
@@ -588,7 +568,7 @@ fn a_dump_from_a_newer_redis_imports_what_the_target_can_read() {
     // re-stamped and restored; sets in listpack encoding, v3 streams and hashes with field TTLs
     // are unknown to 7.0.
     let target = RedisServer::start();
-    let p = project();
+    let p = Project::with_shipped_files();
     std::fs::create_dir_all(p.path().join("data/store")).unwrap();
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/rdb/redis_7_4_all_types.rdb");
@@ -670,7 +650,7 @@ fn seed_004_task_through_the_http_api() {
     let dump = source.save();
     let size = std::fs::metadata(&dump).unwrap().len();
     let target = RedisServer::start_with(Some(PASSWORD));
-    let p = project();
+    let p = Project::with_shipped_files();
     std::fs::create_dir_all(p.path().join("data/store")).unwrap();
     std::fs::copy(&dump, p.path().join("data/store/backup-1.rdb")).unwrap();
     let d = common::Daemon::start(&p);
@@ -716,7 +696,7 @@ fn seed_004_task_through_the_http_api() {
 #[test]
 fn servers_named_in_the_config_keep_their_password_out_of_scripts() {
     let server = RedisServer::start_with(Some(PASSWORD));
-    let p = project();
+    let p = Project::with_shipped_files();
     p.write(
         "ferry.toml",
         &format!(
@@ -755,7 +735,7 @@ fn servers_named_in_the_config_keep_their_password_out_of_scripts() {
 #[test]
 fn tls_servers_are_reached_with_their_ca_and_refused_without_it() {
     let server = RedisServer::start_tls();
-    let p = project();
+    let p = Project::with_shipped_files();
     std::fs::create_dir_all(p.path().join("data/certs")).unwrap();
     std::fs::write(
         p.path().join("data/certs/ca.pem"),
@@ -802,7 +782,7 @@ fn a_dump_dropped_into_a_watched_folder_is_imported_once() {
     let want = contents(&source, &[0, 3]);
     let dump = source.save();
     let target = RedisServer::start();
-    let p = project();
+    let p = Project::with_shipped_files();
     p.script(
         "drop_rdb",
         &r#"local redis = require "redis"
@@ -855,7 +835,7 @@ fn a_target_that_runs_out_of_memory_fails_the_run_and_says_what_it_holds() {
         None,
         &["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"],
     );
-    let p = project();
+    let p = Project::with_shipped_files();
     std::fs::create_dir_all(p.path().join("data/store")).unwrap();
     std::fs::copy(&dump, p.path().join("data/store/big.rdb")).unwrap();
     let (code, json, out) = job(
@@ -886,7 +866,7 @@ fn a_partial_restore_takes_only_the_matching_keys() {
         .collect();
     let dump = source.save();
     let target = RedisServer::start();
-    let p = project();
+    let p = Project::with_shipped_files();
     std::fs::create_dir_all(p.path().join("data/store")).unwrap();
     std::fs::copy(&dump, p.path().join("data/store/d.rdb")).unwrap();
     // A glob on the key...

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::project::Project;
+use common::Project;
 use common::s3::S3Server;
 
 const OBJECT_MIB: u64 = 128;
@@ -25,7 +25,7 @@ fn children_peak_rss_kib() -> u64 {
 #[test]
 fn streaming_128_mib_keeps_the_worker_small() {
     let server = S3Server::start();
-    let mut p = Project::new(&format!(
+    let mut p = Project::with_config(&format!(
         r#"
 [stores.backup]
 url = "{}"
@@ -36,9 +36,9 @@ secret_access_key = "${{FERRY_TEST_SK}}"
         server.url("big"),
         server.endpoint()
     ));
-    p.env("FERRY_TEST_AK", &server.access_key);
-    p.env("FERRY_TEST_SK", &server.secret_key);
-    let file = p.script(
+    p.set_env("FERRY_TEST_AK", &server.access_key);
+    p.set_env("FERRY_TEST_SK", &server.secret_key);
+    let file = p.root_script(
         "big",
         &r#"
 return {
@@ -68,7 +68,7 @@ return {
 "#
         .replace("@N@", &OBJECT_MIB.to_string()),
     );
-    let run = p.run(&file);
+    let run = p.run_file(&file);
     assert!(run.succeeded(), "{}", run.text());
     let size = OBJECT_MIB * 1024 * 1024;
     assert_eq!(
@@ -76,10 +76,10 @@ return {
         serde_json::json!({"copied": size, "read": size})
     );
     let peak_kib = children_peak_rss_kib();
-    let a = std::fs::read(p.path("data/in.bin")).unwrap();
+    let a = std::fs::read(p.at("data/in.bin")).unwrap();
     assert_eq!(a.len() as u64, size);
-    assert!(a == std::fs::read(p.path("data/out.bin")).unwrap());
-    assert!(a == std::fs::read(p.path("data/again.bin")).unwrap());
+    assert!(a == std::fs::read(p.at("data/out.bin")).unwrap());
+    assert!(a == std::fs::read(p.at("data/again.bin")).unwrap());
     assert!(a == std::fs::read(server.object_file("big/obj.bin")).unwrap());
     eprintln!(
         "peak RSS of the worker streaming {OBJECT_MIB} MiB (three times): {} MiB",
