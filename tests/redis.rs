@@ -912,7 +912,7 @@ fn backups_to_an_s3_point_upload_once_and_import_back_equal() {
     populate(&source, 100);
     let want = contents(&source, &[0, 3]);
     let s3 = common::s3::S3Server::start();
-    let p = project();
+    let p = Project::with_shipped_files();
     p.write(
         "ferry.toml",
         &format!(
@@ -945,7 +945,7 @@ fn backups_to_an_s3_point_upload_once_and_import_back_equal() {
         let id = json["summary"]["id"].as_str().unwrap().to_string();
         assert_eq!(json["summary"]["keys"], want.len() as u64, "{json}");
         // Nothing staged is left behind, and the object is in the bucket.
-        assert!(walk(&p.path().join("data/.ferry/redis-backup")).is_empty());
+        assert!(p.files("data/.ferry/redis-backup").is_empty());
         assert!(
             s3.object_file(&format!("ferry-backups/redis/{id}/data/dump.rdb"))
                 .is_file()
