@@ -176,7 +176,12 @@ function M.import_files(ctx, o, method, store, files)
     connect_timeout = o.connect_timeout, timeout = o.timeout })
   -- A file from a newer Redis imports into an older one when the older one knows every value
   -- type in it (payloads are re-stamped); otherwise fail before the first key is written.
-  local target_version = r:rdb_version()
+  local ok_version, target_version = pcall(r.rdb_version, r)
+  if not ok_version then
+    ctx.log.warn("%s: cannot tell the target's Redis version (%s); newer encodings are not checked up front",
+      r:url(), tostring(target_version))
+    target_version = nil
+  end
   if target_version then
     for _, f in ipairs(files) do
       for t, n in pairs(f.info.types) do
@@ -221,10 +226,17 @@ function M.import_files(ctx, o, method, store, files)
            restored = s.restored, skipped = s.skipped, expired = s.expired }
 end
 
--- The databases holding keys (INFO keyspace).
-local function keyspace(r)
+-- The databases holding keys (INFO keyspace); without the right to INFO, the connection's own.
+local function keyspace(ctx, r)
+  local ok, info = pcall(r.call, r, "INFO", "keyspace")
+  if not ok then
+    local db = tonumber(r:url():match("/(%d+)$")) or 0
+    ctx.log.warn("%s: INFO is not allowed (%s); backing up database %d only (give `dbs` for more)",
+      r:url(), tostring(info), db)
+    return { db }
+  end
   local dbs = {}
-  for db in tostring(r:call("INFO", "keyspace")):gmatch("db(%d+):keys=") do
+  for db in tostring(info):gmatch("db(%d+):keys=") do
     dbs[#dbs + 1] = tonumber(db)
   end
   table.sort(dbs)
@@ -261,7 +273,7 @@ function M.backup(ctx, o)
     keys = info.keys
     ctx.progress(keys, keys)
   elseif mode == "scan" then
-    local dbs = o.dbs or keyspace(r)
+    local dbs = o.dbs or keyspace(ctx, r)
     local total = 0
     for _, db in ipairs(dbs) do
       r:call("SELECT", db)

@@ -966,3 +966,48 @@ fn backups_to_an_s3_point_upload_once_and_import_back_equal() {
         assert_same(&want, &contents(&target, &[0, 3]));
     }
 }
+
+#[test]
+fn a_user_without_the_right_to_info_can_still_back_up_and_import() {
+    let source = RedisServer::start();
+    populate(&source, 20);
+    let want: std::collections::BTreeMap<_, _> = contents(&source, &[0]).into_iter().collect();
+    let acl = |server: &RedisServer| {
+        let _: () = redis::cmd("ACL")
+            .arg(&[
+                "SETUSER",
+                "limited",
+                "on",
+                ">limited-pw-123",
+                "~*",
+                "+@all",
+                "-info",
+            ])
+            .query(&mut server.con())
+            .unwrap();
+        format!("redis://limited:limited-pw-123@127.0.0.1:{}/0", server.port)
+    };
+    let source_url = acl(&source);
+    let p = Project::with_shipped_files();
+    let (code, json, out) = job(&p, "redis_backup", &[format!("url={source_url}")], false);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        json["summary"]["keys"],
+        want.len() as u64,
+        "db 0 only: {json}"
+    );
+    assert!(out.contains("INFO is not allowed"), "{out}");
+    let id = json["summary"]["id"].as_str().unwrap().to_string();
+    let target = RedisServer::start();
+    let target_url = acl(&target);
+    let (code, json, out) = job(
+        &p,
+        "redis_import",
+        &[format!("target={target_url}"), format!("backup_id={id}")],
+        false,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["summary"]["restored"], want.len() as u64, "{json}");
+    assert_same(&want, &contents(&target, &[0]));
+    assert!(!out.contains("limited-pw-123"), "{out}");
+}
