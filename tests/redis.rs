@@ -1011,3 +1011,41 @@ fn a_user_without_the_right_to_info_can_still_back_up_and_import() {
     assert_same(&want, &contents(&target, &[0]));
     assert!(!out.contains("limited-pw-123"), "{out}");
 }
+
+#[test]
+fn the_copy_job_moves_matching_keys_between_live_instances() {
+    let source = RedisServer::start();
+    populate(&source, 30);
+    let target = RedisServer::start();
+    let _: () = redis::cmd("SET")
+        .arg("h:small")
+        .arg("kept")
+        .query(&mut target.con())
+        .unwrap();
+    let p = Project::with_shipped_files();
+    let args = |method: &str| {
+        vec![
+            format!("source={}", source.url(0)),
+            format!("target={}", target.url(0)),
+            "match=h:*".to_string(),
+            format!("method={method}"),
+        ]
+    };
+    let (code, json, out) = job(&p, "redis_copy", &args("incremental"), false);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["summary"]["keys"], 2, "{json}");
+    assert_eq!(json["summary"]["skipped"], 1, "{json}");
+    let kept: String = redis::cmd("GET")
+        .arg("h:small")
+        .query(&mut target.con())
+        .unwrap();
+    assert_eq!(kept, "kept");
+    let (code, json, out) = job(&p, "redis_copy", &args("full"), false);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["summary"]["restored"], 2, "{json}");
+    let want: std::collections::BTreeMap<_, _> = contents(&source, &[0])
+        .into_iter()
+        .filter(|((_, k), _)| k.starts_with(b"h:"))
+        .collect();
+    assert_same(&want, &contents(&target, &[0]));
+}
