@@ -62,6 +62,12 @@ function M.run(ctx, o)
     error("export: `format` must be csv, json, ndjson, xlsx or sql, got " .. tostring(format), 2)
   end
   local sql, args = build_query(o)
+  -- Opening a missing database would create an empty one: say it is missing instead.
+  if type(o.db) ~= "string" then error("export: give `db`, the SQLite file to export from", 2) end
+  local db_dir, db_file = o.db:match("^(.*)/([^/]+)$")
+  if not ferry.store(db_dir or "."):exists(db_file or o.db) then
+    error("export: " .. o.db .. " does not exist (the SQLite database to export from)", 2)
+  end
   local file = o.path or ((o.table or "export") .. "." .. format)
   local store = ferry.store(o.store or "data/exports", o.store_opts)
   local target = o.zip or file

@@ -844,3 +844,21 @@ fn new_writes_a_loadable_job_from_every_template_and_never_overwrites() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.stderr.contains("possible values"), "{}", r.all());
 }
+
+#[test]
+fn export_from_a_missing_database_is_an_error_and_creates_nothing() {
+    let p = Project::with_shipped_files();
+    p.script(
+        "exp_missing",
+        r#"local export = require "export"
+        return { run = function(ctx) return export.run(ctx, { db = "data/nope.db", table = "t" }) end }"#,
+    );
+    let r = p.ferry(&["run", "exp_missing", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("data/nope.db does not exist"), "{msg}");
+    assert!(
+        !p.path().join("data/nope.db").exists(),
+        "no empty database is left behind"
+    );
+}
