@@ -59,11 +59,7 @@ pub enum Command {
     },
     /// Internal: the worker process that executes runs.
     #[command(hide = true)]
-    Worker {
-        /// Address-space limit of the worker process in bytes (RLIMIT_AS).
-        #[arg(long)]
-        address_space: Option<u64>,
-    },
+    Worker,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -77,10 +73,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve(config, args),
         Command::Jobs { json } => jobs::jobs(&config, cli.server.as_deref(), json),
         Command::New(args) => new::new(&config, args),
-        Command::Worker { address_space } => {
-            if let Some(bytes) = address_space {
-                crate::jobs::worker::limit_address_space(bytes)?;
-            }
+        Command::Worker => {
             crate::jobs::worker::run_worker(&config)?;
             Ok(ExitCode::SUCCESS)
         }

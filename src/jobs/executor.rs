@@ -45,8 +45,6 @@ pub struct Prepared {
     pub timeout: Duration,
     /// Grace past the deadline (and after a cancel) before the worker is killed.
     pub kill_grace: Duration,
-    /// Address space the worker may use.
-    pub address_space: u64,
 }
 
 /// Records a new queued run of a job and prepares its worker request.
@@ -95,7 +93,6 @@ pub fn prepare(
         },
         timeout,
         kill_grace: config.limits.kill_grace,
-        address_space: memory.saturating_add(config.limits.worker_headroom),
     }
 }
 
@@ -110,15 +107,12 @@ pub struct Worker {
 const STDERR_LINES: usize = 20;
 
 impl Worker {
-    /// Starts a worker for this project, with an address-space limit when given (a warm
-    /// worker gets its limit with its run).
-    pub fn spawn(config: &Config, address_space: Option<u64>) -> std::io::Result<Worker> {
+    /// Starts a worker for this project. It applies its run's address-space limit
+    /// ([`RunRequest::address_space`]) when the run arrives, so the same worker serves warm.
+    pub fn spawn(config: &Config) -> std::io::Result<Worker> {
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
         cmd.arg("worker");
-        if let Some(bytes) = address_space {
-            cmd.arg("--address-space").arg(bytes.to_string());
-        }
         if let Some(file) = &config.file {
             cmd.arg("--config").arg(file);
         }
@@ -254,8 +248,7 @@ impl Worker {
 
 /// Worker processes started ahead of runs: each waits (having opened the history and sent
 /// `Ready`) until a run is handed to it, runs that one run and exits, and a new one is warmed in
-/// its place. A run then starts without paying for a process start. Workers are started without
-/// an address-space limit and apply the run's ([`RunRequest::address_space`]) themselves.
+/// its place. A run then starts without paying for a process start.
 pub struct WorkerPool {
     config: Config,
     size: usize,
@@ -294,7 +287,7 @@ impl WorkerPool {
     }
 
     fn warm_one(&self) {
-        let ready = Worker::spawn(&self.config, None).ok().and_then(|mut w| {
+        let ready = Worker::spawn(&self.config).ok().and_then(|mut w| {
             match w.recv_timeout(Duration::from_secs(10)) {
                 Ok(Some(Event::Ready { .. })) => Some(w),
                 _ => {
@@ -359,20 +352,19 @@ pub fn execute(
 ) -> Result<RunRecord, ExecError> {
     let id = prepared.request.run_id;
     let warm = pool.and_then(|p| p.take()).map(Ok);
-    let mut worker =
-        match warm.unwrap_or_else(|| Worker::spawn(config, Some(prepared.address_space))) {
-            Ok(w) => w,
-            Err(e) => {
-                close(
-                    history,
-                    id,
-                    RunState::Failed,
-                    ErrorCode::Crashed,
-                    format!("cannot start a worker process: {e}"),
-                )?;
-                return Err(ExecError::Worker(e));
-            }
-        };
+    let mut worker = match warm.unwrap_or_else(|| Worker::spawn(config)) {
+        Ok(w) => w,
+        Err(e) => {
+            close(
+                history,
+                id,
+                RunState::Failed,
+                ErrorCode::Crashed,
+                format!("cannot start a worker process: {e}"),
+            )?;
+            return Err(ExecError::Worker(e));
+        }
+    };
     if let Err(e) = worker.send(&Request::Run(prepared.request.clone())) {
         let (code, msg) = worker.death();
         close(history, id, RunState::Failed, code, msg)?;

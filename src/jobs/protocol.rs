@@ -38,8 +38,8 @@ pub struct RunRequest {
     pub timeout_ms: u64,
     /// Lua memory limit in bytes.
     pub memory: u64,
-    /// Address-space limit (RLIMIT_AS) the worker applies before the run: a warm worker was
-    /// started before its job was known.
+    /// Address-space limit (RLIMIT_AS) the worker applies before the run: memory held outside
+    /// Lua's allocator cannot grow past it.
     #[serde(default)]
     pub address_space: Option<u64>,
 }

@@ -56,7 +56,7 @@ type Current = Arc<Mutex<Option<(i64, Arc<AtomicBool>)>>>;
 
 /// Limits the address space of this process (RLIMIT_AS), so memory held outside Lua's allocator
 /// cannot grow without bound.
-pub fn limit_address_space(bytes: u64) -> Result<(), WorkerError> {
+fn limit_address_space(bytes: u64) -> Result<(), WorkerError> {
     let lim = libc::rlimit {
         rlim_cur: bytes as libc::rlim_t,
         rlim_max: bytes as libc::rlim_t,
@@ -161,7 +161,7 @@ fn execute(
     req: RunRequest,
 ) {
     let id = req.run_id;
-    // A warm worker learns its run's limit only now (lowering a limit is always allowed).
+    // The limit comes with the run (a warm worker started before its job was known).
     if let Some(bytes) = req.address_space
         && let Err(e) = limit_address_space(bytes)
     {
