@@ -177,21 +177,29 @@ impl RedisServer {
             password: None,
             ca: Some(ca),
         };
+        match server.wait_ready() {
+            Ok(()) => server,
+            Err(e) => panic!("redis-server with TLS: {e}"),
+        }
+    }
+
+    /// Waits until the server answers PING; `Err` when it exits or stays silent for 10 s.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(mut con) = server.try_con()
+            if let Ok(mut con) = self.try_con()
                 && redis::cmd("PING").query::<String>(&mut con).is_ok()
             {
-                return server;
+                return Ok(());
             }
-            if let Some(c) = server.child.as_mut()
+            if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                panic!("redis-server with TLS exited with {status} (port {port} taken?)");
+                return Err(format!("exited with {status} (port {} taken?)", self.port));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server with TLS did not answer on port {port}");
+        Err(format!("did not answer on port {} within 10 s", self.port))
     }
 
     /// Starts a server with a password (or none) and extra `redis-server` arguments.
@@ -232,20 +240,9 @@ impl RedisServer {
                 password: password.map(str::to_owned),
                 ca: None,
             };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(mut con) = server.try_con()
-                    && redis::cmd("PING").query::<String>(&mut con).is_ok()
-                {
-                    return server;
-                }
-                if let Some(c) = server.child.as_mut()
-                    && let Ok(Some(status)) = c.try_wait()
-                {
-                    last_err = format!("redis-server exited with {status} (port {port} taken?)");
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(e) => last_err = e,
             }
             server.kill();
             dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("temp dir"));
