@@ -35,12 +35,13 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// A progress callback reporting `done` of `total` to the run, when asked for.
-    fn progress(&self, total: Option<u64>, wanted: bool, from: u64) -> Option<Progress> {
+    /// A progress callback reporting to the run as the `progress` options ask, if they do.
+    fn progress_of(&self, p: &ProgressOpt) -> Option<Progress> {
         let host = self.host.clone()?;
-        if !wanted {
+        if !p.wanted {
             return None;
         }
+        let (from, total) = (p.from, p.total);
         Some(Box::new(move |done| host.progress(from + done, total)))
     }
 }
@@ -265,12 +266,6 @@ fn want_progress(o: &mut Opts, f: &str) -> mlua::Result<ProgressOpt> {
         total,
         from,
     })
-}
-
-impl Ctx {
-    fn progress_of(&self, p: &ProgressOpt) -> Option<Progress> {
-        self.progress(p.total, p.wanted, p.from)
-    }
 }
 
 impl UserData for LuaRedis {
