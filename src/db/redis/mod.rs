@@ -12,7 +12,7 @@
 //! redacted [`RedisTarget::label`].
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::formats::rdb::{
     FOOTER_LEN, min_version, rdb_version_of_redis, restamp_payload, string_payload_value,
@@ -271,13 +271,7 @@ fn command_name<A: AsRef<[u8]>>(args: &[A]) -> String {
         .unwrap_or_default()
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::formats::rdb::now_ms;
 
 /// The Redis type name of a `DUMP` payload's first byte (its RDB value type).
 pub fn payload_type(payload: &[u8]) -> &'static str {

@@ -492,8 +492,8 @@ enum Fault {
     Checksum { stored: u64, computed: u64 },
 }
 
-/// Unix time in milliseconds.
-fn now_ms() -> i64 {
+/// Unix time in milliseconds (what `ttl` and `expire_at` are measured against).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
