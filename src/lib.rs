@@ -21,6 +21,8 @@
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads.
 //! - [`cli`]: the command line (and the client of a running daemon's API).
 //! - [`units`]: durations and sizes as people write them.
+//! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
+//!   ask the calling thread's scope, which a run installs).
 //! - [`redact`]: credentials inside run params, masked for display and hidden from run output.
 //!
 //! # Invariants
@@ -40,6 +42,7 @@
 //!   and summaries before they are written.
 
 pub mod api;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -1,13 +1,16 @@
 //! Jobs: specs parsed from scripts, params, triggers, secrets, and the execution of runs in
 //! worker processes (the executor on the parent side, the worker loop on the child side).
 
+pub mod cleanup;
 pub mod cron;
 pub mod dispatcher;
 pub mod executor;
+pub mod owner;
 pub mod params;
 pub mod protocol;
 pub mod registry;
 pub mod schedule;
+pub mod seal;
 pub mod secrets;
 pub mod spec;
 pub mod trigger;

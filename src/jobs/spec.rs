@@ -567,7 +567,7 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
         c.unknown_keys(
             &format!("{key}."),
             decl,
-            &["type", "required", "default", "description"],
+            &["type", "required", "default", "description", "secret"],
         );
         let kind = match decl.get("type") {
             None => ParamType::String,
@@ -616,6 +616,17 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
             Some(d) => c.string(&format!("{key}.description"), d),
             None => None,
         };
+        let secret = match decl.get("secret") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                c.bad(
+                    &format!("{key}.secret"),
+                    format!("expected true or false, got {}", show(other)),
+                );
+                false
+            }
+        };
         out.insert(
             name.clone(),
             ParamSpec {
@@ -623,6 +634,7 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
                 required,
                 default,
                 description,
+                secret,
             },
         );
     }

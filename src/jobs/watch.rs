@@ -73,13 +73,70 @@ pub struct FileEvents {
 /// not block a file forever).
 const WRITING_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Most file events kept at once; the oldest are dropped beyond it (a scan still finds every
+/// file, events only say whether a writer holds one open).
+const EVENTS_MAX: usize = 10_000;
+
+/// What a file event means to the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventEffect {
+    /// Nothing: reads, opens, metadata changes, and ferry's own moves out of the folder. The
+    /// daemon's scans open the folder (inotify reports `IN_OPEN`), so treating these as changes
+    /// would make every scan wake the next one.
+    Ignore,
+    /// Bookkeeping only (a file went away): recorded, but there is nothing new to pick up.
+    Record,
+    /// A file may have appeared or changed: recorded, and the folder is scanned soon.
+    Wake,
+}
+
+/// Classifies a notify event by its kind and paths (see [`EventEffect`]). Hidden names (ferry's
+/// own `.ferry/` folder, editors' swap files) are ignored whatever happened to them.
+pub fn effect(event: &notify::Event) -> EventEffect {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    let hidden = |p: &PathBuf| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'))
+    };
+    if !event.paths.is_empty() && event.paths.iter().all(hidden) {
+        return EventEffect::Ignore;
+    }
+    match event.kind {
+        EventKind::Create(_)
+        | EventKind::Modify(ModifyKind::Data(_))
+        | EventKind::Modify(ModifyKind::Any)
+        | EventKind::Modify(ModifyKind::Name(RenameMode::To))
+        | EventKind::Modify(ModifyKind::Name(RenameMode::Both))
+        | EventKind::Access(AccessKind::Close(AccessMode::Write)) => EventEffect::Wake,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+            EventEffect::Record
+        }
+        _ => EventEffect::Ignore,
+    }
+}
+
 impl FileEvents {
     /// Records a notify event.
     pub fn record(&mut self, event: &notify::Event) {
         use notify::EventKind;
         use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        if effect(event) == EventEffect::Ignore {
+            return;
+        }
         let now = Instant::now();
-        for path in &event.paths {
+        let paths: &[PathBuf] = match event.kind {
+            // A rename within the folder reports (from, to): only the new name matters here.
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                if let Some(from) = event.paths.first() {
+                    self.forget(from);
+                }
+                event.paths.get(1..).unwrap_or(&[])
+            }
+            _ => &event.paths,
+        };
+        for path in paths {
             match event.kind {
                 EventKind::Create(_)
                 | EventKind::Modify(ModifyKind::Data(_))
@@ -90,17 +147,49 @@ impl FileEvents {
                 EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                     self.writing.remove(path);
                 }
-                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
                     self.writing.remove(path);
                     self.renamed.insert(path.clone(), now);
                 }
-                EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-                    self.writing.remove(path);
-                    self.renamed.remove(path);
-                }
-                _ => {}
+                _ => self.forget(path),
             }
         }
+        self.prune(now);
+    }
+
+    fn forget(&mut self, path: &Path) {
+        self.writing.remove(path);
+        self.renamed.remove(path);
+    }
+
+    /// Drops entries that no longer matter: writers silent for longer than the hold, renames of
+    /// files no scan took (a name the pattern does not match), and the oldest beyond a bound.
+    fn prune(&mut self, now: Instant) {
+        if self.writing.len() + self.renamed.len() < EVENTS_MAX / 2 {
+            return;
+        }
+        self.writing
+            .retain(|_, t| now.duration_since(*t) < WRITING_HOLD);
+        self.renamed
+            .retain(|_, t| now.duration_since(*t) < WRITING_HOLD);
+        for map in [&mut self.writing, &mut self.renamed] {
+            if map.len() > EVENTS_MAX / 2 {
+                let mut times: Vec<Instant> = map.values().copied().collect();
+                times.sort_unstable();
+                let cut = times[times.len() - EVENTS_MAX / 2];
+                map.retain(|_, t| *t >= cut);
+            }
+        }
+    }
+
+    /// How many files the events track now (bounded; for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.writing.len() + self.renamed.len()
+    }
+
+    /// Whether no file is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn is_writing(&self, path: &Path) -> bool {

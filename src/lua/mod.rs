@@ -61,6 +61,16 @@ pub trait RunHost {
     /// A value to hide from logs, errors and summaries from now on: a credential a script gave
     /// inline (to `ferry.store`, say). Hosts that redact nothing may ignore it.
     fn hide(&self, _value: &str) {}
+    /// Records that everything under `prefix` in `store` is to be deleted should the run not
+    /// succeed (`ctx.discard_on_failure`); recorded before the script writes there, so that
+    /// whoever closes the run can do it even if the run's process dies.
+    fn discard_on_failure(
+        &self,
+        _store: &crate::storage::Store,
+        _prefix: &str,
+    ) -> Result<(), String> {
+        Err("this host does not clean up after failed runs".into())
+    }
 }
 
 /// Where scripts find their modules, and the limits of one VM.
@@ -99,6 +109,9 @@ pub struct RunInput {
     pub vm: VmOptions,
     /// Set from outside to ask the run to stop.
     pub cancel: Arc<AtomicBool>,
+    /// The run's temporary folder (`ctx.temp()`), created on first use and removed by the host
+    /// when the run ends; `None` where the host offers none.
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// An error of a script, with its stable code.
@@ -190,10 +203,15 @@ fn load_spec(lua: &Lua, chunk_name: &str, source: &str) -> mlua::Result<Table> {
 /// returns. Never panics on script behaviour; every failure becomes an [`Outcome::Failed`].
 pub fn run_job(input: &RunInput, host: Arc<dyn RunHost>) -> Outcome {
     let guard = Guard::new(input.vm.timeout, input.vm.memory, input.cancel.clone());
+    // Host functions run on this thread: their long loops ask this scope (see `crate::cancel`).
+    let g = guard.clone();
+    let _scope = crate::cancel::scope(Arc::new(move || g.termination().is_some()));
     match run_inner(input, host.clone(), &guard) {
         Ok(summary) => {
             // A limit may have been reached in the very last instructions, after `run` caught it.
-            match guard.termination() {
+            // A cancel or deadline that no instruction saw does not undo a run that completed:
+            // its work is done, so it is recorded as done.
+            match guard.recorded() {
                 Some(t) => Outcome::Failed(guard.error_for(t)),
                 None => Outcome::Succeeded(summary),
             }
