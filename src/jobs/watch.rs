@@ -163,9 +163,10 @@ impl FileEvents {
     }
 
     /// Drops entries that no longer matter: writers silent for longer than the hold, renames of
-    /// files no scan took (a name the pattern does not match), and the oldest beyond a bound.
+    /// files no scan took (a name the pattern does not match), and, beyond the bound, the oldest
+    /// (in bulk, so that a flood of events costs little per event).
     fn prune(&mut self, now: Instant) {
-        if self.writing.len() + self.renamed.len() < EVENTS_MAX / 2 {
+        if self.len() < EVENTS_MAX {
             return;
         }
         self.writing
@@ -173,10 +174,10 @@ impl FileEvents {
         self.renamed
             .retain(|_, t| now.duration_since(*t) < WRITING_HOLD);
         for map in [&mut self.writing, &mut self.renamed] {
-            if map.len() > EVENTS_MAX / 2 {
+            if map.len() > EVENTS_MAX / 4 {
                 let mut times: Vec<Instant> = map.values().copied().collect();
                 times.sort_unstable();
-                let cut = times[times.len() - EVENTS_MAX / 2];
+                let cut = times[times.len() - EVENTS_MAX / 4];
                 map.retain(|_, t| *t >= cut);
             }
         }
@@ -327,4 +328,89 @@ pub fn matcher(pattern: &str) -> Result<globset::GlobMatcher, String> {
     globset::Glob::new(pattern)
         .map(|g| g.compile_matcher())
         .map_err(|e| format!("invalid watch pattern {pattern:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::Watcher;
+    use std::time::Duration;
+
+    /// Every event a real watcher reports on `dir` while `act` runs, until it has been quiet for
+    /// a moment.
+    fn events_of(dir: &Path, act: impl FnOnce()) -> Vec<notify::Event> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut w = notify::recommended_watcher(move |r: notify::Result<notify::Event>| {
+            if let Ok(ev) = r {
+                let _ = tx.send(ev);
+            }
+        })
+        .unwrap();
+        w.watch(dir, notify::RecursiveMode::NonRecursive).unwrap();
+        act();
+        let mut out = Vec::new();
+        while let Ok(ev) = rx.recv_timeout(Duration::from_millis(300)) {
+            out.push(ev);
+        }
+        out
+    }
+
+    #[test]
+    fn the_daemons_own_scans_and_moves_wake_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("drop");
+        let dirs = WatchDirs {
+            processing: dir.join(".ferry/processing"),
+            archive: dir.join(".ferry/archive"),
+            failed: dir.join(".ferry/failed"),
+            dir: dir.clone(),
+        };
+        dirs.create().unwrap();
+        std::fs::write(dir.join("a.csv"), "x\n").unwrap();
+        let watch = WatchSpec {
+            path: dir.clone(),
+            pattern: "*.csv".into(),
+            settle: Duration::ZERO,
+            after: AfterFile::Archive,
+            poll: None,
+        };
+        let matcher = matcher("*.csv").unwrap();
+        let mut settler = Settler::default();
+        let mut fe = FileEvents::default();
+        // What a scan and a claim do: read the folder, stat the file, move it out.
+        let seen = events_of(&dir, || {
+            for _ in 0..3 {
+                let ready = settler.scan(&dir, &matcher, &watch, &mut fe).unwrap();
+                for r in ready {
+                    let claimed = move_into(&r.path, &dirs.processing).unwrap();
+                    finish(&dirs, &claimed, true, AfterFile::Archive, "").unwrap();
+                }
+            }
+        });
+        assert!(!seen.is_empty(), "inotify reports the daemon's own reads");
+        for ev in &seen {
+            assert_ne!(effect(ev), EventEffect::Wake, "{ev:?}");
+        }
+        // A file dropped by someone does wake the scan.
+        let seen = events_of(&dir, || {
+            std::fs::write(dir.join("b.csv"), "y\n").unwrap();
+        });
+        assert!(
+            seen.iter().any(|e| effect(e) == EventEffect::Wake),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn tracked_events_stay_bounded() {
+        let mut fe = FileEvents::default();
+        for i in 0..(EVENTS_MAX * 3) {
+            let ev = notify::Event::new(notify::EventKind::Modify(
+                notify::event::ModifyKind::Name(notify::event::RenameMode::To),
+            ))
+            .add_path(PathBuf::from(format!("/w/never-matching-{i}.tmp")));
+            fe.record(&ev);
+        }
+        assert!(fe.len() <= EVENTS_MAX, "{}", fe.len());
+    }
 }

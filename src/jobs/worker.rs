@@ -230,6 +230,8 @@ fn execute(
     if let Some(dir) = watch_folder(&req.trigger) {
         vm.storage.allow_root(&dir);
     }
+    let temp_dir = super::cleanup::run_temp_dir(config, id);
+    vm.storage.allow_root(&temp_dir);
     let input = RunInput {
         run_id: id,
         job: req.job.clone(),
@@ -239,7 +241,7 @@ fn execute(
         trigger: req.trigger.clone(),
         vm,
         cancel,
-        temp_dir: Some(super::cleanup::run_temp_dir(config, id)),
+        temp_dir: Some(temp_dir),
     };
     let outcome = lua::run_job(&input, host.clone());
     host.flush_progress();

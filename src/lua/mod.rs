@@ -282,3 +282,72 @@ fn with_skipped_rows(lua: &Lua, summary: serde_json::Value) -> serde_json::Value
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// A host whose last log line arrives together with a stop request: the parent went away
+    /// while the script returned.
+    struct StopOnLog(Arc<AtomicBool>);
+
+    impl RunHost for StopOnLog {
+        fn log(&self, _: Level, _: &str) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+        fn progress(&self, _: u64, _: Option<u64>) {}
+        fn artifact(&self, _: &str, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn state_get(&self, _: &str) -> Result<Option<serde_json::Value>, String> {
+            Ok(None)
+        }
+        fn state_set(&self, _: &str, _: Option<&serde_json::Value>) -> Result<(), String> {
+            Ok(())
+        }
+        fn secret(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    fn input(source: &str, cancel: Arc<AtomicBool>) -> RunInput {
+        let dir = std::env::temp_dir();
+        RunInput {
+            run_id: 1,
+            job: "j".into(),
+            chunk_name: "@j.lua".into(),
+            source: source.into(),
+            params: serde_json::json!({}),
+            trigger: serde_json::json!({"kind": "manual"}),
+            vm: VmOptions {
+                plugins_dir: dir.clone(),
+                plugins_label: "plugins".into(),
+                memory: 64 << 20,
+                timeout: Duration::from_secs(30),
+                storage: crate::storage::StorageConfig::new(dir.clone(), vec![]),
+                redis: Default::default(),
+            },
+            cancel,
+            temp_dir: None,
+        }
+    }
+
+    #[test]
+    fn a_run_that_completed_stays_completed_when_a_stop_comes_late() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let host = Arc::new(StopOnLog(cancel.clone()));
+        let src = r#"return { run = function(ctx) ctx.log.info("done") return 42 end }"#;
+        match run_job(&input(src, cancel.clone()), host.clone()) {
+            Outcome::Succeeded(v) => assert_eq!(v, 42),
+            Outcome::Failed(e) => panic!("the work was done, yet: {e}"),
+        }
+        // A stop that the script sees still stops it.
+        cancel.store(false, Ordering::SeqCst);
+        let src = r#"return { run = function(ctx) ctx.log.info("x") for i = 1, 1e9 do end return 1 end }"#;
+        match run_job(&input(src, cancel), host) {
+            Outcome::Failed(e) => assert_eq!(e.code, ErrorCode::Cancelled),
+            Outcome::Succeeded(v) => panic!("ran past the stop: {v}"),
+        }
+    }
+}
