@@ -455,7 +455,8 @@ impl Config {
         };
         let mut storage = StorageConfig::new(root.clone(), allowed);
         storage.state_dir = data_dir.join(".ferry").join("pending");
-        storage.protected = vec![storage.state_dir.clone()];
+        storage.artifacts_dir = data_dir.join(".ferry").join("artifacts");
+        storage.protected = vec![storage.state_dir.clone(), storage.artifacts_dir.clone()];
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut p = history_path.clone().into_os_string();
             p.push(suffix);

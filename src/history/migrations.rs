@@ -78,4 +78,10 @@ pub const MIGRATIONS: &[&str] = &[
         last_fire TEXT NOT NULL
     );
     "#,
+    // 3: artifacts belong to their run: the run's own copy (path in the artifacts folder) and
+    // the SHA-256 of what was recorded.
+    r#"
+    ALTER TABLE artifacts ADD COLUMN sha256 TEXT;
+    ALTER TABLE artifacts ADD COLUMN copy TEXT;
+    "#,
 ];

@@ -4,11 +4,13 @@
 //! Only this module imports mlua. It knows nothing of the daemon or the history: a run reports
 //! logs, progress, artifacts and state through the [`RunHost`] trait that its caller implements.
 
+mod artifacts;
 mod bytes;
 mod context;
 mod convert;
 mod errors;
 mod formats;
+mod host_error;
 pub mod io;
 mod json;
 mod limits;
@@ -16,6 +18,7 @@ mod pipe;
 mod redis;
 mod rows;
 mod sandbox;
+mod schema;
 mod sqlite;
 mod store;
 mod time;
@@ -50,8 +53,8 @@ pub trait RunHost {
     fn log(&self, level: Level, message: &str);
     /// Progress: `done` of `total` units.
     fn progress(&self, done: u64, total: Option<u64>);
-    /// Records an artifact: a file in a store that the run produced.
-    fn artifact(&self, store: &str, path: &str, name: &str) -> Result<(), String>;
+    /// Records an artifact: a file in a store that the run produced, with the run's own copy.
+    fn artifact(&self, artifact: &ArtifactRecord) -> Result<(), String>;
     /// Reads a value the job saved in an earlier run.
     fn state_get(&self, key: &str) -> Result<Option<serde_json::Value>, String>;
     /// Saves (or with `None` removes) a value for later runs of the job.
@@ -61,6 +64,24 @@ pub trait RunHost {
     /// A value to hide from logs, errors and summaries from now on: a credential a script gave
     /// inline (to `ferry.store`, say). Hosts that redact nothing may ignore it.
     fn hide(&self, _value: &str) {}
+}
+
+/// An artifact as a run records it (`ctx.artifact`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRecord {
+    /// Name, unique in the run.
+    pub name: String,
+    /// The store the script named, as a URL without credentials.
+    pub store: String,
+    /// The path inside that store.
+    pub path: String,
+    /// Size in bytes of what was recorded.
+    pub size: Option<u64>,
+    /// Hex SHA-256 of what was recorded.
+    pub sha256: Option<String>,
+    /// Where the run's own copy is, relative to the artifacts folder (`RUN_ID/NAME`); `None`
+    /// when the VM has no artifacts folder.
+    pub copy: Option<String>,
 }
 
 /// Where scripts find their modules, and the limits of one VM.
