@@ -145,7 +145,7 @@ M.register = register
 --- The backups this host's catalog knows at a point, oldest first.
 M.known = KNOWN:wrap(function(o)
   local point = ferry.store(o.point, o.point_opts)
-  local out = {}
+  local out = ferry.array()
   for r in catalog(o):query([[SELECT id, name, kind, parent, created, files FROM backups
       WHERE point = ? AND "set" = ? ORDER BY created]], { point:url(), o.set }):rows() do
     out[#out + 1] = r
