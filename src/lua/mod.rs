@@ -3,6 +3,11 @@
 //!
 //! Only this module imports mlua. It knows nothing of the daemon or the history: a run reports
 //! logs, progress, artifacts and state through the [`RunHost`] trait that its caller implements.
+//!
+//! Cross-cutting pieces: `schema.rs` checks options (of host functions and, through
+//! `ferry.schema`, of plugins and scripts) against shared vocabularies; `host_error.rs` turns
+//! errors of host functions into Lua values with a stable `kind`; `artifacts.rs` keeps each
+//! recorded artifact as the run's own copy.
 
 mod artifacts;
 mod bytes;
