@@ -351,6 +351,17 @@ pub(crate) fn has_location(text: &str) -> bool {
         && rest[digits..].starts_with(':')
 }
 
+/// Splits `scripts/x.lua:12: text` into the location and the text.
+fn split_location(text: &str) -> Option<(&str, &str)> {
+    if !has_location(text) {
+        return None;
+    }
+    let at = text.find(".lua:")? + ".lua:".len();
+    let digits = text[at..].bytes().take_while(u8::is_ascii_digit).count();
+    let (loc, rest) = text.split_at(at + digits);
+    Some((loc, rest.strip_prefix(':')?.trim_start()))
+}
+
 /// The kind of an mlua error, and the host's own error when there is one (its message without
 /// location, and its location when the host set one).
 pub(crate) fn classify(err: &mlua::Error) -> (Kind, Option<HostError>) {
@@ -433,20 +444,12 @@ pub(crate) fn to_lua_value(lua: &Lua, v: Value) -> mlua::Result<Value> {
             Some(l) => (h.message, Some(l)),
             None => (h.message, from_traceback()),
         },
-        None => {
-            // A Lua error inside a host call carries its location in the message: keep it
-            // once, as `location`.
-            let location = from_traceback();
-            let message = match &location {
-                Some(loc) => message
-                    .strip_prefix(loc.as_str())
-                    .and_then(|m| m.strip_prefix(": "))
-                    .map(str::to_string)
-                    .unwrap_or(message),
-                None => message,
-            };
-            (message, location)
-        }
+        // A Lua error inside a host call (a `map` function, a plugin function wrapped by a
+        // schema) carries its location in the message: keep it once, as `location`.
+        None => match split_location(&message) {
+            Some((loc, rest)) => (rest.to_string(), Some(loc.to_string())),
+            None => (message, from_traceback()),
+        },
     };
     lua.create_userdata(LuaHostError {
         kind,
@@ -559,6 +562,15 @@ mod tests {
         assert!(has_location("plugins/backup.lua:3: x"));
         assert!(!has_location("store s3://b: read \"x.lua\": not found"));
         assert!(!has_location("x.lua:: no line"));
+    }
+
+    #[test]
+    fn locations_split_off() {
+        assert_eq!(
+            split_location("plugins/backup.lua:12: it broke: badly"),
+            Some(("plugins/backup.lua:12", "it broke: badly"))
+        );
+        assert_eq!(split_location("no location here"), None);
     }
 
     #[test]
