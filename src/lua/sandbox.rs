@@ -28,7 +28,7 @@ const SANDBOX_PRELUDE: &str = r##"
 local check, convert = ...
 local raw_pcall, raw_xpcall, raw_load, raw_gc = pcall, xpcall, load, collectgarbage
 local raw_create, raw_resume, raw_close = coroutine.create, coroutine.resume, coroutine.close
-local select, error, tostring = select, error, tostring
+local select, error, tostring, type = select, error, tostring, type
 
 -- An error that crosses from a host function into Lua becomes an error value with a `kind`.
 local function pass(ok, ...)
@@ -48,6 +48,7 @@ end
 
 pcall = function(f, ...) return pass(raw_pcall(f, ...)) end
 xpcall = function(f, handler, ...)
+  if type(handler) ~= "function" then return pass(raw_xpcall(f, handler, ...)) end
   return pass(raw_xpcall(f, function(e) return handler(convert(e)) end, ...))
 end
 coroutine.resume = function(co, ...) return pass(raw_resume(co, ...)) end
