@@ -40,6 +40,12 @@
 //!   `formats/`, never the reverse. Rows cross into Lua only where a script asks for them.
 //! - A secret's value never reaches the history or any output: the worker redacts logs, errors
 //!   and summaries before they are written.
+//! - An artifact belongs to its run: `ctx.artifact` copies the file into the run's folder of the
+//!   artifact area ([`storage::artifact_area`], protected from scripts), and downloads serve that
+//!   copy; the copies go when their run is deleted.
+//! - Options are checked by one mechanism (`lua/schema.rs`: host options and plugin schemas share
+//!   its vocabularies), and errors reach scripts as values with a stable kind
+//!   (`lua/host_error.rs`).
 
 pub mod api;
 pub mod cancel;

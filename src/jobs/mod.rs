@@ -1,6 +1,7 @@
 //! Jobs: specs parsed from scripts, params, triggers, secrets, and the execution of runs in
 //! worker processes (the executor on the parent side, the worker loop on the child side).
 
+pub mod artifacts;
 pub mod cleanup;
 pub mod cron;
 pub mod dispatcher;
