@@ -33,6 +33,9 @@ pub enum DaemonError {
     /// The key that seals secret params could not be read or created.
     #[error(transparent)]
     Seal(#[from] crate::jobs::seal::SealError),
+    /// A start-up task failed to complete (it panicked).
+    #[error("start-up failed: {0}")]
+    Start(String),
     /// A folder could not be created.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -99,10 +102,25 @@ impl Daemon {
         reload(&config, &registry).await;
         let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone())?;
         let specs = read(&registry).specs();
-        recovery::recover(&config, &dispatcher, &specs)?;
-        retention(&config, &history);
-        let mut cron = CronTrigger::default();
-        cron.catch_up(&config, &dispatcher, &specs);
+        // Recovery, retention and catch-up do file, database and store I/O (an S3 discard, a
+        // worker to wait for): on a blocking thread, never on the runtime's.
+        let cron = {
+            let (config, dispatcher, history, specs) = (
+                config.clone(),
+                dispatcher.clone(),
+                history.clone(),
+                specs.clone(),
+            );
+            tokio::task::spawn_blocking(move || -> Result<CronTrigger, HistoryError> {
+                recovery::recover(&config, &dispatcher, &specs)?;
+                retention(&config, &history);
+                let mut cron = CronTrigger::default();
+                cron.catch_up(&config, &dispatcher, &specs);
+                Ok(cron)
+            })
+            .await
+            .map_err(|e| DaemonError::Start(e.to_string()))??
+        };
 
         let handle = Handle {
             dispatcher: dispatcher.clone(),

@@ -353,10 +353,12 @@ impl Dispatcher {
         );
         // Forget lingering workers whose runs have closed since the last pass.
         lock(&self.inner.lingering).retain(|id, _| open.iter().any(|r| r.id == *id));
+        let mut reaped = false;
         for run in open {
             if run.owner.as_deref() == Some(self.inner.owner.as_str()) || !self.owner_gone(&run)? {
                 continue;
             }
+            reaped = true;
             if let Some(pid) = history.worker_pid(run.id)?.filter(|p| is_ferry_worker(*p)) {
                 let since = *lock(&self.inner.lingering)
                     .entry(run.id)
@@ -403,6 +405,18 @@ impl Dispatcher {
             }
             let record = history.get_run(run.id)?;
             self.after_orphan(&record)?;
+        }
+        if reaped {
+            // Writes the dead processes left half-done (temp files, multipart uploads) go now,
+            // not at the next start.
+            let r = crate::storage::recover(&self.inner.config.storage);
+            if r.temp_files > 0 || r.uploads > 0 {
+                tracing::info!(
+                    temp_files = r.temp_files,
+                    uploads = r.uploads,
+                    "cleaned up writes of processes that died"
+                );
+            }
         }
         // Runs that workers of dead owners closed on their own: nobody applied their retry.
         for run in history.runs_in_state(RunState::Interrupted)? {

@@ -251,6 +251,7 @@ fn execute(
     let succeeded = matches!(outcome, Outcome::Succeeded(_));
     let problems = super::cleanup::apply_discards(&**history, id, succeeded, &|d| {
         host.discard_store(d.id)
+            .map(|s| s.uninterruptible())
             .map_or_else(|| super::cleanup::open_configured(config, d), Ok)
     });
     for p in problems {
