@@ -189,7 +189,8 @@ fn read(r: &RwLock<Registry>) -> std::sync::RwLockReadGuard<'_, Registry> {
     r.read().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) {
+/// Re-reads the scripts and swaps the registry; returns what changed.
+async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) -> Vec<Change> {
     let mut copy = read(registry).clone();
     let cfg = config.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -198,7 +199,7 @@ async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) {
     })
     .await;
     let Ok((updated, changes)) = result else {
-        return;
+        return Vec::new();
     };
     for c in &changes {
         match c {
@@ -211,6 +212,20 @@ async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) {
         }
     }
     *registry.write().unwrap_or_else(|p| p.into_inner()) = updated;
+    changes
+}
+
+/// A registry change as a bus event.
+fn change_event(c: &Change) -> crate::jobs::events::Event {
+    use crate::jobs::events::Event;
+    match c {
+        Change::Added(n) | Change::Updated(n) => Event::JobLoaded { job: n.clone() },
+        Change::Removed(n) => Event::JobRemoved { job: n.clone() },
+        Change::Broken(n, e) => Event::JobReloadFailed {
+            job: n.clone(),
+            error: e.clone(),
+        },
+    }
 }
 
 fn retention(config: &Config, history: &SqliteHistory) {

@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod cleanup;
 pub mod cron;
 pub mod dispatcher;
+pub mod events;
 pub mod executor;
 pub mod owner;
 pub mod params;
