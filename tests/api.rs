@@ -823,3 +823,154 @@ fn events_stream_what_happens_and_a_run_can_be_followed() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_paused_job_skips_its_schedule_and_keeps_its_files_waiting_across_restarts() {
+    let p = project("");
+    p.script(
+        "tick",
+        r#"return { schedule = "* * * * * *", run = function(ctx) return ctx.trigger.kind end }"#,
+    );
+    p.script(
+        "w",
+        r#"return { watch = { path = "inbox/w", settle = "100ms" }, run = function(ctx) return ctx.trigger.file end }"#,
+    );
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    for job in ["tick", "w"] {
+        let (s, v) = api.post(&format!("/api/v1/jobs/{job}/pause"), json!({}));
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v, json!({ "job": job, "paused": true, "changed": true }));
+    }
+    let (s, v) = api.post("/api/v1/jobs/nope/pause", json!({}));
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // Occurrences may have fired before the pause.
+    let before = p
+        .runs_of("tick")
+        .iter()
+        .filter_map(|r| r["id"].as_i64())
+        .max()
+        .unwrap_or(0);
+    p.write("inbox/w/a.txt", "x");
+    let skipped = wait_for("skipped occurrences", Duration::from_secs(15), || {
+        let runs = p.runs_of("tick");
+        let skipped: Vec<Value> = runs
+            .into_iter()
+            .filter(|r| r["summary"]["reason"] == "the job is paused")
+            .collect();
+        (skipped.len() >= 2).then_some(skipped)
+    });
+    assert!(skipped.iter().all(|r| r["state"] == "skipped"));
+    assert!(
+        p.runs_of("tick")
+            .iter()
+            .filter(|r| r["id"].as_i64().unwrap() > before)
+            .all(|r| r["state"] == "skipped"),
+        "no cron run ran while paused"
+    );
+    // Asked for, it still runs.
+    let (_, v) = api.post("/api/v1/jobs/tick/runs", json!({}));
+    let run = api.wait_state(v["id"].as_i64().unwrap(), &["succeeded"]);
+    assert_eq!(run["summary"], "api");
+    let (_, job) = api.get("/api/v1/jobs/w");
+    assert_eq!(job["paused"], true, "{job}");
+    assert_eq!(p.files_in("inbox/w"), [".ferry", "a.txt"], "the file waits");
+    assert_eq!(d.stop(), Some(0));
+
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let (_, job) = api.get("/api/v1/jobs/tick");
+    assert_eq!(job["paused"], true, "kept across the restart: {job}");
+    assert!(p.runs_of("w").is_empty());
+    // Resumed from the command line, beside the daemon: the file goes.
+    let r = p.ferry(&["jobs", "resume", "w"]);
+    assert_eq!(r.stdout.trim(), "job w resumed", "{}", r.all());
+    wait_for("the file's run", Duration::from_secs(15), || {
+        p.runs_of("w")
+            .iter()
+            .any(|r| r["state"] == "succeeded")
+            .then_some(())
+    });
+    let (_, v) = api.post("/api/v1/jobs/tick/resume", json!({}));
+    assert_eq!(v["changed"], true);
+    wait_for("a cron run", Duration::from_secs(15), || {
+        p.runs_of("tick")
+            .iter()
+            .any(|r| r["state"] == "succeeded" && r["summary"] == "cron")
+            .then_some(())
+    });
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_run_runs_again_with_its_params_and_its_failed_file() {
+    let p = project("");
+    p.script(
+        "picky",
+        r#"return { watch = { path = "inbox/p", settle = "100ms" }, params = { mood = { default = "calm" } },
+             run = function(ctx)
+               if not ferry.store("data"):exists("ok") then error("not yet") end
+               return { file = ctx.trigger.file, kind = ctx.trigger.kind, of = ctx.trigger.of }
+             end }"#,
+    );
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let (_, v) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({ "params": { "name": "Ada", "n": 3 } }),
+    );
+    let first = v["id"].as_i64().unwrap();
+    api.wait_state(first, &["succeeded"]);
+    let (s, v) = api.post(&format!("/api/v1/runs/{first}/rerun"), json!({}));
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["of"], first);
+    let again = api.wait_state(v["id"].as_i64().unwrap(), &["succeeded"]);
+    assert_eq!(again["summary"], json!({ "name": "Ada", "n": 3 }));
+    assert_eq!(again["trigger"], json!({ "kind": "rerun", "of": first }));
+    let (s, v) = api.post("/api/v1/runs/999999/rerun", json!({}));
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (_, v) = api.post("/api/v1/jobs/slow/runs", json!({}));
+    let slow = v["id"].as_i64().unwrap();
+    api.wait_state(slow, &["running"]);
+    let (s, v) = api.post(&format!("/api/v1/runs/{slow}/rerun"), json!({}));
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_error(&v, "conflict", "has not ended");
+    api.post(&format!("/api/v1/runs/{slow}/cancel"), json!({}));
+
+    // A file whose run failed is processed again, moved back from failed/.
+    p.write("inbox/p/a.csv", "x\n");
+    let failed = wait_for("the failed file run", Duration::from_secs(20), || {
+        p.runs_of("picky")
+            .into_iter()
+            .find(|r| r["state"] == "failed")
+    });
+    wait_for("the file in failed/", Duration::from_secs(10), || {
+        p.files_in("inbox/p/.ferry/failed")
+            .contains(&"a.csv".to_string())
+            .then_some(())
+    });
+    p.write("data/ok", "");
+    let id = failed["id"].as_i64().unwrap();
+    let r = p.ferry(&["runs", "rerun", &id.to_string()]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let new: i64 = r.stdout.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let run = api.wait_state(new, &["succeeded", "failed"]);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["summary"]["kind"], "rerun");
+    assert_eq!(run["summary"]["of"], id);
+    assert!(
+        run["summary"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with(".ferry/processing/a.csv"),
+        "{run}"
+    );
+    wait_for("the file in archive/", Duration::from_secs(10), || {
+        (p.files_in("inbox/p/.ferry/archive") == ["a.csv"]).then_some(())
+    });
+    assert!(
+        p.files_in("inbox/p/.ferry/failed").is_empty(),
+        "its error report went too"
+    );
+    assert_eq!(d.stop(), Some(0));
+}

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::history::HistoryError;
 use crate::jobs::dispatcher::SubmitError;
+use crate::jobs::rerun::RerunError;
 
 /// An error answered to an API client.
 #[derive(Debug, Clone)]
@@ -116,6 +117,14 @@ impl From<SubmitError> for ApiError {
             SubmitError::NotLoaded { .. } => ApiError::conflict(e.to_string()),
             SubmitError::Params(p) => ApiError::invalid_params(p.to_string()),
             SubmitError::History(h) => h.into(),
+            SubmitError::Rerun(r) => match r {
+                RerunError::History(h) => h.into(),
+                RerunError::Params(..) => ApiError::invalid_params(r.to_string()),
+                RerunError::Move { .. } | RerunError::Seal(_) => ApiError::internal(r),
+                RerunError::NotEnded(..)
+                | RerunError::NotLoaded(..)
+                | RerunError::FileGone { .. } => ApiError::conflict(r.to_string()),
+            },
             SubmitError::ShuttingDown => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "unavailable",

@@ -32,6 +32,7 @@ fn views(state: &ApiState, only: Option<&str>) -> Result<Vec<JobView>, ApiError>
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let paused = state.history.paused_jobs()?;
     let mut out = Vec::new();
     for (name, entry) in entries {
         let (last, _) = state.history.list_runs(&RunFilter {
@@ -39,13 +40,17 @@ fn views(state: &ApiState, only: Option<&str>) -> Result<Vec<JobView>, ApiError>
             limit: 1,
             ..Default::default()
         })?;
-        out.push(JobView::new(
-            &state.handle.config,
-            &name,
-            &entry,
-            last.first(),
-            next.get(&name).copied(),
-        ));
+        let since = paused.iter().find(|(j, _)| *j == name).map(|(_, t)| *t);
+        out.push(
+            JobView::new(
+                &state.handle.config,
+                &name,
+                &entry,
+                last.first(),
+                next.get(&name).copied(),
+            )
+            .with_paused(since),
+        );
     }
     Ok(out)
 }
@@ -121,4 +126,34 @@ pub async fn trigger(
         StatusCode::CREATED,
         Json(json!({ "id": submitted.id, "state": submitted.state })),
     ))
+}
+
+/// `POST /api/v1/jobs/{name}/pause` and `.../resume`: → `{"job", "paused", "changed"}`.
+async fn set_paused(state: ApiState, name: String, paused: bool) -> Result<Json<Value>, ApiError> {
+    let dispatcher = state.handle.dispatcher.clone();
+    let job = name.clone();
+    let changed =
+        tokio::task::spawn_blocking(move || dispatcher.set_paused(&job, paused, Some("api")))
+            .await
+            .map_err(ApiError::internal)??;
+    Ok(Json(
+        json!({ "job": name, "paused": paused, "changed": changed }),
+    ))
+}
+
+/// `POST /api/v1/jobs/{name}/pause`: the schedule records skipped runs and dropped files wait
+/// until the job is resumed; runs asked for still run.
+pub async fn pause(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(state, name, true).await
+}
+
+/// `POST /api/v1/jobs/{name}/resume`.
+pub async fn resume(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(state, name, false).await
 }

@@ -41,12 +41,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/jobs/{name}"),
     ("POST", "/api/v1/jobs/{name}/runs"),
     ("POST", "/api/v1/jobs/{name}/upload"),
+    ("POST", "/api/v1/jobs/{name}/pause"),
+    ("POST", "/api/v1/jobs/{name}/resume"),
     ("GET", "/api/v1/runs"),
     ("POST", "/api/v1/runs/delete"),
     ("GET", "/api/v1/runs/{id}"),
     ("DELETE", "/api/v1/runs/{id}"),
     ("GET", "/api/v1/runs/{id}/logs"),
     ("POST", "/api/v1/runs/{id}/cancel"),
+    ("POST", "/api/v1/runs/{id}/rerun"),
     ("GET", "/api/v1/runs/{id}/artifacts/{name}"),
 ];
 
@@ -101,11 +104,14 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/jobs/{name}/upload",
             post(upload::upload).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route("/api/v1/jobs/{name}/pause", post(jobs::pause))
+        .route("/api/v1/jobs/{name}/resume", post(jobs::resume))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/delete", post(runs::delete_many))
         .route("/api/v1/runs/{id}", get(runs::detail).delete(runs::delete))
         .route("/api/v1/runs/{id}/logs", get(runs::logs))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/api/v1/runs/{id}/rerun", post(runs::rerun))
         .route("/api/v1/runs/{id}/artifacts/{name}", get(runs::artifact))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()

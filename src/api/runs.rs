@@ -151,6 +151,23 @@ pub async fn cancel(
     ))
 }
 
+/// `POST /api/v1/runs/{id}/rerun`: a new run with the same params (and the same watched file,
+/// moved back from `failed/`) → 201 `{"id", "state", "of"}`.
+pub async fn rerun(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = run_id(&id)?;
+    let dispatcher = state.handle.dispatcher.clone();
+    let submitted = tokio::task::spawn_blocking(move || dispatcher.rerun(id))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": submitted.id, "state": submitted.state, "of": id })),
+    ))
+}
+
 /// `DELETE /api/v1/runs/{id}`: 409 while it is queued or running.
 pub async fn delete(
     State(state): State<ApiState>,

@@ -172,6 +172,32 @@ impl Client {
         }
     }
 
+    /// Pauses or resumes a job; returns whether that changed anything.
+    pub fn pause(&self, job: &str, paused: bool) -> anyhow::Result<bool> {
+        let what = if paused { "pause" } else { "resume" };
+        let v = self.send(
+            reqwest::Method::POST,
+            &format!("/api/v1/jobs/{job}/{what}"),
+            None,
+            &[],
+        )?;
+        Ok(v["changed"].as_bool().unwrap_or(true))
+    }
+
+    /// Runs a run again; returns the new run's id and state.
+    pub fn rerun(&self, id: i64) -> anyhow::Result<(i64, String)> {
+        let v = self.send(
+            reqwest::Method::POST,
+            &format!("/api/v1/runs/{id}/rerun"),
+            None,
+            &[],
+        )?;
+        Ok((
+            v["id"].as_i64().unwrap_or(0),
+            v["state"].as_str().unwrap_or("?").to_string(),
+        ))
+    }
+
     /// Deletes a run.
     pub fn delete(&self, id: i64) -> anyhow::Result<()> {
         self.send(

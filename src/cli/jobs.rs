@@ -1,4 +1,5 @@
-//! `ferry jobs [--json]`: every job with its triggers, next run, last run and load error.
+//! `ferry jobs [--json]`: every job with its triggers, next run, last run and load error;
+//! `ferry jobs pause|resume NAME`.
 
 use std::process::ExitCode;
 
@@ -11,15 +12,88 @@ use crate::history::{History, RunFilter};
 use crate::jobs::registry::Registry;
 use crate::jobs::view::JobView;
 
+/// Arguments of `ferry jobs`.
+#[derive(Debug, clap::Args)]
+pub struct JobsArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub command: Option<JobsCommand>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The `jobs` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum JobsCommand {
+    /// Pause a job: its schedule records `skipped` runs and files wait in its folder until it is
+    /// resumed; runs asked for by hand or through the API still run. Kept across restarts.
+    Pause {
+        /// The job.
+        name: String,
+    },
+    /// Resume a paused job.
+    Resume {
+        /// The job.
+        name: String,
+    },
+}
+
+/// Runs `ferry jobs`.
+pub fn jobs(config: &Config, server: Option<&str>, args: JobsArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        None => list(config, server, args.json),
+        Some(JobsCommand::Pause { name }) => pause(config, server, &name, true),
+        Some(JobsCommand::Resume { name }) => pause(config, server, &name, false),
+    }
+}
+
+/// Pauses or resumes a job, through a daemon's API or in the local history (a running daemon
+/// notices within a second).
+fn pause(
+    config: &Config,
+    server: Option<&str>,
+    name: &str,
+    paused: bool,
+) -> anyhow::Result<ExitCode> {
+    let changed = match server {
+        Some(url) => Client::new(url)?.pause(name, paused)?,
+        None => {
+            let path = config.scripts_dir.join(format!("{name}.lua"));
+            if !path.is_file() {
+                eprintln!(
+                    "error: no job {name:?}: {} does not exist",
+                    config.display_path(&path)
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let history = open_history(config)?;
+            if paused {
+                history.pause_job(name, Some("cli"))?
+            } else {
+                history.resume_job(name)?
+            }
+        }
+    };
+    let what = if paused { "paused" } else { "resumed" };
+    if changed {
+        println!("job {name} {what}");
+    } else {
+        println!("job {name} was {what} already");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Lists the jobs: as a running daemon sees them (`server`), or as the scripts folder holds
 /// them now.
-pub fn jobs(config: &Config, server: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+fn list(config: &Config, server: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let rows: Vec<Value> = match server {
         Some(url) => Client::new(url)?.jobs()?,
         None => {
             let mut registry = Registry::default();
             registry.rescan(config);
             let history = open_history(config)?;
+            let paused = history.paused_jobs()?;
             let mut rows = Vec::new();
             for (name, entry) in registry.entries() {
                 let (last, _) = history.list_runs(&RunFilter {
@@ -27,13 +101,10 @@ pub fn jobs(config: &Config, server: Option<&str>, json: bool) -> anyhow::Result
                     limit: 1,
                     ..Default::default()
                 })?;
-                rows.push(serde_json::to_value(JobView::new(
-                    config,
-                    name,
-                    entry,
-                    last.first(),
-                    None,
-                ))?);
+                let since = paused.iter().find(|(j, _)| j == name).map(|(_, t)| *t);
+                rows.push(serde_json::to_value(
+                    JobView::new(config, name, entry, last.first(), None).with_paused(since),
+                )?);
             }
             rows
         }
@@ -67,6 +138,7 @@ pub fn jobs(config: &Config, server: Option<&str>, json: bool) -> anyhow::Result
                 e.lines().next().unwrap_or("")
             ),
             Some(e) => format!("NOT LOADED: {}", e.lines().next().unwrap_or("")),
+            None if r["paused"] == true => "PAUSED".into(),
             None => "ok".into(),
         };
         println!(

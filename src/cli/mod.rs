@@ -51,12 +51,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Create a job script from a template (blank, export, import, backup, redis).
     New(new::NewArgs),
-    /// List jobs with their triggers, next run, last run and load errors.
-    Jobs {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// List jobs with their triggers, next run, last run and load errors; pause and resume
+    /// them.
+    Jobs(jobs::JobsArgs),
     /// Internal: the worker process that executes runs.
     #[command(hide = true)]
     Worker,
@@ -71,7 +68,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(args) => runs::runs(&config, cli.server.as_deref(), args),
         Command::Trigger(args) => trigger::trigger(&config, cli.server.as_deref(), args),
         Command::Serve(args) => serve::serve(config, args),
-        Command::Jobs { json } => jobs::jobs(&config, cli.server.as_deref(), json),
+        Command::Jobs(args) => jobs::jobs(&config, cli.server.as_deref(), args),
         Command::New(args) => new::new(&config, args),
         Command::Worker => {
             crate::jobs::worker::run_worker(&config)?;

@@ -52,6 +52,12 @@ pub enum RunsCommand {
         #[arg(required = true)]
         ids: Vec<i64>,
     },
+    /// Run a finished run again: same params (and the same watched file, moved back from
+    /// failed/); trigger kind `rerun`.
+    Rerun {
+        /// The run id.
+        id: i64,
+    },
     /// Delete finished runs with their logs and artifact records.
     Delete {
         /// Run ids.
@@ -111,6 +117,21 @@ impl Backend {
                 false => "already finished",
             },
         })
+    }
+
+    /// Queues a run again; returns the new run's id and state.
+    fn rerun(&self, config: &Config, id: i64) -> anyhow::Result<(i64, String)> {
+        match self {
+            Backend::Local(h) => {
+                let record = h.get_run(id)?;
+                let path = config.scripts_dir.join(format!("{}.lua", record.job));
+                let spec = crate::jobs::load_job(config, &path)?;
+                let sealer = crate::jobs::seal::Sealer::for_config(config)?;
+                let r = crate::jobs::rerun::rerun(config, h, &sealer, &spec, &record)?;
+                Ok((r.id, "queued".into()))
+            }
+            Backend::Remote(c) => c.rerun(id),
+        }
     }
 
     fn delete(&self, config: &Config, id: i64) -> anyhow::Result<()> {
@@ -203,6 +224,16 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
                 }
             }
             Ok(code)
+        }
+        RunsCommand::Rerun { id } => {
+            let (new, state) = history.rerun(config, id)?;
+            match (&history, state.as_str()) {
+                (Backend::Local(_), _) => println!(
+                    "run {new} queued (run {id} again); a running `ferry serve` on this project starts it"
+                ),
+                _ => println!("run {new} {state} (run {id} again)"),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Delete { ids } => {
             let mut code = ExitCode::SUCCESS;

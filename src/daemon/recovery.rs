@@ -53,7 +53,7 @@ fn resume_file(dispatcher: &Dispatcher, spec: &JobSpec, path: &Path) -> Result<(
             let run = match history.get_run(run_id) {
                 Ok(r) => r,
                 Err(HistoryError::NotFound(_)) => {
-                    history.file_finished(rec.id, FileState::Failed)?;
+                    history.file_finished(rec.id, FileState::Failed, None)?;
                     claim(dispatcher, spec, path);
                     return Ok(());
                 }

@@ -176,6 +176,12 @@ impl Loop {
         }
         for spec in &specs {
             let Some(w) = &spec.watch else { continue };
+            if h.dispatcher.is_paused(&spec.name) {
+                // Dropped files wait in the folder until the job is resumed (noticed at the next
+                // housekeeping).
+                self.next_scan.insert(spec.name.clone(), now + HOUSEKEEPING);
+                continue;
+            }
             let dirs = WatchDirs::new(&h.config, w);
             let woken = self.woken_dirs.remove(&dirs.dir);
             if !woken && self.next_scan.get(&spec.name).is_some_and(|t| now < *t) {

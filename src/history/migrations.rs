@@ -80,7 +80,8 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 3: owners: every open run names the process that supervises it (`host:pid:start`) and a
     // lease it renews, so recovery touches only runs whose owner is gone; what a run asked to
-    // delete should it not succeed; watched files by state.
+    // delete should it not succeed; watched files by state and where they went (for a rerun);
+    // paused jobs.
     r#"
     ALTER TABLE runs ADD COLUMN owner TEXT;
     ALTER TABLE runs ADD COLUMN lease_until TEXT;
@@ -93,6 +94,12 @@ pub const MIGRATIONS: &[&str] = &[
         prefix  TEXT NOT NULL
     );
     CREATE INDEX run_discards_by_run ON run_discards (run_id);
+    ALTER TABLE files ADD COLUMN final_path TEXT;
+    CREATE TABLE paused_jobs (
+        job   TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        by    TEXT
+    );
     "#,
     // 4: artifacts belong to their run: the run's own copy (path in the artifacts folder) and
     // the SHA-256 of what was recorded.

@@ -123,8 +123,19 @@ pub trait History {
     fn file_for_run(&self, run_id: i64) -> Result<Option<FileRecord>, HistoryError>;
     /// The file record of a path in a `processing/` folder, if any.
     fn file_by_processing_path(&self, path: &str) -> Result<Option<FileRecord>, HistoryError>;
-    /// Marks a file as handled.
-    fn file_finished(&self, file_id: i64, state: FileState) -> Result<(), HistoryError>;
+    /// Marks a file as handled, with where it went (`archive/` or `failed/`) when it was kept.
+    fn file_finished(
+        &self,
+        file_id: i64,
+        state: FileState,
+        final_path: Option<&str>,
+    ) -> Result<(), HistoryError>;
+    /// Pauses a job (kept across restarts); false when it was paused already.
+    fn pause_job(&self, job: &str, by: Option<&str>) -> Result<bool, HistoryError>;
+    /// Resumes a paused job; false when it was not paused.
+    fn resume_job(&self, job: &str) -> Result<bool, HistoryError>;
+    /// The paused jobs and since when.
+    fn paused_jobs(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, HistoryError>;
     /// When a job's schedule last fired.
     fn schedule_last_fire(
         &self,

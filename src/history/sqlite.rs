@@ -184,6 +184,7 @@ fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
         processing_path: r.get(3)?,
         run_id: r.get(4)?,
         state: r.get(5)?,
+        final_path: r.get(6)?,
     })
 }
 
@@ -418,7 +419,7 @@ impl History for SqliteHistory {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT id, job, name, processing_path, run_id, state FROM files \
+                "SELECT id, job, name, processing_path, run_id, state, final_path FROM files \
                  WHERE state = 'processing' ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -663,14 +664,49 @@ impl History for SqliteHistory {
         )
     }
 
-    fn file_finished(&self, file_id: i64, state: FileState) -> Result<(), HistoryError> {
+    fn file_finished(
+        &self,
+        file_id: i64,
+        state: FileState,
+        final_path: Option<&str>,
+    ) -> Result<(), HistoryError> {
         self.conn()
             .execute(
-                "UPDATE files SET state = ?2, finished_at = ?3 WHERE id = ?1",
-                params![file_id, state.as_str(), now()],
+                "UPDATE files SET state = ?2, finished_at = ?3, final_path = ?4 WHERE id = ?1",
+                params![file_id, state.as_str(), now(), final_path],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    fn pause_job(&self, job: &str, by: Option<&str>) -> Result<bool, HistoryError> {
+        let n = self
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO paused_jobs (job, since, by) VALUES (?1, ?2, ?3)",
+                params![job, now(), by],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn resume_job(&self, job: &str) -> Result<bool, HistoryError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM paused_jobs WHERE job = ?1", [job])
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn paused_jobs(&self) -> Result<Vec<(String, DateTime<Utc>)>, HistoryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT job, since FROM paused_jobs ORDER BY job")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, time_col(r, 1)?.unwrap_or_default())))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))
     }
 
     fn schedule_last_fire(&self, job: &str) -> Result<Option<DateTime<Utc>>, HistoryError> {
@@ -763,7 +799,7 @@ impl SqliteHistory {
         self.conn()
             .query_row(
                 &format!(
-                    "SELECT id, job, name, processing_path, run_id, state FROM files WHERE {cond} ORDER BY id DESC LIMIT 1"
+                    "SELECT id, job, name, processing_path, run_id, state, final_path FROM files WHERE {cond} ORDER BY id DESC LIMIT 1"
                 ),
                 [arg],
                 file_from_row,

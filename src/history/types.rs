@@ -373,6 +373,8 @@ pub struct FileRecord {
     pub run_id: Option<i64>,
     /// Its state.
     pub state: String,
+    /// Where it went when its run ended (in `archive/` or `failed/`), if it was kept.
+    pub final_path: Option<String>,
 }
 
 /// Runs of one job in one state, for metrics.

@@ -63,6 +63,9 @@ pub enum SubmitError {
     /// The daemon is shutting down.
     #[error("ferry is shutting down; no new runs are accepted")]
     ShuttingDown,
+    /// A run cannot be run again.
+    #[error(transparent)]
+    Rerun(#[from] super::rerun::RerunError),
 }
 
 /// The outcome of a submission.
@@ -98,6 +101,9 @@ struct Inner {
     housekeeping: AtomicBool,
     /// Seals secret params before they are recorded, opens them for the worker.
     sealer: super::seal::Sealer,
+    /// Paused jobs, as the history has them (re-read by housekeeping, so a pause from the
+    /// command line takes effect too).
+    paused: Mutex<std::collections::HashSet<String>>,
     /// What happens, for listeners (the API's event stream).
     events: Bus,
 }
@@ -123,6 +129,10 @@ impl Dispatcher {
         let sealer = super::seal::Sealer::for_config(&config)?;
         let pool = executor::WorkerPool::new(&config, config.daemon.warm_workers);
         pool.fill();
+        let paused = history
+            .paused_jobs()
+            .map(|v| v.into_iter().map(|(j, _)| j).collect())
+            .unwrap_or_default();
         Ok(Dispatcher {
             inner: Arc::new(Inner {
                 config,
@@ -138,6 +148,7 @@ impl Dispatcher {
                 housekeeping: AtomicBool::new(false),
                 sealer,
                 events: Bus::default(),
+                paused: Mutex::new(paused),
             }),
         })
     }
@@ -204,9 +215,18 @@ impl Dispatcher {
             .seal_params(params::resolve(&spec.params, &s.params)?, &spec.params);
         let history = &self.inner.history;
         let busy = self.job_busy(&spec.name)?;
-        // Each dropped file must run exactly once, so file runs always queue.
-        let skip =
-            busy && spec.overlap == Overlap::Skip && !matches!(s.trigger, Trigger::File { .. });
+        // Each dropped file must run exactly once, so file runs always queue. A paused job's
+        // schedule fires into `skipped` runs that say so; asked-for runs still run.
+        let skip = if matches!(s.trigger, Trigger::Cron { .. }) && self.is_paused(&spec.name) {
+            Some("the job is paused")
+        } else if busy
+            && spec.overlap == Overlap::Skip
+            && !matches!(s.trigger, Trigger::File { .. })
+        {
+            Some("another run of the job was going (overlap = \"skip\")")
+        } else {
+            None
+        };
         let id = history.create_run(&NewRun {
             job: spec.name.clone(),
             trigger_kind: s.trigger.kind().into(),
@@ -217,16 +237,16 @@ impl Dispatcher {
             retry_of: None,
             owner: None,
         })?;
-        if skip {
+        if let Some(reason) = skip {
             history.finish_run(
                 id,
                 &RunEnd {
                     state: RunState::Skipped,
                     error: None,
-                    summary: Some(serde_json::json!({ "reason": "another run of the job was going (overlap = \"skip\")" })),
+                    summary: Some(serde_json::json!({ "reason": reason })),
                 },
             )?;
-            tracing::info!(job = %spec.name, run = id, "skipped: another run of the job is going");
+            tracing::info!(job = %spec.name, run = id, "skipped: {reason}");
             self.publish_end(id);
             return Ok(Submitted {
                 id,
@@ -340,6 +360,78 @@ impl Dispatcher {
         }
     }
 
+    /// Whether a job is paused: its schedule records `skipped` runs, its folder is not scanned.
+    pub fn is_paused(&self, job: &str) -> bool {
+        lock(&self.inner.paused).contains(job)
+    }
+
+    /// Re-reads the paused jobs from the history.
+    pub fn refresh_paused(&self) -> Result<(), HistoryError> {
+        let jobs = self.inner.history.paused_jobs()?;
+        *lock(&self.inner.paused) = jobs.into_iter().map(|(j, _)| j).collect();
+        Ok(())
+    }
+
+    /// Pauses or resumes a job (kept in the history across restarts); returns whether that
+    /// changed anything. `by` says who, for the record.
+    pub fn set_paused(
+        &self,
+        job: &str,
+        paused: bool,
+        by: Option<&str>,
+    ) -> Result<bool, SubmitError> {
+        let known = self
+            .inner
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries()
+            .any(|(n, _)| n == job);
+        if !known {
+            return Err(SubmitError::UnknownJob(job.to_string()));
+        }
+        let changed = if paused {
+            self.inner.history.pause_job(job, by)?
+        } else {
+            self.inner.history.resume_job(job)?
+        };
+        self.refresh_paused()?;
+        if changed {
+            tracing::info!(job, "{}", if paused { "paused" } else { "resumed" });
+        }
+        Ok(changed)
+    }
+
+    /// Runs a run again (see [`super::rerun`]): recorded as queued, announced, dispatched.
+    pub fn rerun(&self, id: i64) -> Result<Submitted, SubmitError> {
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let record = self.inner.history.get_run(id)?;
+        let spec = self.spec(&record.job).ok_or_else(|| {
+            SubmitError::Rerun(super::rerun::RerunError::NotLoaded(record.job.clone(), id))
+        })?;
+        let done = super::rerun::rerun(
+            &self.inner.config,
+            &*self.inner.history,
+            &self.inner.sealer,
+            &spec,
+            &record,
+        )?;
+        tracing::info!(job = %spec.name, run = done.id, of = id, "run again");
+        self.inner.events.publish(BusEvent::RunQueued {
+            run_id: done.id,
+            job: spec.name.clone(),
+            trigger: done.trigger.kind().to_string(),
+            not_before: None,
+        });
+        self.inner.wake.notify_one();
+        Ok(Submitted {
+            id: done.id,
+            state: RunState::Queued,
+        })
+    }
+
     /// The owner this daemon records on the runs it claims (`host:pid:start`).
     pub fn owner(&self) -> &str {
         &self.inner.owner
@@ -354,6 +446,9 @@ impl Dispatcher {
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
+            if let Err(e) = this.refresh_paused() {
+                tracing::error!("housekeeping: {e}");
+            }
             if let Err(e) = this.reap(false) {
                 tracing::error!("housekeeping: {e}");
             }
@@ -803,13 +898,14 @@ impl Dispatcher {
         let error_text = error_report(&record);
         let path = PathBuf::from(&file.processing_path);
         match watch::finish(&dirs, &path, succeeded, watch_spec.after, &error_text) {
-            Ok(_) => {
+            Ok(moved) => {
                 let state = match (succeeded, watch_spec.after) {
                     (false, _) => FileState::Failed,
                     (true, super::spec::AfterFile::Delete) => FileState::Deleted,
                     (true, super::spec::AfterFile::Archive) => FileState::Archived,
                 };
-                history.file_finished(file.id, state)?;
+                let moved = moved.map(|p| p.display().to_string());
+                history.file_finished(file.id, state, moved.as_deref())?;
             }
             Err(e) => tracing::error!(run = record.id, "cannot move {}: {e}", path.display()),
         }

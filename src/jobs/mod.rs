@@ -11,6 +11,7 @@ pub mod owner;
 pub mod params;
 pub mod protocol;
 pub mod registry;
+pub mod rerun;
 pub mod schedule;
 pub mod seal;
 pub mod secrets;

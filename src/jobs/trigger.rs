@@ -24,6 +24,15 @@ pub enum Trigger {
         /// The file, as it is while the run processes it.
         file: String,
     },
+    /// A run started again on request (`ferry runs rerun`, `POST /api/v1/runs/{id}/rerun`), with
+    /// the same params.
+    Rerun {
+        /// The run it repeats.
+        of: i64,
+        /// The watched file, moved back from `failed/` (or `archive/`), when the run had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
     /// A retry of a failed run.
     Retry {
         /// The run that failed.
@@ -37,7 +46,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    /// The kind's name: manual, api, cron, file or retry.
+    /// The kind's name: manual, api, cron, file, retry or rerun.
     pub fn kind(&self) -> &'static str {
         match self {
             Trigger::Manual => "manual",
@@ -45,6 +54,7 @@ impl Trigger {
             Trigger::Cron { .. } => "cron",
             Trigger::File { .. } => "file",
             Trigger::Retry { .. } => "retry",
+            Trigger::Rerun { .. } => "rerun",
         }
     }
 

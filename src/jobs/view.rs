@@ -40,6 +40,10 @@ pub struct JobView {
     pub timeout: Option<String>,
     /// The newest run.
     pub last_run: Option<LastRun>,
+    /// Whether the job is paused (its schedule records skipped runs, its folder waits).
+    pub paused: bool,
+    /// Since when it is paused.
+    pub paused_since: Option<String>,
 }
 
 /// A schedule as shown.
@@ -102,6 +106,15 @@ impl JobView {
                 queued_at: format_time(&r.queued_at),
                 finished_at: r.finished_at.as_ref().map(format_time),
             }),
+            paused: false,
+            paused_since: None,
         }
+    }
+
+    /// The view with the job's pause (`since`, when it is paused).
+    pub fn with_paused(mut self, since: Option<DateTime<Utc>>) -> JobView {
+        self.paused = since.is_some();
+        self.paused_since = since.as_ref().map(format_time);
+        self
     }
 }
