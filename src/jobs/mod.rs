@@ -4,9 +4,11 @@
 pub mod cron;
 pub mod dispatcher;
 pub mod executor;
+pub mod isolate;
 pub mod params;
 pub mod protocol;
 pub mod registry;
+pub mod retry;
 pub mod schedule;
 pub mod secrets;
 pub mod spec;

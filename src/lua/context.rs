@@ -101,6 +101,7 @@ pub fn build(
     )?;
 
     let h = host.clone();
+    let storage = input.vm.storage.clone();
     ctx.set(
         "artifact",
         lua.create_function(move |_, (store, path, name): (Value, String, Option<String>)| {
@@ -122,6 +123,8 @@ pub fn build(
                     )));
                 }
             };
+            crate::storage::confine_object(&storage, &store, &path)
+                .map_err(|m| mlua::Error::runtime(format!("ctx.artifact: {m}")))?;
             let name = name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(&path).to_string());
             h.artifact(&store, &path, &name)
                 .map_err(|e| mlua::Error::runtime(format!("ctx.artifact: {e}")))
