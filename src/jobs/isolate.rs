@@ -86,8 +86,10 @@ pub fn evaluate(config: &Config, chunk_name: &str, source: &str) -> Result<SpecT
     if let Some(file) = &config.file {
         cmd.arg("--config").arg(file);
     }
+    // A crash is reported with the child's last words; a backtrace would drown them.
     cmd.current_dir(&config.root)
         .env_remove("FERRY_LOG")
+        .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

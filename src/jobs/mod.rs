@@ -1,5 +1,6 @@
-//! Jobs: specs parsed from scripts, params, triggers, secrets, and the execution of runs in
-//! worker processes (the executor on the parent side, the worker loop on the child side).
+//! Jobs: specs parsed from scripts (evaluated in a child process, `isolate`), params, triggers,
+//! secrets, retry timing, and the execution of runs in worker processes (the executor on the
+//! parent side, the worker loop on the child side).
 
 pub mod cron;
 pub mod dispatcher;

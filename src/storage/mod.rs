@@ -13,6 +13,9 @@
 //!   runtime in `runtime.rs` and gives up when the caller's [`Interrupt`] fires.
 //! - Pending writes are journaled (`journal.rs`) so that [`recover`] can remove temp files and
 //!   abort uploads left behind by a process that died.
+//! - `confine.rs` is the one confinement check of local paths ([`confine_path`],
+//!   [`confine_dir`], [`confine_object`], [`Confinement`]): local stores use it, and so do the
+//!   other layers for every file a script or job spec names.
 //!
 //! Invariants: nothing half-written is visible under a final name; a [`Writer`] that is dropped
 //! without [`Writer::commit`] discards its data; memory use of a read, write or copy is bounded
