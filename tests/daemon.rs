@@ -398,7 +398,8 @@ fn serve_with_a_bad_config_fails_clearly() {
     let r = p.ferry(&["serve"]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("daemon.concurrency: must be at least 1"),
+        r.stderr
+            .contains("daemon.concurrency: must be from 1 to 1024, got 0"),
         "{}",
         r.all()
     );

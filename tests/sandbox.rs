@@ -725,3 +725,46 @@ fn input_failures_name_the_input_and_the_place() {
     let cut = s["cut.rdb"].as_str().unwrap();
     assert!(cut.contains("unexpected end of file"), "{cut}");
 }
+
+/// Durations, sizes and counts scripts (and the plugins built on them) pass to the host API:
+/// extreme values are clean errors naming the option, never a crash of the run.
+#[test]
+fn extreme_numbers_in_host_api_options_are_clean_errors() {
+    let p = Project::with_config(LIMITS);
+    // (what, Lua expression, part of the error)
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, &str)] = &[
+        ("redis connect_timeout huge", r#"ferry.redis.connect("redis://127.0.0.1:1", { connect_timeout = "99999999999999999999d" })"#, "option `connect_timeout`: must be from 1ms to 1h"),
+        ("redis connect_timeout zero", r#"ferry.redis.connect("redis://127.0.0.1:1", { connect_timeout = "0s" })"#, "option `connect_timeout`: must be from 1ms to 1h"),
+        ("redis timeout huge", r#"ferry.redis.connect("redis://127.0.0.1:1", { timeout = "18446744073709551615d" })"#, "option `timeout`: must be from 1ms to 1d"),
+        ("redis db negative", r#"ferry.redis.connect("redis://127.0.0.1:1", { db = -1 })"#, "option `db`"),
+        ("redis db huge", r#"ferry.redis.connect("redis://127.0.0.1:1", { db = math.huge })"#, "option `db`"),
+        ("zip max_ratio zero", r#"ferry.zip.reader("", { max_ratio = 0 })"#, "option `max_ratio`"),
+        ("zip max_size huge", r#"ferry.zip.reader("", { max_size = "99999999999999999999999TiB" })"#, "option `max_size`"),
+        ("zip max_size negative", r#"ferry.zip.reader("", { max_size = -1 })"#, "option `max_size`"),
+        ("zip max_entries NaN", r#"ferry.zip.reader("", { max_entries = 0/0 })"#, "option `max_entries`"),
+        ("read huge", r#"ferry.store("data"):open("f.txt"):read(math.maxinteger)"#, "more than the run's memory limit"),
+        ("read negative", r#"ferry.store("data"):open("f.txt"):read(math.mininteger)"#, "non-negative integer"),
+        ("read NaN", r#"ferry.store("data"):open("f.txt"):read(0/0)"#, "non-negative integer"),
+        ("progress NaN", r#"ctx.progress(0/0, math.huge)"#, "ctx.progress"),
+        ("insert batch negative", r#"ferry.sqlite.open("data/x.db"):insert("t", ferry.csv.reader("a\n1\n"), { create = true, batch = -1 })"#, "option `batch`"),
+    ];
+    let mut body = String::new();
+    for (what, expr, _) in cases {
+        body.push_str(&format!(
+            "  do local ok, e = pcall(function() return {expr} end); out[{what:?}] = ok and \"accepted\" or tostring(e) end\n"
+        ));
+    }
+    p.write("data/f.txt", "hello");
+    p.script(
+        "extremes",
+        &format!("return {{ run = function(ctx)\n  local out = {{}}\n{body}  return out\nend }}"),
+    );
+    let r = p.ferry(&["run", "extremes", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let s = &r.json()["summary"];
+    for (what, _, want) in cases {
+        let got = s[*what].as_str().unwrap_or_default();
+        assert!(got.contains(want), "{what}: want {want:?}, got {got:?}");
+    }
+}

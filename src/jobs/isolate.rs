@@ -191,6 +191,14 @@ pub fn evaluate(config: &Config, chunk_name: &str, source: &str) -> Result<SpecT
 /// The child: reads one request on stdin, evaluates it and prints the answer (`ferry
 /// eval-spec`).
 pub fn run_child(config: &Config) -> Result<(), IsolateError> {
+    // The parent kills a child that overruns; should the parent itself die first, the alarm
+    // (whose default action ends the process) still bounds how long a runaway in a C function
+    // can outlive it.
+    let lifetime = SPEC_TIMEOUT + config.limits.kill_grace + Duration::from_secs(2);
+    // SAFETY: alarm only arms a timer of this process.
+    unsafe {
+        libc::alarm(u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX));
+    }
     let vm = vm_options(config, None, SPEC_TIMEOUT);
     // Memory Rust holds for the script (outside Lua's allocator) is bounded as in a worker.
     super::worker::limit_address_space(vm.memory.saturating_add(config.limits.worker_headroom))
