@@ -4,10 +4,7 @@
 # median and 90th percentile of started_at - queued_at over N runs. Usage: benches/worker_start.sh [N]
 set -euo pipefail
 N=${1:-50}
-HERE=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$HERE/target}
-(cd "$HERE" && CARGO_TARGET_DIR=$TARGET cargo build --release --quiet)
-FERRY=$TARGET/release/ferry
+. "$(dirname "$0")/lib.sh"
 WORK=$(mktemp -d)
 trap 'kill $DPID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 DPID=0

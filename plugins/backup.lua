@@ -245,6 +245,9 @@ function M.run(ctx, o)
   end
   local now = ferry.time.now()
   local id = ferry.time.format(now, "%Y%m%dT%H%M%SZ") .. "-" .. ctx.run_id
+  -- Whatever this backup writes goes again if the run does not succeed (an error, a timeout, a
+  -- cancel, a killed worker): no manifest-less data piles up at the point.
+  ctx.discard_on_failure(point, set .. "/" .. id)
   local files, copied, bytes, reused = {}, 0, 0, 0
   local compression = o.compression or "none"
   if compression ~= "none" and compression ~= "zip" then

@@ -122,17 +122,12 @@ function M.migrate(ctx, o)
     end
     f.bytes = st.size
   end
-  -- Files in a remote store (S3) are downloaded once into data/.ferry/redis-import/RUN and read
-  -- from there twice (check, then import); the copies go when the run ends, whatever happens.
+  -- Files in a remote store (S3) are downloaded once into the run's temporary folder and read
+  -- from there twice (check, then import); the host removes the folder when the run ends,
+  -- whatever happens (a timeout or a cancel too).
   local tmp
   if not store:url():match("^file://") and not store:url():match("^memory://") then
-    -- Copies left by runs that were cancelled or killed (a day old) go first.
-    local area = ferry.store("data/.ferry/redis-import")
-    local day_ago = ferry.time.format(ferry.time.now() - 86400, "%Y-%m-%dT%H:%M:%SZ")
-    for _, obj in ipairs(area:list("")) do
-      if obj.modified < day_ago then pcall(area.delete, area, obj.path) end
-    end
-    tmp = ferry.store("data/.ferry/redis-import/" .. ctx.run_id)
+    tmp = ctx.temp()
     for i, f in ipairs(files) do
       f.copy = i .. ".rdb"
       ctx.log.info("downloading %s (%d bytes)", store:url(f.name), f.bytes)
@@ -141,12 +136,7 @@ function M.migrate(ctx, o)
       f.copied_sha256 = sha
     end
   end
-  local ok, result = pcall(M.import_files, ctx, o, method, tmp or store, files)
-  if tmp then
-    for _, f in ipairs(files) do pcall(tmp.delete, tmp, f.copy) end
-  end
-  if not ok then error(result, 0) end
-  return result
+  return M.import_files(ctx, o, method, tmp or store, files)
 end
 
 -- The checks and the import proper, reading `files` from `store` (their `copy` names when set).
@@ -264,8 +254,10 @@ function M.backup(ctx, o)
   local remote = not point:url():match("^file://") and not point:url():match("^memory://")
   local stage, stage_path = point, path
   if remote then
-    stage, stage_path = ferry.store("data/.ferry/redis-backup/" .. ctx.run_id), "dump.rdb"
+    stage, stage_path = ctx.temp(), "dump.rdb"
   end
+  -- A backup that does not complete leaves nothing at the point.
+  ctx.discard_on_failure(point, set .. "/" .. id)
   if mode == "snapshot" then
     if (o.match and o.match ~= "*") or o.dbs then error("redis.backup: `match` and `dbs` do not apply to mode = \"snapshot\" (it takes everything)", 2) end
     ctx.log.info("taking a snapshot of %s (replication SYNC) to %s", r:url(), point:url(path))
@@ -297,9 +289,7 @@ function M.backup(ctx, o)
   end
   local sha
   if remote then
-    local ok, err = pcall(function() _, sha = ferry.copy(stage, stage_path, point, path, { sha256 = true }) end)
-    pcall(stage.delete, stage, stage_path)
-    if not ok then error(err, 0) end
+    _, sha = ferry.copy(stage, stage_path, point, path, { sha256 = true })
   else
     sha = ferry.hash.sha256(point:open(path))
   end

@@ -553,7 +553,10 @@ impl Config {
         };
         let mut storage = StorageConfig::new(root.clone(), allowed);
         storage.state_dir = data_dir.join(".ferry").join("pending");
-        storage.protected = vec![storage.state_dir.clone()];
+        // ferry's own files (the storage journal, the daemon lock, the key that seals secret
+        // params, runs' temporary folders) are off limits; a run is allowed its own temporary
+        // folder explicitly.
+        storage.protected = vec![data_dir.join(".ferry")];
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut p = history_path.clone().into_os_string();
             p.push(suffix);

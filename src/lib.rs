@@ -23,6 +23,8 @@
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads.
 //! - [`cli`]: the command line (and the client of a running daemon's API).
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
+//! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
+//!   ask the calling thread's scope, which a run installs).
 //! - [`redact`]: credentials inside run params, masked for display and hidden from run output.
 //!
 //! # Invariants
@@ -46,6 +48,7 @@
 //!   `Confinement`), SQLite's `ATTACH`/`VACUUM INTO` included.
 
 pub mod api;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod daemon;

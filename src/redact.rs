@@ -2,7 +2,8 @@
 //! password part of URLs (`redis://:pw@host`, `s3://key:secret@...`). A run's params are shown by
 //! the API and the CLI with these masked, and the worker hides them from logs, errors and
 //! summaries, so a credential given as a param (the seeds' `password` fields) never comes back
-//! out. The history keeps the real values: a queued run or a retry needs them.
+//! out. The history keeps them sealed (see [`crate::jobs::seal`]): a queued run or a retry
+//! still gets the values.
 
 use serde_json::Value;
 
@@ -76,6 +77,11 @@ fn mask(v: &Value, secret: bool) -> Value {
             None => v.clone(),
         },
         Value::Array(items) => Value::Array(items.iter().map(|i| mask(i, false)).collect()),
+        // A value sealed at rest shows what was recorded for showing, never the sealed text.
+        Value::Object(map) if map.contains_key(crate::jobs::seal::SEALED) => map
+            .get("shown")
+            .cloned()
+            .unwrap_or_else(|| Value::String(MASK.into())),
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (k.clone(), mask(v, is_secret_name(k))))

@@ -5,12 +5,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::api::Api;
 use common::{Daemon, Project, wait_for};
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, multipart};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+use common::api::TOKEN;
 
 fn project(extra: &str) -> Project {
     let p = Project::new();
@@ -34,69 +35,6 @@ fn project(extra: &str) -> Project {
         r#"return { watch = { path = "inbox/drop", settle = "100ms" }, run = function(ctx) return ctx.trigger.file end }"#,
     );
     p
-}
-
-struct Api {
-    http: Client,
-    base: String,
-}
-
-impl Api {
-    fn new(d: &Daemon) -> Api {
-        Api {
-            http: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-            base: d.url.clone(),
-        }
-    }
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-    fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(TOKEN)
-            .send()
-            .unwrap();
-        let s = r.status();
-        (s, r.json().unwrap_or(Value::Null))
-    }
-    fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .unwrap();
-        let s = r.status();
-        (s, r.json().unwrap_or(Value::Null))
-    }
-    fn delete(&self, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .delete(self.url(path))
-            .bearer_auth(TOKEN)
-            .send()
-            .unwrap();
-        let s = r.status();
-        (s, r.json().unwrap_or(Value::Null))
-    }
-    fn wait_state(&self, id: i64, states: &[&str]) -> Value {
-        wait_for(
-            &format!("run {id} in {states:?}"),
-            Duration::from_secs(30),
-            || {
-                let (_, v) = self.get(&format!("/api/v1/runs/{id}"));
-                states
-                    .contains(&v["state"].as_str().unwrap_or(""))
-                    .then_some(v)
-            },
-        )
-    }
 }
 
 fn assert_error(v: &Value, code: &str, contains: &str) {

@@ -77,6 +77,37 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError
         "ferry_workers_warm {}",
         state.handle.dispatcher.warm_workers()
     );
+    let loop_stats = &state.handle.stats;
+    for (name, help, value) in [
+        (
+            "ferry_watch_scans_total",
+            "Scans of watched folders since the daemon started.",
+            &loop_stats.watch_scans,
+        ),
+        (
+            "ferry_script_rescans_total",
+            "Re-reads of the scripts folder since the daemon started.",
+            &loop_stats.script_rescans,
+        ),
+        (
+            "ferry_trigger_wakeups_total",
+            "Passes of the trigger loop since the daemon started.",
+            &loop_stats.wakeups,
+        ),
+        (
+            "ferry_file_events_dropped_total",
+            "File events dropped because the event queue was full (each causes a full rescan).",
+            &loop_stats.events_dropped,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(
+            out,
+            "{name} {}",
+            value.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     let _ = writeln!(out, "# HELP ferry_queue_depth Runs queued and not started.");
     let _ = writeln!(out, "# TYPE ferry_queue_depth gauge");
     let _ = writeln!(out, "ferry_queue_depth {queued}");

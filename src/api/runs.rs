@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::jobs::parse_body;
 use super::{ApiError, ApiState};
-use crate::history::{History, HistoryError, RunFilter, RunState};
+use crate::history::{CancelOutcome, History, HistoryError, RunFilter, RunState};
 
 /// Largest page size.
 const MAX_PAGE_SIZE: u32 = 500;
@@ -135,11 +135,11 @@ pub async fn cancel(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = run_id(&id)?;
     let dispatcher = state.handle.dispatcher.clone();
-    let asked = tokio::task::spawn_blocking(move || dispatcher.cancel(id))
+    let outcome = tokio::task::spawn_blocking(move || dispatcher.cancel(id))
         .await
         .map_err(ApiError::internal)??;
     let run = state.db(move |h| Ok(h.get_run(id)?)).await?;
-    if !asked {
+    if outcome == CancelOutcome::AlreadyEnded {
         return Err(ApiError::conflict(format!(
             "run {id} has already ended ({})",
             run.state

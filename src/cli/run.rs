@@ -62,7 +62,16 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     let history = open_history(config)?;
-    let prepared = executor::enqueue(config, &history, &spec, resolved, &Trigger::Manual, 1)?;
+    let sealer = crate::jobs::seal::Sealer::for_config(config)?;
+    let prepared = executor::enqueue(
+        config,
+        &history,
+        &sealer,
+        &spec,
+        resolved,
+        &Trigger::Manual,
+        1,
+    )?;
     let id = prepared.request.run_id;
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -104,6 +113,7 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     };
+    let cancel = executor::Cancel::from_flag(cancel);
     let result = executor::execute(config, &history, &prepared, None, &cancel, &mut on_event);
     if let Some(b) = &bar {
         b.finish_and_clear();

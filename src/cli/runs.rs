@@ -7,7 +7,9 @@ use clap::{Args, Subcommand};
 use super::client::{ApiRefusal, Client, RunDetail};
 use super::open_history;
 use crate::config::Config;
-use crate::history::{History, HistoryError, RunFilter, RunRecord, RunState, format_time};
+use crate::history::{
+    CancelOutcome, History, HistoryError, RunFilter, RunRecord, RunState, format_time,
+};
 use crate::units::format_duration;
 
 /// Arguments of `ferry runs`.
@@ -96,11 +98,19 @@ impl Backend {
         }
     }
 
-    fn cancel(&self, id: i64) -> anyhow::Result<bool> {
-        match self {
-            Backend::Local(h) => Ok(h.request_cancel(id)?),
-            Backend::Remote(c) => c.cancel(id),
-        }
+    /// Asks a run to stop; returns what happened, for the user.
+    fn cancel(&self, id: i64) -> anyhow::Result<&'static str> {
+        Ok(match self {
+            Backend::Local(h) => match h.request_cancel(id)? {
+                CancelOutcome::Closed => "cancelled (it had not started)",
+                CancelOutcome::Requested => "cancel requested",
+                CancelOutcome::AlreadyEnded => "already finished",
+            },
+            Backend::Remote(c) => match c.cancel(id)? {
+                true => "cancel requested",
+                false => "already finished",
+            },
+        })
     }
 
     fn delete(&self, id: i64) -> anyhow::Result<()> {
@@ -172,8 +182,7 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
             let mut code = ExitCode::SUCCESS;
             for id in ids {
                 match history.cancel(id) {
-                    Ok(true) => println!("run {id}: cancel requested"),
-                    Ok(false) => println!("run {id}: already finished"),
+                    Ok(what) => println!("run {id}: {what}"),
                     Err(e) => {
                         eprintln!("error: {e}");
                         code = ExitCode::from(1);

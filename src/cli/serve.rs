@@ -8,6 +8,7 @@ use clap::Args;
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::daemon::lock::ProjectLock;
 
 /// Arguments of `ferry serve`.
 #[derive(Debug, Args)]
@@ -25,6 +26,8 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
+        // First of all: one daemon per project (before the port, whose error would say less).
+        let lock = ProjectLock::acquire(&config)?;
         let listen = args.listen.unwrap_or_else(|| config.api.listen.clone());
         let addrs: Vec<_> = tokio::net::lookup_host(&listen)
             .await
@@ -42,7 +45,8 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr()?;
-        let daemon = Daemon::start(config).await?;
+        let mut daemon = Daemon::start(config, lock).await?;
+        daemon.set_listen(&format!("http://{local}"));
         let state = ApiState::new(daemon.handle())?;
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(api::serve(listener, state, async move {

@@ -68,10 +68,13 @@ pub fn trigger(
         job: spec.name.clone(),
         trigger_kind: trigger.kind().into(),
         trigger: trigger.to_json(),
-        params: Value::Object(resolved),
+        params: Value::Object(
+            crate::jobs::seal::Sealer::for_config(config)?.seal_params(resolved, &spec.params),
+        ),
         attempt: 1,
         not_before: at,
         retry_of: None,
+        owner: None,
     })?;
     println!("run {id} queued; a running `ferry serve` on this project starts it");
     Ok(ExitCode::SUCCESS)

@@ -1,22 +1,22 @@
 //! `ferry serve`: wires the registry (with hot reload), the triggers (cron, watched folders),
 //! the dispatcher and retention; recovers after a crash; shuts down gracefully.
 
+pub mod lock;
 mod recovery;
+mod triggers;
 
-use std::collections::{HashMap, HashSet};
+pub use triggers::LoopStats;
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
-
-use notify::Watcher;
 
 use crate::config::Config;
 use crate::history::{History, HistoryError, SqliteHistory};
 use crate::jobs::cron::CronTrigger;
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::registry::{Change, Registry};
-use crate::jobs::watch::{self, FileEvents, Settler, WatchDirs};
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,12 @@ pub enum DaemonError {
     /// The file watcher could not be set up.
     #[error("cannot watch files: {0}")]
     Notify(#[from] notify::Error),
+    /// Another daemon serves the project, or the lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    /// The key that seals secret params could not be read or created.
+    #[error(transparent)]
+    Seal(#[from] crate::jobs::seal::SealError),
     /// A folder could not be created.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -36,19 +42,6 @@ pub enum DaemonError {
         source: std::io::Error,
     },
 }
-
-/// How often the trigger loop looks at the clock and the folders.
-const TICK: Duration = Duration::from_millis(100);
-/// A watched folder with files waiting to settle is scanned this often.
-const SCAN_PENDING: Duration = Duration::from_millis(200);
-/// Otherwise it is scanned at the job's `poll` interval, or this often (file events wake it too).
-const SCAN_IDLE: Duration = Duration::from_secs(2);
-/// Scripts are re-read this often even without file events (a safety net for lost events).
-const RESCAN_SCRIPTS: Duration = Duration::from_secs(2);
-/// Events on scripts are collected this long before reloading.
-const RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
-/// Retention runs at start and then this often.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// A running daemon's shared parts, for the HTTP API.
 #[derive(Clone)]
@@ -61,11 +54,15 @@ pub struct Handle {
     pub config: Config,
     /// The next cron occurrence of each scheduled job, as the trigger loop plans it.
     pub next_runs: Arc<Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>>,
+    /// Counters of the trigger loop's work.
+    pub stats: Arc<LoopStats>,
 }
 
 /// A started daemon: its loops run in the background until [`Daemon::shutdown`].
 pub struct Daemon {
     handle: Handle,
+    /// Held for the daemon's life: one daemon per project.
+    lock: lock::ProjectLock,
     stop_tx: tokio::sync::watch::Sender<bool>,
     dispatch: tokio::task::JoinHandle<()>,
     triggers: tokio::task::JoinHandle<Result<(), DaemonError>>,
@@ -73,8 +70,9 @@ pub struct Daemon {
 
 impl Daemon {
     /// Loads the scripts, recovers after a crash, applies retention, catches up missed cron
-    /// occurrences and starts the dispatcher and the trigger loop.
-    pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
+    /// occurrences and starts the dispatcher and the trigger loop. `lock` is the project's
+    /// lock ([`lock::ProjectLock::acquire`]), taken before anything else is touched.
+    pub async fn start(config: Config, lock: lock::ProjectLock) -> Result<Daemon, DaemonError> {
         for dir in [
             &config.scripts_dir,
             &config.plugins_dir,
@@ -99,7 +97,7 @@ impl Daemon {
         }
         let registry = Arc::new(RwLock::new(Registry::default()));
         reload(&config, &registry).await;
-        let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone());
+        let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone())?;
         let specs = read(&registry).specs();
         recovery::recover(&config, &dispatcher, &specs)?;
         retention(&config, &history);
@@ -111,6 +109,7 @@ impl Daemon {
             registry: registry.clone(),
             config: config.clone(),
             next_runs: Arc::new(Mutex::new(HashMap::new())),
+            stats: Arc::new(LoopStats::default()),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let dispatch = {
@@ -120,15 +119,21 @@ impl Daemon {
         };
         let triggers = {
             let h = handle.clone();
-            tokio::spawn(async move { trigger_loop(h, cron, stop_rx).await })
+            tokio::spawn(async move { triggers::trigger_loop(h, cron, stop_rx).await })
         };
         tracing::info!(root = %config.root.display(), jobs = specs.len(), "ferry is serving");
         Ok(Daemon {
             handle,
+            lock,
             stop_tx,
             dispatch,
             triggers,
         })
+    }
+
+    /// Records the API address in the project lock (a second daemon's refusal names it).
+    pub fn set_listen(&mut self, listen: &str) {
+        self.lock.set_listen(listen);
     }
 
     /// The shared parts, for the HTTP API.
@@ -155,7 +160,8 @@ impl Daemon {
 
 /// Starts the daemon, runs until `shutdown` resolves, then shuts down gracefully.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let daemon = Daemon::start(config).await?;
+    let lock = lock::ProjectLock::acquire(&config)?;
+    let daemon = Daemon::start(config, lock).await?;
     shutdown.await;
     daemon.shutdown().await;
     Ok(())
@@ -195,147 +201,5 @@ fn retention(config: &Config, history: &SqliteHistory) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "retention deleted old runs"),
         Err(e) => tracing::error!("retention: {e}"),
-    }
-}
-
-async fn trigger_loop(
-    h: Handle,
-    mut cron: CronTrigger,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), DaemonError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<notify::Event>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            let _ = tx.send(ev);
-        }
-    })?;
-    let scripts_dir = h.config.scripts_dir.clone();
-    watcher.watch(&scripts_dir, notify::RecursiveMode::NonRecursive)?;
-    let mut watched: HashSet<PathBuf> = HashSet::new();
-    let mut settlers: HashMap<String, Settler> = HashMap::new();
-    let mut last_scan: HashMap<String, Instant> = HashMap::new();
-    let mut events = FileEvents::default();
-    let mut reload_at: Option<Instant> = None;
-    let mut last_rescan = Instant::now();
-    let mut last_retention = Instant::now();
-    update_watches(&h, &mut watcher, &mut watched);
-    loop {
-        tokio::select! {
-            ev = rx.recv() => {
-                if let Some(ev) = ev {
-                    if ev.paths.iter().any(|p| p.parent() == Some(scripts_dir.as_path())) {
-                        reload_at.get_or_insert(Instant::now() + RELOAD_DEBOUNCE);
-                    } else {
-                        events.record(&ev);
-                        // Wake the folder's scan early.
-                        last_scan.clear();
-                    }
-                }
-            }
-            _ = tokio::time::sleep(TICK) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if reload_at.is_some_and(|t| now >= t) || now.duration_since(last_rescan) >= RESCAN_SCRIPTS
-        {
-            reload_at = None;
-            last_rescan = now;
-            reload(&h.config, &h.registry).await;
-            update_watches(&h, &mut watcher, &mut watched);
-            h.dispatcher.wake();
-        }
-        let specs = read(&h.registry).specs();
-        cron.tick(&h.dispatcher, &specs);
-        {
-            let mut next = h.next_runs.lock().unwrap_or_else(|p| p.into_inner());
-            next.clear();
-            for s in &specs {
-                if let Some(t) = cron.next_of(&s.name) {
-                    next.insert(s.name.clone(), t);
-                }
-            }
-        }
-        for spec in &specs {
-            let Some(w) = &spec.watch else { continue };
-            let settler = settlers.entry(spec.name.clone()).or_default();
-            let every = if settler.pending() {
-                SCAN_PENDING
-            } else {
-                w.poll.unwrap_or(SCAN_IDLE)
-            };
-            if last_scan
-                .get(&spec.name)
-                .is_some_and(|t| now.duration_since(*t) < every)
-            {
-                continue;
-            }
-            last_scan.insert(spec.name.clone(), now);
-            let dirs = WatchDirs::new(&h.config, w);
-            let matcher = match watch::matcher(&w.pattern) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::error!(job = %spec.name, "{e}");
-                    continue;
-                }
-            };
-            let ready = match settler.scan(&dirs.dir, &matcher, w, &mut events) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(job = %spec.name, "cannot scan {}: {e}", dirs.dir.display());
-                    continue;
-                }
-            };
-            for file in ready {
-                match watch::move_into(&file.path, &dirs.processing) {
-                    Ok(target) => {
-                        if let Err(e) = h.dispatcher.claim_file(spec, &target) {
-                            tracing::error!(job = %spec.name, file = %target.display(), "cannot start a run for the file: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(job = %spec.name, file = %file.path.display(), "cannot pick up: {e}")
-                    }
-                }
-            }
-        }
-        settlers.retain(|name, _| specs.iter().any(|s| &s.name == name && s.watch.is_some()));
-        if now.duration_since(last_retention) >= RETENTION_EVERY {
-            last_retention = now;
-            retention(&h.config, h.dispatcher.history());
-        }
-    }
-}
-
-/// Watches the folders of the jobs that have one (creating them), and stops watching others.
-fn update_watches(
-    h: &Handle,
-    watcher: &mut notify::RecommendedWatcher,
-    watched: &mut HashSet<PathBuf>,
-) {
-    let mut wanted = HashSet::new();
-    for spec in read(&h.registry).specs() {
-        if let Some(w) = &spec.watch {
-            let dirs = WatchDirs::new(&h.config, w);
-            if let Err(e) = dirs.create() {
-                tracing::error!(job = %spec.name, "cannot create the watch folder {}: {e}", dirs.dir.display());
-                continue;
-            }
-            wanted.insert(dirs.dir);
-        }
-    }
-    for dir in wanted.difference(watched).cloned().collect::<Vec<_>>() {
-        match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-            Ok(()) => {
-                watched.insert(dir);
-            }
-            Err(e) => tracing::warn!("cannot watch {} (polling only): {e}", dir.display()),
-        }
-    }
-    for dir in watched.difference(&wanted).cloned().collect::<Vec<_>>() {
-        let _ = watcher.unwatch(&dir);
-        watched.remove(&dir);
     }
 }

@@ -99,6 +99,9 @@ pub enum FormatError {
         /// Which limit and its value.
         message: String,
     },
+    /// The run is being stopped (a cancel or its timeout): the transfer stopped.
+    #[error(transparent)]
+    Cancelled(#[from] crate::cancel::Cancelled),
     /// An error of another layer a source or sink wraps (a database, a script).
     #[error("{0}")]
     Other(Box<dyn std::error::Error + Send + Sync + 'static>),

@@ -6,19 +6,24 @@
 
 use super::error::FormatError;
 use super::row::{RowSink, RowSource, Value};
+use crate::cancel::{CHECK_ROWS, Every};
 
 /// Moves every remaining row of `src` into `sink` and returns how many were written. Calls
 /// `sink.begin` with the source's columns unless the sink has begun already; does not call
-/// `sink.finish`, so several sources can feed one sink.
+/// `sink.finish`, so several sources can feed one sink. Stops with
+/// [`FormatError::Cancelled`] when the calling thread's cancel scope says so (asked every
+/// [`CHECK_ROWS`] rows).
 pub fn pipe(src: &mut dyn RowSource, sink: &mut dyn RowSink) -> Result<u64, FormatError> {
     if !sink.started() {
         sink.begin(src.columns())?;
     }
     let mut row = Vec::with_capacity(src.columns().len());
     let mut n = 0u64;
+    let mut every = Every::new(CHECK_ROWS);
     while src.next_row(&mut row)? {
         sink.write_row(&row)?;
         n += 1;
+        every.tick(1)?;
     }
     Ok(n)
 }
@@ -43,6 +48,7 @@ where
     let mut rows: Vec<Vec<Value>> = Vec::with_capacity(batch);
     let mut spare: Vec<Vec<Value>> = Vec::new();
     let mut written = 0u64;
+    let mut every = Every::new(CHECK_ROWS);
     loop {
         rows.clear();
         let mut end = false;
@@ -53,6 +59,7 @@ where
                 break;
             }
             rows.push(row);
+            every.tick(1)?;
         }
         if !rows.is_empty() {
             map(&mut rows)?;
@@ -93,5 +100,63 @@ mod tests {
         })
         .unwrap();
         assert_eq!((n, calls), (5, 4));
+    }
+
+    /// A source of endless rows that asks for a stop after `at` rows and counts what it gave.
+    struct Endless {
+        cols: Vec<String>,
+        given: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        at: u64,
+    }
+
+    impl RowSource for Endless {
+        fn columns(&self) -> &[String] {
+            &self.cols
+        }
+        fn name(&self) -> &str {
+            "endless"
+        }
+        fn next_row(&mut self, row: &mut Vec<Value>) -> Result<bool, FormatError> {
+            use std::sync::atomic::Ordering;
+            let n = self.given.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == self.at {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+            row.clear();
+            row.push(Value::Int(n as i64));
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn pipes_stop_within_a_check_interval_of_a_cancel() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        for batched in [false, true] {
+            let stop = Arc::new(AtomicBool::new(false));
+            let given = Arc::new(AtomicU64::new(0));
+            let s = stop.clone();
+            let _scope = crate::cancel::scope(Arc::new(move || s.load(Ordering::SeqCst)));
+            let at = 100_003;
+            let mut src = Endless {
+                cols: vec!["n".into()],
+                given: given.clone(),
+                stop,
+                at,
+            };
+            let mut sink = MemorySink::default();
+            let r = if batched {
+                pipe_batches(&mut src, &mut sink, 1000, &["n".to_string()], |_| Ok(()))
+            } else {
+                pipe(&mut src, &mut sink)
+            };
+            assert!(matches!(r, Err(FormatError::Cancelled(_))), "{r:?}");
+            let after = given.load(Ordering::SeqCst) - at;
+            assert!(
+                after <= CHECK_ROWS,
+                "{after} rows read after the cancel (batched: {batched})"
+            );
+        }
     }
 }

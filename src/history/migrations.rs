@@ -78,4 +78,20 @@ pub const MIGRATIONS: &[&str] = &[
         last_fire TEXT NOT NULL
     );
     "#,
+    // 3: owners: every open run names the process that supervises it (`host:pid:start`) and a
+    // lease it renews, so recovery touches only runs whose owner is gone; what a run asked to
+    // delete should it not succeed; watched files by state.
+    r#"
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN lease_until TEXT;
+    CREATE INDEX runs_open ON runs (state, owner) WHERE state IN ('queued', 'running');
+    CREATE INDEX files_by_state ON files (state);
+    CREATE TABLE run_discards (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id  INTEGER NOT NULL,
+        store   TEXT NOT NULL,
+        prefix  TEXT NOT NULL
+    );
+    CREATE INDEX run_discards_by_run ON run_discards (run_id);
+    "#,
 ];

@@ -68,8 +68,24 @@ pub trait History {
     fn append_log(&self, id: i64, level: LogLevel, message: &str) -> Result<i64, HistoryError>;
     /// Records an artifact of a run.
     fn add_artifact(&self, id: i64, artifact: &NewArtifact) -> Result<(), HistoryError>;
-    /// Asks a queued or running run to stop; returns false when the run is already closed.
-    fn request_cancel(&self, id: i64) -> Result<bool, HistoryError>;
+    /// Asks a run to stop: a queued run is closed as `cancelled` at once, a running one gets
+    /// the request recorded for its worker.
+    fn request_cancel(&self, id: i64) -> Result<CancelOutcome, HistoryError>;
+    /// Takes a queued run nobody owns for `owner` (`host:pid:start`); false when another
+    /// process owns it, or it is no longer queued, or a cancel was asked for.
+    fn claim_run(&self, id: i64, owner: &str) -> Result<bool, HistoryError>;
+    /// Renews the lease of every open run of `owner`; returns how many.
+    fn renew_leases(&self, owner: &str) -> Result<u64, HistoryError>;
+    /// Whether a run's lease has run out (or it never had one).
+    fn lease_expired(&self, id: i64) -> Result<bool, HistoryError>;
+    /// Records a store prefix to delete should the run not succeed (see [`Discard`]).
+    fn add_discard(&self, id: i64, store: &str, prefix: &str) -> Result<i64, HistoryError>;
+    /// Discards recorded for a run, or for every run.
+    fn discards(&self, id: Option<i64>) -> Result<Vec<Discard>, HistoryError>;
+    /// Forgets a discard (done, or not needed because the run succeeded).
+    fn remove_discard(&self, discard_id: i64) -> Result<(), HistoryError>;
+    /// Files whose run has not been finished with (still in `processing/`).
+    fn files_processing(&self) -> Result<Vec<FileRecord>, HistoryError>;
     /// Whether a cancel was requested for the run.
     fn cancel_requested(&self, id: i64) -> Result<bool, HistoryError>;
     /// One run.

@@ -20,7 +20,7 @@ pub struct SqliteHistory {
 
 const RUN_COLUMNS: &str = "id, job, state, trigger, params, attempt, queued_at, started_at, finished_at, \
      error_code, error_message, error_traceback, summary, progress_done, progress_total, cancel_requested, \
-     not_before, retry_of, retried_by";
+     not_before, retry_of, retried_by, owner";
 
 impl SqliteHistory {
     /// Opens (creating when missing) the database and applies pending migrations.
@@ -155,6 +155,7 @@ impl SqliteHistory {
             not_before: time_col(row, 16)?,
             retry_of: row.get(17)?,
             retried_by: row.get(18)?,
+            owner: row.get(19)?,
         })
         .and_then(|mut r| {
             if let Some(p) = r.progress.as_mut() {
@@ -167,6 +168,23 @@ impl SqliteHistory {
 
 fn now() -> String {
     format_time(&Utc::now())
+}
+
+/// The end of a lease taken or renewed now.
+fn lease_end() -> String {
+    let lease = chrono::Duration::from_std(crate::jobs::owner::LEASE).unwrap_or_default();
+    format_time(&(Utc::now() + lease))
+}
+
+fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    Ok(FileRecord {
+        id: r.get(0)?,
+        job: r.get(1)?,
+        name: r.get(2)?,
+        processing_path: r.get(3)?,
+        run_id: r.get(4)?,
+        state: r.get(5)?,
+    })
 }
 
 fn json_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Value>> {
@@ -187,8 +205,8 @@ impl History for SqliteHistory {
     fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, not_before, retry_of) \
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
+            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, not_before, retry_of, owner, lease_until) \
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 run.job,
                 run.trigger_kind,
@@ -197,7 +215,9 @@ impl History for SqliteHistory {
                 run.attempt,
                 now(),
                 run.not_before.as_ref().map(format_time),
-                run.retry_of
+                run.retry_of,
+                run.owner,
+                run.owner.as_ref().map(|_| lease_end())
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -271,25 +291,132 @@ impl History for SqliteHistory {
         Ok(())
     }
 
-    fn request_cancel(&self, id: i64) -> Result<bool, HistoryError> {
+    fn request_cancel(&self, id: i64) -> Result<CancelOutcome, HistoryError> {
         let conn = self.conn();
-        let state: Option<String> = conn
-            .query_row("SELECT state FROM runs WHERE id = ?1", [id], |r| r.get(0))
+        // A queued run has no worker that could notice a request: it is closed at once. The
+        // state in the WHERE clause makes this atomic with a worker starting it.
+        let closed = conn
+            .execute(
+                "UPDATE runs SET state = 'cancelled', finished_at = ?2, cancel_requested = 1, \
+                 error_code = 'cancelled', error_message = 'run was cancelled before it started' \
+                 WHERE id = ?1 AND state = 'queued'",
+                params![id, now()],
+            )
+            .map_err(|e| self.err(e))?;
+        if closed == 1 {
+            return Ok(CancelOutcome::Closed);
+        }
+        let asked = conn
+            .execute(
+                "UPDATE runs SET cancel_requested = 1 WHERE id = ?1 AND state = 'running'",
+                [id],
+            )
+            .map_err(|e| self.err(e))?;
+        if asked == 1 {
+            return Ok(CancelOutcome::Requested);
+        }
+        let exists: Option<i64> = conn
+            .query_row("SELECT id FROM runs WHERE id = ?1", [id], |r| r.get(0))
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some(state) = state else {
-            return Err(HistoryError::NotFound(id));
-        };
-        if state
-            .parse::<RunState>()
-            .map(RunState::is_closed)
-            .unwrap_or(true)
-        {
-            return Ok(false);
+        match exists {
+            Some(_) => Ok(CancelOutcome::AlreadyEnded),
+            None => Err(HistoryError::NotFound(id)),
         }
-        conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", [id])
+    }
+
+    fn claim_run(&self, id: i64, owner: &str) -> Result<bool, HistoryError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE runs SET owner = ?2, lease_until = ?3 \
+                 WHERE id = ?1 AND state = 'queued' AND owner IS NULL AND cancel_requested = 0",
+                params![id, owner, lease_end()],
+            )
             .map_err(|e| self.err(e))?;
-        Ok(true)
+        Ok(n == 1)
+    }
+
+    fn renew_leases(&self, owner: &str) -> Result<u64, HistoryError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE runs SET lease_until = ?2 WHERE owner = ?1 AND state IN ('queued', 'running')",
+                params![owner, lease_end()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+
+    fn lease_expired(&self, id: i64) -> Result<bool, HistoryError> {
+        let until: Option<Option<String>> = self
+            .conn()
+            .query_row("SELECT lease_until FROM runs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(match until.flatten() {
+            Some(t) => t < now(),
+            None => true,
+        })
+    }
+
+    fn add_discard(&self, id: i64, store: &str, prefix: &str) -> Result<i64, HistoryError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO run_discards (run_id, store, prefix) VALUES (?1, ?2, ?3)",
+            params![id, store, prefix],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn discards(&self, id: Option<i64>) -> Result<Vec<Discard>, HistoryError> {
+        let conn = self.conn();
+        let (sql, arg) = match id {
+            Some(id) => (
+                "SELECT id, run_id, store, prefix FROM run_discards WHERE run_id = ?1 ORDER BY id",
+                id,
+            ),
+            None => (
+                "SELECT id, run_id, store, prefix FROM run_discards WHERE ?1 = ?1 ORDER BY id",
+                0,
+            ),
+        };
+        let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
+        stmt.query_map([arg], |r| {
+            Ok(Discard {
+                id: r.get(0)?,
+                run_id: r.get(1)?,
+                store: r.get(2)?,
+                prefix: r.get(3)?,
+            })
+        })
+        .map_err(|e| self.err(e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| self.err(e))
+    }
+
+    fn remove_discard(&self, discard_id: i64) -> Result<(), HistoryError> {
+        self.conn()
+            .execute("DELETE FROM run_discards WHERE id = ?1", [discard_id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn files_processing(&self) -> Result<Vec<FileRecord>, HistoryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, job, name, processing_path, run_id, state FROM files \
+                 WHERE state = 'processing' ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], file_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))
     }
 
     fn cancel_requested(&self, id: i64) -> Result<bool, HistoryError> {
@@ -628,16 +755,7 @@ impl SqliteHistory {
                     "SELECT id, job, name, processing_path, run_id, state FROM files WHERE {cond} ORDER BY id DESC LIMIT 1"
                 ),
                 [arg],
-                |r| {
-                    Ok(FileRecord {
-                        id: r.get(0)?,
-                        job: r.get(1)?,
-                        name: r.get(2)?,
-                        processing_path: r.get(3)?,
-                        run_id: r.get(4)?,
-                        state: r.get(5)?,
-                    })
-                },
+                file_from_row,
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -657,6 +775,7 @@ mod tests {
             attempt: 1,
             not_before: None,
             retry_of: None,
+            owner: None,
         }
     }
 

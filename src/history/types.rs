@@ -137,6 +137,20 @@ pub struct NewRun {
     pub not_before: Option<DateTime<Utc>>,
     /// The run this one retries.
     pub retry_of: Option<i64>,
+    /// The process that will supervise the run (`host:pid:start`), when it is not the daemon's
+    /// queue: `ferry run` records its runs as its own so no daemon picks them up.
+    pub owner: Option<String>,
+}
+
+/// What asking a run to stop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run was queued: it is closed as `cancelled` now.
+    Closed,
+    /// The run is going: the request is recorded for its worker.
+    Requested,
+    /// The run had ended already.
+    AlreadyEnded,
 }
 
 /// The error of a closed run.
@@ -211,6 +225,10 @@ pub struct RunRecord {
     pub retry_of: Option<i64>,
     /// The run that retries this one.
     pub retried_by: Option<i64>,
+    /// The process supervising the run (`host:pid:start`) while it is open; `None` for a queued
+    /// run nobody has claimed yet.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl RunRecord {
@@ -357,4 +375,18 @@ pub struct RunStats {
     pub count: u64,
     /// Sum of their durations (started to finished) in seconds.
     pub duration_seconds: f64,
+}
+
+/// A store prefix a run asked to delete should it not succeed (`ctx.discard_on_failure`): the
+/// worker deletes it when the run fails; when the worker itself died, the daemon does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discard {
+    /// Record id.
+    pub id: i64,
+    /// The run.
+    pub run_id: i64,
+    /// The store, as a config name or a URL without credentials.
+    pub store: String,
+    /// The prefix inside the store.
+    pub prefix: String,
 }

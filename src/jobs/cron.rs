@@ -31,6 +31,11 @@ impl CronTrigger {
         self.next.get(job).map(|(_, t)| *t)
     }
 
+    /// The earliest planned occurrence of any job (the trigger loop sleeps until then).
+    pub fn earliest(&self) -> Option<DateTime<Utc>> {
+        self.next.values().map(|(_, t)| *t).min()
+    }
+
     /// Handles missed occurrences of every scheduled job (call once at start).
     pub fn catch_up(
         &mut self,
@@ -169,6 +174,7 @@ fn catch_up_job(
                 attempt: 1,
                 not_before: None,
                 retry_of: None,
+                owner: None,
             })?;
             history.finish_run(
                 id,

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::executor;
+use super::owner::{Owner, is_ferry_worker};
 use super::params::{self, GivenParams, ParamError};
 use super::registry::Registry;
 use super::spec::{JobSpec, Overlap};
@@ -20,8 +21,8 @@ use super::trigger::Trigger;
 use super::watch::{self, WatchDirs};
 use crate::config::Config;
 use crate::history::{
-    FileState, History, HistoryError, NewRun, RunEnd, RunErrorInfo, RunRecord, RunState,
-    SqliteHistory,
+    CancelOutcome, FileState, History, HistoryError, NewRun, RunEnd, RunErrorInfo, RunRecord,
+    RunState, SqliteHistory,
 };
 use crate::lua::ErrorCode;
 
@@ -74,7 +75,7 @@ pub struct Submitted {
 
 struct Running {
     job: String,
-    cancel: Arc<AtomicBool>,
+    cancel: Arc<executor::Cancel>,
 }
 
 struct Inner {
@@ -88,6 +89,14 @@ struct Inner {
     pool: Arc<executor::WorkerPool>,
     /// Runs this daemon finished since it started, by job and end state (a Prometheus counter).
     finished: Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// This process, as recorded on the runs it claims.
+    owner: String,
+    /// Runs of dead owners whose worker is still finishing, since when (see `reap`).
+    lingering: Mutex<HashMap<i64, std::time::Instant>>,
+    /// Whether a housekeeping pass is going (passes never overlap).
+    housekeeping: AtomicBool,
+    /// Seals secret params before they are recorded, opens them for the worker.
+    sealer: super::seal::Sealer,
 }
 
 /// Cheap-to-clone handle on the dispatcher.
@@ -107,10 +116,11 @@ impl Dispatcher {
         config: Config,
         history: Arc<SqliteHistory>,
         registry: Arc<RwLock<Registry>>,
-    ) -> Dispatcher {
+    ) -> Result<Dispatcher, super::seal::SealError> {
+        let sealer = super::seal::Sealer::for_config(&config)?;
         let pool = executor::WorkerPool::new(&config, config.daemon.warm_workers);
         pool.fill();
-        Dispatcher {
+        Ok(Dispatcher {
             inner: Arc::new(Inner {
                 config,
                 history,
@@ -120,8 +130,12 @@ impl Dispatcher {
                 accepting: AtomicBool::new(true),
                 pool,
                 finished: Mutex::new(std::collections::BTreeMap::new()),
+                owner: Owner::current().to_string(),
+                lingering: Mutex::new(HashMap::new()),
+                housekeeping: AtomicBool::new(false),
+                sealer,
             }),
-        }
+        })
     }
 
     /// The history.
@@ -180,7 +194,10 @@ impl Dispatcher {
                 },
             }
         };
-        let params = params::resolve(&spec.params, &s.params)?;
+        let params = self
+            .inner
+            .sealer
+            .seal_params(params::resolve(&spec.params, &s.params)?, &spec.params);
         let history = &self.inner.history;
         let busy = self.job_busy(&spec.name)?;
         // Each dropped file must run exactly once, so file runs always queue.
@@ -194,6 +211,7 @@ impl Dispatcher {
             attempt: 1,
             not_before: s.not_before,
             retry_of: None,
+            owner: None,
         })?;
         if skip {
             history.finish_run(
@@ -272,15 +290,167 @@ impl Dispatcher {
         }
     }
 
-    /// Asks a run to stop: recorded in the history (the worker polls it) and signalled to the
-    /// executor, which kills the worker if it does not stop within the grace period.
-    pub fn cancel(&self, id: i64) -> Result<bool, HistoryError> {
-        let asked = self.inner.history.request_cancel(id)?;
-        if let Some(r) = lock(&self.inner.running).get(&id) {
-            r.cancel.store(true, Ordering::SeqCst);
+    /// Asks a run to stop. A queued run is closed as `cancelled` at once (its watched file goes
+    /// to `failed/`); a running one gets the request recorded in the history (the worker polls
+    /// it) and signalled to the executor, which kills the worker if it does not stop within the
+    /// grace period.
+    pub fn cancel(&self, id: i64) -> Result<CancelOutcome, HistoryError> {
+        let outcome = self.inner.history.request_cancel(id)?;
+        match outcome {
+            CancelOutcome::Closed => {
+                let record = self.inner.history.get_run(id)?;
+                self.finish_file(&record, None)?;
+                super::cleanup::after_end(&self.inner.config, &*self.inner.history, &record);
+                tracing::info!(job = %record.job, run = id, "cancelled before it started");
+            }
+            CancelOutcome::Requested => {
+                if let Some(r) = lock(&self.inner.running).get(&id) {
+                    r.cancel.request();
+                }
+            }
+            CancelOutcome::AlreadyEnded => {}
         }
         self.inner.wake.notify_one();
-        Ok(asked)
+        Ok(outcome)
+    }
+
+    /// The owner this daemon records on the runs it claims (`host:pid:start`).
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Periodic upkeep, from the trigger loop: closes the runs of processes that died (a
+    /// `ferry run` killed with -9, a daemon before this one) and finishes their files, retries
+    /// and clean-up. Runs on a blocking thread; a pass never overlaps the previous one.
+    pub fn housekeeping(&self) {
+        if self.inner.housekeeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = this.reap(false) {
+                tracing::error!("housekeeping: {e}");
+            }
+            this.inner.housekeeping.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Closes the open runs whose owner is gone, as `interrupted`, and then retries them when
+    /// retries remain (or finishes their watched file), and deletes their temporary files.
+    /// A worker whose parent died stops its run and records how it ended itself; such a worker
+    /// is given the kill grace to do so (waiting for it when `wait` is set, at start-up, or
+    /// looking again at the next pass) before it is killed. Runs whose end is known are never
+    /// re-run.
+    pub fn reap(&self, wait: bool) -> Result<(), HistoryError> {
+        let history = &*self.inner.history;
+        let grace = self.inner.config.limits.kill_grace + Duration::from_secs(1);
+        let mut open = history.runs_in_state(RunState::Running)?;
+        open.extend(
+            history
+                .runs_in_state(RunState::Queued)?
+                .into_iter()
+                .filter(|r| r.owner.is_some()),
+        );
+        for run in open {
+            if run.owner.as_deref() == Some(self.inner.owner.as_str()) || !self.owner_gone(&run)? {
+                continue;
+            }
+            if let Some(pid) = history.worker_pid(run.id)?.filter(|p| is_ferry_worker(*p)) {
+                let since = *lock(&self.inner.lingering)
+                    .entry(run.id)
+                    .or_insert_with(std::time::Instant::now);
+                if wait {
+                    while is_ferry_worker(pid)
+                        && since.elapsed() < grace
+                        && !history.get_run(run.id)?.state.is_closed()
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                } else if since.elapsed() < grace {
+                    continue;
+                }
+                if is_ferry_worker(pid) && !history.get_run(run.id)?.state.is_closed() {
+                    // SAFETY: kill only sends a signal; the pid was checked to be a ferry worker.
+                    unsafe {
+                        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                    }
+                }
+            }
+            lock(&self.inner.lingering).remove(&run.id);
+            let closed = history.finish_run(
+                run.id,
+                &RunEnd {
+                    state: RunState::Interrupted,
+                    error: Some(RunErrorInfo {
+                        code: ErrorCode::Interrupted.as_str().into(),
+                        message: "the process that supervised the run went away".into(),
+                        traceback: None,
+                    }),
+                    summary: None,
+                },
+            )?;
+            if closed {
+                tracing::warn!(job = %run.job, run = run.id, owner = ?run.owner, "run was interrupted: its owner went away");
+            }
+            let record = history.get_run(run.id)?;
+            super::cleanup::after_end(&self.inner.config, history, &record);
+            self.after_orphan(&record)?;
+        }
+        // Runs that workers of dead owners closed on their own: nobody applied their retry.
+        for run in history.runs_in_state(RunState::Interrupted)? {
+            if run.retried_by.is_none() && run.owner.as_deref() != Some(self.inner.owner.as_str()) {
+                self.after_orphan(&run)?;
+            }
+        }
+        // Watched files whose run ended without anyone moving them (a cancel from another
+        // process, a daemon that died after the run).
+        for file in history.files_processing()? {
+            let Some(run_id) = file.run_id else { continue };
+            let run = match history.get_run(run_id) {
+                Ok(r) => r,
+                Err(HistoryError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if run.state.is_closed()
+                && run.retried_by.is_none()
+                && !lock(&self.inner.running).contains_key(&run.id)
+                && run.owner.as_deref() != Some(self.inner.owner.as_str())
+            {
+                self.finish_file(&run, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the process that owns an open run is gone.
+    fn owner_gone(&self, run: &RunRecord) -> Result<bool, HistoryError> {
+        let Some(owner) = run.owner.as_deref() else {
+            // Running with no owner: recorded by a ferry from before owners existed.
+            return Ok(run.state == RunState::Running);
+        };
+        match owner.parse::<Owner>() {
+            Ok(o) => match o.alive_here() {
+                Some(alive) => Ok(!alive),
+                None => self.inner.history.lease_expired(run.id),
+            },
+            Err(_) => Ok(true),
+        }
+    }
+
+    /// Retries an interrupted run of a dead owner when retries remain, else finishes its file.
+    fn after_orphan(&self, record: &RunRecord) -> Result<(), HistoryError> {
+        let Some(spec) = self.spec(&record.job) else {
+            return self.finish_file(record, None);
+        };
+        match self.retry(&spec, record)? {
+            Some(retry) => {
+                if let Some(file) = self.inner.history.file_for_run(record.id)? {
+                    self.inner.history.file_set_run(file.id, retry)?;
+                }
+                Ok(())
+            }
+            None => self.finish_file(record, Some(&spec)),
+        }
     }
 
     /// Wakes the dispatch loop (after a registry change, say).
@@ -349,6 +519,10 @@ impl Dispatcher {
             if !self.inner.accepting.load(Ordering::SeqCst) {
                 break;
             }
+            if run.owner.is_some() {
+                // Another process (`ferry run`) supervises it, or this daemon started it already.
+                continue;
+            }
             let mut running = lock(&self.inner.running);
             if running.contains_key(&run.id) {
                 continue;
@@ -386,7 +560,11 @@ impl Dispatcher {
             if spec.overlap != Overlap::Allow && running.values().any(|r| r.job == run.job) {
                 continue;
             }
-            let cancel = Arc::new(AtomicBool::new(false));
+            if !history.claim_run(run.id, &self.inner.owner)? {
+                // Cancelled or taken meanwhile.
+                continue;
+            }
+            let cancel = Arc::new(executor::Cancel::default());
             running.insert(
                 run.id,
                 Running {
@@ -400,18 +578,29 @@ impl Dispatcher {
         Ok(next)
     }
 
-    fn start(&self, spec: Arc<JobSpec>, run: RunRecord, cancel: Arc<AtomicBool>) {
+    fn start(&self, spec: Arc<JobSpec>, run: RunRecord, cancel: Arc<executor::Cancel>) {
         let this = self.clone();
         tracing::info!(job = %run.job, run = run.id, trigger = run.trigger_kind(), "starting");
         tokio::task::spawn_blocking(move || {
             let config = &this.inner.config;
-            let prepared = executor::prepare(
-                config,
-                &spec,
-                run.id,
-                run.params.clone(),
-                run.trigger.clone(),
-            );
+            let params = match this.inner.sealer.open_params(&run.params) {
+                Ok(p) => p,
+                Err(e) => {
+                    if let Err(e) = executor::close(
+                        &*this.inner.history,
+                        run.id,
+                        RunState::Failed,
+                        ErrorCode::Params,
+                        e.to_string(),
+                    ) {
+                        tracing::error!(run = run.id, "{e}");
+                    }
+                    lock(&this.inner.running).remove(&run.id);
+                    this.inner.wake.notify_one();
+                    return;
+                }
+            };
+            let prepared = executor::prepare(config, &spec, run.id, params, run.trigger.clone());
             let result = executor::execute(
                 config,
                 &*this.inner.history,
@@ -482,6 +671,7 @@ impl Dispatcher {
             attempt,
             not_before: Some(super::retry::at(Utc::now(), delay)),
             retry_of: Some(record.id),
+            owner: None,
         })?;
         self.inner.history.set_retried_by(record.id, id)?;
         tracing::info!(job = %record.job, run = record.id, retry = id, attempt, "retry queued");

@@ -47,29 +47,34 @@ pub struct Prepared {
     pub kill_grace: Duration,
 }
 
-/// Records a new queued run of a job and prepares its worker request.
+/// Records a new queued run of a job, owned by this process (no daemon picks it up), and
+/// prepares its worker request.
 pub fn enqueue(
     config: &Config,
     history: &dyn History,
+    sealer: &super::seal::Sealer,
     spec: &JobSpec,
     params: Map<String, Value>,
     trigger: &Trigger,
     attempt: u32,
 ) -> Result<Prepared, HistoryError> {
+    let sealed = Value::Object(sealer.seal_params(params.clone(), &spec.params));
     let params = Value::Object(params);
     let run_id = history.create_run(&NewRun {
         job: spec.name.clone(),
         trigger_kind: trigger.kind().to_string(),
         trigger: trigger.to_json(),
-        params: params.clone(),
+        params: sealed,
         attempt,
         not_before: None,
         retry_of: None,
+        owner: Some(super::owner::Owner::current().to_string()),
     })?;
     Ok(prepare(config, spec, run_id, params, trigger.to_json()))
 }
 
 /// Prepares the worker request of a recorded run from the job's spec (the version loaded now).
+/// `params` are the run's params with sealed values opened.
 pub fn prepare(
     config: &Config,
     spec: &JobSpec,
@@ -99,12 +104,17 @@ pub fn prepare(
 /// A running `ferry worker` child process.
 pub struct Worker {
     child: Child,
-    stdin: Option<ChildStdin>,
+    /// Shared with the run's [`Cancel`], which writes a cancel request the moment it is asked.
+    stdin: WorkerInput,
     events: mpsc::Receiver<Option<Event>>,
     stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
 const STDERR_LINES: usize = 20;
+/// Events of a worker waiting to be read.
+const EVENT_QUEUE: usize = 256;
+/// How often the lease on a run is renewed while it goes.
+const RENEW_EVERY: Duration = Duration::from_secs(20);
 
 impl Worker {
     /// Starts a worker for this project. It applies its run's address-space limit
@@ -132,7 +142,9 @@ impl Worker {
             .stderr
             .take()
             .ok_or_else(|| std::io::Error::other("no stderr pipe"))?;
-        let (tx, rx) = mpsc::channel();
+        // Bounded: a worker that writes events faster than they are read blocks on its stdout
+        // instead of growing this queue.
+        let (tx, rx) = mpsc::sync_channel(EVENT_QUEUE);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -161,7 +173,7 @@ impl Worker {
         });
         Ok(Worker {
             child,
-            stdin,
+            stdin: Arc::new(Mutex::new(stdin)),
             events: rx,
             stderr: tail,
         })
@@ -169,13 +181,7 @@ impl Worker {
 
     /// Sends a request.
     pub fn send(&mut self, req: &Request) -> std::io::Result<()> {
-        let line = serde_json::to_string(req).map_err(std::io::Error::other)?;
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("worker stdin closed"))?;
-        writeln!(stdin, "{line}")?;
-        stdin.flush()
+        send_to(&self.stdin, req)
     }
 
     /// The next event; `Ok(None)` when the worker's stdout closed (it exited).
@@ -196,7 +202,7 @@ impl Worker {
 
     /// Closes stdin (the worker exits when idle) and waits a moment, then kills.
     pub fn shutdown(mut self) {
-        self.stdin = None;
+        *self.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -243,6 +249,61 @@ impl Worker {
             ErrorCode::Crashed,
             format!("the worker process died ({how}){last}"),
         )
+    }
+}
+
+/// A worker's stdin, shared by its executor and the run's [`Cancel`]; `None` once closed.
+type WorkerInput = Arc<Mutex<Option<ChildStdin>>>;
+
+fn send_to(stdin: &Mutex<Option<ChildStdin>>, req: &Request) -> std::io::Result<()> {
+    let line = serde_json::to_string(req).map_err(std::io::Error::other)?;
+    let mut guard = stdin.lock().unwrap_or_else(|p| p.into_inner());
+    let stdin = guard
+        .as_mut()
+        .ok_or_else(|| std::io::Error::other("worker stdin closed"))?;
+    writeln!(stdin, "{line}")?;
+    stdin.flush()
+}
+
+/// How a run is asked to stop: a flag the executor watches (a signal handler may set it), and,
+/// once the run's worker is known, a cancel request written to the worker at once, so that it
+/// stops within a few milliseconds of work instead of at the executor's next look.
+#[derive(Default)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    worker: Mutex<Option<(i64, WorkerInput)>>,
+}
+
+impl Cancel {
+    /// A cancel over a flag that something else (a signal handler) sets.
+    pub fn from_flag(flag: Arc<AtomicBool>) -> Cancel {
+        Cancel {
+            flag,
+            worker: Mutex::new(None),
+        }
+    }
+
+    /// Asks the run to stop.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Some((run_id, stdin)) = &*self.worker.lock().unwrap_or_else(|p| p.into_inner()) {
+            // A worker that is gone already needs no request.
+            let _ = send_to(stdin, &Request::Cancel { run_id: *run_id });
+        }
+    }
+
+    /// Whether a stop was asked for.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    fn attach(&self, run_id: i64, worker: &Worker) {
+        *self.worker.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((run_id, worker.stdin.clone()));
+    }
+
+    fn detach(&self) {
+        *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -347,7 +408,20 @@ pub fn execute(
     history: &dyn History,
     prepared: &Prepared,
     pool: Option<&Arc<WorkerPool>>,
-    cancel: &AtomicBool,
+    cancel: &Cancel,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<RunRecord, ExecError> {
+    let result = execute_inner(config, history, prepared, pool, cancel, on_event);
+    cancel.detach();
+    result
+}
+
+fn execute_inner(
+    config: &Config,
+    history: &dyn History,
+    prepared: &Prepared,
+    pool: Option<&Arc<WorkerPool>>,
+    cancel: &Cancel,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<RunRecord, ExecError> {
     let id = prepared.request.run_id;
@@ -370,11 +444,21 @@ pub fn execute(
         close(history, id, RunState::Failed, code, msg)?;
         return Err(ExecError::Worker(e));
     }
+    cancel.attach(id, &worker);
     let started = Instant::now();
     let deadline = started + prepared.timeout + prepared.kill_grace;
     let mut cancel_sent: Option<Instant> = None;
+    let mut renewed = started;
+    let mut owner: Option<String> = None;
     loop {
-        if cancel.load(Ordering::SeqCst) && cancel_sent.is_none() {
+        if renewed.elapsed() >= RENEW_EVERY {
+            renewed = Instant::now();
+            let me = owner.get_or_insert_with(|| super::owner::Owner::current().to_string());
+            if let Err(e) = history.renew_leases(me) {
+                tracing::warn!(run = id, "cannot renew the lease on the run: {e}");
+            }
+        }
+        if cancel.requested() && cancel_sent.is_none() {
             let _ = history.request_cancel(id);
             let _ = worker.send(&Request::Cancel { run_id: id });
             cancel_sent = Some(Instant::now());
@@ -405,6 +489,7 @@ pub fn execute(
             );
             let _ = history.append_log(id, LogLevel::Error, &msg);
             close(history, id, state, code, msg)?;
+            super::cleanup::after_end(config, history, &history.get_run(id)?);
             break;
         }
         match worker.recv_timeout((limit - now).min(Duration::from_millis(100))) {
@@ -419,6 +504,7 @@ pub fn execute(
                 let (code, msg) = worker.death();
                 let _ = history.append_log(id, LogLevel::Error, &msg);
                 close(history, id, RunState::Failed, code, msg)?;
+                super::cleanup::after_end(config, history, &history.get_run(id)?);
                 break;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}

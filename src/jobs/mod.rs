@@ -2,15 +2,18 @@
 //! secrets, retry timing, and the execution of runs in worker processes (the executor on the
 //! parent side, the worker loop on the child side).
 
+pub mod cleanup;
 pub mod cron;
 pub mod dispatcher;
 pub mod executor;
 pub mod isolate;
+pub mod owner;
 pub mod params;
 pub mod protocol;
 pub mod registry;
 pub mod retry;
 pub mod schedule;
+pub mod seal;
 pub mod secrets;
 pub mod spec;
 pub mod trigger;

@@ -92,6 +92,10 @@ pub struct ParamSpec {
     pub default: Option<Value>,
     /// For people.
     pub description: Option<String>,
+    /// A credential: sealed at rest in the history, masked wherever it is shown (params named
+    /// like `password` or `token` are treated so without saying).
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// Given parameter values: text from the command line, or JSON from the API.
@@ -219,6 +223,7 @@ mod tests {
             required,
             default,
             description: None,
+            secret: false,
         };
         m.insert("n".into(), p(ParamType::Integer, true, None));
         m.insert("ratio".into(), p(ParamType::Number, false, None));

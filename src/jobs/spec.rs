@@ -274,6 +274,18 @@ impl Checker<'_> {
         });
     }
 
+    /// A true/false flag; `false` (and a problem) when it is something else.
+    fn flag(&mut self, key: &str, v: Option<&Value>) -> bool {
+        match v {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.bad(key, format!("expected true or false, got {}", show(other)));
+                false
+            }
+        }
+    }
+
     fn string(&mut self, key: &str, v: &Value) -> Option<String> {
         match v {
             Value::String(s) => Some(s.clone()),
@@ -644,7 +656,7 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
         c.unknown_keys(
             &format!("{key}."),
             decl,
-            &["type", "required", "default", "description"],
+            &["type", "required", "default", "description", "secret"],
         );
         let kind = match decl.get("type") {
             None => ParamType::String,
@@ -658,17 +670,7 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
                 }
             }
         };
-        let required = match decl.get("required") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                c.bad(
-                    &format!("{key}.required"),
-                    format!("expected true or false, got {}", show(other)),
-                );
-                false
-            }
-        };
+        let required = c.flag(&format!("{key}.required"), decl.get("required"));
         let default = match decl.get("default") {
             None => None,
             Some(d) => match kind
@@ -693,6 +695,7 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
             Some(d) => c.string(&format!("{key}.description"), d),
             None => None,
         };
+        let secret = c.flag(&format!("{key}.secret"), decl.get("secret"));
         out.insert(
             name.clone(),
             ParamSpec {
@@ -700,6 +703,7 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
                 required,
                 default,
                 description,
+                secret,
             },
         );
     }

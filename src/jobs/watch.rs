@@ -73,13 +73,70 @@ pub struct FileEvents {
 /// not block a file forever).
 const WRITING_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Most file events kept at once; the oldest are dropped beyond it (a scan still finds every
+/// file, events only say whether a writer holds one open).
+const EVENTS_MAX: usize = 10_000;
+
+/// What a file event means to the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventEffect {
+    /// Nothing: reads, opens, metadata changes, and ferry's own moves out of the folder. The
+    /// daemon's scans open the folder (inotify reports `IN_OPEN`), so treating these as changes
+    /// would make every scan wake the next one.
+    Ignore,
+    /// Bookkeeping only (a file went away): recorded, but there is nothing new to pick up.
+    Record,
+    /// A file may have appeared or changed: recorded, and the folder is scanned soon.
+    Wake,
+}
+
+/// Classifies a notify event by its kind and paths (see [`EventEffect`]). Hidden names (ferry's
+/// own `.ferry/` folder, editors' swap files) are ignored whatever happened to them.
+pub fn effect(event: &notify::Event) -> EventEffect {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    let hidden = |p: &PathBuf| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'))
+    };
+    if !event.paths.is_empty() && event.paths.iter().all(hidden) {
+        return EventEffect::Ignore;
+    }
+    match event.kind {
+        EventKind::Create(_)
+        | EventKind::Modify(ModifyKind::Data(_))
+        | EventKind::Modify(ModifyKind::Any)
+        | EventKind::Modify(ModifyKind::Name(RenameMode::To))
+        | EventKind::Modify(ModifyKind::Name(RenameMode::Both))
+        | EventKind::Access(AccessKind::Close(AccessMode::Write)) => EventEffect::Wake,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+            EventEffect::Record
+        }
+        _ => EventEffect::Ignore,
+    }
+}
+
 impl FileEvents {
     /// Records a notify event.
     pub fn record(&mut self, event: &notify::Event) {
         use notify::EventKind;
         use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        if effect(event) == EventEffect::Ignore {
+            return;
+        }
         let now = Instant::now();
-        for path in &event.paths {
+        let paths: &[PathBuf] = match event.kind {
+            // A rename within the folder reports (from, to): only the new name matters here.
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                if let Some(from) = event.paths.first() {
+                    self.forget(from);
+                }
+                event.paths.get(1..).unwrap_or(&[])
+            }
+            _ => &event.paths,
+        };
+        for path in paths {
             match event.kind {
                 EventKind::Create(_)
                 | EventKind::Modify(ModifyKind::Data(_))
@@ -90,17 +147,50 @@ impl FileEvents {
                 EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                     self.writing.remove(path);
                 }
-                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
                     self.writing.remove(path);
                     self.renamed.insert(path.clone(), now);
                 }
-                EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-                    self.writing.remove(path);
-                    self.renamed.remove(path);
-                }
-                _ => {}
+                _ => self.forget(path),
             }
         }
+        self.prune(now);
+    }
+
+    fn forget(&mut self, path: &Path) {
+        self.writing.remove(path);
+        self.renamed.remove(path);
+    }
+
+    /// Drops entries that no longer matter: writers silent for longer than the hold, renames of
+    /// files no scan took (a name the pattern does not match), and, beyond the bound, the oldest
+    /// (in bulk, so that a flood of events costs little per event).
+    fn prune(&mut self, now: Instant) {
+        if self.len() < EVENTS_MAX {
+            return;
+        }
+        self.writing
+            .retain(|_, t| now.duration_since(*t) < WRITING_HOLD);
+        self.renamed
+            .retain(|_, t| now.duration_since(*t) < WRITING_HOLD);
+        for map in [&mut self.writing, &mut self.renamed] {
+            if map.len() > EVENTS_MAX / 4 {
+                let mut times: Vec<Instant> = map.values().copied().collect();
+                times.sort_unstable();
+                let cut = times[times.len() - EVENTS_MAX / 4];
+                map.retain(|_, t| *t >= cut);
+            }
+        }
+    }
+
+    /// How many files the events track now (bounded; for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.writing.len() + self.renamed.len()
+    }
+
+    /// Whether no file is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn is_writing(&self, path: &Path) -> bool {
@@ -238,4 +328,89 @@ pub fn matcher(pattern: &str) -> Result<globset::GlobMatcher, String> {
     globset::Glob::new(pattern)
         .map(|g| g.compile_matcher())
         .map_err(|e| format!("invalid watch pattern {pattern:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::Watcher;
+    use std::time::Duration;
+
+    /// Every event a real watcher reports on `dir` while `act` runs, until it has been quiet for
+    /// a moment.
+    fn events_of(dir: &Path, act: impl FnOnce()) -> Vec<notify::Event> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut w = notify::recommended_watcher(move |r: notify::Result<notify::Event>| {
+            if let Ok(ev) = r {
+                let _ = tx.send(ev);
+            }
+        })
+        .unwrap();
+        w.watch(dir, notify::RecursiveMode::NonRecursive).unwrap();
+        act();
+        let mut out = Vec::new();
+        while let Ok(ev) = rx.recv_timeout(Duration::from_millis(300)) {
+            out.push(ev);
+        }
+        out
+    }
+
+    #[test]
+    fn the_daemons_own_scans_and_moves_wake_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("drop");
+        let dirs = WatchDirs {
+            processing: dir.join(".ferry/processing"),
+            archive: dir.join(".ferry/archive"),
+            failed: dir.join(".ferry/failed"),
+            dir: dir.clone(),
+        };
+        dirs.create().unwrap();
+        std::fs::write(dir.join("a.csv"), "x\n").unwrap();
+        let watch = WatchSpec {
+            path: dir.clone(),
+            pattern: "*.csv".into(),
+            settle: Duration::ZERO,
+            after: AfterFile::Archive,
+            poll: None,
+        };
+        let matcher = matcher("*.csv").unwrap();
+        let mut settler = Settler::default();
+        let mut fe = FileEvents::default();
+        // What a scan and a claim do: read the folder, stat the file, move it out.
+        let seen = events_of(&dir, || {
+            for _ in 0..3 {
+                let ready = settler.scan(&dir, &matcher, &watch, &mut fe).unwrap();
+                for r in ready {
+                    let claimed = move_into(&r.path, &dirs.processing).unwrap();
+                    finish(&dirs, &claimed, true, AfterFile::Archive, "").unwrap();
+                }
+            }
+        });
+        assert!(!seen.is_empty(), "inotify reports the daemon's own reads");
+        for ev in &seen {
+            assert_ne!(effect(ev), EventEffect::Wake, "{ev:?}");
+        }
+        // A file dropped by someone does wake the scan.
+        let seen = events_of(&dir, || {
+            std::fs::write(dir.join("b.csv"), "y\n").unwrap();
+        });
+        assert!(
+            seen.iter().any(|e| effect(e) == EventEffect::Wake),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn tracked_events_stay_bounded() {
+        let mut fe = FileEvents::default();
+        for i in 0..(EVENTS_MAX * 3) {
+            let ev = notify::Event::new(notify::EventKind::Modify(
+                notify::event::ModifyKind::Name(notify::event::RenameMode::To),
+            ))
+            .add_path(PathBuf::from(format!("/w/never-matching-{i}.tmp")));
+            fe.record(&ev);
+        }
+        assert!(fe.len() <= EVENTS_MAX, "{}", fe.len());
+    }
 }

@@ -20,7 +20,9 @@ use crate::history::{
 use crate::lua::{self, ErrorCode, Level, Outcome, RunHost, RunInput};
 
 /// How often the history is polled for a cancel request of the current run.
-const CANCEL_POLL: Duration = Duration::from_millis(200);
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+/// How often the poller looks whether a run has begun, while the worker waits for one.
+const IDLE_POLL: Duration = Duration::from_millis(500);
 /// Minimum time between two progress writes to the history.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
@@ -94,7 +96,9 @@ pub fn run_worker(config: &Config) -> Result<(), WorkerError> {
         let current = current.clone();
         std::thread::spawn(move || {
             loop {
-                std::thread::sleep(CANCEL_POLL);
+                let idle = current.lock().unwrap_or_else(|p| p.into_inner()).is_none();
+                // A warm worker waiting for its run has nothing to poll for.
+                std::thread::sleep(if idle { IDLE_POLL } else { CANCEL_POLL });
                 let run = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 if let Some((id, flag)) = run
                     && poll_history.cancel_requested(id).unwrap_or(false)
@@ -216,6 +220,7 @@ fn execute(
         secrets: Mutex::new(secrets),
         events: events.clone(),
         progress: Mutex::new(ProgressState::default()),
+        discard_stores: Mutex::new(Vec::new()),
     });
     let mut vm = vm_options(
         config,
@@ -225,6 +230,8 @@ fn execute(
     if let Some(dir) = watch_folder(&req.trigger) {
         vm.storage.allow_root(&dir);
     }
+    let temp_dir = super::cleanup::run_temp_dir(config, id);
+    vm.storage.allow_root(&temp_dir);
     let input = RunInput {
         run_id: id,
         job: req.job.clone(),
@@ -234,9 +241,21 @@ fn execute(
         trigger: req.trigger.clone(),
         vm,
         cancel,
+        temp_dir: Some(temp_dir),
     };
     let outcome = lua::run_job(&input, host.clone());
     host.flush_progress();
+    // The VM has stopped (also after a timeout or a cancel): clean up before the end is
+    // recorded, so that whoever sees the run closed sees its leftovers gone.
+    super::cleanup::remove_temp(config, id);
+    let succeeded = matches!(outcome, Outcome::Succeeded(_));
+    let problems = super::cleanup::apply_discards(&**history, id, succeeded, &|d| {
+        host.discard_store(d.id)
+            .map_or_else(|| super::cleanup::open_configured(config, d), Ok)
+    });
+    for p in problems {
+        host.log(Level::Warn, &p);
+    }
     // The run may have added values to hide (inline store credentials).
     let secrets = &host.secrets();
     let end = match outcome {
@@ -299,9 +318,20 @@ struct WorkerHost {
     secrets: Mutex<Secrets>,
     events: Events,
     progress: Mutex<ProgressState>,
+    /// The stores of the run's discards, by discard id (they may carry inline credentials).
+    discard_stores: Mutex<Vec<(i64, crate::storage::Store)>>,
 }
 
 impl WorkerHost {
+    fn discard_store(&self, id: i64) -> Option<crate::storage::Store> {
+        self.discard_stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, s)| s.clone())
+    }
+
     fn secrets(&self) -> Secrets {
         self.secrets
             .lock()
@@ -393,6 +423,26 @@ impl RunHost for WorkerHost {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .map(str::to_string)
+    }
+
+    fn discard_on_failure(
+        &self,
+        store: &crate::storage::Store,
+        prefix: &str,
+    ) -> Result<(), String> {
+        let name = store
+            .name()
+            .map(str::to_string)
+            .unwrap_or_else(|| store.url());
+        let id = self
+            .history
+            .add_discard(self.run_id, &name, prefix)
+            .map_err(|e| e.to_string())?;
+        self.discard_stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, store.clone()));
+        Ok(())
     }
 
     fn hide(&self, value: &str) {

@@ -1,5 +1,6 @@
 //! The job context `ctx` passed to `run`: `run_id`, `job`, `trigger`, `params`,
-//! `log.info/warn/error`, `progress`, `artifact`, `state:get/set`, `secret`, `cancelled`.
+//! `log.info/warn/error`, `progress`, `artifact`, `state:get/set`, `secret`, `cancelled`,
+//! `temp` (the run's temporary store) and `discard_on_failure`.
 
 use std::sync::Arc;
 
@@ -143,6 +144,38 @@ pub fn build(
                     name.to_ascii_uppercase()
                 ))
             })
+        })?,
+    )?;
+
+    let temp_dir = input.temp_dir.clone();
+    ctx.set(
+        "temp",
+        lua.create_function(move |lua, ()| {
+            let Some(dir) = &temp_dir else {
+                return Err(mlua::Error::runtime(
+                    "ctx.temp(): this host gives runs no temporary folder",
+                ));
+            };
+            std::fs::create_dir_all(dir).map_err(|e| {
+                mlua::Error::runtime(format!("ctx.temp(): cannot create {}: {e}", dir.display()))
+            })?;
+            let open: Function = lua.named_registry_value(super::store::OPEN_STORE)?;
+            open.call::<Value>(dir.display().to_string())
+        })?,
+    )?;
+
+    let h = host.clone();
+    ctx.set(
+        "discard_on_failure",
+        lua.create_function(move |_, (store, prefix): (mlua::AnyUserData, String)| {
+            let store = super::store::store_of(&store, "ctx.discard_on_failure(store, prefix)")?;
+            if prefix.trim_matches('/').is_empty() {
+                return Err(mlua::Error::runtime(
+                    "ctx.discard_on_failure(store, prefix): prefix must not be empty (a whole store is never discarded)",
+                ));
+            }
+            h.discard_on_failure(&store, &prefix)
+                .map_err(|e| mlua::Error::runtime(format!("ctx.discard_on_failure: {e}")))
         })?,
     )?;
 

@@ -46,10 +46,12 @@ impl LuaReader {
         )
     }
 
-    /// A reader over something already buffered.
+    /// A reader over something already buffered. Reading it stops with an error once the
+    /// run is being stopped (see [`crate::cancel`]), whoever consumes it: a script, a format
+    /// reader, a zip, a hash.
     pub fn from_buf_read(reader: Box<dyn BufRead + Send>, label: impl Into<String>) -> LuaReader {
         LuaReader {
-            inner: Some(reader),
+            inner: Some(Box::new(crate::cancel::CheckedRead::new(reader))),
             label: label.into(),
         }
     }

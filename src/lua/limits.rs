@@ -99,6 +99,12 @@ impl Guard {
         None
     }
 
+    /// The termination the hook or a host function has already acted on, without looking at
+    /// the clock or the cancel flag again.
+    pub fn recorded(&self) -> Option<Termination> {
+        decode(self.inner.state.load(Ordering::SeqCst))
+    }
+
     /// Records that the memory limit was hit.
     pub fn note_memory(&self) {
         self.set(Termination::Memory);

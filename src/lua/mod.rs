@@ -61,6 +61,16 @@ pub trait RunHost {
     /// A value to hide from logs, errors and summaries from now on: a credential a script gave
     /// inline (to `ferry.store`, say). Hosts that redact nothing may ignore it.
     fn hide(&self, _value: &str) {}
+    /// Records that everything under `prefix` in `store` is to be deleted should the run not
+    /// succeed (`ctx.discard_on_failure`); recorded before the script writes there, so that
+    /// whoever closes the run can do it even if the run's process dies.
+    fn discard_on_failure(
+        &self,
+        _store: &crate::storage::Store,
+        _prefix: &str,
+    ) -> Result<(), String> {
+        Err("this host does not clean up after failed runs".into())
+    }
 }
 
 /// Where scripts find their modules, and the limits of one VM.
@@ -99,6 +109,9 @@ pub struct RunInput {
     pub vm: VmOptions,
     /// Set from outside to ask the run to stop.
     pub cancel: Arc<AtomicBool>,
+    /// The run's temporary folder (`ctx.temp()`), created on first use and removed by the host
+    /// when the run ends; `None` where the host offers none.
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// An error of a script, with its stable code.
@@ -190,10 +203,15 @@ fn load_spec(lua: &Lua, chunk_name: &str, source: &str) -> mlua::Result<Table> {
 /// returns. Never panics on script behaviour; every failure becomes an [`Outcome::Failed`].
 pub fn run_job(input: &RunInput, host: Arc<dyn RunHost>) -> Outcome {
     let guard = Guard::new(input.vm.timeout, input.vm.memory, input.cancel.clone());
+    // Host functions run on this thread: their long loops ask this scope (see `crate::cancel`).
+    let g = guard.clone();
+    let _scope = crate::cancel::scope(Arc::new(move || g.termination().is_some()));
     match run_inner(input, host.clone(), &guard) {
         Ok(summary) => {
             // A limit may have been reached in the very last instructions, after `run` caught it.
-            match guard.termination() {
+            // A cancel or deadline that no instruction saw does not undo a run that completed:
+            // its work is done, so it is recorded as done.
+            match guard.recorded() {
                 Some(t) => Outcome::Failed(guard.error_for(t)),
                 None => Outcome::Succeeded(summary),
             }
@@ -262,5 +280,74 @@ fn with_skipped_rows(lua: &Lua, summary: serde_json::Value) -> serde_json::Value
             serde_json::Value::Object(map)
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// A host whose last log line arrives together with a stop request: the parent went away
+    /// while the script returned.
+    struct StopOnLog(Arc<AtomicBool>);
+
+    impl RunHost for StopOnLog {
+        fn log(&self, _: Level, _: &str) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+        fn progress(&self, _: u64, _: Option<u64>) {}
+        fn artifact(&self, _: &str, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn state_get(&self, _: &str) -> Result<Option<serde_json::Value>, String> {
+            Ok(None)
+        }
+        fn state_set(&self, _: &str, _: Option<&serde_json::Value>) -> Result<(), String> {
+            Ok(())
+        }
+        fn secret(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    fn input(source: &str, cancel: Arc<AtomicBool>) -> RunInput {
+        let dir = std::env::temp_dir();
+        RunInput {
+            run_id: 1,
+            job: "j".into(),
+            chunk_name: "@j.lua".into(),
+            source: source.into(),
+            params: serde_json::json!({}),
+            trigger: serde_json::json!({"kind": "manual"}),
+            vm: VmOptions {
+                plugins_dir: dir.clone(),
+                plugins_label: "plugins".into(),
+                memory: 64 << 20,
+                timeout: Duration::from_secs(30),
+                storage: crate::storage::StorageConfig::new(dir.clone(), vec![]),
+                redis: Default::default(),
+            },
+            cancel,
+            temp_dir: None,
+        }
+    }
+
+    #[test]
+    fn a_run_that_completed_stays_completed_when_a_stop_comes_late() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let host = Arc::new(StopOnLog(cancel.clone()));
+        let src = r#"return { run = function(ctx) ctx.log.info("done") return 42 end }"#;
+        match run_job(&input(src, cancel.clone()), host.clone()) {
+            Outcome::Succeeded(v) => assert_eq!(v, 42),
+            Outcome::Failed(e) => panic!("the work was done, yet: {e}"),
+        }
+        // A stop that the script sees still stops it.
+        cancel.store(false, Ordering::SeqCst);
+        let src = r#"return { run = function(ctx) ctx.log.info("x") for i = 1, 1e9 do end return 1 end }"#;
+        match run_job(&input(src, cancel), host) {
+            Outcome::Failed(e) => assert_eq!(e.code, ErrorCode::Cancelled),
+            Outcome::Succeeded(v) => panic!("ran past the stop: {v}"),
+        }
     }
 }

@@ -17,6 +17,9 @@ use crate::storage::{
     self, Meta, S3Options, Secret, StorageConfig, StorageError, Store, StoreRegistry, WriteOptions,
 };
 
+/// The registry key of the function behind `ferry.store`.
+pub(crate) const OPEN_STORE: &str = "ferry.store.open";
+
 /// A store as a script sees it.
 struct LuaStore(Store);
 
@@ -120,7 +123,8 @@ fn store_options(opts: Option<Table>) -> mlua::Result<S3Options> {
     Ok(o)
 }
 
-fn store_of(ud: &AnyUserData, what: &str) -> mlua::Result<Store> {
+/// The store inside a Store userdata, or an error naming `what` expected one.
+pub(crate) fn store_of(ud: &AnyUserData, what: &str) -> mlua::Result<Store> {
     ud.borrow::<LuaStore>()
         .map(|s| s.0.clone())
         .map_err(|_| mlua::Error::runtime(format!("{what}: expected a store (from ferry.store)")))
@@ -230,19 +234,19 @@ pub(crate) fn install(
         StoreRegistry::new(config.clone())
             .with_interrupt(Arc::new(move || g.termination().is_some())),
     );
-    ferry.set(
-        "store",
-        lua.create_function(move |_, (name, opts): (String, Option<Table>)| {
-            let opts = store_options(opts)?;
-            if let Some(h) = &host {
-                for v in opts.secret_values() {
-                    h.hide(v);
-                }
+    let open = lua.create_function(move |_, (name, opts): (String, Option<Table>)| {
+        let opts = store_options(opts)?;
+        if let Some(h) = &host {
+            for v in opts.secret_values() {
+                h.hide(v);
             }
-            let store = registry.open(&name, opts).map_err(err)?;
-            Ok(LuaStore(store))
-        })?,
-    )?;
+        }
+        let store = registry.open(&name, opts).map_err(err)?;
+        Ok(LuaStore(store))
+    })?;
+    // Kept where scripts cannot replace it, for `ctx.temp()`.
+    lua.set_named_registry_value(OPEN_STORE, open.clone())?;
+    ferry.set("store", open)?;
     ferry.set(
         "copy",
         lua.create_function(

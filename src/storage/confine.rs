@@ -103,9 +103,15 @@ impl Confinement {
                 self.roots_text()
             )));
         }
+        // A root allowed explicitly *inside* a protected folder (a run's own temporary folder)
+        // opens that part of it, and only that part.
         let protected = self.protected.iter().any(|p| {
             let p = resolve(p).unwrap_or_else(|_| p.clone());
             real.starts_with(&p)
+                && !self.allowed.iter().any(|root| {
+                    let r = resolve(root).unwrap_or_else(|_| root.clone());
+                    r.starts_with(&p) && real.starts_with(&r)
+                })
         });
         if protected {
             return Err(ErrorKind::Denied(format!(

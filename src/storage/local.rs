@@ -154,6 +154,31 @@ impl LocalBackend {
         Ok(out)
     }
 
+    /// Removes the folder of `prefix` and the folders under it that are empty (deepest first);
+    /// folders that still hold something stay.
+    pub(crate) fn remove_empty_dirs(&self, prefix: &str) -> Result<(), ErrorKind> {
+        let top = self.file(prefix.trim_end_matches('/'))?;
+        let mut dirs = Vec::new();
+        let mut stack = vec![top];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(entry.path());
+                }
+            }
+            dirs.push(dir);
+        }
+        // Children were pushed after their parents: remove in reverse order.
+        for dir in dirs.iter().rev() {
+            // Fails (and is left) when not empty, or gone already.
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    }
+
     pub(crate) fn delete(&self, path: &str) -> Result<(), ErrorKind> {
         let file = self.file(path)?;
         match std::fs::remove_file(&file) {

@@ -269,6 +269,29 @@ impl Store {
         .map_err(|k| self.err(Op::Delete, Some(path), k))
     }
 
+    /// Deletes every object under `prefix` (a folder-like prefix, as for [`Store::list`]) and,
+    /// in a local store, the folders left empty; returns how many objects were deleted. An empty
+    /// prefix is refused: a whole store is never deleted by one call.
+    pub fn delete_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
+        if prefix.trim_matches('/').is_empty() {
+            return Err(self.err(
+                Op::Delete,
+                Some(prefix),
+                ErrorKind::InvalidPath("refusing to delete a whole store (empty prefix)".into()),
+            ));
+        }
+        let mut n = 0;
+        for obj in self.list(prefix)? {
+            self.delete(&obj.path)?;
+            n += 1;
+        }
+        if let Backend::Local(b) = &self.inner.backend {
+            b.remove_empty_dirs(prefix)
+                .map_err(|k| self.err(Op::Delete, Some(prefix), k))?;
+        }
+        Ok(n)
+    }
+
     /// Copies an object within the store (server-side where the store can), atomically at the
     /// destination.
     pub fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {

@@ -7,14 +7,14 @@
 //! `spawn_blocking` (whose threads may block on this runtime).
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
 
 /// Asks a blocking storage call to give up: returns `true` once the caller is being stopped
 /// (a run's timeout or cancel). Checked a few times per second while a call waits.
-pub type Interrupt = Arc<dyn Fn() -> bool + Send + Sync>;
+pub use crate::cancel::Interrupt;
 
 /// How often a waiting call checks its [`Interrupt`].
 const INTERRUPT_POLL: Duration = Duration::from_millis(50);

@@ -402,6 +402,7 @@ impl Drop for Daemon {
 
 // Helpers of the store and format tests.
 
+pub mod api;
 pub mod redis;
 pub mod s3;
 

@@ -72,7 +72,7 @@ impl KeyFilter {
 }
 
 /// Asked every [`CHECK_EVERY`] rows; `true` stops a transfer (the run is being stopped).
-pub type Interrupt = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+pub use crate::cancel::Interrupt;
 
 /// Told the number of keys handled so far, every [`CHECK_EVERY`] rows and at the end.
 pub type Progress = Box<dyn FnMut(u64)>;

@@ -1,0 +1,299 @@
+//! The trigger loop: script reloads, cron occurrences and watched-folder scans.
+//!
+//! The loop sleeps until the next thing it has to do (the next cron occurrence, the next scan of
+//! a folder with files settling, the safety-net rescan) or until a file event wakes it. File
+//! events pass a filter first ([`watch::effect`]): the daemon's own folder reads and moves
+//! produce events too (inotify reports opens), and a loop woken by them would wake itself for
+//! ever. The event queue is bounded; when it overflows, the events are dropped and every folder
+//! is rescanned once instead, which loses nothing (a scan sees every file).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use notify::Watcher;
+
+use super::{DaemonError, Handle, read, reload, retention};
+use crate::jobs::cron::CronTrigger;
+use crate::jobs::watch::{self, EventEffect, FileEvents, Settler, WatchDirs};
+
+/// A watched folder with files waiting to settle is scanned this often.
+const SCAN_PENDING: Duration = Duration::from_millis(200);
+/// Otherwise it is scanned at the job's `poll` interval, or this often (file events wake it too).
+const SCAN_IDLE: Duration = Duration::from_secs(2);
+/// Scripts are re-read this often even without file events (a safety net for lost events).
+const RESCAN_SCRIPTS: Duration = Duration::from_secs(2);
+/// Events on scripts are collected this long before reloading.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
+/// Retention runs at start and then this often.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// The loop wakes at least this often (owner lease, stale runs of dead processes).
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// File events waiting for the loop; beyond this they are dropped and a full rescan is due.
+const EVENT_QUEUE: usize = 1024;
+
+/// Counters of the trigger loop's work, for `/metrics` and the idle tests: a quiet daemon's
+/// counters grow only at the poll intervals.
+#[derive(Debug, Default)]
+pub struct LoopStats {
+    /// Scans of watched folders.
+    pub watch_scans: AtomicU64,
+    /// Re-reads of the scripts folder.
+    pub script_rescans: AtomicU64,
+    /// Passes of the loop.
+    pub wakeups: AtomicU64,
+    /// File events dropped because the queue was full (each causes a full rescan).
+    pub events_dropped: AtomicU64,
+}
+
+struct Loop {
+    h: Handle,
+    cron: CronTrigger,
+    scripts_dir: PathBuf,
+    watched: HashSet<PathBuf>,
+    settlers: HashMap<String, Settler>,
+    next_scan: HashMap<String, Instant>,
+    woken_dirs: HashSet<PathBuf>,
+    events: FileEvents,
+    reload_at: Option<Instant>,
+    next_rescan: Instant,
+    next_retention: Instant,
+    next_housekeeping: Instant,
+}
+
+/// Runs the trigger loop until `stop` turns true.
+pub(super) async fn trigger_loop(
+    h: Handle,
+    cron: CronTrigger,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<notify::Event>(EVENT_QUEUE);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let stats = h.stats.clone();
+    let full = overflow.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if watch::effect(&ev) == EventEffect::Ignore {
+            return;
+        }
+        if tx.try_send(ev).is_err() {
+            full.store(true, Ordering::SeqCst);
+            stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    })?;
+    let scripts_dir = h.config.scripts_dir.clone();
+    watcher.watch(&scripts_dir, notify::RecursiveMode::NonRecursive)?;
+    let now = Instant::now();
+    let mut lp = Loop {
+        h,
+        cron,
+        scripts_dir,
+        watched: HashSet::new(),
+        settlers: HashMap::new(),
+        next_scan: HashMap::new(),
+        woken_dirs: HashSet::new(),
+        events: FileEvents::default(),
+        reload_at: None,
+        next_rescan: now + RESCAN_SCRIPTS,
+        next_retention: now + RETENTION_EVERY,
+        next_housekeeping: now,
+    };
+    lp.update_watches(&mut watcher);
+    loop {
+        let wait = lp.pass(&mut watcher).await;
+        tokio::select! {
+            ev = rx.recv() => {
+                if let Some(ev) = ev {
+                    lp.on_event(ev);
+                    // Take whatever else is queued now, so a burst costs one pass.
+                    while let Ok(ev) = rx.try_recv() {
+                        lp.on_event(ev);
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+        if overflow.swap(false, Ordering::SeqCst) {
+            // Events were lost: scan every folder and re-read the scripts now.
+            lp.next_scan.clear();
+            lp.reload_at = Some(Instant::now());
+        }
+    }
+}
+
+impl Loop {
+    fn on_event(&mut self, ev: notify::Event) {
+        if ev
+            .paths
+            .iter()
+            .any(|p| p.parent() == Some(self.scripts_dir.as_path()))
+        {
+            self.reload_at
+                .get_or_insert(Instant::now() + RELOAD_DEBOUNCE);
+            return;
+        }
+        self.events.record(&ev);
+        if watch::effect(&ev) == EventEffect::Wake {
+            for p in &ev.paths {
+                if let Some(dir) = p.parent() {
+                    self.woken_dirs.insert(dir.to_path_buf());
+                }
+            }
+        }
+    }
+
+    /// Does what is due; returns how long the loop may sleep.
+    async fn pass(&mut self, watcher: &mut notify::RecommendedWatcher) -> Duration {
+        let h = self.h.clone();
+        h.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        if self.reload_at.is_some_and(|t| now >= t) || now >= self.next_rescan {
+            self.reload_at = None;
+            self.next_rescan = now + RESCAN_SCRIPTS;
+            h.stats.script_rescans.fetch_add(1, Ordering::Relaxed);
+            reload(&h.config, &h.registry).await;
+            self.update_watches(watcher);
+            h.dispatcher.wake();
+        }
+        let specs = read(&h.registry).specs();
+        self.cron.tick(&h.dispatcher, &specs);
+        {
+            let mut next = h.next_runs.lock().unwrap_or_else(|p| p.into_inner());
+            next.clear();
+            for s in &specs {
+                if let Some(t) = self.cron.next_of(&s.name) {
+                    next.insert(s.name.clone(), t);
+                }
+            }
+        }
+        for spec in &specs {
+            let Some(w) = &spec.watch else { continue };
+            let dirs = WatchDirs::new(&h.config, w);
+            let woken = self.woken_dirs.remove(&dirs.dir);
+            if !woken && self.next_scan.get(&spec.name).is_some_and(|t| now < *t) {
+                continue;
+            }
+            let settler = self.settlers.entry(spec.name.clone()).or_default();
+            h.stats.watch_scans.fetch_add(1, Ordering::Relaxed);
+            scan_folder(&h, spec, &dirs, settler, &mut self.events);
+            let every = if settler.pending() {
+                SCAN_PENDING
+            } else {
+                w.poll.unwrap_or(SCAN_IDLE)
+            };
+            self.next_scan.insert(spec.name.clone(), now + every);
+        }
+        self.woken_dirs.clear();
+        self.settlers
+            .retain(|name, _| specs.iter().any(|s| &s.name == name && s.watch.is_some()));
+        self.next_scan
+            .retain(|name, _| specs.iter().any(|s| &s.name == name && s.watch.is_some()));
+        if now >= self.next_retention {
+            self.next_retention = now + RETENTION_EVERY;
+            retention(&h.config, h.dispatcher.history());
+        }
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + HOUSEKEEPING;
+            h.dispatcher.housekeeping();
+        }
+        self.sleep_time()
+    }
+
+    /// Time until the earliest of: a cron occurrence, a folder scan, a reload, housekeeping.
+    fn sleep_time(&self) -> Duration {
+        let now = Instant::now();
+        let mut until = self.next_rescan.min(self.next_housekeeping);
+        if let Some(t) = self.reload_at {
+            until = until.min(t);
+        }
+        if let Some(t) = self.next_scan.values().min() {
+            until = until.min(*t);
+        }
+        let mut wait = until.saturating_duration_since(now);
+        if let Some(t) = self.cron.earliest() {
+            let to_cron = (t - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            wait = wait.min(to_cron);
+        }
+        // A floor keeps a clock that jumped or an occurrence in the past from spinning.
+        wait.max(Duration::from_millis(5))
+    }
+
+    /// Watches the folders of the jobs that have one (creating them), and stops watching others.
+    fn update_watches(&mut self, watcher: &mut notify::RecommendedWatcher) {
+        let mut wanted = HashSet::new();
+        for spec in read(&self.h.registry).specs() {
+            if let Some(w) = &spec.watch {
+                let dirs = WatchDirs::new(&self.h.config, w);
+                if let Err(e) = dirs.create() {
+                    tracing::error!(job = %spec.name, "cannot create the watch folder {}: {e}", dirs.dir.display());
+                    continue;
+                }
+                wanted.insert(dirs.dir);
+            }
+        }
+        for dir in wanted
+            .difference(&self.watched)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(dir);
+                }
+                Err(e) => tracing::warn!("cannot watch {} (polling only): {e}", dir.display()),
+            }
+        }
+        for dir in self
+            .watched
+            .difference(&wanted)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let _ = watcher.unwatch(&dir);
+            self.watched.remove(&dir);
+        }
+    }
+}
+
+/// Scans one watched folder and claims the files that settled.
+fn scan_folder(
+    h: &Handle,
+    spec: &crate::jobs::JobSpec,
+    dirs: &WatchDirs,
+    settler: &mut Settler,
+    events: &mut FileEvents,
+) {
+    let Some(w) = &spec.watch else { return };
+    let matcher = match watch::matcher(&w.pattern) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(job = %spec.name, "{e}");
+            return;
+        }
+    };
+    let ready = match settler.scan(&dirs.dir, &matcher, w, events) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(job = %spec.name, "cannot scan {}: {e}", dirs.dir.display());
+            return;
+        }
+    };
+    for file in ready {
+        match watch::move_into(&file.path, &dirs.processing) {
+            Ok(target) => {
+                if let Err(e) = h.dispatcher.claim_file(spec, &target) {
+                    tracing::error!(job = %spec.name, file = %target.display(), "cannot start a run for the file: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job = %spec.name, file = %file.path.display(), "cannot pick up: {e}")
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Who supervises a run: every open run records its owner, the process that started its worker
+//! and will close it (the daemon, or `ferry run` on the command line), as `host:pid:start`.
+//!
+//! Recovery and the daemon's housekeeping touch only runs whose owner is gone. On this host that
+//! is exact: the owner's process id is looked up in `/proc` and its start time compared, so a
+//! recycled pid does not keep a dead owner alive. An owner on another host (a history shared by
+//! several hosts) counts as gone once the lease it renews on its runs has expired.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How long a lease on a run lasts without renewal; owners renew it well before.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A process that owns runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// The host name.
+    pub host: String,
+    /// The process id.
+    pub pid: u32,
+    /// The process start time (clock ticks since boot, from `/proc/PID/stat`); 0 when unknown.
+    pub start: u64,
+}
+
+impl Owner {
+    /// This process.
+    pub fn current() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            host: hostname(),
+            pid,
+            start: process_start(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether the process is on this host.
+    pub fn is_local(&self) -> bool {
+        self.host == hostname()
+    }
+
+    /// Whether the owner still runs, for an owner on this host (`None` for another host: only
+    /// its lease can tell).
+    pub fn alive_here(&self) -> Option<bool> {
+        if !self.is_local() {
+            return None;
+        }
+        Some(match process_start(self.pid) {
+            Some(start) => self.start == 0 || start == self.start,
+            None => false,
+        })
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.host, self.pid, self.start)
+    }
+}
+
+impl FromStr for Owner {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // The host name may itself hold ':' (never in practice, but rsplit keeps it whole).
+        let mut parts = s.rsplitn(3, ':');
+        let start = parts.next().and_then(|p| p.parse().ok());
+        let pid = parts.next().and_then(|p| p.parse().ok());
+        let host = parts.next();
+        match (host, pid, start) {
+            (Some(host), Some(pid), Some(start)) => Ok(Owner {
+                host: host.to_string(),
+                pid,
+                start,
+            }),
+            _ => Err(format!("not an owner (host:pid:start): {s:?}")),
+        }
+    }
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`), or
+/// `None` when no such process exists.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a process is a ferry worker (so a recycled pid is never killed by mistake).
+pub fn is_ferry_worker(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"ferry"))
+                && args.iter().any(|a| *a == b"worker")
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_round_trips() {
+        let me = Owner::current();
+        assert!(me.start > 0, "start time read from /proc");
+        assert_eq!(me.alive_here(), Some(true));
+        let back: Owner = me.to_string().parse().unwrap();
+        assert_eq!(back, me);
+    }
+
+    #[test]
+    fn a_recycled_pid_or_a_dead_process_is_not_the_owner() {
+        let mut me = Owner::current();
+        me.start += 1;
+        assert_eq!(me.alive_here(), Some(false), "same pid, other start time");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = Owner {
+            host: hostname(),
+            pid,
+            start: 1,
+        };
+        assert_eq!(dead.alive_here(), Some(false));
+        let remote = Owner {
+            host: "elsewhere.invalid".into(),
+            pid: 1,
+            start: 1,
+        };
+        assert_eq!(remote.alive_here(), None, "only a lease tells");
+    }
+
+    #[test]
+    fn malformed_owners_are_refused() {
+        for bad in ["", "host", "host:1", "host:x:1", "host:1:y"] {
+            assert!(bad.parse::<Owner>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! A client of a test daemon's HTTP API (bearer token [`TOKEN`], which the tests' configs set).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::Value;
+
+use super::{Daemon, wait_for};
+
+/// The API token of the test configs.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A client of one daemon.
+pub struct Api {
+    /// The HTTP client.
+    pub http: Client,
+    /// The daemon's base URL.
+    pub base: String,
+}
+
+impl Api {
+    /// A client of `d`.
+    pub fn new(d: &Daemon) -> Api {
+        Api {
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            base: d.url.clone(),
+        }
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+    pub fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        let s = r.status();
+        (s, r.json().unwrap_or(Value::Null))
+    }
+    pub fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .unwrap();
+        let s = r.status();
+        (s, r.json().unwrap_or(Value::Null))
+    }
+    /// GET a text resource (`/metrics`).
+    pub fn text(&self, path: &str) -> String {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+    /// One sample of a Prometheus metric without labels from `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.text("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+    pub fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        let s = r.status();
+        (s, r.json().unwrap_or(Value::Null))
+    }
+    pub fn wait_state(&self, id: i64, states: &[&str]) -> Value {
+        wait_for(
+            &format!("run {id} in {states:?}"),
+            Duration::from_secs(30),
+            || {
+                let (_, v) = self.get(&format!("/api/v1/runs/{id}"));
+                states
+                    .contains(&v["state"].as_str().unwrap_or(""))
+                    .then_some(v)
+            },
+        )
+    }
+}
