@@ -551,7 +551,7 @@ fn artifacts_are_recorded() {
     let p = Project::new();
     p.script(
         "art",
-        "return { run = function(ctx) ctx.artifact('local', 'exports/a.csv'); ctx.artifact('s3://b/p', 'x/y.zip', 'backup') end }",
+        "return { run = function(ctx) ctx.artifact('data', 'exports/a.csv'); ctx.artifact('s3://b/p', 'x/y.zip', 'backup') end }",
     );
     assert_eq!(p.ferry(&["run", "art"]).code, 0);
     let run = p.show(1);

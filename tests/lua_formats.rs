@@ -441,16 +441,26 @@ fn zip_slip_and_bombs_are_refused_from_scripts() {
         r#"ferry.zip.writer(ferry.store("data"):create("z.zip")):add("/etc/x", "y")"#,
     );
     assert!(err.contains("absolute path"), "{err}");
+    // 8 MiB of zeros deflate about 1000:1: refused by the ratio limit by default.
+    let err = run_err(
+        &p,
+        "bomb_ratio",
+        r#"ferry.zip.reader(ferry.store("inbox"):open("bomb.zip"))"#,
+    );
+    assert!(
+        err.contains("entry \"zeros\" inflates") && err.contains("max_ratio"),
+        "{err}"
+    );
     let err = run_err(
         &p,
         "bomb",
-        r#"ferry.zip.reader(ferry.store("inbox"):open("bomb.zip"), { max_size = "4MiB" })"#,
+        r#"ferry.zip.reader(ferry.store("inbox"):open("bomb.zip"), { max_size = "4MiB", max_ratio = 2000 })"#,
     );
     assert!(err.contains("max_size"), "{err}");
     let s = run_ok(
         &p,
         "bomb_ok",
-        r#"local z = ferry.zip.reader(ferry.store("inbox"):open("bomb.zip")); return { n = z:extract("zeros", ferry.store("data"):create("zeros")) }"#,
+        r#"local z = ferry.zip.reader(ferry.store("inbox"):open("bomb.zip"), { max_ratio = 2000 }); return { n = z:extract("zeros", ferry.store("data"):create("zeros")) }"#,
     );
     assert_eq!(s["n"], 8 << 20);
     assert!(!p.at("escape.sh").exists());

@@ -33,7 +33,8 @@ pub(crate) fn register(lua: &Lua, ferry: &Table, storage: &StorageConfig) -> mlu
     sqlite.set(
         "open",
         lua.create_function(move |lua, path: String| {
-            let real = confine_path(&storage, Path::new(&path)).map_err(|m| denied(&path, m))?;
+            let real = confine_path(&storage, Path::new(&path))
+                .map_err(|m| denied("ferry.sqlite.open", &path, m))?;
             if let Some(dir) = real.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     lua_err(format!(
@@ -50,12 +51,13 @@ pub(crate) fn register(lua: &Lua, ferry: &Table, storage: &StorageConfig) -> mlu
         "snapshot",
         lua.create_function(move |_, (src, dest): (String, String)| {
             let what = format!("ferry.sqlite.snapshot({src:?}, {dest:?})");
-            let real_src = confine_path(&confine, Path::new(&src)).map_err(|m| denied(&src, m))?;
+            let real_src = confine_path(&confine, Path::new(&src))
+                .map_err(|m| denied("ferry.sqlite.snapshot", &src, m))?;
             if !real_src.is_file() {
                 return Err(lua_err(format!("{what}: {src} does not exist")));
             }
-            let real_dest =
-                confine_path(&confine, Path::new(&dest)).map_err(|m| denied(&dest, m))?;
+            let real_dest = confine_path(&confine, Path::new(&dest))
+                .map_err(|m| denied("ferry.sqlite.snapshot", &dest, m))?;
             if let Some(dir) = real_dest.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| lua_err(format!("{what}: {e}")))?;
             }
@@ -67,11 +69,11 @@ pub(crate) fn register(lua: &Lua, ferry: &Table, storage: &StorageConfig) -> mlu
     ferry.set("sqlite", sqlite)
 }
 
-/// The error of a database path refused by the confinement.
-fn denied(path: &str, e: crate::storage::ErrorKind) -> mlua::Error {
+/// The error of a database path that `func` was given and the confinement refused.
+fn denied(func: &str, path: &str, e: crate::storage::ErrorKind) -> mlua::Error {
     lua_err(DbError::Denied {
         db: path.to_owned(),
-        context: "open".into(),
+        context: func.to_owned(),
         reason: e.to_string(),
     })
 }
