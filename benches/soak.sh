@@ -28,13 +28,13 @@ TICK=$(getconf CLK_TCK)
 cpu_ticks() {
   local sum=0 p
   for p in "$@"; do
-    if [ -r "/proc/$p/stat" ]; then
-      # Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-      local rest
-      rest=$(sed 's/^.*) //' "/proc/$p/stat")
-      set -- $rest
-      sum=$((sum + ${12} + ${13}))
-    fi
+    # Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    # A worker may exit between listing and reading: skip it.
+    local rest
+    rest=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    set -- $rest
+    [ $# -ge 13 ] || continue
+    sum=$((sum + ${12} + ${13}))
   done
   echo "$sum"
 }

@@ -8,11 +8,11 @@
 --   local backup = require "backup"
 --   backup.run(ctx, { source = "data/docs", point = "data/backups", set = "docs",   -- or source_db = "data/shop.db"
 --     kind = "incremental", include = { "*.txt", "re:^reports/" }, exclude = { "*.tmp" },
---     name = "nightly", description = "..." })
+--     since = nil, on_error = "fail_fast", name = "nightly", description = "..." })
 --   backup.restore(ctx, { point = "data/backups", set = "docs", id = "...", target = "data/restore",
---     conflict = "SKIP", on_error = "FAST_FAIL" })
+--     on_conflict = "skip", on_error = "fail_fast" })   -- (SKIP, OVERWRITE, CONTINUE, FAST_FAIL too)
 --   backup.list({ point = "data/backups", set = "docs", name = nil, description = nil,
---                 of_source = nil, since = nil, until_ = nil })
+--                 of_source = nil, since = nil, ["until"] = nil })
 --   backup.delete(ctx, { point = ..., set = ..., id = ..., cascade = false })
 --   backup.delete_many(ctx, { point = ..., set = ..., ids = { ... } })   -- per-item results
 --   backup.retention(ctx, { point = ..., set = ..., keep_last = 7, keep_daily = 7, keep_weekly = 4 })
@@ -21,8 +21,70 @@
 -- This host's catalog of known backups is a SQLite table in `catalog` (default
 -- data/catalog.db): every backup taken here is registered; `discover` finds the backups at a
 -- point that the catalog does not know yet (taken by another ferry) and registers them.
+--
+-- Every function checks its options with a schema (unknown options and values outside their
+-- choices are errors naming the calling script's line). Times (`since`, `until`) are RFC 3339
+-- with any offset, dates or epoch seconds, compared as instants. Summaries carry `errors`, always
+-- an array of { path, error }.
 
 local M = {}
+
+local strings = { type = "list", items = "string" }
+
+-- Options every function shares: where the backups are.
+local function at_point(extra)
+  local fields = {
+    point = { type = "string", required = true },
+    point_opts = "table",
+    set = { type = "string", default = "default" },
+    catalog = "string",
+  }
+  for k, v in pairs(extra) do fields[k] = v end
+  return fields
+end
+
+local RUN = ferry.schema("backup.run", at_point({
+  source = "string", source_opts = "table", source_db = "string", prefix = "string",
+  kind = { enum = { "full", "incremental" }, default = "full" },
+  include = strings, exclude = strings,
+  since = "time",
+  compression = { enum = { "none", "zip" }, default = "none" },
+  on_error = { enum = "on_error", default = "fail_fast" },
+  name = "string", description = "string",
+}))
+local RESTORE = ferry.schema("backup.restore", at_point({
+  id = "string",
+  target = { type = "string", required = true }, target_opts = "table",
+  on_conflict = { enum = "on_conflict", default = "skip" },
+  conflict = { enum = "on_conflict", alias_of = "on_conflict" },
+  on_error = { enum = "on_error", default = "fail_fast" },
+}))
+local LIST = ferry.schema("backup.list", at_point({
+  name = "string", description = "string", of_source = "string", source_opts = "table", prefix = "string",
+  since = "time", ["until"] = "time", until_ = { type = "time", alias_of = "until" },
+}))
+local KNOWN = ferry.schema("backup.known", at_point({}))
+local DELETE = ferry.schema("backup.delete", at_point({
+  id = { type = "string", required = true }, cascade = { type = "boolean", default = false },
+}))
+local DELETE_MANY = ferry.schema("backup.delete_many", at_point({
+  ids = { type = "list", items = "string", required = true }, cascade = { type = "boolean", default = false },
+}))
+local RETENTION = ferry.schema("backup.retention", at_point({
+  keep_last = "integer", keep_daily = "integer", keep_weekly = "integer",
+}))
+local DISCOVER = ferry.schema("backup.discover", at_point({ register = "any" }))
+
+-- The kind of a caught error (`err.kind` of host errors; Lua's own errors have none).
+local function kind_of(err)
+  local t = type(err)
+  return (t == "userdata" or t == "table") and err.kind or "error"
+end
+
+-- The message of a caught error, without a traceback.
+local function message_of(err)
+  return tostring(err)
+end
 
 local function matches(patterns, path)
   for _, p in ipairs(patterns or {}) do
@@ -41,25 +103,26 @@ local function selected(o, path)
 end
 
 --- Every complete backup of a set at a point, oldest first (only those with a manifest).
-function M.list(o)
+M.list = LIST:wrap(function(o)
   local point = ferry.store(o.point, o.point_opts)
   -- `of_source` filters by the backed-up store (a name or URL, like backup.run's `source`).
   local want_source = o.of_source and ferry.store(o.of_source, o.source_opts):url(o.prefix)
   local out = {}
-  for _, obj in ipairs(point:list(o.set or "default")) do
+  for _, obj in ipairs(point:list(o.set)) do
     if obj.path:match("/manifest%.json$") then
       local m = ferry.json.decode(point:read(obj.path))
+      local created = ferry.time.parse(m.created)
       local ok = (not o.name or m.name == o.name)
         and (not o.description or (m.description or ""):find(o.description, 1, true))
         and (not want_source or m.source == want_source)
-        and (not o.since or m.created >= o.since)
-        and (not o.until_ or m.created < o.until_)
+        and (not o.since or created >= o.since)
+        and (not o["until"] or created < o["until"])
       if ok then out[#out + 1] = m end
     end
   end
-  table.sort(out, function(a, b) return a.created < b.created end)
+  table.sort(out, function(a, b) return ferry.time.parse(a.created) < ferry.time.parse(b.created) end)
   return out
-end
+end)
 
 local function catalog(o)
   local db = ferry.sqlite.open(o.catalog or "data/catalog.db")
@@ -80,29 +143,33 @@ end
 M.register = register
 
 --- The backups this host's catalog knows at a point, oldest first.
-function M.known(o)
+M.known = KNOWN:wrap(function(o)
   local point = ferry.store(o.point, o.point_opts)
-  local out = {}
+  local out = ferry.array()
   for r in catalog(o):query([[SELECT id, name, kind, parent, created, files FROM backups
-      WHERE point = ? AND "set" = ? ORDER BY created]], { point:url(), o.set or "default" }):rows() do
+      WHERE point = ? AND "set" = ? ORDER BY created]], { point:url(), o.set }):rows() do
     out[#out + 1] = r
   end
   return out
-end
+end)
 
 --- Remote catalog: the complete backups at a point that this host does not know yet; with
 --- `register = true` (or a list of ids) they are added to the catalog, so they can be restored here.
-function M.discover(ctx, o)
+M.discover = DISCOVER:wrap(function(ctx, o)
+  if o.register ~= nil and type(o.register) ~= "boolean" and type(o.register) ~= "table" then
+    ferry.error("invalid", "backup.discover: option `register`: expected true, false or a list of ids, got " .. type(o.register), 2)
+  end
   local point = ferry.store(o.point, o.point_opts)
+  local where = { point = o.point, point_opts = o.point_opts, set = o.set, catalog = o.catalog }
   local known = {}
-  for _, k in ipairs(M.known(o)) do known[k.id] = true end
+  for _, k in ipairs(M.known(where)) do known[k.id] = true end
   local wanted
   if type(o.register) == "table" then
     wanted = {}
     for _, id in ipairs(o.register) do wanted[id] = true end
   end
-  local found, registered = {}, {}
-  for _, m in ipairs(M.list(o)) do
+  local found, registered = ferry.array(), ferry.array()
+  for _, m in ipairs(M.list(where)) do
     if not known[m.id] then
       found[#found + 1] = { id = m.id, name = m.name, kind = m.kind, created = m.created, files = #m.files }
       if o.register == true or (wanted and wanted[m.id]) then
@@ -113,7 +180,7 @@ function M.discover(ctx, o)
   end
   ctx.log.info("%d backups at %s unknown here, %d registered", #found, point:url(o.set), #registered)
   return { found = found, registered = registered }
-end
+end)
 
 local function manifest_of(point, set, id)
   local path = set .. "/" .. id .. "/manifest.json"
@@ -134,16 +201,19 @@ local function dependents(all, id)
 end
 
 --- Deletes one backup; refused while a later backup still needs its files, unless `cascade`.
-function M.delete(ctx, o)
+M.delete = DELETE:wrap(function(ctx, o)
   local point = ferry.store(o.point, o.point_opts)
-  local set = o.set or "default"
-  if not manifest_of(point, set, o.id) then error("backup " .. tostring(o.id) .. " does not exist at " .. point:url(set), 2) end
-  local all = M.list(o)
+  local set = o.set
+  if not manifest_of(point, set, o.id) then
+    ferry.error("not_found", "backup " .. o.id .. " does not exist at " .. point:url(set), 2)
+  end
+  local where = { point = o.point, point_opts = o.point_opts, set = set, catalog = o.catalog }
+  local all = M.list(where)
   local deps = dependents(all, o.id)
   if #deps > 0 and not o.cascade then
-    error("backup " .. o.id .. " is needed by " .. table.concat(deps, ", ") .. "; delete those first or pass cascade = true", 2)
+    ferry.error("denied", "backup " .. o.id .. " is needed by " .. table.concat(deps, ", ") .. "; delete those first or pass cascade = true", 2)
   end
-  local deleted = {}
+  local deleted = ferry.array()
   for _, d in ipairs(deps) do
     for _, id in ipairs(M.delete(ctx, { point = o.point, point_opts = o.point_opts, set = set, id = d, cascade = true,
                                         catalog = o.catalog }).deleted) do
@@ -157,24 +227,25 @@ function M.delete(ctx, o)
   ctx.log.info("deleted backup %s", o.id)
   deleted[#deleted + 1] = o.id
   return { deleted = deleted }
-end
+end)
 
 --- Deletes several backups; never stops at the first failure. Seed 003's batch delete.
-function M.delete_many(ctx, o)
-  local results, ok_count = {}, 0
-  for _, id in ipairs(o.ids or {}) do
+M.delete_many = DELETE_MANY:wrap(function(ctx, o)
+  local results, ok_count = ferry.array(), 0
+  for _, id in ipairs(o.ids) do
     local ok, err = pcall(M.delete, ctx, { point = o.point, point_opts = o.point_opts, set = o.set, id = id,
                                            cascade = o.cascade, catalog = o.catalog })
     if ok then ok_count = ok_count + 1 end
-    results[#results + 1] = { id = id, ok = ok, error = (not ok) and tostring(err) or nil }
+    results[#results + 1] = { id = id, ok = ok, error = (not ok) and message_of(err) or nil,
+                              kind = (not ok) and kind_of(err) or nil }
   end
   return { deleted = ok_count, failed = #results - ok_count, results = results }
-end
+end)
 
 --- Keeps the newest `keep_last`, the newest of each of the last `keep_daily` days and
 --- `keep_weekly` weeks (and every backup those still need); deletes the rest.
-function M.retention(ctx, o)
-  local all = M.list(o)
+M.retention = RETENTION:wrap(function(ctx, o)
+  local all = M.list({ point = o.point, point_opts = o.point_opts, set = o.set, catalog = o.catalog })
   local keep = {}
   local function newest_per(n, key)
     if not n or n <= 0 then return end
@@ -210,20 +281,22 @@ function M.retention(ctx, o)
   end
   local result = M.delete_many(ctx, { point = o.point, point_opts = o.point_opts, set = o.set, ids = doomed,
                                       cascade = true, catalog = o.catalog })
-  local kept = {}
+  local kept = ferry.array()
   for id in pairs(keep) do kept[#kept + 1] = id end
   table.sort(kept)
   result.kept = kept
   return result
-end
+end)
 
-function M.run(ctx, o)
-  local kind = o.kind or "full"
-  if kind ~= "full" and kind ~= "incremental" then
-    error("backup: `kind` must be \"full\" or \"incremental\", got " .. tostring(kind), 2)
-  end
-  local set = o.set or "default"
+--- Takes a backup. Every source entry that cannot be read (a dangling symlink, a fifo, a
+--- device, a file without read permission) is reported with the reason, in the log and in the
+--- summary's `errors`; with on_error = "fail_fast" (the default) the backup stops before it
+--- copies anything, with "continue" it backs up the rest and the run's summary says what was
+--- left out. A source folder that does not exist is an error.
+M.run = RUN:wrap(function(ctx, o)
+  local set = o.set
   if o.source_db then
+    if o.source then ferry.error("invalid", "backup.run: give `source` or `source_db`, not both", 2) end
     -- A live SQLite database is copied consistently (online backup API) into a snapshot folder,
     -- which is then backed up like any folder.
     local name = o.source_db:match("([^/]+)$")
@@ -231,10 +304,32 @@ function M.run(ctx, o)
     ferry.sqlite.snapshot(o.source_db, dir .. "/" .. name)
     o.source, o.source_opts = dir, nil
   end
+  if not o.source then ferry.error("invalid", "backup.run: give `source` (a store) or `source_db`", 2) end
   local src = ferry.store(o.source, o.source_opts)
   local point = ferry.store(o.point, o.point_opts)
+  local ok, objects, unreadable = pcall(src.walk, src, o.prefix or "")
+  if not ok then
+    local err = objects
+    if kind_of(err) == "not_found" then
+      ferry.error("not_found", "backup.run: the source " .. src:url(o.prefix) .. " does not exist", 2)
+    end
+    error(err, 0)
+  end
+  local errors = ferry.array()
+  for _, u in ipairs(unreadable) do
+    if selected(o, u.path) then
+      ctx.log.error("cannot back up %s: %s", u.path, u.error)
+      errors[#errors + 1] = { path = u.path, error = u.error }
+    end
+  end
+  if #errors > 0 and o.on_error == "fail_fast" then
+    local first = {}
+    for i = 1, math.min(#errors, 5) do first[i] = errors[i].path .. " (" .. errors[i].error .. ")" end
+    ferry.error("io", ("backup.run: %d entr%s of %s cannot be read, nothing was backed up (on_error = \"fail_fast\"; \"continue\" backs up the rest): %s%s")
+      :format(#errors, #errors == 1 and "y" or "ies", src:url(o.prefix), table.concat(first, ", "), #errors > 5 and ", ..." or ""), 2)
+  end
   local parent
-  if kind == "incremental" then
+  if o.kind == "incremental" then
     local all = M.list({ point = o.point, point_opts = o.point_opts, set = set })
     parent = all[#all]
     if not parent then ctx.log.warn("no earlier backup of set %s: taking a full backup", set) end
@@ -248,71 +343,93 @@ function M.run(ctx, o)
   -- Whatever this backup writes goes again if the run does not succeed (an error, a timeout, a
   -- cancel, a killed worker): no manifest-less data piles up at the point.
   ctx.discard_on_failure(point, set .. "/" .. id)
-  local files, copied, bytes, reused = {}, 0, 0, 0
-  local compression = o.compression or "none"
-  if compression ~= "none" and compression ~= "zip" then
-    error("backup: `compression` must be \"none\" or \"zip\", got " .. tostring(compression), 2)
-  end
+  local files, copied, bytes, reused = ferry.array(), 0, 0, 0
   local archive
-  local objects = src:list(o.prefix or "")
+  local function copy_one(obj)
+    local prev = known[obj.path]
+    if prev and prev.size == obj.size and prev.mtime == obj.modified then
+      files[#files + 1] = prev
+      reused = reused + 1
+      return
+    end
+    local entry = { path = obj.path, size = obj.size, mtime = obj.modified, ["in"] = id }
+    if o.compression == "zip" then
+      entry.sha256 = ferry.hash.sha256(src:open(obj.path))
+      archive = archive or ferry.zip.writer(point:create(set .. "/" .. id .. "/data.zip"))
+      archive:add(obj.path, src:open(obj.path))
+      entry.zip = true
+    else
+      -- One read: the copy hashes what it moves.
+      local _, sha = ferry.copy(src, obj.path, point, set .. "/" .. id .. "/data/" .. obj.path, { sha256 = true })
+      entry.sha256 = sha
+    end
+    files[#files + 1] = entry
+    copied = copied + 1
+    bytes = bytes + obj.size
+  end
   for i, obj in ipairs(objects) do
-    if ctx.cancelled() then error("backup cancelled") end
-    -- `since` (RFC 3339) keeps only files changed at or after it (seed 002's incremental-since).
-    if selected(o, obj.path) and (not o.since or obj.modified >= o.since) then
-      local prev = known[obj.path]
-      if prev and prev.size == obj.size and prev.mtime == obj.modified then
-        files[#files + 1] = prev
-        reused = reused + 1
-      else
-        local entry = { path = obj.path, size = obj.size, mtime = obj.modified, ["in"] = id }
-        if compression == "zip" then
-          entry.sha256 = ferry.hash.sha256(src:open(obj.path))
-          archive = archive or ferry.zip.writer(point:create(set .. "/" .. id .. "/data.zip"))
-          archive:add(obj.path, src:open(obj.path))
-          entry.zip = true
-        else
-          -- One read: the copy hashes what it moves.
-          local _, sha = ferry.copy(src, obj.path, point, set .. "/" .. id .. "/data/" .. obj.path, { sha256 = true })
-          entry.sha256 = sha
+    if ctx.cancelled() then ferry.error("cancelled", "backup cancelled", 2) end
+    -- `since` keeps only files changed at or after it (seed 002's incremental-since); times
+    -- compare as instants, whatever offset `since` was written with.
+    local changed = not o.since or not obj.modified or ferry.time.parse(obj.modified) >= o.since
+    if selected(o, obj.path) and changed then
+      local copied_ok, err = pcall(copy_one, obj)
+      if not copied_ok then
+        -- A zip archive cannot go on after a failed entry; a plain copy can.
+        if o.on_error == "fail_fast" or o.compression == "zip" then
+          ferry.error(kind_of(err), "backup.run: " .. obj.path .. ": " .. message_of(err) .. "; nothing was backed up", 2)
         end
-        files[#files + 1] = entry
-        copied = copied + 1
-        bytes = bytes + obj.size
+        ctx.log.error("cannot back up %s: %s", obj.path, message_of(err))
+        errors[#errors + 1] = { path = obj.path, error = message_of(err) }
       end
     end
     ctx.progress(i, #objects)
   end
   if archive then archive:close() end
   local manifest = {
-    compression = compression,
+    compression = o.compression,
     id = id, name = o.name or set, description = o.description, set = set, kind = parent and "incremental" or "full",
     parent = parent and parent.id or nil, source = src:url(o.prefix), created = ferry.time.format(now, "%Y-%m-%dT%H:%M:%S%.3fZ"),
-    files = files, totals = { files = #files, copied = copied, reused = reused, bytes_copied = bytes },
+    files = files, errors = errors,
+    totals = { files = #files, copied = copied, reused = reused, bytes_copied = bytes, failed = #errors },
   }
   point:write(set .. "/" .. id .. "/manifest.json", ferry.json.encode(manifest, { pretty = true }), { if_absent = true })
   register(o, point, manifest)
-  ctx.log.info("backup %s of %s: %d files (%d copied, %d unchanged)", id, manifest.source, #files, copied, reused)
+  if #errors > 0 then
+    ctx.log.warn("backup %s of %s: %d files (%d copied, %d unchanged), %d left out (see errors)", id, manifest.source,
+      #files, copied, reused, #errors)
+  else
+    ctx.log.info("backup %s of %s: %d files (%d copied, %d unchanged)", id, manifest.source, #files, copied, reused)
+  end
   ctx.artifact(point, set .. "/" .. id .. "/manifest.json")
-  return { id = id, kind = manifest.kind, parent = manifest.parent, files = #files, copied = copied, reused = reused, bytes = bytes }
-end
+  return { id = id, kind = manifest.kind, parent = manifest.parent, files = #files, copied = copied, reused = reused,
+           bytes = bytes, failed = #errors, errors = errors }
+end)
 
-function M.restore(ctx, o)
+--- Restores a backup into `target`. Every file is checked against its SHA-256 first and written
+--- atomically. `on_conflict`: "skip" (default) keeps files that exist at the target,
+--- "overwrite" replaces them, "fail" fails those files. `on_error`: "fail_fast" (default) stops
+--- at the first failed file, "continue" restores the rest and reports each failure in `errors`.
+M.restore = RESTORE:wrap(function(ctx, o)
   local point = ferry.store(o.point, o.point_opts)
-  local set = o.set or "default"
+  local set = o.set
   local id = o.id
   if not id then
     local all = M.list({ point = o.point, point_opts = o.point_opts, set = set })
-    if #all == 0 then error("restore: no backup of set " .. set .. " at " .. point:url(), 2) end
+    if #all == 0 then ferry.error("not_found", "backup.restore: no backup of set " .. set .. " at " .. point:url(), 2) end
     id = all[#all].id
   end
   local mpath = set .. "/" .. id .. "/manifest.json"
-  if not point:exists(mpath) then error("restore: backup " .. id .. " not found at " .. point:url(mpath), 2) end
+  if not point:exists(mpath) then
+    ferry.error("not_found", "backup.restore: backup " .. id .. " not found at " .. point:url(mpath), 2)
+  end
   local m = ferry.json.decode(point:read(mpath))
   local target = ferry.store(o.target, o.target_opts)
-  local conflict = (o.conflict or "SKIP"):upper()
-  local on_error = (o.on_error or "FAST_FAIL"):upper()
-  local restored, skipped, failed, errors = 0, 0, 0, {}
+  local restored, skipped, failed, errors = 0, 0, 0, ferry.array()
   local zips = {}
+  local function mismatch(f, sha)
+    ferry.error("data", string.format("checksum mismatch in backup %s (expected %s, got %s)", f["in"], f.sha256, sha), 0)
+  end
   local function from_zip(f)
     -- Extract to a temp name in the target, verify, then move into place: nothing unverified
     -- becomes visible under the file's name.
@@ -326,33 +443,36 @@ function M.restore(ctx, o)
     local sha = ferry.hash.sha256(target:open(tmp))
     if sha ~= f.sha256 then
       target:delete(tmp)
-      error(string.format("%s: checksum mismatch in backup %s (expected %s, got %s)", f.path, f["in"], f.sha256, sha))
+      mismatch(f, sha)
     end
     target:copy(tmp, f.path)
     target:delete(tmp)
   end
   for i, f in ipairs(m.files) do
     local ok, err = pcall(function()
-      if conflict == "SKIP" and target:exists(f.path) then skipped = skipped + 1; return end
+      if o.on_conflict ~= "overwrite" and target:exists(f.path) then
+        if o.on_conflict == "skip" then skipped = skipped + 1; return end
+        ferry.error("already_exists", "exists at the target (on_conflict = \"fail\")", 0)
+      end
       if f.zip then from_zip(f); restored = restored + 1; return end
       local from = set .. "/" .. f["in"] .. "/data/" .. f.path
       local sha = ferry.hash.sha256(point:open(from))
-      if sha ~= f.sha256 then
-        error(string.format("%s: checksum mismatch in backup %s (expected %s, got %s)", f.path, f["in"], f.sha256, sha))
-      end
+      if sha ~= f.sha256 then mismatch(f, sha) end
       ferry.copy(point, from, target, f.path)
       restored = restored + 1
     end)
     if not ok then
       failed = failed + 1
-      errors[#errors + 1] = tostring(err)
-      if on_error == "FAST_FAIL" then error("restore of " .. id .. " failed: " .. tostring(err), 0) end
-      ctx.log.error("%s", tostring(err))
+      errors[#errors + 1] = { path = f.path, error = message_of(err) }
+      if o.on_error == "fail_fast" then
+        ferry.error(kind_of(err), "backup.restore: restore of " .. id .. " failed: " .. f.path .. ": " .. message_of(err), 2)
+      end
+      ctx.log.error("%s: %s", f.path, message_of(err))
     end
     ctx.progress(i, #m.files)
   end
   ctx.log.info("restored backup %s: %d files, %d skipped, %d failed", id, restored, skipped, failed)
   return { id = id, restored = restored, skipped = skipped, failed = failed, errors = errors }
-end
+end)
 
 return M

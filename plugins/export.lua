@@ -5,7 +5,9 @@
 --   export.run(ctx, {
 --     db = "data/shop.db",                 -- SQLite file (confined like local stores)
 --     table = "orders",                    -- or query = "SELECT ...", args = {...}
---     mode = "part", where = "paid = ? AND created_at >= ?", args = { 1, since },
+--     mode = "part", where = "paid = ?", args = { 1 },
+--     since = "2026-11-20T10:00:00+05:00", -- and/or until: rows of time_column in [since, until)
+--     time_column = "created_at",          -- (epoch seconds); any time form, compared as instants
 --     columns = { "id", "customer", "amount", "created_at" },  -- include (or exclude = {...})
 --     order_by = { "-created_at", "id" },  -- "-" for descending
 --     format = "csv",                      -- csv | json | ndjson | xlsx | sql
@@ -16,60 +18,98 @@
 --     path = "orders.csv",                 -- file name in the store (default TABLE.FORMAT)
 --   })
 --   --> { rows = n, format = "csv", store = url, path = "orders.zip", file = "orders.csv" }
+--
+-- Options are checked by a schema: an unknown option or a value outside its choices is an
+-- error naming the option, the allowed values and the calling script's line.
 
 local M = {}
 
-local FORMATS = { csv = true, json = true, ndjson = true, xlsx = true, sql = true }
+local strings = { type = "list", items = "string" }
+
+local OPTIONS = ferry.schema("export.run", {
+  db = { type = "string", required = true, description = "the SQLite file to export from" },
+  table = "string",
+  query = "string",
+  args = "table",
+  mode = { enum = { "all", "part" } },
+  where = "string",
+  since = "time",
+  ["until"] = "time",
+  until_ = { type = "time", alias_of = "until" },
+  time_column = "string",
+  columns = strings,
+  exclude = strings,
+  order_by = strings,
+  format = { enum = { "csv", "json", "ndjson", "xlsx", "sql" }, default = "csv" },
+  headers = strings,
+  timestamp_columns = strings,
+  zip = "string",
+  store = { type = "string", default = "data/exports" },
+  store_opts = "table",
+  path = "string",
+  sql_table = "string",
+  create_table = "boolean",
+})
 
 local function quote_ident(name)
-  if type(name) ~= "string" or name == "" then
-    error("export: expected a column or table name, got " .. tostring(name), 3)
-  end
   return '"' .. name:gsub('"', '""') .. '"'
 end
 
+-- The SELECT and its arguments. Raises errors of kind "invalid" located at the script line that
+-- called export.run (level 3: build_query <- M.run <- the script).
 local function build_query(o)
+  local filtered = o.where ~= nil or o.since ~= nil or o["until"] ~= nil
   if o.query then
-    if o.where or o.order_by then
-      error("export: `query` cannot be combined with `where` or `order_by`; put them into the query", 3)
+    if filtered or o.order_by then
+      ferry.error("invalid", "export.run: `query` cannot be combined with `where`, `since`, `until` or `order_by`; put them into the query", 3)
     end
     return o.query, o.args or {}
   end
-  if not o.table then error("export: give `table` or `query`", 3) end
-  local sql = "SELECT * FROM " .. quote_ident(o.table)
-  local mode = o.mode or (o.where and "part" or "all")
-  if mode == "part" then
-    if not o.where then error("export: mode \"part\" needs `where` (with `args` for its ? placeholders)", 3) end
-    sql = sql .. " WHERE " .. o.where
-  elseif mode ~= "all" then
-    error("export: `mode` must be \"all\" or \"part\", got " .. tostring(mode), 3)
+  if not o.table then ferry.error("invalid", "export.run: give `table` or `query`", 3) end
+  local mode = o.mode or (filtered and "part" or "all")
+  if mode == "part" and not filtered then
+    ferry.error("invalid", "export.run: mode \"part\" needs `where` (with `args` for its ? placeholders) or `since`/`until`", 3)
+  elseif mode == "all" and filtered then
+    ferry.error("invalid", "export.run: mode \"all\" exports every row; drop `where`/`since`/`until` or use mode \"part\"", 3)
   end
-  if o.order_by then
+  if (o.since or o["until"]) and not o.time_column then
+    ferry.error("invalid", "export.run: `since`/`until` need `time_column`, the column holding epoch seconds", 3)
+  end
+  local sql = "SELECT * FROM " .. quote_ident(o.table)
+  local conditions, args = {}, {}
+  for i, a in ipairs(o.args or {}) do args[i] = a end
+  if o.where then conditions[#conditions + 1] = "(" .. o.where .. ")" end
+  if o.since then
+    conditions[#conditions + 1] = quote_ident(o.time_column) .. " >= ?"
+    args[#args + 1] = o.since
+  end
+  if o["until"] then
+    conditions[#conditions + 1] = quote_ident(o.time_column) .. " < ?"
+    args[#args + 1] = o["until"]
+  end
+  if #conditions > 0 then sql = sql .. " WHERE " .. table.concat(conditions, " AND ") end
+  if o.order_by and #o.order_by > 0 then
     local keys = {}
     for _, key in ipairs(o.order_by) do
       local desc = key:sub(1, 1) == "-"
       keys[#keys + 1] = quote_ident(desc and key:sub(2) or key) .. (desc and " DESC" or " ASC")
     end
-    if #keys > 0 then sql = sql .. " ORDER BY " .. table.concat(keys, ", ") end
+    sql = sql .. " ORDER BY " .. table.concat(keys, ", ")
   end
-  return sql, o.args or {}
+  return sql, args
 end
 
 --- Runs an export and records its result as an artifact of the run.
-function M.run(ctx, o)
-  local format = o.format or "csv"
-  if not FORMATS[format] then
-    error("export: `format` must be csv, json, ndjson, xlsx or sql, got " .. tostring(format), 2)
-  end
+M.run = OPTIONS:wrap(function(ctx, o)
+  local format = o.format
   local sql, args = build_query(o)
   -- Opening a missing database would create an empty one: say it is missing instead.
-  if type(o.db) ~= "string" then error("export: give `db`, the SQLite file to export from", 2) end
   local db_dir, db_file = o.db:match("^(.*)/([^/]+)$")
   if not ferry.store(db_dir or "."):exists(db_file or o.db) then
-    error("export: " .. o.db .. " does not exist (the SQLite database to export from)", 2)
+    ferry.error("not_found", "export.run: " .. o.db .. " does not exist (the SQLite database to export from)", 2)
   end
   local file = o.path or ((o.table or "export") .. "." .. format)
-  local store = ferry.store(o.store or "data/exports", o.store_opts)
+  local store = ferry.store(o.store, o.store_opts)
   local target = o.zip or file
   local out = store:create(target)
   local archive
@@ -100,6 +140,6 @@ function M.run(ctx, o)
   ctx.log.info("exported %d rows of %s as %s to %s", rows, o.table or "the query", format, store:url(target))
   ctx.artifact(store, target)
   return { rows = rows, format = format, store = store:url(), path = target, file = file }
-end
+end)
 
 return M

@@ -1,33 +1,65 @@
--- plugins/import.lua: import csv, json, ndjson, xlsx or sql into a SQLite table (seeds 000, 001,
--- 002), from a store path or from the file that triggered the run (watched folder or upload).
+-- plugins/import.lua: import csv, json, ndjson, xlsx, sql, or a zip of those, into a SQLite
+-- table (seeds 000, 001, 002), from a store path or from the file that triggered the run
+-- (watched folder or upload).
 --
 --   local import = require "import"
 --   import.run(ctx, {
 --     db = "data/shop.db", table = "orders",
 --     file = nil,                 -- path of the input; default: ctx.trigger.file
 --     store = nil,                -- store of `file` (default: the file's own folder)
---     format = nil,               -- default: from the file extension
+--     format = nil,               -- default: from the file extension (zip: each entry by its own)
 --     header = true,              -- CSV: the first line is a header (never imported as data)
 --     names = nil,                -- CSV without header: the column names
 --     types = { id = "integer", amount = "float" },  -- how to type values (text otherwise)
 --     create = true,              -- create the table from the input's columns when missing, typed
 --                                 -- from `types` / `column_types`, else (CSV, XLSX) inferred from
 --                                 -- the first `sample` rows (infer = false: TEXT); the DDL is logged
---     on_conflict = "fail",       -- fail | skip | replace
---     on_error = "fast_fail",     -- fast_fail | continue (bad rows skipped, counted, reported)
+--     on_conflict = "fail",       -- fail | skip | overwrite ("replace", upper case also accepted)
+--     on_error = "fail_fast",     -- fail_fast | continue (bad rows skipped, counted, reported)
 --   })
 --   --> { inserted = n, skipped = n, bad_rows = n, table = "orders", file = "..." }
 --
--- One file is all-or-nothing: its rows go in one transaction, rolled back on any error.
+-- One file is all-or-nothing: the table's creation and its rows go in one transaction, rolled
+-- back on any error, so a failed import leaves nothing behind (no empty table either). A zip
+-- archive is one file: every entry is imported (each by its own format, into `table`, or into
+-- the table named after the entry when `table` is not given) in one transaction.
 
 local M = {}
 
-local EXT = { csv = "csv", tsv = "csv", json = "json", ndjson = "ndjson", jsonl = "ndjson", xlsx = "xlsx", sql = "sql" }
+local EXT = { csv = "csv", tsv = "csv", json = "json", ndjson = "ndjson", jsonl = "ndjson", xlsx = "xlsx",
+              sql = "sql", zip = "zip" }
+
+local strings = { type = "list", items = "string" }
+
+local OPTIONS = ferry.schema("import.run", {
+  db = { type = "string", required = true },
+  table = "string",
+  file = "string",
+  store = "string",
+  store_opts = "table",
+  format = { enum = { "csv", "json", "ndjson", "xlsx", "sql", "zip" } },
+  header = "boolean",
+  names = strings,
+  delimiter = "string",
+  types = "any",
+  column_types = "table",
+  columns = strings,
+  exclude = strings,
+  create = { type = "boolean", default = true },
+  infer = { type = "boolean", default = true },
+  sample = "integer",
+  on_conflict = { enum = "on_conflict", default = "fail" },
+  on_error = { enum = "on_error", default = "fail_fast" },
+})
 
 local function split(path)
   local dir, base = path:match("^(.*)/([^/]+)$")
   if not dir then return ".", path end
   return dir, base
+end
+
+local function extension(path)
+  return (path:match("%.([%w]+)$") or ""):lower()
 end
 
 --- SQLite column types for a source's columns from a sample of its rows (default 1000):
@@ -71,50 +103,40 @@ function M.infer(src, sample)
   return out
 end
 
-function M.run(ctx, o)
-  local file = o.file or (ctx.trigger and (ctx.trigger.file))
-  if not file then error("import: give `file`, or run the job from a watched folder or an upload", 2) end
-  local store, path
-  if o.store then
-    store, path = ferry.store(o.store, o.store_opts), file
-  else
-    local dir, base = split(file)
-    store, path = ferry.store(dir), base
-  end
-  local format = o.format or EXT[(path:match("%.([%w]+)$") or ""):lower()]
-  if not format then
-    error("import: cannot tell the format of " .. file .. "; give `format` (csv, json, ndjson, xlsx or sql)", 2)
-  end
-  local policy = o.on_error or "fast_fail"
-  if policy ~= "fast_fail" and policy ~= "continue" then
-    error("import: `on_error` must be \"fast_fail\" or \"continue\", got " .. tostring(policy), 2)
-  end
-  local db = ferry.sqlite.open(o.db)
-  if format == "sql" then
-    local result = db:run(ferry.sql.reader(store:open(path)))
-    ctx.log.info("ran %d statements of %s (%d changes)", result.statements, file, result.changes)
-    return { statements = result.statements, changes = result.changes, file = file }
-  end
-  if not o.table then error("import: give `table`", 2) end
-  local ropts = { types = o.types, name = file, on_error = policy == "continue" and "continue" or nil,
-                  columns = o.columns, exclude = o.exclude }
+local SQL_TYPE = { integer = "INTEGER", float = "REAL", boolean = "INTEGER", bytes = "BLOB", timestamp = "INTEGER", text = "TEXT" }
+
+-- The reader options of one input (`name` for messages, `path` for the extension).
+local function reader_options(o, format, name, path)
+  local ropts = { types = o.types, name = name, on_error = o.on_error, columns = o.columns, exclude = o.exclude }
   if format == "csv" then
     ropts.header = o.header
     ropts.names = o.names
-    ropts.delimiter = o.delimiter or (path:lower():match("%.tsv$") and "\t" or nil)
+    ropts.delimiter = o.delimiter or (extension(path) == "tsv" and "\t" or nil)
   end
-  local src = ferry[format].reader(store:open(path), ropts)
+  return ropts
+end
+
+-- Imports one input (`open()` gives a fresh reader of it) into `tbl`, creating the table when
+-- missing, all in one transaction. Returns the counts.
+local function import_one(ctx, o, db, open, format, name, path, tbl)
+  if format == "sql" then
+    local result = db:run(ferry.sql.reader(open(), { name = name }))
+    ctx.log.info("ran %d statements of %s (%d changes)", result.statements, name, result.changes)
+    return { file = name, statements = result.statements, changes = result.changes }
+  end
+  local ropts = reader_options(o, format, name, path)
+  local src = ferry[format].reader(open(), ropts)
   local exists = false
-  for _ in db:query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", { o.table }):rows() do exists = true end
-  if not exists and o.create ~= false then
+  for _ in db:query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", { tbl }):rows() do exists = true end
+  local ddl
+  if not exists and o.create then
     -- Column types come from `types` (or `column_types`, SQLite type names); text formats
     -- without a declared type give TEXT, JSON/NDJSON keep each value's own type (no affinity).
-    local sql_type = { integer = "INTEGER", float = "REAL", boolean = "INTEGER", bytes = "BLOB", timestamp = "INTEGER", text = "TEXT" }
     local inferred = {}
-    if (format == "csv" or format == "xlsx") and o.infer ~= false then
+    if (format == "csv" or format == "xlsx") and o.infer then
       -- A sample that does not parse infers nothing: the import itself reports the bad row.
       local ok, got = pcall(function()
-        return M.infer(ferry[format].reader(store:open(path), { name = file, header = ropts.header, names = ropts.names,
+        return M.infer(ferry[format].reader(open(), { name = name, header = ropts.header, names = ropts.names,
           delimiter = ropts.delimiter, columns = o.columns, exclude = o.exclude }), o.sample)
       end)
       if ok then inferred = got end
@@ -122,24 +144,90 @@ function M.run(ctx, o)
     local cols = {}
     for _, c in ipairs(src:columns()) do
       local declared = (o.column_types and o.column_types[c])
-        or (type(o.types) == "table" and sql_type[o.types[c] or ""])
-        or (type(o.types) == "string" and sql_type[o.types])
+        or (type(o.types) == "table" and SQL_TYPE[o.types[c] or ""])
+        or (type(o.types) == "string" and SQL_TYPE[o.types])
         or inferred[c]
         or ((format == "csv" or format == "xlsx") and "TEXT" or "")
       cols[#cols + 1] = ('"%s" %s'):format(c:gsub('"', '""'), declared)
     end
-    local ddl = ('CREATE TABLE "%s" (%s)'):format(o.table:gsub('"', '""'), table.concat(cols, ", "))
-    db:exec(ddl)
-    ctx.log.info("created table: %s", ddl)
+    ddl = ('CREATE TABLE "%s" (%s)'):format(tbl:gsub('"', '""'), table.concat(cols, ", "))
   end
+  -- The table is created inside the transaction of its rows: a failure leaves neither.
   local inserted, skipped = db:transaction(function(tx)
-    return tx:insert(o.table, src, { on_conflict = o.on_conflict or "fail", create = o.create ~= false })
+    if ddl then tx:exec(ddl) end
+    return tx:insert(tbl, src, { on_conflict = o.on_conflict, create = o.create })
   end)
+  if ddl then ctx.log.info("created table: %s", ddl) end
   local bad = src:errors()
   local bad_count = bad and bad.count or 0
   ctx.log.info("imported %d rows of %s into %s (%d skipped as conflicts, %d bad rows)",
-    inserted, file, o.table, skipped, bad_count)
-  return { inserted = inserted, skipped = skipped, bad_rows = bad_count, table = o.table, file = file }
+    inserted, name, tbl, skipped, bad_count)
+  return { inserted = inserted, skipped = skipped, bad_rows = bad_count, table = tbl, file = name }
 end
+
+-- Every entry of a zip archive, each by its own format, in one transaction.
+local function import_zip(ctx, o, db, store, path, file)
+  local z = ferry.zip.reader(store:open(path), { name = file })
+  local plan = {}
+  for _, e in ipairs(z:entries()) do
+    if not e.is_dir then
+      local format = EXT[extension(e.name)]
+      if not format or format == "zip" then
+        ferry.error("invalid", ("import.run: %s: entry %s is not csv, tsv, json, ndjson, xlsx or sql; nothing was imported")
+          :format(file, e.name), 3)
+      end
+      local base = e.name:match("([^/]+)$"):gsub("%.[^.]*$", "")
+      if format ~= "sql" and not o.table and base == "" then
+        ferry.error("invalid", ("import.run: %s: entry %s names no table; give `table`"):format(file, e.name), 3)
+      end
+      plan[#plan + 1] = { entry = e.name, format = format, table = o.table or base }
+    end
+  end
+  if #plan == 0 then ferry.error("invalid", "import.run: " .. file .. " holds no files", 3) end
+  local results = db:transaction(function()
+    local out = {}
+    for _, p in ipairs(plan) do
+      out[#out + 1] = import_one(ctx, o, db, function() return z:open(p.entry) end, p.format,
+        file .. "/" .. p.entry, p.entry, p.table)
+    end
+    return out
+  end)
+  local total = { inserted = 0, skipped = 0, bad_rows = 0, file = file, entries = results }
+  for _, r in ipairs(results) do
+    total.inserted = total.inserted + (r.inserted or 0)
+    total.skipped = total.skipped + (r.skipped or 0)
+    total.bad_rows = total.bad_rows + (r.bad_rows or 0)
+  end
+  total.table = o.table
+  return total
+end
+
+M.run = OPTIONS:wrap(function(ctx, o)
+  local file = o.file or (ctx.trigger and ctx.trigger.file)
+  if not file then
+    ferry.error("invalid", "import.run: give `file`, or run the job from a watched folder or an upload", 2)
+  end
+  local store, path
+  if o.store then
+    store, path = ferry.store(o.store, o.store_opts), file
+  else
+    local dir, base = split(file)
+    store, path = ferry.store(dir), base
+  end
+  local format = o.format or EXT[extension(path)]
+  if not format then
+    ferry.error("invalid", "import.run: cannot tell the format of " .. file .. "; give `format` (csv, json, ndjson, xlsx, sql or zip)", 2)
+  end
+  if not store:exists(path) then
+    ferry.error("not_found", "import.run: " .. store:url(path) .. " does not exist", 2)
+  end
+  local db = ferry.sqlite.open(o.db)
+  if format == "zip" then
+    local result = import_zip(ctx, o, db, store, path, file)
+    return result
+  end
+  if format ~= "sql" and not o.table then ferry.error("invalid", "import.run: give `table`", 2) end
+  return import_one(ctx, o, db, function() return store:open(path) end, format, file, path, o.table)
+end)
 
 return M

@@ -31,11 +31,48 @@ local backup = require "backup"
 
 local M = {}
 
+local strings = { type = "list", items = "string" }
+local connection = {
+  password = "string", username = "string", connect_timeout = "any", timeout = "any",
+}
+local function with_connection(fields)
+  for k, v in pairs(connection) do fields[k] = v end
+  return fields
+end
+
+local MIGRATE = ferry.schema("redis.migrate", with_connection({
+  target = { type = "string", required = true },
+  method = { enum = { "full", "incremental" }, default = "full" },
+  store = "string", store_opts = "table", files = "any",
+  backup_id = "string", point = { type = "string", default = "data/backups" }, point_opts = "table",
+  set = { type = "string", default = "redis" },
+  db = "integer", match = "string", types = strings, batch = "integer",
+}))
+local BACKUP = ferry.schema("redis.backup", with_connection({
+  url = { type = "string", required = true },
+  point = { type = "string", default = "data/backups" }, point_opts = "table",
+  set = { type = "string", default = "redis" }, catalog = "string",
+  mode = { enum = { "scan", "snapshot" }, default = "scan" },
+  match = "string", dbs = { type = "list", items = "integer" }, name = "string", description = "string",
+}))
+local COPY = ferry.schema("redis.copy", {
+  source = { type = "string", required = true }, source_password = "string",
+  target = { type = "string", required = true }, password = "string",
+  match = { type = "string", default = "*" },
+  method = { enum = { "full", "incremental" }, default = "full" },
+})
+
 --- A secret's value, or nil when it is not defined (a Redis without a password needs none).
 function M.secret(ctx, name)
   local ok, value = pcall(ctx.secret, name)
   if ok then return value end
-  return nil
+  if value.kind == "not_found" then return nil end
+  error(value, 0)
+end
+
+-- The database a redis:// URL names explicitly (`redis://host:6379/3` → 3), or nil.
+local function url_db(url)
+  return tonumber(url:match("^rediss?://[^/]*/(%d+)/?$"))
 end
 
 local function file_list(files)
@@ -57,13 +94,13 @@ local function file_list(files)
     -- The seed's field names are accepted too: file_name, size as a string.
     local name = f.name or f.file_name
     if type(name) ~= "string" or name == "" then
-      error(string.format("redis.migrate: files[%d] needs a name", i), 3)
+      ferry.error("invalid", string.format("redis.migrate: files[%d] needs a name", i), 4)
     end
     local size = f.size
     if size ~= nil then
       size = math.tointeger(tonumber(size))
       if not size or size < 0 then
-        error(string.format("redis.migrate: files[%d] (%s): size must be a number of bytes, got %s", i, name, tostring(f.size)), 3)
+        ferry.error("invalid", string.format("redis.migrate: files[%d] (%s): size must be a number of bytes, got %s", i, name, tostring(f.size)), 4)
       end
     end
     out[#out + 1] = { name = name, size = size }
@@ -78,11 +115,11 @@ local function sources(ctx, o)
     local point = ferry.store(o.point or "data/backups", o.point_opts)
     local mpath = set .. "/" .. o.backup_id .. "/manifest.json"
     if not point:exists(mpath) then
-      error("redis.migrate: backup " .. o.backup_id .. " not found at " .. point:url(mpath), 3)
+      ferry.error("not_found", "redis.migrate: backup " .. o.backup_id .. " not found at " .. point:url(mpath), 3)
     end
     local m = ferry.json.decode(point:read(mpath))
     if m.redis == nil then
-      error("redis.migrate: backup " .. o.backup_id .. " is not a Redis backup (it has no RDB file)", 3)
+      ferry.error("invalid", "redis.migrate: backup " .. o.backup_id .. " is not a Redis backup (it has no RDB file)", 3)
     end
     local files = {}
     for _, f in ipairs(m.files) do
@@ -97,27 +134,23 @@ local function sources(ctx, o)
     return ferry.store(dir or "."), { { name = base or ctx.trigger.file } }
   end
   if not o.files then
-    error("redis.migrate: give `files` (with `store`) or `backup_id`, or run the job from a watched folder", 3)
+    ferry.error("invalid", "redis.migrate: give `files` (with `store`) or `backup_id`, or run the job from a watched folder", 3)
   end
   return ferry.store(o.store or "data/store", o.store_opts), file_list(o.files)
 end
 
 --- Imports RDB files into a Redis instance. Returns the counts for the run's summary.
-function M.migrate(ctx, o)
-  local method = o.method or "full"
-  if method ~= "full" and method ~= "incremental" then
-    error("redis.migrate: `method` must be \"full\" or \"incremental\", got " .. tostring(method), 2)
-  end
-  if type(o.target) ~= "string" then error("redis.migrate: `target` must be a redis:// URL", 2) end
+M.migrate = MIGRATE:wrap(function(ctx, o)
+  local method = o.method
   local store, files = sources(ctx, o)
-  if #files == 0 then error("redis.migrate: no files to import", 2) end
+  if #files == 0 then ferry.error("invalid", "redis.migrate: no files to import", 2) end
 
   -- Sizes first, where the files are.
   for _, f in ipairs(files) do
     local st = store:stat(f.name)
-    if not st then error("redis.migrate: " .. store:url(f.name) .. " does not exist", 2) end
+    if not st then ferry.error("not_found", "redis.migrate: " .. store:url(f.name) .. " does not exist", 2) end
     if f.size and st.size ~= f.size then
-      error(string.format("redis.migrate: %s is %d bytes, the task says %d (incomplete upload?)",
+      ferry.error("data", string.format("redis.migrate: %s is %d bytes, the task says %d (incomplete upload?)",
         store:url(f.name), st.size, f.size), 2)
     end
     f.bytes = st.size
@@ -137,7 +170,7 @@ function M.migrate(ctx, o)
     end
   end
   return M.import_files(ctx, o, method, tmp or store, files)
-end
+end)
 
 -- The checks and the import proper, reading `files` from `store` (their `copy` names when set).
 function M.import_files(ctx, o, method, store, files)
@@ -147,13 +180,14 @@ function M.import_files(ctx, o, method, store, files)
     if f.sha256 then
       local sha = f.copied_sha256 or ferry.hash.sha256(store:open(path))
       if sha ~= f.sha256 then
-        error(string.format("redis.migrate: %s: checksum mismatch (expected %s, got %s)", f.name, f.sha256, sha), 0)
+        ferry.error("data", string.format("redis.migrate: %s: checksum mismatch (expected %s, got %s)", f.name, f.sha256, sha), 0)
       end
     end
     local ok, info = pcall(ferry.redis.check, store:open(path))
     if not ok then
       -- A downloaded copy has a numbered name: say which file it is.
-      error(f.copy and string.format("%s: %s", f.name, tostring(info)) or info, 0)
+      if not f.copy then error(info, 0) end
+      ferry.error(info.kind or "data", string.format("%s: %s", f.name, tostring(info)), 0)
     end
     f.info = info
     if info.functions > 0 then
@@ -185,16 +219,40 @@ function M.import_files(ctx, o, method, store, files)
           end
         end
         if wanted and ferry.redis.min_version(t) > target_version then
-          error(string.format("redis.migrate: %s holds %d %s value(s) of RDB type %d, which %s (RDB version %d) cannot read; import into a newer Redis",
+          ferry.error("unsupported", string.format("redis.migrate: %s holds %d %s value(s) of RDB type %d, which %s (RDB version %d) cannot read; import into a newer Redis",
             f.name, n, ferry.redis.type_name(t) or "unknown", t, r:url(), target_version), 2)
         end
+      end
+    end
+  end
+  -- Which database the keys go into: `db` when given; else the target's database (as its URL
+  -- names it) when the files hold keys of one database only; else (a dump of several databases)
+  -- each key into its own.
+  local db = o.db
+  if db == nil then
+    local dbs = {}
+    for _, f in ipairs(files) do
+      for d in pairs(f.info.dbs) do dbs[d] = true end
+    end
+    local count, only = 0, nil
+    for d in pairs(dbs) do count, only = count + 1, d end
+    local named = url_db(o.target)
+    if count <= 1 then
+      db = named or only or 0
+      if only and db ~= only then
+        ctx.log.info("keys of database %d go into database %d of %s (its URL names it)", only, db, r:url())
+      end
+    else
+      db = "own"
+      if named then
+        ctx.log.info("the files hold %d databases: each key goes into its own database (give `db` to put them all into one)", count)
       end
     end
   end
   ctx.log.info("importing %d keys from %d file(s) into %s (%s)", total, #files, r:url(), method)
   -- With a filter only some of the keys go: their number is known at the end.
   local filtered = o.match ~= nil or o.types ~= nil
-  local sink = r:restore({ mode = method == "full" and "replace" or "skip", db = o.db,
+  local sink = r:restore({ on_conflict = method == "full" and "overwrite" or "skip", db = db,
     batch = o.batch, progress = filtered or total })
   local ok, err = pcall(function()
     for _, f in ipairs(files) do
@@ -222,6 +280,7 @@ end
 local function keyspace(ctx, r)
   local ok, info = pcall(r.call, r, "INFO", "keyspace")
   if not ok then
+    if info.kind ~= "denied" then error(info, 0) end
     local db = tonumber(r:url():match("/(%d+)$")) or 0
     ctx.log.warn("%s: INFO is not allowed (%s); backing up database %d only (give `dbs` for more)",
       r:url(), tostring(info), db)
@@ -237,14 +296,13 @@ end
 
 --- Backs a live instance up into a backup point as one RDB file (SCAN + DUMP, no BGSAVE
 --- needed on the server), with a manifest and a catalog entry like plugins/backup.lua's.
-function M.backup(ctx, o)
-  if type(o.url) ~= "string" then error("redis.backup: `url` must be a redis:// URL", 2) end
-  local set = o.set or "redis"
-  local point = ferry.store(o.point or "data/backups", o.point_opts)
+M.backup = BACKUP:wrap(function(ctx, o)
+  local set = o.set
+  local point = ferry.store(o.point, o.point_opts)
   local conn_opts = { password = o.password, username = o.username, connect_timeout = o.connect_timeout,
     timeout = o.timeout }
   local r = ferry.redis.connect(o.url, conn_opts)
-  local mode = o.mode or "scan"
+  local mode = o.mode
   local now = ferry.time.now()
   local id = ferry.time.format(now, "%Y%m%dT%H%M%SZ") .. "-" .. ctx.run_id
   local path = set .. "/" .. id .. "/data/dump.rdb"
@@ -259,7 +317,9 @@ function M.backup(ctx, o)
   -- A backup that does not complete leaves nothing at the point.
   ctx.discard_on_failure(point, set .. "/" .. id)
   if mode == "snapshot" then
-    if (o.match and o.match ~= "*") or o.dbs then error("redis.backup: `match` and `dbs` do not apply to mode = \"snapshot\" (it takes everything)", 2) end
+    if (o.match and o.match ~= "*") or o.dbs then
+      ferry.error("invalid", "redis.backup: `match` and `dbs` do not apply to mode = \"snapshot\" (it takes everything)", 2)
+    end
     ctx.log.info("taking a snapshot of %s (replication SYNC) to %s", r:url(), point:url(path))
     r:snapshot(stage:create(stage_path))
     local info = ferry.redis.check(stage:open(stage_path))
@@ -284,8 +344,6 @@ function M.backup(ctx, o)
     end
     out:close()
     ctx.progress(keys, keys)
-  else
-    error("redis.backup: `mode` must be \"scan\" or \"snapshot\", got " .. tostring(mode), 2)
   end
   local sha
   if remote then
@@ -307,6 +365,23 @@ function M.backup(ctx, o)
   ctx.log.info("backup %s: %d keys, %d bytes", id, keys, st.size)
   r:close()
   return { id = id, keys = keys, bytes = st.size, dbs = per_db }
-end
+end)
+
+--- Copies keys between two live instances (seed 004's online migration, without replication):
+--- SCAN + DUMP on the source's database, pipelined RESTORE into the target's database (the one
+--- its URL names; keys never land in the source's database number by accident).
+M.copy = COPY:wrap(function(ctx, o)
+  local src = ferry.redis.connect(o.source, { password = o.source_password })
+  local dst = ferry.redis.connect(o.target, { password = o.password })
+  local total = src:call("DBSIZE")
+  local sink = dst:restore({ on_conflict = o.method == "full" and "overwrite" or "skip", progress = total })
+  local scanned = src:scan({ match = o.match })
+  local n = ferry.pipe(scanned, sink)
+  local s = sink:stats()
+  ctx.log.info("copied %d keys from %s to %s: %d written, %d kept, %d expired",
+    n, src:url(), dst:url(), s.restored, s.skipped, s.expired)
+  return { keys = n, restored = s.restored, skipped = s.skipped, expired = s.expired,
+           vanished = scanned:stats().vanished, source = src:url(), target = dst:url() }
+end)
 
 return M

@@ -11,7 +11,7 @@ return {
       db = "data/sample/shop.db",
       table = "imported_orders",
       types = { id = "integer", amount = "float" },
-      on_conflict = "replace",
+      on_conflict = "overwrite",
       on_error = "continue",
     })
   end,

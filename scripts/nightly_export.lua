@@ -25,19 +25,18 @@ return {
   description = "Export paid orders every night to zipped CSV",
   schedule = { cron = "30 2 * * *", missed = "once" },
   params = {
-    since = { type = "string", default = "2026-01-01T00:00:00Z", description = "orders created at or after (RFC 3339)" },
+    since = { type = "string", default = "2026-01-01T00:00:00Z", description = "orders created at or after this time (RFC 3339 with any offset, a date or epoch seconds)" },
     format = { type = "string", default = "csv", description = "csv, json, ndjson, xlsx or sql" },
   },
   timeout = "30m",
   run = function(ctx)
     ensure_sample(ctx)
-    local since = ferry.time.parse(ctx.params.since)
     return export.run(ctx, {
       db = DB,
       table = "orders",
       mode = "part",
-      where = "paid = 1 AND created_at >= ?",
-      args = { since },
+      where = "paid = 1",
+      since = ctx.params.since, time_column = "created_at",
       columns = { "id", "customer", "amount", "created_at" },
       order_by = { "-created_at" },
       format = ctx.params.format,

@@ -5,11 +5,11 @@ return {
   params = {
     id = { description = "backup id (default: the newest)" },
     target = { default = "data/restore", description = "where to restore (a store URL or path)" },
-    conflict = { default = "SKIP", description = "SKIP or OVERWRITE" },
-    on_error = { default = "FAST_FAIL", description = "FAST_FAIL or CONTINUE" },
+    conflict = { default = "skip", description = "skip, overwrite or fail: what to do with files that exist at the target (SKIP, OVERWRITE also accepted)" },
+    on_error = { default = "fail_fast", description = "fail_fast or continue (FAST_FAIL, CONTINUE also accepted)" },
   },
   run = function(ctx)
     return backup.restore(ctx, { point = "data/backups", set = "docs", id = ctx.params.id,
-      target = ctx.params.target, conflict = ctx.params.conflict, on_error = ctx.params.on_error })
+      target = ctx.params.target, on_conflict = ctx.params.conflict, on_error = ctx.params.on_error })
   end,
 }

@@ -553,6 +553,7 @@ impl Config {
         };
         let mut storage = StorageConfig::new(root.clone(), allowed);
         storage.state_dir = data_dir.join(".ferry").join("pending");
+        storage.artifacts_dir = data_dir.join(".ferry").join("artifacts");
         // ferry's own files (the storage journal, the daemon lock, the key that seals secret
         // params, runs' temporary folders) are off limits; a run is allowed its own temporary
         // folder explicitly.

@@ -46,6 +46,12 @@
 //!   script): no script can hang or crash the CLI or the daemon.
 //! - Every file path a script or job spec names goes through `storage::confine_path` (or its
 //!   `Confinement`), SQLite's `ATTACH`/`VACUUM INTO` included.
+//! - An artifact belongs to its run: `ctx.artifact` copies the file into the run's folder of the
+//!   artifact area ([`storage::artifact_area`], protected from scripts), and downloads serve that
+//!   copy; the copies go when their run is deleted.
+//! - Options are checked by one mechanism (`lua/schema.rs`: host options and plugin schemas share
+//!   its vocabularies), and errors reach scripts as values with a stable kind
+//!   (`lua/host_error.rs`).
 
 pub mod api;
 pub mod cancel;

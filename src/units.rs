@@ -384,3 +384,85 @@ pub mod serde_opt_duration {
         }
     }
 }
+
+/// Parses a point in time as people write it: RFC 3339 with any offset
+/// (`"2026-11-20T10:00:00+05:00"`, `"2026-11-20T05:00:00Z"`), a plain date (`"2026-11-20"`,
+/// midnight UTC) or epoch seconds (`"1795150800"`, fractions allowed). Every form is an instant,
+/// so times written with different offsets compare correctly.
+pub fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+    let s = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        && let Some(dt) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(Utc.from_utc_datetime(&dt));
+    }
+    let numeric = !s.is_empty()
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_digit() || b == b'.' || (i == 0 && b == b'-'));
+    if numeric && let Ok(secs) = s.parse::<f64>() {
+        return epoch_instant(secs).ok_or_else(|| format!("{text:?} is out of range"));
+    }
+    Err(format!(
+        "expected a time: RFC 3339 with an offset like \"2026-01-31T02:30:00Z\" or \"2026-01-31T08:00:00+05:30\", a date like \"2026-01-31\" or epoch seconds, got {text:?}"
+    ))
+}
+
+/// The instant `secs` seconds after the Unix epoch (fractions kept to the nanosecond), or `None`
+/// when it is not finite or out of range.
+pub fn epoch_instant(secs: f64) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    if !secs.is_finite() {
+        return None;
+    }
+    let whole = secs.floor();
+    let nanos = ((secs - whole) * 1e9).round().min(999_999_999.0) as u32;
+    if whole.abs() > 1e13 {
+        return None;
+    }
+    chrono::Utc.timestamp_opt(whole as i64, nanos).single()
+}
+
+#[cfg(test)]
+mod instant_tests {
+    use super::*;
+
+    #[test]
+    fn instants_in_every_form_compare_as_instants() {
+        let want = parse_instant("2026-11-20T05:00:00Z").unwrap();
+        for same in [
+            "2026-11-20T10:00:00+05:00",
+            "2026-11-19T21:00:00-08:00",
+            "2026-11-20T05:00:00.000Z",
+            "1795150800",
+            "1795150800.0",
+        ] {
+            assert_eq!(parse_instant(same).unwrap(), want, "{same}");
+        }
+        assert_eq!(
+            parse_instant("2026-11-20").unwrap(),
+            parse_instant("2026-11-20T00:00:00Z").unwrap()
+        );
+        assert_eq!(parse_instant("-1").unwrap().timestamp(), -1);
+        let ms = parse_instant("1795150800.25").unwrap();
+        assert_eq!(ms.timestamp_subsec_millis(), 250);
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-11-20T10:00:00",
+            "1e9",
+            "--1",
+        ] {
+            let err = parse_instant(bad).unwrap_err();
+            assert!(
+                err.contains("expected a time") || err.contains("range"),
+                "{bad}: {err}"
+            );
+        }
+    }
+}

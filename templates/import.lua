@@ -10,8 +10,8 @@ return {
       db = "data/NAME.db",
       table = "NAME",
       types = { id = "integer" },             -- how to type columns (text otherwise)
-      on_conflict = "replace",                -- fail | skip | replace
-      on_error = "continue",                  -- fast_fail | continue (bad rows reported)
+      on_conflict = "overwrite",              -- fail | skip | overwrite
+      on_error = "continue",                  -- fail_fast | continue (bad rows reported)
     })
   end,
 }

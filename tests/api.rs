@@ -511,7 +511,11 @@ fn artifacts_download_streamed() {
     std::fs::write(p.path().join("data/exports/big.bin"), &data).unwrap();
     p.script(
         "export",
-        r#"return { run = function(ctx) ctx.artifact("data/exports", "big.bin"); ctx.artifact("data/exports", "gone.bin") end }"#,
+        r#"return { run = function(ctx)
+          ctx.artifact("data/exports", "big.bin")
+          ferry.store("data/exports"):write("gone.bin", "soon gone")
+          ctx.artifact("data/exports", "gone.bin")
+        end }"#,
     );
     let d = Daemon::start(&p);
     let api = Api::new(&d);
@@ -534,8 +538,25 @@ fn artifacts_download_streamed() {
     let (s, v) = api.get(&format!("/api/v1/runs/{id}/artifacts/nope.bin"));
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_error(&v, "not_found", "has no artifact");
-    let (s, _) = api.get(&format!("/api/v1/runs/{id}/artifacts/gone.bin"));
+    // The run's own copy is served, whatever happened to the file since.
+    std::fs::remove_file(p.path().join("data/exports/gone.bin")).unwrap();
+    let r = api
+        .http
+        .get(api.url(&format!("/api/v1/runs/{id}/artifacts/gone.bin")))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().unwrap(), "soon gone");
+    // A copy that went missing from under ferry is a 404 naming the artifact.
+    std::fs::remove_file(
+        p.path()
+            .join(format!("data/.ferry/artifacts/{id}/gone.bin")),
+    )
+    .unwrap();
+    let (s, v) = api.get(&format!("/api/v1/runs/{id}/artifacts/gone.bin"));
     assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found", "cannot be read");
     assert_eq!(d.stop(), Some(0));
 }
 

@@ -509,11 +509,15 @@ fn retry_delays_are_capped_by_retry_max_delay() {
             .find(|r| r["state"] == "succeeded")
     });
     assert_eq!(retry["trigger"]["kind"], "retry");
-    let patient = wait_for("the patient job's retry queued", Duration::from_secs(30), || {
-        p.runs_of("patient")
-            .into_iter()
-            .find(|r| r["trigger"]["kind"] == "retry")
-    });
+    let patient = wait_for(
+        "the patient job's retry queued",
+        Duration::from_secs(30),
+        || {
+            p.runs_of("patient")
+                .into_iter()
+                .find(|r| r["trigger"]["kind"] == "retry")
+        },
+    );
     assert_eq!(d.stop(), Some(0));
     let first = &p.runs_of("patient")[0];
     let failed_at =

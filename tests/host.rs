@@ -551,9 +551,20 @@ fn artifacts_are_recorded() {
     let p = Project::new();
     p.script(
         "art",
-        "return { run = function(ctx) ctx.artifact('data', 'exports/a.csv'); ctx.artifact('s3://b/p', 'x/y.zip', 'backup') end }",
+        r#"return { run = function(ctx)
+          ferry.store("data"):write("exports/a.csv", "a,b\n")
+          ctx.artifact("data", "exports/a.csv")
+          local mem = ferry.store("memory://scratch")
+          mem:write("x/y.zip", "zip bytes")
+          ctx.artifact(mem, "x/y.zip", "backup")
+          -- A file that is not there is not recorded: the error says so.
+          local ok, err = pcall(ctx.artifact, "data", "exports/none.csv")
+          return { missing = err.kind }
+        end }"#,
     );
-    assert_eq!(p.ferry(&["run", "art"]).code, 0);
+    let r = p.ferry(&["run", "art", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["summary"]["missing"], "not_found");
     let run = p.show(1);
     let arts = run["artifacts"].as_array().unwrap();
     assert_eq!(arts.len(), 2);
@@ -561,7 +572,17 @@ fn artifacts_are_recorded() {
         (arts[0]["name"].as_str(), arts[0]["path"].as_str()),
         (Some("a.csv"), Some("exports/a.csv"))
     );
+    assert_eq!(
+        (arts[0]["size"].as_u64(), arts[1]["size"].as_u64()),
+        (Some(4), Some(9))
+    );
     assert_eq!(arts[1]["name"], "backup");
+    assert_eq!(arts[1]["store"], "memory://scratch");
+    // The memory store is gone with its run; the run's own copy stays.
+    assert_eq!(
+        std::fs::read_to_string(p.at("data/.ferry/artifacts/1/backup")).unwrap(),
+        "zip bytes"
+    );
 }
 
 #[test]

@@ -97,8 +97,9 @@ fn export_plugin_formats_and_errors() {
     assert_eq!(csv, "id,name\n3,\n2,\"b, \"\"q\"\"\"\n1,a\n");
     let r = p.ferry(&["run", "exp", "-p", "fmt=pdf"]);
     assert!(
-        r.stderr
-            .contains("`format` must be csv, json, ndjson, xlsx or sql"),
+        r.stderr.contains(
+            "scripts/exp.lua:7: export.run: option `format`: expected one of \"csv\", \"json\", \"ndjson\", \"xlsx\", \"sql\""
+        ),
         "{}",
         r.all()
     );
@@ -218,7 +219,7 @@ fn hash_glob_regex_and_time_helpers() {
     let r = p.ferry(&["run", "badtime"]);
     assert!(
         r.stderr
-            .contains("scripts/badtime.lua:1: ferry.time.parse: expected an RFC 3339 time"),
+            .contains("scripts/badtime.lua:1: ferry.time.parse: expected a time: RFC 3339"),
         "{}",
         r.all()
     );
@@ -352,9 +353,9 @@ fn s3_project(server: &common::s3::S3Server) -> Project {
         r#"local backup = require "backup"
         return { params = { op = {}, id = {}, ids = {}, keep = { type = "integer", default = 1 }, target = { default = "data/out" } },
           run = function(ctx)
-            local o = { source = "data/docs", point = "point", set = "docs" }
+            local o = { point = "point", set = "docs" }
             local op = ctx.params.op
-            if op == "backup" then o.kind = "incremental"; return backup.run(ctx, o) end
+            if op == "backup" then o.source = "data/docs"; o.kind = "incremental"; return backup.run(ctx, o) end
             if op == "discover" then o.register = true; return backup.discover(ctx, o) end
             if op == "known" then return backup.known(o) end
             if op == "restore" then o.id = ctx.params.id; o.target = ctx.params.target; return backup.restore(ctx, o) end
@@ -396,12 +397,12 @@ fn backups_at_an_s3_point_are_discovered_by_a_second_ferry_and_managed() {
     // A second ferry with an empty history and catalog finds both and restores the newest.
     let b = s3_project(&server);
     let (_, v, _) = run(&b, &["-p", "op=known"]);
-    assert_eq!(v["summary"], json!({}), "nothing known yet");
+    assert_eq!(v["summary"], json!([]), "nothing known yet");
     let (code, v, out) = run(&b, &["-p", "op=discover"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(v["summary"]["registered"], json!([first, second]), "{v}");
     let (_, v, _) = run(&b, &["-p", "op=discover"]);
-    assert_eq!(v["summary"]["found"], json!({}), "registered once");
+    assert_eq!(v["summary"]["found"], json!([]), "registered once");
     let (code, _, out) = run(&b, &["-p", "op=restore", "-p", &format!("id={second}")]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(

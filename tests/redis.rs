@@ -130,7 +130,7 @@ fn bad_arguments_and_options_are_clear() {
         ),
         (
             r#"ferry.redis.connect("URL"):restore({ mode = "merge" })"#,
-            "mode must be \"replace\" or \"skip\"",
+            "option `mode`: expected \"replace\" or \"skip\"",
         ),
         (
             r#"ferry.redis.check("not an rdb file at all")"#,

@@ -203,7 +203,8 @@ fn every_escape_is_refused_and_leaves_nothing_outside_the_run() {
   local results = {{}}
   local function try(name, f)
     local ok, v = pcall(f)
-    results[name] = {{ ok = ok, message = tostring(v) }}
+    local kind = (type(v) == "userdata" or type(v) == "table") and v.kind or nil
+    results[name] = {{ ok = ok, message = tostring(v), kind = kind }}
   end
 {cases}  try("run_local_changes", function() {RUN_LOCAL} end)
   return results
@@ -231,6 +232,15 @@ end }"#,
         let message = got["message"].as_str().unwrap_or("");
         if got["ok"] != Value::Bool(false) || !message.contains(want) {
             failures.push(format!("{name}: want an error with {want:?}, got {got}"));
+        }
+        // What the confinement or the SQLite authorizer refuses reaches scripts as `denied`.
+        let denied = want.contains("outside the allowed roots")
+            || want.contains("belongs to ferry itself")
+            || ["attach_", "vacuum_", "load_extension", "pragma_", "sqlite_"]
+                .iter()
+                .any(|p| name.starts_with(p));
+        if denied && got["kind"] != "denied" {
+            failures.push(format!("{name}: want kind `denied`, got {got}"));
         }
     }
     assert!(

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -104,9 +103,8 @@ pub async fn trigger(
     let not_before = match &body.at {
         None => None,
         Some(text) => Some(
-            DateTime::parse_from_rfc3339(text)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| ApiError::invalid_params(format!("field `at`: expected an RFC 3339 time like \"2026-01-31T02:30:00Z\", got {text:?} ({e})")))?,
+            crate::units::parse_instant(text)
+                .map_err(|m| ApiError::invalid_params(format!("field `at`: {m}")))?,
         ),
     };
     let dispatcher = state.handle.dispatcher.clone();

@@ -28,13 +28,8 @@ fn pairs(q: &Option<String>) -> Vec<(String, String)> {
 }
 
 fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(v)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "query `{name}`: expected an RFC 3339 time like \"2026-01-31T00:00:00Z\", got {v:?}"
-            ))
-        })
+    crate::units::parse_instant(v)
+        .map_err(|m| ApiError::bad_request(format!("query `{name}`: {m}")))
 }
 
 fn number_param(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ApiError> {
@@ -158,6 +153,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let id = run_id(&id)?;
     state.db(move |h| Ok(h.delete_run(id)?)).await?;
+    remove_artifacts(&state, id);
     Ok(Json(json!({ "id": id, "deleted": true })))
 }
 
@@ -197,13 +193,26 @@ pub async fn delete_many(
             Ok(results)
         })
         .await?;
+    for r in results.iter().filter(|r| r["ok"] == true) {
+        if let Some(id) = r["id"].as_i64() {
+            remove_artifacts(&state, id);
+        }
+    }
     let deleted = results.iter().filter(|r| r["ok"] == true).count();
     Ok(Json(
         json!({ "deleted": deleted, "failed": results.len() - deleted, "results": results }),
     ))
 }
 
-/// `GET /api/v1/runs/{id}/artifacts/{name}`: the file, streamed from its store.
+/// Removes a deleted run's artifact copies; a failure is logged (the daemon's retention sweeps
+/// what is left).
+fn remove_artifacts(state: &ApiState, id: i64) {
+    if let Err(e) = crate::jobs::artifacts::remove_run(&state.handle.config.storage, id) {
+        tracing::warn!("run {id}: cannot remove its artifact copies: {e}");
+    }
+}
+
+/// `GET /api/v1/runs/{id}/artifacts/{name}`: the file the run recorded (its own copy), streamed.
 pub async fn artifact(
     State(state): State<ApiState>,
     Path((id, name)): Path<(String, String)>,
@@ -215,10 +224,17 @@ pub async fn artifact(
         .find(|a| a.name == name)
         .ok_or_else(|| ApiError::not_found(format!("run {id} has no artifact {name:?}")))?;
     let storage = state.handle.config.storage.clone();
-    let (store_url, path) = (art.store.clone(), art.path.clone());
+    let (store_url, path, copy) = (art.store.clone(), art.path.clone(), art.copy.clone());
     let (len, reader) = tokio::task::spawn_blocking(move || {
-        let registry = crate::storage::StoreRegistry::new(storage);
-        let store = registry.open(&store_url, Default::default())?;
+        // The run's own copy when it kept one: what it recorded, whatever happened to the
+        // store path since. Older artifacts are read from their store.
+        let (store, path) = match copy {
+            Some(copy) => (crate::storage::artifact_area(&storage)?, copy),
+            None => {
+                let registry = crate::storage::StoreRegistry::new(storage);
+                (registry.open(&store_url, Default::default())?, path)
+            }
+        };
         let len = store.stat(&path)?.map(|m| m.size);
         let reader = store.open(&path)?;
         Ok::<_, crate::storage::StorageError>((len, reader))
@@ -260,6 +276,11 @@ pub async fn artifact(
     );
     if let Some(len) = len {
         headers.insert(header::CONTENT_LENGTH, len.into());
+    }
+    if let Some(sha) = &art.sha256
+        && let Ok(v) = header::HeaderValue::from_str(&format!("\"{sha}\""))
+    {
+        headers.insert(header::ETAG, v);
     }
     let safe: String = name
         .chars()

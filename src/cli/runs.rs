@@ -113,9 +113,14 @@ impl Backend {
         })
     }
 
-    fn delete(&self, id: i64) -> anyhow::Result<()> {
+    fn delete(&self, config: &Config, id: i64) -> anyhow::Result<()> {
         match self {
-            Backend::Local(h) => Ok(h.delete_run(id)?),
+            Backend::Local(h) => {
+                h.delete_run(id)?;
+                // The run's own artifact copies go with it.
+                crate::jobs::artifacts::remove_run(&config.storage, id)?;
+                Ok(())
+            }
             Backend::Remote(c) => c.delete(id),
         }
     }
@@ -164,6 +169,14 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
                     println!("artifacts:");
                     for a in &artifacts {
                         println!("  {}  {} {}", a.name, a.store, a.path);
+                        let size = a
+                            .size
+                            .map_or("size unknown".to_string(), |n| format!("{n} bytes"));
+                        let sha = a
+                            .sha256
+                            .as_deref()
+                            .map_or("sha256 unknown".to_string(), |s| format!("sha256 {s}"));
+                        println!("      {size}, {sha}");
                     }
                 }
                 println!("logs:");
@@ -194,7 +207,7 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
         RunsCommand::Delete { ids } => {
             let mut code = ExitCode::SUCCESS;
             for id in ids {
-                match history.delete(id) {
+                match history.delete(config, id) {
                     Ok(()) => println!("run {id}: deleted"),
                     Err(e) => {
                         eprintln!("error: {e}");

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::{Map, Value};
 
@@ -37,12 +36,10 @@ pub fn trigger(
     };
     let at = match &args.at {
         None => None,
-        Some(t) => match DateTime::parse_from_rfc3339(t) {
-            Ok(t) => Some(t.with_timezone(&Utc)),
-            Err(e) => {
-                eprintln!(
-                    "error: --at: expected an RFC 3339 time like 2026-01-31T02:30:00Z, got {t:?} ({e})"
-                );
+        Some(t) => match crate::units::parse_instant(t) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                eprintln!("error: --at: {m}");
                 return Ok(ExitCode::from(2));
             }
         },

@@ -202,4 +202,6 @@ fn retention(config: &Config, history: &SqliteHistory) {
         Ok(n) => tracing::info!(deleted = n, "retention deleted old runs"),
         Err(e) => tracing::error!("retention: {e}"),
     }
+    // The artifact copies of deleted runs go with them.
+    crate::jobs::artifacts::sweep(&config.storage, history);
 }

@@ -776,6 +776,12 @@ impl RowSink for TableSink {
         self.started = true;
         let table = quote_identifier(&self.table);
         let cols: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();
+        // The transaction starts before the table is created: a failed insert leaves no empty
+        // table behind.
+        if self.db.conn.is_autocommit() {
+            self.exec("BEGIN")?;
+            self.own_tx = true;
+        }
         if self.opts.create {
             let sql = format!("CREATE TABLE IF NOT EXISTS {table} ({})", cols.join(", "));
             self.exec(&sql)?;
@@ -794,10 +800,6 @@ impl RowSink for TableSink {
             .prepare(&sql)
             .map_err(|e| self.fail(format!("insert into {}", self.table), &e))?;
         self.stmt = Some(stmt);
-        if self.db.conn.is_autocommit() {
-            self.exec("BEGIN")?;
-            self.own_tx = true;
-        }
         Ok(())
     }
 

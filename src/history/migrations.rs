@@ -94,4 +94,10 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX run_discards_by_run ON run_discards (run_id);
     "#,
+    // 4: artifacts belong to their run: the run's own copy (path in the artifacts folder) and
+    // the SHA-256 of what was recorded.
+    r#"
+    ALTER TABLE artifacts ADD COLUMN sha256 TEXT;
+    ALTER TABLE artifacts ADD COLUMN copy TEXT;
+    "#,
 ];

@@ -283,9 +283,18 @@ impl History for SqliteHistory {
     fn add_artifact(&self, id: i64, a: &NewArtifact) -> Result<(), HistoryError> {
         self.conn()
             .execute(
-                "INSERT OR REPLACE INTO artifacts (run_id, name, store, path, size, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, a.name, a.store, a.path, a.size.map(|s| s as i64), now()],
+                "INSERT OR REPLACE INTO artifacts (run_id, name, store, path, size, created_at, sha256, copy) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    id,
+                    a.name,
+                    a.store,
+                    a.path,
+                    a.size.map(|s| s as i64),
+                    now(),
+                    a.sha256,
+                    a.copy
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -517,7 +526,7 @@ impl History for SqliteHistory {
     fn artifacts(&self, id: i64) -> Result<Vec<Artifact>, HistoryError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT name, store, path, size, created_at FROM artifacts WHERE run_id = ?1 ORDER BY created_at, name")
+            .prepare("SELECT name, store, path, size, created_at, sha256, copy FROM artifacts WHERE run_id = ?1 ORDER BY created_at, name")
             .map_err(|e| self.err(e))?;
         stmt.query_map([id], |row| {
             Ok(Artifact {
@@ -526,6 +535,8 @@ impl History for SqliteHistory {
                 path: row.get(2)?,
                 size: row.get::<_, Option<i64>>(3)?.map(|s| s.max(0) as u64),
                 created_at: time_col(row, 4)?.unwrap_or_default(),
+                sha256: row.get(5)?,
+                copy: row.get(6)?,
             })
         })
         .map_err(|e| self.err(e))?

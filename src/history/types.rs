@@ -266,6 +266,10 @@ pub struct NewArtifact {
     pub path: String,
     /// Size in bytes, when known.
     pub size: Option<u64>,
+    /// Hex SHA-256 of the content, when known.
+    pub sha256: Option<String>,
+    /// The run's own copy, relative to the artifacts folder, when one was kept.
+    pub copy: Option<String>,
 }
 
 /// An artifact of a run.
@@ -279,6 +283,13 @@ pub struct Artifact {
     pub path: String,
     /// Size in bytes, when known.
     pub size: Option<u64>,
+    /// Hex SHA-256 of the content, when known (artifacts recorded since the run kept a copy).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The run's own copy, relative to the artifacts folder; what the download serves. `None`
+    /// for artifacts recorded before copies were kept (those are read from their store).
+    #[serde(default, skip_serializing)]
+    pub copy: Option<String>,
     /// When it was recorded.
     #[serde(serialize_with = "ser_time")]
     pub created_at: DateTime<Utc>,

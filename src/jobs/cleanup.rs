@@ -87,10 +87,17 @@ pub fn after_end(config: &Config, history: &dyn History, run: &RunRecord) {
     if !run.state.is_closed() {
         return;
     }
-    remove_temp(config, run.id);
-    let succeeded = run.state == RunState::Succeeded;
-    for p in apply_discards(history, run.id, succeeded, &|d| open_configured(config, d)) {
-        tracing::warn!(run = run.id, "{p}");
+    clean(config, history, run.id, run.state == RunState::Succeeded);
+}
+
+/// Removes a run's temporary folder and applies its discards (`succeeded` says whether the run
+/// succeeded). Call it before the run is recorded as closed where possible, so that whoever
+/// sees the run closed sees its leftovers gone.
+pub fn clean(config: &Config, history: &dyn History, run_id: i64, succeeded: bool) {
+    remove_temp(config, run_id);
+    for p in apply_discards(history, run_id, succeeded, &|d| open_configured(config, d)) {
+        tracing::warn!(run = run_id, "{p}");
+        let _ = history.append_log(run_id, crate::history::LogLevel::Warn, &p);
     }
 }
 

@@ -351,6 +351,8 @@ impl Dispatcher {
                 .into_iter()
                 .filter(|r| r.owner.is_some()),
         );
+        // Forget lingering workers whose runs have closed since the last pass.
+        lock(&self.inner.lingering).retain(|id, _| open.iter().any(|r| r.id == *id));
         for run in open {
             if run.owner.as_deref() == Some(self.inner.owner.as_str()) || !self.owner_gone(&run)? {
                 continue;
@@ -377,6 +379,13 @@ impl Dispatcher {
                 }
             }
             lock(&self.inner.lingering).remove(&run.id);
+            let now = history.get_run(run.id)?;
+            if now.state.is_closed() {
+                // Its worker recorded the end (and cleaned up) after all.
+                self.after_orphan(&now)?;
+                continue;
+            }
+            super::cleanup::clean(&self.inner.config, history, run.id, false);
             let closed = history.finish_run(
                 run.id,
                 &RunEnd {
@@ -393,7 +402,6 @@ impl Dispatcher {
                 tracing::warn!(job = %run.job, run = run.id, owner = ?run.owner, "run was interrupted: its owner went away");
             }
             let record = history.get_run(run.id)?;
-            super::cleanup::after_end(&self.inner.config, history, &record);
             self.after_orphan(&record)?;
         }
         // Runs that workers of dead owners closed on their own: nobody applied their retry.

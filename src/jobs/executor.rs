@@ -488,8 +488,8 @@ fn execute_inner(
                 format_duration(prepared.kill_grace)
             );
             let _ = history.append_log(id, LogLevel::Error, &msg);
+            super::cleanup::clean(config, history, id, false);
             close(history, id, state, code, msg)?;
-            super::cleanup::after_end(config, history, &history.get_run(id)?);
             break;
         }
         match worker.recv_timeout((limit - now).min(Duration::from_millis(100))) {
@@ -503,8 +503,10 @@ fn execute_inner(
             Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let (code, msg) = worker.death();
                 let _ = history.append_log(id, LogLevel::Error, &msg);
+                // A worker that died after recording a success leaves nothing to undo.
+                let ended = history.get_run(id)?;
+                super::cleanup::clean(config, history, id, ended.state == RunState::Succeeded);
                 close(history, id, RunState::Failed, code, msg)?;
-                super::cleanup::after_end(config, history, &history.get_run(id)?);
                 break;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}

@@ -2,6 +2,7 @@
 //! secrets, retry timing, and the execution of runs in worker processes (the executor on the
 //! parent side, the worker loop on the child side).
 
+pub mod artifacts;
 pub mod cleanup;
 pub mod cron;
 pub mod dispatcher;

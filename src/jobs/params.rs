@@ -17,6 +17,12 @@ pub enum ParamType {
     Number,
     /// true/false (also yes/no, 1/0 from the command line).
     Boolean,
+    /// A list: a JSON array from the API, JSON text (`-p ids=[1,2]`) from the command line;
+    /// its items have the spec's `items` type when one is declared.
+    Array,
+    /// A table of names: a JSON object from the API, JSON text (`-p f={"a":1}`) from the
+    /// command line.
+    Object,
 }
 
 impl ParamType {
@@ -27,6 +33,8 @@ impl ParamType {
             "integer" => Some(ParamType::Integer),
             "number" => Some(ParamType::Number),
             "boolean" => Some(ParamType::Boolean),
+            "array" => Some(ParamType::Array),
+            "object" => Some(ParamType::Object),
             _ => None,
         }
     }
@@ -38,8 +46,14 @@ impl ParamType {
             ParamType::Integer => "integer",
             ParamType::Number => "number",
             ParamType::Boolean => "boolean",
+            ParamType::Array => "array",
+            ParamType::Object => "object",
         }
     }
+
+    /// The type names, for messages.
+    pub const NAMES: &'static str =
+        "\"string\", \"integer\", \"number\", \"boolean\", \"array\" or \"object\"";
 
     /// Converts text (from `-p key=value` or a query string) to this type.
     pub fn from_text(self, text: &str) -> Option<Value> {
@@ -58,6 +72,9 @@ impl ParamType {
                 "false" | "no" | "0" | "off" => Some(Value::Bool(false)),
                 _ => None,
             },
+            ParamType::Array | ParamType::Object => serde_json::from_str::<Value>(text.trim())
+                .ok()
+                .filter(|v| self.from_json(v).is_some()),
         }
     }
 
@@ -75,6 +92,11 @@ impl ParamType {
                 .map(Value::from),
             (ParamType::Number, Value::Number(_)) => Some(v.clone()),
             (ParamType::Boolean, Value::Bool(_)) => Some(v.clone()),
+            (ParamType::Array, Value::Array(_)) | (ParamType::Object, Value::Object(_)) => {
+                Some(v.clone())
+            }
+            // An empty Lua table is an empty JSON object: as an array default it is `[]`.
+            (ParamType::Array, Value::Object(m)) if m.is_empty() => Some(Value::Array(Vec::new())),
             _ => None,
         }
     }
@@ -86,6 +108,9 @@ pub struct ParamSpec {
     /// The type values are converted to.
     #[serde(rename = "type")]
     pub kind: ParamType,
+    /// For an `array`: the type of its items, when declared (`items = "integer"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<ParamType>,
     /// Whether a value must be given (when there is no default).
     pub required: bool,
     /// Used when no value is given.
@@ -139,6 +164,47 @@ pub enum ParamError {
     /// `-p` without `=`.
     #[error("param `{0}`: expected key=value")]
     Syntax(String),
+    /// An item of an array does not convert to the declared item type.
+    #[error("param `{name}`: item {index}: expected {expected}, got {got}")]
+    Item {
+        /// The param.
+        name: String,
+        /// The item's position, from 1.
+        index: usize,
+        /// The declared item type.
+        expected: &'static str,
+        /// The item given.
+        got: String,
+    },
+}
+
+impl ParamSpec {
+    /// What the param takes, for messages: `integer`, `array of integer`, `a JSON array`.
+    pub fn expected(&self) -> String {
+        match (self.kind, self.items) {
+            (ParamType::Array, Some(item)) => format!("a JSON array of {}", item.name()),
+            (ParamType::Array, None) => "a JSON array".into(),
+            (ParamType::Object, _) => "a JSON object".into(),
+            (k, _) => k.name().into(),
+        }
+    }
+
+    /// Converts the items of an array value to the declared item type.
+    pub fn convert_items(&self, name: &str, v: Value) -> Result<Value, ParamError> {
+        let (ParamType::Array, Some(item), Value::Array(list)) = (self.kind, self.items, &v) else {
+            return Ok(v);
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for (i, x) in list.iter().enumerate() {
+            out.push(item.from_json(x).ok_or_else(|| ParamError::Item {
+                name: name.to_string(),
+                index: i + 1,
+                expected: item.name(),
+                got: x.to_string(),
+            })?);
+        }
+        Ok(Value::Array(out))
+    }
 }
 
 /// Parses one `-p key=value` argument.
@@ -175,6 +241,7 @@ pub fn resolve(
             expected: spec.kind.name(),
             got: shown,
         })?;
+        let v = spec.convert_items(name, v)?;
         out.insert(name.to_string(), v);
         Ok(())
     };
@@ -220,6 +287,7 @@ mod tests {
         let mut m = BTreeMap::new();
         let p = |kind, required, default| ParamSpec {
             kind,
+            items: None,
             required,
             default,
             description: None,

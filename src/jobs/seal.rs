@@ -264,6 +264,7 @@ mod tests {
                     n.to_string(),
                     ParamSpec {
                         kind: super::super::params::ParamType::String,
+                        items: None,
                         required: false,
                         default: None,
                         description: None,

@@ -656,34 +656,81 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
         c.unknown_keys(
             &format!("{key}."),
             decl,
-            &["type", "required", "default", "description", "secret"],
+            &[
+                "type",
+                "items",
+                "required",
+                "default",
+                "description",
+                "secret",
+            ],
         );
         let kind = match decl.get("type") {
             None => ParamType::String,
-            Some(t) => {
-                match t.as_str().and_then(ParamType::parse) {
-                    Some(k) => k,
-                    None => {
-                        c.bad(&format!("{key}.type"), format!("expected \"string\", \"integer\", \"number\" or \"boolean\", got {}", show(t)));
-                        continue;
-                    }
+            Some(t) => match t.as_str().and_then(ParamType::parse) {
+                Some(k) => k,
+                None => {
+                    c.bad(
+                        &format!("{key}.type"),
+                        format!("expected {}, got {}", ParamType::NAMES, show(t)),
+                    );
+                    continue;
                 }
+            },
+        };
+        let items = match decl.get("items") {
+            None => None,
+            Some(_) if kind != ParamType::Array => {
+                c.bad(
+                    &format!("{key}.items"),
+                    format!(
+                        "only an `array` param has items; this one is {}",
+                        kind.name()
+                    ),
+                );
+                None
             }
+            Some(t) => match t.as_str().and_then(ParamType::parse) {
+                Some(ParamType::Array) | None => {
+                    c.bad(
+                        &format!("{key}.items"),
+                        format!(
+                            "expected \"string\", \"integer\", \"number\", \"boolean\" or \"object\", got {}",
+                            show(t)
+                        ),
+                    );
+                    None
+                }
+                Some(item) => Some(item),
+            },
         };
         let required = c.flag(&format!("{key}.required"), decl.get("required"));
+        let probe = ParamSpec {
+            kind,
+            items,
+            required: false,
+            default: None,
+            description: None,
+            secret: false,
+        };
         let default = match decl.get("default") {
             None => None,
             Some(d) => match kind
                 .from_json(d)
                 .filter(|_| !d.is_string() || kind == ParamType::String)
+                .and_then(|v| probe.convert_items(name, v).ok())
             {
                 Some(v) => Some(v),
                 None => {
                     c.bad(
                         &format!("{key}.default"),
                         format!(
-                            "expected a {} (the param's type), got {}",
-                            kind.name(),
+                            "expected {} (the param's type), got {}",
+                            if matches!(kind, ParamType::Array | ParamType::Object) {
+                                probe.expected()
+                            } else {
+                                format!("a {}", kind.name())
+                            },
                             show(d)
                         ),
                     );
@@ -700,6 +747,7 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
             name.clone(),
             ParamSpec {
                 kind,
+                items,
                 required,
                 default,
                 description,

@@ -393,12 +393,14 @@ impl RunHost for WorkerHost {
         }
     }
 
-    fn artifact(&self, store: &str, path: &str, name: &str) -> Result<(), String> {
+    fn artifact(&self, a: &lua::ArtifactRecord) -> Result<(), String> {
         let artifact = NewArtifact {
-            name: name.to_string(),
-            store: self.secrets().redact(store).into_owned(),
-            path: path.to_string(),
-            size: None,
+            name: a.name.clone(),
+            store: self.secrets().redact(&a.store).into_owned(),
+            path: a.path.clone(),
+            size: a.size,
+            sha256: a.sha256.clone(),
+            copy: a.copy.clone(),
         };
         self.history
             .add_artifact(self.run_id, &artifact)

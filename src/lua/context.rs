@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use mlua::{Function, Lua, MultiValue, ObjectLike, Table, UserData, UserDataMethods, Value};
+use mlua::{Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
 use super::convert::{json_to_lua, lua_to_json};
 use super::limits::Guard;
@@ -102,34 +102,20 @@ pub fn build(
     )?;
 
     let h = host.clone();
+    let run_id = input.run_id;
     let storage = input.vm.storage.clone();
     ctx.set(
         "artifact",
-        lua.create_function(move |_, (store, path, name): (Value, String, Option<String>)| {
-            let store = match &store {
-                Value::String(s) => s.to_str()?.to_string(),
-                Value::Table(_) | Value::UserData(_) => {
-                    // A Store object knows its own URL (without secrets).
-                    let url: Function = match &store {
-                        Value::Table(t) => t.get("url")?,
-                        Value::UserData(u) => u.get("url")?,
-                        _ => unreachable!("matched above"),
-                    };
-                    url.call::<String>(store.clone())?
-                }
-                other => {
-                    return Err(mlua::Error::runtime(format!(
-                        "ctx.artifact(store, path): store must be a store name, URL or store object, got {}",
-                        other.type_name()
-                    )));
-                }
-            };
-            crate::storage::confine_object(&storage, &store, &path)
-                .map_err(|m| mlua::Error::runtime(format!("ctx.artifact: {m}")))?;
-            let name = name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(&path).to_string());
-            h.artifact(&store, &path, &name)
-                .map_err(|e| mlua::Error::runtime(format!("ctx.artifact: {e}")))
-        })?,
+        lua.create_function(
+            move |lua, (store, path, name): (Value, String, Option<String>)| {
+                let name =
+                    name.unwrap_or_else(|| path.rsplit('/').next().unwrap_or(&path).to_string());
+                let src = super::store::store_arg(lua, &store, "ctx.artifact(store, path)")?;
+                let record = super::artifacts::keep(&storage, run_id, &src, &path, &name)?;
+                h.artifact(&record)
+                    .map_err(|e| mlua::Error::runtime(format!("ctx.artifact: {e}")))
+            },
+        )?,
     )?;
 
     ctx.set("state", StateHandle { host: host.clone() })?;
@@ -139,7 +125,7 @@ pub fn build(
         "secret",
         lua.create_function(move |_, name: String| {
             h.secret(&name).ok_or_else(|| {
-                mlua::Error::runtime(format!(
+                super::host_error::host_err(super::host_error::Kind::NotFound, format!(
                     "secret '{name}' is not set: define the environment variable FERRY_SECRET_{} or `{name} = \"...\"` under [secrets] in ferry.toml",
                     name.to_ascii_uppercase()
                 ))

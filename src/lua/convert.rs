@@ -2,12 +2,51 @@
 //! summaries.
 //!
 //! A Lua table whose keys are exactly `1..n` (n > 0) becomes a JSON array; any other table an
-//! object (number keys are written as their decimal text). An empty table becomes `{}`.
+//! object (number keys are written as their decimal text). An empty table becomes `{}`, unless
+//! it is marked as an array ([`array_meta`]: `ferry.array()`, or any array that came from JSON),
+//! which becomes `[]`. An error value of a host call becomes its message.
 
 use mlua::{Lua, Table, Value};
 use serde_json::{Map, Number, Value as Json};
 
 const MAX_DEPTH: usize = 100;
+
+/// The `__name` of the metatable that marks a table as a JSON array.
+const ARRAY_NAME: &str = "ferry.array";
+
+/// The shared metatable marking tables as arrays (created once per VM).
+pub(crate) fn array_meta(lua: &Lua) -> mlua::Result<Table> {
+    if let Ok(Value::Table(t)) = lua.named_registry_value::<Value>(ARRAY_NAME) {
+        return Ok(t);
+    }
+    let meta = lua.create_table()?;
+    meta.raw_set("__name", ARRAY_NAME)?;
+    lua.set_named_registry_value(ARRAY_NAME, &meta)?;
+    Ok(meta)
+}
+
+/// Whether `t` is marked as an array.
+fn marked_array(t: &Table) -> bool {
+    t.metatable()
+        .and_then(|m| m.raw_get::<String>("__name").ok())
+        .is_some_and(|n| n == ARRAY_NAME)
+}
+
+/// Registers `ferry.array([t])`: marks `t` (or a new table) as an array, so that it becomes a
+/// JSON array even when empty, and returns it.
+pub(crate) fn register(lua: &Lua, ferry: &Table) -> mlua::Result<()> {
+    ferry.set(
+        "array",
+        lua.create_function(|lua, t: Option<Table>| {
+            let t = match t {
+                Some(t) => t,
+                None => lua.create_table()?,
+            };
+            t.set_metatable(Some(array_meta(lua)?))?;
+            Ok(t)
+        })?,
+    )
+}
 
 /// Converts a Lua value to JSON; the error names the key path and what could not be converted.
 pub fn lua_to_json(v: &Value) -> Result<Json, String> {
@@ -61,6 +100,9 @@ fn convert(v: &Value, depth: usize, path: &mut Vec<String>, strict: bool) -> Res
         },
         Value::Table(t) => table_to_json(t, depth, path, strict),
         Value::LightUserData(p) if p.0.is_null() => Ok(Json::Null),
+        v @ Value::UserData(_) if super::host_error::error_text(v).is_some() => Ok(Json::String(
+            super::host_error::error_text(v).unwrap_or_default(),
+        )),
         other => fail(
             format!("a {} cannot be represented in JSON", other.type_name()),
             path,
@@ -83,6 +125,9 @@ fn table_to_json(
         if !matches!(k, Value::Integer(i) if i >= 1 && (i as usize) <= len) {
             is_array = false;
         }
+    }
+    if count == 0 && marked_array(t) {
+        return Ok(Json::Array(Vec::new()));
     }
     if is_array && count == len {
         let mut out = Vec::with_capacity(len);
@@ -136,6 +181,8 @@ pub fn json_to_lua(lua: &Lua, v: &Json) -> mlua::Result<Value> {
             for (i, item) in items.iter().enumerate() {
                 t.raw_set(i + 1, json_to_lua(lua, item)?)?;
             }
+            // An empty array stays an array when it is written back as JSON.
+            t.set_metatable(Some(array_meta(lua)?))?;
             Value::Table(t)
         }
         Json::Object(map) => {
@@ -177,5 +224,19 @@ mod tests {
         let err = lua_to_json(&v).unwrap_err();
         assert!(err.contains("function") && err.contains("`a.b`"), "{err}");
         assert_eq!(lua_to_json_lossy(&v), serde_json::json!({"a": {"b": null}}));
+    }
+
+    #[test]
+    fn marked_and_decoded_empty_arrays_stay_arrays() {
+        let lua = Lua::new();
+        let t = lua.create_table().unwrap();
+        t.set_metatable(Some(array_meta(&lua).unwrap())).unwrap();
+        assert_eq!(
+            lua_to_json(&Value::Table(t)).unwrap(),
+            serde_json::json!([])
+        );
+        let json = serde_json::json!({"errors": [], "files": [1]});
+        let back = json_to_lua(&lua, &json).unwrap();
+        assert_eq!(lua_to_json(&back).unwrap(), json);
     }
 }

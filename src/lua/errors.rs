@@ -82,13 +82,17 @@ fn is_memory_error(err: &mlua::Error) -> bool {
 
 /// Splits an error into a message (with the innermost script location prefixed when the error
 /// came from a host function) and a traceback.
-fn split(err: &mlua::Error) -> (String, Option<String>) {
+pub(crate) fn split(err: &mlua::Error) -> (String, Option<String>) {
     match err {
         mlua::Error::CallbackError { traceback, cause } => {
             let (inner, inner_tb) = split(cause);
             let traceback = inner_tb.unwrap_or_else(|| traceback.clone());
             let message = match script_location(&traceback) {
-                Some(loc) if !inner.starts_with(&loc) => format!("{loc}: {inner}"),
+                Some(loc)
+                    if !inner.starts_with(&loc) && !super::host_error::has_location(&inner) =>
+                {
+                    format!("{loc}: {inner}")
+                }
                 _ => inner,
             };
             (message, Some(traceback))
@@ -111,7 +115,7 @@ fn split(err: &mlua::Error) -> (String, Option<String>) {
 }
 
 /// The first frame of a traceback that lies in a script or plugin (`scripts/x.lua:12`).
-fn script_location(traceback: &str) -> Option<String> {
+pub(crate) fn script_location(traceback: &str) -> Option<String> {
     traceback.lines().map(str::trim).find_map(|line| {
         let (file, rest) = line.split_once(".lua:")?;
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();

@@ -378,7 +378,7 @@ fn zip_writer(lua: &Lua, (out, opts): (LuaValue, LuaValue)) -> mlua::Result<mlua
     })
 }
 
-/// `ferry.zip.reader(reader)`: `entries()`, `extract(name, writer)`, `read(name)`.
+/// `ferry.zip.reader(reader)`: `entries()`, `extract(name, writer)`, `read(name)`, `open(name)`.
 struct LuaZipReader(ZipReader);
 
 impl UserData for LuaZipReader {
@@ -408,6 +408,24 @@ impl UserData for LuaZipReader {
                     Err(format_err(e))
                 }
             }
+        });
+        // open(name): a reader of the entry (inflated into an anonymous temp file first, so
+        // memory stays bounded and the archive can be read again), for a format reader.
+        methods.add_method_mut("open", |_, this, entry: String| {
+            let mut tmp = tempfile::tempfile().map_err(|e| {
+                super::host_error::host_err(
+                    super::host_error::Kind::Io,
+                    format!("zip:open({entry:?}): cannot create a temp file: {e}"),
+                )
+            })?;
+            this.0.extract(&entry, &mut tmp).map_err(format_err)?;
+            std::io::Seek::rewind(&mut tmp).map_err(|e| {
+                super::host_error::host_err(
+                    super::host_error::Kind::Io,
+                    format!("zip:open({entry:?}): {e}"),
+                )
+            })?;
+            Ok(super::io::LuaReader::new(tmp, entry))
         });
         methods.add_method_mut("read", |lua, this, entry: String| {
             let mut buf = Vec::new();

@@ -102,11 +102,11 @@ fn max_chunk(lua: &Lua) -> u64 {
 }
 
 fn io_err(label: &str, what: &str, e: io::Error) -> mlua::Error {
+    use super::host_error::{Classify, Kind, host_err};
     // Storage errors already name their store and path.
-    if crate::storage::StorageError::from_io(&e).is_some() {
-        mlua::Error::runtime(e.to_string())
-    } else {
-        mlua::Error::runtime(format!("{what} {label}: {e}"))
+    match crate::storage::StorageError::from_io(&e) {
+        Some(s) => s.to_lua_err(),
+        None => host_err(Kind::Io, format!("{what} {label}: {e}")),
     }
 }
 

@@ -3,12 +3,19 @@
 //!
 //! Only this module imports mlua. It knows nothing of the daemon or the history: a run reports
 //! logs, progress, artifacts and state through the [`RunHost`] trait that its caller implements.
+//!
+//! Cross-cutting pieces: `schema.rs` checks options (of host functions and, through
+//! `ferry.schema`, of plugins and scripts) against shared vocabularies; `host_error.rs` turns
+//! errors of host functions into Lua values with a stable `kind`; `artifacts.rs` keeps each
+//! recorded artifact as the run's own copy.
 
+mod artifacts;
 mod bytes;
 mod context;
 mod convert;
 mod errors;
 mod formats;
+mod host_error;
 pub mod io;
 mod json;
 mod limits;
@@ -16,6 +23,7 @@ mod pipe;
 mod redis;
 mod rows;
 mod sandbox;
+mod schema;
 mod sqlite;
 mod store;
 mod time;
@@ -50,8 +58,8 @@ pub trait RunHost {
     fn log(&self, level: Level, message: &str);
     /// Progress: `done` of `total` units.
     fn progress(&self, done: u64, total: Option<u64>);
-    /// Records an artifact: a file in a store that the run produced.
-    fn artifact(&self, store: &str, path: &str, name: &str) -> Result<(), String>;
+    /// Records an artifact: a file in a store that the run produced, with the run's own copy.
+    fn artifact(&self, artifact: &ArtifactRecord) -> Result<(), String>;
     /// Reads a value the job saved in an earlier run.
     fn state_get(&self, key: &str) -> Result<Option<serde_json::Value>, String>;
     /// Saves (or with `None` removes) a value for later runs of the job.
@@ -71,6 +79,24 @@ pub trait RunHost {
     ) -> Result<(), String> {
         Err("this host does not clean up after failed runs".into())
     }
+}
+
+/// An artifact as a run records it (`ctx.artifact`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRecord {
+    /// Name, unique in the run.
+    pub name: String,
+    /// The store the script named, as a URL without credentials.
+    pub store: String,
+    /// The path inside that store.
+    pub path: String,
+    /// Size in bytes of what was recorded.
+    pub size: Option<u64>,
+    /// Hex SHA-256 of what was recorded.
+    pub sha256: Option<String>,
+    /// Where the run's own copy is, relative to the artifacts folder (`RUN_ID/NAME`); `None`
+    /// when the VM has no artifacts folder.
+    pub copy: Option<String>,
 }
 
 /// Where scripts find their modules, and the limits of one VM.
@@ -297,7 +323,7 @@ mod tests {
             self.0.store(true, Ordering::SeqCst);
         }
         fn progress(&self, _: u64, _: Option<u64>) {}
-        fn artifact(&self, _: &str, _: &str, _: &str) -> Result<(), String> {
+        fn artifact(&self, _: &ArtifactRecord) -> Result<(), String> {
             Ok(())
         }
         fn state_get(&self, _: &str) -> Result<Option<serde_json::Value>, String> {

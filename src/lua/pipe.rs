@@ -2,7 +2,9 @@
 //!
 //! Without `map` the rows move in Rust from source to sink and no Lua value is created per
 //! row. With `map`, Lua receives batches: `map(rows)` gets a sequence of row tables and returns
-//! the rows to write (a sequence; `nil` entries are dropped), or `nil` to drop the whole batch.
+//! the rows to write (a sequence; `nil` entries are dropped; `{}` drops the whole batch). A map
+//! that returns nothing is an error naming the map function's line: it is almost always a
+//! forgotten `return`, and writing no rows without a word would hide it.
 
 use mlua::{AnyUserData, Function, Lua, Table, Value as LuaValue};
 
@@ -85,8 +87,19 @@ fn map_batches(
             let n_in = rows.len();
             let out = match f.call::<LuaValue>(input)? {
                 LuaValue::Nil => {
-                    rows.clear();
-                    return Ok(());
+                    let info = f.info();
+                    let at = match (info.source.as_deref(), info.line_defined) {
+                        (Some(src), Some(line)) => {
+                            format!(" (the function at {}:{line})", src.trim_start_matches('@'))
+                        }
+                        _ => String::new(),
+                    };
+                    return Err(super::host_error::host_err(
+                        super::host_error::Kind::Invalid,
+                        format!(
+                            "ferry.pipe: map{at} returned nothing for a batch of {n_in} rows; return the rows to write (a table; {{}} to drop them all)"
+                        ),
+                    ));
                 }
                 LuaValue::Table(t) => t,
                 other => {

@@ -369,30 +369,54 @@ impl UserData for LuaRedis {
             );
             lua.create_userdata(LuaSource::new(Box::new(src)))
         });
-        // restore([{ mode = "replace"|"skip", batch, db, progress }]): RESTORE sink, on its
-        // own connection.
+        // restore([{ on_conflict = "overwrite"|"skip", batch, db = n|"own", progress }]):
+        // RESTORE sink, on its own connection. Keys go into the target's database (its URL's,
+        // or `db`); `db = "own"` keeps each row's `db` (an RDB file of several databases).
         methods.add_method("restore", |lua, this, opts: LuaValue| {
             const F: &str = "redis restore";
             let mut o = Opts::new(opts, F)?;
             let d = RestoreOptions::default();
-            let conflict = match o.string("mode")?.as_deref() {
-                None | Some("replace") | Some("full") => Conflict::Replace,
-                Some("skip") | Some("incremental") => Conflict::Skip,
+            let policy = o.choice("on_conflict", &super::schema::ON_CONFLICT)?;
+            // `mode` is the older name: replace | skip (full | incremental, as redis.migrate's
+            // `method`).
+            let mode = match o.string("mode")?.map(|m| m.to_ascii_lowercase()).as_deref() {
+                None => None,
+                Some("replace") | Some("full") => Some("overwrite"),
+                Some("skip") | Some("incremental") => Some("skip"),
                 Some(other) => {
                     return Err(lua_err(format!(
-                        "{F}: mode must be \"replace\" or \"skip\", got \"{other}\""
+                        "{F}: option `mode`: expected \"replace\" or \"skip\" (or use on_conflict = \"overwrite\"|\"skip\"), got \"{other}\""
                     )));
                 }
+            };
+            let conflict = match (policy, mode) {
+                (Some(_), Some(_)) => {
+                    return Err(lua_err(format!(
+                        "{F}: options `on_conflict` and `mode` are the same setting; give one"
+                    )));
+                }
+                (Some("skip"), _) | (None, Some("skip")) => Conflict::Skip,
+                (Some("fail"), _) => {
+                    return Err(lua_err(format!(
+                        "{F}: option `on_conflict`: \"fail\" is not supported for Redis; expected \"overwrite\" or \"skip\""
+                    )));
+                }
+                _ => Conflict::Replace,
             };
             let batch = o
                 .count("batch")?
                 .map(|n| n.clamp(1, 100_000) as usize)
                 .unwrap_or(d.batch);
-            let db = match o.count("db")? {
-                Some(n) => {
-                    Some(i64::try_from(n).map_err(|_| lua_err(format!("{F}: db out of range")))?)
+            let (db, row_db) = match o.value("db")? {
+                LuaValue::Nil => (None, false),
+                LuaValue::String(s) if s.to_str()?.eq_ignore_ascii_case("own") => (None, true),
+                LuaValue::Integer(n) if n >= 0 => (Some(n), false),
+                other => {
+                    return Err(lua_err(format!(
+                        "{F}: option `db`: expected a database number or \"own\" (each row's own database), got {}",
+                        other.to_string().unwrap_or_else(|_| other.type_name().into())
+                    )));
                 }
-                None => None,
             };
             let progress = want_progress(&mut o, F)?;
             o.finish()?;
@@ -403,6 +427,7 @@ impl UserData for LuaRedis {
                     conflict,
                     batch,
                     db,
+                    row_db,
                     ..d
                 },
                 Some(this.ctx.interrupt.clone()),

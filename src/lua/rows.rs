@@ -12,6 +12,7 @@ use std::sync::Arc;
 use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
 
 use super::bytes::SharedWriter;
+use super::host_error::IntoLuaErr;
 use super::{Level, RunHost};
 use crate::formats::{
     FormatError, OnError, ReadOptions, RowSink, RowSource, SkipReport, TimestampUnit, Type, Value,
@@ -88,9 +89,10 @@ pub(crate) fn skipped_summary(lua: &Lua) -> Option<serde_json::Value> {
     Some(serde_json::Value::Object(map))
 }
 
-/// A format or database error as a Lua error.
-pub(crate) fn lua_err(e: impl std::fmt::Display) -> mlua::Error {
-    mlua::Error::runtime(e.to_string())
+/// A message, or a typed error of a layer below (format, database, store, Redis), as a Lua
+/// error; typed errors keep their kind (see `host_error.rs`).
+pub(crate) fn lua_err(e: impl IntoLuaErr) -> mlua::Error {
+    e.into_lua_err()
 }
 
 /// Converts a value to Lua: null is nil, bytes a (binary) string.
@@ -488,6 +490,20 @@ impl Opts {
         }
     }
 
+    /// A setting of a shared vocabulary (`on_error`, `on_conflict`): its canonical value.
+    pub(crate) fn choice(
+        &mut self,
+        key: &str,
+        vocab: &super::schema::Vocab,
+    ) -> mlua::Result<Option<&'static str>> {
+        match self.string(key)? {
+            None => Ok(None),
+            Some(given) => vocab.resolve(&given).map(Some).ok_or_else(|| {
+                mlua::Error::runtime(super::schema::choice_error(&self.func, key, vocab, &given))
+            }),
+        }
+    }
+
     /// A boolean option.
     pub(crate) fn boolean(&mut self, key: &str) -> mlua::Result<Option<bool>> {
         match self.raw(key)? {
@@ -588,15 +604,9 @@ impl Opts {
         }
         o.columns = self.strings("columns")?;
         o.exclude = self.strings("exclude")?.unwrap_or_default();
-        o.on_error = match self.string("on_error")?.as_deref() {
-            None | Some("fail") => OnError::Fail,
+        o.on_error = match self.choice("on_error", &super::schema::ON_ERROR)? {
             Some("continue") => OnError::Continue,
-            Some(other) => {
-                return Err(mlua::Error::runtime(format!(
-                    "{}: option `on_error`: expected \"fail\" or \"continue\", got {other:?}",
-                    self.func
-                )));
-            }
+            _ => OnError::Fail,
         };
         o.timestamp_unit = self.unit()?;
         Ok(o)

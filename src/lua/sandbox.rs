@@ -26,25 +26,32 @@ const LOADED_KEY: &str = "ferry.loaded";
 /// Wraps the protected-call functions so that a termination (time, cancel, memory) caught by the
 /// script is raised again, and narrows `load` and `collectgarbage`.
 const SANDBOX_PRELUDE: &str = r##"
-local check = ...
+local check, convert = ...
 local raw_pcall, raw_xpcall, raw_load, raw_gc = pcall, xpcall, load, collectgarbage
 local raw_create, raw_resume, raw_close = coroutine.create, coroutine.resume, coroutine.close
-local select, error, tostring = select, error, tostring
+local select, error, tostring, type = select, error, tostring, type
 
+-- An error that crosses from a host function into Lua becomes an error value with a `kind`.
 local function pass(ok, ...)
-  if not ok then check((...)) end
+  if not ok then
+    check((...))
+    return ok, convert((...))
+  end
   return ok, ...
 end
 local function unwrap(ok, ...)
   if not ok then
     check((...))
-    error((...), 0)
+    error(convert((...)), 0)
   end
   return ...
 end
 
 pcall = function(f, ...) return pass(raw_pcall(f, ...)) end
-xpcall = function(f, handler, ...) return pass(raw_xpcall(f, handler, ...)) end
+xpcall = function(f, handler, ...)
+  if type(handler) ~= "function" then return pass(raw_xpcall(f, handler, ...)) end
+  return pass(raw_xpcall(f, function(e) return handler(convert(e)) end, ...))
+end
 coroutine.resume = function(co, ...) return pass(raw_resume(co, ...)) end
 coroutine.close = function(co) return pass(raw_close(co)) end
 coroutine.wrap = function(f)
@@ -100,10 +107,11 @@ pub fn new_vm(
         }
         check_guard.check()
     })?;
+    let convert = lua.create_function(super::host_error::to_lua_value)?;
     lua.load(SANDBOX_PRELUDE)
         .set_name("=ferry:sandbox")
         .set_mode(ChunkMode::Text)
-        .call::<()>(check)?;
+        .call::<()>((check, convert))?;
 
     let print_host = host.clone();
     globals.set(
@@ -141,6 +149,9 @@ pub fn new_vm(
     )?;
     super::time::register(&lua, &ferry)?;
     super::util::register(&lua, &ferry)?;
+    super::host_error::register(&lua, &ferry)?;
+    super::convert::register(&lua, &ferry)?;
+    super::schema::register(&lua, &ferry, &opts.plugins_label)?;
     globals.set("ferry", ferry.clone())?;
     let loaded = lua.create_table()?;
     loaded.set("ferry", ferry)?;

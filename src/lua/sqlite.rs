@@ -125,15 +125,10 @@ fn params(args: LuaValue) -> mlua::Result<Params> {
 }
 
 fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
-    let on_conflict = match o.string("on_conflict")?.as_deref() {
-        None | Some("fail") => OnConflict::Fail,
+    let on_conflict = match o.choice("on_conflict", &super::schema::ON_CONFLICT)? {
         Some("skip") => OnConflict::Skip,
-        Some("replace") => OnConflict::Replace,
-        Some(other) => {
-            return Err(lua_err(format!(
-                "option `on_conflict`: expected \"fail\", \"skip\" or \"replace\", got {other:?}"
-            )));
-        }
+        Some("overwrite") => OnConflict::Replace,
+        _ => OnConflict::Fail,
     };
     Ok(InsertOptions {
         on_conflict,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use mlua::{AnyUserData, IntoLuaMulti, Lua, Table, UserData, UserDataMethods, Value};
 
 use super::RunHost;
+use super::host_error::{Classify, Kind, host_err};
 use super::io::{LuaReader, LuaWriter, take_reader};
 use super::limits::Guard;
 use crate::storage::{
@@ -34,7 +35,7 @@ const STORE_OPTIONS: &[&str] = &[
 ];
 
 fn err(e: StorageError) -> mlua::Error {
-    mlua::Error::runtime(e.to_string())
+    e.to_lua_err()
 }
 
 fn meta_table(lua: &Lua, m: &Meta) -> mlua::Result<Table> {
@@ -123,6 +124,29 @@ fn store_options(opts: Option<Table>) -> mlua::Result<S3Options> {
     Ok(o)
 }
 
+/// The store a script names: a store object, or a store name or URL (opened like
+/// `ferry.store(name)`).
+pub(crate) fn store_arg(lua: &Lua, v: &Value, what: &str) -> mlua::Result<Store> {
+    match v {
+        Value::UserData(ud) => store_of(ud, what),
+        Value::String(s) => {
+            let name = s.to_str()?.to_string();
+            let registry = lua
+                .app_data_ref::<Arc<StoreRegistry>>()
+                .map(|r| r.clone())
+                .ok_or_else(|| mlua::Error::runtime(format!("{what}: no stores in this VM")))?;
+            registry.open(&name, S3Options::default()).map_err(err)
+        }
+        other => Err(host_err(
+            Kind::Invalid,
+            format!(
+                "{what}: expected a store name, URL or store object, got {}",
+                other.type_name()
+            ),
+        )),
+    }
+}
+
 /// The store inside a Store userdata, or an error naming `what` expected one.
 pub(crate) fn store_of(ud: &AnyUserData, what: &str) -> mlua::Result<Store> {
     ud.borrow::<LuaStore>()
@@ -146,6 +170,25 @@ impl UserData for LuaStore {
                 t.raw_set(i + 1, meta_table(lua, m)?)?;
             }
             Ok(t)
+        });
+        // walk([prefix]): the list, and { {path=, error=}, ... } for every entry that could not
+        // be listed (dangling symlinks, fifos, unreadable files); a missing local folder is a
+        // `not_found` error.
+        methods.add_method("walk", |lua, this, prefix: Option<String>| {
+            let (items, skipped) = this.0.walk(prefix.as_deref().unwrap_or("")).map_err(err)?;
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, m) in items.iter().enumerate() {
+                t.raw_set(i + 1, meta_table(lua, m)?)?;
+            }
+            let bad = lua.create_table_with_capacity(skipped.len(), 0)?;
+            bad.set_metatable(Some(super::convert::array_meta(lua)?))?;
+            for (i, u) in skipped.iter().enumerate() {
+                let e = lua.create_table()?;
+                e.set("path", u.path.as_str())?;
+                e.set("error", u.reason.as_str())?;
+                bad.raw_set(i + 1, e)?;
+            }
+            Ok((t, bad))
         });
         // stat(path): {path=, size=, modified=, etag=} or nil when there is no such object.
         methods.add_method("stat", |lua, this, path: String| {
@@ -174,8 +217,8 @@ impl UserData for LuaStore {
                         let mut w = this.0.create(&path, opts).map_err(err)?;
                         std::io::copy(&mut src, &mut w).map_err(
                             |e| match StorageError::from_io(&e) {
-                                Some(_) => mlua::Error::runtime(e.to_string()),
-                                None => mlua::Error::runtime(format!("reading {label}: {e}")),
+                                Some(s) => s.to_lua_err(),
+                                None => host_err(Kind::Io, format!("reading {label}: {e}")),
                             },
                         )?;
                         w.commit().map_err(err)
@@ -234,6 +277,7 @@ pub(crate) fn install(
         StoreRegistry::new(config.clone())
             .with_interrupt(Arc::new(move || g.termination().is_some())),
     );
+    lua.set_app_data(registry.clone());
     let open = lua.create_function(move |_, (name, opts): (String, Option<Table>)| {
         let opts = store_options(opts)?;
         if let Some(h) = &host {

@@ -149,6 +149,9 @@ pub struct StorageConfig {
     pub protected: Vec<PathBuf>,
     /// Where pending writes (temp files, multipart uploads) are journaled for recovery.
     pub state_dir: PathBuf,
+    /// Where runs keep their own copies of their artifacts (see [`super::artifact_area`]);
+    /// protected like the journal, so no script can change a recorded artifact.
+    pub artifacts_dir: PathBuf,
     /// Named stores from `[stores.NAME]`.
     pub stores: BTreeMap<String, StoreSpec>,
 }
@@ -159,11 +162,13 @@ impl StorageConfig {
     pub fn new(root: impl Into<PathBuf>, allowed: Vec<PathBuf>) -> StorageConfig {
         let root = root.into();
         let state_dir = root.join("data").join(".ferry").join("pending");
+        let artifacts_dir = root.join("data").join(".ferry").join("artifacts");
         StorageConfig {
-            protected: vec![state_dir.clone()],
+            protected: vec![state_dir.clone(), artifacts_dir.clone()],
             root,
             allowed,
             state_dir,
+            artifacts_dir,
             stores: BTreeMap::new(),
         }
     }

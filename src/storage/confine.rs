@@ -175,15 +175,3 @@ pub fn confine_dir(config: &StorageConfig, path: &Path) -> Result<PathBuf, Error
     }
     Ok(real)
 }
-
-/// Checks an object that a run names by store and path (an artifact): the store must resolve
-/// and the path be a valid object path; in a local store the file must lie under the allowed
-/// roots like every other path. Nothing is opened or read.
-pub fn confine_object(config: &StorageConfig, store: &str, path: &str) -> Result<(), String> {
-    let spec = config.resolve(store, super::S3Options::default())?;
-    super::validate_path(path)?;
-    if let super::StoreUrl::Local(root) = &spec.url {
-        confine_path(config, &root.join(path)).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}

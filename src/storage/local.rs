@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use super::confine::Confinement;
 use super::error::ErrorKind;
 use super::journal::{EntryHandle, Journal, Pending, TEMP_MARKER, is_temp_name, unique_suffix};
-use super::{Meta, Waiter};
+use super::{Meta, Unreadable, Waiter};
 
 /// Buffer size of local readers and writers.
 const IO_BUFFER: usize = 256 * 1024;
@@ -98,12 +98,36 @@ impl LocalBackend {
     }
 
     pub(crate) fn list(&self, prefix: &str) -> Result<Vec<Meta>, ErrorKind> {
+        Ok(self.walk(prefix, false)?.0)
+    }
+
+    /// Every file under `prefix`, and (when `strict`) every entry that is not listed with the
+    /// reason: a dangling symlink, a fifo, socket or device, a symlink to a folder (not
+    /// followed) or out of the allowed roots, ferry's own files, an entry that cannot be read.
+    /// With `strict`, a missing start folder is [`ErrorKind::NotFound`]; otherwise it lists
+    /// nothing. ferry's in-flight temp files are never listed nor reported.
+    pub(crate) fn walk(
+        &self,
+        prefix: &str,
+        strict: bool,
+    ) -> Result<(Vec<Meta>, Vec<Unreadable>), ErrorKind> {
         let start = if prefix.is_empty() {
             self.root.clone()
         } else {
             self.file(prefix)?
         };
+        if strict && !start.is_dir() {
+            return Err(match start.symlink_metadata() {
+                Ok(_) => ErrorKind::InvalidPath(format!("{} is not a folder", start.display())),
+                Err(_) => ErrorKind::NotFound,
+            });
+        }
         let mut out = Vec::new();
+        let mut skipped = Vec::new();
+        let rel = |p: &Path| -> String {
+            let r = p.strip_prefix(&self.root).unwrap_or(p);
+            r.to_string_lossy().into_owned()
+        };
         let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
@@ -114,44 +138,103 @@ impl LocalBackend {
                 {
                     continue;
                 }
+                Err(e) if strict => {
+                    skipped.push(Unreadable::new(
+                        rel(&dir),
+                        format!("cannot list the folder: {e}"),
+                    ));
+                    continue;
+                }
                 Err(e) => return Err(io_kind(e)),
             };
             for entry in entries {
-                let entry = entry.map_err(io_kind)?;
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(e) if strict => {
+                        skipped.push(Unreadable::new(
+                            rel(&dir),
+                            format!("cannot list the folder: {e}"),
+                        ));
+                        continue;
+                    }
+                    Err(e) => return Err(io_kind(e)),
+                };
                 let path = entry.path();
                 if is_temp_name(&path) {
                     continue;
                 }
-                let ft = entry.file_type().map_err(io_kind)?;
-                // Symlinked folders are not followed (no cycles); symlinked files are listed
-                // when they stay inside the confinement. Protected paths are left out.
-                let Ok(real) = self.confinement.check(&path) else {
-                    continue;
-                };
-                if ft.is_dir() {
-                    stack.push(path);
-                    continue;
+                match self.entry(&path, &entry, strict) {
+                    Ok(Entry::Folder) => stack.push(path),
+                    Ok(Entry::File(m)) => {
+                        match path.strip_prefix(&self.root).ok().and_then(Path::to_str) {
+                            Some(r) => out.push(meta(r.to_string(), &m)),
+                            None if strict => skipped.push(Unreadable::new(
+                                rel(&path),
+                                "the name is not valid UTF-8".to_string(),
+                            )),
+                            None => tracing::warn!(
+                                "skipping a file whose name is not UTF-8: {}",
+                                path.display()
+                            ),
+                        }
+                    }
+                    Err(reason) if strict => skipped.push(Unreadable::new(rel(&path), reason)),
+                    Err(_) => {}
                 }
-                let Ok(m) = std::fs::metadata(&real) else {
-                    continue;
-                };
-                if !m.is_file() {
-                    continue;
-                }
-                let Ok(rel) = path.strip_prefix(&self.root) else {
-                    continue;
-                };
-                let Some(rel) = rel.to_str() else {
-                    tracing::warn!(
-                        "skipping a file whose name is not UTF-8: {}",
-                        path.display()
-                    );
-                    continue;
-                };
-                out.push(meta(rel.to_string(), &m));
             }
         }
-        Ok(out)
+        Ok((out, skipped))
+    }
+
+    /// What a directory entry is for a listing: a folder to descend into, a file to list, or
+    /// why it is neither.
+    fn entry(&self, path: &Path, entry: &std::fs::DirEntry, strict: bool) -> Result<Entry, String> {
+        use std::os::unix::fs::FileTypeExt;
+        let ft = entry
+            .file_type()
+            .map_err(|e| format!("cannot read its type: {e}"))?;
+        if ft.is_symlink() {
+            let target = std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            if std::fs::metadata(path).is_err() {
+                return Err(format!(
+                    "dangling symlink (to {target}, which does not exist)"
+                ));
+            }
+            if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+                return Err(format!(
+                    "symlink to a folder (to {target}); folder links are not followed"
+                ));
+            }
+        }
+        // Symlinked folders are not followed (no cycles); symlinked files are listed when they
+        // stay inside the confinement.
+        let real = self.confinement.check(path).map_err(|k| match k {
+            ErrorKind::Denied(m) => m,
+            other => other.to_string(),
+        })?;
+        if ft.is_dir() {
+            return Ok(Entry::Folder);
+        }
+        let m = std::fs::metadata(&real).map_err(|e| format!("cannot read its metadata: {e}"))?;
+        let ft = m.file_type();
+        if ft.is_fifo() {
+            return Err("a named pipe (fifo), not a regular file".into());
+        }
+        if ft.is_socket() {
+            return Err("a socket, not a regular file".into());
+        }
+        if ft.is_block_device() || ft.is_char_device() {
+            return Err("a device, not a regular file".into());
+        }
+        if !m.is_file() {
+            return Err("not a regular file".into());
+        }
+        if strict && !readable(&real) {
+            return Err("permission denied (not readable by this process)".into());
+        }
+        Ok(Entry::File(m))
     }
 
     /// Removes the folder of `prefix` and the folders under it that are empty (deepest first);
@@ -283,6 +366,23 @@ pub(crate) fn kind_from_io(e: io::Error) -> ErrorKind {
         },
         None => io_kind(e),
     }
+}
+
+/// A directory entry as a listing sees it.
+enum Entry {
+    Folder,
+    File(std::fs::Metadata),
+}
+
+/// Whether this process may read the file (`access(R_OK)`: what `open` would say, without
+/// opening it, which would block on a fifo and cost a descriptor per file).
+fn readable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path that lives across the call.
+    unsafe { libc::access(c.as_ptr(), libc::R_OK) == 0 }
 }
 
 fn meta(path: String, m: &std::fs::Metadata) -> Meta {

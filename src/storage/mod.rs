@@ -14,7 +14,7 @@
 //! - Pending writes are journaled (`journal.rs`) so that [`recover`] can remove temp files and
 //!   abort uploads left behind by a process that died.
 //! - `confine.rs` is the one confinement check of local paths ([`confine_path`],
-//!   [`confine_dir`], [`confine_object`], [`Confinement`]): local stores use it, and so do the
+//!   [`confine_dir`], [`Confinement`]): local stores use it, and so do the
 //!   other layers for every file a script or job spec names.
 //!
 //! Invariants: nothing half-written is visible under a final name; a [`Writer`] that is dropped
@@ -43,7 +43,7 @@ use object_store::memory::InMemory;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 pub use config::{S3Options, Secret, StorageConfig, StoreSpec};
-pub use confine::{Confinement, confine_dir, confine_object, confine_path};
+pub use confine::{Confinement, confine_dir, confine_path};
 pub use error::{ErrorKind, Op, StorageError};
 pub use journal::{TEMP_MARKER, is_temp_name, sweep_temp_files};
 pub use runtime::Interrupt;
@@ -64,6 +64,22 @@ pub struct Meta {
     pub modified: Option<DateTime<Utc>>,
     /// The entity tag (S3 and memory stores).
     pub etag: Option<String>,
+}
+
+/// An entry a listing found but could not list as an object: its path in the store and why
+/// (a dangling symlink, a fifo, a device, permission denied, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The path inside the store.
+    pub path: String,
+    /// Why it is not listed.
+    pub reason: String,
+}
+
+impl Unreadable {
+    pub(crate) fn new(path: String, reason: String) -> Unreadable {
+        Unreadable { path, reason }
+    }
 }
 
 /// Options of `write` and `create`.
@@ -160,6 +176,23 @@ impl Store {
         .map_err(|k| self.err(Op::List, Some(prefix), k))?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
+    }
+
+    /// Like [`Store::list`], and the entries that could not be listed, with the reason (local
+    /// stores: dangling symlinks, fifos, sockets, devices, unreadable files and folders; object
+    /// stores have none). A local folder that does not exist is [`ErrorKind::NotFound`] here,
+    /// where `list` lists nothing: for a backup, a missing source is an error.
+    pub fn walk(&self, prefix: &str) -> Result<(Vec<Meta>, Vec<Unreadable>), StorageError> {
+        let p = validate_prefix(prefix)
+            .map_err(|m| self.err(Op::List, Some(prefix), ErrorKind::InvalidPath(m)))?;
+        let (mut out, mut skipped) = match &self.inner.backend {
+            Backend::Local(b) => b.walk(p, true),
+            Backend::Object(b) => b.list(p, &self.inner.waiter).map(|l| (l, Vec::new())),
+        }
+        .map_err(|k| self.err(Op::List, Some(prefix), k))?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((out, skipped))
     }
 
     /// An object's metadata, or `None` when there is no object at `path`.
@@ -304,6 +337,30 @@ impl Store {
         }
         .map_err(|k| self.err(Op::Copy, Some(&shown), k))
     }
+}
+
+/// The area where runs keep their own copies of their artifacts (`artifacts_dir`), as a local
+/// store: writable here, though scripts cannot reach it (it is a protected path). A run's
+/// copies live under `RUN_ID/NAME`, so what a run recorded stays what it recorded whatever later
+/// runs write to the same store path.
+pub fn artifact_area(config: &StorageConfig) -> Result<Store, StorageError> {
+    let dir = &config.artifacts_dir;
+    let label = format!("artifacts ({})", dir.display());
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StorageError::new(label.clone(), Op::Open, None, ErrorKind::Io(e)))?;
+    let mut own = StorageConfig::new(config.root.clone(), vec![dir.clone()]);
+    own.state_dir = config.state_dir.clone();
+    own.artifacts_dir = dir.clone();
+    own.protected = vec![config.state_dir.clone()];
+    let path = dir.to_str().ok_or_else(|| {
+        StorageError::new(
+            label.clone(),
+            Op::Open,
+            None,
+            ErrorKind::Config("the artifacts folder's path is not UTF-8".into()),
+        )
+    })?;
+    StoreRegistry::new(own).open(path, S3Options::default())
 }
 
 /// Copies an object from one store to another, streaming (bounded memory), atomically at the

@@ -23,6 +23,10 @@ pub struct RestoreOptions {
     /// Write every row into this database; `None` keeps each row's `db` (or the connection's
     /// database when rows have no `db` column).
     pub db: Option<i64>,
+    /// Whether a row's `db` column chooses its database (rows of an RDB file of several
+    /// databases). When false, and `db` is `None`, every key goes into the connection's
+    /// database: the target's, as its URL says.
+    pub row_db: bool,
 }
 
 impl Default for RestoreOptions {
@@ -32,6 +36,7 @@ impl Default for RestoreOptions {
             batch: 1000,
             batch_bytes: 4 << 20,
             db: None,
+            row_db: true,
         }
     }
 }
@@ -305,13 +310,15 @@ impl RowSink for RestoreSink {
         }
         let db = match (self.opts.db, c.db.map(cell)) {
             (Some(db), _) => db,
-            (None, Some(v)) if !v.is_null() => int_of(v).filter(|d| *d >= 0).ok_or_else(|| {
-                self.row_err(format!(
-                    "key {}: `db` must be a database number, got {}",
-                    show_key(key),
-                    v.type_name()
-                ))
-            })?,
+            (None, Some(v)) if self.opts.row_db && !v.is_null() => {
+                int_of(v).filter(|d| *d >= 0).ok_or_else(|| {
+                    self.row_err(format!(
+                        "key {}: `db` must be a database number, got {}",
+                        show_key(key),
+                        v.type_name()
+                    ))
+                })?
+            }
             _ => self.con.db,
         };
         if db != self.db {
