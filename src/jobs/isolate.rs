@@ -93,7 +93,8 @@ pub fn evaluate(config: &Config, chunk_name: &str, source: &str) -> Result<SpecT
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // Ctrl-C goes to the loading process, which then ends the child.
+    // Ctrl-C goes to the loading process only; a child that outlives it ends by its alarm
+    // (see `run_child`).
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(|e| {
         fail(format!(
