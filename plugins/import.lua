@@ -16,8 +16,13 @@
 --                                 -- the first `sample` rows (infer = false: TEXT); the DDL is logged
 --     on_conflict = "fail",       -- fail | skip | overwrite ("replace", upper case also accepted)
 --     on_error = "fail_fast",     -- fail_fast | continue (bad rows skipped, counted, reported)
+--     reimport = false,           -- import a file again that this database has committed before
 --   })
 --   --> { inserted = n, skipped = n, bad_rows = n, table = "orders", file = "..." }
+--
+-- A file is imported into a target once: its SHA-256 is recorded in the target database's
+-- `_ferry_imports` table in the same transaction as its rows, and a file already there (a retry
+-- after a crash, the same file dropped twice) is skipped with a warning unless `reimport = true`.
 --
 -- One file is all-or-nothing: the table's creation and its rows go in one transaction, rolled
 -- back on any error, so a failed import leaves nothing behind (no empty table either). A zip
@@ -50,7 +55,15 @@ local OPTIONS = ferry.schema("import.run", {
   sample = "integer",
   on_conflict = { enum = "on_conflict", default = "fail" },
   on_error = { enum = "on_error", default = "fail_fast" },
+  reimport = { type = "boolean", default = false },
 })
+
+-- The ledger of committed imports, kept in the target database and written in the same
+-- transaction as the rows: a file (by content) is imported into a target once, so a retry
+-- after a crash, or the same file dropped again, does not duplicate what was committed.
+local LEDGER = [[CREATE TABLE IF NOT EXISTS _ferry_imports (
+  sha256 TEXT NOT NULL, target TEXT NOT NULL, file TEXT NOT NULL, rows INTEGER NOT NULL,
+  run_id INTEGER NOT NULL, at TEXT NOT NULL, PRIMARY KEY (sha256, target))]]
 
 local function split(path)
   local dir, base = path:match("^(.*)/([^/]+)$")
@@ -221,13 +234,32 @@ M.run = OPTIONS:wrap(function(ctx, o)
   if not store:exists(path) then
     ferry.error("not_found", "import.run: " .. store:url(path) .. " does not exist", 2)
   end
+  if format ~= "sql" and format ~= "zip" and not o.table then ferry.error("invalid", "import.run: give `table`", 2) end
   local db = ferry.sqlite.open(o.db)
-  if format == "zip" then
-    local result = import_zip(ctx, o, db, store, path, file)
-    return result
+  local sha = ferry.hash.sha256(store:open(path))
+  local target = o.table or "(" .. format .. ")"
+  db:exec(LEDGER)
+  for done in db:query("SELECT run_id, at, rows FROM _ferry_imports WHERE sha256 = ? AND target = ?",
+      { sha, target }):rows() do
+    if not o.reimport then
+      ctx.log.warn("%s was imported into %s already (run %d at %s, %d rows): skipped; pass reimport = true to import it again",
+        file, target, done.run_id, done.at, done.rows)
+      return { inserted = 0, skipped = 0, bad_rows = 0, table = o.table, file = file, sha256 = sha,
+               already_imported = { run_id = done.run_id, at = done.at, rows = done.rows } }
+    end
   end
-  if format ~= "sql" and not o.table then ferry.error("invalid", "import.run: give `table`", 2) end
-  return import_one(ctx, o, db, function() return store:open(path) end, format, file, path, o.table)
+  return db:transaction(function()
+    local result
+    if format == "zip" then
+      result = import_zip(ctx, o, db, store, path, file)
+    else
+      result = import_one(ctx, o, db, function() return store:open(path) end, format, file, path, o.table)
+    end
+    db:exec("INSERT OR REPLACE INTO _ferry_imports VALUES (?, ?, ?, ?, ?, ?)",
+      { sha, target, file, result.inserted or result.changes or 0, ctx.run_id, ferry.time.format(ferry.time.now()) })
+    result.sha256 = sha
+    return result
+  end)
 end)
 
 return M

@@ -25,6 +25,7 @@
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
 //!   ask the calling thread's scope, which a run installs).
+//! - [`process`]: facts about local processes from `/proc` (alive, start time, ferry worker).
 //! - [`redact`]: credentials inside run params, masked for display and hidden from run output.
 //!
 //! # Invariants
@@ -63,6 +64,7 @@ pub mod formats;
 pub mod history;
 pub mod jobs;
 pub mod lua;
+pub mod process;
 pub mod redact;
 pub mod storage;
 pub mod units;

@@ -436,3 +436,331 @@ fn secret_params_are_never_stored_in_plain_text() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+fn copy_plugins(p: &Project, names: &[&str]) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for n in names {
+        std::fs::copy(
+            root.join(format!("plugins/{n}.lua")),
+            p.at(&format!("plugins/{n}.lua")),
+        )
+        .unwrap();
+    }
+}
+
+/// Rows of table `t` in a SQLite file, by the `file` column.
+fn rows_by_file(db: &std::path::Path) -> std::collections::BTreeMap<String, i64> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    // No table yet: nothing imported.
+    let Ok(mut stmt) = conn.prepare("SELECT file, count(*) FROM t GROUP BY file") else {
+        return Default::default();
+    };
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Every file below a folder.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn integrity_ok(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let v: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, "ok", "{}", db.display());
+}
+
+fn csv_file(name: &str, rows: usize) -> String {
+    let mut s = String::from("file,n\n");
+    for i in 0..rows {
+        s.push_str(&format!("{name},{i}\n"));
+    }
+    s
+}
+
+#[test]
+fn an_import_whose_daemon_died_after_the_commit_is_not_imported_twice() {
+    let p = project();
+    copy_plugins(&p, &["import"]);
+    p.script(
+        "imp",
+        r#"local import = require "import"
+           return { watch = { path = "inbox/imp", settle = "100ms" }, retries = 2, retry_delay = "100ms",
+             run = function(ctx)
+               local r = import.run(ctx, { db = "data/imp.db", table = "t" })
+               -- Work after the commit, during which the daemon dies.
+               if not r.already_imported then local t0 = os.time(); while os.time() - t0 < 30 do end end
+               return r
+             end }"#,
+    );
+    let d = Daemon::start(&p);
+    let tmp = p.write("inbox/.a.tmp", &csv_file("a.csv", 5000));
+    std::fs::rename(tmp, p.at("inbox/imp/a.csv")).unwrap();
+    let db = p.at("data/imp.db");
+    wait_for("the import's commit", Duration::from_secs(30), || {
+        (db.exists() && rows_by_file(&db).get("a.csv") == Some(&5000)).then_some(())
+    });
+    d.kill9();
+    let d = Daemon::start(&p);
+    wait_for("the file to be archived", Duration::from_secs(30), || {
+        (p.files_in("inbox/imp/.ferry/archive") == ["a.csv"]).then_some(())
+    });
+    assert_eq!(rows_by_file(&db).get("a.csv"), Some(&5000), "imported once");
+    let runs = p.runs_of("imp");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["state"], "interrupted");
+    assert_eq!(runs[1]["state"], "succeeded");
+    assert_eq!(
+        runs[1]["summary"]["already_imported"]["rows"], 5000,
+        "{}",
+        runs[1]
+    );
+    // The same file dropped again is skipped too; asked to, it is imported again.
+    let tmp = p.write("inbox/.b.tmp", &csv_file("a.csv", 5000));
+    std::fs::rename(tmp, p.at("inbox/imp/again.csv")).unwrap();
+    wait_for("the second file", Duration::from_secs(30), || {
+        (p.files_in("inbox/imp/.ferry/archive").len() == 2).then_some(())
+    });
+    assert_eq!(rows_by_file(&db).get("a.csv"), Some(&5000));
+    assert_eq!(d.stop(), Some(0));
+    let r = p.ferry(&[
+        "run",
+        p.root_script(
+            "force",
+            r#"local import = require "import"
+               return { run = function(ctx) return import.run(ctx, { db = "data/imp.db", table = "t",
+                 file = "inbox/imp/.ferry/archive/a.csv", reimport = true }) end }"#,
+        )
+        .as_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(rows_by_file(&db).get("a.csv"), Some(&10000));
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice() {
+    let server = common::s3::S3Server::start();
+    let mut p = project();
+    let mut config = std::fs::read_to_string(p.at("ferry.toml")).unwrap();
+    for (name, prefix) in [("s3out", "out"), ("s3points", "points")] {
+        config.push_str(&format!(
+            "[stores.{name}]\nurl = \"{}\"\nendpoint = \"{}\"\naccess_key_id = \"${{FERRY_TEST_AK}}\"\nsecret_access_key = \"${{FERRY_TEST_SK}}\"\n",
+            server.url(prefix),
+            server.endpoint()
+        ));
+    }
+    p.write("ferry.toml", &config);
+    p.set_env("FERRY_TEST_AK", &server.access_key);
+    p.set_env("FERRY_TEST_SK", &server.secret_key);
+    copy_plugins(&p, &["export", "import", "backup"]);
+    const ORDERS: usize = 20_000;
+    let r = p.ferry(&[
+        "run",
+        p.root_script(
+            "setup",
+            &format!(
+                r#"return {{ run = function(ctx)
+                     local db = ferry.sqlite.open("data/shop.db")
+                     db:exec("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, amount REAL)")
+                     db:exec([[WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {ORDERS})
+                               INSERT INTO orders SELECT i, 'c' || (i % 97), i / 4.0 FROM s]])
+                     local src = ferry.store("data/src")
+                     for i = 1, 30 do src:write("f" .. i .. ".txt", string.rep("line " .. i .. "\n", 2000)) end
+                   end }}"#
+            ),
+        )
+        .as_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    p.script(
+        "exp",
+        r#"local export = require "export"
+           return { params = { to = { default = "data/out" } }, overlap = "allow", retries = 5, retry_delay = "100ms",
+             run = function(ctx)
+               return export.run(ctx, { db = "data/shop.db", table = "orders", store = ctx.params.to,
+                 path = "orders-" .. ctx.run_id .. ".csv" })
+             end }"#,
+    );
+    p.script(
+        "bk",
+        r#"local backup = require "backup"
+           return { params = { point = { default = "data/points" } }, overlap = "allow", retries = 5,
+             retry_delay = "100ms", run = function(ctx)
+               return backup.run(ctx, { source = "data/src", point = ctx.params.point, set = "s" })
+             end }"#,
+    );
+    p.script(
+        "imp",
+        r#"local import = require "import"
+           return { watch = { path = "inbox/imp", settle = "100ms" }, overlap = "queue", retries = 20,
+             retry_delay = "100ms", run = function(ctx) return import.run(ctx, { db = "data/imp.db", table = "t" }) end }"#,
+    );
+    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("crash test seed: {seed} (FERRY_CRASH_SEED={seed} repeats it)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut dropped = Vec::new();
+    for round in 0..8 {
+        let d = Daemon::start(&p);
+        let api = Api::new(&d);
+        for to in ["data/out", "s3out"] {
+            start_run(&api, "exp", json!({ "params": { "to": to } }));
+        }
+        for point in ["data/points", "s3points"] {
+            start_run(&api, "bk", json!({ "params": { "point": point } }));
+        }
+        for i in 0..3 {
+            let name = format!("r{round}-{i}.csv");
+            let tmp = p.write(&format!("inbox/.{name}.tmp"), &csv_file(&name, 2000));
+            std::fs::rename(tmp, p.at(&format!("inbox/imp/{name}"))).unwrap();
+            dropped.push(name);
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(50..1500)));
+        if rng.bool() {
+            for w in workers_of(d.child.id()) {
+                signal(w, SIGKILL);
+            }
+        }
+        d.kill9();
+    }
+    // Left alone, the daemon finishes or retries everything.
+    let d = Daemon::start(&p);
+    wait_for(
+        "every run closed and every file handled",
+        Duration::from_secs(300),
+        || {
+            let open = p
+                .runs()
+                .iter()
+                .filter(|r| r["state"] == "queued" || r["state"] == "running")
+                .count();
+            let waiting = p
+                .files_in("inbox/imp")
+                .iter()
+                .filter(|f| !f.starts_with('.'))
+                .count()
+                + p.files_in("inbox/imp/.ferry/processing").len();
+            (open == 0 && waiting == 0).then_some(())
+        },
+    );
+    assert_eq!(d.stop(), Some(0));
+
+    // No run left open; every dropped file handled once: archived with its rows exactly once.
+    let runs = p.runs();
+    assert!(
+        runs.iter()
+            .all(|r| r["state"] != "running" && r["state"] != "queued")
+    );
+    let archived = p.files_in("inbox/imp/.ferry/archive");
+    let failed: Vec<String> = p
+        .files_in("inbox/imp/.ferry/failed")
+        .into_iter()
+        .filter(|f| !f.ends_with(".error.txt"))
+        .collect();
+    let mut handled = archived.clone();
+    handled.extend(failed.iter().cloned());
+    handled.sort();
+    dropped.sort();
+    assert_eq!(
+        handled, dropped,
+        "every dropped file is archived or failed, once"
+    );
+    assert!(
+        failed.is_empty(),
+        "with retries left, every import succeeds: {failed:?}"
+    );
+    let rows = rows_by_file(&p.at("data/imp.db"));
+    for f in &archived {
+        assert_eq!(rows.get(f), Some(&2000), "{f} imported exactly once");
+    }
+    // No partial file at a final name: every export is whole, locally and on S3.
+    let out_dirs = [p.at("data/out"), server.object_file("out")];
+    for dir in &out_dirs {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            assert_eq!(
+                text.lines().count(),
+                ORDERS + 1,
+                "{} is not a whole export",
+                entry.path().display()
+            );
+        }
+    }
+    // Every backup at a point is complete (a manifest, and every file it lists with its size);
+    // incomplete ones were discarded.
+    for root in [p.at("data/points/s"), server.object_file("points/s")] {
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let dir = entry.path();
+            // s3s-fs keeps a key's folders after its objects are deleted: a folder without any
+            // file holds no object.
+            if walk_files(&dir).is_empty() {
+                continue;
+            }
+            let manifest = dir.join("manifest.json");
+            if !manifest.exists() {
+                let id: i64 = dir
+                    .to_string_lossy()
+                    .rsplit('-')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                panic!(
+                    "{} has no manifest: an incomplete backup was left: {:?}\nrun: {}\nlog:\n{}",
+                    dir.display(),
+                    walk_files(&dir),
+                    p.show(id),
+                    (0..10)
+                        .map(|i| std::fs::read_to_string(p.at(&format!("serve-{i}.log")))
+                            .unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join("\n----\n")
+                );
+            }
+            let m: Value =
+                serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+            for f in m["files"].as_array().unwrap() {
+                let path = dir.join("data").join(f["path"].as_str().unwrap());
+                assert_eq!(
+                    std::fs::metadata(&path).map(|m| m.len()).ok(),
+                    f["size"].as_u64(),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(
+        server.pending_uploads().is_empty(),
+        "no multipart upload left"
+    );
+    integrity_ok(&p.at("data/ferry.db"));
+    integrity_ok(&p.at("data/imp.db"));
+}

@@ -5,6 +5,7 @@
 //! blocking threads.
 
 mod error;
+mod events;
 mod jobs;
 mod metrics;
 mod runs;
@@ -33,6 +34,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// compares the two.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/events"),
     ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/jobs"),
@@ -59,6 +61,9 @@ pub struct ApiState {
     /// A history connection of the API's own.
     pub history: Arc<SqliteHistory>,
     token: Option<Arc<String>>,
+    /// Cancelled when the server shuts down: ends the event streams, which would otherwise
+    /// hold the graceful shutdown open for ever.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl ApiState {
@@ -70,6 +75,7 @@ impl ApiState {
             handle,
             history,
             token,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -90,6 +96,7 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/events", get(events::stream))
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/jobs/{name}", get(jobs::detail))
         .route("/api/v1/jobs/{name}/runs", post(jobs::trigger))
@@ -217,7 +224,11 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let streams = state.shutdown.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            streams.cancel();
+        })
         .await
 }

@@ -16,12 +16,12 @@ use crate::history::{CancelOutcome, History, HistoryError, RunFilter, RunState};
 /// Largest page size.
 const MAX_PAGE_SIZE: u32 = 500;
 
-fn run_id(text: &str) -> Result<i64, ApiError> {
+pub(super) fn run_id(text: &str) -> Result<i64, ApiError> {
     text.parse()
         .map_err(|_| ApiError::bad_request(format!("run id must be an integer, got {text:?}")))
 }
 
-fn pairs(q: &Option<String>) -> Vec<(String, String)> {
+pub(super) fn pairs(q: &Option<String>) -> Vec<(String, String)> {
     q.as_deref()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
@@ -32,7 +32,7 @@ fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|m| ApiError::bad_request(format!("query `{name}`: {m}")))
 }
 
-fn number_param(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ApiError> {
+pub(super) fn number_param(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ApiError> {
     v.parse::<u64>()
         .ok()
         .filter(|n| (min..=max).contains(n))
@@ -95,21 +95,28 @@ pub async fn detail(
     Ok(Json(v))
 }
 
-/// `GET /api/v1/runs/{id}/logs?after=N&limit=M`: lines after sequence number N, for tailing.
+/// `GET /api/v1/runs/{id}/logs?after=N&limit=M`: lines after sequence number N, for tailing;
+/// with `follow=true`, a Server-Sent Events stream instead (see [`super::events::follow`]).
 pub async fn logs(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
     let id = run_id(&id)?;
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    if let Some(after) = super::events::follow_request(&q, last_event_id)? {
+        return super::events::follow(state, id, after).await;
+    }
     let (mut after, mut limit) = (0i64, 1000u32);
     for (k, v) in pairs(&q) {
         match k.as_str() {
             "after" => after = number_param("after", &v, 0, i64::MAX as u64)? as i64,
             "limit" => limit = number_param("limit", &v, 1, 10_000)? as u32,
+            "follow" => {}
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`; expected after, limit"
+                    "unknown query parameter `{other}`; expected after, limit, follow"
                 )));
             }
         }
@@ -118,9 +125,7 @@ pub async fn logs(
         .db(move |h| Ok((h.logs(id, after, limit)?, h.get_run(id)?)))
         .await?;
     let next = lines.last().map(|l| l.seq).unwrap_or(after);
-    Ok(Json(
-        json!({ "items": lines, "next_after": next, "state": run.state }),
-    ))
+    Ok(Json(json!({ "items": lines, "next_after": next, "state": run.state })).into_response())
 }
 
 /// `POST /api/v1/runs/{id}/cancel`.

@@ -33,6 +33,9 @@ pub enum DaemonError {
     /// The key that seals secret params could not be read or created.
     #[error(transparent)]
     Seal(#[from] crate::jobs::seal::SealError),
+    /// A start-up task failed to complete (it panicked).
+    #[error("start-up failed: {0}")]
+    Start(String),
     /// A folder could not be created.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -99,10 +102,25 @@ impl Daemon {
         reload(&config, &registry).await;
         let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone())?;
         let specs = read(&registry).specs();
-        recovery::recover(&config, &dispatcher, &specs)?;
-        retention(&config, &history);
-        let mut cron = CronTrigger::default();
-        cron.catch_up(&config, &dispatcher, &specs);
+        // Recovery, retention and catch-up do file, database and store I/O (an S3 discard, a
+        // worker to wait for): on a blocking thread, never on the runtime's.
+        let cron = {
+            let (config, dispatcher, history, specs) = (
+                config.clone(),
+                dispatcher.clone(),
+                history.clone(),
+                specs.clone(),
+            );
+            tokio::task::spawn_blocking(move || -> Result<CronTrigger, HistoryError> {
+                recovery::recover(&config, &dispatcher, &specs)?;
+                retention(&config, &history);
+                let mut cron = CronTrigger::default();
+                cron.catch_up(&config, &dispatcher, &specs);
+                Ok(cron)
+            })
+            .await
+            .map_err(|e| DaemonError::Start(e.to_string()))??
+        };
 
         let handle = Handle {
             dispatcher: dispatcher.clone(),
@@ -171,7 +189,8 @@ fn read(r: &RwLock<Registry>) -> std::sync::RwLockReadGuard<'_, Registry> {
     r.read().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) {
+/// Re-reads the scripts and swaps the registry; returns what changed.
+async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) -> Vec<Change> {
     let mut copy = read(registry).clone();
     let cfg = config.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -180,7 +199,7 @@ async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) {
     })
     .await;
     let Ok((updated, changes)) = result else {
-        return;
+        return Vec::new();
     };
     for c in &changes {
         match c {
@@ -193,6 +212,20 @@ async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) {
         }
     }
     *registry.write().unwrap_or_else(|p| p.into_inner()) = updated;
+    changes
+}
+
+/// A registry change as a bus event.
+fn change_event(c: &Change) -> crate::jobs::events::Event {
+    use crate::jobs::events::Event;
+    match c {
+        Change::Added(n) | Change::Updated(n) => Event::JobLoaded { job: n.clone() },
+        Change::Removed(n) => Event::JobRemoved { job: n.clone() },
+        Change::Broken(n, e) => Event::JobReloadFailed {
+            job: n.clone(),
+            error: e.clone(),
+        },
+    }
 }
 
 fn retention(config: &Config, history: &SqliteHistory) {

@@ -157,7 +157,9 @@ impl Loop {
             self.reload_at = None;
             self.next_rescan = now + RESCAN_SCRIPTS;
             h.stats.script_rescans.fetch_add(1, Ordering::Relaxed);
-            reload(&h.config, &h.registry).await;
+            for c in reload(&h.config, &h.registry).await {
+                h.dispatcher.events().publish(super::change_event(&c));
+            }
             self.update_watches(watcher);
             h.dispatcher.wake();
         }

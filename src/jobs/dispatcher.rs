@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::events::{Bus, Event as BusEvent};
 use super::executor;
 use super::owner::{Owner, is_ferry_worker};
 use super::params::{self, GivenParams, ParamError};
@@ -97,6 +98,8 @@ struct Inner {
     housekeeping: AtomicBool,
     /// Seals secret params before they are recorded, opens them for the worker.
     sealer: super::seal::Sealer,
+    /// What happens, for listeners (the API's event stream).
+    events: Bus,
 }
 
 /// Cheap-to-clone handle on the dispatcher.
@@ -134,6 +137,7 @@ impl Dispatcher {
                 lingering: Mutex::new(HashMap::new()),
                 housekeeping: AtomicBool::new(false),
                 sealer,
+                events: Bus::default(),
             }),
         })
     }
@@ -223,11 +227,18 @@ impl Dispatcher {
                 },
             )?;
             tracing::info!(job = %spec.name, run = id, "skipped: another run of the job is going");
+            self.publish_end(id);
             return Ok(Submitted {
                 id,
                 state: RunState::Skipped,
             });
         }
+        self.inner.events.publish(BusEvent::RunQueued {
+            run_id: id,
+            job: spec.name.clone(),
+            trigger: s.trigger.kind().to_string(),
+            not_before: s.not_before.as_ref().map(crate::history::format_time),
+        });
         self.inner.wake.notify_one();
         Ok(Submitted {
             id,
@@ -302,6 +313,7 @@ impl Dispatcher {
                 self.finish_file(&record, None)?;
                 super::cleanup::after_end(&self.inner.config, &*self.inner.history, &record);
                 tracing::info!(job = %record.job, run = id, "cancelled before it started");
+                self.inner.events.publish(BusEvent::finished(&record));
             }
             CancelOutcome::Requested => {
                 if let Some(r) = lock(&self.inner.running).get(&id) {
@@ -312,6 +324,20 @@ impl Dispatcher {
         }
         self.inner.wake.notify_one();
         Ok(outcome)
+    }
+
+    /// The event bus: runs queued, started, progressing, logging, finished; jobs (re)loaded.
+    pub fn events(&self) -> &Bus {
+        &self.inner.events
+    }
+
+    /// Publishes the end of a run that closed outside a worker's report.
+    fn publish_end(&self, id: i64) {
+        match self.inner.history.get_run(id) {
+            Ok(r) if r.state.is_closed() => self.inner.events.publish(BusEvent::finished(&r)),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run = id, "cannot read the run to report its end: {e}"),
+        }
     }
 
     /// The owner this daemon records on the runs it claims (`host:pid:start`).
@@ -353,10 +379,12 @@ impl Dispatcher {
         );
         // Forget lingering workers whose runs have closed since the last pass.
         lock(&self.inner.lingering).retain(|id, _| open.iter().any(|r| r.id == *id));
+        let mut reaped = false;
         for run in open {
             if run.owner.as_deref() == Some(self.inner.owner.as_str()) || !self.owner_gone(&run)? {
                 continue;
             }
+            reaped = true;
             if let Some(pid) = history.worker_pid(run.id)?.filter(|p| is_ferry_worker(*p)) {
                 let since = *lock(&self.inner.lingering)
                     .entry(run.id)
@@ -400,9 +428,22 @@ impl Dispatcher {
             )?;
             if closed {
                 tracing::warn!(job = %run.job, run = run.id, owner = ?run.owner, "run was interrupted: its owner went away");
+                self.publish_end(run.id);
             }
             let record = history.get_run(run.id)?;
             self.after_orphan(&record)?;
+        }
+        if reaped {
+            // Writes the dead processes left half-done (temp files, multipart uploads) go now,
+            // not at the next start.
+            let r = crate::storage::recover(&self.inner.config.storage);
+            if r.temp_files > 0 || r.uploads > 0 {
+                tracing::info!(
+                    temp_files = r.temp_files,
+                    uploads = r.uploads,
+                    "cleaned up writes of processes that died"
+                );
+            }
         }
         // Runs that workers of dead owners closed on their own: nobody applied their retry.
         for run in history.runs_in_state(RunState::Interrupted)? {
@@ -544,6 +585,7 @@ impl Dispatcher {
                     ErrorCode::Cancelled,
                     "run was cancelled before it started".into(),
                 )?;
+                self.publish_end(run.id);
                 self.finish_file(&run, None)?;
                 continue;
             }
@@ -562,6 +604,7 @@ impl Dispatcher {
                         run.job
                     ),
                 )?;
+                self.publish_end(run.id);
                 self.finish_file(&run, None)?;
                 continue;
             };
@@ -603,22 +646,61 @@ impl Dispatcher {
                     ) {
                         tracing::error!(run = run.id, "{e}");
                     }
+                    this.publish_end(run.id);
                     lock(&this.inner.running).remove(&run.id);
                     this.inner.wake.notify_one();
                     return;
                 }
             };
             let prepared = executor::prepare(config, &spec, run.id, params, run.trigger.clone());
+            let bus = &this.inner.events;
+            let job = run.job.clone();
+            // The worker's own end report is not passed on: the end is published from the
+            // history once the executor is done, also when the worker died without reporting.
+            let mut on_event = |ev: &super::protocol::Event| {
+                use super::protocol::Event as W;
+                let event = match ev {
+                    W::Started { run_id } => BusEvent::RunStarted {
+                        run_id: *run_id,
+                        job: job.clone(),
+                    },
+                    W::Progress {
+                        run_id,
+                        done,
+                        total,
+                    } => BusEvent::RunProgress {
+                        run_id: *run_id,
+                        job: job.clone(),
+                        done: *done,
+                        total: *total,
+                    },
+                    W::Log {
+                        run_id,
+                        seq,
+                        level,
+                        message,
+                    } => BusEvent::RunLog {
+                        run_id: *run_id,
+                        job: job.clone(),
+                        seq: *seq,
+                        level: *level,
+                        message: message.clone(),
+                    },
+                    W::Ready { .. } | W::Finished { .. } => return,
+                };
+                bus.publish(event);
+            };
             let result = executor::execute(
                 config,
                 &*this.inner.history,
                 &prepared,
                 Some(&this.inner.pool),
                 &cancel,
-                &mut |_| {},
+                &mut on_event,
             );
             match result {
                 Ok(record) => {
+                    bus.publish(BusEvent::finished(&record));
                     tracing::info!(job = %record.job, run = record.id, state = %record.state, "finished");
                     *lock(&this.inner.finished)
                         .entry((record.job.clone(), record.state.to_string()))
@@ -627,7 +709,10 @@ impl Dispatcher {
                         tracing::error!(run = record.id, "after the run: {e}");
                     }
                 }
-                Err(e) => tracing::error!(run = run.id, "run could not be executed: {e}"),
+                Err(e) => {
+                    tracing::error!(run = run.id, "run could not be executed: {e}");
+                    this.publish_end(run.id);
+                }
             }
             lock(&this.inner.running).remove(&run.id);
             this.inner.wake.notify_one();
@@ -683,6 +768,12 @@ impl Dispatcher {
         })?;
         self.inner.history.set_retried_by(record.id, id)?;
         tracing::info!(job = %record.job, run = record.id, retry = id, attempt, "retry queued");
+        self.inner.events.publish(BusEvent::RunQueued {
+            run_id: id,
+            job: record.job.clone(),
+            trigger: "retry".into(),
+            not_before: Some(crate::history::format_time(&(Utc::now() + delay))),
+        });
         self.inner.wake.notify_one();
         Ok(Some(id))
     }

@@ -6,6 +6,7 @@ pub mod artifacts;
 pub mod cleanup;
 pub mod cron;
 pub mod dispatcher;
+pub mod events;
 pub mod executor;
 pub mod isolate;
 pub mod owner;

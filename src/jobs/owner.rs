@@ -86,24 +86,14 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// The start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`), or
-/// `None` when no such process exists.
+/// The start time of a running process (see [`crate::process::start_time`]).
 pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    crate::process::start_time(pid)
 }
 
-/// Whether a process is a ferry worker (so a recycled pid is never killed by mistake).
+/// Whether a running process is a ferry worker.
 pub fn is_ferry_worker(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-            args.first().is_some_and(|a| a.ends_with(b"ferry"))
-                && args.iter().any(|a| *a == b"worker")
-        })
-        .unwrap_or(false)
+    crate::process::is_ferry_worker(pid)
 }
 
 #[cfg(test)]

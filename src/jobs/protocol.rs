@@ -62,6 +62,9 @@ pub enum Event {
     Log {
         /// The run.
         run_id: i64,
+        /// The line's sequence number in the history, when it was stored.
+        #[serde(default)]
+        seq: Option<i64>,
         /// Severity.
         level: LogLevel,
         /// Text.

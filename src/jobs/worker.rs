@@ -251,6 +251,7 @@ fn execute(
     let succeeded = matches!(outcome, Outcome::Succeeded(_));
     let problems = super::cleanup::apply_discards(&**history, id, succeeded, &|d| {
         host.discard_store(d.id)
+            .map(|s| s.uninterruptible())
             .map_or_else(|| super::cleanup::open_configured(config, d), Ok)
     });
     for p in problems {
@@ -363,11 +364,16 @@ impl RunHost for WorkerHost {
         };
         let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
         let message = secrets.redact(message);
-        if let Err(e) = self.history.append_log(self.run_id, level, &message) {
-            tracing::warn!("run {}: cannot record a log line: {e}", self.run_id);
-        }
+        let seq = match self.history.append_log(self.run_id, level, &message) {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                tracing::warn!("run {}: cannot record a log line: {e}", self.run_id);
+                None
+            }
+        };
         self.events.send(&Event::Log {
             run_id: self.run_id,
+            seq,
             level,
             message: message.into_owned(),
         });

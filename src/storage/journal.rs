@@ -67,18 +67,10 @@ impl Pending {
     }
 }
 
-/// Whether a process with this id exists (a pid reused by another process counts as alive,
-/// which only delays a clean-up).
+/// Whether a process with this id runs (a zombie does not; a pid reused by another process
+/// counts as alive, which only delays a clean-up).
 pub(crate) fn process_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 performs only the existence and permission checks.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    crate::process::alive(pid)
 }
 
 /// The journal folder.

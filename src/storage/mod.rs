@@ -119,13 +119,14 @@ struct Inner {
     spec: StoreSpec,
     label: String,
     backend: Backend,
-    waiter: Waiter,
 }
 
 /// An open store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Gives up blocking calls when the caller is being stopped (see [`Store::uninterruptible`]).
+    waiter: Waiter,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,6 +142,16 @@ impl Store {
 
     fn check(&self, op: Op, path: &str) -> Result<(), StorageError> {
         validate_path(path).map_err(|m| self.err(op, Some(path), ErrorKind::InvalidPath(m)))
+    }
+
+    /// The same store, whose calls are never interrupted: for the clean-up after a run that is
+    /// being stopped (deleting what it must not leave behind), which must not be cut short by
+    /// the very stop it follows.
+    pub fn uninterruptible(&self) -> Store {
+        Store {
+            inner: self.inner.clone(),
+            waiter: Waiter::default(),
+        }
     }
 
     /// The store's URL, without credentials: what artifacts record.
@@ -171,7 +182,7 @@ impl Store {
             .map_err(|m| self.err(Op::List, Some(prefix), ErrorKind::InvalidPath(m)))?;
         let mut out = match &self.inner.backend {
             Backend::Local(b) => b.list(p),
-            Backend::Object(b) => b.list(p, &self.inner.waiter),
+            Backend::Object(b) => b.list(p, &self.waiter),
         }
         .map_err(|k| self.err(Op::List, Some(prefix), k))?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -187,7 +198,7 @@ impl Store {
             .map_err(|m| self.err(Op::List, Some(prefix), ErrorKind::InvalidPath(m)))?;
         let (mut out, mut skipped) = match &self.inner.backend {
             Backend::Local(b) => b.walk(p, true),
-            Backend::Object(b) => b.list(p, &self.inner.waiter).map(|l| (l, Vec::new())),
+            Backend::Object(b) => b.list(p, &self.waiter).map(|l| (l, Vec::new())),
         }
         .map_err(|k| self.err(Op::List, Some(prefix), k))?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -200,7 +211,7 @@ impl Store {
         self.check(Op::Stat, path)?;
         match &self.inner.backend {
             Backend::Local(b) => b.stat(path),
-            Backend::Object(b) => b.stat(path, &self.inner.waiter),
+            Backend::Object(b) => b.stat(path, &self.waiter),
         }
         .map_err(|k| self.err(Op::Stat, Some(path), k))
     }
@@ -250,7 +261,7 @@ impl Store {
                     path,
                     Bytes::copy_from_slice(data),
                     opts.if_absent,
-                    &self.inner.waiter,
+                    &self.waiter,
                 )
                 .map_err(|k| self.err(Op::Write, Some(path), k)),
         }
@@ -261,16 +272,14 @@ impl Store {
         self.check(Op::Read, path)?;
         let inner = match &self.inner.backend {
             Backend::Local(b) => b.open_read(path).map(ReaderInner::Local),
-            Backend::Object(b) => b
-                .open_read(path, &self.inner.waiter)
-                .map(ReaderInner::Object),
+            Backend::Object(b) => b.open_read(path, &self.waiter).map(ReaderInner::Object),
         }
         .map_err(|k| self.err(Op::Read, Some(path), k))?;
         Ok(Reader {
             inner,
             store: self.inner.label.clone(),
             path: path.to_string(),
-            waiter: self.inner.waiter.clone(),
+            waiter: self.waiter.clone(),
         })
     }
 
@@ -280,7 +289,7 @@ impl Store {
         let inner = match &self.inner.backend {
             Backend::Local(b) => b.create(path, opts.if_absent).map(WriterInner::Local),
             Backend::Object(b) => b
-                .create(path, opts.if_absent, &self.inner.waiter)
+                .create(path, opts.if_absent, &self.waiter)
                 .map(WriterInner::Object),
         }
         .map_err(|k| self.err(Op::Write, Some(path), k))?;
@@ -297,7 +306,7 @@ impl Store {
         self.check(Op::Delete, path)?;
         match &self.inner.backend {
             Backend::Local(b) => b.delete(path),
-            Backend::Object(b) => b.delete(path, &self.inner.waiter),
+            Backend::Object(b) => b.delete(path, &self.waiter),
         }
         .map_err(|k| self.err(Op::Delete, Some(path), k))
     }
@@ -332,8 +341,8 @@ impl Store {
         self.check(Op::Copy, to)?;
         let shown = format!("{from} -> {to}");
         match &self.inner.backend {
-            Backend::Local(b) => b.copy(from, to, &self.inner.waiter).map(|_| ()),
-            Backend::Object(b) => b.copy(from, to, &self.inner.waiter),
+            Backend::Local(b) => b.copy(from, to, &self.waiter).map(|_| ()),
+            Backend::Object(b) => b.copy(from, to, &self.waiter),
         }
         .map_err(|k| self.err(Op::Copy, Some(&shown), k))
     }
@@ -373,7 +382,7 @@ pub fn copy(src: &Store, src_path: &str, dst: &Store, dst_path: &str) -> Result<
         && Arc::ptr_eq(&a.store, &b.store)
     {
         let size = src.stat(src_path)?.map(|m| m.size).unwrap_or(0);
-        b.copy_from(a, src_path, dst_path, &dst.inner.waiter)
+        b.copy_from(a, src_path, dst_path, &dst.waiter)
             .map_err(|k| dst.err(Op::Copy, Some(dst_path), k))?;
         return Ok(size);
     }
@@ -437,7 +446,7 @@ fn stream_copy(
     let mut reader = src.open(src_path)?;
     let mut writer = dst.create(dst_path, WriteOptions::default())?;
     let mut tee = Tee(&mut writer, also);
-    let n = local::copy_bufread(&mut reader, &mut tee, &dst.inner.waiter).map_err(|k| {
+    let n = local::copy_bufread(&mut reader, &mut tee, &dst.waiter).map_err(|k| {
         // Errors while reading name the source, others the destination.
         match k {
             ErrorKind::Interrupted => dst.err(Op::Copy, Some(dst_path), k),
@@ -756,8 +765,8 @@ impl StoreRegistry {
                 spec,
                 label,
                 backend,
-                waiter: self.waiter.clone(),
             }),
+            waiter: self.waiter.clone(),
         })
     }
 }

@@ -95,3 +95,85 @@ impl Api {
         )
     }
 }
+
+/// A Server-Sent Events stream read event by event.
+pub struct EventStream {
+    lines: std::io::Lines<std::io::BufReader<reqwest::blocking::Response>>,
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    /// `event:` (the type).
+    pub event: String,
+    /// `id:`, if any.
+    pub id: Option<String>,
+    /// `data:` as JSON.
+    pub data: Value,
+}
+
+impl Api {
+    /// Opens an event stream (GET with `Accept: text/event-stream`); panics unless it is one.
+    pub fn events(&self, path: &str) -> EventStream {
+        let r = Client::builder()
+            .timeout(None)
+            .build()
+            .unwrap()
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .header("accept", "text/event-stream")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        use std::io::BufRead;
+        EventStream {
+            lines: std::io::BufReader::new(r).lines(),
+        }
+    }
+}
+
+impl EventStream {
+    /// The next event (comments and keep-alives skipped); `None` when the stream ended.
+    pub fn next_event(&mut self) -> Option<Sse> {
+        let (mut event, mut id, mut data) = (String::new(), None, String::new());
+        loop {
+            let line = self.lines.next()?.ok()?;
+            if line.is_empty() {
+                if data.is_empty() {
+                    continue;
+                }
+                return Some(Sse {
+                    event,
+                    id,
+                    data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
+                });
+            }
+            if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("id:") {
+                id = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+    }
+
+    /// Events until (and with) the first one `stop` accepts.
+    pub fn until(&mut self, stop: impl Fn(&Sse) -> bool) -> Vec<Sse> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next_event() {
+            let done = stop(&e);
+            out.push(e);
+            if done {
+                return out;
+            }
+        }
+        panic!("the stream ended before the awaited event: {out:?}");
+    }
+}
