@@ -11,12 +11,52 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::db::redis::{RedisOptions, RedisTarget};
+use crate::db::redis::{
+    CONNECT_TIMEOUT_RANGE as REDIS_CONNECT_TIMEOUT_RANGE, DB_RANGE as REDIS_DB_RANGE, RedisOptions,
+    RedisTarget, TIMEOUT_RANGE as REDIS_TIMEOUT_RANGE,
+};
 use crate::storage::{S3Options, Secret, StorageConfig, StoreSpec, StoreUrl};
-use crate::units::{parse_duration, parse_size};
+use crate::units::{CountRange, DAY, DurationRange, SizeRange};
 
 /// Name of the config file looked up in the working directory when `--config` is not given.
 pub const CONFIG_FILE: &str = "ferry.toml";
+
+// The accepted range of every duration, size and count of `ferry.toml` (and of the job spec
+// keys that override them). Values outside are refused with the key and the range, so no
+// later arithmetic on them (deadlines, retry times, retention cut-offs) can overflow.
+
+/// `timeout` of a run (`[limits]` and job specs).
+pub const TIMEOUT_RANGE: DurationRange =
+    DurationRange::new(Duration::from_millis(1), DAY.saturating_mul(30));
+/// Lua memory limit of a run (`[limits]` and job specs).
+pub const MEMORY_RANGE: SizeRange = SizeRange::new(1 << 20, 1 << 40);
+/// `[limits] kill_grace`.
+pub const KILL_GRACE_RANGE: DurationRange =
+    DurationRange::new(Duration::ZERO, Duration::from_secs(3600));
+/// `[limits] worker_headroom`: a worker needs some address space of its own.
+pub const HEADROOM_RANGE: SizeRange = SizeRange::new(64 << 20, 1 << 40);
+/// `[daemon] shutdown_grace`.
+pub const SHUTDOWN_GRACE_RANGE: DurationRange = DurationRange::new(Duration::ZERO, DAY);
+/// `[daemon] catchup_window`.
+pub const CATCHUP_WINDOW_RANGE: DurationRange =
+    DurationRange::new(Duration::ZERO, DAY.saturating_mul(366));
+/// `retry_max_delay` (`[daemon]` and job specs).
+pub const RETRY_MAX_DELAY_RANGE: DurationRange =
+    DurationRange::new(Duration::from_secs(1), DAY.saturating_mul(30));
+/// The default longest delay between two attempts of a job.
+pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(6 * 3600);
+/// `[daemon] concurrency`.
+pub const CONCURRENCY_RANGE: CountRange = CountRange::new(1, 1024);
+/// `[daemon] warm_workers`.
+pub const WARM_WORKERS_RANGE: CountRange = CountRange::new(0, 64);
+/// `[daemon] catchup_max`.
+pub const CATCHUP_MAX_RANGE: CountRange = CountRange::new(0, 100_000);
+/// `[retention] days`.
+pub const RETENTION_DAYS_RANGE: CountRange = CountRange::new(1, 36_500);
+/// `[retention] runs_per_job`.
+pub const RUNS_PER_JOB_RANGE: CountRange = CountRange::new(1, 100_000_000);
+/// `[api] max_upload`.
+pub const MAX_UPLOAD_RANGE: SizeRange = SizeRange::new(1, 1 << 40);
 
 /// Errors while reading or validating `ferry.toml`.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +176,9 @@ pub struct DaemonSection {
     /// Worker processes kept started and waiting, so a run starts without a process start.
     /// Default 2; 0 starts a worker per run.
     pub warm_workers: Option<usize>,
+    /// Longest delay between two attempts of a failed job (retry delays double each time up
+    /// to this). Default `6h`; a job's `retry_max_delay` overrides it.
+    pub retry_max_delay: Option<String>,
 }
 
 /// `[retention]`: runs (with their logs and artifact records) are deleted when older than
@@ -277,6 +320,8 @@ pub struct Daemon {
     pub catchup_max: u32,
     /// Idle workers kept warm.
     pub warm_workers: usize,
+    /// Longest delay between two attempts of a job.
+    pub retry_max_delay: Duration,
 }
 
 /// Validated `[retention]` settings.
@@ -370,30 +415,50 @@ impl Config {
             None => data_dir.join("ferry.db"),
         };
         let defaults = Limits::default();
-        let duration =
-            |key: &str, v: Option<String>, d: Duration| -> Result<Duration, ConfigError> {
-                match v {
-                    Some(s) => parse_duration(&s).map_err(|m| value_err(key, m)),
-                    None => Ok(d),
-                }
-            };
-        let size = |key: &str, v: Option<String>, d: u64| -> Result<u64, ConfigError> {
+        let duration = |key: &str,
+                        v: Option<String>,
+                        range: DurationRange,
+                        d: Duration|
+         -> Result<Duration, ConfigError> {
             match v {
-                Some(s) => parse_size(&s).map_err(|m| value_err(key, m)),
+                Some(s) => range.parse(&s).map_err(|m| value_err(key, m)),
                 None => Ok(d),
             }
         };
+        let size =
+            |key: &str, v: Option<String>, range: SizeRange, d: u64| -> Result<u64, ConfigError> {
+                match v {
+                    Some(s) => range.parse(&s).map_err(|m| value_err(key, m)),
+                    None => Ok(d),
+                }
+            };
+        let count = |key: &str, v: Option<u64>, range: CountRange, d: u64| match v {
+            Some(n) => range.count(n).map_err(|m| value_err(key, m)),
+            None => Ok(d),
+        };
         let limits = Limits {
-            timeout: duration("limits.timeout", fc.limits.timeout, defaults.timeout)?,
-            memory: size("limits.memory", fc.limits.memory, defaults.memory)?,
+            timeout: duration(
+                "limits.timeout",
+                fc.limits.timeout,
+                TIMEOUT_RANGE,
+                defaults.timeout,
+            )?,
+            memory: size(
+                "limits.memory",
+                fc.limits.memory,
+                MEMORY_RANGE,
+                defaults.memory,
+            )?,
             kill_grace: duration(
                 "limits.kill_grace",
                 fc.limits.kill_grace,
+                KILL_GRACE_RANGE,
                 defaults.kill_grace,
             )?,
             worker_headroom: size(
                 "limits.worker_headroom",
                 fc.limits.worker_headroom,
+                HEADROOM_RANGE,
                 defaults.worker_headroom,
             )?,
         };
@@ -403,32 +468,60 @@ impl Config {
                 expand_env(&value).map_err(|m| value_err(&format!("secrets.{name}"), m))?;
             secrets.insert(name, resolved);
         }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let daemon = Daemon {
-            concurrency: match fc.daemon.concurrency {
-                Some(0) => {
-                    return Err(value_err("daemon.concurrency", "must be at least 1".into()));
-                }
-                Some(n) => n,
-                None => std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2),
-            },
+            concurrency: count(
+                "daemon.concurrency",
+                fc.daemon.concurrency.map(|n| n as u64),
+                CONCURRENCY_RANGE,
+                cores.min(1024) as u64,
+            )? as usize,
             shutdown_grace: duration(
                 "daemon.shutdown_grace",
                 fc.daemon.shutdown_grace,
+                SHUTDOWN_GRACE_RANGE,
                 Duration::from_secs(30),
             )?,
             catchup_window: duration(
                 "daemon.catchup_window",
                 fc.daemon.catchup_window,
-                Duration::from_secs(86_400),
+                CATCHUP_WINDOW_RANGE,
+                DAY,
             )?,
-            catchup_max: fc.daemon.catchup_max.unwrap_or(100),
-            warm_workers: fc.daemon.warm_workers.unwrap_or(2).min(64),
+            catchup_max: count(
+                "daemon.catchup_max",
+                fc.daemon.catchup_max.map(u64::from),
+                CATCHUP_MAX_RANGE,
+                100,
+            )? as u32,
+            warm_workers: count(
+                "daemon.warm_workers",
+                fc.daemon.warm_workers.map(|n| n as u64),
+                WARM_WORKERS_RANGE,
+                2,
+            )? as usize,
+            retry_max_delay: duration(
+                "daemon.retry_max_delay",
+                fc.daemon.retry_max_delay,
+                RETRY_MAX_DELAY_RANGE,
+                DEFAULT_RETRY_MAX_DELAY,
+            )?,
         };
         let retention = Retention {
-            days: fc.retention.days.unwrap_or(30),
-            runs_per_job: fc.retention.runs_per_job.unwrap_or(1000),
+            days: count(
+                "retention.days",
+                fc.retention.days.map(u64::from),
+                RETENTION_DAYS_RANGE,
+                30,
+            )? as u32,
+            runs_per_job: count(
+                "retention.runs_per_job",
+                fc.retention.runs_per_job.map(u64::from),
+                RUNS_PER_JOB_RANGE,
+                1000,
+            )? as u32,
         };
         let token = match std::env::var("FERRY_TOKEN").ok().filter(|t| !t.is_empty()) {
             Some(t) => Some(t),
@@ -446,7 +539,12 @@ impl Config {
         let api = Api {
             listen: fc.api.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             token,
-            max_upload: size("api.max_upload", fc.api.max_upload, 1 << 30)?,
+            max_upload: size(
+                "api.max_upload",
+                fc.api.max_upload,
+                MAX_UPLOAD_RANGE,
+                1 << 30,
+            )?,
         };
         let inbox_dir = resolve(fc.paths.inbox, "inbox");
         let allowed = match fc.storage.allow {
@@ -559,19 +657,33 @@ fn redis_spec(
         v.map(|v| expand_env(&v).map_err(|m| (format!(".{key}"), m)))
             .transpose()
     };
-    let duration = |key: &str, v: Option<String>, default| -> Result<_, (String, String)> {
-        v.map(|t| parse_duration(&t).map_err(|m| (format!(".{key}"), m)))
+    let duration = |key: &str,
+                    v: Option<String>,
+                    range: DurationRange,
+                    default|
+     -> Result<_, (String, String)> {
+        v.map(|t| range.parse(&t).map_err(|m| (format!(".{key}"), m)))
             .transpose()
             .map(|d| d.unwrap_or(default))
     };
+    if let Some(db) = s.db {
+        REDIS_DB_RANGE
+            .count(db)
+            .map_err(|m| (".db".to_string(), m))?;
+    }
     let d = RedisOptions::default();
     let url = env("url", Some(s.url))?.unwrap_or_default();
     let opts = RedisOptions {
         password: env("password", s.password)?,
         username: env("username", s.username)?,
         db: s.db,
-        connect_timeout: duration("connect_timeout", s.connect_timeout, d.connect_timeout)?,
-        timeout: duration("timeout", s.timeout, d.timeout)?,
+        connect_timeout: duration(
+            "connect_timeout",
+            s.connect_timeout,
+            REDIS_CONNECT_TIMEOUT_RANGE,
+            d.connect_timeout,
+        )?,
+        timeout: duration("timeout", s.timeout, REDIS_TIMEOUT_RANGE, d.timeout)?,
         ca: match s.ca_file {
             Some(f) => {
                 let path = root.join(&f);
@@ -765,6 +877,99 @@ url = "data/exports"
             let e = Config::from_toml(text, None, PathBuf::from("/p")).unwrap_err();
             assert!(e.to_string().contains(want), "{text}: {e}");
         }
+    }
+
+    /// Every duration, size and count of `ferry.toml` refuses extreme values with an error
+    /// naming the key and the allowed range; none panics.
+    #[test]
+    fn extreme_values_are_refused_with_key_and_range() {
+        let durations = [
+            ("limits", "timeout"),
+            ("limits", "kill_grace"),
+            ("daemon", "shutdown_grace"),
+            ("daemon", "catchup_window"),
+            ("daemon", "retry_max_delay"),
+            ("redis.x", "connect_timeout"),
+            ("redis.x", "timeout"),
+        ];
+        let sizes = [
+            ("limits", "memory"),
+            ("limits", "worker_headroom"),
+            ("api", "max_upload"),
+        ];
+        let counts = [
+            ("daemon", "concurrency"),
+            ("daemon", "warm_workers"),
+            ("daemon", "catchup_max"),
+            ("retention", "days"),
+            ("retention", "runs_per_job"),
+            ("redis.x", "db"),
+        ];
+        let table = |section: &str, line: String| {
+            let url = if section.starts_with("redis") {
+                "url = \"redis://127.0.0.1\"\n"
+            } else {
+                ""
+            };
+            format!("[{section}]\n{url}{line}\n")
+        };
+        let check = |text: String, key: &str| {
+            let e = match Config::from_toml(&text, None, PathBuf::from("/p")) {
+                Ok(_) => panic!("accepted:\n{text}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(key), "{text}: the error names {key}: {e}");
+            assert!(
+                e.contains("must be") || e.contains("invalid value") || e.contains("invalid type"),
+                "{text}: the error says what is allowed: {e}"
+            );
+        };
+        let duration_values: &[&str] = &[
+            "\"99999999999999999999d\"",
+            "\"18446744073709551615d\"",
+            "\"367d\"",
+        ];
+        let size_values: &[&str] = &[
+            "\"99999999999999999999TiB\"",
+            "\"18446744073709551615\"",
+            "\"2TiB\"",
+        ];
+        let count_values: &[&str] = &[
+            "-1",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "4294967296",
+        ];
+        for (keys, values) in [
+            (&durations[..], duration_values),
+            (&sizes[..], size_values),
+            (&counts[..], count_values),
+        ] {
+            for (section, key) in keys {
+                for v in values {
+                    check(table(section, format!("{key} = {v}")), key);
+                }
+            }
+        }
+        for (text, key) in [
+            ("[limits]\ntimeout = \"0s\"\n", "limits.timeout"),
+            ("[limits]\nmemory = \"0\"\n", "limits.memory"),
+            ("[daemon]\nconcurrency = 0\n", "daemon.concurrency"),
+            ("[daemon]\nwarm_workers = 65\n", "daemon.warm_workers"),
+            ("[retention]\ndays = 0\n", "retention.days"),
+            ("[api]\nmax_upload = \"0\"\n", "api.max_upload"),
+            (
+                "[daemon]\nretry_max_delay = \"0s\"\n",
+                "daemon.retry_max_delay",
+            ),
+        ] {
+            let e = Config::from_toml(text, None, PathBuf::from("/p"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains("must be"), "{text}: {e}");
+        }
+        let c = Config::from_toml("", None, PathBuf::from("/p")).unwrap();
+        assert_eq!(c.daemon.retry_max_delay, DEFAULT_RETRY_MAX_DELAY);
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //!
 //! # Layout
 //! - [`config`]: `ferry.toml` and the zero-config defaults, validated into [`config::Config`].
-//! - [`jobs`]: job specs parsed from scripts, params, triggers, secrets; the executor that runs
-//!   a job in a `ferry worker` process and the worker loop itself.
+//! - [`jobs`]: job specs parsed from scripts (their top level evaluated in a `ferry eval-spec`
+//!   process of its own), params, triggers, secrets, retry timing; the executor that runs a job
+//!   in a `ferry worker` process and the worker loop itself.
 //! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings.
 //! - [`history`]: the run history (runs, logs, artifacts, job state) in SQLite.
 //! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
-//!   commits, confinement of local stores and recovery of writes a dead process left behind.
+//!   commits, recovery of writes a dead process left behind, and the one confinement check of
+//!   every path a script or job spec names (`confine_path`).
 //! - [`formats`]: the row model (ordered columns, typed values), row sources and sinks for CSV,
 //!   JSON, NDJSON, XLSX, SQL and Redis RDB files, `pipe`, and zip archives; plain Rust on
 //!   `std::io`.
@@ -20,7 +22,7 @@
 //!   folders), the dispatcher and retention; crash recovery; graceful shutdown.
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads.
 //! - [`cli`]: the command line (and the client of a running daemon's API).
-//! - [`units`]: durations and sizes as people write them.
+//! - [`units`]: durations and sizes as people write them, and the ranges options accept.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
 //!   ask the calling thread's scope, which a run installs).
 //! - [`process`]: facts about local processes from `/proc` (alive, start time, ferry worker).
@@ -41,6 +43,10 @@
 //!   `formats/`, never the reverse. Rows cross into Lua only where a script asks for them.
 //! - A secret's value never reaches the history or any output: the worker redacts logs, errors
 //!   and summaries before they are written.
+//! - Lua runs only in child processes (`ferry worker` for runs, `ferry eval-spec` for loading a
+//!   script): no script can hang or crash the CLI or the daemon.
+//! - Every file path a script or job spec names goes through `storage::confine_path` (or its
+//!   `Confinement`), SQLite's `ATTACH`/`VACUUM INTO` included.
 //! - An artifact belongs to its run: `ctx.artifact` copies the file into the run's folder of the
 //!   artifact area ([`storage::artifact_area`], protected from scripts), and downloads serve that
 //!   copy; the copies go when their run is deleted.

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 /// Parses a duration such as `"10m"`, `"30s"`, `"1h30m"`, `"250ms"` or `"2d"`.
 ///
-/// The error says what was expected, for use in messages that also name the key.
+/// The error says what was expected, for use in messages that also name the key. A value too
+/// large to represent saturates (to about 585 billion years): check it against a
+/// [`DurationRange`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let expected =
         || format!("expected a duration like \"30s\", \"10m\" or \"1h30m\", got {text:?}");
@@ -22,7 +24,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(expected());
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| expected())?;
+        // Only ASCII digits: the parse fails on overflow alone.
+        let n: u64 = rest[..digits].parse().unwrap_or(u64::MAX);
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
@@ -44,14 +47,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses a size such as `"256MiB"`, `"1GiB"`, `"512KiB"`, `"10MB"` or a plain byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
+    let n = parse_size_wide(text)?;
+    u64::try_from(n).map_err(|_| {
+        format!("expected a size like \"64MiB\" or \"1GiB\", got {text:?} (too large)")
+    })
+}
+
+/// [`parse_size`] in 128 bits, saturating, so a range check can say that a huge value is out
+/// of range rather than malformed.
+fn parse_size_wide(text: &str) -> Result<u128, String> {
     let expected = || format!("expected a size like \"64MiB\" or \"1GiB\", got {text:?}");
     let s = text.trim();
     let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     if digits == 0 {
         return Err(expected());
     }
-    let n: u64 = s[..digits].parse().map_err(|_| expected())?;
-    let mult: u64 = match s[digits..].trim() {
+    // Only ASCII digits: the parse fails on overflow alone.
+    let n: u128 = s[..digits].parse().unwrap_or(u128::MAX);
+    let mult: u128 = match s[digits..].trim() {
         "" | "B" => 1,
         "KiB" | "K" => 1 << 10,
         "MiB" | "M" => 1 << 20,
@@ -62,7 +75,165 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "GB" => 1_000_000_000,
         _ => return Err(expected()),
     };
-    n.checked_mul(mult).ok_or_else(expected)
+    Ok(n.saturating_mul(mult))
+}
+
+/// A value an option can be limited to: shown in messages the way people write it.
+pub trait Bound: Copy + PartialOrd {
+    /// The value as people write it (`30d`, `1MiB`, `42`).
+    fn show(self) -> String;
+}
+
+impl Bound for Duration {
+    fn show(self) -> String {
+        short_duration(self)
+    }
+}
+
+/// Sizes in bytes.
+impl Bound for u64 {
+    fn show(self) -> String {
+        format_size(self)
+    }
+}
+
+/// Counts.
+impl Bound for i64 {
+    fn show(self) -> String {
+        self.to_string()
+    }
+}
+
+/// The values an option accepts: from `min` to `max`, both included. Errors name the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range<T> {
+    /// The smallest accepted value.
+    pub min: T,
+    /// The largest accepted value.
+    pub max: T,
+}
+
+/// The durations an option accepts.
+pub type DurationRange = Range<Duration>;
+/// The sizes in bytes an option accepts.
+pub type SizeRange = Range<u64>;
+/// The whole numbers an option accepts.
+pub type CountRange = Range<i64>;
+
+/// A day, for writing ranges.
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+impl<T: Bound> Range<T> {
+    /// The range from `min` to `max`.
+    pub const fn new(min: T, max: T) -> Range<T> {
+        Range { min, max }
+    }
+
+    /// The range as people read it: `from 1ms to 30d`.
+    pub fn describe(&self) -> String {
+        format!("from {} to {}", self.min.show(), self.max.show())
+    }
+
+    /// `Ok(v)` when `v` lies in the range, else an error naming the range and `given` (how the
+    /// value was written).
+    pub fn check(&self, v: T, given: &str) -> Result<T, String> {
+        if v < self.min || v > self.max {
+            return Err(self.refuse(given));
+        }
+        Ok(v)
+    }
+
+    fn refuse(&self, given: &str) -> String {
+        format!("must be {}, got {given}", self.describe())
+    }
+}
+
+impl Range<Duration> {
+    /// Parses text like `"30s"` and checks the range.
+    pub fn parse(&self, text: &str) -> Result<Duration, String> {
+        let d = parse_duration(text)?;
+        self.check(d, &format!("{text:?}"))
+    }
+
+    /// Checks a number of seconds (how a script may give a duration): refuses NaN, infinities
+    /// and negative numbers as well as values outside the range, without ever panicking.
+    pub fn seconds(&self, secs: f64) -> Result<Duration, String> {
+        let shown = format!("{} seconds", show_number(secs));
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(self.refuse(&shown));
+        }
+        match Duration::try_from_secs_f64(secs) {
+            Ok(d) => self.check(d, &shown),
+            Err(_) => Err(self.refuse(&shown)),
+        }
+    }
+}
+
+impl Range<u64> {
+    /// Parses text like `"64MiB"` and checks the range.
+    pub fn parse(&self, text: &str) -> Result<u64, String> {
+        let n = parse_size_wide(text)?;
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.check(n, &format!("{text:?}"))
+    }
+
+    /// Checks a whole number of bytes given as a signed integer (a Lua or TOML integer).
+    pub fn integer(&self, n: i64) -> Result<u64, String> {
+        let given = format!("{n} bytes");
+        match u64::try_from(n) {
+            Ok(v) => self.check(v, &given),
+            Err(_) => Err(self.refuse(&given)),
+        }
+    }
+}
+
+impl Range<i64> {
+    /// Checks a whole number of any integer type.
+    pub fn count<N: TryInto<i64> + Copy + std::fmt::Display>(&self, n: N) -> Result<N, String> {
+        match n.try_into() {
+            Ok(v) => self.check(v, &n.to_string()).map(|_| n),
+            Err(_) => Err(self.refuse(&n.to_string())),
+        }
+    }
+}
+
+/// A number as people write it: `5e99` rather than a hundred digits.
+pub fn show_number(x: f64) -> String {
+    if x.is_finite() && x != 0.0 && !(1e-3..1e15).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// A duration in the largest unit that divides it: `30d`, `6h`, `90s`, `250ms`.
+fn short_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// A size in the largest binary unit that divides it: `1TiB`, `64MiB`, `100B`.
+pub fn format_size(n: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        let size = 1u64 << shift;
+        if n >= size && n.is_multiple_of(size) {
+            return format!("{}{unit}", n / size);
+        }
+    }
+    format!("{n}B")
 }
 
 /// Formats a duration for people: `1h30m`, `2.5s`, `120ms`.
@@ -126,6 +297,61 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(parse_size(input).ok(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_refuse_what_is_outside_and_never_panic() {
+        let r = DurationRange::new(Duration::from_millis(1), DAY.saturating_mul(30));
+        assert_eq!(r.describe(), "from 1ms to 30d");
+        assert_eq!(r.parse("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(r.seconds(1.5), Ok(Duration::from_millis(1500)));
+        for bad in [
+            "0s",
+            "31d",
+            "99999999999999999999d",
+            "18446744073709551615d",
+        ] {
+            let e = r.parse(bad).unwrap_err();
+            assert!(e.starts_with("must be from 1ms to 30d, got"), "{bad}: {e}");
+        }
+        for bad in [
+            5e99,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.0,
+            1e-300,
+        ] {
+            let e = r.seconds(bad).unwrap_err();
+            assert!(e.starts_with("must be from 1ms to 30d, got"), "{bad}: {e}");
+        }
+        assert!(r.seconds(5e99).unwrap_err().ends_with("got 5e99 seconds"));
+        let s = SizeRange::new(1 << 20, 1 << 40);
+        assert_eq!(s.describe(), "from 1MiB to 1TiB");
+        assert_eq!(s.parse("64MiB"), Ok(64 << 20));
+        for bad in [
+            "1KiB",
+            "2TiB",
+            "99999999999999999999999999999999999999999GiB",
+        ] {
+            let e = s.parse(bad).unwrap_err();
+            assert!(
+                e.starts_with("must be from 1MiB to 1TiB, got"),
+                "{bad}: {e}"
+            );
+        }
+        for bad in [i64::MIN, -1, 0, i64::MAX] {
+            assert!(s.integer(bad).is_err(), "{bad}");
+        }
+        let c = CountRange::new(1, 1024);
+        assert_eq!(c.count(4u64), Ok(4));
+        for bad in [0u64, 1025, u64::MAX] {
+            assert!(
+                c.count(bad).unwrap_err().contains("from 1 to 1024"),
+                "{bad}"
+            );
         }
     }
 

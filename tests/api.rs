@@ -732,6 +732,89 @@ fn credentials_in_params_never_come_back_out() {
     assert_eq!(d.stop(), Some(0));
 }
 
+/// Issue #14: every error has the JSON shape and the right status, including the ones axum
+/// answers on its own before a handler runs (body over the limit, a body that is not
+/// multipart, a path parameter it cannot decode) and the fallbacks (unknown route, wrong
+/// method).
+#[test]
+fn framework_rejections_have_the_json_error_shape() {
+    let p = project("");
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let send = |req: reqwest::blocking::RequestBuilder| -> (StatusCode, String, Value) {
+        let r = req.bearer_auth(TOKEN).send().unwrap();
+        let status = r.status();
+        let ct = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = r.text().unwrap();
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text:?}"));
+        (status, ct, v)
+    };
+    let big = format!("{{\"params\": {{\"name\": \"{}\"}}}}", "x".repeat(3 << 20));
+    /// What is sent, method, path, content type, body, status, code, part of the message.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        u16,
+        &'a str,
+        &'a str,
+    );
+    #[rustfmt::skip]
+    let cases: &[Case] = &[
+        ("JSON body over the limit", "POST", "/api/v1/jobs/greet/runs", Some("application/json"), &big, 413, "payload_too_large", "request body larger than the limit of 2097152 bytes"),
+        ("upload that is not multipart", "POST", "/api/v1/jobs/drop/upload", Some("application/json"), "{}", 415, "unsupported_media_type", "expected a multipart/form-data body with a `file` field"),
+        ("upload without a content type", "POST", "/api/v1/jobs/drop/upload", None, "x", 415, "unsupported_media_type", "got content type \"none\""),
+        ("malformed multipart", "POST", "/api/v1/jobs/drop/upload", Some("multipart/form-data; boundary=XYZ"), "this is not multipart", 400, "bad_request", "malformed multipart body"),
+        ("path parameter that is not UTF-8", "GET", "/api/v1/runs/%FF", None, "", 400, "bad_request", "invalid utf-8"),
+        ("bad path parameter", "GET", "/api/v1/runs/abc", None, "", 400, "bad_request", "abc"),
+        ("bad query value", "GET", "/api/v1/runs?page=x", None, "", 400, "bad_request", "query `page`"),
+        ("unknown query key", "GET", "/api/v1/runs?colour=red", None, "", 400, "bad_request", "colour"),
+        ("malformed JSON", "POST", "/api/v1/jobs/greet/runs", None, "{not json", 400, "bad_request", ""),
+        ("wrong method", "DELETE", "/api/v1/jobs", None, "", 405, "method_not_allowed", "DELETE is not allowed on /api/v1/jobs"),
+        ("unknown route", "GET", "/api/v2/everything", None, "", 404, "not_found", "no route for GET /api/v2/everything"),
+    ];
+    // No connection reuse: the server closes a connection whose body it did not read (the
+    // request over the limit), and a pooled client would send the next request into it.
+    let http = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for &(what, method, path, content_type, body, status, code, contains) in cases {
+        let mut req = http
+            .request(method.parse().unwrap(), api.url(path))
+            .body(body.to_string());
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let (got, ct, v) = send(req);
+        assert_eq!(got.as_u16(), status, "{what}: {v}");
+        assert!(ct.starts_with("application/json"), "{what}: {ct}");
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.to_lowercase().contains(&contains.to_lowercase()),
+            "{what}: want {contains:?} in {v}"
+        );
+        assert_eq!(
+            v.as_object().map(|o| o.len()),
+            Some(1),
+            "{what}: only `error`: {v}"
+        );
+    }
+    // The daemon still serves after all of them.
+    let (s, _) = api.get("/api/v1/health");
+    assert_eq!(s, StatusCode::OK);
+}
+
 #[test]
 fn events_stream_what_happens_and_a_run_can_be_followed() {
     let p = project("");

@@ -398,7 +398,8 @@ fn serve_with_a_bad_config_fails_clearly() {
     let r = p.ferry(&["serve"]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("daemon.concurrency: must be at least 1"),
+        r.stderr
+            .contains("daemon.concurrency: must be from 1 to 1024, got 0"),
         "{}",
         r.all()
     );
@@ -478,4 +479,53 @@ fn runs_start_in_workers_kept_warm_and_the_pool_refills() {
             })
             .then_some(())
     });
+}
+
+/// Issue #14: the retry delay has a maximum. A job whose `retry_delay` is an hour is retried
+/// after `[daemon] retry_max_delay` (here 1s), and a job's own `retry_max_delay` wins over the
+/// daemon's; the retry time is recorded as `not_before`.
+#[test]
+fn retry_delays_are_capped_by_retry_max_delay() {
+    let p = Project::new();
+    p.write("ferry.toml", &format!("{FAST}retry_max_delay = \"1s\"\n"));
+    p.script(
+        "flaky",
+        r#"return { retries = 1, retry_delay = "1h",
+             run = function(ctx) if ctx.trigger.kind ~= "retry" then error("first attempt fails") end end }"#,
+    );
+    p.script(
+        "patient",
+        r#"return { retries = 1, retry_delay = "1h", retry_max_delay = "2h",
+             run = function(ctx) error("always fails") end }"#,
+    );
+    let d = Daemon::start(&p);
+    for job in ["flaky", "patient"] {
+        let r = p.ferry(&["trigger", job]);
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+    let retry = wait_for("the capped retry", Duration::from_secs(30), || {
+        p.runs_of("flaky")
+            .into_iter()
+            .find(|r| r["state"] == "succeeded")
+    });
+    assert_eq!(retry["trigger"]["kind"], "retry");
+    let patient = wait_for(
+        "the patient job's retry queued",
+        Duration::from_secs(30),
+        || {
+            p.runs_of("patient")
+                .into_iter()
+                .find(|r| r["trigger"]["kind"] == "retry")
+        },
+    );
+    assert_eq!(d.stop(), Some(0));
+    let first = &p.runs_of("patient")[0];
+    let failed_at =
+        chrono::DateTime::parse_from_rfc3339(first["finished_at"].as_str().unwrap()).unwrap();
+    let not_before =
+        chrono::DateTime::parse_from_rfc3339(patient["not_before"].as_str().unwrap()).unwrap();
+    let wait = (not_before - failed_at).num_seconds();
+    // An hour plus up to 10% jitter, not the daemon's 1s cap.
+    assert!((3590..=3970).contains(&wait), "{wait}s: {patient}");
+    assert_eq!(patient["state"], "queued", "{patient}");
 }

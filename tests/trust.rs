@@ -383,8 +383,11 @@ fn secret_params_are_never_stored_in_plain_text() {
     let params = json!({ "password": "Pw-SECRET-111", "dsn": "dsn-SECRET-222",
                          "url": "redis://:S3cretUrlPw@h:1/0", "table": "orders" });
     let id = start_run(&api, "login", json!({ "params": params }));
-    let first = api.wait_state(id, &["failed"]);
-    let retry = first["retried_by"].as_i64().expect("a retry");
+    api.wait_state(id, &["failed"]);
+    // The retry is queued just after the run closes.
+    let retry = wait_for("the retry", Duration::from_secs(20), || {
+        api.get(&format!("/api/v1/runs/{id}")).1["retried_by"].as_i64()
+    });
     let run = api.wait_state(retry, &["succeeded"]);
     assert_eq!(
         run["summary"],

@@ -14,7 +14,8 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable code: bad_request, unauthorized, not_found, method_not_allowed, conflict,
-    /// payload_too_large, invalid_params, unavailable, internal.
+    /// payload_too_large, unsupported_media_type, invalid_params, unavailable, internal (and,
+    /// from the HTTP layer, timeout and length_required).
     pub code: &'static str,
     /// What failed and what was expected.
     pub message: String,
@@ -72,6 +73,61 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
             message: "missing or wrong bearer token: send `Authorization: Bearer TOKEN`".into(),
+        }
+    }
+
+    /// 415.
+    pub fn unsupported_media_type(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: message.into(),
+        }
+    }
+
+    /// The error for a response axum (or a layer) produced on its own, as plain text: a body
+    /// over the limit, a request it could not decode. `text` is what it said.
+    pub fn from_rejection(status: StatusCode, text: &str) -> ApiError {
+        let code = match status.as_u16() {
+            400 => "bad_request",
+            401 => "unauthorized",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            408 => "timeout",
+            409 => "conflict",
+            411 => "length_required",
+            413 => "payload_too_large",
+            415 => "unsupported_media_type",
+            422 => "bad_request",
+            503 => "unavailable",
+            s if s >= 500 => "internal",
+            _ => "bad_request",
+        };
+        if code == "internal" {
+            return ApiError::internal(format!("{status}: {text}"));
+        }
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "request body larger than the limit of {} bytes (uploads go to /api/v1/jobs/NAME/upload, limited by [api] max_upload)",
+                super::JSON_BODY_LIMIT
+            )
+        } else {
+            let text = text.trim();
+            let text = if text.is_empty() {
+                status.canonical_reason().unwrap_or("request refused")
+            } else {
+                text
+            };
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => String::new(),
+            }
+        };
+        ApiError {
+            status,
+            code,
+            message,
         }
     }
 

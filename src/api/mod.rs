@@ -53,6 +53,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/runs/{id}/artifacts/{name}"),
 ];
 
+/// The largest JSON request body, in bytes (uploads have their own limit, `[api] max_upload`).
+pub const JSON_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
 /// State shared by the handlers.
 #[derive(Clone)]
 pub struct ApiState {
@@ -119,7 +122,37 @@ pub fn router(state: ApiState) -> Router {
         .merge(api)
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
+        .layer(axum::extract::DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Gives every error the one JSON shape, also those axum answers on its own in plain text (a
+/// body over the limit, a path parameter it cannot decode, a rejected extractor): handlers
+/// answer with [`ApiError`] already, so an error response that is not JSON came from below them
+/// and is rewritten here, keeping its status and headers.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let mut out = ApiError::from_rejection(status, &text).into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {

@@ -6,6 +6,7 @@
 //! sanitised name and claimed at once, so the folder scanner never sees a partial upload.
 
 use axum::Json;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
@@ -35,8 +36,18 @@ pub async fn upload(
     State(state): State<ApiState>,
     Path(job): Path<String>,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut multipart = multipart.map_err(|e| {
+        let given = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        ApiError::unsupported_media_type(format!(
+            "expected a multipart/form-data body with a `file` field, got content type {given:?} ({})",
+            e.body_text().to_lowercase()
+        ))
+    })?;
     let config = state.handle.config.clone();
     let spec = state.handle.dispatcher.spec(&job).ok_or_else(|| {
         ApiError::not_found(format!("job {job:?} does not exist or is not loaded"))

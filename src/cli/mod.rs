@@ -57,6 +57,9 @@ pub enum Command {
     /// Internal: the worker process that executes runs.
     #[command(hide = true)]
     Worker,
+    /// Internal: evaluates one job script's top level in a process of its own.
+    #[command(hide = true)]
+    EvalSpec,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -72,6 +75,10 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::New(args) => new::new(&config, args),
         Command::Worker => {
             crate::jobs::worker::run_worker(&config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EvalSpec => {
+            crate::jobs::isolate::run_child(&config)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -6,6 +6,6 @@ pub mod redis;
 mod sqlite;
 
 pub use sqlite::{
-    Db, DbError, InsertOptions, InsertReport, OnConflict, Params, QuerySource, ScriptReport,
-    TableSink,
+    Db, DbError, FileCheck, InsertOptions, InsertReport, OnConflict, Params, QuerySource,
+    ScriptReport, TableSink,
 };

@@ -5,10 +5,19 @@
 //! its sources, sinks and script all use the same connection: an insert inside
 //! `db:transaction` must see the transaction). A [`QuerySource`] keeps its own handle, so it
 //! stays valid after the `Db` it came from is dropped.
+//!
+//! SQLite is a file API too: `ATTACH 'any/path'` reads or creates any file, `VACUUM INTO`
+//! writes one, `load_extension()` loads native code. A database a script opens
+//! ([`Db::open_sandboxed`]) runs under an authorizer (see [`FileCheck`]) that allows an attached
+//! or vacuumed-into file only when the caller's check (the confinement of stores) accepts its
+//! path, and refuses extensions and the pragmas that move SQLite's files; a refusal is a
+//! [`DbError::Denied`] naming the statement and the reason.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, Rows, Statement, ToSql};
 
@@ -47,9 +56,112 @@ pub enum DbError {
         /// What was expected.
         message: String,
     },
+    /// A statement tried to reach a file or a capability scripts may not use (`ATTACH` or
+    /// `VACUUM INTO` outside the allowed roots, `load_extension`): kind `denied`.
+    #[error("{db}: {context}: refused: {reason}")]
+    Denied {
+        /// The database.
+        db: String,
+        /// The statement (cut) or the script file and line.
+        context: String,
+        /// What was refused and why.
+        reason: String,
+    },
     /// A row source or a script file failed.
     #[error(transparent)]
     Format(#[from] FormatError),
+}
+
+/// Decides whether a script's database may reach the file at an absolute path (through
+/// `ATTACH` or `VACUUM INTO`); `Err` says why not.
+pub type FileCheck = Arc<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
+
+/// The reason of the authorizer's last refusal on a connection, for the error that follows.
+#[derive(Clone, Default)]
+struct Refusals(Arc<Mutex<Option<String>>>);
+
+impl Refusals {
+    fn record(&self, reason: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    /// The error for a failed statement: [`DbError::Denied`] when the authorizer refused it,
+    /// else [`DbError::Sql`].
+    fn error(&self, db: &str, context: String, e: &rusqlite::Error) -> DbError {
+        // A refused action fails the statement with SQLITE_AUTH, a refused function with
+        // "not authorized to use function".
+        let denied = e.sqlite_error_code()
+            == Some(rusqlite::ErrorCode::AuthorizationForStatementDenied)
+            || sqlite_message(e).starts_with("not authorized");
+        let reason = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match reason {
+            Some(reason) if denied => DbError::Denied {
+                db: db.to_owned(),
+                context,
+                reason,
+            },
+            _ => DbError::Sql {
+                db: db.to_owned(),
+                context,
+                message: sqlite_message(e),
+            },
+        }
+    }
+}
+
+/// The authorizer's rule for one action: `Err` with the reason when it is refused.
+fn authorize(action: &AuthAction<'_>, check: &FileCheck) -> Result<(), String> {
+    match action {
+        AuthAction::Attach { filename } => attach_allowed(filename, check),
+        // An ATTACH whose file name is an expression rather than a literal: the file it would
+        // open cannot be checked before it runs.
+        AuthAction::Unknown { code, .. } if *code == rusqlite::ffi::SQLITE_ATTACH => Err(
+            "ATTACH takes its file name as a string literal here (an expression or a parameter cannot be checked)".into(),
+        ),
+        AuthAction::Function { function_name }
+            if ["load_extension", "fts3_tokenizer"]
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(function_name)) =>
+        {
+            Err(format!("{function_name}() is not available to scripts"))
+        }
+        AuthAction::Pragma { pragma_name, .. }
+            if ["temp_store_directory", "data_store_directory"]
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+        {
+            Err(format!(
+                "PRAGMA {pragma_name} is not available to scripts (it moves SQLite's files)"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `ATTACH` (also the one `VACUUM INTO` runs) may open `filename`: a private temporary
+/// database, or a file the check accepts. SQLite opens a relative name from the working
+/// directory, so that is what is checked.
+fn attach_allowed(filename: &str, check: &FileCheck) -> Result<(), String> {
+    if filename.is_empty() || filename == ":memory:" {
+        return Ok(());
+    }
+    if filename
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("file:"))
+    {
+        return Err(format!(
+            "ATTACH of {filename:?}: URI file names are not allowed; give a plain path under the allowed roots"
+        ));
+    }
+    let path = Path::new(filename);
+    let abs: PathBuf = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("ATTACH of {filename:?}: cannot resolve a relative path: {e}"))?
+            .join(path)
+    };
+    check(&abs).map_err(|m| format!("ATTACH of {filename:?}: {m}"))
 }
 
 /// Parameters bound to a statement.
@@ -108,6 +220,7 @@ fn excerpt(sql: &str) -> String {
 pub struct Db {
     conn: Rc<Connection>,
     name: String,
+    refusals: Refusals,
 }
 
 impl std::fmt::Debug for Db {
@@ -137,7 +250,33 @@ impl Db {
         Ok(Db {
             conn: Rc::new(conn),
             name: name.to_owned(),
+            refusals: Refusals::default(),
         })
+    }
+
+    /// Opens the database at `path` (as [`Db::open`]) for a script: under an authorizer that
+    /// lets `ATTACH` and `VACUUM INTO` reach only files `check` accepts and refuses extensions
+    /// and file-moving pragmas, in SQLite's defensive mode (no writable schema, no raw page
+    /// writes).
+    pub fn open_sandboxed(path: &Path, name: &str, check: FileCheck) -> Result<Db, DbError> {
+        let db = Db::open(path, name)?;
+        let refusals = db.refusals.clone();
+        db.conn
+            .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+            .map_err(|source| DbError::Open {
+                path: name.to_owned(),
+                source,
+            })?;
+        db.conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+            match authorize(&ctx.action, &check) {
+                Ok(()) => Authorization::Allow,
+                Err(reason) => {
+                    refusals.record(reason);
+                    Authorization::Deny
+                }
+            }
+        }));
+        Ok(db)
     }
 
     /// An in-memory database, for tests.
@@ -149,6 +288,7 @@ impl Db {
         Ok(Db {
             conn: Rc::new(conn),
             name: ":memory:".into(),
+            refusals: Refusals::default(),
         })
     }
 
@@ -190,11 +330,7 @@ impl Db {
     }
 
     fn sql_error(&self, sql: &str, e: &rusqlite::Error) -> DbError {
-        DbError::Sql {
-            db: self.name.clone(),
-            context: excerpt(sql),
-            message: sqlite_message(e),
-        }
+        self.refusals.error(&self.name, excerpt(sql), e)
     }
 
     fn bind(&self, stmt: &mut Statement<'_>, sql: &str, params: &Params) -> Result<(), DbError> {
@@ -339,11 +475,7 @@ impl Db {
                     if let Some(c) = col {
                         loc = loc.at_column(c);
                     }
-                    DbError::Sql {
-                        db: self.name.clone(),
-                        context: loc.to_string(),
-                        message: sqlite_message(e),
-                    }
+                    self.refusals.error(&self.name, loc.to_string(), e)
                 };
                 let mut stmt = self.conn.prepare(&st.sql).map_err(|e| at(&e))?;
                 let mut rows = stmt.raw_query();
@@ -374,6 +506,7 @@ impl Db {
         opts: InsertOptions,
     ) -> Result<InsertReport, DbError> {
         let mut sink = self.table_sink(table, opts);
+        sink.set_input(source.name());
         crate::formats::pipe(source, &mut sink).map_err(unwrap_db)?;
         sink.finish().map_err(unwrap_db)?;
         Ok(sink.report())
@@ -465,6 +598,7 @@ pub struct QuerySource {
     db: String,
     sql: String,
     done: bool,
+    refusals: Refusals,
 }
 
 impl QuerySource {
@@ -489,6 +623,7 @@ impl QuerySource {
             db: db.name.clone(),
             sql: sql.to_owned(),
             done: false,
+            refusals: db.refusals.clone(),
         })
     }
 }
@@ -520,11 +655,7 @@ impl RowSource for QuerySource {
                 row.resize(self.columns.len(), Value::Null);
                 for (i, slot) in row.iter_mut().enumerate() {
                     let v = r.get_ref(i).map_err(|e| {
-                        FormatError::other(DbError::Sql {
-                            db: self.db.clone(),
-                            context: excerpt(&self.sql),
-                            message: sqlite_message(&e),
-                        })
+                        FormatError::other(self.refusals.error(&self.db, excerpt(&self.sql), &e))
                     })?;
                     store(slot, v);
                 }
@@ -538,11 +669,11 @@ impl RowSource for QuerySource {
             }
             Err(e) => {
                 self.done = true;
-                Err(FormatError::other(DbError::Sql {
-                    db: self.db.clone(),
-                    context: excerpt(&self.sql),
-                    message: sqlite_message(&e),
-                }))
+                Err(FormatError::other(self.refusals.error(
+                    &self.db,
+                    excerpt(&self.sql),
+                    &e,
+                )))
             }
         }
     }
@@ -592,6 +723,8 @@ pub struct TableSink {
     stmt: Option<Statement<'static>>,
     db: Db,
     table: String,
+    /// The input the rows come from, for messages.
+    input: Option<String>,
     opts: InsertOptions,
     report: InsertReport,
     own_tx: bool,
@@ -606,6 +739,7 @@ impl TableSink {
             stmt: None,
             db: db.clone(),
             table: table.to_owned(),
+            input: None,
             opts,
             report: InsertReport::default(),
             own_tx: false,
@@ -615,17 +749,18 @@ impl TableSink {
         }
     }
 
+    /// Names the input the rows come from (a file), so that an error names it with the row.
+    pub fn set_input(&mut self, name: &str) {
+        self.input = Some(name.to_owned());
+    }
+
     /// Rows inserted and skipped so far.
     pub fn report(&self) -> InsertReport {
         self.report
     }
 
     fn fail(&self, context: String, e: &rusqlite::Error) -> FormatError {
-        FormatError::other(DbError::Sql {
-            db: self.db.name.clone(),
-            context,
-            message: sqlite_message(e),
-        })
+        FormatError::other(self.db.refusals.error(&self.db.name, context, e))
     }
 
     fn exec(&self, sql: &str) -> Result<(), FormatError> {
@@ -687,7 +822,11 @@ impl RowSink for TableSink {
             Ok(0) => self.report.skipped += 1,
             Ok(_) => self.report.inserted += 1,
             Err(e) => {
-                return Err(self.fail(format!("insert into {}: row {n}", self.table), &e));
+                let row = match &self.input {
+                    Some(input) => format!("row {n} from {input}"),
+                    None => format!("row {n}"),
+                };
+                return Err(self.fail(format!("insert into {}: {row}", self.table), &e));
             }
         }
         self.in_batch += 1;

@@ -6,8 +6,10 @@
 //! reader needs random access: it copies its input into an anonymous temporary file first.
 //!
 //! Both refuse unsafe entry names (`..`, absolute paths, drive letters, backslashes, NUL). The
-//! reader refuses archives whose entry count or declared total size is above its limits, and
-//! counts the bytes it really inflates so an entry that lies about its size is stopped too.
+//! reader refuses archives whose entry count or declared total size is above its limits or
+//! with an entry that declares a compression ratio above its limit (a few MB that inflate to
+//! GBs), and counts the bytes it really inflates so an entry that lies about its size is
+//! stopped too.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -193,13 +195,21 @@ pub struct ZipLimits {
     pub max_entries: usize,
     /// Most bytes all entries may inflate to, declared or actual.
     pub max_total_size: u64,
+    /// Highest compression ratio (uncompressed / compressed size) an entry may have once it is
+    /// larger than [`RATIO_FLOOR`]. Real data rarely compresses beyond 20:1; deflate tops out
+    /// near 1030:1, which is what bombs use.
+    pub max_ratio: u64,
 }
+
+/// Entries up to this size (1 MiB) may have any compression ratio: they cannot bomb.
+pub const RATIO_FLOOR: u64 = 1 << 20;
 
 impl Default for ZipLimits {
     fn default() -> Self {
         ZipLimits {
             max_entries: 10_000,
             max_total_size: 4 << 30,
+            max_ratio: 100,
         }
     }
 }
@@ -247,6 +257,13 @@ impl ZipReader {
             let f = archive.by_index_raw(i).map_err(|e| zip_error(name, e))?;
             let entry = f.name().map_err(|e| zip_error(name, e))?.into_owned();
             check_name(name, &entry)?;
+            check_ratio(
+                name,
+                &entry,
+                f.size(),
+                f.compressed_size(),
+                limits.max_ratio,
+            )?;
             total = total.saturating_add(f.size());
             entries.push(EntryInfo {
                 name: entry,
@@ -342,6 +359,27 @@ impl ZipReader {
     }
 }
 
+/// Refuses an entry larger than [`RATIO_FLOOR`] whose size is more than `max_ratio` times its
+/// compressed size.
+fn check_ratio(
+    archive: &str,
+    entry: &str,
+    size: u64,
+    compressed: u64,
+    max_ratio: u64,
+) -> Result<(), FormatError> {
+    if size <= RATIO_FLOOR || size <= compressed.saturating_mul(max_ratio) {
+        return Ok(());
+    }
+    Err(FormatError::Limit {
+        file: archive.to_owned(),
+        message: format!(
+            "entry {entry:?} inflates {compressed} bytes to {size} (a ratio of {}:1, above the limit of {max_ratio}:1, max_ratio); refused as a zip bomb",
+            size / compressed.max(1)
+        ),
+    })
+}
+
 /// The current UTC time as a zip (DOS) timestamp; the format's epoch, 1980, if the clock is
 /// outside its range.
 fn zip_now() -> zip::DateTime {
@@ -417,8 +455,8 @@ mod tests {
         assert_eq!(out, b"hello");
 
         let tight = ZipLimits {
-            max_entries: 10,
             max_total_size: 100,
+            ..ZipLimits::default()
         };
         let e = ZipReader::new(bytes.as_slice(), "t.zip", tight)
             .err()
@@ -427,7 +465,7 @@ mod tests {
         assert!(e.contains("max_size"), "{e}");
         let one = ZipLimits {
             max_entries: 1,
-            max_total_size: 1 << 20,
+            ..ZipLimits::default()
         };
         assert!(ZipReader::new(bytes.as_slice(), "t.zip", one).is_err());
         let e = ZipReader::new(&b"PK\x03\x04garbage"[..], "bad.zip", ZipLimits::default())
@@ -435,5 +473,37 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.starts_with("bad.zip"), "{e}");
+    }
+
+    /// A 3 MiB entry of zeros deflates to about 3 KiB (ratio ~1000:1): refused by default,
+    /// naming the entry, before anything is inflated; accepted with a higher `max_ratio`.
+    /// Small entries may compress as well as they like.
+    #[test]
+    fn compression_ratio_is_limited() {
+        let mut w = ZipWriter::new(Vec::new(), "bomb.zip");
+        w.add("small.txt", &[0u8; 100_000][..], EntryOptions::default())
+            .unwrap();
+        w.add(
+            "zeros.bin",
+            io::repeat(0).take(3 << 20),
+            EntryOptions::default(),
+        )
+        .unwrap();
+        let bytes = w.finish().unwrap();
+        assert!(bytes.len() < 64 * 1024, "{}", bytes.len());
+        let e = ZipReader::new(bytes.as_slice(), "bomb.zip", ZipLimits::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("bomb.zip: entry \"zeros.bin\" inflates") && e.contains("max_ratio"),
+            "{e}"
+        );
+        let lenient = ZipLimits {
+            max_ratio: 10_000,
+            ..ZipLimits::default()
+        };
+        let mut r = ZipReader::new(bytes.as_slice(), "bomb.zip", lenient).unwrap();
+        assert_eq!(r.extract("zeros.bin", &mut io::sink()).unwrap(), 3 << 20);
     }
 }

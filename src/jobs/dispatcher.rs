@@ -837,9 +837,10 @@ impl Dispatcher {
             return Ok(None);
         }
         let attempt = record.attempt + 1;
-        let base = spec.retry_delay.as_secs_f64() * 2f64.powi(record.attempt as i32 - 1);
-        let jitter = base * 0.1 * fastrand::f64();
-        let delay = chrono::Duration::milliseconds(((base + jitter) * 1000.0) as i64);
+        let max = spec
+            .retry_max_delay
+            .unwrap_or(self.inner.config.daemon.retry_max_delay);
+        let delay = super::retry::delay(spec.retry_delay, record.attempt, max, fastrand::f64());
         let file = record
             .trigger
             .get("file")
@@ -856,7 +857,7 @@ impl Dispatcher {
             trigger: trigger.to_json(),
             params: record.params.clone(),
             attempt,
-            not_before: Some(Utc::now() + delay),
+            not_before: Some(super::retry::at(Utc::now(), delay)),
             retry_of: Some(record.id),
             owner: None,
         })?;

@@ -1,5 +1,6 @@
-//! Jobs: specs parsed from scripts, params, triggers, secrets, and the execution of runs in
-//! worker processes (the executor on the parent side, the worker loop on the child side).
+//! Jobs: specs parsed from scripts (evaluated in a child process, `isolate`), params, triggers,
+//! secrets, retry timing, and the execution of runs in worker processes (the executor on the
+//! parent side, the worker loop on the child side).
 
 pub mod artifacts;
 pub mod cleanup;
@@ -7,11 +8,13 @@ pub mod cron;
 pub mod dispatcher;
 pub mod events;
 pub mod executor;
+pub mod isolate;
 pub mod owner;
 pub mod params;
 pub mod protocol;
 pub mod registry;
 pub mod rerun;
+pub mod retry;
 pub mod schedule;
 pub mod seal;
 pub mod secrets;

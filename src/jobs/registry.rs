@@ -63,7 +63,9 @@ impl Registry {
         self.jobs.values().filter_map(|e| e.spec.clone()).collect()
     }
 
-    /// Reads the scripts folder and reloads what changed. Blocking (evaluates Lua).
+    /// Reads the scripts folder and reloads what changed. Blocking (evaluates Lua). The
+    /// changed scripts load side by side, each in a process of its own ([`super::isolate`]),
+    /// so a script that loops until it is stopped delays the others by no more than that.
     pub fn rescan(&mut self, config: &Config) -> Vec<Change> {
         let mut changes = Vec::new();
         let paths = super::discover(&config.scripts_dir).unwrap_or_else(|e| {
@@ -71,6 +73,7 @@ impl Registry {
             Vec::new()
         });
         let mut seen = Vec::new();
+        let mut changed = Vec::new();
         for path in paths {
             let Ok(name) = job_name(&path) else { continue };
             seen.push(name.clone());
@@ -84,6 +87,10 @@ impl Registry {
             {
                 continue;
             }
+            changed.push((name, path, text));
+        }
+        let loaded = load_all(config, &changed);
+        for ((name, path, text), result) in changed.into_iter().zip(loaded) {
             let existed = self.jobs.get(&name).is_some_and(|e| e.spec.is_some());
             let entry = self.jobs.entry(name.clone()).or_insert_with(|| JobEntry {
                 path: path.clone(),
@@ -93,8 +100,8 @@ impl Registry {
                 last_text: String::new(),
             });
             entry.last_text = text;
-            entry.path = path.clone();
-            match load_job(config, &path) {
+            entry.path = path;
+            match result {
                 Ok(spec) => {
                     entry.spec = Some(Arc::new(spec));
                     entry.error = None;
@@ -123,4 +130,37 @@ impl Registry {
         }
         changes
     }
+}
+
+/// How many scripts load at once.
+const PARALLEL_LOADS: usize = 8;
+
+/// Loads the scripts, several at a time; the results are in the order of `scripts`.
+fn load_all(
+    config: &Config,
+    scripts: &[(String, PathBuf, String)],
+) -> Vec<Result<JobSpec, LoadError>> {
+    let mut out = Vec::with_capacity(scripts.len());
+    for chunk in scripts.chunks(PARALLEL_LOADS) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(_, path, _)| scope.spawn(move || load_job(config, path)))
+                .collect();
+            for (handle, (_, path, _)) in handles.into_iter().zip(chunk) {
+                out.push(handle.join().unwrap_or_else(|_| {
+                    Err(LoadError {
+                        file: config.display_path(path),
+                        problems: vec![super::spec::SpecProblem {
+                            key: None,
+                            message: "internal error while loading the script (a bug in ferry)"
+                                .into(),
+                        }],
+                        traceback: None,
+                    })
+                }));
+            }
+        });
+    }
+    out
 }

@@ -13,9 +13,10 @@ use serde_json::{Map, Value};
 
 use super::params::{ParamSpec, ParamType};
 use super::schedule::{Missed, Schedule};
-use crate::config::Config;
-use crate::lua::{self, ScriptError, VmOptions};
-use crate::units::{parse_duration, parse_size};
+use crate::config::{Config, MEMORY_RANGE, RETRY_MAX_DELAY_RANGE, TIMEOUT_RANGE};
+use crate::lua::{ScriptError, VmOptions};
+use crate::storage::{Confinement, ErrorKind, confine_dir};
+use crate::units::{DAY, DurationRange, SizeRange};
 
 /// What happens to a run requested while another run of the same job is going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,6 +84,8 @@ pub struct JobSpec {
     pub retries: u32,
     /// Delay before the first retry (doubles each time).
     pub retry_delay: Duration,
+    /// Longest delay between two attempts, overriding `[daemon] retry_max_delay`.
+    pub retry_max_delay: Option<Duration>,
     /// Overlap policy.
     pub overlap: Overlap,
 }
@@ -133,12 +136,23 @@ const KEYS: &[&str] = &[
     "memory",
     "retries",
     "retry_delay",
+    "retry_max_delay",
     "overlap",
     "run",
 ];
 
 /// How long evaluating a script's top level (not its `run`) may take.
 pub const SPEC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepted values of `retry_delay`.
+pub const RETRY_DELAY_RANGE: DurationRange =
+    DurationRange::new(Duration::ZERO, DAY.saturating_mul(30));
+/// Accepted values of `schedule.jitter`.
+pub const JITTER_RANGE: DurationRange = DurationRange::new(Duration::ZERO, DAY);
+/// Accepted values of `watch.settle`.
+pub const SETTLE_RANGE: DurationRange = DurationRange::new(Duration::ZERO, DAY);
+/// Accepted values of `watch.poll`: often enough to be useful, never a busy loop.
+pub const POLL_RANGE: DurationRange = DurationRange::new(Duration::from_millis(100), DAY);
 
 /// The job name for a script path, or an error when the file name is not usable as one.
 pub fn job_name(path: &Path) -> Result<String, String> {
@@ -171,7 +185,10 @@ pub fn vm_options(config: &Config, memory: Option<u64>, timeout: Duration) -> Vm
     }
 }
 
-/// Reads and validates a job script.
+/// Reads and validates a job script. The script's top level is evaluated in a child process
+/// ([`super::isolate`]), so a script that loops or crashes fails to load instead of taking the
+/// caller down; the validation that follows is plain Rust, and a panic in it (a bug) is
+/// reported as this script's load error too.
 pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
     let chunk_name = config.display_path(path);
     let fail = |message: String| LoadError {
@@ -181,26 +198,59 @@ pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
     };
     let name = job_name(path).map_err(fail)?;
     let source = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let vm = vm_options(config, None, SPEC_TIMEOUT);
     let table =
-        lua::evaluate_spec(&chunk_name, &source, &vm).map_err(|e: ScriptError| LoadError {
-            file: chunk_name.clone(),
-            problems: vec![SpecProblem {
-                key: None,
-                message: e.message,
-            }],
-            traceback: e.traceback,
+        super::isolate::evaluate(config, &chunk_name, &source).map_err(|e: ScriptError| {
+            LoadError {
+                file: chunk_name.clone(),
+                problems: vec![SpecProblem {
+                    key: None,
+                    message: e.message,
+                }],
+                traceback: e.traceback,
+            }
         })?;
-    let mut problems = Vec::new();
-    let spec = validate(
-        &name,
-        path,
-        &chunk_name,
-        source,
-        table.fields,
-        table.run_type,
-        &mut problems,
-    );
+    let watch_key = match table.fields.get("watch") {
+        Some(Value::String(_)) => "watch",
+        _ => "watch.path",
+    };
+    let validated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut problems = Vec::new();
+        let spec = validate(
+            &name,
+            path,
+            &chunk_name,
+            source,
+            table.fields,
+            table.run_type,
+            &mut problems,
+        );
+        (spec, problems)
+    }));
+    let (spec, mut problems) = validated.map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        fail(format!(
+            "internal error while validating the job spec (a bug in ferry, please report it): {what}"
+        ))
+    })?;
+    if let Some(w) = &spec.watch
+        && let Err(e) = confine_dir(&config.storage, &w.path)
+    {
+        let message = match e {
+            ErrorKind::Denied(m) => m,
+            other => format!(
+                "{other}; a watched folder must lie under the allowed roots: {} (`allow` under [storage] in ferry.toml)",
+                Confinement::new(&config.storage.allowed, &[]).roots_text()
+            ),
+        };
+        problems.push(SpecProblem {
+            key: Some(watch_key.to_string()),
+            message,
+        });
+    }
     if problems.is_empty() {
         Ok(spec)
     } else {
@@ -246,12 +296,14 @@ impl Checker<'_> {
         }
     }
 
-    fn duration(&mut self, key: &str, v: &Value) -> Option<Duration> {
-        match v {
-            Value::String(s) => parse_duration(s).map_err(|m| self.bad(key, m)).ok(),
-            Value::Number(n) if n.as_f64().is_some_and(|f| f >= 0.0) => {
-                Some(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0)))
-            }
+    /// A duration given as text (`"30s"`) or a number of seconds, checked against `range`.
+    fn duration(&mut self, key: &str, v: &Value, range: DurationRange) -> Option<Duration> {
+        let checked = match v {
+            Value::String(s) => range.parse(s),
+            Value::Number(n) => match n.as_f64() {
+                Some(f) => range.seconds(f),
+                None => Err(format!("must be {}, got {n}", range.describe())),
+            },
             other => {
                 self.bad(
                     key,
@@ -260,9 +312,29 @@ impl Checker<'_> {
                         json_type(other)
                     ),
                 );
-                None
+                return None;
             }
-        }
+        };
+        checked.map_err(|m| self.bad(key, m)).ok()
+    }
+
+    /// A size given as text (`"64MiB"`) or a whole number of bytes, checked against `range`.
+    fn size(&mut self, key: &str, v: &Value, range: SizeRange) -> Option<u64> {
+        let checked = match v {
+            Value::String(s) => range.parse(s),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => range.integer(i),
+                None => Err(format!(
+                    "must be a whole number of bytes {}, got {n}",
+                    range.describe()
+                )),
+            },
+            other => Err(format!(
+                "expected a size like \"64MiB\" or a number of bytes, got {}",
+                json_type(other)
+            )),
+        };
+        checked.map_err(|m| self.bad(key, m)).ok()
     }
 
     fn choice<T: Copy>(&mut self, key: &str, v: &Value, options: &[(&str, T)]) -> Option<T> {
@@ -341,6 +413,7 @@ fn validate(
         memory: None,
         retries: 0,
         retry_delay: Duration::from_secs(30),
+        retry_max_delay: None,
         overlap: Overlap::Skip,
     };
     if let Some(v) = fields.get("description") {
@@ -356,26 +429,10 @@ fn validate(
         spec.params = params(&mut c, v);
     }
     if let Some(v) = fields.get("timeout") {
-        spec.timeout = c.duration("timeout", v);
-        if spec.timeout == Some(Duration::ZERO) {
-            c.bad("timeout", "must be longer than zero");
-        }
+        spec.timeout = c.duration("timeout", v, TIMEOUT_RANGE);
     }
     if let Some(v) = fields.get("memory") {
-        spec.memory = match v {
-            Value::String(s) => parse_size(s).map_err(|m| c.bad("memory", m)).ok(),
-            Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
-            other => {
-                c.bad(
-                    "memory",
-                    format!("expected a size like \"64MiB\", got {}", json_type(other)),
-                );
-                None
-            }
-        };
-        if spec.memory.is_some_and(|m| m < 1 << 20) {
-            c.bad("memory", "must be at least 1MiB");
-        }
+        spec.memory = c.size("memory", v, MEMORY_RANGE);
     }
     if let Some(v) = fields.get("retries") {
         match v.as_u64().filter(|n| *n <= 100) {
@@ -387,9 +444,20 @@ fn validate(
         }
     }
     if let Some(v) = fields.get("retry_delay")
-        && let Some(d) = c.duration("retry_delay", v)
+        && let Some(d) = c.duration("retry_delay", v, RETRY_DELAY_RANGE)
     {
         spec.retry_delay = d;
+    }
+    if let Some(v) = fields.get("retry_max_delay") {
+        spec.retry_max_delay = c.duration("retry_max_delay", v, RETRY_MAX_DELAY_RANGE);
+        if let Some(max) = spec.retry_max_delay
+            && max < spec.retry_delay
+        {
+            c.bad(
+                "retry_max_delay",
+                "must not be shorter than retry_delay (the delay of the first retry)",
+            );
+        }
     }
     if let Some(v) = fields.get("overlap")
         && let Some(o) = c.choice(
@@ -450,7 +518,7 @@ fn schedule(c: &mut Checker<'_>, v: &Value) -> Option<Schedule> {
                 )?;
             }
             if let Some(v) = map.get("jitter") {
-                s.jitter = c.duration("schedule.jitter", v)?;
+                s.jitter = c.duration("schedule.jitter", v, JITTER_RANGE)?;
             }
             Some(s)
         }
@@ -510,21 +578,30 @@ fn watch(c: &mut Checker<'_>, v: &Value) -> Option<WatchSpec> {
                 None => "*".to_string(),
             };
             let mut w = default(PathBuf::from(path), pattern);
+            // Every key is checked before giving up, so that all problems are reported.
+            let mut ok = true;
             if let Some(v) = map.get("settle") {
-                w.settle = c.duration("watch.settle", v)?;
-            }
-            if let Some(v) = map.get("after") {
-                w.after = c.choice(
-                    "watch.after",
-                    v,
-                    &[
-                        ("archive", AfterFile::Archive),
-                        ("delete", AfterFile::Delete),
-                    ],
-                )?;
+                match c.duration("watch.settle", v, SETTLE_RANGE) {
+                    Some(d) => w.settle = d,
+                    None => ok = false,
+                }
             }
             if let Some(v) = map.get("poll") {
-                w.poll = Some(c.duration("watch.poll", v)?);
+                w.poll = c.duration("watch.poll", v, POLL_RANGE);
+                ok &= w.poll.is_some();
+            }
+            if let Some(v) = map.get("after") {
+                let after = [
+                    ("archive", AfterFile::Archive),
+                    ("delete", AfterFile::Delete),
+                ];
+                match c.choice("watch.after", v, &after) {
+                    Some(a) => w.after = a,
+                    None => ok = false,
+                }
+            }
+            if !ok {
+                return None;
             }
             Some(w)
         }

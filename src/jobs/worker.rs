@@ -58,7 +58,7 @@ type Current = Arc<Mutex<Option<(i64, Arc<AtomicBool>)>>>;
 
 /// Limits the address space of this process (RLIMIT_AS), so memory held outside Lua's allocator
 /// cannot grow without bound.
-fn limit_address_space(bytes: u64) -> Result<(), WorkerError> {
+pub(crate) fn limit_address_space(bytes: u64) -> Result<(), WorkerError> {
     let lim = libc::rlimit {
         rlim_cur: bytes as libc::rlim_t,
         rlim_max: bytes as libc::rlim_t,

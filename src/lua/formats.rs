@@ -456,6 +456,15 @@ fn zip_reader(lua: &Lua, (input, opts): (LuaValue, LuaValue)) -> mlua::Result<ml
             )));
         }
     };
+    let max_ratio = match o.count("max_ratio")? {
+        Some(0) => {
+            return Err(lua_err(format!(
+                "{F}: option `max_ratio`: must be a whole number from 1 up, got 0"
+            )));
+        }
+        Some(n) => n,
+        None => d.max_ratio,
+    };
     let name = o.string("name")?.unwrap_or(name);
     o.finish()?;
     let r = ZipReader::new(
@@ -464,6 +473,7 @@ fn zip_reader(lua: &Lua, (input, opts): (LuaValue, LuaValue)) -> mlua::Result<ml
         ZipLimits {
             max_entries,
             max_total_size,
+            max_ratio,
         },
     )
     .map_err(format_err)?;

@@ -231,6 +231,7 @@ impl Classify for DbError {
             DbError::Sql { message, .. } if message.starts_with("no such table") => Kind::NotFound,
             DbError::Sql { .. } => Kind::Sql,
             DbError::Params { .. } => Kind::Invalid,
+            DbError::Denied { .. } => Kind::Denied,
             DbError::Format(f) => f.kind(),
         }
     }
@@ -240,6 +241,7 @@ impl Classify for RedisError {
     fn kind(&self) -> Kind {
         match self {
             RedisError::Config(_) | RedisError::Row(_) => Kind::Invalid,
+            RedisError::Denied(_) => Kind::Denied,
             RedisError::Connect { message, .. } => {
                 let m = message.to_ascii_lowercase();
                 if m.contains("auth") || m.contains("password") || m.contains("noperm") {

@@ -17,13 +17,14 @@ use super::bytes::{Input, reader_arg, writer_arg};
 use super::limits::Guard;
 use super::rows::{LuaSink, LuaSource, Opts, lua_err};
 use crate::db::redis::{
-    Conflict, Interrupt, Progress, RedisConn, RedisOptions, RedisTarget, Reply, RestoreOptions,
-    RestoreSink, ScanOptions, ScanSource,
+    CONNECT_TIMEOUT_RANGE, Conflict, Interrupt, Progress, RedisConn, RedisError, RedisOptions,
+    RedisTarget, Reply, RestoreOptions, RestoreSink, ScanOptions, ScanSource, TIMEOUT_RANGE,
 };
 use crate::formats::rdb::{
     Checksum, KeyFilter, RdbSink, RdbSource, RdbSummary, check_interruptible as rdb_check,
 };
-use crate::units::parse_duration;
+use crate::storage::{StorageConfig, confine_path};
+use crate::units::DurationRange;
 
 /// Per-VM context of the bindings: the host (for redaction and progress), the interrupt and
 /// the named servers of `ferry.toml`.
@@ -32,6 +33,8 @@ struct Ctx {
     host: Option<Arc<dyn RunHost>>,
     interrupt: Interrupt,
     named: Arc<BTreeMap<String, (String, RedisOptions)>>,
+    /// The confinement a Unix socket path given by a script must pass.
+    storage: Arc<StorageConfig>,
 }
 
 impl Ctx {
@@ -51,6 +54,7 @@ pub(crate) fn install(
     lua: &Lua,
     ferry: &Table,
     named: &BTreeMap<String, (String, RedisOptions)>,
+    storage: &StorageConfig,
     guard: &Guard,
     host: Option<Arc<dyn RunHost>>,
 ) -> mlua::Result<()> {
@@ -59,6 +63,7 @@ pub(crate) fn install(
         host,
         interrupt: Arc::new(move || g.termination().is_some()),
         named: Arc::new(named.clone()),
+        storage: Arc::new(storage.clone()),
     };
     let redis = lua.create_table()?;
     let c = ctx.clone();
@@ -104,12 +109,40 @@ fn hide(ctx: &Ctx, secret: Option<&str>) {
     }
 }
 
-fn duration_opt(o: &mut Opts, key: &str, default: Duration) -> mlua::Result<Duration> {
+fn duration_opt(
+    o: &mut Opts,
+    key: &str,
+    range: DurationRange,
+    default: Duration,
+) -> mlua::Result<Duration> {
     match o.string(key)? {
         None => Ok(default),
-        Some(text) => parse_duration(&text)
+        Some(text) => range
+            .parse(&text)
             .map_err(|e| lua_err(format!("ferry.redis.connect: option `{key}`: {e}"))),
     }
+}
+
+/// A Unix socket is a file: one a script names (`redis+unix:///path`) must lie under the allowed
+/// roots like any other path. Servers named in `ferry.toml` are the operator's choice.
+fn confine_socket(storage: &StorageConfig, url: &str) -> mlua::Result<()> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(()); // RedisTarget::new reports the malformed URL.
+    };
+    if !matches!(parsed.scheme(), "redis+unix" | "unix") {
+        return Ok(());
+    }
+    let path = parsed.to_file_path().map_err(|()| {
+        lua_err(RedisError::Config(
+            "a Unix socket URL takes an absolute path: redis+unix:///path/to/redis.sock".into(),
+        ))
+    })?;
+    confine_path(storage, &path).map(|_| ()).map_err(|e| {
+        lua_err(RedisError::Denied(format!(
+            "socket {}: {e}; name a server outside the allowed roots in ferry.toml ([redis.NAME])",
+            path.display()
+        )))
+    })
 }
 
 fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<LuaRedis> {
@@ -129,7 +162,10 @@ fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<LuaRedis> {
                 }
             )));
         }
-        None => (url, RedisOptions::default()),
+        None => {
+            confine_socket(&ctx.storage, url)?;
+            (url, RedisOptions::default())
+        }
     };
     // Hide the URL's password before anything can fail and print it.
     if let Ok(u) = url::Url::parse(url) {
@@ -148,8 +184,13 @@ fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<LuaRedis> {
             ),
             None => d.db,
         },
-        connect_timeout: duration_opt(&mut o, "connect_timeout", d.connect_timeout)?,
-        timeout: duration_opt(&mut o, "timeout", d.timeout)?,
+        connect_timeout: duration_opt(
+            &mut o,
+            "connect_timeout",
+            CONNECT_TIMEOUT_RANGE,
+            d.connect_timeout,
+        )?,
+        timeout: duration_opt(&mut o, "timeout", TIMEOUT_RANGE, d.timeout)?,
         ca: o.string("ca")?.map(String::into_bytes).or(d.ca.clone()),
     };
     o.finish()?;

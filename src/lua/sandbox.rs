@@ -6,7 +6,7 @@
 //! the options that do not change the collector's limits. `require` finds the host module
 //! `ferry` and Lua files under the plugins folder, nothing else. `print` writes to the run log.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mlua::{
@@ -15,6 +15,7 @@ use mlua::{
 
 use super::limits::{Guard, LUA_MEMORY_MESSAGE};
 use super::{Level, RunHost, VmOptions};
+use crate::storage::Confinement;
 
 /// How many VM instructions run between two checks of the limits. A check costs a clock read;
 /// at this interval the overhead is a few per cent of a tight loop.
@@ -138,7 +139,14 @@ pub fn new_vm(
     super::formats::register(&lua, &ferry)?;
     super::sqlite::register(&lua, &ferry, &opts.storage)?;
     super::pipe::register(&lua, &ferry)?;
-    super::redis::install(&lua, &ferry, &opts.redis, guard, host.clone())?;
+    super::redis::install(
+        &lua,
+        &ferry,
+        &opts.redis,
+        &opts.storage,
+        guard,
+        host.clone(),
+    )?;
     super::time::register(&lua, &ferry)?;
     super::util::register(&lua, &ferry)?;
     super::host_error::register(&lua, &ferry)?;
@@ -225,18 +233,13 @@ fn resolve_module(dir: &Path, label: &str, name: &str) -> Result<(PathBuf, Strin
         let path = dir.join(&candidate);
         if path.is_file() {
             let shown = format!("{label}/{}", candidate.display());
-            let real = path
-                .canonicalize()
-                .map_err(|e| format!("cannot resolve {shown}: {e}"))?;
-            let root = dir
-                .canonicalize()
-                .map_err(|e| format!("cannot resolve {label}/: {e}"))?;
-            if !real.starts_with(&root) || real.components().any(|c| c == Component::ParentDir) {
-                return Err(format!(
-                    "module '{name}' ({shown}) leads outside {label}/ through a link; refused"
-                ));
-            }
-            return Ok((path, shown));
+            // The one confinement check, with the plugins folder as the only root.
+            let real = Confinement::new(&[dir.to_path_buf()], &[])
+                .check(&path)
+                .map_err(|e| {
+                    format!("module '{name}' ({shown}) leads outside {label}/ through a link; refused: {e}")
+                })?;
+            return Ok((real, shown));
         }
     }
     Err(format!(

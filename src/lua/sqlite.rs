@@ -1,8 +1,10 @@
 //! `ferry.sqlite.open(path)` → Db: `query`, `exec`, `transaction`, `insert`, `writer`, `run`,
 //! `close`. The path is confined to the allowed roots like a local store's
-//! ([`crate::storage::confine_path`]).
+//! ([`crate::storage::confine_path`]), and so is every file the database's statements reach
+//! (`ATTACH`, `VACUUM INTO`: [`Db::open_sandboxed`]).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use mlua::{
     AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue,
@@ -10,20 +12,29 @@ use mlua::{
 
 use super::formats::SqlScript;
 use super::rows::{LuaSink, LuaSource, Opts, lua_err, lua_to_value};
-use crate::db::{Db, DbError, InsertOptions, OnConflict, Params, TableSink};
+use crate::db::{Db, DbError, FileCheck, InsertOptions, OnConflict, Params, TableSink};
 use crate::formats::{ProjectedSink, RowSink, SqlStatements};
 use crate::storage::{StorageConfig, confine_path};
 
 /// Registers `ferry.sqlite`.
 pub(crate) fn register(lua: &Lua, ferry: &Table, storage: &StorageConfig) -> mlua::Result<()> {
     let confine = storage.clone();
+    let check: FileCheck = {
+        let storage = storage.clone();
+        Arc::new(move |p: &Path| {
+            confine_path(&storage, p)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    };
+    let open_check = check.clone();
     let storage = storage.clone();
     let sqlite = lua.create_table()?;
     sqlite.set(
         "open",
         lua.create_function(move |lua, path: String| {
             let real = confine_path(&storage, Path::new(&path))
-                .map_err(|m| lua_err(format!("ferry.sqlite.open({path:?}): {m}")))?;
+                .map_err(|m| denied("ferry.sqlite.open", &path, m))?;
             if let Some(dir) = real.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     lua_err(format!(
@@ -32,7 +43,7 @@ pub(crate) fn register(lua: &Lua, ferry: &Table, storage: &StorageConfig) -> mlu
                     ))
                 })?;
             }
-            let db = Db::open(&real, &path).map_err(lua_err)?;
+            let db = Db::open_sandboxed(&real, &path, open_check.clone()).map_err(lua_err)?;
             lua.create_userdata(LuaDb(Some(db)))
         })?,
     )?;
@@ -41,21 +52,30 @@ pub(crate) fn register(lua: &Lua, ferry: &Table, storage: &StorageConfig) -> mlu
         lua.create_function(move |_, (src, dest): (String, String)| {
             let what = format!("ferry.sqlite.snapshot({src:?}, {dest:?})");
             let real_src = confine_path(&confine, Path::new(&src))
-                .map_err(|m| lua_err(format!("{what}: {m}")))?;
+                .map_err(|m| denied("ferry.sqlite.snapshot", &src, m))?;
             if !real_src.is_file() {
                 return Err(lua_err(format!("{what}: {src} does not exist")));
             }
             let real_dest = confine_path(&confine, Path::new(&dest))
-                .map_err(|m| lua_err(format!("{what}: {m}")))?;
+                .map_err(|m| denied("ferry.sqlite.snapshot", &dest, m))?;
             if let Some(dir) = real_dest.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| lua_err(format!("{what}: {e}")))?;
             }
-            let db = Db::open(&real_src, &src).map_err(lua_err)?;
+            let db = Db::open_sandboxed(&real_src, &src, check.clone()).map_err(lua_err)?;
             db.snapshot_to(&real_dest)
                 .map_err(|e| lua_err(format!("{what}: {e}")))
         })?,
     )?;
     ferry.set("sqlite", sqlite)
+}
+
+/// The error of a database path that `func` was given and the confinement refused.
+fn denied(func: &str, path: &str, e: crate::storage::ErrorKind) -> mlua::Error {
+    lua_err(DbError::Denied {
+        db: path.to_owned(),
+        context: func.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Converts `args` (nil, a sequence, or a table of names) to statement parameters.
@@ -169,7 +189,9 @@ impl UserData for LuaDb {
                 let mut s = src.borrow_mut::<LuaSource>().map_err(|_| {
                     lua_err("db:insert: expected a row source (a reader or db:query) as the second argument")
                 })?;
-                let r = crate::formats::pipe(s.get()?.as_mut(), &mut sink);
+                let src = s.get()?;
+                sink.inner_mut().set_input(src.name());
+                let r = crate::formats::pipe(src.as_mut(), &mut sink);
                 s.finished(lua);
                 r.map_err(lua_err)?;
                 sink.finish().map_err(lua_err)?;

@@ -4,9 +4,9 @@
 //! ferry needs three things that one does not give: an fsync before the rename, temp files with
 //! a recognisable name that a crash recovery can find, and confinement that follows symlinks.
 //!
-//! Confinement: every path is resolved through the file system (`canonicalize` of its deepest
-//! existing ancestor) and must lie under an allowed root and outside the protected paths, so a
-//! symlink inside a store cannot lead out of it.
+//! Confinement ([`super::confine`]): every path is resolved through the file system and must
+//! lie under an allowed root and outside the protected paths, so a symlink inside a store cannot
+//! lead out of it.
 //!
 //! Atomic writes: a writer writes `.NAME.ferry-tmp-PID-N-NANOS` in the destination folder; at
 //! commit it is flushed, fsynced, and renamed over `NAME` (or hard-linked to `NAME` for
@@ -15,122 +15,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::confine::Confinement;
 use super::error::ErrorKind;
 use super::journal::{EntryHandle, Journal, Pending, TEMP_MARKER, is_temp_name, unique_suffix};
 use super::{Meta, Unreadable, Waiter};
 
 /// Buffer size of local readers and writers.
 const IO_BUFFER: usize = 256 * 1024;
-
-/// The allowed roots and the protected paths.
-#[derive(Debug, Clone)]
-pub(crate) struct Confinement {
-    allowed: Vec<PathBuf>,
-    protected: Vec<PathBuf>,
-}
-
-/// Resolves symlinks in the deepest existing ancestor of `path` and appends the rest. `path`
-/// must be absolute and free of `..` (checked by the callers).
-fn resolve(path: &Path) -> io::Result<PathBuf> {
-    let mut existing = path.to_path_buf();
-    let mut rest: Vec<std::ffi::OsString> = Vec::new();
-    loop {
-        match existing.symlink_metadata() {
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let Some(name) = existing.file_name() else {
-                    return Err(e);
-                };
-                rest.push(name.to_os_string());
-                if !existing.pop() {
-                    return Err(e);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    // A dangling symlink exists (symlink_metadata) but cannot be canonicalised: an error.
-    let mut real = existing.canonicalize()?;
-    for name in rest.into_iter().rev() {
-        real.push(name);
-    }
-    Ok(real)
-}
-
-impl Confinement {
-    pub(crate) fn new(allowed: &[PathBuf], protected: &[PathBuf]) -> Confinement {
-        Confinement {
-            allowed: allowed.to_vec(),
-            protected: protected.to_vec(),
-        }
-    }
-
-    fn roots_text(&self) -> String {
-        if self.allowed.is_empty() {
-            return "none".into();
-        }
-        self.allowed
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Checks that `path` (absolute, no `..`) resolves under an allowed root and outside the
-    /// protected paths. Returns the resolved path.
-    pub(crate) fn check(&self, path: &Path) -> Result<PathBuf, ErrorKind> {
-        if path.components().any(|c| c == Component::ParentDir) || !path.is_absolute() {
-            return Err(ErrorKind::InvalidPath(format!(
-                "{}: `..` segments and relative paths are not allowed",
-                path.display()
-            )));
-        }
-        let real = resolve(path).map_err(|e| {
-            ErrorKind::Denied(format!(
-                "cannot resolve {} ({e}); a local store path must lead to a folder under the allowed roots: {}",
-                path.display(),
-                self.roots_text()
-            ))
-        })?;
-        let inside = self
-            .allowed
-            .iter()
-            .any(|root| resolve(root).map(|r| real.starts_with(&r)).unwrap_or(false));
-        if !inside {
-            let via = if real != path {
-                format!(" (it leads to {})", real.display())
-            } else {
-                String::new()
-            };
-            return Err(ErrorKind::Denied(format!(
-                "{}{via} is outside the allowed roots: {}; add its folder to `allow` under [storage] in ferry.toml",
-                path.display(),
-                self.roots_text()
-            )));
-        }
-        // A root allowed explicitly *inside* a protected folder (a run's own temporary folder)
-        // opens that part of it, and only that part.
-        let protected = self.protected.iter().any(|p| {
-            let p = resolve(p).unwrap_or_else(|_| p.clone());
-            real.starts_with(&p)
-                && !self.allowed.iter().any(|root| {
-                    let r = resolve(root).unwrap_or_else(|_| root.clone());
-                    r.starts_with(&p) && real.starts_with(&r)
-                })
-        });
-        if protected {
-            return Err(ErrorKind::Denied(format!(
-                "{} belongs to ferry itself (run history or storage journal); stores may not touch it",
-                path.display()
-            )));
-        }
-        Ok(real)
-    }
-}
 
 /// A local store rooted at a folder.
 #[derive(Debug)]

@@ -13,12 +13,16 @@
 //!   runtime in `runtime.rs` and gives up when the caller's [`Interrupt`] fires.
 //! - Pending writes are journaled (`journal.rs`) so that [`recover`] can remove temp files and
 //!   abort uploads left behind by a process that died.
+//! - `confine.rs` is the one confinement check of local paths ([`confine_path`],
+//!   [`confine_dir`], [`Confinement`]): local stores use it, and so do the
+//!   other layers for every file a script or job spec names.
 //!
 //! Invariants: nothing half-written is visible under a final name; a [`Writer`] that is dropped
 //! without [`Writer::commit`] discards its data; memory use of a read, write or copy is bounded
 //! by a few buffers whatever the object's size; no message contains a credential.
 
 mod config;
+mod confine;
 mod error;
 mod journal;
 mod local;
@@ -39,13 +43,14 @@ use object_store::memory::InMemory;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 pub use config::{S3Options, Secret, StorageConfig, StoreSpec};
+pub use confine::{Confinement, confine_dir, confine_path};
 pub use error::{ErrorKind, Op, StorageError};
 pub use journal::{TEMP_MARKER, is_temp_name, sweep_temp_files};
 pub use runtime::Interrupt;
 pub use url::{StoreUrl, validate_path, validate_prefix};
 
 use journal::{Journal, Pending};
-use local::{Confinement, LocalBackend, LocalReader, LocalWriter};
+use local::{LocalBackend, LocalReader, LocalWriter};
 use object::{ObjectBackend, ObjectReader, ObjectWriter, Remote};
 
 /// What a store knows about an object.
@@ -866,28 +871,4 @@ pub fn recover(config: &StorageConfig) -> Recovery {
         temp_files,
         uploads,
     }
-}
-
-/// Resolves `path` (relative to the project root, or absolute) under the same confinement as
-/// local stores: it must lead (through any symlinks) under an allowed root and outside the
-/// protected paths. For files that other layers open directly, such as SQLite databases.
-pub fn confine_path(
-    config: &StorageConfig,
-    path: &std::path::Path,
-) -> Result<std::path::PathBuf, ErrorKind> {
-    if path
-        .components()
-        .any(|c| c == std::path::Component::ParentDir)
-    {
-        return Err(ErrorKind::InvalidPath(format!(
-            "{}: `..` segments are not allowed",
-            path.display()
-        )));
-    }
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        config.root.join(path)
-    };
-    local::Confinement::new(&config.allowed, &config.protected).check(&abs)
 }

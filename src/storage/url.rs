@@ -3,6 +3,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use super::confine::refuse_dot_segments;
+
 /// Where a store keeps its objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
@@ -112,20 +114,6 @@ fn local(path: PathBuf) -> Result<StoreUrl, String> {
         .filter(|c| !matches!(c, Component::CurDir))
         .collect();
     Ok(StoreUrl::Local(clean))
-}
-
-/// Refuses `..` segments in a path or URL, before any normalisation could hide them.
-fn refuse_dot_segments(text: &str) -> Result<(), String> {
-    let lower = text.to_ascii_lowercase();
-    if lower
-        .split(['/', '\\'])
-        .any(|seg| seg == ".." || seg == "%2e%2e" || seg == ".%2e" || seg == "%2e.")
-    {
-        return Err(format!(
-            "{text}: `..` segments are not allowed in store paths"
-        ));
-    }
-    Ok(())
 }
 
 fn parse_s3(rest: &str) -> Result<StoreUrl, String> {

@@ -19,6 +19,7 @@ use crate::formats::rdb::{
     type_name, verify_payload,
 };
 use crate::formats::{FormatError, Location, RowSink, RowSource, Value};
+use crate::units::{CountRange, DAY, DurationRange};
 
 /// The columns of a Redis row, in order: database number, key, type name, milliseconds left
 /// to live when the row was read (null: no expiry), absolute expiry in Unix milliseconds
@@ -49,6 +50,9 @@ pub enum RedisError {
     /// The URL or an option is not usable.
     #[error("redis: {0}")]
     Config(String),
+    /// A script named a Unix socket outside the allowed roots: kind `denied`.
+    #[error("redis: {0}")]
+    Denied(String),
     /// Connecting or authenticating failed.
     #[error("{target}: cannot connect: {message}")]
     Connect {
@@ -93,6 +97,14 @@ impl From<RedisError> for FormatError {
         }
     }
 }
+
+/// Accepted `connect_timeout` of a Redis server (`[redis.NAME]`, `ferry.redis.connect`).
+pub const CONNECT_TIMEOUT_RANGE: DurationRange =
+    DurationRange::new(Duration::from_millis(1), Duration::from_secs(3600));
+/// Accepted `timeout` of each Redis reply (`[redis.NAME]`, `ferry.redis.connect`).
+pub const TIMEOUT_RANGE: DurationRange = DurationRange::new(Duration::from_millis(1), DAY);
+/// Accepted database numbers.
+pub const DB_RANGE: CountRange = CountRange::new(0, i32::MAX as i64);
 
 /// How to reach a Redis server, besides its URL. `Debug` does not show the password.
 #[derive(Clone)]

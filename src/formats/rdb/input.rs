@@ -40,6 +40,22 @@ pub(super) struct Input<R> {
     captured: Vec<u8>,
     /// Compressed bytes of an LZF string being decoded.
     scratch: Vec<u8>,
+    /// The last 9 bytes consumed before the current buffer (what an intact file ends with:
+    /// the end-of-file marker and the checksum), and how many of them there are.
+    tail: [u8; 9],
+    tail_len: usize,
+}
+
+/// What the end of an input says about an end of file met in the middle of something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// The input does not end like an RDB file: it was cut.
+    Truncated,
+    /// It ends with an end-of-file marker and a checksum that does not match its content: a
+    /// byte was changed (a length that now runs past the end).
+    Corrupt,
+    /// Cannot tell: no checksum (old version, or disabled), or the checksum matches.
+    Unknown,
 }
 
 impl<R: Read> Input<R> {
@@ -55,6 +71,8 @@ impl<R: Read> Input<R> {
             capture_from: None,
             captured: Vec::new(),
             scratch: Vec::new(),
+            tail: [0; 9],
+            tail_len: 0,
         }
     }
 
@@ -74,6 +92,7 @@ impl<R: Read> Input<R> {
     #[cold]
     pub(super) fn fill(&mut self, want: usize) -> Res<usize> {
         self.crc.update(&self.buf[self.crc_from..self.pos]);
+        keep_tail(&mut self.tail, &mut self.tail_len, &self.buf[..self.pos]);
         if let Some(from) = self.capture_from {
             self.captured.extend_from_slice(&self.buf[from..self.pos]);
             self.capture_from = Some(0);
@@ -153,6 +172,28 @@ impl<R: Read> Input<R> {
         self.crc.update(&self.buf[self.crc_from..self.pos]);
         self.crc_from = self.pos;
         self.crc.clone().finalize()
+    }
+
+    /// After an end of file inside something: consumes what is left and tells a cut file from
+    /// a corrupt one by its last bytes. An intact file ends with the end-of-file marker and the
+    /// CRC-64 of everything before it (little-endian); the CRC of such a file as a whole is 0
+    /// (the Redis CRC-64 has a residue of 0).
+    pub(super) fn ending(&mut self, has_checksum: bool) -> Ending {
+        self.pos = self.end;
+        while matches!(self.fill(1), Ok(n) if n > 0) {
+            self.pos = self.end;
+        }
+        if !has_checksum || self.tail_len < 9 || self.tail[1..].iter().all(|b| *b == 0) {
+            return Ending::Unknown;
+        }
+        if self.tail[0] != op::EOF {
+            return Ending::Truncated;
+        }
+        if self.crc.clone().finalize() == 0 {
+            Ending::Unknown
+        } else {
+            Ending::Corrupt
+        }
     }
 
     /// Starts appending consumed bytes to `into`.
@@ -461,4 +502,16 @@ pub(super) fn lzf_decompress(input: &[u8], declared: u64, out: &mut Vec<u8>) -> 
         ));
     }
     Ok(())
+}
+
+/// Keeps the last 9 bytes of everything passed through `tail` (`len` counts up to 9).
+fn keep_tail(tail: &mut [u8; 9], len: &mut usize, consumed: &[u8]) {
+    let n = consumed.len();
+    if n >= 9 {
+        tail.copy_from_slice(&consumed[n - 9..]);
+    } else {
+        tail.rotate_left(n);
+        tail[9 - n..].copy_from_slice(consumed);
+    }
+    *len = (*len + n).min(9);
 }

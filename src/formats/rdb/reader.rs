@@ -3,6 +3,9 @@
 use super::input::*;
 use super::*;
 
+/// What an end of file interrupts while the checksum is read.
+const CHECKSUM_CONTEXT: &str = "inside the checksum at the end of the file";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
     Reading,
@@ -24,6 +27,8 @@ pub struct RdbReader<R: Read> {
     context: &'static str,
     /// Whether the entry's key has been read (and belongs in messages).
     key_known: bool,
+    /// Where the record being read starts, for messages.
+    record_at: u64,
     state: State,
     summary: RdbSummary,
     aux_key: Vec<u8>,
@@ -73,6 +78,7 @@ impl<R: Read> RdbReader<R> {
             keep_payload: true,
             context: "",
             key_known: false,
+            record_at: 9,
             state: State::Reading,
             summary: RdbSummary {
                 version,
@@ -126,7 +132,7 @@ impl<R: Read> RdbReader<R> {
         }
     }
 
-    fn error(&self, fault: Fault, entry: &RdbEntry) -> RdbError {
+    fn error(&mut self, fault: Fault, entry: &RdbEntry) -> RdbError {
         let name = self.name.clone();
         let key = self.key_known.then(|| entry.key.clone());
         match fault {
@@ -138,6 +144,20 @@ impl<R: Read> RdbReader<R> {
             Fault::Eof => {
                 let offset = self.input.offset();
                 let seen = self.input.seen();
+                // Once the end-of-file marker is read, an end of file is a cut, nothing else.
+                let in_checksum = self.context == CHECKSUM_CONTEXT;
+                if !in_checksum && self.input.ending(self.version >= 5) == Ending::Corrupt {
+                    let end = self.input.offset();
+                    return RdbError::Data {
+                        name,
+                        offset: self.record_at,
+                        key,
+                        message: format!(
+                            "corrupt data {}: it runs past the end of the file (byte {end}), and the file's checksum does not match its content: a changed byte, not a cut file",
+                            self.context
+                        ),
+                    };
+                }
                 let mut message = format!("unexpected end of file {}", self.context);
                 if seen != offset {
                     message.push_str(&format!(" (the file ends at byte {seen})"));
@@ -169,6 +189,7 @@ impl<R: Read> RdbReader<R> {
         loop {
             self.context = "before the end-of-file marker (the file is truncated)";
             let at = self.input.offset();
+            self.record_at = at;
             match self.input.byte()? {
                 op::EOF => {
                     self.finish_file()?;
@@ -296,7 +317,7 @@ impl<R: Read> RdbReader<R> {
     fn finish_file(&mut self) -> Res<()> {
         self.summary.checksum = if self.version >= 5 {
             let computed = self.input.crc_so_far();
-            self.context = "inside the checksum at the end of the file";
+            self.context = CHECKSUM_CONTEXT;
             let stored = u64::from_le_bytes(self.input.array()?);
             if stored == 0 {
                 Checksum::Disabled

@@ -538,8 +538,12 @@ fn a_huge_length_in_a_corrupt_file_is_an_end_of_file_not_an_allocation() {
     ] {
         // No end-of-file marker: the huge length runs to the end of the input.
         let msg = err_text(&cat(&[b"REDIS0010", &records]));
+        // Either a cut file or, when the bytes after the length happen to end like an RDB
+        // file, a corrupt one: never an allocation of the length.
         assert!(
-            msg.contains("unexpected end of file") || msg.contains("LZF"),
+            msg.contains("unexpected end of file")
+                || msg.contains("LZF")
+                || msg.contains("corrupt data"),
             "{msg}"
         );
     }
@@ -570,6 +574,26 @@ fn a_changed_byte_is_always_an_error() {
     )
     .unwrap();
     assert!(re.is_match(&msg), "{msg}");
+
+    // A changed length byte makes the value run past the end of the file: reported as a
+    // corruption at the record, not as a cut file, because the file still ends with its
+    // end-of-file marker and a checksum that no longer matches. A file that really is cut
+    // is still reported as one.
+    for version in [10, 11, 12] {
+        let f = file(version, &cat(&[&[0], &s(b"k"), &s(b"some value")]));
+        let mut bytes = f.clone();
+        assert_eq!(bytes[12], 10, "the length byte of the value");
+        bytes[12] = 0x3F;
+        assert_eq!(
+            err_text(&bytes),
+            format!(
+                "t.rdb: byte 9 (key \"k\"): corrupt data inside a string value: it runs past the end of the file (byte {}), and the file's checksum does not match its content: a changed byte, not a cut file",
+                f.len()
+            )
+        );
+        let cut = err_text(&f[..f.len() - 12]);
+        assert!(cut.contains("unexpected end of file"), "{cut}");
+    }
 }
 
 #[test]
