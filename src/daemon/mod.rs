@@ -135,10 +135,8 @@ impl Daemon {
             let rx = stop_rx.clone();
             tokio::spawn(async move { d.run(rx).await })
         };
-        let triggers = {
-            let h = handle.clone();
-            tokio::spawn(async move { triggers::trigger_loop(h, cron, stop_rx).await })
-        };
+        let prepared = triggers::prepare(handle.clone(), cron)?;
+        let triggers = tokio::spawn(async move { triggers::trigger_loop(prepared, stop_rx).await });
         tracing::info!(root = %config.root.display(), jobs = specs.len(), "ferry is serving");
         Ok(Daemon {
             handle,

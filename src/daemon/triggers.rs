@@ -63,13 +63,18 @@ struct Loop {
     next_housekeeping: Instant,
 }
 
-/// Runs the trigger loop until `stop` turns true.
-pub(super) async fn trigger_loop(
-    h: Handle,
-    cron: CronTrigger,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), DaemonError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<notify::Event>(EVENT_QUEUE);
+/// A trigger loop whose watches are in place, ready to run.
+pub(super) struct Prepared {
+    lp: Loop,
+    watcher: notify::RecommendedWatcher,
+    rx: tokio::sync::mpsc::Receiver<notify::Event>,
+    overflow: Arc<AtomicBool>,
+}
+
+/// Sets up the file watches (scripts and every watched folder) before the daemon says it
+/// serves, so that a file being written from then on is seen as being written.
+pub(super) fn prepare(h: Handle, cron: CronTrigger) -> Result<Prepared, DaemonError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<notify::Event>(EVENT_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
     let stats = h.stats.clone();
     let full = overflow.clone();
@@ -101,6 +106,25 @@ pub(super) async fn trigger_loop(
         next_housekeeping: now,
     };
     lp.update_watches(&mut watcher);
+    Ok(Prepared {
+        lp,
+        watcher,
+        rx,
+        overflow,
+    })
+}
+
+/// Runs the trigger loop until `stop` turns true.
+pub(super) async fn trigger_loop(
+    p: Prepared,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let Prepared {
+        mut lp,
+        mut watcher,
+        mut rx,
+        overflow,
+    } = p;
     loop {
         let wait = lp.pass(&mut watcher).await;
         tokio::select! {
