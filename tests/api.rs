@@ -1057,3 +1057,90 @@ fn a_run_runs_again_with_its_params_and_its_failed_file() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn chained_jobs_run_once_per_upstream_run_across_restarts_and_cycles_are_refused() {
+    let p = project("");
+    p.script(
+        "up",
+        r#"return { params = { fail = { type = "boolean", default = false } }, overlap = "queue",
+             run = function(ctx) if ctx.params.fail then error("upstream failed") end return { n = 7 } end }"#,
+    );
+    p.script(
+        "down",
+        r#"return { after = { job = "up", on = "success" }, run = function(ctx) return ctx.trigger end }"#,
+    );
+    p.script(
+        "on_failure",
+        r#"return { after = { { job = "up", on = "failure" } }, run = function(ctx) return ctx.trigger.state end }"#,
+    );
+    p.script(
+        "cyc_a",
+        r#"return { after = "cyc_b", run = function(ctx) end }"#,
+    );
+    p.script(
+        "cyc_b",
+        r#"return { after = "cyc_a", run = function(ctx) end }"#,
+    );
+    let r = p.ferry(&["check"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains("cycle: cyc_a → cyc_b → cyc_a")
+            || r.stdout.contains("cycle: cyc_b → cyc_a → cyc_b"),
+        "{}",
+        r.all()
+    );
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let (_, jobs) = api.get("/api/v1/jobs");
+    let broken: Vec<&Value> = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["error"].as_str().is_some_and(|e| e.contains("cycle")))
+        .collect();
+    assert_eq!(broken.len(), 1, "one of the two closes the cycle: {jobs}");
+    let (_, v) = api.post("/api/v1/jobs/up/runs", json!({}));
+    let up = v["id"].as_i64().unwrap();
+    let down = wait_for("the chained run", Duration::from_secs(20), || {
+        p.runs_of("down")
+            .into_iter()
+            .find(|r| r["state"] == "succeeded")
+    });
+    assert_eq!(
+        down["summary"],
+        json!({ "kind": "job", "of": up, "job": "up", "state": "succeeded", "summary": { "n": 7 } })
+    );
+    let (_, v) = api.post(
+        "/api/v1/jobs/up/runs",
+        json!({ "params": { "fail": true } }),
+    );
+    let failed = v["id"].as_i64().unwrap();
+    let on_failure = wait_for("the failure handler", Duration::from_secs(20), || {
+        p.runs_of("on_failure")
+            .into_iter()
+            .find(|r| r["state"] == "succeeded")
+    });
+    assert_eq!(on_failure["trigger"]["of"], failed);
+    assert_eq!(on_failure["summary"], "failed");
+    assert_eq!(d.stop(), Some(0));
+    // An upstream run while no daemon runs: its downstream run starts when one does, once.
+    let r = p.ferry(&["run", "up"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let d = Daemon::start(&p);
+    wait_for("the second chained run", Duration::from_secs(20), || {
+        (p.runs_of("down").len() == 2).then_some(())
+    });
+    assert_eq!(d.stop(), Some(0));
+    let d = Daemon::start(&p);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.stop(), Some(0));
+    let downs = p.runs_of("down");
+    assert_eq!(downs.len(), 2, "once per upstream run: {downs:?}");
+    let ofs: BTreeSet<i64> = downs
+        .iter()
+        .map(|r| r["trigger"]["of"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ofs.len(), 2);
+    assert_eq!(p.runs_of("on_failure").len(), 1);
+}

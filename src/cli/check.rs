@@ -31,15 +31,33 @@ pub fn check(config: &Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = 0;
+    let mut graph = std::collections::BTreeMap::new();
     for path in &files {
         match load_job(config, path) {
             Ok(spec) => {
+                graph.insert(
+                    spec.name.clone(),
+                    (
+                        spec.chunk_name.clone(),
+                        spec.after.iter().map(|a| a.job.clone()).collect::<Vec<_>>(),
+                    ),
+                );
                 let mut what = Vec::new();
                 if let Some(s) = &spec.schedule {
                     what.push(format!("schedule {}", s.expr));
                 }
                 if let Some(w) = &spec.watch {
                     what.push(format!("watch {}/{}", w.path.display(), w.pattern));
+                }
+                if !spec.after.is_empty() {
+                    what.push(format!(
+                        "after {}",
+                        spec.after
+                            .iter()
+                            .map(|a| a.job.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
                 }
                 if !spec.params.is_empty() {
                     what.push(format!(
@@ -61,6 +79,21 @@ pub fn check(config: &Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
                     println!("      {line}");
                 }
             }
+        }
+    }
+    // Chains that would never end.
+    let ups: std::collections::BTreeMap<String, Vec<String>> = graph
+        .iter()
+        .map(|(n, (_, ups))| (n.clone(), ups.clone()))
+        .collect();
+    for (name, (chunk, _)) in &graph {
+        if let Some(cycle) = jobs::chain::cycle_through(&ups, name) {
+            failed += 1;
+            println!("FAIL  {chunk}");
+            println!(
+                "      after: the jobs' `after` form a cycle: {}; a chain must end",
+                cycle.join(" → ")
+            );
         }
     }
     println!("{} checked, {} failed", files.len(), failed);

@@ -81,7 +81,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 3: owners: every open run names the process that supervises it (`host:pid:start`) and a
     // lease it renews, so recovery touches only runs whose owner is gone; what a run asked to
     // delete should it not succeed; watched files by state and where they went (for a rerun);
-    // paused jobs.
+    // paused jobs; runs whose downstream jobs (`after`) are still to be started (runs from before
+    // count as done).
     r#"
     ALTER TABLE runs ADD COLUMN owner TEXT;
     ALTER TABLE runs ADD COLUMN lease_until TEXT;
@@ -100,6 +101,8 @@ pub const MIGRATIONS: &[&str] = &[
         since TEXT NOT NULL,
         by    TEXT
     );
+    ALTER TABLE runs ADD COLUMN chained INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX runs_unchained ON runs (id) WHERE chained = 0;
     "#,
     // 4: artifacts belong to their run: the run's own copy (path in the artifacts folder) and
     // the SHA-256 of what was recorded.

@@ -130,6 +130,12 @@ pub trait History {
         state: FileState,
         final_path: Option<&str>,
     ) -> Result<(), HistoryError>;
+    /// Closed runs whose downstream jobs (`after`) have not been considered yet, oldest first.
+    fn unchained_runs(&self, limit: u32) -> Result<Vec<RunRecord>, HistoryError>;
+    /// Marks a run's downstream jobs as considered.
+    fn set_chained(&self, id: i64) -> Result<(), HistoryError>;
+    /// The run of `job` started by the end of run `upstream` (`after`), if any.
+    fn chained_run_of(&self, job: &str, upstream: i64) -> Result<Option<i64>, HistoryError>;
     /// Pauses a job (kept across restarts); false when it was paused already.
     fn pause_job(&self, job: &str, by: Option<&str>) -> Result<bool, HistoryError>;
     /// Resumes a paused job; false when it was not paused.

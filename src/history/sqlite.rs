@@ -206,8 +206,8 @@ impl History for SqliteHistory {
     fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, not_before, retry_of, owner, lease_until) \
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, not_before, retry_of, owner, lease_until, chained) \
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, 0)",
             params![
                 run.job,
                 run.trigger_kind,
@@ -677,6 +677,39 @@ impl History for SqliteHistory {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    fn unchained_runs(&self, limit: u32) -> Result<Vec<RunRecord>, HistoryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE chained = 0 \
+                 AND state NOT IN ('queued', 'running') ORDER BY id LIMIT ?1"
+            ))
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([limit], Self::run_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn set_chained(&self, id: i64) -> Result<(), HistoryError> {
+        self.conn()
+            .execute("UPDATE runs SET chained = 1 WHERE id = ?1", [id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn chained_run_of(&self, job: &str, upstream: i64) -> Result<Option<i64>, HistoryError> {
+        self.conn()
+            .query_row(
+                "SELECT id FROM runs WHERE job = ?1 AND trigger_kind = 'job' \
+                 AND json_extract(trigger, '$.of') = ?2 LIMIT 1",
+                params![job, upstream],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     fn pause_job(&self, job: &str, by: Option<&str>) -> Result<bool, HistoryError> {

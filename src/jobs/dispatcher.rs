@@ -77,6 +77,9 @@ pub struct Submitted {
     pub state: RunState,
 }
 
+/// Ended runs considered per history read of a chain pass.
+const CHAIN_BATCH: u32 = 200;
+
 struct Running {
     job: String,
     cancel: Arc<executor::Cancel>,
@@ -101,6 +104,8 @@ struct Inner {
     housekeeping: AtomicBool,
     /// Seals secret params before they are recorded, opens them for the worker.
     sealer: super::seal::Sealer,
+    /// Held by a chain pass (see [`Dispatcher::fire_chains`]).
+    chaining: Mutex<()>,
     /// Paused jobs, as the history has them (re-read by housekeeping, so a pause from the
     /// command line takes effect too).
     paused: Mutex<std::collections::HashSet<String>>,
@@ -149,6 +154,7 @@ impl Dispatcher {
                 sealer,
                 events: Bus::default(),
                 paused: Mutex::new(paused),
+                chaining: Mutex::new(()),
             }),
         })
     }
@@ -217,12 +223,12 @@ impl Dispatcher {
         let busy = self.job_busy(&spec.name)?;
         // Each dropped file must run exactly once, so file runs always queue. A paused job's
         // schedule fires into `skipped` runs that say so; asked-for runs still run.
-        let skip = if matches!(s.trigger, Trigger::Cron { .. }) && self.is_paused(&spec.name) {
+        let automatic = matches!(s.trigger, Trigger::Cron { .. } | Trigger::Job { .. });
+        // Each upstream run starts its downstream jobs once, so chained runs queue too.
+        let must_run = matches!(s.trigger, Trigger::File { .. } | Trigger::Job { .. });
+        let skip = if automatic && self.is_paused(&spec.name) {
             Some("the job is paused")
-        } else if busy
-            && spec.overlap == Overlap::Skip
-            && !matches!(s.trigger, Trigger::File { .. })
-        {
+        } else if busy && spec.overlap == Overlap::Skip && !must_run {
             Some("another run of the job was going (overlap = \"skip\")")
         } else {
             None
@@ -402,6 +408,65 @@ impl Dispatcher {
         Ok(changed)
     }
 
+    /// Starts the downstream jobs (`after`) of the runs that ended since the last pass, once per
+    /// upstream run (see [`super::chain`]). Passes never overlap.
+    pub fn fire_chains(&self) -> Result<(), HistoryError> {
+        let _one_at_a_time = lock(&self.inner.chaining);
+        let history = &self.inner.history;
+        let specs = self
+            .inner
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .specs();
+        loop {
+            let runs = history.unchained_runs(CHAIN_BATCH)?;
+            if runs.is_empty() {
+                return Ok(());
+            }
+            let n = runs.len();
+            for run in runs {
+                // A run that will be retried decides nothing: its last attempt does.
+                let retried = specs
+                    .iter()
+                    .any(|s| s.name == run.job && retry_due(s, &run));
+                if !retried {
+                    for down in specs
+                        .iter()
+                        .filter(|s| s.after.iter().any(|a| a.fires(&run.job, run.state)))
+                    {
+                        if history.chained_run_of(&down.name, run.id)?.is_some() {
+                            continue;
+                        }
+                        let submit = Submit {
+                            job: down.name.clone(),
+                            params: GivenParams::Json(Default::default()),
+                            trigger: Trigger::Job {
+                                of: run.id,
+                                job: run.job.clone(),
+                                state: run.state,
+                                summary: run.summary.clone().unwrap_or(Value::Null),
+                            },
+                            not_before: None,
+                        };
+                        match self.submit(submit) {
+                            Ok(s) => {
+                                tracing::info!(job = %down.name, run = s.id, upstream = run.id, "started by the end of run {}", run.id)
+                            }
+                            Err(e) => {
+                                tracing::error!(job = %down.name, upstream = run.id, "cannot start the chained run: {e}")
+                            }
+                        }
+                    }
+                }
+                history.set_chained(run.id)?;
+            }
+            if n < CHAIN_BATCH as usize {
+                return Ok(());
+            }
+        }
+    }
+
     /// Runs a run again (see [`super::rerun`]): recorded as queued, announced, dispatched.
     pub fn rerun(&self, id: i64) -> Result<Submitted, SubmitError> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
@@ -451,6 +516,9 @@ impl Dispatcher {
             }
             if let Err(e) = this.reap(false) {
                 tracing::error!("housekeeping: {e}");
+            }
+            if let Err(e) = this.fire_chains() {
+                tracing::error!("chained runs: {e}");
             }
             this.inner.housekeeping.store(false, Ordering::SeqCst);
         });
@@ -810,6 +878,9 @@ impl Dispatcher {
                 }
             }
             lock(&this.inner.running).remove(&run.id);
+            if let Err(e) = this.fire_chains() {
+                tracing::error!("chained runs: {e}");
+            }
             this.inner.wake.notify_one();
         });
     }
@@ -827,13 +898,7 @@ impl Dispatcher {
 
     /// Queues a retry of a run that failed, timed out or was interrupted, if retries remain.
     pub fn retry(&self, spec: &JobSpec, record: &RunRecord) -> Result<Option<i64>, HistoryError> {
-        let retriable = matches!(
-            record.state,
-            RunState::Failed | RunState::TimedOut | RunState::Interrupted
-        ) && record.error.as_ref().is_none_or(|e| {
-            e.code != ErrorCode::Load.as_str() && e.code != ErrorCode::Params.as_str()
-        });
-        if !retriable || record.attempt > spec.retries || record.retried_by.is_some() {
+        if !retry_due(spec, record) || record.retried_by.is_some() {
             return Ok(None);
         }
         let attempt = record.attempt + 1;
@@ -912,6 +977,19 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// Whether a closed run gets a retry: it failed, timed out or was interrupted (not for a load or
+/// params error) and attempts remain.
+fn retry_due(spec: &JobSpec, record: &RunRecord) -> bool {
+    let retriable = matches!(
+        record.state,
+        RunState::Failed | RunState::TimedOut | RunState::Interrupted
+    ) && record
+        .error
+        .as_ref()
+        .is_none_or(|e| e.code != ErrorCode::Load.as_str() && e.code != ErrorCode::Params.as_str());
+    retriable && record.attempt <= spec.retries
 }
 
 fn error_report(r: &RunRecord) -> String {

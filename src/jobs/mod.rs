@@ -3,6 +3,7 @@
 //! parent side, the worker loop on the child side).
 
 pub mod artifacts;
+pub mod chain;
 pub mod cleanup;
 pub mod cron;
 pub mod dispatcher;

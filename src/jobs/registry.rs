@@ -91,6 +91,7 @@ impl Registry {
         }
         let loaded = load_all(config, &changed);
         for ((name, path, text), result) in changed.into_iter().zip(loaded) {
+            let result = result.and_then(|spec| self.refuse_cycle(config, spec));
             let existed = self.jobs.get(&name).is_some_and(|e| e.spec.is_some());
             let entry = self.jobs.entry(name.clone()).or_insert_with(|| JobEntry {
                 path: path.clone(),
@@ -130,6 +131,40 @@ impl Registry {
         }
         changes
     }
+}
+
+impl Registry {
+    /// `spec` as it would join the others, or a load error naming the jobs of the cycle its
+    /// `after` would close (the previous version, if any, stays active).
+    fn refuse_cycle(&self, config: &Config, spec: JobSpec) -> Result<JobSpec, LoadError> {
+        if spec.after.is_empty() {
+            return Ok(spec);
+        }
+        let mut graph: std::collections::BTreeMap<String, Vec<String>> = self
+            .jobs
+            .iter()
+            .filter_map(|(n, e)| e.spec.as_ref().map(|s| (n.clone(), ups(s))))
+            .collect();
+        graph.insert(spec.name.clone(), ups(&spec));
+        match super::chain::cycle_through(&graph, &spec.name) {
+            None => Ok(spec),
+            Some(cycle) => Err(LoadError {
+                file: config.display_path(&spec.path),
+                problems: vec![super::spec::SpecProblem {
+                    key: Some("after".into()),
+                    message: format!(
+                        "the jobs' `after` would form a cycle: {}; a chain must end",
+                        cycle.join(" → ")
+                    ),
+                }],
+                traceback: None,
+            }),
+        }
+    }
+}
+
+fn ups(s: &JobSpec) -> Vec<String> {
+    s.after.iter().map(|a| a.job.clone()).collect()
 }
 
 /// How many scripts load at once.

@@ -88,6 +88,8 @@ pub struct JobSpec {
     pub retry_max_delay: Option<Duration>,
     /// Overlap policy.
     pub overlap: Overlap,
+    /// Upstream jobs whose runs start this one when they end (`after`).
+    pub after: Vec<super::chain::After>,
 }
 
 /// One problem with a job script.
@@ -138,6 +140,7 @@ const KEYS: &[&str] = &[
     "retry_delay",
     "retry_max_delay",
     "overlap",
+    "after",
     "run",
 ];
 
@@ -415,6 +418,7 @@ fn validate(
         retry_delay: Duration::from_secs(30),
         retry_max_delay: None,
         overlap: Overlap::Skip,
+        after: Vec::new(),
     };
     if let Some(v) = fields.get("description") {
         spec.description = c.string("description", v);
@@ -472,7 +476,81 @@ fn validate(
     {
         spec.overlap = o;
     }
+    if let Some(v) = fields.get("after") {
+        spec.after = after(&mut c, name, v);
+    }
     spec
+}
+
+/// `after = { job = "x", on = "success" }`, a list of such, or just a job name (on success).
+fn after(c: &mut Checker<'_>, me: &str, v: &Value) -> Vec<super::chain::After> {
+    use super::chain::{After, On};
+    let items: Vec<(String, &Value)> = match v {
+        Value::Array(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("after[{}]", i + 1), v))
+            .collect(),
+        other => vec![("after".to_string(), other)],
+    };
+    let mut out = Vec::new();
+    for (key, item) in items {
+        let (job, on) = match item {
+            Value::String(j) => (Some(j.clone()), vec![On::Success]),
+            Value::Object(map) => {
+                c.unknown_keys(&format!("{key}."), map, &["job", "on"]);
+                let job = match map.get("job") {
+                    Some(j) => c.string(&format!("{key}.job"), j),
+                    None => {
+                        c.bad(
+                            &format!("{key}.job"),
+                            "missing; expected the upstream job's name",
+                        );
+                        None
+                    }
+                };
+                let on = match map.get("on") {
+                    None => vec![On::Success],
+                    Some(Value::Array(list)) => list
+                        .iter()
+                        .filter_map(|o| c.choice(&format!("{key}.on"), o, On::NAMES))
+                        .collect(),
+                    Some(o) => c
+                        .choice(&format!("{key}.on"), o, On::NAMES)
+                        .into_iter()
+                        .collect(),
+                };
+                (job, on)
+            }
+            other => {
+                c.bad(
+                    &key,
+                    format!(
+                        "expected {{ job = \"name\", on = \"success\" }} or a job name, got {}",
+                        json_type(other)
+                    ),
+                );
+                continue;
+            }
+        };
+        let Some(job) = job else { continue };
+        if job == me {
+            c.bad(
+                &format!("{key}.job"),
+                format!("a job cannot run after itself (cycle: {me} → {me})"),
+            );
+            continue;
+        }
+        if job.is_empty() || job.contains(['/', '.']) {
+            c.bad(
+                &format!("{key}.job"),
+                format!("expected a job name, got {job:?}"),
+            );
+            continue;
+        }
+        out.push(After { job, on });
+    }
+    out
 }
 
 fn schedule(c: &mut Checker<'_>, v: &Value) -> Option<Schedule> {

@@ -33,6 +33,18 @@ pub enum Trigger {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<String>,
     },
+    /// A run of an upstream job ended the way this job's `after` asks for.
+    Job {
+        /// The upstream run.
+        of: i64,
+        /// The upstream job.
+        job: String,
+        /// How the upstream run ended.
+        state: crate::history::RunState,
+        /// The upstream run's summary.
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        summary: serde_json::Value,
+    },
     /// A retry of a failed run.
     Retry {
         /// The run that failed.
@@ -46,7 +58,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    /// The kind's name: manual, api, cron, file, retry or rerun.
+    /// The kind's name: manual, api, cron, file, retry, rerun or job.
     pub fn kind(&self) -> &'static str {
         match self {
             Trigger::Manual => "manual",
@@ -55,6 +67,7 @@ impl Trigger {
             Trigger::File { .. } => "file",
             Trigger::Retry { .. } => "retry",
             Trigger::Rerun { .. } => "rerun",
+            Trigger::Job { .. } => "job",
         }
     }
 
