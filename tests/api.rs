@@ -1144,3 +1144,82 @@ fn chained_jobs_run_once_per_upstream_run_across_restarts_and_cycles_are_refused
     assert_eq!(ofs.len(), 2);
     assert_eq!(p.runs_of("on_failure").len(), 1);
 }
+
+#[test]
+fn trigger_wait_and_logs_follow_stream_a_run_and_exit_by_its_outcome() {
+    let p = project("");
+    p.script(
+        "talk",
+        r#"return { params = { fail = { type = "boolean", default = false } }, overlap = "queue",
+             run = function(ctx)
+               for i = 1, 3 do ctx.log.info("step %d", i); local t0 = os.clock(); while os.clock() - t0 < 0.1 do end end
+               if ctx.params.fail then error("it went wrong") end
+             end }"#,
+    );
+    // Without a daemon, --wait says nothing would start the run, and queues nothing.
+    let r = p.ferry(&["trigger", "talk", "--wait"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("no `ferry serve` runs for this project"),
+        "{}",
+        r.all()
+    );
+    assert!(p.runs().is_empty());
+    let d = Daemon::start(&p);
+    let r = p.ferry(&["trigger", "talk", "--wait"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let steps: Vec<&str> = r.stdout.lines().filter(|l| l.contains("step")).collect();
+    assert_eq!(steps.len(), 3, "{}", r.all());
+    let r = p.ferry(&["trigger", "talk", "--wait", "-p", "fail=true"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("it went wrong"), "{}", r.all());
+    // Through the API, the same.
+    let env = [("FERRY_TOKEN", TOKEN)];
+    let server = d.url.clone();
+    let r = p.ferry_env(&["--server", &server, "trigger", "talk", "--wait"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.contains("step")).count(),
+        3,
+        "{}",
+        r.all()
+    );
+    let r = p.ferry_env(
+        &[
+            "--server",
+            &server,
+            "trigger",
+            "talk",
+            "--wait",
+            "-p",
+            "fail=true",
+        ],
+        &env,
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    // Following a run from its start, locally and through the API.
+    let api = Api::new(&d);
+    let (_, v) = api.post("/api/v1/jobs/talk/runs", json!({}));
+    let id = v["id"].as_i64().unwrap().to_string();
+    let remote = p
+        .cmd(&["--server", &server, "runs", "logs", &id, "-f"])
+        .env("FERRY_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let local = p.ferry(&["runs", "logs", &id, "-f"]);
+    assert_eq!(remote.status.code(), Some(0));
+    assert_eq!(local.code, 0, "{}", local.all());
+    let remote_out = String::from_utf8_lossy(&remote.stdout);
+    assert_eq!(
+        remote_out.lines().filter(|l| l.contains("step")).count(),
+        3,
+        "{remote_out}"
+    );
+    assert_eq!(
+        local.stdout.lines().filter(|l| l.contains("step")).count(),
+        3
+    );
+    let r = p.ferry(&["runs", "logs", &id]);
+    assert_eq!(r.stdout.lines().count(), 3, "{}", r.all());
+    assert_eq!(d.stop(), Some(0));
+}

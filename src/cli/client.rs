@@ -184,6 +184,39 @@ impl Client {
         Ok(v["changed"].as_bool().unwrap_or(true))
     }
 
+    /// Opens the event stream of a run's log lines after `after` (see [`super::follow`]).
+    pub fn follow_stream(&self, id: i64, after: i64) -> anyhow::Result<Response> {
+        let http = Http::builder()
+            .timeout(None)
+            .build()
+            .context("cannot build the HTTP client")?;
+        let url = format!("{}/api/v1/runs/{id}/logs", self.base);
+        let mut req = http
+            .get(&url)
+            .query(&[("follow", "true".to_string()), ("after", after.to_string())])
+            .header("accept", "text/event-stream");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .with_context(|| format!("cannot reach the ferry daemon at {}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let v: Value = resp.json().unwrap_or(Value::Null);
+            return Err(ApiRefusal {
+                status,
+                code: v["error"]["code"].as_str().unwrap_or("?").to_string(),
+                message: v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no message")
+                    .to_string(),
+            }
+            .into());
+        }
+        Ok(resp)
+    }
+
     /// Runs a run again; returns the new run's id and state.
     pub fn rerun(&self, id: i64) -> anyhow::Result<(i64, String)> {
         let v = self.send(

@@ -3,6 +3,7 @@
 
 mod check;
 mod client;
+mod follow;
 mod jobs;
 mod new;
 mod run;

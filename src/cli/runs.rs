@@ -46,6 +46,18 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a run's log lines; with -f, follow them until the run ends (exit 0 when it
+    /// succeeded, 1 otherwise).
+    Logs {
+        /// The run id.
+        id: i64,
+        /// Follow new lines until the run ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only lines after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
     /// Ask queued or running runs to stop.
     Cancel {
         /// Run ids.
@@ -212,6 +224,20 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
             }
             Ok(ExitCode::SUCCESS)
         }
+        RunsCommand::Logs { id, follow, after } => match (&history, follow) {
+            (Backend::Local(h), true) => super::follow::local(h, id, after),
+            (Backend::Remote(c), true) => super::follow::remote(c, id, after),
+            (_, false) => {
+                let Some((_, logs, _)) = history.show(id)? else {
+                    eprintln!("error: run {id} does not exist");
+                    return Ok(ExitCode::from(1));
+                };
+                for l in logs.iter().filter(|l| l.seq > after) {
+                    super::follow::print_line(&format_time(&l.at), l.level.as_str(), &l.message);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         RunsCommand::Cancel { ids } => {
             let mut code = ExitCode::SUCCESS;
             for id in ids {

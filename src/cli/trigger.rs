@@ -23,6 +23,10 @@ pub struct TriggerArgs {
     /// Start the run at this time (RFC 3339, e.g. 2026-01-31T02:30:00Z) instead of now.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+    /// Wait for the run: print its log lines as they come and exit with its outcome (0 when it
+    /// succeeded, 1 otherwise).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// Queues the run and prints its id.
@@ -50,10 +54,25 @@ pub fn trigger(
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect();
-        let (id, state) =
-            Client::new(url)?.trigger(&args.job, Value::Object(params), args.at.clone())?;
-        println!("run {id} {state}");
-        return Ok(ExitCode::SUCCESS);
+        let client = Client::new(url)?;
+        let (id, state) = client.trigger(&args.job, Value::Object(params), args.at.clone())?;
+        if !args.wait {
+            println!("run {id} {state}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("run {id} {state}");
+        return match state.as_str() {
+            "queued" => super::follow::remote(&client, id, 0),
+            // Skipped by the job's overlap policy: it did not run.
+            _ => Ok(ExitCode::from(1)),
+        };
+    }
+    if args.wait && !super::follow::daemon_serves(config)? {
+        eprintln!(
+            "error: no `ferry serve` runs for this project, so nothing would start the run; run it here with `ferry run {}`",
+            args.job
+        );
+        return Ok(ExitCode::from(2));
     }
     let path = script_path(config, &args.job);
     let Some((spec, resolved)) = load_with_params(config, &path, pairs) else {
@@ -73,6 +92,10 @@ pub fn trigger(
         retry_of: None,
         owner: None,
     })?;
+    if args.wait {
+        eprintln!("run {id} queued");
+        return super::follow::local(&history, id, 0);
+    }
     println!("run {id} queued; a running `ferry serve` on this project starts it");
     Ok(ExitCode::SUCCESS)
 }
