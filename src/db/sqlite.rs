@@ -229,6 +229,10 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// SQLite virtual-machine steps between two looks at the run's cancel scope (a few
+/// microseconds of work).
+const PROGRESS_OPS: std::os::raw::c_int = 10_000;
+
 impl Db {
     /// Opens (creating if needed) the database at `path`, named `name` in messages. Sets a busy
     /// timeout so a concurrent writer makes this one wait rather than fail at once.
@@ -247,6 +251,9 @@ impl Db {
             path: name.to_owned(),
             source,
         })?;
+        // A long statement (a big INSERT ... SELECT, a recursive query) stops when the run is
+        // being stopped: SQLite asks every PROGRESS_OPS virtual-machine steps.
+        conn.progress_handler(PROGRESS_OPS, Some(crate::cancel::requested));
         Ok(Db {
             conn: Rc::new(conn),
             name: name.to_owned(),
@@ -950,5 +957,31 @@ mod tests {
         assert!(e.contains("in.sql: line 4, column"), "{e}");
         // All or nothing: the table does not exist.
         assert!(db.query("SELECT * FROM t", &Params::None).is_err());
+    }
+
+    #[test]
+    fn a_long_statement_stops_within_a_check_of_a_cancel() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("x.db"), "x.db").unwrap();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let a = asked.clone();
+        // Stop from the tenth look on: the statement must stop there, not run to its end.
+        let _scope = crate::cancel::scope(std::sync::Arc::new(move || {
+            a.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 10
+        }));
+        let e = db
+            .exec(
+                "CREATE TABLE t AS WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s \
+                 WHERE i < 100000000) SELECT i FROM s",
+                &Params::None,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("interrupt"), "{e}");
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            11,
+            "stopped at the first look that said so"
+        );
     }
 }
