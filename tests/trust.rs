@@ -767,3 +767,21 @@ fn kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice() {
     integrity_ok(&p.at("data/ferry.db"));
     integrity_ok(&p.at("data/imp.db"));
 }
+
+#[test]
+fn a_finalizer_that_never_ends_does_not_change_how_a_finished_run_is_recorded() {
+    let p = project();
+    let file = p.root_script(
+        "gc",
+        // Reachable until the VM closes (a global), so its finalizer runs at the close, after
+        // `run` returned. (A finalizer that runs during the run cannot be stopped by the time
+        // limit's hook, which Lua turns off in finalizers: the watchdog kills the worker.)
+        r#"return { timeout = "2s", run = function(ctx)
+             keep = setmetatable({}, { __gc = function() while true do end end })
+             return "done"
+           end }"#,
+    );
+    let r = p.run_file(&file);
+    assert!(r.succeeded(), "{}", r.error());
+    assert_eq!(r.record["summary"], "done");
+}

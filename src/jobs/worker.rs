@@ -243,53 +243,56 @@ fn execute(
         cancel,
         temp_dir: Some(temp_dir),
     };
-    let outcome = lua::run_job(&input, host.clone());
-    host.flush_progress();
-    // The VM has stopped (also after a timeout or a cancel): clean up before the end is
-    // recorded, so that whoever sees the run closed sees its leftovers gone.
-    super::cleanup::remove_temp(config, id);
-    let succeeded = matches!(outcome, Outcome::Succeeded(_));
-    let problems = super::cleanup::apply_discards(&**history, id, succeeded, &|d| {
-        host.discard_store(d.id)
-            .map(|s| s.uninterruptible())
-            .map_or_else(|| super::cleanup::open_configured(config, d), Ok)
-    });
-    for p in problems {
-        host.log(Level::Warn, &p);
-    }
-    // The run may have added values to hide (inline store credentials).
-    let secrets = &host.secrets();
-    let end = match outcome {
-        Outcome::Succeeded(summary) => RunEnd {
-            state: RunState::Succeeded,
-            error: None,
-            summary: Some(secrets.redact_json(summary)).filter(|s| !s.is_null()),
-        },
-        Outcome::Failed(err) => {
-            let (state, code, message) = match err.code {
-                ErrorCode::Timeout => (RunState::TimedOut, err.code, err.message),
-                ErrorCode::Cancelled if parent_gone.load(Ordering::SeqCst) => (
-                    RunState::Interrupted,
-                    ErrorCode::Interrupted,
-                    "the process that started the run went away".to_string(),
-                ),
-                ErrorCode::Cancelled => (RunState::Cancelled, err.code, err.message),
-                _ => (RunState::Failed, err.code, err.message),
-            };
-            let message = secrets.redact(&message).into_owned();
-            host.log(Level::Error, &message);
-            RunEnd {
-                state,
-                error: Some(RunErrorInfo {
-                    code: code.as_str().into(),
-                    message,
-                    traceback: err.traceback.map(|t| secrets.redact(&t).into_owned()),
-                }),
-                summary: None,
-            }
+    // The end is recorded before the VM is closed: a script's looping `__gc` finalizer (which
+    // runs when the VM closes) cannot turn a run that completed into a timed-out one.
+    lua::run_job_with(&input, host.clone(), |outcome: &Outcome| {
+        host.flush_progress();
+        // The VM has stopped (also after a timeout or a cancel): clean up before the end is
+        // recorded, so that whoever sees the run closed sees its leftovers gone.
+        super::cleanup::remove_temp(config, id);
+        let succeeded = matches!(outcome, Outcome::Succeeded(_));
+        let problems = super::cleanup::apply_discards(&**history, id, succeeded, &|d| {
+            host.discard_store(d.id)
+                .map(|s| s.uninterruptible())
+                .map_or_else(|| super::cleanup::open_configured(config, d), Ok)
+        });
+        for p in problems {
+            host.log(Level::Warn, &p);
         }
-    };
-    finish(end);
+        // The run may have added values to hide (inline store credentials).
+        let secrets = &host.secrets();
+        let end = match outcome.clone() {
+            Outcome::Succeeded(summary) => RunEnd {
+                state: RunState::Succeeded,
+                error: None,
+                summary: Some(secrets.redact_json(summary)).filter(|s| !s.is_null()),
+            },
+            Outcome::Failed(err) => {
+                let (state, code, message) = match err.code {
+                    ErrorCode::Timeout => (RunState::TimedOut, err.code, err.message),
+                    ErrorCode::Cancelled if parent_gone.load(Ordering::SeqCst) => (
+                        RunState::Interrupted,
+                        ErrorCode::Interrupted,
+                        "the process that started the run went away".to_string(),
+                    ),
+                    ErrorCode::Cancelled => (RunState::Cancelled, err.code, err.message),
+                    _ => (RunState::Failed, err.code, err.message),
+                };
+                let message = secrets.redact(&message).into_owned();
+                host.log(Level::Error, &message);
+                RunEnd {
+                    state,
+                    error: Some(RunErrorInfo {
+                        code: code.as_str().into(),
+                        message,
+                        traceback: err.traceback.map(|t| secrets.redact(&t).into_owned()),
+                    }),
+                    summary: None,
+                }
+            }
+        };
+        finish(end);
+    });
     *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 

@@ -228,11 +228,35 @@ fn load_spec(lua: &Lua, chunk_name: &str, source: &str) -> mlua::Result<Table> {
 /// Runs a job script: evaluates it, calls its `run` with the job context and converts what it
 /// returns. Never panics on script behaviour; every failure becomes an [`Outcome::Failed`].
 pub fn run_job(input: &RunInput, host: Arc<dyn RunHost>) -> Outcome {
+    run_job_with(input, host, |_| {})
+}
+
+/// As [`run_job`], calling `before_close` with the outcome before the VM is closed (closing runs
+/// the script's `__gc` finalizers, which may take long or never end): whoever records the run's
+/// end does it there, so that a finalizer cannot change or delay how the run is recorded.
+pub fn run_job_with(
+    input: &RunInput,
+    host: Arc<dyn RunHost>,
+    before_close: impl FnOnce(&Outcome),
+) -> Outcome {
     let guard = Guard::new(input.vm.timeout, input.vm.memory, input.cancel.clone());
     // Host functions run on this thread: their long loops ask this scope (see `crate::cancel`).
     let g = guard.clone();
     let _scope = crate::cancel::scope(Arc::new(move || g.termination().is_some()));
-    match run_inner(input, host.clone(), &guard) {
+    let mut vm = None;
+    let outcome = run_outcome(input, host, &guard, &mut vm);
+    before_close(&outcome);
+    drop(vm);
+    outcome
+}
+
+fn run_outcome(
+    input: &RunInput,
+    host: Arc<dyn RunHost>,
+    guard: &Guard,
+    vm: &mut Option<Lua>,
+) -> Outcome {
+    match run_inner(input, host.clone(), guard, vm) {
         Ok(summary) => {
             // A limit may have been reached in the very last instructions, after `run` caught it.
             // A cancel or deadline that no instruction saw does not undo a run that completed:
@@ -242,7 +266,7 @@ pub fn run_job(input: &RunInput, host: Arc<dyn RunHost>) -> Outcome {
                 None => Outcome::Succeeded(summary),
             }
         }
-        Err((e, phase)) => Outcome::Failed(errors::classify(&e, &guard, phase)),
+        Err((e, phase)) => Outcome::Failed(errors::classify(&e, guard, phase)),
     }
 }
 
@@ -250,9 +274,12 @@ fn run_inner(
     input: &RunInput,
     host: Arc<dyn RunHost>,
     guard: &Guard,
+    keep: &mut Option<Lua>,
 ) -> Result<serde_json::Value, (mlua::Error, ErrorCode)> {
     let load = |e| (e, ErrorCode::Load);
     let lua = sandbox::new_vm(&input.vm, guard, Some(host.clone())).map_err(load)?;
+    // The caller closes the VM, after it has recorded how the run ended.
+    *keep = Some(lua.clone());
     let spec = load_spec(&lua, &input.chunk_name, &input.source).map_err(load)?;
     let run: Function = match spec.get::<Value>("run").map_err(load)? {
         Value::Function(f) => f,
