@@ -462,7 +462,34 @@ fn runs_start_in_workers_kept_warm_and_the_pool_refills() {
         warm.contains(&pid),
         "run in worker {pid}, warm ones were {warm:?}"
     );
-    // The used worker exits; a fresh one takes its place.
+    // The worker serves the next run too (a fresh VM each time); no new process starts.
+    let worker_of = |id: i64| -> u32 {
+        db.query_row("SELECT worker_pid FROM runs WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let run_quick = || {
+        let before = p.runs_of("quick").len();
+        let r = p.ferry(&["trigger", "quick"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        wait_for("the run to finish", Duration::from_secs(20), || {
+            let runs = p.runs_of("quick");
+            (runs.len() > before && runs.last().unwrap()["state"] == "succeeded")
+                .then(|| runs.last().unwrap()["id"].as_i64().unwrap())
+        })
+    };
+    let second = run_quick();
+    assert!(warm.contains(&worker_of(second)), "served by a warm worker");
+    assert_eq!(
+        worker_children(daemon_pid),
+        warm,
+        "no process started for it"
+    );
+    // A worker that dies (a crash) is replaced.
+    common::signal(pid, common::SIGKILL);
+    let third = run_quick();
+    assert_ne!(worker_of(third), pid);
     let after = wait_for("the pool to refill", Duration::from_secs(20), || {
         let w = worker_children(daemon_pid);
         (w.len() == 2 && !w.contains(&pid)).then_some(w)

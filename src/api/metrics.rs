@@ -18,7 +18,7 @@ fn label(v: &str) -> String {
 pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let running = state.handle.dispatcher.running_count();
     let (stats, queued) = state
-        .db(|h| Ok((h.stats()?, h.runs_in_state(RunState::Queued)?.len())))
+        .db(|h| Ok((h.stats()?, h.count_in_state(RunState::Queued)?)))
         .await?;
     let mut out = String::new();
     // Writing to a String cannot fail.

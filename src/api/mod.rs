@@ -201,7 +201,10 @@ async fn health(State(state): State<ApiState>) -> Result<axum::Json<serde_json::
     let running = state.handle.dispatcher.running_count();
     let queued = state
         .db(|h| {
-            Ok(crate::history::History::runs_in_state(h, crate::history::RunState::Queued)?.len())
+            Ok(crate::history::History::count_in_state(
+                h,
+                crate::history::RunState::Queued,
+            )?)
         })
         .await?;
     Ok(axum::Json(serde_json::json!({

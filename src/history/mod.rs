@@ -130,6 +130,24 @@ pub trait History {
         state: FileState,
         final_path: Option<&str>,
     ) -> Result<(), HistoryError>;
+    /// Queued runs nobody owns whose time has come, with ids above `after`, oldest first, at
+    /// most `limit`.
+    fn runnable(&self, after: i64, limit: u32) -> Result<Vec<RunRecord>, HistoryError>;
+    /// The earliest `not_before` of a queued run nobody owns that is still in the future.
+    fn next_not_before(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, HistoryError>;
+    /// Whether a run of `job` is queued and due now.
+    fn job_queued_now(&self, job: &str) -> Result<bool, HistoryError>;
+    /// Open runs that have an owner: running, or queued and claimed.
+    fn owned_open_runs(&self) -> Result<Vec<RunRecord>, HistoryError>;
+    /// Interrupted runs that have no retry, closed at or after `since` (all with `None`).
+    fn interrupted_unretried(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<RunRecord>, HistoryError>;
+    /// How many runs are in a state.
+    fn count_in_state(&self, state: RunState) -> Result<u64, HistoryError>;
+    /// Marks every closed run's downstream jobs as considered (when no job has `after`).
+    fn set_all_chained(&self) -> Result<u64, HistoryError>;
     /// Closed runs whose downstream jobs (`after`) have not been considered yet, oldest first.
     fn unchained_runs(&self, limit: u32) -> Result<Vec<RunRecord>, HistoryError>;
     /// Marks a run's downstream jobs as considered.

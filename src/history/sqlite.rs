@@ -124,6 +124,22 @@ impl SqliteHistory {
         Ok(())
     }
 
+    /// Runs matching a condition (`WHERE` clause and order), with its parameters.
+    fn runs_where(
+        &self,
+        cond: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<RunRecord>, HistoryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE {cond}"))
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(args, Self::run_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         let state: String = row.get(2)?;
         let error_code: Option<String> = row.get(9)?;
@@ -679,6 +695,72 @@ impl History for SqliteHistory {
         Ok(())
     }
 
+    fn runnable(&self, after: i64, limit: u32) -> Result<Vec<RunRecord>, HistoryError> {
+        self.runs_where(
+            "state = 'queued' AND owner IS NULL AND (not_before IS NULL OR not_before <= ?1) \
+             AND id > ?2 ORDER BY id LIMIT ?3",
+            params![now(), after, limit],
+        )
+    }
+
+    fn next_not_before(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
+        let t: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT min(not_before) FROM runs WHERE state = 'queued' AND owner IS NULL \
+                 AND not_before > ?1",
+                [now()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(t.and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|d| d.with_timezone(&Utc)))
+    }
+
+    fn job_queued_now(&self, job: &str) -> Result<bool, HistoryError> {
+        let n: i64 = self
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM runs WHERE state = 'queued' AND job = ?1 \
+                 AND (not_before IS NULL OR not_before <= ?2) LIMIT 1)",
+                params![job, now()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    fn owned_open_runs(&self) -> Result<Vec<RunRecord>, HistoryError> {
+        self.runs_where(
+            "state = 'running' OR (state = 'queued' AND owner IS NOT NULL) ORDER BY id",
+            params![],
+        )
+    }
+
+    fn interrupted_unretried(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RunRecord>, HistoryError> {
+        let since = since.map(|t| format_time(&t)).unwrap_or_default();
+        self.runs_where(
+            "state = 'interrupted' AND retried_by IS NULL AND coalesce(finished_at, '') >= ?1 \
+             ORDER BY id",
+            params![since],
+        )
+    }
+
+    fn count_in_state(&self, state: RunState) -> Result<u64, HistoryError> {
+        let n: i64 = self
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM runs WHERE state = ?1",
+                [state.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n.max(0) as u64)
+    }
+
     fn unchained_runs(&self, limit: u32) -> Result<Vec<RunRecord>, HistoryError> {
         let conn = self.conn();
         let mut stmt = conn
@@ -691,6 +773,17 @@ impl History for SqliteHistory {
             .map_err(|e| self.err(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))
+    }
+
+    fn set_all_chained(&self) -> Result<u64, HistoryError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE runs SET chained = 1 WHERE chained = 0 AND state NOT IN ('queued', 'running')",
+                [],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n as u64)
     }
 
     fn set_chained(&self, id: i64) -> Result<(), HistoryError> {

@@ -77,6 +77,8 @@ pub struct Submitted {
     pub state: RunState,
 }
 
+/// Due queued runs read per history query of a dispatch pass.
+const DISPATCH_PAGE: u32 = 100;
 /// Ended runs considered per history read of a chain pass.
 const CHAIN_BATCH: u32 = 200;
 
@@ -276,11 +278,7 @@ impl Dispatcher {
         if lock(&self.inner.running).values().any(|r| r.job == job) {
             return Ok(true);
         }
-        let queued = self.inner.history.runs_in_state(RunState::Queued)?;
-        let now = Utc::now();
-        Ok(queued
-            .iter()
-            .any(|r| r.job == job && r.not_before.is_none_or(|t| t <= now)))
+        self.inner.history.job_queued_now(job)
     }
 
     /// Starts a run for a file that lies in the job's `processing/` folder and records the
@@ -419,6 +417,11 @@ impl Dispatcher {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .specs();
+        if specs.iter().all(|s| s.after.is_empty()) {
+            // No job waits for another: every ended run is considered at once.
+            history.set_all_chained()?;
+            return Ok(());
+        }
         loop {
             let runs = history.unchained_runs(CHAIN_BATCH)?;
             if runs.is_empty() {
@@ -533,13 +536,7 @@ impl Dispatcher {
     pub fn reap(&self, wait: bool) -> Result<(), HistoryError> {
         let history = &*self.inner.history;
         let grace = self.inner.config.limits.kill_grace + Duration::from_secs(1);
-        let mut open = history.runs_in_state(RunState::Running)?;
-        open.extend(
-            history
-                .runs_in_state(RunState::Queued)?
-                .into_iter()
-                .filter(|r| r.owner.is_some()),
-        );
+        let open = history.owned_open_runs()?;
         // Forget lingering workers whose runs have closed since the last pass.
         lock(&self.inner.lingering).retain(|id, _| open.iter().any(|r| r.id == *id));
         let mut reaped = false;
@@ -608,8 +605,10 @@ impl Dispatcher {
                 );
             }
         }
-        // Runs that workers of dead owners closed on their own: nobody applied their retry.
-        for run in history.runs_in_state(RunState::Interrupted)? {
+        // Runs that workers of dead owners closed on their own: nobody applied their retry. At
+        // start every such run; then those of the last hour (a pass runs every second).
+        let since = (!wait).then(|| Utc::now() - chrono::Duration::hours(1));
+        for run in history.interrupted_unretried(since)? {
             if run.retried_by.is_none() && run.owner.as_deref() != Some(self.inner.owner.as_str()) {
                 self.after_orphan(&run)?;
             }
@@ -718,78 +717,87 @@ impl Dispatcher {
     /// Starts what can start; returns the earliest future `not_before` among queued runs.
     fn dispatch_ready(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
         let history = &self.inner.history;
-        let queued = history.runs_in_state(RunState::Queued)?;
-        let now = Utc::now();
-        let mut next: Option<DateTime<Utc>> = None;
-        for run in queued {
-            if let Some(t) = run.not_before
-                && t > now
-            {
-                next = Some(next.map_or(t, |n| n.min(t)));
-                continue;
+        let next = history.next_not_before()?;
+        let mut after = 0;
+        'pages: loop {
+            let page = history.runnable(after, DISPATCH_PAGE)?;
+            let full = page.len() as u32 == DISPATCH_PAGE;
+            for run in page {
+                after = run.id;
+                if !self.inner.accepting.load(Ordering::SeqCst)
+                    || lock(&self.inner.running).len() >= self.inner.config.daemon.concurrency
+                {
+                    break 'pages;
+                }
+                self.consider(run)?;
             }
-            if !self.inner.accepting.load(Ordering::SeqCst) {
+            if !full {
                 break;
             }
-            if run.owner.is_some() {
-                // Another process (`ferry run`) supervises it, or this daemon started it already.
-                continue;
-            }
-            let mut running = lock(&self.inner.running);
-            if running.contains_key(&run.id) {
-                continue;
-            }
-            if run.cancel_requested {
-                drop(running);
-                executor::close(
-                    &**history,
-                    run.id,
-                    RunState::Cancelled,
-                    ErrorCode::Cancelled,
-                    "run was cancelled before it started".into(),
-                )?;
-                self.publish_end(run.id);
-                self.finish_file(&run, None)?;
-                continue;
-            }
-            if running.len() >= self.inner.config.daemon.concurrency {
-                break;
-            }
-            let Some(spec) = self.spec(&run.job) else {
-                drop(running);
-                executor::close(
-                    &**history,
-                    run.id,
-                    RunState::Failed,
-                    ErrorCode::Load,
-                    format!(
-                        "job {:?} is no longer loaded (its script was removed or never loaded)",
-                        run.job
-                    ),
-                )?;
-                self.publish_end(run.id);
-                self.finish_file(&run, None)?;
-                continue;
-            };
-            if spec.overlap != Overlap::Allow && running.values().any(|r| r.job == run.job) {
-                continue;
-            }
-            if !history.claim_run(run.id, &self.inner.owner)? {
-                // Cancelled or taken meanwhile.
-                continue;
-            }
-            let cancel = Arc::new(executor::Cancel::default());
-            running.insert(
-                run.id,
-                Running {
-                    job: run.job.clone(),
-                    cancel: cancel.clone(),
-                },
-            );
-            drop(running);
-            self.start(spec, run, cancel);
         }
         Ok(next)
+    }
+
+    /// Starts a queued, due run if the concurrency limit and its job's overlap policy allow;
+    /// closes it if it was cancelled or its job is gone.
+    fn consider(&self, run: RunRecord) -> Result<(), HistoryError> {
+        let history = &self.inner.history;
+        if run.owner.is_some() {
+            // Another process (`ferry run`) supervises it, or this daemon started it already.
+            return Ok(());
+        }
+        let mut running = lock(&self.inner.running);
+        if running.contains_key(&run.id) {
+            return Ok(());
+        }
+        if run.cancel_requested {
+            drop(running);
+            executor::close(
+                &**history,
+                run.id,
+                RunState::Cancelled,
+                ErrorCode::Cancelled,
+                "run was cancelled before it started".into(),
+            )?;
+            self.publish_end(run.id);
+            return self.finish_file(&run, None);
+        }
+        if running.len() >= self.inner.config.daemon.concurrency {
+            return Ok(());
+        }
+        let Some(spec) = self.spec(&run.job) else {
+            drop(running);
+            executor::close(
+                &**history,
+                run.id,
+                RunState::Failed,
+                ErrorCode::Load,
+                format!(
+                    "job {:?} is no longer loaded (its script was removed or never loaded)",
+                    run.job
+                ),
+            )?;
+            self.publish_end(run.id);
+            return self.finish_file(&run, None);
+        };
+        if spec.overlap != Overlap::Allow && running.values().any(|r| r.job == run.job) {
+            return Ok(());
+        }
+        if !history.claim_run(run.id, &self.inner.owner)? {
+            // Cancelled or taken meanwhile.
+            return Ok(());
+        }
+        let cancel = Arc::new(executor::Cancel::default());
+        running.insert(
+            run.id,
+            Running {
+                job: run.job.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        drop(running);
+        self.start(spec, run, cancel);
+        Ok(())
     }
 
     fn start(&self, spec: Arc<JobSpec>, run: RunRecord, cancel: Arc<executor::Cancel>) {

@@ -104,6 +104,11 @@ pub fn prepare(
 /// A running `ferry worker` child process.
 pub struct Worker {
     child: Child,
+    /// Runs it has served.
+    runs: u32,
+    /// When it was given back after its last run and has not said `Ready` since (closing the
+    /// run's VM runs the script's finalizers, which may take long).
+    closing: Option<Instant>,
     /// Shared with the run's [`Cancel`], which writes a cancel request the moment it is asked.
     stdin: WorkerInput,
     events: mpsc::Receiver<Option<Event>>,
@@ -111,6 +116,13 @@ pub struct Worker {
 }
 
 const STDERR_LINES: usize = 20;
+/// Runs a worker serves before it is replaced by a fresh process (each run gets a fresh VM;
+/// this bounds whatever a process may accumulate).
+const RUNS_PER_WORKER: u32 = 200;
+/// A worker still closing its last run's VM after this long is stopped.
+const CLOSING_LIMIT: Duration = Duration::from_secs(10);
+/// A worker whose resident memory grew past this is replaced instead of reused.
+const WORKER_RSS_LIMIT: u64 = 256 << 20;
 /// Events of a worker waiting to be read.
 const EVENT_QUEUE: usize = 256;
 /// How often the lease on a run is renewed while it goes.
@@ -173,6 +185,8 @@ impl Worker {
         });
         Ok(Worker {
             child,
+            runs: 0,
+            closing: None,
             stdin: Arc::new(Mutex::new(stdin)),
             events: rx,
             stderr: tail,
@@ -187,6 +201,34 @@ impl Worker {
     /// The next event; `Ok(None)` when the worker's stdout closed (it exited).
     pub fn recv_timeout(&self, d: Duration) -> Result<Option<Event>, mpsc::RecvTimeoutError> {
         self.events.recv_timeout(d)
+    }
+
+    /// Whether it is ready for a run: not still closing its last run's VM. Reads the events it
+    /// sent meanwhile.
+    fn ready(&mut self) -> bool {
+        while self.closing.is_some() {
+            match self.events.try_recv() {
+                Ok(Some(Event::Ready { .. })) => self.closing = None,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(mpsc::TryRecvError::Disconnected) => return false,
+                Err(mpsc::TryRecvError::Empty) => return false,
+            }
+        }
+        true
+    }
+
+    /// Its resident memory in bytes (`VmRSS`), when it can be read.
+    fn rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
     }
 
     /// Whether the process is still running.
@@ -308,14 +350,18 @@ impl Cancel {
 }
 
 /// Worker processes started ahead of runs: each waits (having opened the history and sent
-/// `Ready`) until a run is handed to it, runs that one run and exits, and a new one is warmed in
-/// its place. A run then starts without paying for a process start.
+/// `Ready`) until a run is handed to it, runs it in a fresh VM, and comes back for the next, up
+/// to [`RUNS_PER_WORKER`] runs or [`WORKER_RSS_LIMIT`] of memory; a worker that died or was
+/// killed is replaced. A run then starts without paying for a process start. A crash still
+/// takes down only the run that caused it.
 pub struct WorkerPool {
     config: Config,
     size: usize,
     idle: Mutex<Vec<Worker>>,
     /// Workers being warmed.
     warming: Mutex<usize>,
+    /// Workers out serving a run (they come back with [`WorkerPool::give_back`]).
+    loaned: Mutex<usize>,
     closed: std::sync::atomic::AtomicBool,
 }
 
@@ -327,6 +373,7 @@ impl WorkerPool {
             size,
             idle: Mutex::new(Vec::new()),
             warming: Mutex::new(0),
+            loaned: Mutex::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -337,8 +384,9 @@ impl WorkerPool {
             return;
         }
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let loaned = *self.loaned.lock().unwrap_or_else(|p| p.into_inner());
         let mut warming = self.warming.lock().unwrap_or_else(|p| p.into_inner());
-        let missing = self.size.saturating_sub(idle + *warming);
+        let missing = self.size.saturating_sub(idle + *warming + loaned);
         *warming += missing;
         drop(warming);
         for _ in 0..missing {
@@ -367,22 +415,77 @@ impl WorkerPool {
         }
     }
 
-    /// An idle worker that is still alive, if any; a replacement starts warming.
-    pub fn take(self: &Arc<Self>) -> Option<Worker> {
+    /// A worker for a run: an idle one that is still alive, else a fresh one. Either is on loan
+    /// until [`WorkerPool::give_back`] or [`WorkerPool::lost`].
+    pub fn take(self: &Arc<Self>) -> std::io::Result<Worker> {
         let taken = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                let Some(mut w) = idle.pop() else {
-                    break None;
-                };
-                if w.alive() {
-                    break Some(w);
+            let mut found = None;
+            let mut i = idle.len();
+            while i > 0 {
+                i -= 1;
+                if !idle[i].alive() {
+                    idle.swap_remove(i).kill();
+                    continue;
                 }
-                w.kill();
+                if idle[i].ready() {
+                    found = Some(idle.swap_remove(i));
+                    break;
+                }
+                // Still closing its last run: a finalizer that does not end keeps it from
+                // ever serving again.
+                if idle[i].closing.is_some_and(|t| t.elapsed() > CLOSING_LIMIT) {
+                    let stuck = idle.swap_remove(i);
+                    std::thread::spawn(move || stuck.shutdown());
+                }
             }
+            found
         };
+        let worker = match taken {
+            Some(w) => w,
+            None => Worker::spawn(&self.config)?,
+        };
+        *self.loaned.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         self.fill();
-        taken
+        Ok(worker)
+    }
+
+    /// Takes a worker back after its run: it serves the next one, unless it has served many,
+    /// grew large, or the pool has enough (then it is stopped in the background).
+    pub fn give_back(self: &Arc<Self>, mut w: Worker) {
+        w.runs += 1;
+        w.closing = Some(Instant::now());
+        self.return_loan();
+        let reusable = !self.closed.load(Ordering::SeqCst)
+            && w.runs < RUNS_PER_WORKER
+            && w.alive()
+            && w.rss().is_some_and(|r| r < WORKER_RSS_LIMIT);
+        let spare = if reusable {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < self.size {
+                idle.push(w);
+                None
+            } else {
+                Some(w)
+            }
+        } else {
+            Some(w)
+        };
+        if let Some(w) = spare {
+            std::thread::spawn(move || w.shutdown());
+        }
+        self.fill();
+    }
+
+    /// A loaned worker that died or was killed: a replacement starts warming.
+    pub fn lost(self: &Arc<Self>) {
+        self.return_loan();
+        self.fill();
+    }
+
+    fn return_loan(&self) {
+        let mut loaned = self.loaned.lock().unwrap_or_else(|p| p.into_inner());
+        *loaned = loaned.saturating_sub(1);
     }
 
     /// Stops every idle worker; no more are started.
@@ -425,8 +528,17 @@ fn execute_inner(
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<RunRecord, ExecError> {
     let id = prepared.request.run_id;
-    let warm = pool.and_then(|p| p.take()).map(Ok);
-    let mut worker = match warm.unwrap_or_else(|| Worker::spawn(config)) {
+    let got = match pool {
+        Some(p) => p.take(),
+        None => Worker::spawn(config),
+    };
+    // A pool's worker goes back to it after the run, or is reported lost.
+    let lost = || {
+        if let Some(p) = pool {
+            p.lost();
+        }
+    };
+    let mut worker = match got {
         Ok(w) => w,
         Err(e) => {
             close(
@@ -441,6 +553,7 @@ fn execute_inner(
     };
     if let Err(e) = worker.send(&Request::Run(prepared.request.clone())) {
         let (code, msg) = worker.death();
+        lost();
         close(history, id, RunState::Failed, code, msg)?;
         return Err(ExecError::Worker(e));
     }
@@ -470,6 +583,7 @@ fn execute_inner(
         let now = Instant::now();
         if now >= limit {
             worker.kill();
+            lost();
             let (state, code, what) = if cancel_sent.is_some() && now < deadline {
                 (
                     RunState::Cancelled,
@@ -496,12 +610,16 @@ fn execute_inner(
             Ok(Some(ev)) => {
                 on_event(&ev);
                 if matches!(ev, Event::Finished { run_id, .. } if run_id == id) {
-                    worker.shutdown();
+                    match pool {
+                        Some(p) => p.give_back(worker),
+                        None => worker.shutdown(),
+                    }
                     return Ok(history.get_run(id)?);
                 }
             }
             Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let (code, msg) = worker.death();
+                lost();
                 let _ = history.append_log(id, LogLevel::Error, &msg);
                 // A worker that died after recording a success leaves nothing to undo.
                 let ended = history.get_run(id)?;

@@ -48,7 +48,8 @@ pub struct RunRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    /// The worker is up and reads requests.
+    /// The worker is up and reads requests: after it started, and again after each run, once
+    /// the run's VM is closed.
     Ready {
         /// Its process id.
         pid: u32,

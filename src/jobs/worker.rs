@@ -59,10 +59,17 @@ type Current = Arc<Mutex<Option<(i64, Arc<AtomicBool>)>>>;
 /// Limits the address space of this process (RLIMIT_AS), so memory held outside Lua's allocator
 /// cannot grow without bound.
 pub(crate) fn limit_address_space(bytes: u64) -> Result<(), WorkerError> {
-    let lim = libc::rlimit {
-        rlim_cur: bytes as libc::rlim_t,
-        rlim_max: bytes as libc::rlim_t,
+    // Only the soft limit: a worker serves run after run, each with its own limit, and a script
+    // has no way to raise it.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0 {
+        return Err(WorkerError::Rlimit(std::io::Error::last_os_error()));
+    }
+    lim.rlim_cur = (bytes as libc::rlim_t).min(lim.rlim_max);
     // SAFETY: setrlimit only reads the struct we pass.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) };
     if rc != 0 {
@@ -122,6 +129,10 @@ pub fn run_worker(config: &Config) -> Result<(), WorkerError> {
             &parent_gone,
             req,
         );
+        // The run's VM is closed (its finalizers have run): ready for the next run.
+        events.send(&Event::Ready {
+            pid: std::process::id(),
+        });
     }
     Ok(())
 }

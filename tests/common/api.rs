@@ -85,7 +85,8 @@ impl Api {
     pub fn wait_state(&self, id: i64, states: &[&str]) -> Value {
         wait_for(
             &format!("run {id} in {states:?}"),
-            Duration::from_secs(30),
+            // Generous: a loaded machine (parallel test binaries) is slow, not wrong.
+            Duration::from_secs(90),
             || {
                 let (_, v) = self.get(&format!("/api/v1/runs/{id}"));
                 states
