@@ -36,7 +36,7 @@ impl SqliteHistory {
             source,
         };
         let conn = Connection::open(path).map_err(db_err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+        conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
         // Switching a fresh database to WAL needs an exclusive lock, and SQLite reports
         // SQLITE_BUSY for it at once, without the busy handler, while another process (a
         // worker, `ferry runs list`) is opening the same new file: retry for a while.
@@ -180,6 +180,26 @@ impl SqliteHistory {
             Ok(r)
         })
     }
+}
+
+/// How long a write waits for another process's write to finish before it gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The busy handler of history connections: several processes (the daemon, the API, workers,
+/// the CLI) write small transactions all the time, each holding the write lock for tens of
+/// microseconds. SQLite's own busy timeout sleeps 1, 2, 5, 10 ms... between tries, which is
+/// far longer than such a lock is held; this one tries again after 50 µs, backing off to 2 ms,
+/// until [`LOCK_WAIT`] has passed.
+fn wait_for_lock(tries: i32) -> bool {
+    let tries = tries.max(0) as u64;
+    // The time slept before this try: 50 µs each for the first 40 tries, then 2 ms each.
+    let step = |n: u64| if n < 40 { 50 } else { 2000 };
+    let slept_us = tries.min(40) * 50 + tries.saturating_sub(40) * 2000;
+    if Duration::from_micros(slept_us) >= LOCK_WAIT {
+        return false;
+    }
+    std::thread::sleep(Duration::from_micros(step(tries)));
+    true
 }
 
 fn now() -> String {
