@@ -124,6 +124,23 @@ pub struct FileConfig {
     /// Named Redis servers, reached in scripts with `ferry.redis.connect("NAME")`.
     #[serde(default)]
     pub redis: BTreeMap<String, RedisSection>,
+    /// Which hosts `ferry.http` may call.
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// `[http]`: the hosts scripts may call with `ferry.http`. Without `allow`, every host that is
+/// not denied; link-local and cloud metadata addresses only when an `allow` entry names them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Host names (`api.example.com`), wildcards (`*.example.com`), addresses or networks
+    /// (`10.0.0.0/8`), or `*`. When given, only these.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// The same patterns, refused even when `allow` matches.
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// `[redis.NAME]`: a named Redis server. The password may be written as `"${VAR}"` to read it
@@ -291,6 +308,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Named Redis servers: URL and options (environment references resolved).
     pub redis: BTreeMap<String, (String, RedisOptions)>,
+    /// The hosts `ferry.http` may call.
+    pub http: crate::http::HttpPolicy,
 }
 
 /// Validated `[api]` settings.
@@ -574,7 +593,15 @@ impl Config {
                 .map_err(|(key, m)| value_err(&format!("redis.{name}{key}"), m))?;
             redis.insert(name, target);
         }
+        let http =
+            crate::http::HttpPolicy::new(&fc.http.allow, &fc.http.deny).map_err(|m| {
+                match m.split_once(": ") {
+                    Some((at, rest)) => value_err(&format!("http.{at}"), rest.to_string()),
+                    None => value_err("http", m),
+                }
+            })?;
         Ok(Config {
+            http,
             api,
             daemon,
             retention,

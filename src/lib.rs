@@ -18,6 +18,9 @@
 //!   `std::io`.
 //! - [`db`]: SQLite for scripts (queries as row sources, tables as row sinks, `.sql` scripts)
 //!   and Redis (commands, pipelines, SCAN/DUMP source, RESTORE sink, SYNC snapshots).
+//! - [`http`]: outbound HTTP for scripts (`ferry.http`): the `[http]` host policy, checked on
+//!   the URL, on every resolved address and on every redirect; the client with timeouts,
+//!   retries and streamed bodies.
 //! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
 //!   folders), the dispatcher and retention; crash recovery; graceful shutdown.
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads.
@@ -30,7 +33,7 @@
 //!
 //! # Invariants
 //! - Only `lua/` imports mlua; only `history/` holds SQL for the run history; only `api/`
-//!   knows HTTP (the CLI's client aside).
+//!   serves HTTP; outbound HTTP goes through `http/` (the CLI's client and object_store aside).
 //! - Arrows point down: `cli` → `api` → `daemon` → `jobs` → `lua` → `storage`/`formats`/`db`.
 //! - `storage/` knows nothing of Lua or jobs; only `storage/` talks to object_store.
 //! - Nothing half-written is visible under a final name: store writers commit atomically and
@@ -62,6 +65,7 @@ pub mod daemon;
 pub mod db;
 pub mod formats;
 pub mod history;
+pub mod http;
 pub mod jobs;
 pub mod lua;
 pub mod process;

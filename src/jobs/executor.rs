@@ -171,14 +171,23 @@ impl Worker {
             }
             let _ = tx.send(None);
         });
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = Arc::new(Mutex::new(VecDeque::<String>::new()));
         let tail_w = tail.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let mut t = tail_w.lock().unwrap_or_else(|p| p.into_inner());
                 if t.len() == STDERR_LINES {
-                    t.pop_front();
+                    // A panic's two lines stay, whatever backtrace follows them.
+                    let keep = t.iter().position(|l| l.contains("panicked at"));
+                    match keep {
+                        Some(0) => {
+                            t.remove(2);
+                        }
+                        _ => {
+                            t.pop_front();
+                        }
+                    }
                 }
                 t.push_back(line);
             }
@@ -286,12 +295,27 @@ impl Worker {
                 ),
             );
         }
-        let last = tail.last().map(|l| format!(": {l}")).unwrap_or_default();
         (
             ErrorCode::Crashed,
-            format!("the worker process died ({how}){last}"),
+            format!("the worker process died ({how}){}", why_died(&tail)),
         )
     }
+}
+
+/// The lines of a dead worker's stderr that say why: a panic's location and message (the lines
+/// that follow it are backtrace notes), else the last line. Empty, or `: text`.
+fn why_died(tail: &[String]) -> String {
+    if let Some(at) = tail.iter().rposition(|l| l.contains("panicked at")) {
+        let mut why = tail[at].trim().to_string();
+        if let Some(next) = tail.get(at + 1)
+            && !next.starts_with("note:")
+            && !next.starts_with("stack backtrace")
+        {
+            why = format!("{why} {}", next.trim());
+        }
+        return format!(": {why}");
+    }
+    tail.last().map(|l| format!(": {l}")).unwrap_or_default()
 }
 
 /// A worker's stdin, shared by its executor and the run's [`Cancel`]; `None` once closed.

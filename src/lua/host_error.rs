@@ -141,6 +141,8 @@ pub struct HostError {
     /// `scripts/x.lua:12`, when set by the host; empty for an error that names no location
     /// (`ferry.error(kind, message, 0)`).
     pub location: Option<String>,
+    /// The HTTP status of an error of `ferry.http` that is a server's answer (`err.status`).
+    pub status: Option<u16>,
 }
 
 impl HostError {
@@ -150,7 +152,14 @@ impl HostError {
             kind,
             message: message.into(),
             location: None,
+            status: None,
         }
+    }
+
+    /// The same error with the HTTP status that caused it.
+    pub fn with_status(mut self, status: Option<u16>) -> HostError {
+        self.status = status;
+        self
     }
 
     /// The same error blamed on `location`.
@@ -266,6 +275,35 @@ impl Classify for RedisError {
     }
 }
 
+impl Classify for crate::http::HttpError {
+    fn kind(&self) -> Kind {
+        use crate::http::HttpError as H;
+        match self {
+            H::Invalid(_) => Kind::Invalid,
+            H::Denied(_) => Kind::Denied,
+            H::Unreachable { .. } => Kind::Unreachable,
+            H::Timeout { .. } => Kind::Timeout,
+            H::Status { status, .. } => match status {
+                404 | 410 => Kind::NotFound,
+                401 | 403 => Kind::Denied,
+                409 | 412 => Kind::Conflict,
+                413 => Kind::TooLarge,
+                408 | 504 => Kind::Timeout,
+                _ => Kind::Server,
+            },
+            H::Io { .. } => Kind::Io,
+            H::TooLarge(_) => Kind::TooLarge,
+            H::Interrupted(_) => Kind::Cancelled,
+        }
+    }
+
+    fn to_lua_err(&self) -> mlua::Error {
+        HostError::new(self.kind(), self.to_string())
+            .with_status(self.status())
+            .into_lua()
+    }
+}
+
 /// What bindings raise: a message (a bad argument, unless it says otherwise) or a typed error.
 pub(crate) trait IntoLuaErr {
     /// As an mlua error.
@@ -306,7 +344,14 @@ macro_rules! typed_into_lua_err {
     )*};
 }
 
-typed_into_lua_err!(StorageError, FormatError, DbError, RedisError, RdbError);
+typed_into_lua_err!(
+    StorageError,
+    FormatError,
+    DbError,
+    RedisError,
+    RdbError,
+    crate::http::HttpError
+);
 
 impl Classify for RdbError {
     fn kind(&self) -> Kind {
@@ -399,6 +444,7 @@ pub(crate) struct LuaHostError {
     kind: Kind,
     message: String,
     location: Option<String>,
+    status: Option<u16>,
 }
 
 impl LuaHostError {
@@ -415,6 +461,7 @@ impl UserData for LuaHostError {
         fields.add_field_method_get("kind", |_, this| Ok(this.kind.as_str()));
         fields.add_field_method_get("message", |_, this| Ok(this.message.clone()));
         fields.add_field_method_get("location", |_, this| Ok(this.location.clone()));
+        fields.add_field_method_get("status", |_, this| Ok(this.status));
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -436,6 +483,7 @@ pub(crate) fn to_lua_value(lua: &Lua, v: Value) -> mlua::Result<Value> {
         return Ok(v);
     };
     let (kind, host) = classify(&err);
+    let status = host.as_ref().and_then(|h| h.status);
     let (message, traceback) = super::errors::split(&err);
     let from_traceback = || {
         traceback
@@ -461,6 +509,7 @@ pub(crate) fn to_lua_value(lua: &Lua, v: Value) -> mlua::Result<Value> {
         kind,
         message,
         location,
+        status,
     })
     .map(Value::UserData)
 }

@@ -31,16 +31,23 @@ pub(crate) fn register(lua: &Lua, ferry: &Table) -> mlua::Result<()> {
     json.set(
         "decode",
         lua.create_function(|lua, text: mlua::String| {
-            let j: serde_json::Value = serde_json::from_slice(&text.as_bytes()).map_err(|e| {
-                mlua::Error::runtime(format!(
-                    "ferry.json.decode: invalid JSON at line {}, column {}: {}",
-                    e.line(),
-                    e.column(),
-                    e.to_string().split(" at line ").next().unwrap_or_default()
-                ))
-            })?;
+            let j = parse(&text.as_bytes())
+                .map_err(|m| mlua::Error::runtime(format!("ferry.json.decode: {m}")))?;
             json_to_lua(lua, &j)
         })?,
     )?;
     ferry.set("json", json)
+}
+
+/// Parses JSON text; the error says where it is invalid (`invalid JSON at line 1, column 5:
+/// ...`).
+pub(crate) fn parse(text: &[u8]) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(text).map_err(|e| {
+        format!(
+            "invalid JSON at line {}, column {}: {}",
+            e.line(),
+            e.column(),
+            e.to_string().split(" at line ").next().unwrap_or_default()
+        )
+    })
 }

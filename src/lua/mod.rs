@@ -16,6 +16,7 @@ mod convert;
 mod errors;
 mod formats;
 mod host_error;
+mod http;
 pub mod io;
 mod json;
 mod limits;
@@ -114,6 +115,8 @@ pub struct VmOptions {
     pub storage: crate::storage::StorageConfig,
     /// Named Redis servers for `ferry.redis.connect("NAME")`: URL and options.
     pub redis: std::collections::BTreeMap<String, (String, crate::db::redis::RedisOptions)>,
+    /// The hosts `ferry.http` may call (`[http]` in ferry.toml).
+    pub http: crate::http::HttpPolicy,
 }
 
 /// Everything needed to run one job script.
@@ -380,6 +383,7 @@ mod tests {
                 timeout: Duration::from_secs(30),
                 storage: crate::storage::StorageConfig::new(dir.clone(), vec![]),
                 redis: Default::default(),
+                http: Default::default(),
             },
             cancel,
             temp_dir: None,

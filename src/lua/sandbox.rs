@@ -147,6 +147,7 @@ pub fn new_vm(
         guard,
         host.clone(),
     )?;
+    super::http::install(&lua, &ferry, &opts.http, guard, host.clone())?;
     super::time::register(&lua, &ferry)?;
     super::util::register(&lua, &ferry)?;
     super::host_error::register(&lua, &ferry)?;

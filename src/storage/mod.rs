@@ -47,6 +47,7 @@ pub use confine::{Confinement, confine_dir, confine_path};
 pub use error::{ErrorKind, Op, StorageError};
 pub use journal::{TEMP_MARKER, is_temp_name, sweep_temp_files};
 pub use runtime::Interrupt;
+pub(crate) use runtime::{block_on_interruptible, runtime_handle};
 pub use url::{StoreUrl, validate_path, validate_prefix};
 
 use journal::{Journal, Pending};

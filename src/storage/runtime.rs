@@ -77,3 +77,21 @@ pub(crate) fn block_on_for<F: Future>(fut: F, limit: Duration) -> Option<F::Outp
     let rt = runtime().ok()?;
     rt.block_on(async { tokio::time::timeout(limit, fut).await.ok() })
 }
+
+/// The shared runtime, for the other blocking bridges to async clients (the HTTP client of
+/// scripts): one runtime per process for every outbound connection.
+pub(crate) fn runtime_handle() -> Result<&'static Runtime, std::io::Error> {
+    runtime()
+}
+
+/// [`block_on`] for other modules: `Err(None)` when `interrupt` fired, `Err(Some(e))` when the
+/// runtime could not be started.
+pub(crate) fn block_on_interruptible<F: Future>(
+    fut: F,
+    interrupt: &Interrupt,
+) -> Result<F::Output, Option<std::io::Error>> {
+    block_on(fut, Some(interrupt)).map_err(|w| match w {
+        Wait::Interrupted => None,
+        Wait::Runtime(e) => Some(e),
+    })
+}
