@@ -15,7 +15,7 @@ WORK=$(mktemp -d)
 SERVER=
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-mkdir -p "$WORK/srv" "$WORK/proj/data"
+mkdir -p "$WORK/srv" "$WORK/proj/data" "$WORK/proj/scripts"
 head -c $(( MB << 20 )) /dev/urandom > "$WORK/srv/big.bin"
 head -c $(( SMALL << 20 )) /dev/urandom > "$WORK/srv/small.bin"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -90,6 +90,94 @@ pub enum ConfigError {
     /// The working directory could not be determined.
     #[error("cannot determine the working directory: {0}")]
     Cwd(std::io::Error),
+    /// Neither the working directory nor any folder above it is a ferry project.
+    #[error(
+        "not inside a ferry project: no ferry.toml or scripts/ folder in {cwd} or any folder above \
+         it; run `ferry init` to make one here, or name one with --root DIR (FERRY_ROOT) or \
+         --config FILE (FERRY_CONFIG)"
+    )]
+    NoProject {
+        /// Where the search started.
+        cwd: PathBuf,
+    },
+    /// `--root` (or `FERRY_ROOT`) does not name a folder.
+    #[error("project root {path} is not a folder ({how})")]
+    BadRoot {
+        /// The path given.
+        path: PathBuf,
+        /// How it was given (`--root`, `FERRY_ROOT`).
+        how: &'static str,
+    },
+}
+
+/// Where a project was found: its root folder and its config file, if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The project root: paths in the config are relative to it.
+    pub root: PathBuf,
+    /// The config file, when there is one.
+    pub file: Option<PathBuf>,
+}
+
+/// Finds the project the way git finds its repository: the config file given (`--config`,
+/// `FERRY_CONFIG`; the root is its folder), else the root given (`--root`, `FERRY_ROOT`), else
+/// the nearest of `cwd` and the folders above it that holds a `ferry.toml` or a `scripts/`
+/// folder. `None` when nothing names or holds a project.
+pub fn locate(
+    cwd: &Path,
+    config: Option<&Path>,
+    root: Option<&Path>,
+) -> Result<Option<Location>, ConfigError> {
+    if let Some(file) = config {
+        let file = cwd.join(file);
+        if !file.is_file() {
+            return Err(ConfigError::Read {
+                path: file,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let root = match root {
+            Some(r) => cwd.join(r),
+            None => file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| cwd.into()),
+        };
+        return Ok(Some(Location {
+            root,
+            file: Some(file),
+        }));
+    }
+    if let Some(r) = root {
+        let root = cwd.join(r);
+        if !root.is_dir() {
+            return Err(ConfigError::BadRoot {
+                path: root,
+                how: "--root or FERRY_ROOT",
+            });
+        }
+        let file = root.join(CONFIG_FILE);
+        return Ok(Some(Location {
+            file: file.is_file().then_some(file),
+            root,
+        }));
+    }
+    for dir in cwd.ancestors() {
+        let file = dir.join(CONFIG_FILE);
+        if file.is_file() {
+            return Ok(Some(Location {
+                root: dir.to_path_buf(),
+                file: Some(file),
+            }));
+        }
+        if dir.join("scripts").is_dir() {
+            return Ok(Some(Location {
+                root: dir.to_path_buf(),
+                file: None,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// The schema of `ferry.toml`.
@@ -377,6 +465,26 @@ impl Default for Limits {
 }
 
 impl Config {
+    /// Loads the configuration of a located project (see [`locate`]).
+    pub fn load_at(location: &Location) -> Result<Config, ConfigError> {
+        match &location.file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, Some(path.clone()), location.root.clone())
+            }
+            None => Self::from_file_config(FileConfig::default(), None, location.root.clone()),
+        }
+    }
+
+    /// The built-in defaults for a project rooted at `root` (a client of a daemon outside any
+    /// project uses them; nothing is created).
+    pub fn defaults_at(root: PathBuf) -> Result<Config, ConfigError> {
+        Self::from_file_config(FileConfig::default(), None, root)
+    }
+
     /// Loads the configuration: the file given, else `./ferry.toml` when present, else defaults.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         let cwd = std::env::current_dir().map_err(ConfigError::Cwd)?;

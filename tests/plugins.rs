@@ -804,9 +804,10 @@ fn new_writes_a_loadable_job_from_every_template_and_never_overwrites() {
     let r = p.ferry(&["check"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.stdout.matches("ok ").count(), 5, "{}", r.all());
-    let r = p.ferry(&["run", "plain", "--json"]);
+    // README's own example: `ferry new greet`, then `ferry run greet -p name=Ada`.
+    let r = p.ferry(&["run", "plain", "--json", "-p", "name=Ada"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(r.json()["summary"]["said"], "hello");
+    assert_eq!(r.json()["summary"]["greeted"], "Ada");
 
     // An existing script (and an edited plugin) are left alone.
     p.write(

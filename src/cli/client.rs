@@ -1,4 +1,5 @@
-//! The CLI's client of a running daemon's HTTP API (`--server URL`, token from `FERRY_TOKEN`).
+//! The CLI's client of a running daemon's HTTP API (`--server URL`; the token from
+//! `FERRY_TOKEN`, else `[api] token` of the project's `ferry.toml`).
 
 use anyhow::{Context, bail};
 use reqwest::blocking::{Client as Http, Response};
@@ -29,15 +30,19 @@ pub struct ApiRefusal {
 }
 
 impl Client {
-    /// A client for `base` (e.g. `http://127.0.0.1:7411`).
-    pub fn new(base: &str) -> anyhow::Result<Client> {
+    /// A client for `base` (e.g. `http://127.0.0.1:7411`), with the token of `FERRY_TOKEN` or
+    /// else of the project's `[api] token`.
+    pub fn new(base: &str, config: &crate::config::Config) -> anyhow::Result<Client> {
         let http = Http::builder()
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
-            token: std::env::var("FERRY_TOKEN").ok().filter(|t| !t.is_empty()),
+            token: std::env::var("FERRY_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .or_else(|| config.api.token.clone()),
             http,
         })
     }

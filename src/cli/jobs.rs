@@ -57,7 +57,7 @@ fn pause(
     paused: bool,
 ) -> anyhow::Result<ExitCode> {
     let changed = match server {
-        Some(url) => Client::new(url)?.pause(name, paused)?,
+        Some(url) => Client::new(url, config)?.pause(name, paused)?,
         None => {
             let path = config.scripts_dir.join(format!("{name}.lua"));
             if !path.is_file() {
@@ -88,7 +88,7 @@ fn pause(
 /// them now.
 fn list(config: &Config, server: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let rows: Vec<Value> = match server {
-        Some(url) => Client::new(url)?.jobs()?,
+        Some(url) => Client::new(url, config)?.jobs()?,
         None => {
             let mut registry = Registry::default();
             registry.rescan(config);

@@ -38,7 +38,7 @@ pub enum Template {
 impl Template {
     fn source(self) -> &'static str {
         match self {
-            Template::Blank => include_str!("../../templates/blank.lua"),
+            Template::Blank => BLANK,
             Template::Export => include_str!("../../templates/export.lua"),
             Template::Import => include_str!("../../templates/import.lua"),
             Template::Backup => include_str!("../../templates/backup.lua"),
@@ -48,10 +48,10 @@ impl Template {
 
     /// The plugins the template's script requires, with their shipped source.
     fn plugins(self) -> &'static [(&'static str, &'static str)] {
-        const EXPORT: (&str, &str) = ("export", include_str!("../../plugins/export.lua"));
-        const IMPORT: (&str, &str) = ("import", include_str!("../../plugins/import.lua"));
-        const BACKUP: (&str, &str) = ("backup", include_str!("../../plugins/backup.lua"));
-        const REDIS: (&str, &str) = ("redis", include_str!("../../plugins/redis.lua"));
+        const EXPORT: (&str, &str) = SHIPPED_PLUGINS[0];
+        const IMPORT: (&str, &str) = SHIPPED_PLUGINS[1];
+        const BACKUP: (&str, &str) = SHIPPED_PLUGINS[2];
+        const REDIS: (&str, &str) = SHIPPED_PLUGINS[3];
         match self {
             Template::Blank => &[],
             Template::Export => &[EXPORT],
@@ -62,6 +62,17 @@ impl Template {
     }
 }
 
+/// The shipped plugins, by name, with their source (embedded in the binary).
+pub(super) const SHIPPED_PLUGINS: [(&str, &str); 4] = [
+    ("export", include_str!("../../plugins/export.lua")),
+    ("import", include_str!("../../plugins/import.lua")),
+    ("backup", include_str!("../../plugins/backup.lua")),
+    ("redis", include_str!("../../plugins/redis.lua")),
+];
+
+/// The blank job template, with `NAME` for the job name.
+pub(super) const BLANK: &str = include_str!("../../templates/blank.lua");
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -71,7 +82,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Writes `path` only if it does not exist (create-new), so nothing is ever overwritten.
-fn write_new(path: &Path, text: &str) -> anyhow::Result<bool> {
+pub(super) fn write_new(path: &Path, text: &str) -> anyhow::Result<bool> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -162,7 +162,7 @@ impl Backend {
 /// Runs a `runs` subcommand, against the local history or a daemon (`server`).
 pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Result<ExitCode> {
     let history = match server {
-        Some(url) => Backend::Remote(Client::new(url)?),
+        Some(url) => Backend::Remote(Client::new(url, config)?),
         None => Backend::Local(open_history(config)?),
     };
     match args.command {

@@ -53,9 +53,21 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = stop_rx.changed().await;
         }));
         tracing::info!("API listening on http://{local}");
+        // Pings go on through the shutdown's grace period: the daemon is alive while it drains.
+        let (wd_stop, wd_rx) = tokio::sync::watch::channel(false);
+        let watchdog = crate::daemon::systemd::spawn_watchdog(
+            daemon.handle().dispatcher.history().clone(),
+            wd_rx,
+        );
+        crate::daemon::systemd::ready(&format!("serving; API on http://{local}"));
         wait_for_signal().await;
+        crate::daemon::systemd::stopping();
         let _ = stop_tx.send(true);
         daemon.shutdown().await;
+        let _ = wd_stop.send(true);
+        if let Some(w) = watchdog {
+            let _ = w.await;
+        }
         match server.await {
             Ok(Err(e)) => tracing::error!("API server: {e}"),
             Err(e) => tracing::error!("API server task: {e}"),

@@ -54,7 +54,7 @@ pub fn trigger(
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect();
-        let client = Client::new(url)?;
+        let client = Client::new(url, config)?;
         let (id, state) = client.trigger(&args.job, Value::Object(params), args.at.clone())?;
         if !args.wait {
             println!("run {id} {state}");

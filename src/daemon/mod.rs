@@ -3,6 +3,7 @@
 
 pub mod lock;
 mod recovery;
+pub mod systemd;
 mod triggers;
 
 pub use triggers::LoopStats;

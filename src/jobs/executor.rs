@@ -138,6 +138,9 @@ impl Worker {
         if let Some(file) = &config.file {
             cmd.arg("--config").arg(file);
         }
+        // The child finds the same project whatever FERRY_ROOT or FERRY_CONFIG say.
+        cmd.arg("--root").arg(&config.root);
+        cmd.env_remove("FERRY_ROOT").env_remove("FERRY_CONFIG");
         cmd.current_dir(&config.root)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -86,6 +86,9 @@ pub fn evaluate(config: &Config, chunk_name: &str, source: &str) -> Result<SpecT
     if let Some(file) = &config.file {
         cmd.arg("--config").arg(file);
     }
+    // The child finds the same project whatever FERRY_ROOT or FERRY_CONFIG say.
+    cmd.arg("--root").arg(&config.root);
+    cmd.env_remove("FERRY_ROOT").env_remove("FERRY_CONFIG");
     // A crash is reported with the child's last words; a backtrace would drown them.
     cmd.current_dir(&config.root)
         .env_remove("FERRY_LOG")

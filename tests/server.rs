@@ -1,0 +1,299 @@
+//! What a user does in the first hour on a server: `ferry init`, finding the project from a
+//! subfolder (or `FERRY_ROOT`, `--config`), refusing to work outside any project, completions
+//! and the man page, distinct exit codes, JSON logs, and the systemd unit: the daemon's
+//! readiness, watchdog and stopping notifications on a real notify socket, and
+//! `systemd-analyze verify` of `contrib/ferry.service`.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Daemon, Project, Run, bin};
+
+fn ferry_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .current_dir(dir)
+        .env_remove("FERRY_LOG")
+        .env_remove("FERRY_ROOT")
+        .env_remove("FERRY_CONFIG")
+        .env_remove("FERRY_SERVER");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run ferry").into()
+}
+
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn init_makes_a_project_that_runs_from_any_subfolder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = ferry_in(tmp.path(), &["init", "proj"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let root = tmp.path().join("proj");
+    for f in [
+        "ferry.toml",
+        ".luarc.json",
+        ".gitignore",
+        "scripts/hello.lua",
+        "plugins/export.lua",
+        "plugins/backup.lua",
+    ] {
+        assert!(root.join(f).is_file(), "{f} missing: {:?}", tree(&root));
+    }
+    let luarc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join(".luarc.json")).unwrap()).unwrap();
+    assert_eq!(luarc["runtime.version"], "Lua 5.4");
+    // The commented config is valid as it stands.
+    let r = ferry_in(&root, &["check"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // From a subfolder, the project is found upwards; nothing is created where we stand.
+    let sub = root.join("scripts");
+    let r = ferry_in(&sub, &["run", "hello", "-p", "name=Ada", "--json"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["summary"]["greeted"], "Ada");
+    assert!(root.join("data/ferry.db").is_file());
+    assert!(!sub.join("data").exists(), "{:?}", tree(&sub));
+    // A second init refuses and changes nothing.
+    let before = std::fs::read_to_string(root.join("ferry.toml")).unwrap();
+    let r = ferry_in(tmp.path(), &["init", "proj"], &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("exists already"), "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(root.join("ferry.toml")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn outside_a_project_commands_say_so_and_create_nothing() {
+    let p = Project::new();
+    p.script("hello", "return { run = function(ctx) return 'hi' end }");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let r = ferry_in(elsewhere.path(), &["run", "hello"], &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("not inside a ferry project"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stderr.contains("ferry init"), "{}", r.all());
+    assert!(
+        tree(elsewhere.path()).is_empty(),
+        "{:?}",
+        tree(elsewhere.path())
+    );
+    // FERRY_ROOT and --root name the project from anywhere.
+    let root = p.path().to_str().unwrap();
+    let r = ferry_in(
+        elsewhere.path(),
+        &["run", "hello", "--json"],
+        &[("FERRY_ROOT", root)],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = ferry_in(
+        elsewhere.path(),
+        &["--root", root, "runs", "list", "--json"],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+    // FERRY_CONFIG: the config's folder is the root.
+    p.write("ferry.toml", "[limits]\ntimeout = \"5m\"\n");
+    let cfg = p.at("ferry.toml");
+    let r = ferry_in(
+        elsewhere.path(),
+        &["runs", "list", "--json"],
+        &[("FERRY_CONFIG", cfg.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+    // A root that does not exist, a config that does not exist.
+    let r = ferry_in(
+        elsewhere.path(),
+        &["--root", "/nonexistent/x", "check"],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("/nonexistent/x is not a folder"),
+        "{}",
+        r.all()
+    );
+    let r = ferry_in(elsewhere.path(), &["--config", "nope.toml", "check"], &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("nope.toml"), "{}", r.all());
+    assert!(
+        tree(elsewhere.path()).is_empty(),
+        "{:?}",
+        tree(elsewhere.path())
+    );
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef ferry"),
+        ("fish", "complete -c ferry"),
+    ] {
+        let r = ferry_in(tmp.path(), &["completions", shell], &[]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(
+            r.stdout.contains(marker),
+            "{shell}: {}",
+            &r.stdout[..r.stdout.len().min(300)]
+        );
+        assert!(
+            r.stdout.contains("serve") && r.stdout.contains("trigger"),
+            "{shell}"
+        );
+    }
+    let r = ferry_in(tmp.path(), &["completions", "tcsh"], &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    let r = ferry_in(tmp.path(), &["man"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout.contains(".TH ferry"),
+        "{}",
+        &r.stdout[..r.stdout.len().min(300)]
+    );
+    assert!(r.stdout.contains("serve"));
+    assert!(tree(tmp.path()).is_empty());
+}
+
+#[test]
+fn exit_codes_tell_failure_usage_unreachable_apart() {
+    let p = Project::new();
+    p.script("bad", "return { run = function(ctx) error('boom') end }");
+    p.script("ok", "return { run = function(ctx) return 1 end }");
+    assert_eq!(p.ferry(&["run", "ok"]).code, 0);
+    assert_eq!(p.ferry(&["run", "bad"]).code, 1);
+    assert_eq!(p.ferry(&["run", "nosuchjob"]).code, 2);
+    assert_eq!(p.ferry(&["frobnicate"]).code, 2);
+    // --server where it would do nothing is refused, not ignored.
+    let r = p.ferry(&["--server", "http://127.0.0.1:1", "run", "ok"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("applies to `trigger`, `runs` and `jobs` only"),
+        "{}",
+        r.all()
+    );
+    p.write("ferry.toml", "[limits]\ntimeout = \"forever\"\n");
+    let r = p.ferry(&["check"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("limits.timeout"), "{}", r.all());
+    std::fs::remove_file(p.at("ferry.toml")).unwrap();
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = p.ferry(&[
+        "--server",
+        &format!("http://127.0.0.1:{port}"),
+        "runs",
+        "list",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(
+        r.stderr.contains("cannot reach the ferry daemon"),
+        "{}",
+        r.all()
+    );
+}
+
+#[test]
+fn the_daemon_notifies_systemd_and_logs_json_when_asked() {
+    let mut p = Project::new();
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock_path = sock_dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    p.set_env("NOTIFY_SOCKET", sock_path.to_str().unwrap());
+    p.set_env("WATCHDOG_USEC", "400000");
+    p.set_env("FERRY_LOG_FORMAT", "json");
+    let d = Daemon::start(&p);
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !(seen.contains("READY=1") && seen.matches("WATCHDOG=1").count() >= 2) {
+        let n = sock.recv(&mut buf).expect("a notification within 60 s");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    assert!(
+        seen.contains("STATUS=serving; API on http://127.0.0.1:"),
+        "{seen}"
+    );
+    // Every log line is one JSON object.
+    let log = d.log();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(log.contains("systemd watchdog on"), "{log}");
+    assert_eq!(d.stop(), Some(0));
+    let mut rest = String::new();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while let Ok(n) = sock.recv(&mut buf) {
+        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if rest.contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(rest.contains("STOPPING=1"), "{rest}");
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/ferry.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
+    // Verified as installed: the binary at its ExecStart path (here, the one under test).
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit.replace("/usr/local/bin/ferry", bin());
+    let path = dir.path().join("ferry.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .env("SYSTEMD_LOG_LEVEL", "warning")
+        .output()
+        .expect("systemd-analyze (Debian package systemd; tests/setup.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Only complaints about this unit count (the container's own units may warn).
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ferry.service"))
+        .collect();
+    assert!(out.status.success() && ours.is_empty(), "{text}");
+}
