@@ -297,3 +297,36 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         .collect();
     assert!(out.status.success() && ours.is_empty(), "{text}");
 }
+
+#[test]
+fn commands_that_print_data_print_json_when_asked() {
+    let p = Project::new();
+    p.script(
+        "ok",
+        "return { schedule = '0 2 * * *', run = function(ctx) return 1 end }",
+    );
+    p.script(
+        "broken",
+        "return { timeout = 'soon', run = function(ctx) end }",
+    );
+    let r = p.ferry(&["check", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["checked"], 2);
+    assert_eq!(v["failed"], 1);
+    let scripts = v["scripts"].as_array().unwrap();
+    let broken = scripts.iter().find(|s| s["ok"] == false).unwrap();
+    assert_eq!(broken["file"], "scripts/broken.lua");
+    assert!(
+        broken["problems"][0].as_str().unwrap().contains("timeout"),
+        "{v}"
+    );
+    let ok = scripts.iter().find(|s| s["ok"] == true).unwrap();
+    assert_eq!(ok["job"], "ok");
+    let r = p.ferry(&["trigger", "ok", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["state"], "queued");
+    assert!(r.json()["id"].as_i64().unwrap() > 0);
+    let r = p.ferry(&["trigger", "ok", "--json", "--wait"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+}

@@ -13,6 +13,10 @@ use crate::jobs::{self, load_job};
 pub struct CheckArgs {
     /// Scripts to check (default: every script in the scripts folder).
     pub files: Vec<PathBuf>,
+    /// Print the result as JSON: `{"checked", "failed", "scripts": [{"file", "ok", "job",
+    /// "problems"}]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Checks every script given (or found) and reports every problem; exit 1 if any.
@@ -23,7 +27,7 @@ pub fn check(config: &Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
         let cwd = std::env::current_dir()?;
         args.files.iter().map(|f| cwd.join(f)).collect()
     };
-    if files.is_empty() {
+    if files.is_empty() && !args.json {
         println!(
             "no job scripts in {}",
             config.display_path(&config.scripts_dir)
@@ -31,6 +35,14 @@ pub fn check(config: &Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = 0;
+    let mut report: Vec<serde_json::Value> = Vec::new();
+    // In JSON mode the lines go to the report instead of stdout.
+    let json = args.json;
+    let say = |line: String| {
+        if !json {
+            println!("{line}");
+        }
+    };
     let mut graph = std::collections::BTreeMap::new();
     for path in &files {
         match load_job(config, path) {
@@ -70,14 +82,26 @@ pub fn check(config: &Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     format!(" ({})", what.join("; "))
                 };
-                println!("ok    {}{detail}", spec.chunk_name);
+                say(format!("ok    {}{detail}", spec.chunk_name));
+                report.push(serde_json::json!({
+                    "file": spec.chunk_name,
+                    "ok": true,
+                    "job": spec.name,
+                    "triggers": what,
+                    "problems": [],
+                }));
             }
             Err(e) => {
                 failed += 1;
-                println!("FAIL  {}", e.file);
+                say(format!("FAIL  {}", e.file));
                 for line in e.to_string().lines() {
-                    println!("      {line}");
+                    say(format!("      {line}"));
                 }
+                report.push(serde_json::json!({
+                    "file": e.file,
+                    "ok": false,
+                    "problems": e.to_string().lines().collect::<Vec<_>>(),
+                }));
             }
         }
     }
@@ -89,14 +113,32 @@ pub fn check(config: &Config, args: CheckArgs) -> anyhow::Result<ExitCode> {
     for (name, (chunk, _)) in &graph {
         if let Some(cycle) = jobs::chain::cycle_through(&ups, name) {
             failed += 1;
-            println!("FAIL  {chunk}");
-            println!(
-                "      after: the jobs' `after` form a cycle: {}; a chain must end",
+            let problem = format!(
+                "after: the jobs' `after` form a cycle: {}; a chain must end",
                 cycle.join(" → ")
             );
+            say(format!("FAIL  {chunk}"));
+            say(format!("      {problem}"));
+            for entry in report.iter_mut().filter(|e| e["file"] == chunk.as_str()) {
+                entry["ok"] = false.into();
+                if let Some(list) = entry["problems"].as_array_mut() {
+                    list.push(problem.clone().into());
+                }
+            }
         }
     }
-    println!("{} checked, {} failed", files.len(), failed);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "checked": files.len(),
+                "failed": failed,
+                "scripts": report,
+            }))?
+        );
+    } else {
+        println!("{} checked, {} failed", files.len(), failed);
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -80,7 +80,7 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, cancel.clone())
         .context("cannot handle SIGTERM")?;
 
-    let bar = (!args.json && std::io::stdout().is_terminal()).then(|| {
+    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::hidden();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {pos}/{len} [{bar:30}] {percent}% {elapsed}")

@@ -27,6 +27,9 @@ pub struct TriggerArgs {
     /// succeeded, 1 otherwise).
     #[arg(long)]
     pub wait: bool,
+    /// Print the queued run as JSON (`{"id", "state"}`); not with --wait.
+    #[arg(long, conflicts_with = "wait")]
+    pub json: bool,
 }
 
 /// Queues the run and prints its id.
@@ -56,6 +59,10 @@ pub fn trigger(
             .collect();
         let client = Client::new(url, config)?;
         let (id, state) = client.trigger(&args.job, Value::Object(params), args.at.clone())?;
+        if args.json {
+            println!("{}", serde_json::json!({ "id": id, "state": state }));
+            return Ok(ExitCode::SUCCESS);
+        }
         if !args.wait {
             println!("run {id} {state}");
             return Ok(ExitCode::SUCCESS);
@@ -95,6 +102,10 @@ pub fn trigger(
     if args.wait {
         eprintln!("run {id} queued");
         return super::follow::local(&history, id, 0);
+    }
+    if args.json {
+        println!("{}", serde_json::json!({ "id": id, "state": "queued" }));
+        return Ok(ExitCode::SUCCESS);
     }
     println!("run {id} queued; a running `ferry serve` on this project starts it");
     Ok(ExitCode::SUCCESS)
