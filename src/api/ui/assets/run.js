@@ -122,9 +122,9 @@ export async function run({ main, args, navigate }) {
     h("div", { class: "title" }, h("h1", {}, `Run #${r.id}`), stateBox, h("span", { class: "spacer" }), actions),
     h("div", { class: "progress" }, progress, progressLabel),
     outcome,
+    h("section", { class: "card" }, h("h2", {}, "Logs"), logs, logsNote),
     h("section", { class: "card" }, h("h2", {}, "Details"), factsBox),
-    h("section", { class: "card" }, h("h2", {}, "Params"), paramsTable(r.params)),
-    h("section", { class: "card" }, h("h2", {}, "Logs"), logs, logsNote));
+    h("section", { class: "card" }, h("h2", {}, "Params"), paramsTable(r.params)));
   show();
 
   // The log stream: every line after the last one shown, then new ones as they are written,
