@@ -23,7 +23,9 @@
 //!   retries and streamed bodies.
 //! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
 //!   folders), the dispatcher and retention; crash recovery; graceful shutdown.
-//! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads.
+//! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads;
+//!   the web UI (`api/ui/`: plain HTML/CSS/JS modules embedded with `include_str!`, served at
+//!   `/`, sign-in by HttpOnly cookie with CSRF checks in `api/ui/session.rs`).
 //! - [`cli`]: the command line (and the client of a running daemon's API).
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
@@ -34,6 +36,8 @@
 //! # Invariants
 //! - Only `lua/` imports mlua; only `history/` holds SQL for the run history; only `api/`
 //!   serves HTTP; outbound HTTP goes through `http/` (the CLI's client and object_store aside).
+//! - The web UI's pages hold no data and no secret: they read everything through the JSON API,
+//!   and the token reaches the browser only as an HttpOnly cookie.
 //! - Arrows point down: `cli` → `api` → `daemon` → `jobs` → `lua` → `storage`/`formats`/`db`.
 //! - `storage/` knows nothing of Lua or jobs; only `storage/` talks to object_store.
 //! - Nothing half-written is visible under a final name: store writers commit atomically and

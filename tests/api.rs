@@ -1223,3 +1223,110 @@ fn trigger_wait_and_logs_follow_stream_a_run_and_exit_by_its_outcome() {
     assert_eq!(r.stdout.lines().count(), 3, "{}", r.all());
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn overview_job_source_recent_runs_and_field_errors_for_the_ui() {
+    let p = project("");
+    p.script(
+        "nightly",
+        r#"return { schedule = "30 2 * * *", run = function(ctx) end }"#,
+    );
+    p.script(
+        "fails",
+        "return { run = function(ctx)\n  error(\"no table\")\nend }\n",
+    );
+    p.script("broken", "return { run = function(ctx) end\n");
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+
+    // A field error names its field.
+    let (s, v) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({"params": {"name": "x", "n": "many"}}),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["field"], "n", "{v}");
+    let (_, v) = api.post("/api/v1/jobs/greet/runs", json!({"params": {}}));
+    assert_eq!(v["error"]["field"], "name", "{v}");
+    let (_, v) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({"params": {"name": "x"}, "at": "soon"}),
+    );
+    assert_eq!(v["error"]["field"], "at", "{v}");
+
+    let (_, a) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({"params": {"name": "Ada"}}),
+    );
+    let (_, f) = api.post("/api/v1/jobs/fails/runs", json!({}));
+    let (_, later) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({"params": {"name": "Bo"}, "at": "2099-01-01T00:00:00Z"}),
+    );
+    api.wait_state(a["id"].as_i64().unwrap(), &["succeeded"]);
+    api.wait_state(f["id"].as_i64().unwrap(), &["failed"]);
+
+    let (s, o) = api.get("/api/v1/overview?limit=5");
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(o["counts"]["succeeded"], 1, "{o}");
+    assert_eq!(o["counts"]["failed"], 1, "{o}");
+    assert_eq!(o["counts"]["queued"], 1, "{o}");
+    assert_eq!(o["counts"]["timed_out"], 0, "{o}");
+    assert_eq!(o["failures"]["total"], 1, "{o}");
+    assert_eq!(o["failures"]["items"][0]["job"], "fails", "{o}");
+    assert_eq!(o["queued"]["items"][0]["id"], later["id"], "{o}");
+    let upcoming = o["upcoming"].as_array().unwrap();
+    assert_eq!(upcoming[0]["kind"], "cron", "{o}");
+    assert_eq!(upcoming[0]["job"], "nightly", "{o}");
+    assert!(
+        upcoming
+            .iter()
+            .any(|u| u["kind"] == "at" && u["run_id"] == later["id"]),
+        "{o}"
+    );
+    assert_eq!(o["broken_jobs"][0]["name"], "broken", "{o}");
+    assert!(
+        o["broken_jobs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("broken.lua"),
+        "{o}"
+    );
+    for bad in ["limit=0", "limit=101", "limit=x", "page=2"] {
+        let (s, v) = api.get(&format!("/api/v1/overview?{bad}"));
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+
+    // The strip of a job's newest states, newest first.
+    let (_, j) = api.get("/api/v1/jobs/greet");
+    let recent = j["recent_runs"].as_array().unwrap();
+    assert_eq!(recent.len(), 2, "{j}");
+    assert_eq!(recent[0]["id"], later["id"]);
+    assert_eq!(recent[1]["state"], "succeeded");
+
+    // The script as text.
+    let r = api
+        .http
+        .get(api.url("/api/v1/jobs/fails/source"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(r.text().unwrap().contains("error(\"no table\")"));
+    let (s, v) = api.get("/api/v1/jobs/nope/source");
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found", "nope");
+    let r = api
+        .http
+        .get(api.url("/api/v1/jobs/fails/source"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(d.stop(), Some(0));
+}

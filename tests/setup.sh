@@ -3,6 +3,8 @@
 # - Debian's redis-server and redis-cli (the Redis tests start their own instances on free ports)
 #   and openssl (certificates for the TLS test);
 # - systemd-analyze (Debian's systemd) for the unit file check;
+# - Debian's chromium and chromium-driver (the web UI tests in tests/ui.rs drive a headless
+#   Chromium over WebDriver);
 # - the s3s-fs S3 server the S3 tests start (a real S3-compatible server that validates SigV4 and
 #   honours If-None-Match).
 # Idempotent: does nothing when the right versions are installed.
@@ -23,6 +25,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends systemd
+fi
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver (Debian packages, for the web UI tests)..." >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver
 fi
 
 version=0.14.1

@@ -13,12 +13,15 @@ use crate::jobs::rerun::RerunError;
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
-    /// Stable code: bad_request, unauthorized, not_found, method_not_allowed, conflict,
+    /// Stable code: bad_request, unauthorized, forbidden, not_found, method_not_allowed, conflict,
     /// payload_too_large, unsupported_media_type, invalid_params, unavailable, internal (and,
     /// from the HTTP layer, timeout and length_required).
     pub code: &'static str,
     /// What failed and what was expected.
     pub message: String,
+    /// The request field the error is about (a param's name, `at`), for forms that show
+    /// errors beside their fields; answered as `error.field`.
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -28,6 +31,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
             message: message.into(),
+            field: None,
         }
     }
 
@@ -37,6 +41,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: message.into(),
+            field: None,
         }
     }
 
@@ -46,6 +51,7 @@ impl ApiError {
             status: StatusCode::CONFLICT,
             code: "conflict",
             message: message.into(),
+            field: None,
         }
     }
 
@@ -55,6 +61,7 @@ impl ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "payload_too_large",
             message: message.into(),
+            field: None,
         }
     }
 
@@ -64,6 +71,23 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid_params",
             message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The same error, about the request field `field`.
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 403: a state-changing request that may come from another site.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+            field: None,
         }
     }
 
@@ -73,6 +97,7 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
             message: "missing or wrong bearer token: send `Authorization: Bearer TOKEN`".into(),
+            field: None,
         }
     }
 
@@ -82,6 +107,7 @@ impl ApiError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             code: "unsupported_media_type",
             message: message.into(),
+            field: None,
         }
     }
 
@@ -91,6 +117,7 @@ impl ApiError {
         let code = match status.as_u16() {
             400 => "bad_request",
             401 => "unauthorized",
+            403 => "forbidden",
             404 => "not_found",
             405 => "method_not_allowed",
             408 => "timeout",
@@ -128,6 +155,7 @@ impl ApiError {
             status,
             code,
             message,
+            field: None,
         }
     }
 
@@ -138,13 +166,18 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message: "internal error; the details are in the ferry daemon's log".into(),
+            field: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut body =
+            serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(field) = self.field {
+            body["error"]["field"] = serde_json::Value::String(field);
+        }
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED
             && let Ok(v) = "Bearer".parse()
@@ -171,7 +204,7 @@ impl From<SubmitError> for ApiError {
         match e {
             SubmitError::UnknownJob(_) => ApiError::not_found(e.to_string()),
             SubmitError::NotLoaded { .. } => ApiError::conflict(e.to_string()),
-            SubmitError::Params(p) => ApiError::invalid_params(p.to_string()),
+            SubmitError::Params(p) => ApiError::invalid_params(p.to_string()).with_field(p.name()),
             SubmitError::History(h) => h.into(),
             SubmitError::Rerun(r) => match r {
                 RerunError::History(h) => h.into(),
@@ -185,6 +218,7 @@ impl From<SubmitError> for ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "unavailable",
                 message: e.to_string(),
+                field: None,
             },
         }
     }

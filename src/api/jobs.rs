@@ -8,11 +8,17 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiState};
-use crate::history::{History, RunFilter};
+use crate::history::History;
 use crate::jobs::dispatcher::Submit;
 use crate::jobs::params::GivenParams;
 use crate::jobs::trigger::Trigger;
 use crate::jobs::view::JobView;
+
+/// How many of a job's newest runs its `recent_runs` shows.
+const RECENT_RUNS: u32 = 20;
+
+/// The largest script `GET /api/v1/jobs/{name}/source` answers.
+const MAX_SOURCE: u64 = 1024 * 1024;
 
 fn views(state: &ApiState, only: Option<&str>) -> Result<Vec<JobView>, ApiError> {
     let entries: Vec<(String, crate::jobs::registry::JobEntry)> = {
@@ -35,21 +41,18 @@ fn views(state: &ApiState, only: Option<&str>) -> Result<Vec<JobView>, ApiError>
     let paused = state.history.paused_jobs()?;
     let mut out = Vec::new();
     for (name, entry) in entries {
-        let (last, _) = state.history.list_runs(&RunFilter {
-            job: Some(name.clone()),
-            limit: 1,
-            ..Default::default()
-        })?;
+        let recent = state.history.latest_runs(&name, RECENT_RUNS)?;
         let since = paused.iter().find(|(j, _)| *j == name).map(|(_, t)| *t);
         out.push(
             JobView::new(
                 &state.handle.config,
                 &name,
                 &entry,
-                last.first(),
+                recent.first(),
                 next.get(&name).copied(),
             )
-            .with_paused(since),
+            .with_paused(since)
+            .with_recent(&recent),
         );
     }
     Ok(out)
@@ -80,6 +83,54 @@ pub async fn detail(
         .ok_or_else(|| ApiError::not_found(format!("job {name:?} does not exist")))
 }
 
+/// `GET /api/v1/jobs/{name}/source`: the job's script as `text/plain`.
+pub async fn source(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let path = {
+        let reg = state
+            .handle
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        reg.entries()
+            .find(|(n, _)| **n == name)
+            .map(|(_, e)| e.path.clone())
+    }
+    .ok_or_else(|| ApiError::not_found(format!("job {name:?} does not exist")))?;
+    let text = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let file = std::fs::File::open(&path)?;
+        let mut text = String::new();
+        file.take(MAX_SOURCE + 1).read_to_string(&mut text)?;
+        Ok::<_, std::io::Error>((path, text))
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let (path, text) = text.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            ApiError::not_found(format!("the script of job {name:?} is gone"))
+        }
+        _ => ApiError::internal(format!("job {name:?}: cannot read its script: {e}")),
+    })?;
+    if text.len() as u64 > MAX_SOURCE {
+        return Err(ApiError::too_large(format!(
+            "{}: the script is larger than {MAX_SOURCE} bytes",
+            state.handle.config.display_path(&path)
+        )));
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TriggerBody {
@@ -105,13 +156,13 @@ pub async fn trigger(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: TriggerBody = parse_body(&body)?;
-    let not_before = match &body.at {
-        None => None,
-        Some(text) => Some(
-            crate::units::parse_instant(text)
-                .map_err(|m| ApiError::invalid_params(format!("field `at`: {m}")))?,
-        ),
-    };
+    let not_before =
+        match &body.at {
+            None => None,
+            Some(text) => Some(crate::units::parse_instant(text).map_err(|m| {
+                ApiError::invalid_params(format!("field `at`: {m}")).with_field("at")
+            })?),
+        };
     let dispatcher = state.handle.dispatcher.clone();
     let submit = Submit {
         job: name,

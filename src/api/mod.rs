@@ -8,7 +8,9 @@ mod error;
 mod events;
 mod jobs;
 mod metrics;
+mod overview;
 mod runs;
+pub mod ui;
 mod upload;
 
 use std::net::SocketAddr;
@@ -20,7 +22,6 @@ use axum::http::{Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use subtle::ConstantTimeEq;
 
 pub use error::ApiError;
 
@@ -38,7 +39,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/jobs"),
+    ("GET", "/api/v1/overview"),
     ("GET", "/api/v1/jobs/{name}"),
+    ("GET", "/api/v1/jobs/{name}/source"),
     ("POST", "/api/v1/jobs/{name}/runs"),
     ("POST", "/api/v1/jobs/{name}/upload"),
     ("POST", "/api/v1/jobs/{name}/pause"),
@@ -101,7 +104,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/events", get(events::stream))
         .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/overview", get(overview::overview))
         .route("/api/v1/jobs/{name}", get(jobs::detail))
+        .route("/api/v1/jobs/{name}/source", get(jobs::source))
         .route("/api/v1/jobs/{name}/runs", post(jobs::trigger))
         .route(
             "/api/v1/jobs/{name}/upload",
@@ -120,6 +125,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .merge(api)
+        .merge(ui::router())
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(axum::extract::DefaultBodyLimit::max(JSON_BODY_LIMIT))
@@ -155,19 +161,24 @@ async fn json_errors(resp: Response) -> Response {
     out
 }
 
+/// The token (bearer header or the UI's cookie) and, for state-changing requests, the checks
+/// against cross-site forgery (see [`ui::session`]).
 async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let given = req
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-            return ApiError::unauthorized().into_response();
-        }
+    let headers = req.headers();
+    let checked = ui::session::authenticate(state.token.as_deref().map(String::as_str), headers)
+        .and_then(|cred| {
+            if ui::session::changes_state(req.method()) {
+                ui::session::check_origin(headers)?;
+                if cred == ui::session::Credential::Cookie {
+                    ui::session::check_csrf(headers)?;
+                }
+            }
+            Ok(())
+        });
+    match checked {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
-    next.run(req).await
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -179,6 +190,7 @@ async fn no_method(method: Method, uri: Uri) -> ApiError {
         status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
         code: "method_not_allowed",
         message: format!("{method} is not allowed on {}", uri.path()),
+        field: None,
     }
 }
 

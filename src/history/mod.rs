@@ -180,4 +180,14 @@ pub trait History {
     ) -> Result<u64, HistoryError>;
     /// Run counts and total durations by job and state, for metrics.
     fn stats(&self) -> Result<Vec<RunStats>, HistoryError>;
+    /// How many runs are in each state (states without runs are left out).
+    fn count_by_state(&self) -> Result<Vec<(RunState, u64)>, HistoryError>;
+    /// The newest `limit` runs of a job, newest first, without counting them all.
+    fn latest_runs(&self, job: &str, limit: u32) -> Result<Vec<RunRecord>, HistoryError>;
+    /// Queued runs that wait for a time after `now` (`at`, retry delays), soonest first.
+    fn upcoming_runs(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, HistoryError>;
 }

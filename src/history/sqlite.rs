@@ -911,6 +911,43 @@ impl History for SqliteHistory {
     fn stats(&self) -> Result<Vec<RunStats>, HistoryError> {
         self.stats_query()
     }
+
+    fn count_by_state(&self) -> Result<Vec<(RunState, u64)>, HistoryError> {
+        let conn = self.conn();
+        // Answered from the (state, id) index alone.
+        let mut stmt = conn
+            .prepare_cached("SELECT state, count(*) FROM runs GROUP BY state")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| s.parse().ok().map(|s| (s, n)))
+            .collect())
+    }
+
+    fn latest_runs(&self, job: &str, limit: u32) -> Result<Vec<RunRecord>, HistoryError> {
+        self.runs_where(
+            "job = ?1 ORDER BY id DESC LIMIT ?2",
+            params![job, i64::from(limit)],
+        )
+    }
+
+    fn upcoming_runs(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, HistoryError> {
+        self.runs_where(
+            "state = 'queued' AND not_before > ?1 ORDER BY not_before, id LIMIT ?2",
+            params![format_time(&now), i64::from(limit)],
+        )
+    }
 }
 
 impl SqliteHistory {

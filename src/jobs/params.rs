@@ -178,6 +178,19 @@ pub enum ParamError {
     },
 }
 
+impl ParamError {
+    /// The name of the param the error is about.
+    pub fn name(&self) -> &str {
+        match self {
+            ParamError::Unknown { name, .. }
+            | ParamError::Type { name, .. }
+            | ParamError::Missing { name, .. }
+            | ParamError::Item { name, .. } => name,
+            ParamError::Syntax(name) => name,
+        }
+    }
+}
+
 impl ParamSpec {
     /// What the param takes, for messages: `integer`, `array of integer`, `a JSON array`.
     pub fn expected(&self) -> String {

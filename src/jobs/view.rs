@@ -44,6 +44,17 @@ pub struct JobView {
     pub paused: bool,
     /// Since when it is paused.
     pub paused_since: Option<String>,
+    /// The states of its newest runs, newest first (see [`JobView::with_recent`]).
+    pub recent_runs: Vec<RecentRun>,
+}
+
+/// One of a job's newest runs, for a strip of states.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentRun {
+    /// Run id.
+    pub id: i64,
+    /// State.
+    pub state: RunState,
 }
 
 /// A schedule as shown.
@@ -108,7 +119,20 @@ impl JobView {
             }),
             paused: false,
             paused_since: None,
+            recent_runs: Vec::new(),
         }
+    }
+
+    /// The view with the states of the job's newest runs (newest first).
+    pub fn with_recent(mut self, runs: &[RunRecord]) -> JobView {
+        self.recent_runs = runs
+            .iter()
+            .map(|r| RecentRun {
+                id: r.id,
+                state: r.state,
+            })
+            .collect();
+        self
     }
 
     /// The view with the job's pause (`since`, when it is paused).
