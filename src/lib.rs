@@ -21,6 +21,9 @@
 //! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
 //!   folders), the dispatcher and retention; crash recovery; graceful shutdown.
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads.
+//! - [`notify`]: notifications of run ends (webhook, Slack, e-mail over SMTP): rules, payloads,
+//!   sending, and the daemon's notifier (a listener on the event bus with a persisted,
+//!   retried delivery queue).
 //! - [`cli`]: the command line (and the client of a running daemon's API).
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
@@ -30,7 +33,9 @@
 //!
 //! # Invariants
 //! - Only `lua/` imports mlua; only `history/` holds SQL for the run history; only `api/`
-//!   knows HTTP (the CLI's client aside).
+//!   serves HTTP (the CLI's client and `notify/`'s webhooks are the HTTP clients).
+//! - A notification's secrets (webhook and Slack URLs, keys, SMTP credentials) live only in
+//!   memory; the history and every output show a target as `scheme://host/…`.
 //! - Arrows point down: `cli` → `api` → `daemon` → `jobs` → `lua` → `storage`/`formats`/`db`.
 //! - `storage/` knows nothing of Lua or jobs; only `storage/` talks to object_store.
 //! - Nothing half-written is visible under a final name: store writers commit atomically and
@@ -64,6 +69,7 @@ pub mod formats;
 pub mod history;
 pub mod jobs;
 pub mod lua;
+pub mod notify;
 pub mod process;
 pub mod redact;
 pub mod storage;

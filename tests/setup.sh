@@ -2,6 +2,7 @@
 # Installs what the test suite needs beyond cargo's own dependencies:
 # - Debian's redis-server and redis-cli (the Redis tests start their own instances on free ports)
 #   and openssl (certificates for the TLS test);
+# - Debian's python3-aiosmtpd (the notification tests' SMTP server);
 # - the s3s-fs S3 server the S3 tests start (a real S3-compatible server that validates SigV4 and
 #   honours If-None-Match).
 # Idempotent: does nothing when the right versions are installed.
@@ -15,6 +16,15 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server redis-tools openssl
 fi
 # The Debian package starts a system instance on port 6379; the tests never use it.
+
+# The notification tests start a real SMTP server (aiosmtpd) on a free port.
+# Debian's own interpreter (/usr/bin/python3): a python3 earlier on PATH (pyenv) does not see it.
+if ! /usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "installing python3-aiosmtpd (Debian package; the notification tests' SMTP server)..." >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-aiosmtpd
+fi
 
 version=0.14.1
 if command -v s3s-fs >/dev/null 2>&1 && s3s-fs --version 2>/dev/null | grep -q "$version"; then
