@@ -1196,6 +1196,52 @@ url = "data/exports"
     }
 
     #[test]
+    fn notify_section_is_validated_and_its_secrets_hidden() {
+        // SAFETY: a variable only this test reads.
+        unsafe { std::env::set_var("FERRY_TEST_NOTIFY_PW_CFG", "smtp-pw-from-env") };
+        let c = Config::from_toml(
+            r#"
+[api]
+listen = "0.0.0.0:9000"
+token = "0123456789abcdef0123"
+[notify]
+on = ["failure", "recovered"]
+webhook = "https://hooks.example.com/T/secret-token-1"
+webhook_secret = "hook-key-2"
+slack = "https://hooks.slack.com/services/secret-token-3"
+email = ["ops@example.com"]
+[notify.smtp]
+host = "smtp.example.com"
+tls = "tls"
+username = "ferry"
+password = "${FERRY_TEST_NOTIFY_PW_CFG}"
+from = "ferry <ferry@example.com>"
+"#,
+            None,
+            PathBuf::from("/p"),
+        )
+        .unwrap();
+        let n = &c.notify;
+        assert_eq!(n.public_url, "http://0.0.0.0:9000");
+        assert_eq!(n.smtp.as_ref().map(|s| s.port), Some(465));
+        assert_eq!(n.plan(None).channels.len(), 3);
+        let shown = format!("{c:?}");
+        for secret in [
+            "secret-token-1",
+            "hook-key-2",
+            "secret-token-3",
+            "smtp-pw-from-env",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in Debug output");
+        }
+        let d = Config::from_toml("", None, PathBuf::from("/p")).unwrap();
+        assert!(
+            d.notify.plan(None).channels.is_empty(),
+            "nothing is sent by default"
+        );
+    }
+
+    #[test]
     fn bad_duration_names_the_key() {
         let e = Config::from_toml("[limits]\ntimeout = \"soon\"\n", None, PathBuf::from("/p"))
             .unwrap_err();

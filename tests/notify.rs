@@ -271,6 +271,17 @@ fn settled(api: &Api, id: i64, count: usize) -> Vec<Value> {
     })
 }
 
+/// The run a request is about: the webhook body's `id`, or the `(run N)` of a Slack text.
+fn run_of(r: &Received) -> i64 {
+    let b = r.json();
+    if let Some(id) = b["id"].as_i64() {
+        return id;
+    }
+    let text = b["text"].as_str().unwrap_or_default();
+    let at = text.find("(run ").expect("a run in the text") + "(run ".len();
+    text[at..].split(')').next().unwrap().parse().unwrap()
+}
+
 fn hmac_hex(key: &[u8], ts: &str, body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).unwrap();
@@ -331,10 +342,15 @@ fn webhook_and_slack_get_signed_payloads_and_recovered_fires_once() {
     let (_, v) = api.get(&format!("/api/v1/runs/{q}"));
     assert_eq!(v["notifications"], json!([]));
 
-    let hooks = wait_for("three webhook requests", WAIT, || {
+    // Deliveries go out concurrently: compare them in run order.
+    let by_run = |mut list: Vec<Received>| {
+        list.sort_by_key(run_of);
+        list
+    };
+    let hooks = by_run(wait_for("three webhook requests", WAIT, || {
         let h = rx.at(&hook);
         (h.len() >= 3).then_some(h)
-    });
+    }));
     let events: Vec<(i64, String)> = hooks
         .iter()
         .map(|r| {
@@ -387,10 +403,10 @@ fn webhook_and_slack_get_signed_payloads_and_recovered_fires_once() {
         assert_ne!(r.header("x-ferry-signature"), Some(wrong.as_str()));
     }
     // Slack gets `{"text": ...}` with the headline and a link in Slack's markup.
-    let slacks = wait_for("three Slack requests", WAIT, || {
+    let slacks = by_run(wait_for("three Slack requests", WAIT, || {
         let s = rx.at(&slack);
         (s.len() >= 3).then_some(s)
-    });
+    }));
     let text = slacks[0].json()["text"].as_str().unwrap().to_string();
     assert!(
         text.contains(&format!("job flip failed (run {f1})")),

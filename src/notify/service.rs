@@ -13,7 +13,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::payload::Message;
-use super::rules::{MAX_BACKOFF, Outcome};
+use super::rules::{MAX_BACKOFF, Outcome, Plan};
 use super::send::Sender;
 use crate::config::Config;
 use crate::history::{
@@ -22,9 +22,12 @@ use crate::history::{
 };
 use crate::jobs::events::{Bus, Event};
 use crate::jobs::registry::Registry;
+use crate::jobs::spec::JobSpec;
 
 /// Deliveries attempted at once.
 pub const BATCH: u32 = 16;
+/// How long deliveries in flight may go on at shutdown.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 /// The longest the delivery task sleeps before looking at the history again.
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -67,12 +70,18 @@ impl Notifier {
         Notifier { stop_tx, tasks }
     }
 
-    /// Records the notifications of the runs that ended so far, lets deliveries in flight
-    /// finish, and stops. Pending deliveries stay in the history for the next start.
+    /// Records the notifications of the runs that ended so far, gives deliveries in flight
+    /// [`STOP_GRACE`] to finish, and stops. Pending deliveries (those cut short too) stay in the
+    /// history for the next start.
     pub async fn stop(self) {
         let _ = self.stop_tx.send(true);
+        let until = tokio::time::Instant::now() + STOP_GRACE;
         for t in self.tasks {
-            let _ = t.await;
+            let abort = t.abort_handle();
+            if tokio::time::timeout_at(until, t).await.is_err() {
+                // Dropping the delivery task's set of attempts aborts them.
+                abort.abort();
+            }
         }
     }
 }
@@ -101,7 +110,10 @@ async fn plan_loop(
                 continue;
             }
         };
-        let Event::RunFinished { run_id, state, .. } = &published.event else {
+        let Event::RunFinished {
+            run_id, job, state, ..
+        } = &published.event
+        else {
             continue;
         };
         if !matches!(
@@ -114,8 +126,21 @@ async fn plan_loop(
         ) {
             continue;
         }
+        // Most jobs notify nothing: that is known without reading the history.
+        let spec = ctx
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job);
+        let plan = ctx
+            .config
+            .notify
+            .plan(spec.as_ref().and_then(|s| s.notify.as_ref()));
+        if plan.on.is_empty() || plan.channels.is_empty() {
+            continue;
+        }
         let (c, id) = (ctx.clone(), *run_id);
-        match tokio::task::spawn_blocking(move || plan_run(&c, id)).await {
+        match tokio::task::spawn_blocking(move || plan_run(&c, id, spec, plan)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(_)) => ctx.wake.notify_one(),
             Ok(Err(e)) => tracing::error!(run = id, "notifications: {e}"),
@@ -124,22 +149,16 @@ async fn plan_loop(
     }
 }
 
-/// Records the notifications a run that ended calls for; returns how many.
-fn plan_run(ctx: &Ctx, run_id: i64) -> Result<usize, HistoryError> {
+/// Records the notifications a run that ended calls for under its job's `plan`; returns how
+/// many.
+fn plan_run(
+    ctx: &Ctx,
+    run_id: i64,
+    spec: Option<Arc<JobSpec>>,
+    plan: Plan,
+) -> Result<usize, HistoryError> {
     let history = &*ctx.history;
     let run = history.get_run(run_id)?;
-    let spec = ctx
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&run.job);
-    let plan = ctx
-        .config
-        .notify
-        .plan(spec.as_ref().and_then(|s| s.notify.as_ref()));
-    if plan.on.is_empty() || plan.channels.is_empty() {
-        return Ok(0);
-    }
     let outcome = match run.state {
         RunState::Succeeded => {
             let after_failure = plan.on.contains(&Outcome::Recovered)
