@@ -38,7 +38,8 @@ impl Received {
     }
 }
 
-/// A local HTTP receiver on a free port: answers 200 and keeps every request.
+/// A local HTTP receiver on a free port: keeps every request and answers 200 (503 to the first
+/// request to a path starting with `/flaky`).
 struct Receiver {
     port: u16,
     got: Arc<Mutex<Vec<Received>>>,
@@ -67,7 +68,15 @@ impl Receiver {
                           body: axum::body::Bytes| {
                         let keep = keep.clone();
                         async move {
-                            keep.lock().unwrap().push(Received {
+                            let mut got = keep.lock().unwrap();
+                            // `/flaky...` answers 503 to its first request.
+                            let first = !got.iter().any(|r| r.path == uri.path());
+                            let status = if first && uri.path().starts_with("/flaky") {
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE
+                            } else {
+                                axum::http::StatusCode::OK
+                            };
+                            got.push(Received {
                                 path: uri.path().to_string(),
                                 headers: headers
                                     .iter()
@@ -77,7 +86,7 @@ impl Receiver {
                                     .collect(),
                                 body: body.to_vec(),
                             });
-                            "ok"
+                            (status, "busy, try later")
                         }
                     },
                 );
@@ -220,11 +229,14 @@ impl Drop for MailServer {
     }
 }
 
-/// A job that fails when its param `fail` is true.
+/// A job that fails when its param `fail` is true. Its runs queue: a run triggered right after
+/// the previous one ended (in the history) is never skipped while the dispatcher still counts
+/// that one as going.
 const FLIP: &str = r#"
 local notify = NOTIFY
 return {
   params = { fail = { type = "boolean", default = false } },
+  overlap = "queue",
   notify = notify,
   run = function(ctx)
     if ctx.params.fail then error("the export broke") end
@@ -490,6 +502,35 @@ fn a_receiver_that_is_down_is_retried_then_recorded_as_failed_and_runs_go_on() {
     let log = d.log();
     assert!(log.contains("trying again"), "{log}");
     assert!(!log.contains("secret-path"), "{log}");
+}
+
+#[test]
+fn a_receiver_that_fails_once_gets_the_notification_on_the_second_attempt() {
+    let rx = Receiver::start();
+    let p = Project::with_config(&config(&format!(
+        "webhook = \"{}\"\nbackoff = \"100ms\"\n",
+        rx.url("/flaky")
+    )));
+    p.script("flip", &flip("nil"));
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let id = run(&api, "flip", true);
+    let list = settled(&api, id, 1);
+    assert_eq!(list[0]["state"], "sent", "{list:?}");
+    assert_eq!(list[0]["attempts"], 2, "{list:?}");
+    let got = rx.at("/flaky");
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].header("x-ferry-delivery"),
+        got[1].header("x-ferry-delivery"),
+        "the same delivery id on each attempt"
+    );
+    assert!(
+        d.log()
+            .contains("the receiver answered 503: busy, try later"),
+        "{}",
+        d.log()
+    );
 }
 
 #[test]
