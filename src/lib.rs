@@ -23,7 +23,8 @@
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads.
 //! - [`notify`]: notifications of run ends (webhook, Slack, e-mail over SMTP): rules, payloads,
 //!   sending, and the daemon's notifier (a listener on the event bus with a persisted,
-//!   retried delivery queue).
+//!   retried delivery queue). `notify::rules` is plain data that `config` and job specs
+//!   build; the rest sits beside the daemon, above `jobs` and `history`.
 //! - [`cli`]: the command line (and the client of a running daemon's API).
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
