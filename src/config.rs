@@ -215,6 +215,9 @@ pub struct FileConfig {
     /// Which hosts `ferry.http` may call.
     #[serde(default)]
     pub http: HttpSection,
+    /// Notification defaults for every job (a job's `notify` keys override them).
+    #[serde(default)]
+    pub notify: NotifySection,
 }
 
 /// `[http]`: the hosts scripts may call with `ferry.http`. Without `allow`, every host that is
@@ -229,6 +232,57 @@ pub struct HttpSection {
     /// The same patterns, refused even when `allow` matches.
     #[serde(default)]
     pub deny: Vec<String>,
+}
+
+/// `[notify]`: when and where the daemon reports the ends of runs. URLs and credentials may be
+/// written as `"${VAR}"` to read them from the environment; they are never logged or shown
+/// (URLs appear as `scheme://host/…`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    /// The events notified about: `failure`, `success`, `recovered`, `skipped`. Default
+    /// `["failure"]`.
+    pub on: Option<Vec<String>>,
+    /// A webhook receiving a JSON POST per notification.
+    pub webhook: Option<String>,
+    /// Key of the HMAC-SHA256 signature (`X-Ferry-Signature`) of webhook requests.
+    pub webhook_secret: Option<String>,
+    /// A Slack-compatible incoming webhook URL.
+    pub slack: Option<String>,
+    /// E-mail recipients (needs `[notify.smtp]`).
+    pub email: Option<Vec<String>>,
+    /// Base of the run links in notifications (`<public_url>/runs/ID`). Default
+    /// `http://<[api] listen>`.
+    pub public_url: Option<String>,
+    /// Attempts per notification before it is recorded as failed. Default 5.
+    pub attempts: Option<u32>,
+    /// Delay before the second attempt, doubling each time (up to 10 minutes). Default `10s`.
+    pub backoff: Option<String>,
+    /// Limit of one attempt. Default `10s`.
+    pub timeout: Option<String>,
+    /// The mail server of e-mail notifications.
+    pub smtp: Option<SmtpSection>,
+}
+
+/// `[notify.smtp]`: the mail server e-mail notifications go through.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    /// Host name.
+    pub host: Option<String>,
+    /// Port. Default 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    pub port: Option<u16>,
+    /// `"starttls"` (default), `"tls"` (SMTPS) or `"none"` (plain SMTP, for a local relay).
+    pub tls: Option<String>,
+    /// Login name.
+    pub username: Option<String>,
+    /// Password (`"${VAR}"` reads an environment variable).
+    pub password: Option<String>,
+    /// The sender, e.g. `"ferry <ferry@example.com>"`.
+    pub from: Option<String>,
+    /// PEM file of the CA(s) the server's certificate must chain to (relative to the project
+    /// root), instead of the system's trust store.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[redis.NAME]`: a named Redis server. The password may be written as `"${VAR}"` to read it
@@ -398,6 +452,8 @@ pub struct Config {
     pub redis: BTreeMap<String, (String, RedisOptions)>,
     /// The hosts `ferry.http` may call.
     pub http: crate::http::HttpPolicy,
+    /// Notification defaults and delivery settings.
+    pub notify: crate::notify::Settings,
 }
 
 /// Validated `[api]` settings.
@@ -708,8 +764,11 @@ impl Config {
                     None => value_err("http", m),
                 }
             })?;
+        let notify = notify_settings(&root, fc.notify, &api.listen)
+            .map_err(|(key, m)| value_err(&format!("notify{key}"), m))?;
         Ok(Config {
             http,
+            notify,
             api,
             daemon,
             retention,
@@ -840,6 +899,170 @@ fn redis_spec(
         )
     })?;
     Ok((url, opts))
+}
+
+/// `[notify] backoff`.
+pub const NOTIFY_BACKOFF_RANGE: DurationRange =
+    DurationRange::new(Duration::from_millis(10), Duration::from_secs(3600));
+/// `[notify] timeout`.
+pub const NOTIFY_TIMEOUT_RANGE: DurationRange =
+    DurationRange::new(Duration::from_millis(100), Duration::from_secs(600));
+/// `[notify] attempts`.
+pub const NOTIFY_ATTEMPTS_RANGE: CountRange = CountRange::new(1, 50);
+
+/// Validates `[notify]`; errors carry the key suffix (`.webhook`) and a message.
+fn notify_settings(
+    root: &Path,
+    s: NotifySection,
+    listen: &str,
+) -> Result<crate::notify::Settings, (String, String)> {
+    use crate::notify::rules::{
+        Delivery, Outcome, SecretUrl, Settings, Smtp, Tls, Webhook, parse_address, parse_mailbox,
+    };
+    fn at(key: &str) -> impl Fn(String) -> (String, String) + '_ {
+        move |m| (format!(".{key}"), m)
+    }
+    let env = |key: &str, v: Option<String>| -> Result<Option<String>, (String, String)> {
+        v.map(|v| expand_env(&v).map_err(at(key))).transpose()
+    };
+    let d = Delivery::default();
+    let delivery = Delivery {
+        attempts: match s.attempts {
+            Some(n) => NOTIFY_ATTEMPTS_RANGE
+                .count(u64::from(n))
+                .map_err(at("attempts"))? as u32,
+            None => d.attempts,
+        },
+        backoff: match s.backoff {
+            Some(t) => NOTIFY_BACKOFF_RANGE.parse(&t).map_err(at("backoff"))?,
+            None => d.backoff,
+        },
+        timeout: match s.timeout {
+            Some(t) => NOTIFY_TIMEOUT_RANGE.parse(&t).map_err(at("timeout"))?,
+            None => d.timeout,
+        },
+    };
+    let on = match &s.on {
+        Some(list) => Outcome::parse_list(list.iter().map(String::as_str)).map_err(at("on"))?,
+        None => vec![Outcome::Failure],
+    };
+    let webhook = match env("webhook", s.webhook)? {
+        Some(u) => Some(Webhook {
+            url: SecretUrl::parse(&u).map_err(at("webhook"))?,
+            secret: env("webhook_secret", s.webhook_secret)?.map(Secret::new),
+        }),
+        None if s.webhook_secret.is_some() => {
+            return Err((
+                ".webhook_secret".into(),
+                "set without `webhook` (the URL it signs requests to)".into(),
+            ));
+        }
+        None => None,
+    };
+    let slack = env("slack", s.slack)?
+        .map(|u| SecretUrl::parse(&u).map_err(at("slack")))
+        .transpose()?;
+    let email = s
+        .email
+        .unwrap_or_default()
+        .iter()
+        .map(|a| parse_address(a).map_err(at("email")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let smtp = match s.smtp {
+        None if !email.is_empty() => {
+            return Err((
+                ".email".into(),
+                "e-mail needs a mail server: add [notify.smtp] with `host` and `from`".into(),
+            ));
+        }
+        None => None,
+        Some(m) => {
+            let tls = match m.tls.as_deref() {
+                None => Tls::Starttls,
+                Some(t) => Tls::NAMES
+                    .iter()
+                    .find(|(n, _)| *n == t)
+                    .map(|(_, v)| *v)
+                    .ok_or_else(|| {
+                        (
+                            ".smtp.tls".to_string(),
+                            format!("expected one of \"starttls\", \"tls\", \"none\", got {t:?}"),
+                        )
+                    })?,
+            };
+            let host = env("smtp.host", m.host)?
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| {
+                    (
+                        ".smtp.host".to_string(),
+                        "missing; expected the mail server's host name".to_string(),
+                    )
+                })?;
+            let from = m.from.ok_or_else(|| {
+                (
+                    ".smtp.from".to_string(),
+                    "missing; expected the sender, like \"ferry <ferry@example.com>\"".to_string(),
+                )
+            })?;
+            let username = env("smtp.username", m.username)?;
+            let password = env("smtp.password", m.password)?.map(Secret::new);
+            if username.is_some() != password.is_some() {
+                return Err((
+                    ".smtp.password".into(),
+                    "`username` and `password` go together (both or neither)".into(),
+                ));
+            }
+            if tls == Tls::None && m.ca_file.is_some() {
+                return Err((
+                    ".smtp.ca_file".into(),
+                    "a CA certificate is for TLS connections; tls = \"none\" has none".into(),
+                ));
+            }
+            Some(Smtp {
+                port: m.port.unwrap_or(tls.default_port()),
+                host,
+                tls,
+                username,
+                password,
+                from: parse_mailbox(&from).map_err(at("smtp.from"))?,
+                ca: match m.ca_file {
+                    Some(f) => {
+                        let path = root.join(&f);
+                        Some(std::fs::read(&path).map_err(|e| {
+                            (
+                                ".smtp.ca_file".to_string(),
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?)
+                    }
+                    None => None,
+                },
+            })
+        }
+    };
+    let public_url = match s.public_url {
+        Some(u) => {
+            let parsed = url::Url::parse(&u)
+                .map_err(|e| (".public_url".to_string(), format!("not a valid URL ({e})")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err((
+                    ".public_url".into(),
+                    format!("expected an http:// or https:// URL with a host, got {u:?}"),
+                ));
+            }
+            u.trim_end_matches('/').to_string()
+        }
+        None => format!("http://{listen}"),
+    };
+    Ok(Settings {
+        on,
+        webhook,
+        slack,
+        email,
+        smtp,
+        public_url,
+        delivery,
+    })
 }
 
 /// Expands a value of the form `${VAR}` from the environment; other values are returned as is.
@@ -1105,6 +1328,52 @@ url = "data/exports"
         }
         let c = Config::from_toml("", None, PathBuf::from("/p")).unwrap();
         assert_eq!(c.daemon.retry_max_delay, DEFAULT_RETRY_MAX_DELAY);
+    }
+
+    #[test]
+    fn notify_section_is_validated_and_its_secrets_hidden() {
+        // SAFETY: a variable only this test reads.
+        unsafe { std::env::set_var("FERRY_TEST_NOTIFY_PW_CFG", "smtp-pw-from-env") };
+        let c = Config::from_toml(
+            r#"
+[api]
+listen = "0.0.0.0:9000"
+token = "0123456789abcdef0123"
+[notify]
+on = ["failure", "recovered"]
+webhook = "https://hooks.example.com/T/secret-token-1"
+webhook_secret = "hook-key-2"
+slack = "https://hooks.slack.com/services/secret-token-3"
+email = ["ops@example.com"]
+[notify.smtp]
+host = "smtp.example.com"
+tls = "tls"
+username = "ferry"
+password = "${FERRY_TEST_NOTIFY_PW_CFG}"
+from = "ferry <ferry@example.com>"
+"#,
+            None,
+            PathBuf::from("/p"),
+        )
+        .unwrap();
+        let n = &c.notify;
+        assert_eq!(n.public_url, "http://0.0.0.0:9000");
+        assert_eq!(n.smtp.as_ref().map(|s| s.port), Some(465));
+        assert_eq!(n.plan(None).channels.len(), 3);
+        let shown = format!("{c:?}");
+        for secret in [
+            "secret-token-1",
+            "hook-key-2",
+            "secret-token-3",
+            "smtp-pw-from-env",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in Debug output");
+        }
+        let d = Config::from_toml("", None, PathBuf::from("/p")).unwrap();
+        assert!(
+            d.notify.plan(None).channels.is_empty(),
+            "nothing is sent by default"
+        );
     }
 
     #[test]

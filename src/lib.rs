@@ -26,6 +26,10 @@
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads;
 //!   the web UI (`api/ui/`: plain HTML/CSS/JS modules embedded with `include_str!`, served at
 //!   `/`, sign-in by HttpOnly cookie with CSRF checks in `api/ui/session.rs`).
+//! - [`notify`]: notifications of run ends (webhook, Slack, e-mail over SMTP): rules, payloads,
+//!   sending, and the daemon's notifier (a listener on the event bus with a persisted,
+//!   retried delivery queue). `notify::rules` is plain data that `config` and job specs
+//!   build; the rest sits beside the daemon, above `jobs` and `history`.
 //! - [`cli`]: the command line (and the client of a running daemon's API).
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
@@ -35,9 +39,12 @@
 //!
 //! # Invariants
 //! - Only `lua/` imports mlua; only `history/` holds SQL for the run history; only `api/`
-//!   serves HTTP; outbound HTTP goes through `http/` (the CLI's client and object_store aside).
+//!   serves HTTP; outbound HTTP goes through `http/` (scripts) and `notify/` (webhooks),
+//!   the CLI's client and object_store aside.
 //! - The web UI's pages hold no data and no secret: they read everything through the JSON API,
 //!   and the token reaches the browser only as an HttpOnly cookie.
+//! - A notification's secrets (webhook and Slack URLs, keys, SMTP credentials) live only in
+//!   memory; the history and every output show a target as `scheme://host/…`.
 //! - Arrows point down: `cli` → `api` → `daemon` → `jobs` → `lua` → `storage`/`formats`/`db`.
 //! - `storage/` knows nothing of Lua or jobs; only `storage/` talks to object_store.
 //! - Nothing half-written is visible under a final name: store writers commit atomically and
@@ -72,6 +79,7 @@ pub mod history;
 pub mod http;
 pub mod jobs;
 pub mod lua;
+pub mod notify;
 pub mod process;
 pub mod redact;
 pub mod storage;

@@ -5,6 +5,7 @@
 # - systemd-analyze (Debian's systemd) for the unit file check;
 # - Debian's chromium and chromium-driver (the web UI tests in tests/ui.rs drive a headless
 #   Chromium over WebDriver);
+# - Debian's python3-aiosmtpd (the notification tests' SMTP server);
 # - the s3s-fs S3 server the S3 tests start (a real S3-compatible server that validates SigV4 and
 #   honours If-None-Match).
 # Idempotent: does nothing when the right versions are installed.
@@ -32,6 +33,15 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver
+fi
+
+# The notification tests start a real SMTP server (aiosmtpd) on a free port.
+# Debian's own interpreter (/usr/bin/python3): a python3 earlier on PATH (pyenv) does not see it.
+if ! /usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "installing python3-aiosmtpd (Debian package; the notification tests' SMTP server)..." >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-aiosmtpd
 fi
 
 version=0.14.1

@@ -81,17 +81,19 @@ pub async fn list(
     ))
 }
 
-/// `GET /api/v1/runs/{id}`: the run with its artifacts.
+/// `GET /api/v1/runs/{id}`: the run with its artifacts and notifications.
 pub async fn detail(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    use crate::history::NotificationLog;
     let id = run_id(&id)?;
-    let (run, artifacts) = state
-        .db(move |h| Ok((h.get_run(id)?, h.artifacts(id)?)))
+    let (run, artifacts, notifications) = state
+        .db(move |h| Ok((h.get_run(id)?, h.artifacts(id)?, h.notifications(id)?)))
         .await?;
     let mut v = serde_json::to_value(&run).map_err(ApiError::internal)?;
     v["artifacts"] = serde_json::to_value(&artifacts).map_err(ApiError::internal)?;
+    v["notifications"] = serde_json::to_value(&notifications).map_err(ApiError::internal)?;
     Ok(Json(v))
 }
 

@@ -5,10 +5,10 @@ use anyhow::{Context, bail};
 use reqwest::blocking::{Client as Http, Response};
 use serde_json::{Value, json};
 
-use crate::history::{Artifact, LogLine, RunRecord, RunState};
+use crate::history::{Artifact, LogLine, Notification, RunRecord, RunState};
 
 /// A run with its logs and artifacts.
-pub type RunDetail = (RunRecord, Vec<LogLine>, Vec<Artifact>);
+pub type RunDetail = (RunRecord, Vec<LogLine>, Vec<Artifact>, Vec<Notification>);
 
 /// A client of one daemon.
 pub struct Client {
@@ -141,6 +141,8 @@ impl Client {
             serde_json::from_value(v.clone()).context("unexpected run from the daemon")?;
         let artifacts: Vec<Artifact> =
             serde_json::from_value(v["artifacts"].clone()).unwrap_or_default();
+        let notifications: Vec<Notification> =
+            serde_json::from_value(v["notifications"].clone()).unwrap_or_default();
         let mut logs = Vec::new();
         let mut after = 0;
         loop {
@@ -158,7 +160,7 @@ impl Client {
             after = page["next_after"].as_i64().unwrap_or(after);
             logs.extend(items);
         }
-        Ok((run, logs, artifacts))
+        Ok((run, logs, artifacts, notifications))
     }
 
     /// Asks a run to stop; false when it had ended.

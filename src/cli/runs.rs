@@ -99,7 +99,12 @@ impl Backend {
     fn show(&self, id: i64) -> anyhow::Result<Option<RunDetail>> {
         match self {
             Backend::Local(h) => match h.get_run(id) {
-                Ok(r) => Ok(Some((r, h.logs(id, 0, 0)?, h.artifacts(id)?))),
+                Ok(r) => Ok(Some((
+                    r,
+                    h.logs(id, 0, 0)?,
+                    h.artifacts(id)?,
+                    crate::history::NotificationLog::notifications(h, id)?,
+                ))),
                 Err(HistoryError::NotFound(_)) => Ok(None),
                 Err(e) => Err(e.into()),
             },
@@ -187,7 +192,7 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show { id, json } => {
-            let Some((run, logs, artifacts)) = history.show(id)? else {
+            let Some((run, logs, artifacts, notifications)) = history.show(id)? else {
                 eprintln!("error: run {id} does not exist");
                 return Ok(ExitCode::from(1));
             };
@@ -195,6 +200,7 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
                 let mut v = serde_json::to_value(&run)?;
                 v["logs"] = serde_json::to_value(&logs)?;
                 v["artifacts"] = serde_json::to_value(&artifacts)?;
+                v["notifications"] = serde_json::to_value(&notifications)?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print_run(&run);
@@ -210,6 +216,12 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
                             .as_deref()
                             .map_or("sha256 unknown".to_string(), |s| format!("sha256 {s}"));
                         println!("      {size}, {sha}");
+                    }
+                }
+                if !notifications.is_empty() {
+                    println!("notifications:");
+                    for n in &notifications {
+                        print_notification(n);
                     }
                 }
                 println!("logs:");
@@ -228,7 +240,7 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
             (Backend::Local(h), true) => super::follow::local(h, id, after),
             (Backend::Remote(c), true) => super::follow::remote(c, id, after),
             (_, false) => {
-                let Some((_, logs, _)) = history.show(id)? else {
+                let Some((_, logs, _, _)) = history.show(id)? else {
                     eprintln!("error: run {id} does not exist");
                     return Ok(ExitCode::from(1));
                 };
@@ -313,6 +325,32 @@ fn print_table(items: &[RunRecord], total: u64) {
     if total as usize > items.len() {
         println!("({} of {total} runs shown; use --limit)", items.len());
     }
+}
+
+/// `  failure  webhook https://hooks.example.com/…  failed after 3 attempts: reason`.
+fn print_notification(n: &crate::history::Notification) {
+    use crate::history::NotificationState as S;
+    let attempts = |n: u32| format!("{n} attempt{}", if n == 1 { "" } else { "s" });
+    let state = match n.state {
+        S::Sent => format!("sent ({})", attempts(n.attempts)),
+        S::Failed => format!("failed after {}", attempts(n.attempts)),
+        S::Pending => match n.next_at {
+            Some(t) => format!(
+                "pending ({} so far, next at {})",
+                attempts(n.attempts),
+                format_time(&t)
+            ),
+            None => format!("pending ({} so far)", attempts(n.attempts)),
+        },
+    };
+    let reason = match (&n.state, &n.reason) {
+        (S::Sent, _) | (_, None) => String::new(),
+        (_, Some(r)) => format!(": {r}"),
+    };
+    println!(
+        "  {:<9} {:<7} {}  {state}{reason}",
+        n.event, n.channel, n.target
+    );
 }
 
 fn print_run(r: &RunRecord) {

@@ -70,6 +70,7 @@ pub struct Daemon {
     stop_tx: tokio::sync::watch::Sender<bool>,
     dispatch: tokio::task::JoinHandle<()>,
     triggers: tokio::task::JoinHandle<Result<(), DaemonError>>,
+    notifier: crate::notify::Notifier,
 }
 
 impl Daemon {
@@ -102,6 +103,13 @@ impl Daemon {
         let registry = Arc::new(RwLock::new(Registry::default()));
         reload(&config, &registry).await;
         let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone())?;
+        // Listening before recovery and catch-up, so the runs they close are notified too.
+        let notifier = crate::notify::Notifier::start(
+            config.clone(),
+            history.clone(),
+            registry.clone(),
+            dispatcher.events(),
+        );
         let specs = read(&registry).specs();
         // Recovery, retention and catch-up do file, database and store I/O (an S3 discard, a
         // worker to wait for): on a blocking thread, never on the runtime's.
@@ -145,6 +153,7 @@ impl Daemon {
             stop_tx,
             dispatch,
             triggers,
+            notifier,
         })
     }
 
@@ -171,6 +180,7 @@ impl Daemon {
         }
         let grace = self.handle.config.daemon.shutdown_grace;
         self.handle.dispatcher.drain(grace).await;
+        self.notifier.stop().await;
         tracing::info!("stopped");
     }
 }

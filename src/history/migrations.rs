@@ -110,4 +110,24 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE artifacts ADD COLUMN sha256 TEXT;
     ALTER TABLE artifacts ADD COLUMN copy TEXT;
     "#,
+    // 5: notifications of run ends: one row per run and channel, with its delivery attempts
+    // (pending ones are picked up again after a restart). Targets are recorded redacted.
+    r#"
+    CREATE TABLE notifications (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        job         TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        reason      TEXT,
+        created_at  TEXT NOT NULL,
+        next_at     TEXT,
+        last_at     TEXT,
+        UNIQUE (run_id, channel, target)
+    );
+    CREATE INDEX notifications_pending ON notifications (next_at) WHERE state = 'pending';
+    "#,
 ];

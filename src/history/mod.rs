@@ -6,8 +6,13 @@
 //! database file at once; WAL mode and a busy timeout make that safe.
 
 mod migrations;
+mod notifications;
 mod sqlite;
 mod types;
+
+pub use notifications::{
+    Attempt, NewNotification, Notification, NotificationLog, NotificationState,
+};
 
 pub use sqlite::SqliteHistory;
 pub use types::*;

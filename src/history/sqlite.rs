@@ -78,13 +78,13 @@ impl SqliteHistory {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite rolls back
         // whatever statement was in flight, so a poisoned lock is safe to take over.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn err(&self, source: rusqlite::Error) -> HistoryError {
+    pub(super) fn err(&self, source: rusqlite::Error) -> HistoryError {
         HistoryError::Db {
             path: self.path.display().to_string(),
             source,
@@ -229,7 +229,7 @@ fn json_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Value>> {
     Ok(text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))))
 }
 
-fn time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub(super) fn time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
     let text: Option<String> = row.get(idx)?;
     Ok(text.and_then(|t| {
         DateTime::parse_from_rfc3339(&t)

@@ -989,7 +989,7 @@ impl Dispatcher {
 
 /// Whether a closed run gets a retry: it failed, timed out or was interrupted (not for a load or
 /// params error) and attempts remain.
-fn retry_due(spec: &JobSpec, record: &RunRecord) -> bool {
+pub fn retry_due(spec: &JobSpec, record: &RunRecord) -> bool {
     let retriable = matches!(
         record.state,
         RunState::Failed | RunState::TimedOut | RunState::Interrupted

@@ -90,6 +90,8 @@ pub struct JobSpec {
     pub overlap: Overlap,
     /// Upstream jobs whose runs start this one when they end (`after`).
     pub after: Vec<super::chain::After>,
+    /// Notification keys over the `[notify]` defaults (`notify`).
+    pub notify: Option<crate::notify::JobNotify>,
 }
 
 /// One problem with a job script.
@@ -141,6 +143,7 @@ const KEYS: &[&str] = &[
     "retry_max_delay",
     "overlap",
     "after",
+    "notify",
     "run",
 ];
 
@@ -253,6 +256,17 @@ pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
         problems.push(SpecProblem {
             key: Some(watch_key.to_string()),
             message,
+        });
+    }
+    if let Some(n) = &spec.notify
+        && n.email.as_ref().is_some_and(|to| !to.is_empty())
+        && config.notify.smtp.is_none()
+    {
+        problems.push(SpecProblem {
+            key: Some("notify.email".to_string()),
+            message:
+                "e-mail needs a mail server: add [notify.smtp] with `host` and `from` to ferry.toml"
+                    .into(),
         });
     }
     if problems.is_empty() {
@@ -420,6 +434,7 @@ fn validate(
         retry_max_delay: None,
         overlap: Overlap::Skip,
         after: Vec::new(),
+        notify: None,
     };
     if let Some(v) = fields.get("description") {
         spec.description = c.string("description", v);
@@ -480,7 +495,123 @@ fn validate(
     if let Some(v) = fields.get("after") {
         spec.after = after(&mut c, name, v);
     }
+    if let Some(v) = fields.get("notify") {
+        spec.notify = notify(&mut c, v);
+    }
     spec
+}
+
+/// `notify = false`, or a table of `on`, `webhook`, `webhook_secret`, `slack`, `email` whose
+/// keys replace the `[notify]` defaults. URLs and the secret may be `"${VAR}"`.
+fn notify(c: &mut Checker<'_>, v: &Value) -> Option<crate::notify::JobNotify> {
+    use crate::notify::rules::{JobNotify, Outcome, SecretUrl, Webhook, parse_address};
+    let map = match v {
+        Value::Bool(false) => {
+            return Some(JobNotify {
+                off: true,
+                ..JobNotify::default()
+            });
+        }
+        Value::Object(m) => m,
+        other => {
+            c.bad(
+                "notify",
+                format!(
+                    "expected a table like {{ on = {{ \"failure\" }}, webhook = \"https://...\" }} or false, got {}",
+                    show(other)
+                ),
+            );
+            return None;
+        }
+    };
+    c.unknown_keys(
+        "notify.",
+        map,
+        &["on", "webhook", "webhook_secret", "slack", "email"],
+    );
+    let mut out = JobNotify::default();
+    // A list of strings, or one string; `false` for "none" where `allow_false`.
+    let strings = |c: &mut Checker<'_>, key: &str, v: &Value| -> Option<Vec<String>> {
+        let items: Vec<&Value> = match v {
+            Value::Array(list) => list.iter().collect(),
+            Value::Bool(false) => return Some(Vec::new()),
+            other => vec![other],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            out.push(c.string(key, item)?);
+        }
+        Some(out)
+    };
+    let expand = |c: &mut Checker<'_>, key: &str, text: String| -> Option<String> {
+        crate::config::expand_env(&text)
+            .map_err(|m| c.bad(key, m))
+            .ok()
+    };
+    let url = |c: &mut Checker<'_>, key: &str, v: &Value| -> Option<Option<SecretUrl>> {
+        match v {
+            Value::Bool(false) => Some(None),
+            Value::String(s) => {
+                let s = expand(c, key, s.clone())?;
+                SecretUrl::parse(&s)
+                    .map_err(|m| c.bad(key, m))
+                    .ok()
+                    .map(Some)
+            }
+            other => {
+                c.bad(
+                    key,
+                    format!("expected an http(s) URL or false, got {}", json_type(other)),
+                );
+                None
+            }
+        }
+    };
+    if let Some(v) = map.get("on")
+        && let Some(names) = strings(c, "notify.on", v)
+    {
+        match Outcome::parse_list(names.iter().map(String::as_str)) {
+            Ok(on) => out.on = Some(on),
+            Err(m) => c.bad("notify.on", m),
+        }
+    }
+    let secret = match map.get("webhook_secret") {
+        Some(v) => c
+            .string("notify.webhook_secret", v)
+            .and_then(|s| expand(c, "notify.webhook_secret", s))
+            .map(crate::storage::Secret::new),
+        None => None,
+    };
+    if let Some(v) = map.get("webhook") {
+        out.webhook = url(c, "notify.webhook", v).map(|u| {
+            u.map(|url| Webhook {
+                url,
+                secret: secret.clone(),
+            })
+        });
+    }
+    if secret.is_some() && !matches!(out.webhook, Some(Some(_))) {
+        c.bad(
+            "notify.webhook_secret",
+            "set without `webhook` (the URL it signs requests to)",
+        );
+    }
+    if let Some(v) = map.get("slack") {
+        out.slack = url(c, "notify.slack", v);
+    }
+    if let Some(v) = map.get("email")
+        && let Some(list) = strings(c, "notify.email", v)
+    {
+        let mut to = Vec::new();
+        for a in list {
+            match parse_address(&a) {
+                Ok(a) => to.push(a),
+                Err(m) => c.bad("notify.email", m),
+            }
+        }
+        out.email = Some(to);
+    }
+    Some(out)
 }
 
 /// `after = { job = "x", on = "success" }`, a list of such, or just a job name (on success).

@@ -405,6 +405,7 @@ impl Drop for Daemon {
 pub mod api;
 pub mod redis;
 pub mod s3;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

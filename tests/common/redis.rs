@@ -19,20 +19,6 @@ pub struct RedisServer {
     pub ca: Option<Vec<u8>>,
 }
 
-/// Runs `openssl` with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (tests/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -68,67 +54,11 @@ impl RedisServer {
     /// its own (see [`RedisServer::ca`]).
     pub fn start_tls() -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        let d = dir.path();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let mut ca_args = vec!["req", "-x509"];
-        ca_args.extend(ec);
-        ca_args.extend([
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=ferry test CA",
-        ]);
-        openssl(d, &ca_args);
-        let mut csr_args = vec!["req"];
-        csr_args.extend(ec);
-        csr_args.extend([
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ]);
-        openssl(d, &csr_args);
-        std::fs::write(
-            d.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.crt",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-        let ca = std::fs::read(d.join("ca.crt")).unwrap();
-        let cert = d.join("server.crt").display().to_string();
-        let key = d.join("server.key").display().to_string();
-        let ca_file = d.join("ca.crt").display().to_string();
+        let certs = super::tls::make(dir.path());
+        let ca = std::fs::read(&certs.ca).unwrap();
+        let cert = certs.cert.display().to_string();
+        let key = certs.key.display().to_string();
+        let ca_file = certs.ca.display().to_string();
         Self::spawn_tls(dir, ca, &cert, &key, &ca_file)
     }
 
