@@ -110,6 +110,38 @@ pub enum ConfigError {
     },
 }
 
+/// A TOML error as ferry reports it: the line, the column and what the parser expected, without
+/// the quoted source line the parser's own message shows (a misspelt key's line may hold a
+/// secret: `webhok = "https://hooks.example.com/TOKEN"`).
+fn toml_error_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    let Some(span) = e.span() else {
+        return message.to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    // The key the error is about (`section.key`), read from the source without its value.
+    let lines: Vec<&str> = text.lines().collect();
+    let key = lines
+        .get(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('#'));
+    let section = lines[..(line - 1).min(lines.len())]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    let at = match (section, key) {
+        (Some(s), Some(k)) => format!(" ({s}.{k})"),
+        (None, Some(k)) => format!(" ({k})"),
+        _ => String::new(),
+    };
+    format!("line {line}, column {column}{at}: {message}")
+}
+
 /// Where a project was found: its root folder and its config file, if it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -573,7 +605,7 @@ impl Config {
         let display = file.clone().unwrap_or_else(|| PathBuf::from("<config>"));
         let parsed: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: display,
-            message: e.to_string().trim_end().to_string(),
+            message: toml_error_message(text, &e),
         })?;
         Self::from_file_config(parsed, file, root)
     }
@@ -1077,6 +1109,26 @@ pub fn expand_env(value: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A parse error names the line, column and key, never the value: a misspelt key's line may
+    /// hold a secret.
+    #[test]
+    fn parse_errors_do_not_quote_the_line() {
+        let text = "[notify]\nwebhok = \"https://hooks.example.com/T0KEN-s3cret\"\n";
+        let e = Config::from_toml(text, None, PathBuf::from("/p"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(
+            e.contains("line 2, column 1") && e.contains("webhok"),
+            "{e}"
+        );
+        let e = Config::from_toml("[api]\ntoken = 5\n", None, PathBuf::from("/p"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2, column 9 (api.token)"), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -130,4 +130,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX notifications_pending ON notifications (next_at) WHERE state = 'pending';
     "#,
+    // 6: the overview's "failures of the last 24 hours" (and any list by state and time) read
+    // from an index alone instead of one row per run.
+    r#"
+    CREATE INDEX runs_by_state_queued ON runs (state, queued_at);
+    "#,
 ];
