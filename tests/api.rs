@@ -669,8 +669,15 @@ fn cli_client_talks_to_the_daemon() {
     );
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("param `n`"), "{}", r.all());
-    let r = p.ferry(&["--server", &server, "runs", "list"]);
-    assert_ne!(r.code, 0, "no token");
+    // Without FERRY_TOKEN the client uses [api] token of the project's ferry.toml; a wrong
+    // token is refused (exit 2: the daemon refused the request).
+    let r = p.ferry(&["--server", &server, "runs", "list", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = p.ferry_env(
+        &["--server", &server, "runs", "list"],
+        &[("FERRY_TOKEN", "wrong-token")],
+    );
+    assert_eq!(r.code, 2, "wrong token: {}", r.all());
     assert!(r.stderr.contains("401"), "{}", r.all());
     // A run at a time queued through the local history is picked up by the daemon.
     let r = p.ferry(&["trigger", "greet", "-p", "name=local"]);
