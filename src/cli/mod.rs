@@ -81,10 +81,22 @@ pub mod exit {
     pub const INTERNAL: u8 = 4;
 }
 
+/// A command refused to do what was asked as it was asked (exit code 2): a setting that is
+/// unsafe or unusable, a project another process owns.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 /// The exit code for an error that ended a command (see [`exit`]).
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
+        if cause.downcast_ref::<crate::config::ConfigError>().is_some()
+            || cause.downcast_ref::<Refused>().is_some()
+            || matches!(
+                cause.downcast_ref::<crate::daemon::lock::LockError>(),
+                Some(crate::daemon::lock::LockError::Held { .. })
+            )
+        {
             return exit::USAGE;
         }
         if let Some(r) = cause.downcast_ref::<client::ApiRefusal>() {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 
 use crate::api::{self, ApiState};
@@ -31,19 +31,24 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listen = args.listen.unwrap_or_else(|| config.api.listen.clone());
         let addrs: Vec<_> = tokio::net::lookup_host(&listen)
             .await
-            .with_context(|| {
-                format!("invalid API address {listen:?}: expected HOST:PORT like 127.0.0.1:7411")
+            .map_err(|e| {
+                super::Refused(format!(
+                    "invalid API address {listen:?} ({e}): expected HOST:PORT like 127.0.0.1:7411"
+                ))
             })?
             .collect();
         if addrs.is_empty() {
-            bail!("API address {listen:?} resolves to no address");
+            return Err(
+                super::Refused(format!("API address {listen:?} resolves to no address")).into(),
+            );
         }
         for a in &addrs {
-            api::check_bind(a, config.api.token.as_deref()).map_err(anyhow::Error::msg)?;
+            api::check_bind(a, config.api.token.as_deref())
+                .map_err(|m| anyhow::Error::new(super::Refused(m)))?;
         }
         let listener = tokio::net::TcpListener::bind(&addrs[..])
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .map_err(|e| super::Refused(format!("cannot listen on {listen}: {e}")))?;
         let local = listener.local_addr()?;
         let mut daemon = Daemon::start(config, lock).await?;
         daemon.set_listen(&format!("http://{local}"));
