@@ -6,8 +6,10 @@
 //! # Layout
 //! - [`config`]: `ferry.toml` and the zero-config defaults, validated into [`config::Config`].
 //! - [`jobs`]: job specs parsed from scripts (their top level evaluated in a `ferry eval-spec`
-//!   process of its own), params, triggers, secrets, retry timing; the executor that runs a job
-//!   in a `ferry worker` process and the worker loop itself.
+//!   process of its own; `jobs/locate.rs` finds the line of a spec key for errors), params,
+//!   triggers, secrets, retry timing (`jobs/cron_error.rs` says which cron field is wrong and
+//!   its range); the executor that runs a job in a `ferry worker` process and the worker loop
+//!   itself.
 //! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings.
 //! - [`history`]: the run history (runs, logs, artifacts, job state) in SQLite.
 //! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
@@ -30,7 +32,8 @@
 //!   sending, and the daemon's notifier (a listener on the event bus with a persisted,
 //!   retried delivery queue). `notify::rules` is plain data that `config` and job specs
 //!   build; the rest sits beside the daemon, above `jobs` and `history`.
-//! - [`cli`]: the command line (and the client of a running daemon's API).
+//! - [`cli`]: the command line (and the client of a running daemon's API); tables sized to
+//!   their content (`cli/table.rs`), times in the local zone and UTC (`cli/when.rs`).
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
 //!   ask the calling thread's scope, which a run installs).

@@ -275,10 +275,34 @@ fn edits_take_effect_and_broken_edits_keep_the_old_version() {
         live["error"].as_str().unwrap().contains("scripts/live.lua"),
         "{live}"
     );
-    let text = p.ferry(&["jobs"]).stdout;
+    // The daemon keeps the previous version: the JSON and the table say so, with the load
+    // error's file and line, locally (which asks the running daemon) and through --server.
+    assert_eq!(live["active_version"], "previous", "{live}");
+    assert_eq!(live["load_error"]["line"], 1, "{live}");
+    assert_eq!(live["load_error"]["file"], "scripts/live.lua", "{live}");
+    for args in [vec!["jobs"], vec!["--server", d.url.as_str(), "jobs"]] {
+        let r = p.ferry(&args);
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("live "))
+            .unwrap_or_else(|| panic!("{args:?}: no line for live: {}", r.all()));
+        assert!(
+            line.contains("active: previous version; reload failed: scripts/live.lua:1:"),
+            "{args:?}: {line}"
+        );
+    }
+    let api: serde_json::Value = reqwest::blocking::get(format!("{}/api/v1/jobs/live", d.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(api["active_version"], "previous", "{api}");
     assert!(
-        text.contains("live") && text.contains("NOT LOADED") || text.contains("BROKEN"),
-        "{text}"
+        api["load_error"]["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("scripts/live.lua:1:"),
+        "{api}"
     );
     // A new script is picked up, a removed one goes away.
     p.script(

@@ -202,6 +202,121 @@ fn runtime_and_syntax_errors_point_at_file_and_line() {
 }
 
 #[test]
+fn cron_errors_name_the_field_the_value_and_the_range() {
+    let p = Project::new();
+    let cases = [
+        ("minute", "61 * * * *", "minute 61 is out of range 0-59"),
+        ("hour", "0 25 * * *", "hour 25 is out of range 0-23"),
+        ("dom", "0 0 32 * *", "day of month 32 is out of range 1-31"),
+        ("month", "0 0 * 13 *", "month 13 is out of range 1-12"),
+        ("dow", "0 0 * * 8", "day of week 8 is out of range 0-7"),
+        ("second", "75 0 0 * * *", "second 75 is out of range 0-59"),
+        ("step", "*/0 * * * *", "minute step 0"),
+        ("backwards", "0 9-5 * * *", "hour range 9-5 runs backwards"),
+        (
+            "word",
+            "0 0 * * FUNDAY",
+            "day of week \"FUNDAY\" is not valid",
+        ),
+        ("nmacro", "@nightly", "\"@nightly\" is not a known macro"),
+    ];
+    for (name, cron, want) in cases {
+        // The schedule on line 3, in a table, so the error points at `cron`'s own line.
+        p.script(
+            name,
+            &format!(
+                "return {{\n  description = \"x\",\n  schedule = {{\n    cron = {cron:?},\n  }},\n  run = function() end,\n}}\n"
+            ),
+        );
+        let expected = format!(
+            "scripts/{name}.lua:4: key `schedule.cron`: invalid cron expression {cron:?}: {want}"
+        );
+        let r = p.ferry(&["check", &format!("scripts/{name}.lua")]);
+        assert_eq!(r.code, 1, "{name}: {}", r.all());
+        assert!(
+            r.stdout.contains(&expected),
+            "{name}: want {expected}\n{}",
+            r.all()
+        );
+        // `ferry jobs` says the same.
+        let r = p.ferry(&["jobs"]);
+        assert!(r.stdout.contains(&expected), "{name} in jobs: {}", r.all());
+        std::fs::remove_file(p.at(&format!("scripts/{name}.lua"))).unwrap();
+    }
+    // The short form names the key `schedule` and its line.
+    p.script(
+        "short",
+        "return {\n  schedule = \"0 25 * * *\",\n  run = function() end,\n}\n",
+    );
+    let r = p.ferry(&["check"]);
+    assert!(
+        r.stdout.contains(
+            "scripts/short.lua:2: key `schedule`: invalid cron expression \"0 25 * * *\": hour 25 is out of range 0-23"
+        ),
+        "{}",
+        r.all()
+    );
+}
+
+#[test]
+fn jobs_aligns_columns_and_shows_local_and_utc_times() {
+    let p = Project::new();
+    p.script(
+        "a_job_with_a_rather_long_name_indeed",
+        r#"return { schedule = { cron = "0 2 * * *", timezone = "Europe/Paris" },
+                    watch = "inbox/a/deeply/nested/folder/for/orders/*.orders-export.csv",
+                    run = function() end }"#,
+    );
+    p.script("b", r#"return { run = function() end }"#);
+    p.script(
+        "c",
+        r#"return { schedule = "30 1 * * *", run = function() end }"#,
+    );
+    let r = p.ferry_env(&["jobs"], &[("TZ", "Europe/Paris")]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", r.stdout);
+    // Every column starts at the same character in every line, whatever the cell lengths.
+    for header in ["TRIGGERS", "NEXT RUN", "LAST RUN", "STATUS"] {
+        let col = lines[0].find(header).unwrap();
+        for line in &lines[1..] {
+            let before: String = line.chars().take(col).collect();
+            assert!(
+                before.ends_with("  ") && !line[before.len()..].starts_with(' '),
+                "column {header} at {col} in {line:?}\n{}",
+                r.stdout
+            );
+        }
+    }
+    let a = lines.iter().find(|l| l.starts_with("a_job")).unwrap();
+    assert!(a.contains("*.orders-export.csv"), "nothing cut: {a}");
+    // Local time with its zone, then UTC: 02:00 in Paris is 01:00 UTC in winter, 00:00 in
+    // summer.
+    assert!(
+        a.contains(" 02:00 CET (01:00 UTC)") || a.contains(" 02:00 CEST (00:00 UTC)"),
+        "{a}"
+    );
+    let c = lines.iter().find(|l| l.starts_with("c ")).unwrap();
+    assert!(
+        c.contains(" 02:30 CET (01:30 UTC)") || c.contains(" 03:30 CEST (01:30 UTC)"),
+        "{c}"
+    );
+    // In UTC, one time; `--json` keeps RFC 3339 UTC whatever the zone.
+    let r = p.ferry_env(&["jobs"], &[("TZ", "UTC")]);
+    assert!(r.stdout.contains(" 01:30 UTC  "), "{}", r.stdout);
+    let r = p.ferry_env(&["jobs", "--json"], &[("TZ", "Europe/Paris")]);
+    let jobs = r.json();
+    let c = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "c")
+        .unwrap();
+    let next = c["next_run"].as_str().unwrap();
+    assert!(next.ends_with("T01:30:00.000Z"), "{next}");
+}
+
+#[test]
 fn spec_errors_name_file_key_and_expectation() {
     let p = Project::new();
     let cases = [
@@ -247,7 +362,7 @@ fn spec_errors_name_file_key_and_expectation() {
         let r = p.ferry(&["check", &format!("scripts/{name}.lua")]);
         assert_eq!(r.code, 1, "{name}: {}", r.all());
         assert!(
-            r.stdout.contains(&format!("scripts/{name}.lua: ")),
+            r.stdout.contains(&format!("scripts/{name}.lua:")),
             "{name} names the file: {}",
             r.all()
         );

@@ -429,7 +429,9 @@ fn job_specs_cannot_name_folders_outside_the_allowed_roots() {
         let line = r
             .stdout
             .lines()
-            .find(|l| l.contains(&format!("scripts/{name}.lua: key `{key}`:")))
+            .find(|l| {
+                l.contains(&format!("scripts/{name}.lua:")) && l.contains(&format!("key `{key}`:"))
+            })
             .unwrap_or_else(|| panic!("{name}: no error naming `{key}`:\n{}", r.stdout));
         assert!(line.contains(want), "{name}: {line}");
         if !want.contains("ferry's own") {

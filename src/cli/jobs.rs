@@ -7,6 +7,8 @@ use serde_json::Value;
 
 use super::client::Client;
 use super::open_history;
+use super::table::Table;
+use super::when;
 use crate::config::Config;
 use crate::history::{History, RunFilter};
 use crate::jobs::registry::Registry;
@@ -84,43 +86,74 @@ fn pause(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Lists the jobs: as a running daemon sees them (`server`), or as the scripts folder holds
-/// them now.
+/// Lists the jobs: as a daemon sees them (`server`, else the daemon running for this project,
+/// if any), or as the scripts folder holds them now.
 fn list(config: &Config, server: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let rows: Vec<Value> = match server {
         Some(url) => Client::new(url, config)?.jobs()?,
-        None => {
-            let mut registry = Registry::default();
-            registry.rescan(config);
-            let history = open_history(config)?;
-            let paused = history.paused_jobs()?;
-            let mut rows = Vec::new();
-            for (name, entry) in registry.entries() {
-                let (last, _) = history.list_runs(&RunFilter {
-                    job: Some(name.clone()),
-                    limit: 1,
-                    ..Default::default()
-                })?;
-                let since = paused.iter().find(|(j, _)| j == name).map(|(_, t)| *t);
-                rows.push(serde_json::to_value(
-                    JobView::new(config, name, entry, last.first(), None).with_paused(since),
-                )?);
-            }
-            rows
-        }
+        None => match running_daemon_jobs(config) {
+            Some(rows) => rows,
+            None => local_jobs(config)?,
+        },
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<20} {:<28} {:<26} {:<22} STATUS",
-        "JOB", "TRIGGERS", "NEXT RUN", "LAST RUN"
-    );
-    for r in &rows {
+    print!("{}", table(&rows).render());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The jobs as the daemon serving this project sees them (its registry keeps the last good
+/// version of a script whose edit does not load, which a fresh scan cannot know), or `None`
+/// when no daemon runs here or it cannot be asked.
+fn running_daemon_jobs(config: &Config) -> Option<Vec<Value>> {
+    let holder = crate::daemon::lock::running(config)?;
+    let url = holder.listen?;
+    match Client::new(&url, config).and_then(|c| c.jobs()) {
+        Ok(rows) => Some(rows),
+        Err(e) => {
+            eprintln!(
+                "note: the daemon of this project (pid {}) could not be asked ({e:#}); \
+                 showing the scripts as they are on disk",
+                holder.pid
+            );
+            None
+        }
+    }
+}
+
+/// The jobs as the scripts folder holds them now.
+fn local_jobs(config: &Config) -> anyhow::Result<Vec<Value>> {
+    let mut registry = Registry::default();
+    registry.rescan(config);
+    let history = open_history(config)?;
+    let paused = history.paused_jobs()?;
+    let mut rows = Vec::new();
+    for (name, entry) in registry.entries() {
+        let (last, _) = history.list_runs(&RunFilter {
+            job: Some(name.clone()),
+            limit: 1,
+            ..Default::default()
+        })?;
+        let since = paused.iter().find(|(j, _)| j == name).map(|(_, t)| *t);
+        rows.push(serde_json::to_value(
+            JobView::new(config, name, entry, last.first(), None).with_paused(since),
+        )?);
+    }
+    Ok(rows)
+}
+
+/// The jobs as a table; a load error's further problems follow on lines of their own.
+fn table(rows: &[Value]) -> Table {
+    let mut table = Table::new(&["JOB", "TRIGGERS", "NEXT RUN", "LAST RUN", "STATUS"]);
+    for r in rows {
         let mut triggers = Vec::new();
         if let Some(c) = r["schedule"]["cron"].as_str() {
-            triggers.push(format!("cron {c}"));
+            match r["schedule"]["timezone"].as_str() {
+                Some(tz) if tz != "UTC" => triggers.push(format!("cron {c} ({tz})")),
+                _ => triggers.push(format!("cron {c}")),
+            }
         }
         if let Some(p) = r["watch"]["path"].as_str() {
             triggers.push(format!(
@@ -132,26 +165,40 @@ fn list(config: &Config, server: Option<&str>, json: bool) -> anyhow::Result<Exi
             Some(l) => format!("#{} {}", l["id"], l["state"].as_str().unwrap_or("")),
             None => "-".into(),
         };
-        let status = match r["error"].as_str() {
-            Some(e) if r["loaded"] == true => format!(
-                "EDIT BROKEN (previous version active): {}",
-                e.lines().next().unwrap_or("")
-            ),
-            Some(e) => format!("NOT LOADED: {}", e.lines().next().unwrap_or("")),
-            None if r["paused"] == true => "PAUSED".into(),
-            None => "ok".into(),
+        let problems: Vec<&str> = r["load_error"]["problems"]
+            .as_array()
+            .map(|p| p.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let first = problems.first().copied().unwrap_or("");
+        let status = match r["active_version"].as_str() {
+            Some("previous") => format!("active: previous version; reload failed: {first}"),
+            _ if !problems.is_empty() => format!("NOT LOADED: {first}"),
+            _ if r["paused"] == true => "PAUSED".into(),
+            _ => "ok".into(),
         };
-        println!(
-            "{:<20} {:<28} {:<26} {:<22} {status}",
-            r["name"].as_str().unwrap_or(""),
+        table.row(vec![
+            r["name"].as_str().unwrap_or("").to_string(),
             if triggers.is_empty() {
                 "manual".into()
             } else {
                 triggers.join(", ")
             },
-            r["next_run"].as_str().unwrap_or("-"),
+            r["next_run"]
+                .as_str()
+                .map(when::show_text)
+                .unwrap_or_else(|| "-".into()),
             last,
-        );
+            status,
+        ]);
+        for more in problems.iter().skip(1) {
+            table.row(vec![
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("  also: {more}"),
+            ]);
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    table
 }

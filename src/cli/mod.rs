@@ -10,7 +10,9 @@ mod new;
 mod run;
 mod runs;
 mod serve;
+mod table;
 mod trigger;
+mod when;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -137,6 +137,17 @@ impl ProjectLock {
     }
 }
 
+/// The daemon serving this project, if one runs on this host: read from the lock file without
+/// taking the lock (taking it, even briefly, could make a daemon starting at that moment refuse).
+/// The file outlives its daemon, so the process must still be alive.
+pub fn running(config: &Config) -> Option<Holder> {
+    let mut file = File::open(lock_path(config)).ok()?;
+    let holder = read_holder(&mut file)?;
+    let here = holder.host == crate::jobs::owner::hostname();
+    (here && holder.pid != std::process::id() && crate::process::alive(holder.pid))
+        .then_some(holder)
+}
+
 fn read_holder(file: &mut File) -> Option<Holder> {
     let mut text = String::new();
     file.rewind().ok()?;

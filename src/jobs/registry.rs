@@ -156,6 +156,7 @@ impl Registry {
                         "the jobs' `after` would form a cycle: {}; a chain must end",
                         cycle.join(" → ")
                     ),
+                    line: super::locate::key_line(&spec.source, "after"),
                 }],
                 traceback: None,
             }),
@@ -190,6 +191,7 @@ fn load_all(
                             key: None,
                             message: "internal error while loading the script (a bug in ferry)"
                                 .into(),
+                            line: None,
                         }],
                         traceback: None,
                     })

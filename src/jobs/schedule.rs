@@ -83,7 +83,10 @@ fn parse_cron(expr: &str) -> Result<Cron, String> {
         .seconds(Seconds::Optional)
         .build()
         .parse(expr)
-        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+        .map_err(|e| {
+            let why = super::cron_error::explain(expr, &e.to_string());
+            format!("invalid cron expression {expr:?}: {why}")
+        })
 }
 
 #[cfg(test)]

@@ -101,6 +101,8 @@ pub struct SpecProblem {
     pub key: Option<String>,
     /// What is wrong and what was expected.
     pub message: String,
+    /// The line of the script where the key is written, when it is written out.
+    pub line: Option<u32>,
 }
 
 /// Why a job script could not be loaded: the file and every problem found.
@@ -120,14 +122,29 @@ impl fmt::Display for LoadError {
             if i > 0 {
                 f.write_str("\n")?;
             }
-            match &p.key {
-                Some(key) => write!(f, "{}: key `{key}`: {}", self.file, p.message)?,
+            match (&p.key, p.line) {
+                (Some(key), Some(line)) => {
+                    write!(f, "{}:{line}: key `{key}`: {}", self.file, p.message)?
+                }
+                (Some(key), None) => write!(f, "{}: key `{key}`: {}", self.file, p.message)?,
                 // Lua errors already start with file:line.
-                None if p.message.starts_with(&self.file) => f.write_str(&p.message)?,
-                None => write!(f, "{}: {}", self.file, p.message)?,
+                (None, _) if p.message.starts_with(&self.file) => f.write_str(&p.message)?,
+                (None, _) => write!(f, "{}: {}", self.file, p.message)?,
             }
         }
         Ok(())
+    }
+}
+
+impl LoadError {
+    /// The line the first problem points at: the key's line, or the line of a Lua error
+    /// (`scripts/x.lua:3: ...`).
+    pub fn line(&self) -> Option<u32> {
+        let first = self.problems.first()?;
+        first.line.or_else(|| {
+            let rest = first.message.strip_prefix(&self.file)?.strip_prefix(':')?;
+            rest.split(':').next()?.parse().ok()
+        })
     }
 }
 
@@ -200,7 +217,11 @@ pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
     let chunk_name = config.display_path(path);
     let fail = |message: String| LoadError {
         file: chunk_name.clone(),
-        problems: vec![SpecProblem { key: None, message }],
+        problems: vec![SpecProblem {
+            key: None,
+            message,
+            line: None,
+        }],
         traceback: None,
     };
     let name = job_name(path).map_err(fail)?;
@@ -212,6 +233,7 @@ pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
                 problems: vec![SpecProblem {
                     key: None,
                     message: e.message,
+                    line: None,
                 }],
                 traceback: e.traceback,
             }
@@ -256,6 +278,7 @@ pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
         problems.push(SpecProblem {
             key: Some(watch_key.to_string()),
             message,
+            line: None,
         });
     }
     if let Some(n) = &spec.notify
@@ -272,6 +295,12 @@ pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
     if problems.is_empty() {
         Ok(spec)
     } else {
+        for p in &mut problems {
+            p.line = p
+                .key
+                .as_deref()
+                .and_then(|k| super::locate::key_line(&spec.source, k));
+        }
         Err(LoadError {
             file: chunk_name,
             problems,
@@ -289,6 +318,7 @@ impl Checker<'_> {
         self.problems.push(SpecProblem {
             key: Some(key.to_string()),
             message: message.into(),
+            line: None,
         });
     }
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::params::ParamSpec;
 use super::registry::JobEntry;
-use super::spec::{Overlap, WatchSpec};
+use super::spec::{LoadError, Overlap, WatchSpec};
 use crate::config::Config;
 use crate::history::{RunRecord, RunState, format_time};
 use crate::units::format_duration;
@@ -22,6 +22,12 @@ pub struct JobView {
     /// The load error of the newest version of the script, if it does not load. With
     /// `loaded = true` the previous version stays active.
     pub error: Option<String>,
+    /// Which version of the script runs: `current` (the file as it is), `previous` (the file
+    /// was changed and does not load; the last version that loaded stays active), or `null`
+    /// (no version ever loaded).
+    pub active_version: Option<ActiveVersion>,
+    /// Why the newest version of the script does not load, pointing at file and line.
+    pub load_error: Option<LoadErrorView>,
     /// Description.
     pub description: Option<String>,
     /// The cron schedule.
@@ -46,6 +52,37 @@ pub struct JobView {
     pub paused_since: Option<String>,
     /// The states of its newest runs, newest first (see [`JobView::with_recent`]).
     pub recent_runs: Vec<RecentRun>,
+}
+
+/// Which version of a job's script is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActiveVersion {
+    /// The script as the file holds it now.
+    Current,
+    /// The last version that loaded; the file's newest edit does not load.
+    Previous,
+}
+
+/// A load error as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadErrorView {
+    /// The script (`scripts/x.lua`).
+    pub file: String,
+    /// The line the first problem points at, when known.
+    pub line: Option<u32>,
+    /// Every problem, one line each, each starting with `file:line:` (or `file:`).
+    pub problems: Vec<String>,
+}
+
+impl From<&LoadError> for LoadErrorView {
+    fn from(e: &LoadError) -> LoadErrorView {
+        LoadErrorView {
+            file: e.file.clone(),
+            line: e.line(),
+            problems: e.to_string().lines().map(str::to_string).collect(),
+        }
+    }
 }
 
 /// One of a job's newest runs, for a strip of states.
@@ -97,6 +134,12 @@ impl JobView {
             file: config.display_path(&entry.path),
             loaded: spec.is_some(),
             error: entry.error.as_ref().map(|e| e.to_string()),
+            active_version: match (spec, &entry.error) {
+                (None, _) => None,
+                (Some(_), None) => Some(ActiveVersion::Current),
+                (Some(_), Some(_)) => Some(ActiveVersion::Previous),
+            },
+            load_error: entry.error.as_ref().map(LoadErrorView::from),
             description: spec.and_then(|s| s.description.clone()),
             schedule: schedule.map(|s| ScheduleView {
                 cron: s.expr.clone(),
