@@ -32,6 +32,13 @@ local M = {}
 local strings = { type = "list", items = "string" }
 
 -- Options every function shares: where the backups are.
+---Where the backups are (options of every function of this plugin).
+---@class backup.Point
+---@field point string the backup point: a store name or URL
+---@field point_opts? table inline S3 options of the point
+---@field set? string the backup set (default "default")
+---@field catalog? string the SQLite catalog (default data/catalog.db)
+
 local function at_point(extra)
   local fields = {
     point = { type = "string", required = true },
@@ -42,6 +49,56 @@ local function at_point(extra)
   for k, v in pairs(extra) do fields[k] = v end
   return fields
 end
+
+---@class backup.run.Options: backup.Point
+---@field source? string the store (name or URL) to back up
+---@field source_opts? table
+---@field source_db? string a SQLite database to back up (a consistent snapshot) instead of `source`
+---@field prefix? string only this prefix of the source
+---@field kind? "full"|"incremental"
+---@field include? string[] globs, or "re:" regular expressions
+---@field exclude? string[]
+---@field since? ferry.Time only files modified since
+---@field compression? "none"|"zip"
+---@field on_error? ferry.OnError
+---@field name? string
+---@field description? string
+
+---@class backup.restore.Options: backup.Point
+---@field id? string the backup to restore (default the newest)
+---@field target string the store to restore into
+---@field target_opts? table
+---@field on_conflict? ferry.OnConflict default "skip"
+---@field conflict? ferry.OnConflict another name of `on_conflict`
+---@field on_error? ferry.OnError
+
+---@class backup.list.Options: backup.Point
+---@field name? string
+---@field description? string
+---@field of_source? string
+---@field source_opts? table
+---@field prefix? string
+---@field since? ferry.Time
+---@field until? ferry.Time
+---@field until_? ferry.Time another name of `until`
+
+---@class backup.known.Options: backup.Point
+
+---@class backup.delete.Options: backup.Point
+---@field id string
+---@field cascade? boolean also delete the backups that depend on it
+
+---@class backup.delete_many.Options: backup.Point
+---@field ids string[]
+---@field cascade? boolean
+
+---@class backup.retention.Options: backup.Point
+---@field keep_last? integer
+---@field keep_daily? integer
+---@field keep_weekly? integer
+
+---@class backup.discover.Options: backup.Point
+---@field register? any register what is found in the catalog
 
 local RUN = ferry.schema("backup.run", at_point({
   source = "string", source_opts = "table", source_db = "string", prefix = "string",
@@ -103,6 +160,7 @@ local function selected(o, path)
 end
 
 --- Every complete backup of a set at a point, oldest first (only those with a manifest).
+---@type fun(opts: backup.list.Options): table
 M.list = LIST:wrap(function(o)
   local point = ferry.store(o.point, o.point_opts)
   -- `of_source` filters by the backed-up store (a name or URL, like backup.run's `source`).
@@ -143,6 +201,7 @@ end
 M.register = register
 
 --- The backups this host's catalog knows at a point, oldest first.
+---@type fun(opts: backup.known.Options): table
 M.known = KNOWN:wrap(function(o)
   local point = ferry.store(o.point, o.point_opts)
   local out = ferry.array()
@@ -155,6 +214,7 @@ end)
 
 --- Remote catalog: the complete backups at a point that this host does not know yet; with
 --- `register = true` (or a list of ids) they are added to the catalog, so they can be restored here.
+---@type fun(ctx: ferry.Context, opts: backup.discover.Options): table
 M.discover = DISCOVER:wrap(function(ctx, o)
   if o.register ~= nil and type(o.register) ~= "boolean" and type(o.register) ~= "table" then
     ferry.error("invalid", "backup.discover: option `register`: expected true, false or a list of ids, got " .. type(o.register), 2)
@@ -201,6 +261,7 @@ local function dependents(all, id)
 end
 
 --- Deletes one backup; refused while a later backup still needs its files, unless `cascade`.
+---@type fun(ctx: ferry.Context, opts: backup.delete.Options): table
 M.delete = DELETE:wrap(function(ctx, o)
   local point = ferry.store(o.point, o.point_opts)
   local set = o.set
@@ -230,6 +291,7 @@ M.delete = DELETE:wrap(function(ctx, o)
 end)
 
 --- Deletes several backups; never stops at the first failure. Seed 003's batch delete.
+---@type fun(ctx: ferry.Context, opts: backup.delete_many.Options): table
 M.delete_many = DELETE_MANY:wrap(function(ctx, o)
   local results, ok_count = ferry.array(), 0
   for _, id in ipairs(o.ids) do
@@ -244,6 +306,7 @@ end)
 
 --- Keeps the newest `keep_last`, the newest of each of the last `keep_daily` days and
 --- `keep_weekly` weeks (and every backup those still need); deletes the rest.
+---@type fun(ctx: ferry.Context, opts: backup.retention.Options): table
 M.retention = RETENTION:wrap(function(ctx, o)
   local all = M.list({ point = o.point, point_opts = o.point_opts, set = o.set, catalog = o.catalog })
   local keep = {}
@@ -293,6 +356,7 @@ end)
 --- summary's `errors`; with on_error = "fail_fast" (the default) the backup stops before it
 --- copies anything, with "continue" it backs up the rest and the run's summary says what was
 --- left out. A source folder that does not exist is an error.
+---@type fun(ctx: ferry.Context, opts: backup.run.Options): table
 M.run = RUN:wrap(function(ctx, o)
   local set = o.set
   if o.source_db then
@@ -410,6 +474,7 @@ end)
 --- atomically. `on_conflict`: "skip" (default) keeps files that exist at the target,
 --- "overwrite" replaces them, "fail" fails those files. `on_error`: "fail_fast" (default) stops
 --- at the first failed file, "continue" restores the rest and reports each failure in `errors`.
+---@type fun(ctx: ferry.Context, opts: backup.restore.Options): table
 M.restore = RESTORE:wrap(function(ctx, o)
   local point = ferry.store(o.point, o.point_opts)
   local set = o.set

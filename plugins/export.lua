@@ -26,6 +26,30 @@ local M = {}
 
 local strings = { type = "list", items = "string" }
 
+---@class export.run.Options
+---@field db string the SQLite file to export from
+---@field table? string
+---@field query? string
+---@field args? table
+---@field mode? "all"|"part"
+---@field where? string
+---@field since? ferry.Time
+---@field until? ferry.Time
+---@field until_? ferry.Time another name of `until`
+---@field time_column? string
+---@field columns? string[]
+---@field exclude? string[]
+---@field order_by? string[] "-" before a name for descending
+---@field format? "csv"|"json"|"ndjson"|"xlsx"|"sql"
+---@field headers? string[]
+---@field timestamp_columns? string[]
+---@field zip? string
+---@field store? string default "data/exports"
+---@field store_opts? table
+---@field path? string
+---@field sql_table? string
+---@field create_table? boolean
+
 local OPTIONS = ferry.schema("export.run", {
   db = { type = "string", required = true, description = "the SQLite file to export from" },
   table = "string",
@@ -100,6 +124,7 @@ local function build_query(o)
 end
 
 --- Runs an export and records its result as an artifact of the run.
+---@type fun(ctx: ferry.Context, opts: export.run.Options): table
 M.run = OPTIONS:wrap(function(ctx, o)
   local format = o.format
   local sql, args = build_query(o)

@@ -36,6 +36,27 @@ local EXT = { csv = "csv", tsv = "csv", json = "json", ndjson = "ndjson", jsonl 
 
 local strings = { type = "list", items = "string" }
 
+---@class import.run.Options
+---@field db string
+---@field table? string
+---@field file? string default ctx.trigger.file
+---@field store? string
+---@field store_opts? table
+---@field format? "csv"|"json"|"ndjson"|"xlsx"|"sql"|"zip"
+---@field header? boolean
+---@field names? string[]
+---@field delimiter? string
+---@field types? table<string, ferry.ColumnType>|ferry.ColumnType
+---@field column_types? table<string, string>
+---@field columns? string[]
+---@field exclude? string[]
+---@field create? boolean
+---@field infer? boolean
+---@field sample? integer
+---@field on_conflict? ferry.OnConflict default "fail"
+---@field on_error? ferry.OnError
+---@field reimport? boolean
+
 local OPTIONS = ferry.schema("import.run", {
   db = { type = "string", required = true },
   table = "string",
@@ -215,6 +236,7 @@ local function import_zip(ctx, o, db, store, path, file)
   return total
 end
 
+---@type fun(ctx: ferry.Context, opts: import.run.Options): table
 M.run = OPTIONS:wrap(function(ctx, o)
   local file = o.file or (ctx.trigger and ctx.trigger.file)
   if not file then

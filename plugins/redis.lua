@@ -32,6 +32,48 @@ local backup = require "backup"
 local M = {}
 
 local strings = { type = "list", items = "string" }
+---How to connect (options of `migrate` and `backup`).
+---@class redis.Connection
+---@field password? string
+---@field username? string
+---@field connect_timeout? ferry.Duration
+---@field timeout? ferry.Duration
+
+---@class redis.migrate.Options: redis.Connection
+---@field target string
+---@field method? "full"|"incremental"
+---@field store? string
+---@field store_opts? table
+---@field files? any a list of names or { name, size }
+---@field backup_id? string
+---@field point? string
+---@field point_opts? table
+---@field set? string
+---@field db? integer
+---@field match? string
+---@field types? string[]
+---@field batch? integer
+
+---@class redis.backup.Options: redis.Connection
+---@field url string
+---@field point? string
+---@field point_opts? table
+---@field set? string
+---@field catalog? string
+---@field mode? "scan"|"snapshot"
+---@field match? string
+---@field dbs? integer[]
+---@field name? string
+---@field description? string
+
+---@class redis.copy.Options
+---@field source string
+---@field source_password? string
+---@field target string
+---@field password? string
+---@field match? string
+---@field method? "full"|"incremental"
+
 local connection = {
   password = "string", username = "string", connect_timeout = "any", timeout = "any",
 }
@@ -140,6 +182,7 @@ local function sources(ctx, o)
 end
 
 --- Imports RDB files into a Redis instance. Returns the counts for the run's summary.
+---@type fun(ctx: ferry.Context, opts: redis.migrate.Options): table
 M.migrate = MIGRATE:wrap(function(ctx, o)
   local method = o.method
   local store, files = sources(ctx, o)
@@ -296,6 +339,7 @@ end
 
 --- Backs a live instance up into a backup point as one RDB file (SCAN + DUMP, no BGSAVE
 --- needed on the server), with a manifest and a catalog entry like plugins/backup.lua's.
+---@type fun(ctx: ferry.Context, opts: redis.backup.Options): table
 M.backup = BACKUP:wrap(function(ctx, o)
   local set = o.set
   local point = ferry.store(o.point, o.point_opts)
@@ -370,6 +414,7 @@ end)
 --- Copies keys between two live instances (seed 004's online migration, without replication):
 --- SCAN + DUMP on the source's database, pipelined RESTORE into the target's database (the one
 --- its URL names; keys never land in the source's database number by accident).
+---@type fun(ctx: ferry.Context, opts: redis.copy.Options): table
 M.copy = COPY:wrap(function(ctx, o)
   local src = ferry.redis.connect(o.source, { password = o.source_password })
   local dst = ferry.redis.connect(o.target, { password = o.password })

@@ -10,7 +10,9 @@
 //!   triggers, secrets, retry timing (`jobs/cron_error.rs` says which cron field is wrong and
 //!   its range); the executor that runs a job in a `ferry worker` process and the worker loop
 //!   itself.
-//! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings.
+//! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings. Its
+//!   API is described for editors in `lua/types/ferry.lua` (LuaCATS), which `ferry init`/`new`
+//!   write into projects (`cli/editor.rs`).
 //! - [`history`]: the run history (runs, logs, artifacts, job state) in SQLite.
 //! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
 //!   commits, recovery of writes a dead process left behind, and the one confinement check of
@@ -70,6 +72,8 @@
 //! - Options are checked by one mechanism (`lua/schema.rs`: host options and plugin schemas share
 //!   its vocabularies), and errors reach scripts as values with a stable kind
 //!   (`lua/host_error.rs`).
+//! - Every function the host registers is annotated in `lua/types/ferry.lua` and listed in
+//!   docs/lua-api.md, and nothing else is (`lua/surface_tests.rs`).
 
 pub mod api;
 pub mod cancel;

@@ -864,3 +864,100 @@ fn export_from_a_missing_database_is_an_error_and_creates_nothing() {
         "no empty database is left behind"
     );
 }
+
+/// The `---@class NAME[: PARENT]` annotations of a Lua file with their `---@field` names, the
+/// parent's fields included.
+fn annotated_classes(source: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    use std::collections::BTreeMap;
+    let mut own: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in source.lines() {
+        if let Some(rest) = line.strip_prefix("---@class ") {
+            let (name, parent) = match rest.split_once(':') {
+                Some((n, p)) => (n.trim(), Some(p.trim().to_string())),
+                None => (rest.trim(), None),
+            };
+            own.insert(name.to_string(), (parent, Vec::new()));
+            current = Some(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("---@field ") {
+            let field = rest.split_whitespace().next().unwrap_or("");
+            let field = field.trim_end_matches('?').to_string();
+            if let Some(c) = &current {
+                own.get_mut(c).expect("class").1.push(field);
+            }
+        } else {
+            current = None;
+        }
+    }
+    own.keys()
+        .map(|name| {
+            let mut fields = Vec::new();
+            let mut at = Some(name.clone());
+            while let Some(c) = at {
+                let (parent, f) = own
+                    .get(&c)
+                    .unwrap_or_else(|| panic!("class {c} (a parent of {name}) is not annotated"));
+                fields.extend(f.iter().cloned());
+                at = parent.clone();
+            }
+            fields.sort();
+            (name.clone(), fields)
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_plugins_annotate_exactly_the_options_their_schemas_take() {
+    let p = Project::with_shipped_files();
+    let mut probes = Vec::new();
+    let mut expected = std::collections::BTreeMap::new();
+    for plugin in ["backup", "export", "import", "redis"] {
+        let source = std::fs::read_to_string(p.at(&format!("plugins/{plugin}.lua"))).unwrap();
+        for (class, fields) in annotated_classes(&source) {
+            // `MODULE.FUNCTION.Options` annotates the options of `require(MODULE).FUNCTION`.
+            let Some(function) = class
+                .strip_prefix(&format!("{plugin}."))
+                .and_then(|c| c.strip_suffix(".Options"))
+            else {
+                continue;
+            };
+            assert!(
+                source.contains(&format!("---@type fun(ctx: ferry.Context, opts: {class})"))
+                    || source.contains(&format!("---@type fun(opts: {class})")),
+                "plugins/{plugin}.lua: no function is annotated with {class}"
+            );
+            probes.push(format!("{{ {plugin:?}, {function:?} }}"));
+            expected.insert(format!("{plugin}.{function}"), fields);
+        }
+    }
+    assert!(expected.len() >= 12, "{expected:?}");
+    // Each function is called with an unknown option in both places an options table can be;
+    // its schema refuses it before doing anything and lists the options it takes.
+    let file = p.root_script(
+        "probe",
+        &format!(
+            r#"return {{ run = function(ctx)
+                local out = {{}}
+                for _, f in ipairs({{ {} }}) do
+                  local bogus = {{ __probe = true }}
+                  local ok, err = pcall(require(f[1])[f[2]], bogus, bogus)
+                  assert(not ok, f[1] .. "." .. f[2] .. " took an unknown option")
+                  out[f[1] .. "." .. f[2]] = tostring(err.message):match("the options are: (.*)$") or tostring(err)
+                end
+                return out
+              end }}"#,
+            probes.join(", ")
+        ),
+    );
+    let r = p.run_file(&file);
+    assert!(r.succeeded(), "{}", r.text());
+    for (function, fields) in &expected {
+        let taken = r.record["summary"][function].as_str().unwrap_or_default();
+        let mut taken: Vec<&str> = taken.split(", ").collect();
+        taken.sort();
+        assert_eq!(
+            taken, *fields,
+            "{function}: the options its schema takes (left) differ from its annotated class (right)"
+        );
+    }
+}

@@ -62,6 +62,17 @@ fn init_makes_a_project_that_runs_from_any_subfolder() {
     let luarc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join(".luarc.json")).unwrap()).unwrap();
     assert_eq!(luarc["runtime.version"], "Lua 5.4");
+    // Editors get ferry's API: the shipped annotations, and .luarc.json points at them.
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("lua/types/ferry.lua"))
+            .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join(".ferry/types/ferry.lua")).unwrap(),
+        shipped
+    );
+    let library = luarc["workspace.library"].as_array().unwrap();
+    assert!(library.iter().any(|l| l == ".ferry/types"), "{luarc}");
+    assert!(library.iter().any(|l| l == "plugins"), "{luarc}");
     // The commented config is valid as it stands.
     let r = ferry_in(&root, &["check"], &[]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -80,6 +91,66 @@ fn init_makes_a_project_that_runs_from_any_subfolder() {
     assert_eq!(
         std::fs::read_to_string(root.join("ferry.toml")).unwrap(),
         before
+    );
+}
+
+#[test]
+fn new_gives_editor_support_once_and_refreshes_only_ferrys_own_types() {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("lua/types/ferry.lua"))
+            .unwrap();
+    // A project without .luarc.json gets it, with the types it points at.
+    let p = Project::new();
+    let r = ferry_in(p.path(), &["new", "first"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout.contains("created .ferry/types/ferry.lua"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stdout.contains("created .luarc.json"), "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(p.at(".ferry/types/ferry.lua")).unwrap(),
+        shipped
+    );
+    // An older copy of ferry's types is refreshed; the user's .luarc.json is kept.
+    p.write(
+        ".ferry/types/ferry.lua",
+        "---@meta ferry\n-- from an older ferry\n",
+    );
+    p.write(".luarc.json", "{\"mine\": true}\n");
+    let r = ferry_in(p.path(), &["new", "second"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout.contains("refreshed .ferry/types/ferry.lua"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.at(".ferry/types/ferry.lua")).unwrap(),
+        shipped
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.at(".luarc.json")).unwrap(),
+        "{\"mine\": true}\n"
+    );
+    // A types file that is not ferry's is never touched.
+    p.write(".ferry/types/ferry.lua", "-- my own notes\n");
+    let r = ferry_in(p.path(), &["new", "third"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(p.at(".ferry/types/ferry.lua")).unwrap(),
+        "-- my own notes\n"
+    );
+    // A project with its own editor set-up (a .luarc.json, no ferry types) is left as it is.
+    let q = Project::new();
+    q.write(".luarc.json", "{}\n");
+    let r = ferry_in(q.path(), &["new", "job"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!q.at(".ferry").exists(), "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(q.at(".luarc.json")).unwrap(),
+        "{}\n"
     );
 }
 

@@ -1,7 +1,7 @@
 //! `ferry init [DIR]`: makes a project skeleton: `scripts/` with a first job, `plugins/` with the
-//! shipped plugins, a commented `ferry.toml` (every setting at its default), `.luarc.json` for
-//! lua-language-server and a `.gitignore` for `data/`. Never overwrites a file; refuses a folder
-//! that is already a project.
+//! shipped plugins, a commented `ferry.toml` (every setting at its default), ferry's LuaCATS
+//! annotations in `.ferry/types/` with a `.luarc.json` for lua-language-server, and a `.gitignore`
+//! for `data/`. Never overwrites a user's file; refuses a folder that is already a project.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use super::editor::{LUARC, TYPES_PATH, report_types, write_types};
 use super::new::{BLANK, SHIPPED_PLUGINS, write_new};
 
 /// Arguments of `ferry init`.
@@ -21,16 +22,6 @@ pub struct InitArgs {
 
 /// The commented configuration a new project starts with.
 pub(super) const CONFIG: &str = include_str!("../../templates/ferry.toml");
-
-/// Editor settings for lua-language-server: Lua 5.4 and ferry's globals.
-pub(super) const LUARC: &str = r#"{
-  "$schema": "https://raw.githubusercontent.com/LuaLS/vscode-lua/master/setting/schema.json",
-  "runtime.version": "Lua 5.4",
-  "diagnostics.globals": ["ferry"],
-  "workspace.library": ["plugins"],
-  "workspace.checkThirdParty": false
-}
-"#;
 
 /// Creates the skeleton and says what it made.
 pub fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
@@ -66,6 +57,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
             println!("kept {shown} (exists already)");
         }
     }
+    report_types(write_types(root)?, TYPES_PATH);
     let cd = if root == std::path::Path::new(".") {
         String::new()
     } else {

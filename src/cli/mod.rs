@@ -3,6 +3,7 @@
 
 mod check;
 mod client;
+mod editor;
 mod follow;
 mod init;
 mod jobs;
@@ -120,7 +121,7 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Make a new project: scripts/, plugins/, a commented ferry.toml, .luarc.json.
+    /// Make a new project: scripts/, plugins/, a commented ferry.toml, .luarc.json and ferry's Lua types.
     Init(init::InitArgs),
     /// Run a job now (by name from scripts/, or a .lua file), recorded in the history.
     Run(run::RunArgs),

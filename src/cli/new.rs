@@ -1,5 +1,7 @@
 //! `ferry new NAME [--template blank|export|import|backup|redis]`: writes a job script from a
-//! template, and the plugins it needs when the project has none of its own yet.
+//! template, and the plugins it needs when the project has none of its own yet. A project without
+//! a `.luarc.json` also gets editor support (see [`super::editor`]); one that has ferry's types
+//! file gets it refreshed.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -129,6 +131,7 @@ pub fn new(config: &Config, args: NewArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    editor_support(config)?;
     match load_job(config, &script) {
         Ok(_) => {
             println!(
@@ -143,6 +146,23 @@ pub fn new(config: &Config, args: NewArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Writes `.luarc.json` and ferry's types when the project has no `.luarc.json` yet; refreshes
+/// ferry's types file where it exists.
+fn editor_support(config: &Config) -> anyhow::Result<()> {
+    use super::editor::{LUARC, TYPES_PATH, report_types, write_types};
+    let root = &config.root;
+    let luarc = root.join(".luarc.json");
+    if luarc.exists() && !root.join(TYPES_PATH).exists() {
+        return Ok(());
+    }
+    let types = write_types(root)?;
+    report_types(types, &config.display_path(&root.join(TYPES_PATH)));
+    if write_new(&luarc, LUARC)? {
+        println!("created {}", config.display_path(&luarc));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

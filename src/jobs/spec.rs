@@ -1002,6 +1002,28 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
 mod tests {
     use super::*;
 
+    /// Editors check job scripts against `ferry.Job` in the shipped annotations: it must list
+    /// exactly the keys a job spec takes.
+    #[test]
+    fn the_annotated_job_class_has_every_spec_key() {
+        let types = include_str!("../../lua/types/ferry.lua");
+        let mut fields: Vec<&str> = types
+            .lines()
+            .skip_while(|l| *l != "---@class ferry.Job")
+            .skip(1)
+            .take_while(|l| l.starts_with("---@field "))
+            .filter_map(|l| l["---@field ".len()..].split_whitespace().next())
+            .map(|f| f.trim_end_matches('?'))
+            .collect();
+        fields.sort_unstable();
+        let mut keys = KEYS.to_vec();
+        keys.sort_unstable();
+        assert_eq!(
+            fields, keys,
+            "---@class ferry.Job in lua/types/ferry.lua (left) vs KEYS"
+        );
+    }
+
     fn check(fields: Value, run: Option<&str>) -> Vec<String> {
         let mut problems = Vec::new();
         let Value::Object(map) = fields else { panic!() };

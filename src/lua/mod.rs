@@ -27,6 +27,8 @@ mod sandbox;
 mod schema;
 mod sqlite;
 mod store;
+#[cfg(test)]
+mod surface_tests;
 mod time;
 mod util;
 
