@@ -290,6 +290,7 @@ pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
             message:
                 "e-mail needs a mail server: add [notify.smtp] with `host` and `from` to ferry.toml"
                     .into(),
+            line: None,
         });
     }
     if problems.is_empty() {
