@@ -675,7 +675,7 @@ fn cli_client_talks_to_the_daemon() {
     assert_eq!(r.code, 0, "{}", r.all());
     let r = p.ferry_env(
         &["--server", &server, "runs", "list"],
-        &[("FERRY_TOKEN", "wrong-token")],
+        &[("FERRY_TOKEN", "wrong-token-0123456789abcdef")],
     );
     assert_eq!(r.code, 2, "wrong token: {}", r.all());
     assert!(r.stderr.contains("401"), "{}", r.all());
