@@ -12,11 +12,11 @@
 set -eu
 
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 \
-  || ! command -v openssl >/dev/null 2>&1; then
-  echo "installing redis-server and openssl (Debian packages; openssl makes the TLS test's certificates)..." >&2
+  || ! command -v openssl >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+  echo "installing redis-server, openssl and curl (Debian packages; openssl makes the TLS test's certificates, curl runs the docs' API examples)..." >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server redis-tools openssl
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server redis-tools openssl curl ca-certificates
 fi
 # The Debian package starts a system instance on port 6379; the tests never use it.
 
