@@ -14,7 +14,8 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable code: bad_request, unauthorized, forbidden, not_found, method_not_allowed, conflict,
-    /// payload_too_large, unsupported_media_type, invalid_params, unavailable, internal (and,
+    /// payload_too_large, unsupported_media_type, invalid_params, invalid_script, unavailable,
+    /// internal (and,
     /// from the HTTP layer, timeout and length_required).
     pub code: &'static str,
     /// What failed and what was expected.
@@ -70,6 +71,17 @@ impl ApiError {
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid_params",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 422: a job script that does not load; the message lists every problem as
+    /// `scripts/NAME.lua:LINE: ...`.
+    pub fn invalid_script(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_script",
             message: message.into(),
             field: None,
         }

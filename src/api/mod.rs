@@ -10,6 +10,7 @@ mod jobs;
 mod metrics;
 mod overview;
 mod runs;
+mod scripts;
 pub mod ui;
 mod upload;
 
@@ -40,7 +41,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/jobs"),
     ("GET", "/api/v1/overview"),
+    ("POST", "/api/v1/jobs/validate"),
     ("GET", "/api/v1/jobs/{name}"),
+    ("PUT", "/api/v1/jobs/{name}"),
+    ("DELETE", "/api/v1/jobs/{name}"),
+    ("GET", "/api/v1/jobs/{name}/versions"),
+    ("GET", "/api/v1/jobs/{name}/versions/{hash}"),
     ("GET", "/api/v1/jobs/{name}/source"),
     ("POST", "/api/v1/jobs/{name}/runs"),
     ("POST", "/api/v1/jobs/{name}/upload"),
@@ -67,6 +73,9 @@ pub struct ApiState {
     /// A history connection of the API's own.
     pub history: Arc<SqliteHistory>,
     token: Option<Arc<String>>,
+    /// Held while a job script is written or removed through the API, so the version recorded
+    /// last is the file written last.
+    script_writes: Arc<std::sync::Mutex<()>>,
     /// Cancelled when the server shuts down: ends the event streams, which would otherwise
     /// hold the graceful shutdown open for ever.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -81,6 +90,7 @@ impl ApiState {
             handle,
             history,
             token,
+            script_writes: Arc::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -105,7 +115,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events::stream))
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/overview", get(overview::overview))
-        .route("/api/v1/jobs/{name}", get(jobs::detail))
+        .route("/api/v1/jobs/validate", post(scripts::validate_only))
+        .route(
+            "/api/v1/jobs/{name}",
+            get(jobs::detail).put(scripts::put).delete(scripts::delete),
+        )
+        .route("/api/v1/jobs/{name}/versions", get(scripts::list_versions))
+        .route("/api/v1/jobs/{name}/versions/{hash}", get(scripts::version))
         .route("/api/v1/jobs/{name}/source", get(jobs::source))
         .route("/api/v1/jobs/{name}/runs", post(jobs::trigger))
         .route(

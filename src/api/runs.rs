@@ -14,7 +14,7 @@ use super::{ApiError, ApiState};
 use crate::history::{CancelOutcome, History, HistoryError, RunFilter, RunState};
 
 /// Largest page size.
-const MAX_PAGE_SIZE: u32 = 500;
+pub(super) const MAX_PAGE_SIZE: u32 = 500;
 
 pub(super) fn run_id(text: &str) -> Result<i64, ApiError> {
     text.parse()

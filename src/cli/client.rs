@@ -257,4 +257,18 @@ impl Client {
             None => bail!("unexpected jobs list from the daemon"),
         }
     }
+
+    /// The newest versions of a job's script (at most `limit`), without their sources.
+    pub fn versions(&self, job: &str, limit: u32) -> anyhow::Result<Vec<Value>> {
+        let v = self.send(
+            reqwest::Method::GET,
+            &format!("/api/v1/jobs/{job}/versions"),
+            None,
+            &[("page_size", limit.to_string())],
+        )?;
+        match v["items"].as_array() {
+            Some(items) => Ok(items.clone()),
+            None => bail!("unexpected versions list from the daemon"),
+        }
+    }
 }

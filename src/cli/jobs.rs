@@ -1,5 +1,5 @@
 //! `ferry jobs [--json]`: every job with its triggers, next run, last run and load error;
-//! `ferry jobs pause|resume NAME`.
+//! `ferry jobs pause|resume NAME`; `ferry jobs history NAME` (the versions of its script).
 
 use std::process::ExitCode;
 
@@ -39,7 +39,16 @@ pub enum JobsCommand {
         /// The job.
         name: String,
     },
+    /// List the versions of a job's script that loaded, newest first: SHA-256, when, and
+    /// whether it came through the API or an edit of the file.
+    History {
+        /// The job.
+        name: String,
+    },
 }
+
+/// How many versions `ferry jobs history` shows.
+const HISTORY_LIMIT: u32 = 100;
 
 /// Runs `ferry jobs`.
 pub fn jobs(config: &Config, server: Option<&str>, args: JobsArgs) -> anyhow::Result<ExitCode> {
@@ -47,6 +56,7 @@ pub fn jobs(config: &Config, server: Option<&str>, args: JobsArgs) -> anyhow::Re
         None => list(config, server, args.json),
         Some(JobsCommand::Pause { name }) => pause(config, server, &name, true),
         Some(JobsCommand::Resume { name }) => pause(config, server, &name, false),
+        Some(JobsCommand::History { name }) => history(config, server, &name, args.json),
     }
 }
 
@@ -83,6 +93,46 @@ fn pause(
     } else {
         println!("job {name} was {what} already");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lists the versions of a job's script, from a daemon's API or the local history.
+fn history(
+    config: &Config,
+    server: Option<&str>,
+    name: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let rows: Vec<Value> = match server {
+        Some(url) => Client::new(url, config)?.versions(name, HISTORY_LIMIT)?,
+        None => {
+            let (items, _) = open_history(config)?.versions(name, HISTORY_LIMIT, 0)?;
+            items
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        eprintln!("job {name:?} has no recorded versions");
+        return Ok(ExitCode::from(2));
+    }
+    let mut table = Table::new(&["VERSION", "RECORDED", "ORIGIN"]);
+    for r in &rows {
+        table.row(vec![
+            r["hash"].as_str().unwrap_or("").to_string(),
+            r["created_at"]
+                .as_str()
+                .map(when::show_text)
+                .unwrap_or_default(),
+            r["origin"].as_str().unwrap_or("").to_string(),
+        ]);
+    }
+    print!("{}", table.render());
     Ok(ExitCode::SUCCESS)
 }
 

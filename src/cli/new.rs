@@ -75,14 +75,6 @@ pub(super) const SHIPPED_PLUGINS: [(&str, &str); 4] = [
 /// The blank job template, with `NAME` for the job name.
 pub(super) const BLANK: &str = include_str!("../../templates/blank.lua");
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// Writes `path` only if it does not exist (create-new), so nothing is ever overwritten.
 pub(super) fn write_new(path: &Path, text: &str) -> anyhow::Result<bool> {
     use std::io::Write;
@@ -107,7 +99,7 @@ pub(super) fn write_new(path: &Path, text: &str) -> anyhow::Result<bool> {
 
 /// Creates the script (and missing plugins), then loads it as `ferry check` would.
 pub fn new(config: &Config, args: NewArgs) -> anyhow::Result<ExitCode> {
-    if !valid_name(&args.name) {
+    if !crate::jobs::scripts::valid_name(&args.name) {
         eprintln!(
             "error: `{}` is not a job name: use letters, digits, `_` and `-` (at most 64)",
             args.name
@@ -163,17 +155,4 @@ fn editor_support(config: &Config) -> anyhow::Result<()> {
         println!("created {}", config.display_path(&luarc));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(valid_name("nightly_export-2"));
-        for bad in ["", "a b", "../x", "x.lua", &"a".repeat(65)] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-    }
 }

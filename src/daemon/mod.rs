@@ -101,7 +101,7 @@ impl Daemon {
             );
         }
         let registry = Arc::new(RwLock::new(Registry::default()));
-        reload(&config, &registry).await;
+        reload(&config, &registry, &history).await;
         let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone())?;
         // Listening before recovery and catch-up, so the runs they close are notified too.
         let notifier = crate::notify::Notifier::start(
@@ -199,11 +199,17 @@ fn read(r: &RwLock<Registry>) -> std::sync::RwLockReadGuard<'_, Registry> {
 }
 
 /// Re-reads the scripts and swaps the registry; returns what changed.
-async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) -> Vec<Change> {
+async fn reload(
+    config: &Config,
+    registry: &Arc<RwLock<Registry>>,
+    history: &Arc<SqliteHistory>,
+) -> Vec<Change> {
     let mut copy = read(registry).clone();
     let cfg = config.clone();
+    let history = history.clone();
     let result = tokio::task::spawn_blocking(move || {
         let changes = copy.rescan(&cfg);
+        record_versions(&history, &copy, &changes);
         (copy, changes)
     })
     .await;
@@ -222,6 +228,28 @@ async fn reload(config: &Config, registry: &Arc<RwLock<Registry>>) -> Vec<Change
     }
     *registry.write().unwrap_or_else(|p| p.into_inner()) = updated;
     changes
+}
+
+/// Records the version of every script that loaded in this rescan (unless it is the job's
+/// newest version already: a write through the API records itself first, as `api`).
+fn record_versions(history: &SqliteHistory, registry: &Registry, changes: &[Change]) {
+    for c in changes {
+        let (Change::Added(name) | Change::Updated(name)) = c else {
+            continue;
+        };
+        let Some(spec) = registry.get(name) else {
+            continue;
+        };
+        let hash = crate::jobs::versions::hash(&spec.source);
+        if let Err(e) = history.record_version(
+            name,
+            &hash,
+            crate::history::VersionOrigin::File,
+            &spec.source,
+        ) {
+            tracing::error!(job = %name, "cannot record the script's version: {e}");
+        }
+    }
 }
 
 /// A registry change as a bus event.

@@ -135,4 +135,19 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX runs_by_state_queued ON runs (state, queued_at);
     "#,
+    // 7: every version of a job script that loaded (content hash, when, from the API or a file
+    // edit, the source), and the version each run executed.
+    r#"
+    CREATE TABLE script_versions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        job         TEXT NOT NULL,
+        hash        TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        origin      TEXT NOT NULL,
+        source      TEXT NOT NULL
+    );
+    CREATE INDEX script_versions_by_job ON script_versions (job, id);
+    CREATE INDEX script_versions_by_hash ON script_versions (job, hash);
+    ALTER TABLE runs ADD COLUMN script_version TEXT;
+    "#,
 ];

@@ -9,6 +9,7 @@ mod migrations;
 mod notifications;
 mod sqlite;
 mod types;
+mod versions;
 
 pub use notifications::{
     Attempt, NewNotification, Notification, NotificationLog, NotificationState,
@@ -16,6 +17,7 @@ pub use notifications::{
 
 pub use sqlite::SqliteHistory;
 pub use types::*;
+pub use versions::{ScriptVersion, VersionOrigin};
 
 use serde_json::Value;
 
@@ -62,9 +64,14 @@ pub enum HistoryError {
 pub trait History {
     /// Records a new run in state `queued` and returns its id.
     fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError>;
-    /// Moves a queued run to `running`; returns false when the run is no longer queued (for
-    /// example cancelled before it started).
-    fn start_run(&self, id: i64, worker_pid: u32) -> Result<bool, HistoryError>;
+    /// Moves a queued run to `running`, recording the script version (SHA-256 hex) it runs;
+    /// returns false when the run is no longer queued (for example cancelled before it started).
+    fn start_run(
+        &self,
+        id: i64,
+        worker_pid: u32,
+        script_version: &str,
+    ) -> Result<bool, HistoryError>;
     /// Closes a run that is not closed yet; returns false when it was already closed.
     fn finish_run(&self, id: i64, end: &RunEnd) -> Result<bool, HistoryError>;
     /// Records the progress of a running run.

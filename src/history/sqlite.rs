@@ -20,7 +20,7 @@ pub struct SqliteHistory {
 
 const RUN_COLUMNS: &str = "id, job, state, trigger, params, attempt, queued_at, started_at, finished_at, \
      error_code, error_message, error_traceback, summary, progress_done, progress_total, cancel_requested, \
-     not_before, retry_of, retried_by, owner";
+     not_before, retry_of, retried_by, owner, script_version";
 
 impl SqliteHistory {
     /// Opens (creating when missing) the database and applies pending migrations.
@@ -172,6 +172,7 @@ impl SqliteHistory {
             retry_of: row.get(17)?,
             retried_by: row.get(18)?,
             owner: row.get(19)?,
+            script_version: row.get(20)?,
         })
         .and_then(|mut r| {
             if let Some(p) = r.progress.as_mut() {
@@ -202,7 +203,7 @@ fn wait_for_lock(tries: i32) -> bool {
     true
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     format_time(&Utc::now())
 }
 
@@ -261,13 +262,18 @@ impl History for SqliteHistory {
         Ok(conn.last_insert_rowid())
     }
 
-    fn start_run(&self, id: i64, worker_pid: u32) -> Result<bool, HistoryError> {
+    fn start_run(
+        &self,
+        id: i64,
+        worker_pid: u32,
+        script_version: &str,
+    ) -> Result<bool, HistoryError> {
         let n = self
             .conn()
             .execute(
-                "UPDATE runs SET state = 'running', started_at = ?2, worker_pid = ?3 \
-                 WHERE id = ?1 AND state = 'queued' AND cancel_requested = 0",
-                params![id, now(), worker_pid],
+                "UPDATE runs SET state = 'running', started_at = ?2, worker_pid = ?3, \
+                 script_version = ?4 WHERE id = ?1 AND state = 'queued' AND cancel_requested = 0",
+                params![id, now(), worker_pid, script_version],
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
@@ -1015,9 +1021,9 @@ mod tests {
         let h = SqliteHistory::open(&dir.path().join("sub/h.db")).unwrap();
         let a = h.create_run(&new_run("a")).unwrap();
         let b = h.create_run(&new_run("b")).unwrap();
-        assert!(h.start_run(a, 1).unwrap());
+        assert!(h.start_run(a, 1, "v").unwrap());
         assert!(
-            !h.start_run(a, 1).unwrap(),
+            !h.start_run(a, 1, "v").unwrap(),
             "a running run cannot start again"
         );
         assert!(matches!(

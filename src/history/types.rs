@@ -229,6 +229,10 @@ pub struct RunRecord {
     /// run nobody has claimed yet.
     #[serde(default)]
     pub owner: Option<String>,
+    /// The SHA-256 (hex) of the script version the run executed, once it started; its source
+    /// is kept in the job's versions.
+    #[serde(default)]
+    pub script_version: Option<String>,
 }
 
 impl RunRecord {
@@ -321,7 +325,7 @@ fn ser_params<S: serde::Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> 
     crate::redact::mask_params(v).serialize(s)
 }
 
-fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_time(t))
 }
 

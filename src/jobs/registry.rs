@@ -136,7 +136,7 @@ impl Registry {
 impl Registry {
     /// `spec` as it would join the others, or a load error naming the jobs of the cycle its
     /// `after` would close (the previous version, if any, stays active).
-    fn refuse_cycle(&self, config: &Config, spec: JobSpec) -> Result<JobSpec, LoadError> {
+    pub fn refuse_cycle(&self, config: &Config, spec: JobSpec) -> Result<JobSpec, LoadError> {
         if spec.after.is_empty() {
             return Ok(spec);
         }

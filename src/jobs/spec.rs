@@ -137,6 +137,19 @@ impl fmt::Display for LoadError {
 }
 
 impl LoadError {
+    /// An error of `file` with one problem not tied to a key.
+    pub fn one(file: &str, message: String) -> LoadError {
+        LoadError {
+            file: file.to_owned(),
+            problems: vec![SpecProblem {
+                key: None,
+                message,
+                line: None,
+            }],
+            traceback: None,
+        }
+    }
+
     /// The line the first problem points at: the key's line, or the line of a Lua error
     /// (`scripts/x.lua:3: ...`).
     pub fn line(&self) -> Option<u32> {
@@ -215,17 +228,18 @@ pub fn vm_options(config: &Config, memory: Option<u64>, timeout: Duration) -> Vm
 /// reported as this script's load error too.
 pub fn load_job(config: &Config, path: &Path) -> Result<JobSpec, LoadError> {
     let chunk_name = config.display_path(path);
-    let fail = |message: String| LoadError {
-        file: chunk_name.clone(),
-        problems: vec![SpecProblem {
-            key: None,
-            message,
-            line: None,
-        }],
-        traceback: None,
-    };
-    let name = job_name(path).map_err(fail)?;
+    let fail = |message: String| LoadError::one(&chunk_name, message);
+    job_name(path).map_err(fail)?;
     let source = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    load_source(config, path, source)
+}
+
+/// Loads a job from `source` as if it were the text of the script at `path` (which need not
+/// exist): the same checks as [`load_job`], for a script sent over the API before it is written.
+pub fn load_source(config: &Config, path: &Path, source: String) -> Result<JobSpec, LoadError> {
+    let chunk_name = config.display_path(path);
+    let fail = |message: String| LoadError::one(&chunk_name, message);
+    let name = job_name(path).map_err(fail)?;
     let table =
         super::isolate::evaluate(config, &chunk_name, &source).map_err(|e: ScriptError| {
             LoadError {

@@ -195,7 +195,8 @@ fn execute(
             error: end.error,
         });
     };
-    match history.start_run(id, std::process::id()) {
+    let version = super::versions::hash(&req.source);
+    match history.start_run(id, std::process::id(), &version) {
         Ok(true) => {}
         Ok(false) => {
             // Cancelled (or closed) before it could start.

@@ -1,0 +1,236 @@
+//! Job scripts as resources: `PUT /api/v1/jobs/{name}` (create or replace; the body is the Lua
+//! source), `POST /api/v1/jobs/validate` (check only), `DELETE /api/v1/jobs/{name}`, and the
+//! versions a job's script went through (`GET /api/v1/jobs/{name}/versions[/{hash}]`).
+//!
+//! A script is validated exactly as `ferry check` does before anything is written; an invalid
+//! one is answered 422 and changes nothing. Writes go through [`crate::jobs::scripts`] (atomic)
+//! and the daemon's reload picks them up like a hand edit.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::runs::{MAX_PAGE_SIZE, number_param, pairs};
+use super::{ApiError, ApiState};
+use crate::history::VersionOrigin;
+use crate::jobs::scripts::{self, MAX_SCRIPT};
+use crate::jobs::spec::LoadError;
+use crate::jobs::versions;
+
+/// The job name a script is checked as when `POST /api/v1/jobs/validate` names none.
+const UNNAMED: &str = "unnamed";
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if scripts::valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid job name {name:?}: use 1 to 64 letters, digits, `_` and `-`"
+        ))
+        .with_field("name"))
+    }
+}
+
+/// The script in a request body: `text/plain` (or no content type), not empty, at most
+/// [`MAX_SCRIPT`] bytes of UTF-8.
+fn source_of(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
+    if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("text/plain") {
+            return Err(ApiError::unsupported_media_type(format!(
+                "content type {ct:?}: send the Lua source as `text/plain`"
+            )));
+        }
+    }
+    if body.len() > MAX_SCRIPT {
+        return Err(ApiError::too_large(format!(
+            "the script is {} bytes; the limit is {MAX_SCRIPT} bytes",
+            body.len()
+        )));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "empty body: send the job's Lua source as the request body",
+        ));
+    }
+    String::from_utf8(body.to_vec()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body is not UTF-8 text (invalid byte at offset {}): send the Lua source as UTF-8",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+fn invalid_script(e: LoadError) -> ApiError {
+    ApiError::invalid_script(e.to_string())
+}
+
+/// Validates `source` as job `name` (its top level in a child process, then the spec checks and
+/// the `after` cycle check against the jobs loaded now).
+fn validate(state: &ApiState, name: &str, source: &str) -> Result<(), ApiError> {
+    let config = &state.handle.config;
+    let spec = scripts::validate(config, name, source).map_err(invalid_script)?;
+    state
+        .handle
+        .registry
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .refuse_cycle(config, spec)
+        .map_err(invalid_script)?;
+    Ok(())
+}
+
+/// `PUT /api/v1/jobs/{name}`: creates or replaces the job's script → 201 (new) or 200 with
+/// `{"job", "hash", "created", "changed"}`.
+pub async fn put(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_name(&name)?;
+    let source = source_of(&headers, &body)?;
+    let hash = versions::hash(&source);
+    let s = state.clone();
+    let (job, h) = (name.clone(), hash.clone());
+    let (created, changed) = tokio::task::spawn_blocking(move || {
+        validate(&s, &job, &source)?;
+        // One write at a time: the version recorded last is the file renamed last.
+        let _writing = s.script_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = s
+            .history
+            .record_version(&job, &h, VersionOrigin::Api, &source)?;
+        let created =
+            scripts::write(&s.handle.config, &job, &source).map_err(ApiError::internal)?;
+        Ok::<_, ApiError>((created, changed))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    tracing::info!(job = %name, hash = %hash, created, "job script written through the API");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({ "job": name, "hash": hash, "created": created, "changed": changed })),
+    ))
+}
+
+/// `POST /api/v1/jobs/validate?name=NAME`: checks the body as the script of job NAME (optional)
+/// and writes nothing → `{"valid": true, "job", "hash"}`, or 422.
+pub async fn validate_only(
+    State(state): State<ApiState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mut name = None;
+    for (k, v) in pairs(&q) {
+        match k.as_str() {
+            "name" => {
+                check_name(&v)?;
+                name = Some(v);
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`; expected name"
+                )));
+            }
+        }
+    }
+    let source = source_of(&headers, &body)?;
+    let name = name.unwrap_or_else(|| UNNAMED.to_owned());
+    let hash = versions::hash(&source);
+    let (s, job) = (state.clone(), name.clone());
+    tokio::task::spawn_blocking(move || validate(&s, &job, &source))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(json!({ "valid": true, "job": name, "hash": hash })))
+}
+
+/// `DELETE /api/v1/jobs/{name}`: removes the job's script (its runs and versions stay in the
+/// history) → `{"job", "deleted": true}`, or 404.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    let (s, job) = (state.clone(), name.clone());
+    let removed = tokio::task::spawn_blocking(move || {
+        let _writing = s.script_writes.lock().unwrap_or_else(|p| p.into_inner());
+        scripts::remove(&s.handle.config, &job).map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    if !removed {
+        return Err(ApiError::not_found(format!("job {name:?} does not exist")));
+    }
+    tracing::info!(job = %name, "job script deleted through the API");
+    Ok(Json(json!({ "job": name, "deleted": true })))
+}
+
+/// `GET /api/v1/jobs/{name}/versions?page=1&page_size=20`: the versions, newest first, without
+/// their sources. 404 for a job that has no versions and is not loaded.
+pub async fn list_versions(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    let (mut page, mut page_size) = (1u64, 20u64);
+    for (k, v) in pairs(&q) {
+        match k.as_str() {
+            "page" => page = number_param("page", &v, 1, u64::from(u32::MAX))?,
+            "page_size" => page_size = number_param("page_size", &v, 1, u64::from(MAX_PAGE_SIZE))?,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`; expected page, page_size"
+                )));
+            }
+        }
+    }
+    let job = name.clone();
+    let (items, total) = state
+        .db(move |h| {
+            Ok(h.versions(&job, page_size as u32, (page - 1).saturating_mul(page_size))?)
+        })
+        .await?;
+    let known = state
+        .handle
+        .registry
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .entries()
+        .any(|(n, _)| *n == name);
+    if total == 0 && !known {
+        return Err(ApiError::not_found(format!("job {name:?} does not exist")));
+    }
+    Ok(Json(
+        json!({ "job": name, "items": items, "page": page, "page_size": page_size, "total": total }),
+    ))
+}
+
+/// `GET /api/v1/jobs/{name}/versions/{hash}`: one version with its source.
+pub async fn version(
+    State(state): State<ApiState>,
+    Path((name, hash)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    if !versions::is_hash(&hash) {
+        return Err(ApiError::bad_request(format!(
+            "invalid version {hash:?}: expected the 64 lowercase hex digits of a SHA-256"
+        )));
+    }
+    let (job, h) = (name.clone(), hash.clone());
+    let found = state.db(move |db| Ok(db.version(&job, &h)?)).await?;
+    let v =
+        found.ok_or_else(|| ApiError::not_found(format!("job {name:?} has no version {hash}")))?;
+    let mut out = serde_json::to_value(&v).map_err(ApiError::internal)?;
+    out["job"] = Value::String(name);
+    Ok(Json(out))
+}
