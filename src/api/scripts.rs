@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 
 use super::runs::{MAX_PAGE_SIZE, number_param, pairs};
 use super::{ApiError, ApiState};
-use crate::history::VersionOrigin;
 use crate::jobs::scripts::{self, MAX_SCRIPT};
 use crate::jobs::spec::LoadError;
 use crate::jobs::versions;
@@ -84,7 +83,8 @@ fn validate(state: &ApiState, name: &str, source: &str) -> Result<(), ApiError> 
 }
 
 /// `PUT /api/v1/jobs/{name}`: creates or replaces the job's script → 201 (new) or 200 with
-/// `{"job", "hash", "created", "changed"}`.
+/// `{"job", "hash", "created", "changed"}` (`changed`: the file's text differed). The daemon's
+/// reload loads it like a hand edit and records the version as written through the API.
 pub async fn put(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -98,18 +98,22 @@ pub async fn put(
     let (job, h) = (name.clone(), hash.clone());
     let (created, changed) = tokio::task::spawn_blocking(move || {
         validate(&s, &job, &source)?;
-        // One write at a time: the version recorded last is the file renamed last.
+        let config = &s.handle.config;
+        // One write at a time, so `changed` compares with what the previous write left.
         let _writing = s.script_writes.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = s
-            .history
-            .record_version(&job, &h, VersionOrigin::Api, &source)?;
-        let created =
-            scripts::write(&s.handle.config, &job, &source).map_err(ApiError::internal)?;
-        Ok::<_, ApiError>((created, changed))
+        let old = std::fs::read(scripts::path_of(config, &job)).ok();
+        if old.as_deref() == Some(source.as_bytes()) {
+            return Ok::<_, ApiError>((false, false));
+        }
+        s.handle.api_writes.add(&job, &h);
+        let created = scripts::write(config, &job, &source).map_err(ApiError::internal)?;
+        Ok((created, true))
     })
     .await
     .map_err(ApiError::internal)??;
-    tracing::info!(job = %name, hash = %hash, created, "job script written through the API");
+    if changed {
+        tracing::info!(job = %name, hash = %hash, created, "job script written through the API");
+    }
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -14,10 +14,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
-use crate::history::{History, HistoryError, SqliteHistory};
+use crate::history::{History, HistoryError, SqliteHistory, VersionOrigin};
 use crate::jobs::cron::CronTrigger;
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::registry::{Change, Registry};
+use crate::jobs::versions::PendingWrites;
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,8 @@ pub struct Handle {
     pub registry: Arc<RwLock<Registry>>,
     /// The config.
     pub config: Config,
+    /// Script versions written through the API and not loaded yet (see [`PendingWrites`]).
+    pub api_writes: PendingWrites,
     /// The next cron occurrence of each scheduled job, as the trigger loop plans it.
     pub next_runs: Arc<Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>>,
     /// Counters of the trigger loop's work.
@@ -101,7 +104,8 @@ impl Daemon {
             );
         }
         let registry = Arc::new(RwLock::new(Registry::default()));
-        reload(&config, &registry, &history).await;
+        let api_writes = PendingWrites::default();
+        reload(&config, &registry, &history, &api_writes).await;
         let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone())?;
         // Listening before recovery and catch-up, so the runs they close are notified too.
         let notifier = crate::notify::Notifier::start(
@@ -135,6 +139,7 @@ impl Daemon {
             dispatcher: dispatcher.clone(),
             registry: registry.clone(),
             config: config.clone(),
+            api_writes,
             next_runs: Arc::new(Mutex::new(HashMap::new())),
             stats: Arc::new(LoopStats::default()),
         };
@@ -203,13 +208,15 @@ async fn reload(
     config: &Config,
     registry: &Arc<RwLock<Registry>>,
     history: &Arc<SqliteHistory>,
+    api_writes: &PendingWrites,
 ) -> Vec<Change> {
     let mut copy = read(registry).clone();
     let cfg = config.clone();
     let history = history.clone();
+    let api_writes = api_writes.clone();
     let result = tokio::task::spawn_blocking(move || {
         let changes = copy.rescan(&cfg);
-        record_versions(&history, &copy, &changes);
+        record_versions(&history, &api_writes, &copy, &changes);
         (copy, changes)
     })
     .await;
@@ -231,8 +238,13 @@ async fn reload(
 }
 
 /// Records the version of every script that loaded in this rescan (unless it is the job's
-/// newest version already: a write through the API records itself first, as `api`).
-fn record_versions(history: &SqliteHistory, registry: &Registry, changes: &[Change]) {
+/// newest version already), as written through the API or as an edit of the file.
+fn record_versions(
+    history: &SqliteHistory,
+    api_writes: &PendingWrites,
+    registry: &Registry,
+    changes: &[Change],
+) {
     for c in changes {
         let (Change::Added(name) | Change::Updated(name)) = c else {
             continue;
@@ -241,12 +253,12 @@ fn record_versions(history: &SqliteHistory, registry: &Registry, changes: &[Chan
             continue;
         };
         let hash = crate::jobs::versions::hash(&spec.source);
-        if let Err(e) = history.record_version(
-            name,
-            &hash,
-            crate::history::VersionOrigin::File,
-            &spec.source,
-        ) {
+        let origin = if api_writes.take(name, &hash) {
+            VersionOrigin::Api
+        } else {
+            VersionOrigin::File
+        };
+        if let Err(e) = history.record_version(name, &hash, origin, &spec.source) {
             tracing::error!(job = %name, "cannot record the script's version: {e}");
         }
     }

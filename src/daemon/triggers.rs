@@ -181,7 +181,14 @@ impl Loop {
             self.reload_at = None;
             self.next_rescan = now + RESCAN_SCRIPTS;
             h.stats.script_rescans.fetch_add(1, Ordering::Relaxed);
-            for c in reload(&h.config, &h.registry, h.dispatcher.history()).await {
+            for c in reload(
+                &h.config,
+                &h.registry,
+                h.dispatcher.history(),
+                &h.api_writes,
+            )
+            .await
+            {
                 h.dispatcher.events().publish(super::change_event(&c));
             }
             self.update_watches(watcher);

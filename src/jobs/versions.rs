@@ -1,7 +1,48 @@
 //! The identity of a job script version: the SHA-256 of its source, as lowercase hex. The
 //! history keeps every version that loaded under it, and every run records the one it ran.
+//! [`PendingWrites`] tells the reload which of the versions it loads were written through the
+//! API.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use sha2::Digest;
+
+/// Versions remembered per job; older ones were overwritten before any reload saw them.
+const PENDING_PER_JOB: usize = 16;
+
+/// The versions written through the API that no reload has loaded yet, by job. The API adds a
+/// version before it renames the file into place; the reload that loads it takes it back out
+/// and records the version as coming from the API (any other as coming from the file).
+#[derive(Debug, Default, Clone)]
+pub struct PendingWrites(Arc<Mutex<HashMap<String, VecDeque<String>>>>);
+
+impl PendingWrites {
+    /// Remembers that version `hash` of `job` is being written through the API.
+    pub fn add(&self, job: &str, hash: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(job.to_owned()).or_default();
+        if !list.iter().any(|h| h == hash) {
+            if list.len() == PENDING_PER_JOB {
+                list.pop_front();
+            }
+            list.push_back(hash.to_owned());
+        }
+    }
+
+    /// Whether version `hash` of `job` was written through the API (and forgets it).
+    pub fn take(&self, job: &str, hash: &str) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(list) = map.get_mut(job) else {
+            return false;
+        };
+        let found = list.iter().position(|h| h == hash).map(|i| list.remove(i));
+        if list.is_empty() {
+            map.remove(job);
+        }
+        found.is_some()
+    }
+}
 
 /// The version hash of `source`.
 pub fn hash(source: &str) -> String {
@@ -30,5 +71,20 @@ mod tests {
         assert!(is_hash(&h));
         assert!(!is_hash("E3B0"));
         assert!(!is_hash(&h.to_uppercase()));
+    }
+
+    #[test]
+    fn pending_writes_are_taken_once() {
+        let p = PendingWrites::default();
+        p.add("a", "h1");
+        p.add("a", "h1");
+        assert!(!p.take("b", "h1"));
+        assert!(p.take("a", "h1"));
+        assert!(!p.take("a", "h1"));
+        for i in 0..=PENDING_PER_JOB {
+            p.add("a", &i.to_string());
+        }
+        assert!(!p.take("a", "0"), "the oldest is forgotten");
+        assert!(p.take("a", &PENDING_PER_JOB.to_string()));
     }
 }

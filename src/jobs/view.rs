@@ -26,6 +26,9 @@ pub struct JobView {
     /// was changed and does not load; the last version that loaded stays active), or `null`
     /// (no version ever loaded).
     pub active_version: Option<ActiveVersion>,
+    /// The SHA-256 (hex) of the active version's source: the version its runs execute (see
+    /// `GET /api/v1/jobs/{name}/versions`).
+    pub script_version: Option<String>,
     /// Why the newest version of the script does not load, pointing at file and line.
     pub load_error: Option<LoadErrorView>,
     /// Description.
@@ -133,6 +136,7 @@ impl JobView {
             name: name.to_string(),
             file: config.display_path(&entry.path),
             loaded: spec.is_some(),
+            script_version: spec.map(|s| super::versions::hash(&s.source)),
             error: entry.error.as_ref().map(|e| e.to_string()),
             active_version: match (spec, &entry.error) {
                 (None, _) => None,
