@@ -9,11 +9,12 @@
 //!   process of its own; `jobs/locate.rs` finds the line of a spec key for errors), params,
 //!   triggers, secrets, retry timing (`jobs/cron_error.rs` says which cron field is wrong and
 //!   its range); the executor that runs a job in a `ferry worker` process and the worker loop
-//!   itself.
+//!   itself; scripts written by request (`jobs/scripts.rs`: name rule, validation, atomic
+//!   writes) and version hashes (`jobs/versions.rs`).
 //! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings. Its
 //!   API is described for editors in `lua/types/ferry.lua` (LuaCATS), which `ferry init`/`new`
 //!   write into projects (`cli/editor.rs`).
-//! - [`history`]: the run history (runs, logs, artifacts, job state) in SQLite.
+//! - [`history`]: the run history (runs, logs, artifacts, job state, script versions) in SQLite.
 //! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
 //!   commits, recovery of writes a dead process left behind, and the one confinement check of
 //!   every path a script or job spec names (`confine_path`).
@@ -27,7 +28,8 @@
 //!   retries and streamed bodies.
 //! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
 //!   folders), the dispatcher and retention; crash recovery; graceful shutdown.
-//! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads;
+//! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads,
+//!   job scripts written, checked and deleted remotely with their versions (`api/scripts.rs`);
 //!   the web UI (`api/ui/`: plain HTML/CSS/JS modules embedded with `include_str!`, served at
 //!   `/`, sign-in by HttpOnly cookie with CSRF checks in `api/ui/session.rs`).
 //! - [`notify`]: notifications of run ends (webhook, Slack, e-mail over SMTP): rules, payloads,

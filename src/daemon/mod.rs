@@ -103,6 +103,13 @@ impl Daemon {
                 "cleaned up writes left by processes that died"
             );
         }
+        let stale = crate::jobs::scripts::remove_stale_temps(&config);
+        if stale > 0 {
+            tracing::info!(
+                files = stale,
+                "removed temporary files of script writes left by a process that died"
+            );
+        }
         let registry = Arc::new(RwLock::new(Registry::default()));
         let api_writes = PendingWrites::default();
         reload(&config, &registry, &history, &api_writes).await;

@@ -102,6 +102,24 @@ pub fn remove(config: &Config, name: &str) -> Result<bool, ScriptFileError> {
     }
 }
 
+/// Whether `file_name` is a temporary name of [`write`] (`.NAME.lua.PID-RANDOM.tmp`).
+fn is_temp(file_name: &str) -> bool {
+    file_name.starts_with('.') && file_name.ends_with(".tmp") && file_name.contains(".lua.")
+}
+
+/// Removes the temporary files of writes a dead process left in `scripts/`; returns how many.
+/// Called by the daemon at start, before anything writes.
+pub fn remove_stale_temps(config: &Config) -> usize {
+    let Ok(entries) = std::fs::read_dir(&config.scripts_dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(is_temp))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -116,5 +134,12 @@ mod tests {
         for bad in ["", "a b", "../x", "x.lua", &"a".repeat(65)] {
             assert!(!valid_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn temp_names_are_recognised() {
+        assert!(is_temp(".hello.lua.123-00ff00ff00ff00ff.tmp"));
+        assert!(!is_temp("hello.lua"));
+        assert!(!is_temp(".hello.lua.swp"));
     }
 }
