@@ -211,6 +211,13 @@ fn put_creates_a_job_invalid_changes_nothing_runs_keep_their_version_and_delete_
     assert_eq!(version["source"], v1.as_str());
     assert_eq!(version["origin"], "api");
 
+    let r = p.ferry(&["runs", "show", &first["id"].to_string()]);
+    assert!(
+        r.stdout.contains(&format!("script:   version {h1}")),
+        "{}",
+        r.all()
+    );
+
     // `ferry jobs history`, locally and through the API.
     let r = p.ferry(&["jobs", "history", "hello"]);
     assert_eq!(r.code, 0, "{}", r.all());

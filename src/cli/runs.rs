@@ -361,6 +361,9 @@ fn print_run(r: &RunRecord) {
     if let Some(t) = r.started_at {
         println!("started:  {}", format_time(&t));
     }
+    if let Some(v) = &r.script_version {
+        println!("script:   version {v}  (ferry jobs history {})", r.job);
+    }
     if let Some(t) = r.finished_at {
         println!("finished: {}  (took {})", format_time(&t), duration(r));
     }
