@@ -261,7 +261,14 @@ fn exit_codes_tell_failure_usage_unreachable_apart() {
     assert_eq!(p.ferry(&["run", "bad"]).code, 1);
     assert_eq!(p.ferry(&["run", "nosuchjob"]).code, 2);
     assert_eq!(p.ferry(&["frobnicate"]).code, 2);
-    // --server where it would do nothing is refused, not ignored.
+    // --server where it would do nothing is not offered in the help, and refused, not ignored.
+    let r = p.ferry(&["run", "--help"]);
+    assert!(!r.stdout.contains("--server"), "{}", r.stdout);
+    assert!(
+        p.ferry(&["trigger", "--help"])
+            .stdout
+            .contains("--server URL")
+    );
     let r = p.ferry(&["--server", "http://127.0.0.1:1", "run", "ok"]);
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(
