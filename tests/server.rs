@@ -261,7 +261,14 @@ fn exit_codes_tell_failure_usage_unreachable_apart() {
     assert_eq!(p.ferry(&["run", "bad"]).code, 1);
     assert_eq!(p.ferry(&["run", "nosuchjob"]).code, 2);
     assert_eq!(p.ferry(&["frobnicate"]).code, 2);
-    // --server where it would do nothing is refused, not ignored.
+    // --server where it would do nothing is not offered in the help, and refused, not ignored.
+    let r = p.ferry(&["run", "--help"]);
+    assert!(!r.stdout.contains("--server"), "{}", r.stdout);
+    assert!(
+        p.ferry(&["trigger", "--help"])
+            .stdout
+            .contains("--server URL")
+    );
     let r = p.ferry(&["--server", "http://127.0.0.1:1", "run", "ok"]);
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(
@@ -400,4 +407,29 @@ fn commands_that_print_data_print_json_when_asked() {
     assert!(r.json()["id"].as_i64().unwrap() > 0);
     let r = p.ferry(&["trigger", "ok", "--json", "--wait"]);
     assert_eq!(r.code, 2, "{}", r.all());
+    // A run, its lines, run again, cancelled (the queued rerun), deleted.
+    p.script("talk", "return { run = function(ctx) ctx.log.info('one') ctx.log.warn('two') end }");
+    let r = p.ferry(&["run", "talk", "--json"]);
+    let id = r.json()["id"].as_i64().unwrap().to_string();
+    let r = p.ferry(&["runs", "logs", &id, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let lines: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    assert_eq!(lines[1]["level"], "warn");
+    assert_eq!(lines[1]["message"], "two");
+    let r = p.ferry(&["runs", "rerun", &id, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["of"].as_i64().unwrap().to_string(), id);
+    let again = r.json()["id"].as_i64().unwrap().to_string();
+    let r = p.ferry(&["runs", "cancel", &again, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()[0]["ok"], true);
+    let r = p.ferry(&["runs", "delete", &id, "999999", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(r.json()[0]["ok"], true);
+    assert_eq!(r.json()[1]["ok"], false);
 }

@@ -19,9 +19,24 @@ const POLL: Duration = Duration::from_millis(200);
 /// How often a broken event stream is reopened before giving up.
 const RECONNECTS: u32 = 5;
 
-/// Prints one log line as `ferry run` does.
+/// Whether log lines are printed as JSON objects, one per line (`ferry runs logs --json`).
+static JSON_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints the following lines as JSON objects (`{"at", "level", "message"}`), one per line.
+pub fn json_lines() {
+    JSON_LINES.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Prints one log line as `ferry run` does (or as JSON after [`json_lines`]).
 pub fn print_line(at: &str, level: &str, message: &str) {
-    println!("{at} {level:<5} {message}");
+    if JSON_LINES.load(std::sync::atomic::Ordering::Relaxed) {
+        println!(
+            "{}",
+            serde_json::json!({ "at": at, "level": level, "message": message })
+        );
+    } else {
+        println!("{at} {level:<5} {message}");
+    }
 }
 
 /// The exit code for a run that ended in `state`: 0 when it succeeded, 1 otherwise.

@@ -43,8 +43,9 @@ pub struct Cli {
     /// For `trigger`, `runs` and `jobs` only (refused elsewhere): talk to a running daemon's
     /// HTTP API instead of the local history, e.g. http://127.0.0.1:7411. The token is read
     /// from FERRY_TOKEN, else from [api] token of ferry.toml.
-    /// FERRY_SERVER gives a default to these three commands.
-    #[arg(long, global = true, value_name = "URL")]
+    /// FERRY_SERVER gives a default to these three commands. Hidden from the help of every
+    /// command: the three that take it say so in their own description.
+    #[arg(long, global = true, hide = true, value_name = "URL")]
     pub server: Option<String>,
     /// What to do.
     #[command(subcommand)]
@@ -127,17 +128,18 @@ pub enum Command {
     Run(run::RunArgs),
     /// Load and validate job scripts without running them.
     Check(check::CheckArgs),
-    /// List, show, cancel and delete recorded runs.
+    /// List, show, cancel and delete recorded runs. `ferry --server URL runs ...` (or
+    /// FERRY_SERVER) asks a running daemon's API instead of the local history.
     Runs(runs::RunsArgs),
-    /// Queue a run for the daemon (through its API with --server, else in the local history,
-    /// where a running `ferry serve` picks it up).
+    /// Queue a run for the daemon: `ferry --server URL trigger ...` (or FERRY_SERVER) through its
+    /// API, else in the local history, where a running `ferry serve` picks it up.
     Trigger(trigger::TriggerArgs),
     /// Run the daemon: cron schedules, watched folders, hot reload of scripts.
     Serve(serve::ServeArgs),
     /// Create a job script from a template (blank, export, import, backup, redis).
     New(new::NewArgs),
     /// List jobs with their triggers, next run, last run and load errors; pause and resume
-    /// them.
+    /// them. `ferry --server URL jobs ...` (or FERRY_SERVER) asks a running daemon's API.
     Jobs(jobs::JobsArgs),
     /// Print shell completions for bash, zsh or fish.
     Completions {

@@ -57,24 +57,36 @@ pub enum RunsCommand {
         /// Only lines after this sequence number.
         #[arg(long, default_value_t = 0)]
         after: i64,
+        /// Print each line as a JSON object (`{"at", "level", "message"}`), one per line.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask queued or running runs to stop.
     Cancel {
         /// Run ids.
         #[arg(required = true)]
         ids: Vec<i64>,
+        /// Print the outcome of each as JSON (`[{"id", "ok", "result"}]`).
+        #[arg(long)]
+        json: bool,
     },
     /// Run a finished run again: same params (and the same watched file, moved back from
     /// failed/); trigger kind `rerun`.
     Rerun {
         /// The run id.
         id: i64,
+        /// Print the new run as JSON (`{"id", "state", "of"}`).
+        #[arg(long)]
+        json: bool,
     },
     /// Delete finished runs with their logs and artifact records.
     Delete {
         /// Run ids.
         #[arg(required = true)]
         ids: Vec<i64>,
+        /// Print the outcome of each as JSON (`[{"id", "ok", "result"}]`).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -236,35 +248,68 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
             }
             Ok(ExitCode::SUCCESS)
         }
-        RunsCommand::Logs { id, follow, after } => match (&history, follow) {
-            (Backend::Local(h), true) => super::follow::local(h, id, after),
-            (Backend::Remote(c), true) => super::follow::remote(c, id, after),
-            (_, false) => {
-                let Some((_, logs, _, _)) = history.show(id)? else {
-                    eprintln!("error: run {id} does not exist");
-                    return Ok(ExitCode::from(1));
-                };
-                for l in logs.iter().filter(|l| l.seq > after) {
-                    super::follow::print_line(&format_time(&l.at), l.level.as_str(), &l.message);
-                }
-                Ok(ExitCode::SUCCESS)
+        RunsCommand::Logs {
+            id,
+            follow,
+            after,
+            json,
+        } => {
+            if json {
+                super::follow::json_lines();
             }
-        },
-        RunsCommand::Cancel { ids } => {
+            match (&history, follow) {
+                (Backend::Local(h), true) => super::follow::local(h, id, after),
+                (Backend::Remote(c), true) => super::follow::remote(c, id, after),
+                (_, false) => {
+                    let Some((_, logs, _, _)) = history.show(id)? else {
+                        eprintln!("error: run {id} does not exist");
+                        return Ok(ExitCode::from(1));
+                    };
+                    for l in logs.iter().filter(|l| l.seq > after) {
+                        super::follow::print_line(
+                            &format_time(&l.at),
+                            l.level.as_str(),
+                            &l.message,
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        RunsCommand::Cancel { ids, json } => {
             let mut code = ExitCode::SUCCESS;
+            let mut out = Vec::new();
             for id in ids {
                 match history.cancel(id) {
+                    Ok(what) if json => out.push(
+                        serde_json::json!({"id": id, "ok": true, "result": what.to_string()}),
+                    ),
                     Ok(what) => println!("run {id}: {what}"),
                     Err(e) => {
+                        if json {
+                            out.push(
+                                serde_json::json!({"id": id, "ok": false, "result": e.to_string()}),
+                            );
+                        }
                         eprintln!("error: {e}");
                         code = ExitCode::from(1);
                     }
                 }
             }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
             Ok(code)
         }
-        RunsCommand::Rerun { id } => {
+        RunsCommand::Rerun { id, json } => {
             let (new, state) = history.rerun(config, id)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": new, "state": state, "of": id})
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             match (&history, state.as_str()) {
                 (Backend::Local(_), _) => println!(
                     "run {new} queued (run {id} again); a running `ferry serve` on this project starts it"
@@ -273,16 +318,28 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
             }
             Ok(ExitCode::SUCCESS)
         }
-        RunsCommand::Delete { ids } => {
+        RunsCommand::Delete { ids, json } => {
             let mut code = ExitCode::SUCCESS;
+            let mut out = Vec::new();
             for id in ids {
                 match history.delete(config, id) {
+                    Ok(()) if json => {
+                        out.push(serde_json::json!({"id": id, "ok": true, "result": "deleted"}))
+                    }
                     Ok(()) => println!("run {id}: deleted"),
                     Err(e) => {
+                        if json {
+                            out.push(
+                                serde_json::json!({"id": id, "ok": false, "result": e.to_string()}),
+                            );
+                        }
                         eprintln!("error: {e}");
                         code = ExitCode::from(1);
                     }
                 }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
             }
             Ok(code)
         }
