@@ -132,9 +132,11 @@ impl BatchCodec {
         let mut result: ReadBack = None;
         let width = self.source_of.len();
         // SAFETY: with the returned sequence at 1 and the output column names at 2, the
-        // closure makes room for the names, a row and a value, then uses only raw reads
-        // (`lua_rawlen`, `lua_rawgeti`, `lua_rawget`, `lua_to*` on values of the matching
-        // type), none of which calls a metamethod, allocates in Lua or raises an error.
+        // closure makes room for the names, a row and a value (`lua_checkstack` reports a
+        // failure instead of raising one), then uses only raw reads (`lua_rawlen`,
+        // `lua_rawgeti`, `lua_rawget`, `lua_to*` on values of the matching type), none of which
+        // calls a metamethod, allocates or raises an error: no Lua error can unwind through
+        // the Rust values `read_back` owns.
         unsafe {
             lua.exec_raw::<()>((out.clone(), self.out_keys.clone()), |state| {
                 if ffi::lua_checkstack(state, clamp(width.saturating_add(3))) != 0 {
