@@ -91,9 +91,10 @@ fn export_with_filters_and_import_of_a_dropped_file() {
     check_accepts(&p, "orders_export");
 
     // An import job watching a folder: a file dropped there lands in the table.
+    std::fs::create_dir_all(p.at("inbox/api_orders")).unwrap();
     let v = create(
         &api,
-        json!({"name": "orders_in", "template": "import", "watch": "inbox/orders",
+        json!({"name": "orders_in", "template": "import", "watch": "inbox/api_orders",
             "params": {"db": "data/in.db", "table": "orders", "types": {"id": "integer"},
                 "on_conflict": "overwrite", "on_error": "continue"}}),
         StatusCode::CREATED,
@@ -104,7 +105,7 @@ fn export_with_filters_and_import_of_a_dropped_file() {
         let (s, _) = api.get("/api/v1/jobs/orders_in");
         (s == StatusCode::OK).then_some(())
     });
-    p.write("inbox/orders/new.csv", "id,name\n1,a\n2,b\n");
+    p.write("inbox/api_orders/new.csv", "id,name\n1,a\n2,b\n");
     let run = wait_for(
         "the import of the dropped file",
         Duration::from_secs(90),
