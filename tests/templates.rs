@@ -1,7 +1,7 @@
 //! Jobs created from a template over the HTTP API (`POST /api/v1/jobs`), against a real daemon
 //! with the shipped plugins: each template makes a job `ferry check` accepts and that runs end to
-//! end (export, import of a dropped file, backup then restore, Redis import into a real
-//! redis-server), and malformed requests are refused before anything is written.
+//! end (export, import of a dropped file, backup then restore, Redis import into and backup of a
+//! real redis-server), and malformed requests are refused before anything is written.
 
 mod common;
 
@@ -208,6 +208,17 @@ fn redis_import_from_store_files_into_a_real_server() {
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_same(&want, &contents(&target, &[0, 3]));
     check_accepts(&p, "to_redis");
+    // A Redis backup job of the source, run now.
+    let v = create(
+        &api,
+        json!({"name": "redis_nightly", "template": "redis_backup", "run": "now",
+            "schedule": "0 3 * * *",
+            "params": {"url": source.url(0), "point": "data/backups", "set": "cache"}}),
+        StatusCode::CREATED,
+    );
+    let run = finished(&api, &v);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    check_accepts(&p, "redis_nightly");
     // A password is never baked into a script.
     let v = create(
         &api,
