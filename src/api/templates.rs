@@ -30,7 +30,6 @@ const LOAD_WAIT: Duration = Duration::from_secs(60);
 struct CreateBody {
     name: Option<String>,
     template: Option<String>,
-    #[serde(default)]
     params: Option<Value>,
     description: Option<String>,
     schedule: Option<Value>,
@@ -196,7 +195,7 @@ async fn submit(
             break;
         }
         if Instant::now() >= deadline {
-            return Err(ApiError::internal(format!(
+            return Err(ApiError::unavailable(format!(
                 "job {name:?} was written but the daemon did not load it within {}s; ask for the run with POST /api/v1/jobs/{name}/runs",
                 LOAD_WAIT.as_secs()
             )));
