@@ -11,6 +11,7 @@ mod metrics;
 mod overview;
 mod runs;
 mod scripts;
+mod templates;
 pub mod ui;
 mod upload;
 
@@ -40,6 +41,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/jobs"),
+    ("POST", "/api/v1/jobs"),
     ("GET", "/api/v1/overview"),
     ("POST", "/api/v1/jobs/validate"),
     ("GET", "/api/v1/jobs/{name}"),
@@ -115,6 +117,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events::stream))
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/overview", get(overview::overview))
+        // Jobs created from a template (api/templates.rs).
+        .route("/api/v1/jobs", post(templates::create))
         .route("/api/v1/jobs/validate", post(scripts::validate_only))
         .route(
             "/api/v1/jobs/{name}",
