@@ -58,6 +58,8 @@ pub async fn upload(
         ))
     })?;
     let max = config.api.max_upload;
+    // How much of an upload that is over the limit is still read, to answer it cleanly.
+    const DRAIN_LIMIT: u64 = 8 << 20;
     let too_large = || {
         ApiError::too_large(format!(
             "upload larger than the limit of {max} bytes ([api] max_upload)"
@@ -99,6 +101,15 @@ pub async fn upload(
             })? {
                 size += chunk.len() as u64;
                 if size > max {
+                    // Read (and drop) what the client is still sending, up to a bound, so that
+                    // it gets the 413 instead of a connection closed under its upload.
+                    let mut drained: u64 = 0;
+                    while drained < DRAIN_LIMIT {
+                        match field.chunk().await {
+                            Ok(Some(c)) => drained += c.len() as u64,
+                            _ => break,
+                        }
+                    }
                     return Err(too_large());
                 }
                 file.write_all(&chunk).await.map_err(ApiError::internal)?;
