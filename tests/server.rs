@@ -408,7 +408,10 @@ fn commands_that_print_data_print_json_when_asked() {
     let r = p.ferry(&["trigger", "ok", "--json", "--wait"]);
     assert_eq!(r.code, 2, "{}", r.all());
     // A run, its lines, run again, cancelled (the queued rerun), deleted.
-    p.script("talk", "return { run = function(ctx) ctx.log.info('one') ctx.log.warn('two') end }");
+    p.script(
+        "talk",
+        "return { run = function(ctx) ctx.log.info('one') ctx.log.warn('two') end }",
+    );
     let r = p.ferry(&["run", "talk", "--json"]);
     let id = r.json()["id"].as_i64().unwrap().to_string();
     let r = p.ferry(&["runs", "logs", &id, "--json"]);

@@ -12,7 +12,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::runs::{MAX_PAGE_SIZE, number_param, pairs};
+use super::runs::{page_only, pairs};
 use super::{ApiError, ApiState};
 use crate::jobs::scripts::{self, MAX_SCRIPT};
 use crate::jobs::spec::LoadError;
@@ -186,18 +186,7 @@ pub async fn list_versions(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     check_name(&name)?;
-    let (mut page, mut page_size) = (1u64, 20u64);
-    for (k, v) in pairs(&q) {
-        match k.as_str() {
-            "page" => page = number_param("page", &v, 1, u64::from(u32::MAX))?,
-            "page_size" => page_size = number_param("page_size", &v, 1, u64::from(MAX_PAGE_SIZE))?,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`; expected page, page_size"
-                )));
-            }
-        }
-    }
+    let (page, page_size) = page_only(&q, 20)?;
     let job = name.clone();
     let (items, total) = state
         .db(move |h| {
