@@ -7,6 +7,7 @@ use common::api::{Api, TOKEN};
 use common::{Daemon, Project};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 fn project(api: &str) -> Project {
     let p = Project::new();
@@ -221,6 +222,15 @@ fn scopes_revocation_and_the_audit_log() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let (s, _) = call(&api, "GET", "/api/v1/audit?limit=3", TOKEN, None);
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // The version written by the API names its writer.
+    // (Recorded when the daemon's reload loads the file.)
+    let v = common::wait_for("the version of `made`", Duration::from_secs(60), || {
+        let (s, v) = call(&api, "GET", "/api/v1/jobs/made/versions", TOKEN, None);
+        (s == StatusCode::OK && v["total"] == 1).then_some(v)
+    });
+    assert_eq!(v["items"][0]["written_by"], "boss", "{v}");
+    assert_eq!(v["items"][0]["origin"], "api", "{v}");
+
     // `ferry audit` reads the same log locally, the CLI's own token actions included.
     let r = p.ferry(&["audit", "--json", "--limit", "1000"]);
     assert_eq!(r.code, 0, "{}", r.all());

@@ -8,10 +8,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::runs::{page_only, pairs};
 use super::{ApiError, ApiState};
 use crate::jobs::scripts::{self, MAX_SCRIPT};
@@ -84,9 +85,11 @@ fn validate(state: &ApiState, name: &str, source: &str) -> Result<(), ApiError> 
 
 /// `PUT /api/v1/jobs/{name}`: creates or replaces the job's script → 201 (new) or 200 with
 /// `{"job", "hash", "created", "changed"}` (`changed`: the file's text differed). The daemon's
-/// reload loads it like a hand edit and records the version as written through the API.
+/// reload loads it like a hand edit and records the version as written through the API by the
+/// caller's token.
 pub async fn put(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -105,7 +108,7 @@ pub async fn put(
         if old.as_deref() == Some(source.as_bytes()) {
             return Ok::<_, ApiError>((false, false));
         }
-        s.handle.api_writes.add(&job, &h);
+        s.handle.api_writes.add(&job, &h, &caller.name);
         let created = scripts::write(config, &job, &source).map_err(ApiError::internal)?;
         Ok((created, true))
     })
