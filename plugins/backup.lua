@@ -131,6 +131,9 @@ local RETENTION = ferry.schema("backup.retention", at_point({
   keep_last = "integer", keep_daily = "integer", keep_weekly = "integer",
 }))
 local DISCOVER = ferry.schema("backup.discover", at_point({ register = "any" }))
+-- The schemas, so a script can check options before it runs (jobs made from a template do).
+M.schemas = { run = RUN, restore = RESTORE, list = LIST, known = KNOWN, delete = DELETE,
+  delete_many = DELETE_MANY, retention = RETENTION, discover = DISCOVER }
 
 -- The kind of a caught error (`err.kind` of host errors; Lua's own errors have none).
 local function kind_of(err)

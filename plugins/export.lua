@@ -74,6 +74,8 @@ local OPTIONS = ferry.schema("export.run", {
   sql_table = "string",
   create_table = "boolean",
 })
+-- The schema, so a script can check options before it runs (jobs made from a template do).
+M.schemas = { run = OPTIONS }
 
 local function quote_ident(name)
   return '"' .. name:gsub('"', '""') .. '"'

@@ -78,6 +78,8 @@ local OPTIONS = ferry.schema("import.run", {
   on_error = { enum = "on_error", default = "fail_fast" },
   reimport = { type = "boolean", default = false },
 })
+-- The schema, so a script can check options before it runs (jobs made from a template do).
+M.schemas = { run = OPTIONS }
 
 -- The ledger of committed imports, kept in the target database and written in the same
 -- transaction as the rows: a file (by content) is imported into a target once, so a retry

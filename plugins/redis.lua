@@ -103,6 +103,8 @@ local COPY = ferry.schema("redis.copy", {
   match = { type = "string", default = "*" },
   method = { enum = { "full", "incremental" }, default = "full" },
 })
+-- The schemas, so a script can check options before it runs (jobs made from a template do).
+M.schemas = { migrate = MIGRATE, backup = BACKUP, copy = COPY }
 
 --- A secret's value, or nil when it is not defined (a Redis without a password needs none).
 function M.secret(ctx, name)

@@ -10,7 +10,8 @@
 //!   triggers, secrets, retry timing (`jobs/cron_error.rs` says which cron field is wrong and
 //!   its range); the executor that runs a job in a `ferry worker` process and the worker loop
 //!   itself; scripts written by request (`jobs/scripts.rs`: name rule, validation, atomic
-//!   writes) and version hashes (`jobs/versions.rs`).
+//!   writes), version hashes (`jobs/versions.rs`) and scripts generated from a template with
+//!   the options as escaped Lua literals (`jobs/templates.rs`).
 //! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings. Its
 //!   API is described for editors in `lua/types/ferry.lua` (LuaCATS), which `ferry init`/`new`
 //!   write into projects (`cli/editor.rs`).
@@ -32,7 +33,8 @@
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth with named tokens and scopes (the
 //!   one table of every route's scope and audited action in `api/auth.rs`), JSON shapes,
 //!   uploads, downloads, tokens and the audit log over HTTP (`api/tokens.rs`),
-//!   job scripts written, checked and deleted remotely with their versions (`api/scripts.rs`);
+//!   job scripts written, checked and deleted remotely with their versions (`api/scripts.rs`),
+//!   jobs created from a template in one call (`api/templates.rs`);
 //!   the web UI (`api/ui/`: plain HTML/CSS/JS modules embedded with `include_str!`, served at
 //!   `/`, sign-in by HttpOnly cookie with CSRF checks in `api/ui/session.rs`).
 //! - [`notify`]: notifications of run ends (webhook, Slack, e-mail over SMTP): rules, payloads,

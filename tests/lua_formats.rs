@@ -447,3 +447,107 @@ fn zip_slip_and_bombs_are_refused_from_scripts() {
     assert_eq!(s["n"], 8 << 20);
     assert!(!p.at("escape.sh").exists());
 }
+
+/// The map's rows cross into Lua and back through the C API (`src/lua/row_batch.rs`), keeping
+/// unchanged values as they were: every kind of map must write exactly what the same map gives
+/// through `src:read` and `sink:write` (the safe conversions), and rows kept past the call stay
+/// whole tables.
+#[test]
+fn pipe_map_writes_what_the_safe_conversions_write() {
+    let p = Project::with_config("");
+    let s = run_ok(
+        &p,
+        "map_exact",
+        r#"
+  local db = ferry.sqlite.open("data/mx.db")
+  fixture(db)
+  local COLS = { "id", "i", "f", "t", "b", "created_at" }
+  local kept = {}
+  local maps = {
+    same = function(rows) return rows end,
+    edit = function(rows)
+      for _, r in ipairs(rows) do
+        kept[#kept + 1] = r
+        if r.i then r.i = r.i // 2 end
+        r.f = nil
+        r.t = (r.t or "") .. "!"
+        r.created_at = r.created_at and r.created_at + 0.5
+        r.b = r.b
+      end
+      return rows
+    end,
+    mixed = function(rows)
+      local out = {}
+      for i = #rows, 1, -1 do out[#out + 1] = rows[i] end
+      out[#out + 1] = rows[1]
+      out[#out + 1] = { 99, 7, 2.5, "pos", "\255", true }
+      out[#out + 1] = { id = 100, t = "new", i = 1.0 }
+      rows[2].t = 42
+      if rows[3] then rows[3][1] = 77 end
+      return out
+    end,
+    drop = function(rows)
+      for i, r in ipairs(rows) do if r.id % 2 == 0 then rows[i] = false end end
+      return rows
+    end,
+  }
+  local out = {}
+  for name, map in pairs(maps) do
+    local n = ferry.pipe(db:query("SELECT * FROM src"), db:writer("p_" .. name, { create = true }),
+      { batch = 3, map = map })
+    local src = db:query("SELECT * FROM src")
+    local sink = db:writer("r_" .. name, { create = true, columns = COLS })
+    local m = 0
+    while true do
+      local rows = src:read(3)
+      if not rows then break end
+      local mapped = map(rows)
+      for i = 1, math.max(#mapped, #rows) do
+        if mapped[i] then sink:write(mapped[i]); m = m + 1 end
+      end
+    end
+    sink:close()
+    out[name] = { n = n, m = m, same = fingerprint(db, "p_" .. name) == fingerprint(db, "r_" .. name),
+                  print = fingerprint(db, "p_" .. name) }
+  end
+  out.kept = #kept .. " " .. kept[1].t .. " " .. getmetatable(kept[1]).columns[4]
+  return out
+"#,
+    );
+    for name in ["same", "edit", "mixed", "drop"] {
+        assert_eq!(s[name]["same"], true, "{name}: {}", s[name]);
+        assert_eq!(s[name]["n"], s[name]["m"], "{name}: {}", s[name]);
+    }
+    assert_eq!(s["same"]["n"], 5);
+    assert_eq!(s["mixed"]["n"], (3 + 1 + 2) + (2 + 1 + 2));
+    assert_eq!(s["drop"]["n"], 3);
+    assert_eq!(s["kept"], "10 plain! t", "{s}");
+}
+
+#[test]
+fn pipe_map_refuses_values_a_row_cannot_hold() {
+    let p = Project::with_config("");
+    let body = |returned: &str| {
+        format!(
+            r#"
+  local db = ferry.sqlite.open("data/bad_" .. ctx.run_id .. ".db")
+  fixture(db)
+  ferry.pipe(db:query("SELECT * FROM src"), db:writer("out", {{ create = true }}), {{ map = function(rows)
+    {returned}
+  end }})
+"#
+        )
+    };
+    let e = run_err(&p, "bad_field", &body("rows[2].t = {} return rows"));
+    assert!(e.contains("column `t`: a table cannot be stored in a row; expected nil, a boolean, a number or a string"), "{e}");
+    let e = run_err(&p, "bad_entry", &body("rows[3] = true return rows"));
+    assert!(
+        e.contains("ferry.pipe: map returned a boolean at position 3; expected a row table or nil"),
+        "{e}"
+    );
+    let e = run_err(&p, "bad_new_row", &body("return { { id = print } }"));
+    assert!(
+        e.contains("column `id`: a function cannot be stored in a row"),
+        "{e}"
+    );
+}

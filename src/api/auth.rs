@@ -95,6 +95,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/metrics", Read, None),
     r("GET", "/api/v1/openapi.json", Read, None),
     r("GET", "/api/v1/jobs", Read, None),
+    r("POST", "/api/v1/jobs", Admin, Some("job.create")),
     r("GET", "/api/v1/overview", Read, None),
     r("POST", "/api/v1/jobs/validate", Admin, None),
     r("GET", "/api/v1/jobs/{name}", Read, None),

@@ -123,6 +123,16 @@ impl ApiError {
         }
     }
 
+    /// 503 `unavailable`: the daemon cannot do it now (the client may ask again).
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+            field: None,
+        }
+    }
+
     /// The error for a response axum (or a layer) produced on its own, as plain text: a body
     /// over the limit, a request it could not decode. `text` is what it said.
     pub fn from_rejection(status: StatusCode, text: &str) -> ApiError {
@@ -226,12 +236,7 @@ impl From<SubmitError> for ApiError {
                 | RerunError::NotLoaded(..)
                 | RerunError::FileGone { .. } => ApiError::conflict(r.to_string()),
             },
-            SubmitError::ShuttingDown => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "unavailable",
-                message: e.to_string(),
-                field: None,
-            },
+            SubmitError::ShuttingDown => ApiError::unavailable(e.to_string()),
         }
     }
 }

@@ -13,6 +13,7 @@ mod metrics;
 mod overview;
 mod runs;
 mod scripts;
+mod templates;
 mod tokens;
 pub mod ui;
 mod upload;
@@ -89,6 +90,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events::stream))
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/overview", get(overview::overview))
+        // Jobs created from a template (api/templates.rs).
+        .route("/api/v1/jobs", post(templates::create))
         .route("/api/v1/jobs/validate", post(scripts::validate_only))
         .route(
             "/api/v1/jobs/{name}",

@@ -22,7 +22,7 @@ use crate::jobs::versions;
 /// The job name a script is checked as when `POST /api/v1/jobs/validate` names none.
 const UNNAMED: &str = "unnamed";
 
-fn check_name(name: &str) -> Result<(), ApiError> {
+pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
     if scripts::valid_name(name) {
         Ok(())
     } else {
@@ -70,7 +70,7 @@ fn invalid_script(e: LoadError) -> ApiError {
 
 /// Validates `source` as job `name` (its top level in a child process, then the spec checks and
 /// the `after` cycle check against the jobs loaded now).
-fn validate(state: &ApiState, name: &str, source: &str) -> Result<(), ApiError> {
+pub(super) fn validate(state: &ApiState, name: &str, source: &str) -> Result<(), ApiError> {
     let config = &state.handle.config;
     let spec = scripts::validate(config, name, source).map_err(invalid_script)?;
     state

@@ -23,6 +23,7 @@ pub mod scripts;
 pub mod seal;
 pub mod secrets;
 pub mod spec;
+pub mod templates;
 pub mod trigger;
 pub mod versions;
 pub mod view;

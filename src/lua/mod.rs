@@ -22,6 +22,7 @@ mod json;
 mod limits;
 mod pipe;
 mod redis;
+mod row_batch;
 mod rows;
 mod sandbox;
 mod schema;

@@ -4,10 +4,12 @@
 //! row. With `map`, Lua receives batches: `map(rows)` gets a sequence of row tables and returns
 //! the rows to write (a sequence; `nil` entries are dropped; `{}` drops the whole batch). A map
 //! that returns nothing is an error naming the map function's line: it is almost always a
-//! forgotten `return`, and writing no rows without a word would hide it.
+//! forgotten `return`, and writing no rows without a word would hide it. The batches cross
+//! into Lua and back through `row_batch.rs`; what it leaves alone goes through `read_rows`.
 
 use mlua::{AnyUserData, Function, Lua, Table, Value as LuaValue};
 
+use super::row_batch::BatchCodec;
 use super::rows::{LuaSink, LuaSource, Opts, RowShape, lua_err, lua_to_row};
 use crate::formats::{FormatError, Value, pipe, pipe_batches};
 
@@ -47,8 +49,17 @@ fn ferry_pipe(
             let s = source.get()?;
             let out_columns = columns.unwrap_or_else(|| s.columns().to_vec());
             let shape = RowShape::new(lua, s.columns())?;
+            let mut codec = BatchCodec::new(lua, &shape, &out_columns)?;
             let k = sink.get()?;
-            map_batches(lua, s.as_mut(), k.as_mut(), batch, &out_columns, &shape, &f)
+            map_batches(
+                lua,
+                s.as_mut(),
+                k.as_mut(),
+                batch,
+                &out_columns,
+                &mut codec,
+                &f,
+            )
         }
     };
     source.finished(lua);
@@ -74,16 +85,13 @@ fn map_batches(
     sink: &mut dyn crate::formats::RowSink,
     batch: usize,
     out_columns: &[String],
-    shape: &RowShape,
+    codec: &mut BatchCodec,
     f: &Function,
 ) -> mlua::Result<u64> {
     let mut lua_error: Option<mlua::Error> = None;
     let mut step = |rows: &mut Vec<Vec<Value>>| -> Result<(), FormatError> {
         let r = (|| -> mlua::Result<()> {
-            let input = lua.create_table_with_capacity(rows.len(), 0)?;
-            for row in rows.iter() {
-                input.raw_push(shape.to_lua(lua, row)?)?;
-            }
+            let input = codec.encode(lua, rows)?;
             let n_in = rows.len();
             let out = match f.call::<LuaValue>(input)? {
                 LuaValue::Nil => {
@@ -109,27 +117,11 @@ fn map_batches(
                     )));
                 }
             };
-            let n_out = out.raw_len().max(n_in);
-            let mut kept = 0;
-            for i in 1..=n_out {
-                match out.raw_get::<LuaValue>(i)? {
-                    LuaValue::Nil | LuaValue::Boolean(false) => {}
-                    LuaValue::Table(t) => {
-                        if kept == rows.len() {
-                            rows.push(Vec::new());
-                        }
-                        lua_to_row(&t, out_columns, &mut rows[kept])?;
-                        kept += 1;
-                    }
-                    other => {
-                        return Err(lua_err(format!(
-                            "ferry.pipe: map returned a {} at position {i}; expected a row table or nil",
-                            other.type_name()
-                        )));
-                    }
-                }
+            let orig = std::mem::take(rows);
+            match codec.decode(lua, &out, n_in, orig)? {
+                Some(mapped) => *rows = mapped,
+                None => read_rows(&out, n_in, out_columns, rows)?,
             }
-            rows.truncate(kept);
             Ok(())
         })();
         r.map_err(|e| {
@@ -147,4 +139,36 @@ fn map_batches(
         (Ok(n), None) => Ok(n),
         (Err(e), None) => Err(lua_err(e)),
     }
+}
+
+/// Reads the rows a map returned into `rows` with mlua's safe calls: the path for batches the
+/// fast read-back of `row_batch.rs` leaves alone, and the one that words their errors.
+fn read_rows(
+    out: &Table,
+    n_in: usize,
+    out_columns: &[String],
+    rows: &mut Vec<Vec<Value>>,
+) -> mlua::Result<()> {
+    let n_out = out.raw_len().max(n_in);
+    let mut kept = 0;
+    for i in 1..=n_out {
+        match out.raw_get::<LuaValue>(i)? {
+            LuaValue::Nil | LuaValue::Boolean(false) => {}
+            LuaValue::Table(t) => {
+                if kept == rows.len() {
+                    rows.push(Vec::new());
+                }
+                lua_to_row(&t, out_columns, &mut rows[kept])?;
+                kept += 1;
+            }
+            other => {
+                return Err(lua_err(format!(
+                    "ferry.pipe: map returned a {} at position {i}; expected a row table or nil",
+                    other.type_name()
+                )));
+            }
+        }
+    }
+    rows.truncate(kept);
+    Ok(())
 }

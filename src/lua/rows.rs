@@ -151,6 +151,16 @@ impl RowShape {
         })
     }
 
+    /// The column names.
+    pub(crate) fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The metatable the rows carry (`__name = "ferry.row"`, `columns`).
+    pub(crate) fn meta(&self) -> &Table {
+        &self.meta
+    }
+
     /// A row as a table keyed by column name.
     pub(crate) fn to_lua(&self, lua: &Lua, row: &[Value]) -> mlua::Result<Table> {
         let t = lua.create_table_with_capacity(0, self.columns.len())?;
