@@ -15,7 +15,8 @@
 //! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings. Its
 //!   API is described for editors in `lua/types/ferry.lua` (LuaCATS), which `ferry init`/`new`
 //!   write into projects (`cli/editor.rs`).
-//! - [`history`]: the run history (runs, logs, artifacts, job state, script versions) in SQLite.
+//! - [`history`]: the run history (runs, logs, artifacts, job state, script versions, API tokens
+//!   by their hash, the audit log) in SQLite.
 //! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
 //!   commits, recovery of writes a dead process left behind, and the one confinement check of
 //!   every path a script or job spec names (`confine_path`).
@@ -29,7 +30,9 @@
 //!   retries and streamed bodies.
 //! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
 //!   folders), the dispatcher and retention; crash recovery; graceful shutdown.
-//! - [`api`]: the HTTP API of the daemon (axum): routes, auth, JSON shapes, uploads, downloads,
+//! - [`api`]: the HTTP API of the daemon (axum): routes, auth with named tokens and scopes (the
+//!   one table of every route's scope and audited action in `api/auth.rs`), JSON shapes,
+//!   uploads, downloads, tokens and the audit log over HTTP (`api/tokens.rs`),
 //!   job scripts written, checked and deleted remotely with their versions (`api/scripts.rs`),
 //!   jobs created from a template in one call (`api/templates.rs`);
 //!   the web UI (`api/ui/`: plain HTML/CSS/JS modules embedded with `include_str!`, served at

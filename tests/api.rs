@@ -571,8 +571,24 @@ fn openapi_document_matches_the_router() {
     }
     let routed: BTreeSet<(String, String)> = ferry::api::ROUTES
         .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();
+    // Every documented operation has a scope (health alone is open), and every one that
+    // changes something is audited.
+    for (method, path) in &documented {
+        let route = ferry::api::ROUTES
+            .iter()
+            .find(|r| r.method == method && r.path == path)
+            .unwrap_or_else(|| panic!("{method} {path} has no entry in ROUTES"));
+        assert!(
+            route.scope.is_some() || path == "/api/v1/health",
+            "{method} {path} has no scope"
+        );
+        assert!(
+            route.audit.is_some() || method == "GET" || path == "/api/v1/jobs/validate",
+            "{method} {path} changes something but is not audited"
+        );
+    }
     assert_eq!(documented, routed, "docs and ROUTES differ");
     // Every documented route answers on the real server with something other than the router's
     // "no route" or "method not allowed".

@@ -229,7 +229,7 @@ fn put_creates_a_job_invalid_changes_nothing_runs_keep_their_version_and_delete_
         r.stdout
     );
     assert!(
-        lines[3].starts_with(&h1) && lines[3].ends_with("api"),
+        lines[3].starts_with(&h1) && lines[3].ends_with("api (config)"),
         "{}",
         r.stdout
     );

@@ -1,9 +1,11 @@
-//! The HTTP API of `ferry serve` (axum): routes, auth, JSON shapes, uploads, downloads.
+//! The HTTP API of `ferry serve` (axum): routes, auth and scopes (`auth.rs`), JSON shapes,
+//! uploads, downloads, tokens and the audit log (`tokens.rs`).
 //!
 //! Only this module knows HTTP. Handlers read the history through their own connection and act
 //! through the daemon's [`Handle`] (submit, cancel). Blocking work (SQLite, files) runs on
 //! blocking threads.
 
+pub mod auth;
 mod error;
 mod events;
 mod jobs;
@@ -12,6 +14,7 @@ mod overview;
 mod runs;
 mod scripts;
 mod templates;
+mod tokens;
 pub mod ui;
 mod upload;
 
@@ -19,9 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{Method, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -33,36 +35,7 @@ use crate::history::{HistoryError, SqliteHistory};
 /// The OpenAPI 3 document of this API, checked against the router by a test.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route: method and path, as registered in [`router`]. The test of the OpenAPI document
-/// compares the two.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/health"),
-    ("GET", "/api/v1/events"),
-    ("GET", "/metrics"),
-    ("GET", "/api/v1/openapi.json"),
-    ("GET", "/api/v1/jobs"),
-    ("POST", "/api/v1/jobs"),
-    ("GET", "/api/v1/overview"),
-    ("POST", "/api/v1/jobs/validate"),
-    ("GET", "/api/v1/jobs/{name}"),
-    ("PUT", "/api/v1/jobs/{name}"),
-    ("DELETE", "/api/v1/jobs/{name}"),
-    ("GET", "/api/v1/jobs/{name}/versions"),
-    ("GET", "/api/v1/jobs/{name}/versions/{hash}"),
-    ("GET", "/api/v1/jobs/{name}/source"),
-    ("POST", "/api/v1/jobs/{name}/runs"),
-    ("POST", "/api/v1/jobs/{name}/upload"),
-    ("POST", "/api/v1/jobs/{name}/pause"),
-    ("POST", "/api/v1/jobs/{name}/resume"),
-    ("GET", "/api/v1/runs"),
-    ("POST", "/api/v1/runs/delete"),
-    ("GET", "/api/v1/runs/{id}"),
-    ("DELETE", "/api/v1/runs/{id}"),
-    ("GET", "/api/v1/runs/{id}/logs"),
-    ("POST", "/api/v1/runs/{id}/cancel"),
-    ("POST", "/api/v1/runs/{id}/rerun"),
-    ("GET", "/api/v1/runs/{id}/artifacts/{name}"),
-];
+pub use auth::ROUTES;
 
 /// The largest JSON request body, in bytes (uploads have their own limit, `[api] max_upload`).
 pub const JSON_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -141,7 +114,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/api/v1/runs/{id}/rerun", post(runs::rerun))
         .route("/api/v1/runs/{id}/artifacts/{name}", get(runs::artifact))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+        .route("/api/v1/audit", get(tokens::audit))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/api/v1/tokens/{name}",
+            axum::routing::delete(tokens::revoke),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
+        ));
     Router::new()
         .route("/api/v1/health", get(health))
         .merge(api)
@@ -179,26 +161,6 @@ async fn json_errors(resp: Response) -> Response {
         }
     }
     out
-}
-
-/// The token (bearer header or the UI's cookie) and, for state-changing requests, the checks
-/// against cross-site forgery (see [`ui::session`]).
-async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    let headers = req.headers();
-    let checked = ui::session::authenticate(state.token.as_deref().map(String::as_str), headers)
-        .and_then(|cred| {
-            if ui::session::changes_state(req.method()) {
-                ui::session::check_origin(headers)?;
-                if cred == ui::session::Credential::Cookie {
-                    ui::session::check_csrf(headers)?;
-                }
-            }
-            Ok(())
-        });
-    match checked {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
-    }
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -248,12 +210,13 @@ async fn health(State(state): State<ApiState>) -> Result<axum::Json<serde_json::
     })))
 }
 
-/// Refuses to listen beyond loopback without a token.
-pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), String> {
-    if token.is_none() && !addr.ip().is_loopback() {
+/// Refuses to listen beyond loopback without a token (`[api] token` or a named token:
+/// `auth_on`).
+pub fn check_bind(addr: &SocketAddr, auth_on: bool) -> Result<(), String> {
+    if !auth_on && !addr.ip().is_loopback() {
         return Err(format!(
             "refusing to serve the API on {addr} without a token: anyone who can reach it could run jobs. \
-             Set [api] token in ferry.toml or FERRY_TOKEN, or listen on a loopback address such as 127.0.0.1"
+             Set [api] token in ferry.toml or FERRY_TOKEN, create one with `ferry tokens create`, or listen on a loopback address such as 127.0.0.1"
         ));
     }
     Ok(())
@@ -266,7 +229,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let streams = state.shutdown.clone();
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             streams.cancel();

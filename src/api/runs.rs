@@ -32,6 +32,24 @@ fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|m| ApiError::bad_request(format!("query `{name}`: {m}")))
 }
 
+/// `page` and `page_size` from a query that may hold nothing else (1 and `default_size` when
+/// absent): the paging of lists other than runs.
+pub(super) fn page_only(q: &Option<String>, default_size: u64) -> Result<(u64, u64), ApiError> {
+    let (mut page, mut page_size) = (1u64, default_size);
+    for (k, v) in pairs(q) {
+        match k.as_str() {
+            "page" => page = number_param("page", &v, 1, u64::from(u32::MAX))?,
+            "page_size" => page_size = number_param("page_size", &v, 1, u64::from(MAX_PAGE_SIZE))?,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`; expected page, page_size"
+                )));
+            }
+        }
+    }
+    Ok((page, page_size))
+}
+
 pub(super) fn number_param(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ApiError> {
     v.parse::<u64>()
         .ok()
@@ -191,7 +209,7 @@ struct DeleteMany {
 pub async fn delete_many(
     State(state): State<ApiState>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let body: DeleteMany = parse_body(&body)?;
     if body.ids.is_empty() {
         return Err(ApiError::bad_request(
@@ -222,10 +240,19 @@ pub async fn delete_many(
             remove_artifacts(&state, id);
         }
     }
-    let deleted = results.iter().filter(|r| r["ok"] == true).count();
-    Ok(Json(
+    let done: Vec<String> = results
+        .iter()
+        .filter(|r| r["ok"] == true)
+        .map(|r| r["id"].to_string())
+        .collect();
+    let deleted = done.len();
+    let mut resp = axum::response::IntoResponse::into_response(Json(
         json!({ "deleted": deleted, "failed": results.len() - deleted, "results": results }),
-    ))
+    ));
+    // The audit log names the runs deleted.
+    resp.extensions_mut()
+        .insert(super::auth::AuditTarget(done.join(",")));
+    Ok(resp)
 }
 
 /// Removes a deleted run's artifact copies; a failure is logged (the daemon's retention sweeps

@@ -8,11 +8,12 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::runs::{MAX_PAGE_SIZE, number_param, pairs};
+use super::auth::Caller;
+use super::runs::{page_only, pairs};
 use super::{ApiError, ApiState};
 use crate::jobs::scripts::{self, MAX_SCRIPT};
 use crate::jobs::spec::LoadError;
@@ -84,9 +85,11 @@ pub(super) fn validate(state: &ApiState, name: &str, source: &str) -> Result<(),
 
 /// `PUT /api/v1/jobs/{name}`: creates or replaces the job's script → 201 (new) or 200 with
 /// `{"job", "hash", "created", "changed"}` (`changed`: the file's text differed). The daemon's
-/// reload loads it like a hand edit and records the version as written through the API.
+/// reload loads it like a hand edit and records the version as written through the API by the
+/// caller's token.
 pub async fn put(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -105,7 +108,7 @@ pub async fn put(
         if old.as_deref() == Some(source.as_bytes()) {
             return Ok::<_, ApiError>((false, false));
         }
-        s.handle.api_writes.add(&job, &h);
+        s.handle.api_writes.add(&job, &h, &caller.name);
         let created = scripts::write(config, &job, &source).map_err(ApiError::internal)?;
         Ok((created, true))
     })
@@ -186,18 +189,7 @@ pub async fn list_versions(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     check_name(&name)?;
-    let (mut page, mut page_size) = (1u64, 20u64);
-    for (k, v) in pairs(&q) {
-        match k.as_str() {
-            "page" => page = number_param("page", &v, 1, u64::from(u32::MAX))?,
-            "page_size" => page_size = number_param("page_size", &v, 1, u64::from(MAX_PAGE_SIZE))?,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`; expected page, page_size"
-                )));
-            }
-        }
-    }
+    let (page, page_size) = page_only(&q, 20)?;
     let job = name.clone();
     let (items, total) = state
         .db(move |h| {

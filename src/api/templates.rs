@@ -87,6 +87,7 @@ fn first_run(run: Option<&str>, at: Option<&str>) -> Result<FirstRun, ApiError> 
 /// written.
 pub async fn create(
     State(state): State<ApiState>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: CreateBody = parse_body(&body)?;
@@ -139,7 +140,7 @@ pub async fn create(
         if std::fs::read(&path).ok().as_deref() == Some(src.as_bytes()) {
             return Ok(false);
         }
-        s.handle.api_writes.add(&job, &h);
+        s.handle.api_writes.add(&job, &h, &caller.name);
         scripts::write(config, &job, &src).map_err(ApiError::internal)
     })
     .await

@@ -40,7 +40,7 @@ pub enum JobsCommand {
         name: String,
     },
     /// List the versions of a job's script that loaded, newest first: SHA-256, when, and
-    /// whether it came through the API or an edit of the file.
+    /// whether it came through the API (with the token's name) or an edit of the file.
     History {
         /// The job.
         name: String,
@@ -129,7 +129,10 @@ fn history(
                 .as_str()
                 .map(when::show_text)
                 .unwrap_or_default(),
-            r["origin"].as_str().unwrap_or("").to_string(),
+            match r["written_by"].as_str() {
+                Some(by) => format!("{} ({by})", r["origin"].as_str().unwrap_or("")),
+                None => r["origin"].as_str().unwrap_or("").to_string(),
+            },
         ]);
     }
     print!("{}", table.render());

@@ -12,6 +12,7 @@ mod run;
 mod runs;
 mod serve;
 mod table;
+mod tokens;
 mod trigger;
 mod when;
 
@@ -141,6 +142,10 @@ pub enum Command {
     /// List jobs with their triggers, next run, last run and load errors; pause and resume
     /// them. `ferry --server URL jobs ...` (or FERRY_SERVER) asks a running daemon's API.
     Jobs(jobs::JobsArgs),
+    /// Manage named API tokens with a scope (read, run, admin) in the local history.
+    Tokens(tokens::TokensArgs),
+    /// Show the audit log (who changed what through the API), from the local history.
+    Audit(tokens::AuditArgs),
     /// Print shell completions for bash, zsh or fish.
     Completions {
         /// The shell.
@@ -221,6 +226,8 @@ pub fn main(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve(config, args),
         Command::Jobs(args) => jobs::jobs(&config, cli.server.as_deref(), args),
         Command::New(args) => new::new(&config, args),
+        Command::Tokens(args) => tokens::tokens(&config, args),
+        Command::Audit(args) => tokens::audit(&config, args),
         Command::Worker => {
             crate::jobs::worker::run_worker(&config)?;
             Ok(ExitCode::SUCCESS)

@@ -42,9 +42,11 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
                 super::Refused(format!("API address {listen:?} resolves to no address")).into(),
             );
         }
+        // Tokens made by `ferry tokens create` turn auth on as `[api] token` does.
+        let auth_on = config.api.token.is_some()
+            || crate::history::SqliteHistory::open(&config.history_path)?.has_tokens()?;
         for a in &addrs {
-            api::check_bind(a, config.api.token.as_deref())
-                .map_err(|m| anyhow::Error::new(super::Refused(m)))?;
+            api::check_bind(a, auth_on).map_err(|m| anyhow::Error::new(super::Refused(m)))?;
         }
         let listener = tokio::net::TcpListener::bind(&addrs[..])
             .await

@@ -260,12 +260,13 @@ fn record_versions(
             continue;
         };
         let hash = crate::jobs::versions::hash(&spec.source);
-        let origin = if api_writes.take(name, &hash) {
+        let by = api_writes.take(name, &hash);
+        let origin = if by.is_some() {
             VersionOrigin::Api
         } else {
             VersionOrigin::File
         };
-        if let Err(e) = history.record_version(name, &hash, origin, &spec.source) {
+        if let Err(e) = history.record_version(name, &hash, origin, by.as_deref(), &spec.source) {
             tracing::error!(job = %name, "cannot record the script's version: {e}");
         }
     }

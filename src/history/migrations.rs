@@ -150,4 +150,26 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX script_versions_by_hash ON script_versions (job, hash);
     ALTER TABLE runs ADD COLUMN script_version TEXT;
     "#,
+    // 8: named API tokens (only the SHA-256 of each token is kept) with their scope, and the
+    // audit log of what API clients changed (who, when, from where, what); the token name a
+    // script version was written with.
+    r#"
+    CREATE TABLE api_tokens (
+        name        TEXT PRIMARY KEY,
+        hash        TEXT NOT NULL UNIQUE,
+        scope       TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        last_used   TEXT
+    );
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      TEXT NOT NULL,
+        actor   TEXT NOT NULL,
+        source  TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        status  INTEGER NOT NULL
+    );
+    ALTER TABLE script_versions ADD COLUMN written_by TEXT;
+    "#,
 ];

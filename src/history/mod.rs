@@ -1,13 +1,16 @@
-//! The run history: runs, their log lines, artifacts and per-job state, kept in SQLite.
+//! The run history: runs, their log lines, artifacts and per-job state, script versions, API
+//! tokens (hashed) and the audit log, kept in SQLite.
 //!
 //! Only this module holds SQL for the history. Callers use the [`History`] trait so that a second
 //! backend (PostgreSQL, for several hosts) can be added without touching them; [`SqliteHistory`]
 //! is the default backend. Several processes (the daemon, its workers, the CLI) open the same
 //! database file at once; WAL mode and a busy timeout make that safe.
 
+mod audit;
 mod migrations;
 mod notifications;
 mod sqlite;
+mod tokens;
 mod types;
 mod versions;
 
@@ -15,7 +18,9 @@ pub use notifications::{
     Attempt, NewNotification, Notification, NotificationLog, NotificationState,
 };
 
+pub use audit::{AuditEntry, NewAudit};
 pub use sqlite::SqliteHistory;
+pub use tokens::TokenRecord;
 pub use types::*;
 pub use versions::{ScriptVersion, VersionOrigin};
 

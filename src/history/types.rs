@@ -329,7 +329,10 @@ pub(super) fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<
     s.serialize_str(&format_time(t))
 }
 
-fn ser_opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn ser_opt_time<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.serialize_str(&format_time(t)),
         None => s.serialize_none(),

@@ -1,5 +1,6 @@
 //! The versions of job scripts in the history: every version that loaded (its SHA-256, when,
-//! whether it came through the API or an edit of the file, and its source), newest last. A
+//! whether it came through the API (and which token wrote it) or an edit of the file, and its
+//! source), newest last. A
 //! version is recorded when it differs from the job's newest one, so re-reading an unchanged
 //! file records nothing, and putting back an old source records it again as the newest.
 
@@ -48,6 +49,9 @@ pub struct ScriptVersion {
     pub created_at: DateTime<Utc>,
     /// Where it came from.
     pub origin: VersionOrigin,
+    /// The name of the token that wrote it through the API (none for a file edit, or a version
+    /// recorded before tokens had names).
+    pub written_by: Option<String>,
     /// The source; left out of lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -62,15 +66,16 @@ impl SqliteHistory {
         job: &str,
         hash: &str,
         origin: VersionOrigin,
+        written_by: Option<&str>,
         source: &str,
     ) -> Result<bool, HistoryError> {
         let n = self
             .conn()
             .execute(
-                "INSERT INTO script_versions (job, hash, created_at, origin, source) \
-                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE COALESCE((SELECT hash FROM script_versions \
+                "INSERT INTO script_versions (job, hash, created_at, origin, source, written_by) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE COALESCE((SELECT hash FROM script_versions \
                  WHERE job = ?1 ORDER BY id DESC LIMIT 1), '') <> ?2",
-                params![job, hash, now(), origin.as_str(), source],
+                params![job, hash, now(), origin.as_str(), source, written_by],
             )
             .map_err(|e| self.err(e))?;
         Ok(n == 1)
@@ -94,7 +99,7 @@ impl SqliteHistory {
             .map_err(|e| self.err(e))?;
         let mut stmt = conn
             .prepare(
-                "SELECT hash, created_at, origin FROM script_versions WHERE job = ?1 \
+                "SELECT hash, created_at, origin, written_by FROM script_versions WHERE job = ?1 \
                  ORDER BY id DESC LIMIT ?2 OFFSET ?3",
             )
             .map_err(|e| self.err(e))?;
@@ -106,6 +111,7 @@ impl SqliteHistory {
                         hash: r.get(0)?,
                         created_at: time_col(r, 1)?.unwrap_or_default(),
                         origin: VersionOrigin::parse(&r.get::<_, String>(2)?),
+                        written_by: r.get(3)?,
                         source: None,
                     })
                 },
@@ -120,7 +126,7 @@ impl SqliteHistory {
     pub fn version(&self, job: &str, hash: &str) -> Result<Option<ScriptVersion>, HistoryError> {
         self.conn()
             .query_row(
-                "SELECT hash, created_at, origin, source FROM script_versions \
+                "SELECT hash, created_at, origin, source, written_by FROM script_versions \
                  WHERE job = ?1 AND hash = ?2 ORDER BY id DESC LIMIT 1",
                 params![job, hash],
                 |r| {
@@ -128,6 +134,7 @@ impl SqliteHistory {
                         hash: r.get(0)?,
                         created_at: time_col(r, 1)?.unwrap_or_default(),
                         origin: VersionOrigin::parse(&r.get::<_, String>(2)?),
+                        written_by: r.get(4)?,
                         source: Some(r.get(3)?),
                     })
                 },
@@ -146,23 +153,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = SqliteHistory::open(&dir.path().join("h.db")).unwrap();
         assert!(
-            h.record_version("a", "h1", VersionOrigin::File, "one")
+            h.record_version("a", "h1", VersionOrigin::File, None, "one")
                 .unwrap()
         );
         assert!(
-            !h.record_version("a", "h1", VersionOrigin::Api, "one")
+            !h.record_version("a", "h1", VersionOrigin::Api, Some("ci"), "one")
                 .unwrap()
         );
         assert!(
-            h.record_version("a", "h2", VersionOrigin::Api, "two")
+            h.record_version("a", "h2", VersionOrigin::Api, Some("ci"), "two")
                 .unwrap()
         );
         assert!(
-            h.record_version("a", "h1", VersionOrigin::Api, "one")
+            h.record_version("a", "h1", VersionOrigin::Api, Some("ci"), "one")
                 .unwrap()
         );
         assert!(
-            h.record_version("b", "h1", VersionOrigin::File, "one")
+            h.record_version("b", "h1", VersionOrigin::File, None, "one")
                 .unwrap()
         );
         let (list, total) = h.versions("a", 2, 0).unwrap();
@@ -170,6 +177,7 @@ mod tests {
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].hash, "h1");
         assert_eq!(list[0].origin, VersionOrigin::Api);
+        assert_eq!(list[0].written_by.as_deref(), Some("ci"));
         assert_eq!(list[1].hash, "h2");
         let v = h.version("a", "h2").unwrap().unwrap();
         assert_eq!(v.source.as_deref(), Some("two"));

@@ -11,36 +11,42 @@ use sha2::Digest;
 /// Versions remembered per job; older ones were overwritten before any reload saw them.
 const PENDING_PER_JOB: usize = 16;
 
-/// The versions written through the API that no reload has loaded yet, by job. The API adds a
-/// version before it renames the file into place; the reload that loads it takes it back out
-/// and records the version as coming from the API (any other as coming from the file).
+/// The versions written through the API that no reload has loaded yet, by job, with the name
+/// of the token that wrote each. The API adds a version before it renames the file into place;
+/// the reload that loads it takes it back out and records the version as coming from the API
+/// (any other as coming from the file).
 #[derive(Debug, Default, Clone)]
-pub struct PendingWrites(Arc<Mutex<HashMap<String, VecDeque<String>>>>);
+pub struct PendingWrites(Arc<Mutex<HashMap<String, VecDeque<Pending>>>>);
+
+/// A version's hash and the name of the token writing it.
+type Pending = (String, String);
 
 impl PendingWrites {
-    /// Remembers that version `hash` of `job` is being written through the API.
-    pub fn add(&self, job: &str, hash: &str) {
+    /// Remembers that version `hash` of `job` is being written through the API by the token
+    /// named `by`.
+    pub fn add(&self, job: &str, hash: &str, by: &str) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(job.to_owned()).or_default();
-        if !list.iter().any(|h| h == hash) {
-            if list.len() == PENDING_PER_JOB {
-                list.pop_front();
-            }
-            list.push_back(hash.to_owned());
+        list.retain(|(h, _)| h != hash);
+        if list.len() == PENDING_PER_JOB {
+            list.pop_front();
         }
+        list.push_back((hash.to_owned(), by.to_owned()));
     }
 
-    /// Whether version `hash` of `job` was written through the API (and forgets it).
-    pub fn take(&self, job: &str, hash: &str) -> bool {
+    /// The token that wrote version `hash` of `job` through the API, if it was (and forgets
+    /// it).
+    pub fn take(&self, job: &str, hash: &str) -> Option<String> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(list) = map.get_mut(job) else {
-            return false;
-        };
-        let found = list.iter().position(|h| h == hash).map(|i| list.remove(i));
+        let list = map.get_mut(job)?;
+        let found = list
+            .iter()
+            .position(|(h, _)| h == hash)
+            .and_then(|i| list.remove(i));
         if list.is_empty() {
             map.remove(job);
         }
-        found.is_some()
+        found.map(|(_, by)| by)
     }
 }
 
@@ -76,15 +82,15 @@ mod tests {
     #[test]
     fn pending_writes_are_taken_once() {
         let p = PendingWrites::default();
-        p.add("a", "h1");
-        p.add("a", "h1");
-        assert!(!p.take("b", "h1"));
-        assert!(p.take("a", "h1"));
-        assert!(!p.take("a", "h1"));
+        p.add("a", "h1", "ci");
+        p.add("a", "h1", "ops");
+        assert_eq!(p.take("b", "h1"), None);
+        assert_eq!(p.take("a", "h1").as_deref(), Some("ops"), "the last writer");
+        assert_eq!(p.take("a", "h1"), None);
         for i in 0..=PENDING_PER_JOB {
-            p.add("a", &i.to_string());
+            p.add("a", &i.to_string(), "ci");
         }
-        assert!(!p.take("a", "0"), "the oldest is forgotten");
-        assert!(p.take("a", &PENDING_PER_JOB.to_string()));
+        assert_eq!(p.take("a", "0"), None, "the oldest is forgotten");
+        assert!(p.take("a", &PENDING_PER_JOB.to_string()).is_some());
     }
 }

@@ -1,13 +1,15 @@
 //! Signing in to the web UI and what protects cookie-authenticated requests.
 //!
-//! With a token configured, the login page posts it to `POST /ui/login`; when it matches, the
+//! With auth on (`[api] token` or a named token), the login page posts a token to
+//! `POST /ui/login`; when it is the config token or a named one, the
 //! answer sets two cookies: `ferry_token` (the token, `HttpOnly` so no script can read it,
 //! `SameSite=Strict` so no other site's request carries it) and `ferry_csrf` (a random value the
 //! page's script reads and sends back as the `X-Ferry-CSRF` header on every state-changing
 //! request: the double-submit pattern). A request authenticated by the cookie that changes
 //! something must carry that header with the cookie's value, and, when it names an `Origin`,
 //! come from this server's own origin. `Authorization: Bearer` keeps working as before and needs
-//! neither.
+//! neither. The cookie holds the token itself, so every request looks it up again: the session
+//! acts with that token's name and scope, and ends the moment the token is revoked.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use crate::api::{ApiError, ApiState};
+use crate::api::{ApiError, ApiState, auth};
 
 /// The cookie that holds the token (`HttpOnly`).
 pub const TOKEN_COOKIE: &str = "ferry_token";
@@ -27,7 +29,7 @@ pub const CSRF_HEADER: &str = "x-ferry-csrf";
 /// How a request proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
-    /// No token is configured: nothing to prove.
+    /// No token is configured (nor created): nothing to prove.
     Open,
     /// `Authorization: Bearer` with the token.
     Bearer,
@@ -54,29 +56,6 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 fn same(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-/// Checks a request's credential against the configured token: the bearer header first (a
-/// wrong one is refused even with a good cookie), then the cookie.
-pub fn authenticate(token: Option<&str>, headers: &HeaderMap) -> Result<Credential, ApiError> {
-    let Some(token) = token else {
-        return Ok(Credential::Open);
-    };
-    if let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let given = given.strip_prefix("Bearer ").unwrap_or("");
-        return if same(given, token) {
-            Ok(Credential::Bearer)
-        } else {
-            Err(ApiError::unauthorized())
-        };
-    }
-    match cookie(headers, TOKEN_COOKIE) {
-        Some(given) if same(&given, token) => Ok(Credential::Cookie),
-        _ => Err(ApiError::unauthorized()),
-    }
 }
 
 /// Whether a method changes something (and so needs the CSRF checks).
@@ -165,17 +144,26 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     check_origin(&headers)?;
     let body: LoginBody = crate::api::jobs::parse_body(&body)?;
-    let Some(token) = state.token.as_deref() else {
+    let s = state.clone();
+    let given = body.token.clone();
+    let (on, caller) = tokio::task::spawn_blocking(move || {
+        Ok::<_, ApiError>((auth::auth_on(&s)?, auth::resolve(&s, &given)?))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    if !on {
         return Err(ApiError::not_found(
-            "no token is configured ([api] token, FERRY_TOKEN): the UI needs no login",
+            "no token is configured ([api] token, FERRY_TOKEN, ferry tokens create): the UI needs no login",
         ));
-    };
-    if body.token.is_empty() || !same(&body.token, token) {
+    }
+    let Some(caller) = caller else {
         return Err(ApiError {
-            message: "wrong token: give the token set in [api] token or FERRY_TOKEN".into(),
+            message: "wrong token: give [api] token (FERRY_TOKEN) or a token made by `ferry tokens create`".into(),
             ..ApiError::unauthorized()
         });
-    }
+    };
+    tracing::info!(token = %caller.name, "signed in to the UI");
+    let token = body.token.as_str();
     let mut resp = StatusCode::NO_CONTENT.into_response();
     set_cookie(
         &mut resp,
@@ -204,17 +192,28 @@ pub async fn logout(headers: HeaderMap) -> Result<Response, ApiError> {
     Ok(resp)
 }
 
-/// `GET /ui/session`: `{"auth": "none"|"token", "signed_in": bool}`, for the page to choose
-/// between the login form and the app.
+/// `GET /ui/session`: `{"auth": "none"|"token", "signed_in": bool, "name", "scope"}` (the
+/// token's name and scope when signed in), for the page to choose between the login form and
+/// the app.
 pub async fn session(
     State(state): State<ApiState>,
     headers: HeaderMap,
-) -> axum::Json<serde_json::Value> {
-    let auth = if state.token.is_some() {
-        "token"
-    } else {
-        "none"
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let s = state.clone();
+    let (on, who) = tokio::task::spawn_blocking(move || {
+        Ok::<_, ApiError>((auth::auth_on(&s)?, auth::identify(&s, &headers).ok()))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let auth = if on { "token" } else { "none" };
+    let (name, scope) = match &who {
+        Some((c, _)) => (Some(c.name.as_str()), Some(c.scope.as_str())),
+        None => (None, None),
     };
-    let signed_in = authenticate(state.token.as_deref().map(String::as_str), &headers).is_ok();
-    axum::Json(serde_json::json!({ "auth": auth, "signed_in": signed_in }))
+    Ok(axum::Json(serde_json::json!({
+        "auth": auth,
+        "signed_in": who.is_some(),
+        "name": name,
+        "scope": scope,
+    })))
 }
