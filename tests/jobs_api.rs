@@ -448,3 +448,51 @@ fn parallel_puts_of_one_job_leave_one_whole_version() {
     assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn two_versions_of_a_script_are_compared_as_a_unified_diff() {
+    let p = project();
+    let d = Daemon::start(&p);
+    let api = Api::new(&d);
+    let (one, two) = (script("one"), script("two"));
+    let (s, _) = put(&api, "hello", &one);
+    assert!(s.is_success());
+    wait_active(&api, "hello", &sha256(&one));
+    let (s, _) = put(&api, "hello", &two);
+    assert!(s.is_success());
+    wait_active(&api, "hello", &sha256(&two));
+    let old = &sha256(&one)[..8];
+    // Local history and through the daemon: the same diff, to the newest version by default.
+    for server in [None, Some(d.url.as_str())] {
+        let mut args = vec![];
+        if let Some(url) = server {
+            args.extend(["--server", url]);
+        }
+        args.extend(["jobs", "diff", "hello", old]);
+        let r = p.ferry_env(&args, &[("FERRY_TOKEN", TOKEN)]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(
+            r.stdout
+                .contains(&format!("--- hello.lua@{}", &sha256(&one)[..12])),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("-  description = \"one\","),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("+  description = \"two\","),
+            "{}",
+            r.stdout
+        );
+    }
+    for (bad, says) in [("ab", "at least 4"), ("ffffffff", "no version")] {
+        let r = p.ferry(&["jobs", "diff", "hello", bad]);
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(r.stderr.contains(says), "{}", r.all());
+    }
+    let r = p.ferry(&["jobs", "diff", "nosuchjob", "abcd"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+}

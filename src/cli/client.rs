@@ -271,4 +271,18 @@ impl Client {
             None => bail!("unexpected versions list from the daemon"),
         }
     }
+
+    /// The source of one version of a job's script.
+    pub fn version_source(&self, job: &str, hash: &str) -> anyhow::Result<String> {
+        let v = self.send(
+            reqwest::Method::GET,
+            &format!("/api/v1/jobs/{job}/versions/{hash}"),
+            None,
+            &[],
+        )?;
+        match v["source"].as_str() {
+            Some(s) => Ok(s.to_string()),
+            None => bail!("the daemon has no source for version {hash} of {job:?}"),
+        }
+    }
 }

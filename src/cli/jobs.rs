@@ -45,6 +45,16 @@ pub enum JobsCommand {
         /// The job.
         name: String,
     },
+    /// Show what changed between two versions of a job's script (a unified diff), by hash or
+    /// a unique prefix of one (at least 4 characters); TO defaults to the newest version.
+    Diff {
+        /// The job.
+        name: String,
+        /// The older version.
+        from: String,
+        /// The newer version (default: the newest).
+        to: Option<String>,
+    },
 }
 
 /// How many versions `ferry jobs history` shows.
@@ -57,7 +67,85 @@ pub fn jobs(config: &Config, server: Option<&str>, args: JobsArgs) -> anyhow::Re
         Some(JobsCommand::Pause { name }) => pause(config, server, &name, true),
         Some(JobsCommand::Resume { name }) => pause(config, server, &name, false),
         Some(JobsCommand::History { name }) => history(config, server, &name, args.json),
+        Some(JobsCommand::Diff { name, from, to }) => {
+            diff(config, server, &name, &from, to.as_deref())
+        }
     }
+}
+
+/// Prints the unified diff between two versions of a job's script.
+fn diff(
+    config: &Config,
+    server: Option<&str>,
+    name: &str,
+    from: &str,
+    to: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let client = server.map(|url| Client::new(url, config)).transpose()?;
+    let hashes: Vec<String> = match &client {
+        Some(c) => c
+            .versions(name, 500)?
+            .iter()
+            .filter_map(|v| v["hash"].as_str().map(str::to_string))
+            .collect(),
+        None => open_history(config)?
+            .versions(name, 500, 0)?
+            .0
+            .into_iter()
+            .map(|v| v.hash)
+            .collect(),
+    };
+    if hashes.is_empty() {
+        eprintln!("error: job {name:?} has no recorded versions");
+        return Ok(ExitCode::from(super::exit::USAGE));
+    }
+    let pick = |given: &str| -> Result<String, String> {
+        if given.len() < 4 {
+            return Err(format!(
+                "version {given:?}: give at least 4 characters of its hash"
+            ));
+        }
+        let found: Vec<&String> = hashes.iter().filter(|h| h.starts_with(given)).collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(format!(
+                "job {name:?} has no version {given:?} (see `ferry jobs history {name}`)"
+            )),
+            _ => Err(format!(
+                "version {given:?} is ambiguous: {} versions start with it",
+                found.len()
+            )),
+        }
+    };
+    let (a, b) = match (
+        pick(from),
+        to.map(pick).unwrap_or_else(|| Ok(hashes[0].clone())),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(m), _) | (_, Err(m)) => {
+            eprintln!("error: {m}");
+            return Ok(ExitCode::from(super::exit::USAGE));
+        }
+    };
+    let source = |hash: &str| -> anyhow::Result<String> {
+        match &client {
+            Some(c) => c.version_source(name, hash),
+            None => open_history(config)?
+                .version(name, hash)?
+                .and_then(|v| v.source)
+                .ok_or_else(|| anyhow::anyhow!("version {hash} of {name:?} has no source")),
+        }
+    };
+    let (old, new) = (source(&a)?, source(&b)?);
+    let text = similar::TextDiff::from_lines(&old, &new);
+    print!(
+        "{}",
+        text.unified_diff().context_radius(3).header(
+            &format!("{name}.lua@{}", &a[..12]),
+            &format!("{name}.lua@{}", &b[..12])
+        )
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Pauses or resumes a job, through a daemon's API or in the local history (a running daemon
