@@ -22,22 +22,13 @@ const MAX_SOURCE: u64 = 1024 * 1024;
 
 fn views(state: &ApiState, only: Option<&str>) -> Result<Vec<JobView>, ApiError> {
     let entries: Vec<(String, crate::jobs::registry::JobEntry)> = {
-        let reg = state
-            .handle
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let reg = state.handle.registry_read();
         reg.entries()
             .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
             .map(|(n, e)| (n.clone(), e.clone()))
             .collect()
     };
-    let next = state
-        .handle
-        .next_runs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let next = state.handle.next_runs_now();
     let paused = state.history.paused_jobs()?;
     let mut out = Vec::new();
     for (name, entry) in entries {
@@ -90,11 +81,7 @@ pub async fn source(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let path = {
-        let reg = state
-            .handle
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let reg = state.handle.registry_read();
         reg.entries()
             .find(|(n, _)| **n == name)
             .map(|(_, e)| e.path.clone())

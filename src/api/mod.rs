@@ -185,13 +185,7 @@ async fn openapi() -> Response {
 }
 
 async fn health(State(state): State<ApiState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let jobs = state
-        .handle
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .specs()
-        .len();
+    let jobs = state.handle.registry_read().specs().len();
     let running = state.handle.dispatcher.running_count();
     let queued = state
         .db(|h| {

@@ -68,12 +68,7 @@ fn build(state: &ApiState, limit: u32, now: DateTime<Utc>) -> Result<Value, ApiE
     let queued = runs_in(state, &[RunState::Queued], None, limit)?;
     let failures = runs_in(state, &FAILURES, Some(since), limit)?;
 
-    let next = state
-        .handle
-        .next_runs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let next = state.handle.next_runs_now();
     let paused: Vec<String> = state
         .history
         .paused_jobs()?
@@ -83,11 +78,7 @@ fn build(state: &ApiState, limit: u32, now: DateTime<Utc>) -> Result<Value, ApiE
     let mut upcoming: Vec<(DateTime<Utc>, Value)> = Vec::new();
     let mut broken = Vec::new();
     {
-        let reg = state
-            .handle
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let reg = state.handle.registry_read();
         for (name, entry) in reg.entries() {
             if let Some(e) = &entry.error {
                 broken.push(json!({

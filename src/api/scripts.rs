@@ -75,9 +75,7 @@ pub(super) fn validate(state: &ApiState, name: &str, source: &str) -> Result<(),
     let spec = scripts::validate(config, name, source).map_err(invalid_script)?;
     state
         .handle
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
+        .registry_read()
         .refuse_cycle(config, spec)
         .map_err(invalid_script)?;
     Ok(())
@@ -198,9 +196,7 @@ pub async fn list_versions(
         .await?;
     let known = state
         .handle
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
+        .registry_read()
         .entries()
         .any(|(n, _)| *n == name);
     if total == 0 && !known {

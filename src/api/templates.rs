@@ -187,9 +187,7 @@ async fn submit(
     loop {
         let loaded = state
             .handle
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .registry_read()
             .get(name)
             .is_some_and(|spec| spec.source == source);
         if loaded {

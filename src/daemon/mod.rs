@@ -206,6 +206,21 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     Ok(())
 }
 
+impl Handle {
+    /// The jobs as they are now (a read lock; a poisoned lock still gives the last state).
+    pub fn registry_read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        read(&self.registry)
+    }
+
+    /// A copy of the next cron occurrence of each scheduled job.
+    pub fn next_runs_now(&self) -> HashMap<String, chrono::DateTime<chrono::Utc>> {
+        self.next_runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 fn read(r: &RwLock<Registry>) -> std::sync::RwLockReadGuard<'_, Registry> {
     r.read().unwrap_or_else(|p| p.into_inner())
 }
