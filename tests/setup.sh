@@ -6,6 +6,7 @@
 # - Debian's chromium and chromium-driver (the web UI tests in tests/ui.rs drive a headless
 #   Chromium over WebDriver);
 # - Debian's python3-aiosmtpd (the notification tests' SMTP server);
+# - Debian's mariadb-server and mariadb-client (the MySQL tests start their own servers);
 # - the s3s-fs S3 server the S3 tests start (a real S3-compatible server that validates SigV4 and
 #   honours If-None-Match).
 # Idempotent: does nothing when the right versions are installed.
@@ -42,6 +43,17 @@ if ! /usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-aiosmtpd
+fi
+
+# The MySQL tests (tests/mysql.rs) and benches/mysql.sh start their own MariaDB servers
+# (mariadb-install-db into a temp dir, mariadbd on a free port); the Debian package's own
+# service is not used.
+if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1 \
+  || ! command -v mariadb-install-db >/dev/null 2>&1; then
+  echo "installing mariadb-server and mariadb-client (Debian packages, for the MySQL tests)..." >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client
 fi
 
 version=0.14.1

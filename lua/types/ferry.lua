@@ -927,4 +927,39 @@ function ferry.http.delete(url, opts) end
 ---@return ferry.HttpResponse
 function ferry.http.head(url, opts) end
 
+--------------------------------------------------------------------------------------------------
+-- MySQL and MariaDB
+--------------------------------------------------------------------------------------------------
+
+---@class ferry.mysql
+ferry.mysql = {}
+
+---@class ferry.MysqlOptions
+---@field user? string overrides the URL's user
+---@field password? string overrides the URL's password (prefer `ctx.secret(...)`)
+---@field database? string overrides the URL's path
+---@field ssl_mode? "disabled"|"preferred"|"required"|"verify_ca"|"verify_identity" default "preferred"
+---@field ca_file? string PEM file under the allowed roots the server's certificate must chain to
+---@field connect_timeout? string default "10s"
+---@field timeout? string each read and write on the connection; default none
+
+---@class ferry.MysqlInsertOptions: ferry.InsertOptions
+---@field bulk? "auto"|"load_data"|"insert" default "auto": LOAD DATA LOCAL INFILE, else multi-row INSERTs
+
+---A connection to a MySQL or MariaDB server: the SQLite Db's methods, over one connection.
+---@class ferry.MysqlDb
+---@field query fun(self: ferry.MysqlDb, sql: string, args?: any[]|table<string, any>): ferry.RowSource a streaming row source
+---@field exec fun(self: ferry.MysqlDb, sql: string, args?: any[]|table<string, any>): integer, integer? rows changed, the AUTO_INCREMENT id
+---@field transaction fun(self: ferry.MysqlDb, fn: fun(db: ferry.MysqlDb): any): any committed when `fn` returns, rolled back when it raises
+---@field insert fun(self: ferry.MysqlDb, table: string, source: ferry.RowSource, opts?: ferry.MysqlInsertOptions): integer, integer, "load_data"|"insert" inserted, skipped, how
+---@field writer fun(self: ferry.MysqlDb, table: string, opts?: ferry.MysqlInsertOptions): ferry.RowSink multi-row INSERTs
+---@field connection_id fun(self: ferry.MysqlDb): integer the server's id of the connection
+---@field close fun(self: ferry.MysqlDb)
+
+---Connects to a MySQL or MariaDB server.
+---@param url string `mysql://[user[:password]@]host[:port][/database][?ssl-mode=...]`
+---@param opts? ferry.MysqlOptions
+---@return ferry.MysqlDb
+function ferry.mysql.connect(url, opts) end
+
 return ferry

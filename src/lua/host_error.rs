@@ -18,6 +18,7 @@ use std::fmt;
 use mlua::{Lua, MetaMethod, UserData, UserDataFields, UserDataMethods, Value};
 
 use crate::db::DbError;
+use crate::db::mysql::{ConnectFailure, MysqlError};
 use crate::db::redis::RedisError;
 use crate::formats::FormatError;
 use crate::formats::rdb::RdbError;
@@ -246,6 +247,44 @@ impl Classify for DbError {
     }
 }
 
+impl Classify for MysqlError {
+    fn kind(&self) -> Kind {
+        match self {
+            MysqlError::Config(_) | MysqlError::Params { .. } | MysqlError::State { .. } => {
+                Kind::Invalid
+            }
+            MysqlError::Denied(_) => Kind::Denied,
+            MysqlError::Unsupported { .. } => Kind::Unsupported,
+            MysqlError::Connect { reason, .. } => match reason {
+                ConnectFailure::Auth | ConnectFailure::Tls => Kind::Denied,
+                ConnectFailure::Unreachable => Kind::Unreachable,
+                ConnectFailure::Timeout => Kind::Timeout,
+                ConnectFailure::Server => Kind::Server,
+            },
+            MysqlError::Sql { code, .. } => match code {
+                // Duplicate entry, foreign key.
+                1062 | 1586 | 1451 | 1452 | 1557 => Kind::Conflict,
+                // No such table, database or column.
+                1146 | 1049 | 1054 => Kind::NotFound,
+                // Access denied.
+                1044 | 1045 | 1142 | 1143 | 1227 => Kind::Denied,
+                // A value that does not fit its column.
+                1048 | 1101 | 1264 | 1265 | 1292 | 1366 | 1406 | 1367 | 3140 | 4025 => Kind::Data,
+                // `LOAD DATA LOCAL` switched off.
+                1148 | 3948 | 3950 => Kind::Unsupported,
+                // Lock wait or statement time limit.
+                1205 | 1969 | 3024 => Kind::Timeout,
+                _ => Kind::Sql,
+            },
+            MysqlError::Io { timed_out: true, .. } => Kind::Timeout,
+            MysqlError::Io { .. } => Kind::Io,
+            MysqlError::Value { .. } => Kind::Data,
+            MysqlError::Cancelled { .. } => Kind::Cancelled,
+            MysqlError::Format(f) => f.kind(),
+        }
+    }
+}
+
 impl Classify for RedisError {
     fn kind(&self) -> Kind {
         match self {
@@ -348,6 +387,7 @@ typed_into_lua_err!(
     StorageError,
     FormatError,
     DbError,
+    MysqlError,
     RedisError,
     RdbError,
     crate::http::HttpError
@@ -378,6 +418,8 @@ fn kind_of_dyn(e: &(dyn std::error::Error + 'static)) -> Kind {
         f.kind()
     } else if let Some(d) = e.downcast_ref::<DbError>() {
         d.kind()
+    } else if let Some(m) = e.downcast_ref::<MysqlError>() {
+        m.kind()
     } else if let Some(r) = e.downcast_ref::<RedisError>() {
         r.kind()
     } else if let Some(r) = e.downcast_ref::<RdbError>() {

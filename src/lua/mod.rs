@@ -20,6 +20,7 @@ mod http;
 pub mod io;
 mod json;
 mod limits;
+mod mysql;
 mod pipe;
 mod redis;
 mod row_batch;

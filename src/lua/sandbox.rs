@@ -148,6 +148,14 @@ pub fn new_vm(
         host.clone(),
     )?;
     super::http::install(&lua, &ferry, &opts.http, guard, host.clone())?;
+    // Named MySQL databases come with `[databases.NAME]` in ferry.toml; none until then.
+    super::mysql::install(
+        &lua,
+        &ferry,
+        &opts.storage,
+        std::sync::Arc::new(|_: &str| None),
+        host.clone(),
+    )?;
     super::time::register(&lua, &ferry)?;
     super::util::register(&lua, &ferry)?;
     super::host_error::register(&lua, &ferry)?;

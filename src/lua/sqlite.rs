@@ -79,7 +79,7 @@ fn denied(func: &str, path: &str, e: crate::storage::ErrorKind) -> mlua::Error {
 }
 
 /// Converts `args` (nil, a sequence, or a table of names) to statement parameters.
-fn params(args: LuaValue) -> mlua::Result<Params> {
+pub(super) fn params(args: LuaValue) -> mlua::Result<Params> {
     match args {
         LuaValue::Nil => Ok(Params::None),
         LuaValue::Table(t) => {
