@@ -29,7 +29,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, SslOpts};
 
 use crate::db::Params;
-use crate::formats::{FormatError, RowSource, Value};
+use crate::formats::{FormatError, RowSource};
 use crate::units::DurationRange;
 
 mod sink;
@@ -655,7 +655,7 @@ impl Db {
     }
 
     fn borrow_state(&self) -> Result<std::cell::RefMut<'_, State>, MysqlError> {
-        let state = self.inner.state.try_borrow_mut().map_err(|_| {
+        let mut state = self.inner.state.try_borrow_mut().map_err(|_| {
             MysqlError::state(
                 self.name(),
                 "the connection is busy: a query of this connection cannot feed a statement on the same connection (MySQL carries one statement at a time); open a second connection with ferry.mysql.connect",
@@ -666,6 +666,12 @@ impl Db {
                 self.name(),
                 "the connection was lost or stopped during an earlier statement; connect again",
             ));
+        }
+        if state.active.is_some() {
+            // An unfinished query's rows: stopped on the server so that discarding them does
+            // not mean reading them all.
+            self.inner.watch.stop_statement();
+            state.active = None;
         }
         Ok(state)
     }
@@ -882,9 +888,4 @@ fn exec_report<P: mysql::prelude::Protocol>(
         }
     }
     Ok(report)
-}
-
-/// A value for messages: its type.
-pub(crate) fn describe(v: &Value) -> &'static str {
-    v.type_name()
 }

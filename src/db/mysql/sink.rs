@@ -736,10 +736,10 @@ fn load_data(
             }
             let Some(ok) = ok else {
                 // Refused before the server asked for a row.
-                return Err(LoadError::Refused(format!(
-                    "the server refused LOAD DATA LOCAL INFILE (its local_infile setting is OFF): set local_infile=ON on the server (SET GLOBAL local_infile = 1, or local-infile=1 in its configuration) for the bulk path, or give bulk = \"insert\"",
-                    db.name()
-                )));
+                return Err(LoadError::Refused(
+                    "the server refused LOAD DATA LOCAL INFILE (its local_infile setting is OFF): set local_infile=ON on the server (SET GLOBAL local_infile = 1, or local-infile=1 in its configuration) for the bulk path, or give bulk = \"insert\""
+                        .to_owned(),
+                ));
             };
             check_warnings(db, table, input, opts.on_conflict, before, &ok)?;
             match opts.on_conflict {

@@ -62,14 +62,19 @@ impl QuerySource {
         // and the result made from this borrow is stored in (and dropped before) that state.
         let conn: &'static mut mysql::Conn = unsafe { &mut *conn };
         let bound = bind(db, conn, sql, params)?;
-        let result = db.watched(|| match bound {
+        let armed = db.inner.watch.arm();
+        let result = match bound {
             None => conn.query_iter(sql).map(Protocol::Text),
             Some((stmt, p)) => conn.exec_iter(&stmt, p).map(Protocol::Binary),
-        });
-        let result = result.map_err(|e| {
-            drop(std::mem::take(&mut state.active));
-            db.sql_error(context.clone(), e)
-        })?;
+        };
+        drop(armed);
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                drop(state);
+                return Err(db.sql_error(context, e));
+            }
+        };
         let cols = result.columns();
         let columns = cols.iter().map(|c| c.name_str().into_owned()).collect();
         let kinds = cols.iter().map(ColKind::of).collect();
@@ -105,7 +110,7 @@ impl QuerySource {
             .is_some_and(|a| a.generation == self.generation)
         {
             if kill {
-                self.db.kill_running();
+                self.db.inner.watch.stop_statement();
             }
             state.active = None;
         }
@@ -122,7 +127,8 @@ impl RowSource for QuerySource {
             return Ok(false);
         }
         if self.rows % CHECK_ROWS == 0 && crate::cancel::requested() {
-            self.release(true);
+            self.db.kill_running();
+            self.release(false);
             let e = MysqlError::Cancelled {
                 target: self.db.name().to_owned(),
                 context: self.context.clone(),

@@ -240,7 +240,7 @@ pub(crate) fn bind(
             let stmt = conn
                 .prep(sql)
                 .map_err(|e| db.sql_error(excerpt(sql), e))?;
-            if stmt.named_params().is_some() {
+            if !named_params(sql).is_empty() {
                 return Err(perr(
                     "the statement has :name parameters; pass a table of names".into(),
                 ));
@@ -261,14 +261,7 @@ pub(crate) fn bind(
             let stmt = conn
                 .prep(sql)
                 .map_err(|e| db.sql_error(excerpt(sql), e))?;
-            let names: Vec<String> = stmt
-                .named_params()
-                .map(|n| {
-                    n.iter()
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let names = named_params(sql);
             if names.is_empty() {
                 return Err(perr(format!(
                     "parameters given by name, but the statement has no :name parameters (it has {} `?`)",
@@ -296,6 +289,66 @@ pub(crate) fn bind(
             Ok(Some((stmt, mysql::Params::Named(map))))
         }
     }
+}
+
+/// The `:name` parameters of a statement, once each, in order: outside quotes and comments, a
+/// `:` that follows no word character, then a letter or `_` and word characters (the `mysql`
+/// crate's rule; its own parser is not public without its `derive` feature).
+fn named_params(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut names: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b':' if (i == 0 || !is_word(b[i - 1]))
+                && b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
+                let start = i + 1;
+                let mut end = start;
+                while end < b.len() && is_word(b[end]) {
+                    end += 1;
+                }
+                let name = &sql[start..end];
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+                i = end - 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    names
+}
+
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
 }
 
 /// Appends `v` as one field of `LOAD DATA ... FIELDS TERMINATED BY '\t' ESCAPED BY '\\'
@@ -359,6 +412,15 @@ mod tests {
             b"\\N|a\\tb\\nc\\\\d\\r\\0|\xff\\0\\\\|-5|0.1|1|\\\\N|".to_vec()
         );
         assert!(encode_field(&mut out, &Value::Float(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn named_parameters_outside_quotes_and_comments() {
+        assert_eq!(
+            named_params("SELECT ':no', `a:b`, x FROM t -- :nope\n WHERE a = :a AND b = :b_2 OR c = :a /* :x */"),
+            vec!["a".to_string(), "b_2".to_string()]
+        );
+        assert!(named_params("SELECT '10:30', ?").is_empty());
     }
 
     #[test]

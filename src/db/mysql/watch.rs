@@ -31,12 +31,20 @@ struct Shared {
 }
 
 impl Shared {
-    /// Sends `KILL QUERY` for the connection from a second one. Best effort: when it fails the
-    /// statement runs on until the worker's watchdog ends the process.
+    /// Sends `KILL QUERY` for the connection from a second one, because the run is being
+    /// stopped. Best effort: when it fails the statement runs on until the worker's watchdog
+    /// ends the process.
     fn kill(&self) {
         if self.killed.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.stop_statement();
+    }
+
+    /// Sends `KILL QUERY` for the connection from a second one. The statement `KILL` has
+    /// completed when this returns; a connection that was idle by then is not affected (its next
+    /// statement runs normally).
+    fn stop_statement(&self) {
         if let Ok(mut c) = self.target.open_conn() {
             let _ = c.query_drop(format!("KILL QUERY {}", self.connection_id));
         }
@@ -90,7 +98,12 @@ impl Watch {
         self.shared.kill();
     }
 
-    /// Whether `KILL QUERY` was sent for this connection.
+    /// Stops the running statement (an abandoned query's result) without cancelling anything.
+    pub(super) fn stop_statement(&self) {
+        self.shared.stop_statement();
+    }
+
+    /// Whether `KILL QUERY` was sent for this connection because the run is being stopped.
     pub(super) fn killed(&self) -> bool {
         self.shared.killed.load(Ordering::SeqCst)
     }
