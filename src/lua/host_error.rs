@@ -271,12 +271,14 @@ impl Classify for MysqlError {
                 // A value that does not fit its column.
                 1048 | 1101 | 1264 | 1265 | 1292 | 1366 | 1406 | 1367 | 3140 | 4025 => Kind::Data,
                 // `LOAD DATA LOCAL` switched off.
-                1148 | 3948 | 3950 => Kind::Unsupported,
+                1148 | 3948 | 3950 | 4166 => Kind::Unsupported,
                 // Lock wait or statement time limit.
                 1205 | 1969 | 3024 => Kind::Timeout,
                 _ => Kind::Sql,
             },
-            MysqlError::Io { timed_out: true, .. } => Kind::Timeout,
+            MysqlError::Io {
+                timed_out: true, ..
+            } => Kind::Timeout,
             MysqlError::Io { .. } => Kind::Io,
             MysqlError::Value { .. } => Kind::Data,
             MysqlError::Cancelled { .. } => Kind::Cancelled,

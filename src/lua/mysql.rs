@@ -14,7 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mlua::{AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
+use mlua::{
+    AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue,
+};
 
 use super::RunHost;
 use super::rows::{LuaSink, LuaSource, Opts, lua_err};
@@ -267,7 +269,9 @@ impl UserData for LuaDb {
             let sink: Box<dyn RowSink> = Box::new(sink);
             lua.create_userdata(LuaSink::new(sink, None, columns, &name))
         });
-        methods.add_method("connection_id", |_, this, ()| Ok(this.db()?.connection_id()));
+        methods.add_method("connection_id", |_, this, ()| {
+            Ok(this.db()?.connection_id())
+        });
         methods.add_method_mut("close", |_, this, ()| {
             this.db = None;
             Ok(())

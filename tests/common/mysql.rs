@@ -136,7 +136,12 @@ impl MysqlServer {
 
     fn try_admin(&self, sql: &str) -> Result<String, String> {
         let out = Command::new("mariadb")
-            .args(["--no-defaults", "--batch", "--skip-column-names", "-u", "root", "-S"])
+            .args([
+                "--no-defaults",
+                "--default-character-set=utf8mb4",
+                "--batch",
+            ])
+            .args(["--skip-column-names", "-u", "root", "-S"])
             .arg(self.dir.join("sock"))
             .args(["-e", sql])
             .output()

@@ -314,9 +314,10 @@ impl MysqlTarget {
                     })?)
                 }
                 "timeout" => {
-                    timeout = Some(TIMEOUT_RANGE.parse(&v).map_err(|e| {
-                        MysqlError::Config(format!("URL parameter `timeout`: {e}"))
-                    })?)
+                    timeout =
+                        Some(TIMEOUT_RANGE.parse(&v).map_err(|e| {
+                            MysqlError::Config(format!("URL parameter `timeout`: {e}"))
+                        })?)
                 }
                 other => {
                     return Err(MysqlError::Config(format!(
@@ -370,7 +371,10 @@ impl MysqlTarget {
                 "mysql://{u}@{host}:{port}/{}",
                 database.as_deref().unwrap_or("")
             ),
-            (None, None) => format!("mysql://{host}:{port}/{}", database.as_deref().unwrap_or("")),
+            (None, None) => format!(
+                "mysql://{host}:{port}/{}",
+                database.as_deref().unwrap_or("")
+            ),
         };
         let mut ssl = SslOpts::default();
         if let Some(ca) = &opts.ca_file {
@@ -466,12 +470,17 @@ impl MysqlTarget {
         let (reason, message) = match e {
             mysql::Error::MySqlError(m) => match m.code {
                 // Access denied for the user, to the database, or a password that has expired.
-                1045 | 1044 | 1698 | 1862 | 1820 | 1227 => (ConnectFailure::Auth, m.message.clone()),
+                1045 | 1044 | 1698 | 1862 | 1820 | 1227 => {
+                    (ConnectFailure::Auth, m.message.clone())
+                }
                 1049 => (
                     ConnectFailure::Auth,
                     format!("{} (the database does not exist)", m.message),
                 ),
-                _ => (ConnectFailure::Server, format!("{} (error {})", m.message, m.code)),
+                _ => (
+                    ConnectFailure::Server,
+                    format!("{} (error {})", m.message, m.code),
+                ),
             },
             mysql::Error::DriverError(mysql::DriverError::ConnectTimeout)
             | mysql::Error::DriverError(mysql::DriverError::Timeout) => (
@@ -499,16 +508,32 @@ impl MysqlTarget {
             ),
             mysql::Error::DriverError(d) => (ConnectFailure::Unreachable, d.to_string()),
             mysql::Error::TlsError(t) => (ConnectFailure::Tls, format!("TLS: {t}")),
+            mysql::Error::CodecError(c) => {
+                // rustls reports a certificate that does not verify as an I/O error of the codec.
+                let text = c.to_string();
+                let lower = text.to_ascii_lowercase();
+                if lower.contains("certificate") || lower.contains("tls") {
+                    let inner = text
+                        .split_once("IO error: `")
+                        .map(|(_, rest)| rest.trim_end_matches(['\'', ' ', '}']))
+                        .unwrap_or(&text);
+                    (
+                        ConnectFailure::Tls,
+                        format!(
+                            "TLS: {inner} (the server's certificate does not verify: give the CA it chains to as ca_file)"
+                        ),
+                    )
+                } else {
+                    (ConnectFailure::Unreachable, text)
+                }
+            }
             mysql::Error::IoError(io) => {
                 let text = io.to_string();
                 let lower = text.to_ascii_lowercase();
                 if io.kind() == std::io::ErrorKind::TimedOut
                     || io.kind() == std::io::ErrorKind::WouldBlock
                 {
-                    (
-                        ConnectFailure::Timeout,
-                        format!("{text} (connect_timeout)"),
-                    )
+                    (ConnectFailure::Timeout, format!("{text} (connect_timeout)"))
                 } else if lower.contains("certificate")
                     || lower.contains("tls")
                     || lower.contains("handshake")
@@ -801,7 +826,11 @@ impl Db {
 
     /// Whether a script transaction is open.
     pub fn in_transaction(&self) -> bool {
-        self.inner.state.try_borrow().map(|s| s.depth > 0).unwrap_or(true)
+        self.inner
+            .state
+            .try_borrow()
+            .map(|s| s.depth > 0)
+            .unwrap_or(true)
     }
 
     /// Runs `f` in a transaction: `START TRANSACTION` at the outermost level, a savepoint when

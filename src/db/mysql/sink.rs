@@ -72,7 +72,7 @@ pub struct InsertReport {
 }
 
 /// Server errors that say `LOAD DATA LOCAL` is switched off.
-const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 3950, 2068];
+const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 3950, 2068, 4166];
 
 /// Most parameters in one prepared statement (MySQL's protocol limit).
 const MAX_PARAMS: usize = 65_535;
@@ -92,7 +92,12 @@ struct Tx {
 
 impl Tx {
     /// Creates the table when asked and missing, then opens the transaction.
-    fn begin(db: &Db, table: &str, columns: &[String], opts: &InsertOptions) -> Result<Tx, MysqlError> {
+    fn begin(
+        db: &Db,
+        table: &str,
+        columns: &[String],
+        opts: &InsertOptions,
+    ) -> Result<Tx, MysqlError> {
         let own = !db.in_transaction();
         let mut created = None;
         if opts.create && !table_exists(db, table)? {
@@ -390,7 +395,8 @@ impl RowSink for TableSink {
                 format!("insert into {}: the rows have no columns", self.table),
             )));
         }
-        let tx = Tx::begin(&self.db, &self.table, columns, &self.opts).map_err(FormatError::other)?;
+        let tx =
+            Tx::begin(&self.db, &self.table, columns, &self.opts).map_err(FormatError::other)?;
         self.tx = Some(tx);
         self.columns = columns.len();
         let cols: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();
@@ -632,7 +638,11 @@ impl Feed<'_> {
             if row.len() != self.columns {
                 self.error = Some(MysqlError::Value {
                     target: self.target.clone(),
-                    context: format!("insert into {}: {}", self.table, row_label(n, Some(&self.input))),
+                    context: format!(
+                        "insert into {}: {}",
+                        self.table,
+                        row_label(n, Some(&self.input))
+                    ),
                     message: format!("{} values for {} columns", row.len(), self.columns),
                 });
                 break;
@@ -826,7 +836,11 @@ fn run_load(db: &Db, sql: &str, feed: &mut Feed<'_>) -> Result<Option<LoadOk>, L
                 } => {
                     let (message, row) = rebase_row(&message, feed.before + 1);
                     let context = match row {
-                        Some(r) => format!("insert into {}: {}", feed.table, row_label(r, Some(&feed.input))),
+                        Some(r) => format!(
+                            "insert into {}: {}",
+                            feed.table,
+                            row_label(r, Some(&feed.input))
+                        ),
                         None => format!("insert into {} (LOAD DATA)", feed.table),
                     };
                     MysqlError::Sql {
@@ -921,7 +935,10 @@ mod tests {
         let (m, r) = rebase_row("Out of range value for column 'x' at row 3", 2001);
         assert_eq!(m, "Out of range value for column 'x' at row 2003");
         assert_eq!(r, Some(2003));
-        assert_eq!(rebase_row("Duplicate entry '1' for key 'PRIMARY'", 5).1, None);
+        assert_eq!(
+            rebase_row("Duplicate entry '1' for key 'PRIMARY'", 5).1,
+            None
+        );
         let ok = parse_info("Records: 3  Deleted: 1  Skipped: 2  Warnings: 2");
         assert_eq!((ok.records, ok.deleted, ok.skipped), (3, 1, 2));
     }

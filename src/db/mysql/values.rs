@@ -52,7 +52,11 @@ impl ColKind {
     /// The kind of a result column.
     pub(crate) fn of(col: &Column) -> ColKind {
         let unsigned = col.flags().contains(ColumnFlags::UNSIGNED_FLAG);
-        let fsp = if col.decimals() <= 6 { col.decimals() } else { 0 };
+        let fsp = if col.decimals() <= 6 {
+            col.decimals()
+        } else {
+            0
+        };
         match col.column_type() {
             ColumnType::MYSQL_TYPE_TINY if col.column_length() == 1 => ColKind::Bool,
             ColumnType::MYSQL_TYPE_TINY
@@ -164,9 +168,7 @@ fn store_bytes(slot: &mut Value, b: Vec<u8>, kind: ColKind) -> Result<(), String
     match kind {
         ColKind::Int | ColKind::Bool => {
             let t = text()?;
-            let i: i64 = t
-                .parse()
-                .map_err(|_| format!("`{t}` is not an integer"))?;
+            let i: i64 = t.parse().map_err(|_| format!("`{t}` is not an integer"))?;
             *slot = int_value(i, kind);
         }
         ColKind::UInt => {
@@ -182,9 +184,14 @@ fn store_bytes(slot: &mut Value, b: Vec<u8>, kind: ColKind) -> Result<(), String
         }
         ColKind::Bit => {
             if b.len() > 8 {
-                return Err(format!("a BIT value of {} bytes does not fit 64 bits", b.len()));
+                return Err(format!(
+                    "a BIT value of {} bytes does not fit 64 bits",
+                    b.len()
+                ));
             }
-            let n = b.iter().fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
+            let n = b
+                .iter()
+                .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
             *slot = match i64::try_from(n) {
                 Ok(i) => Value::Int(i),
                 Err(_) => Value::Text(n.to_string()),
@@ -237,9 +244,7 @@ pub(crate) fn bind(
         Params::Positional(v) if v.is_empty() => Ok(None),
         Params::Named(v) if v.is_empty() => Ok(None),
         Params::Positional(values) => {
-            let stmt = conn
-                .prep(sql)
-                .map_err(|e| db.sql_error(excerpt(sql), e))?;
+            let stmt = conn.prep(sql).map_err(|e| db.sql_error(excerpt(sql), e))?;
             if !named_params(sql).is_empty() {
                 return Err(perr(
                     "the statement has :name parameters; pass a table of names".into(),
@@ -258,9 +263,7 @@ pub(crate) fn bind(
             Ok(Some((stmt, mysql::Params::Positional(list))))
         }
         Params::Named(pairs) => {
-            let stmt = conn
-                .prep(sql)
-                .map_err(|e| db.sql_error(excerpt(sql), e))?;
+            let stmt = conn.prep(sql).map_err(|e| db.sql_error(excerpt(sql), e))?;
             let names = named_params(sql);
             if names.is_empty() {
                 return Err(perr(format!(
@@ -327,7 +330,8 @@ fn named_params(sql: &str) -> Vec<String> {
                 i += 1;
             }
             b':' if (i == 0 || !is_word(b[i - 1]))
-                && b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+                && b.get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
             {
                 let start = i + 1;
                 let mut end = start;
@@ -362,7 +366,11 @@ pub(crate) fn encode_field(out: &mut Vec<u8>, v: &Value) -> Result<(), String> {
         Value::Float(f) if f.is_finite() => {
             out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes())
         }
-        Value::Float(f) => return Err(format!("{f} cannot be stored (MySQL has no NaN or infinity)")),
+        Value::Float(f) => {
+            return Err(format!(
+                "{f} cannot be stored (MySQL has no NaN or infinity)"
+            ));
+        }
         Value::Text(s) => escape(out, s.as_bytes()),
         Value::Bytes(b) => escape(out, b),
     }
@@ -417,7 +425,9 @@ mod tests {
     #[test]
     fn named_parameters_outside_quotes_and_comments() {
         assert_eq!(
-            named_params("SELECT ':no', `a:b`, x FROM t -- :nope\n WHERE a = :a AND b = :b_2 OR c = :a /* :x */"),
+            named_params(
+                "SELECT ':no', `a:b`, x FROM t -- :nope\n WHERE a = :a AND b = :b_2 OR c = :a /* :x */"
+            ),
             vec!["a".to_string(), "b_2".to_string()]
         );
         assert!(named_params("SELECT '10:30', ?").is_empty());
@@ -434,7 +444,11 @@ mod tests {
                 ColKind::UInt,
                 Value::Text("18446744073709551615".into()),
             ),
-            (mysql::Value::Float(0.1), ColKind::Float32, Value::Float(0.1)),
+            (
+                mysql::Value::Float(0.1),
+                ColKind::Float32,
+                Value::Float(0.1),
+            ),
             (
                 mysql::Value::Date(2024, 2, 29, 13, 4, 5, 120_000),
                 ColKind::DateTime(3),
