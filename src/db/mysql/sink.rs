@@ -465,10 +465,10 @@ impl RowSink for TableSink {
         }
         self.pending_rows += 1;
         self.since_commit += 1;
-        if self.pending_rows >= self.rows_per_stmt || self.pending_bytes >= INSERT_BYTES {
-            if let Err(e) = self.flush() {
-                return Err(self.fail(e));
-            }
+        if (self.pending_rows >= self.rows_per_stmt || self.pending_bytes >= INSERT_BYTES)
+            && let Err(e) = self.flush()
+        {
+            return Err(self.fail(e));
         }
         if self.opts.batch > 0 && self.since_commit >= self.opts.batch {
             self.since_commit = 0;
@@ -615,7 +615,7 @@ impl Feed<'_> {
         let mut buf = Vec::with_capacity(STREAM_CHUNK + 4096);
         let mut row = Vec::with_capacity(self.columns);
         while self.sent < self.limit {
-            if self.sent % CHECK_ROWS == 0 && crate::cancel::requested() {
+            if self.sent.is_multiple_of(CHECK_ROWS) && crate::cancel::requested() {
                 self.error = Some(MysqlError::Cancelled {
                     target: self.target.clone(),
                     context: format!("insert into {}", self.table),

@@ -126,7 +126,7 @@ impl RowSource for QuerySource {
         if self.done {
             return Ok(false);
         }
-        if self.rows % CHECK_ROWS == 0 && crate::cancel::requested() {
+        if self.rows.is_multiple_of(CHECK_ROWS) && crate::cancel::requested() {
             self.db.kill_running();
             self.release(false);
             let e = MysqlError::Cancelled {
