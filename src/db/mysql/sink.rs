@@ -890,15 +890,22 @@ fn check_warnings(
     if count <= allowed {
         return Ok(());
     }
+    // Notes (a decimal rounded to its scale) are not errors for INSERT either.
     let mut q = db.query("SHOW WARNINGS", &crate::db::Params::None)?;
     let mut row = Vec::new();
     let mut first = None;
+    let mut listed = 0u64;
     while q.next_row(&mut row).map_err(unwrap_mysql)? {
+        listed += 1;
+        let level = match row.first() {
+            Some(Value::Text(t)) => t.clone(),
+            _ => String::new(),
+        };
         let code = match row.get(1) {
-            Some(Value::Int(c)) => *c as u16,
+            Some(Value::Int(c)) => u16::try_from(*c).unwrap_or(0),
             _ => 0,
         };
-        if on_conflict == OnConflict::Skip && code == 1062 {
+        if level == "Note" || (on_conflict == OnConflict::Skip && code == 1062) {
             continue;
         }
         if first.is_none() {
@@ -909,10 +916,18 @@ fn check_warnings(
             first = Some((code, message));
         }
     }
-    let (code, message) = first.unwrap_or((
-        0,
-        format!("{} values did not fit their columns", count - allowed),
-    ));
+    let (code, message) = match first {
+        Some(f) => f,
+        // Every warning was seen, and none was an error.
+        None if listed >= count => return Ok(()),
+        None => (
+            0,
+            format!(
+                "{} values did not fit their columns (the server lists only the first {listed} warnings)",
+                count - allowed
+            ),
+        ),
+    };
     let (message, at) = rebase_row(&message, before + 1);
     let context = match at {
         Some(r) => format!("insert into {table}: {}", row_label(r, Some(input))),
