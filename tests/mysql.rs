@@ -112,10 +112,15 @@ fn every_type_round_trips_through_every_format_and_both_insert_paths() {
   check("json", ferry.json.writer, ferry.json.reader)
   check("ndjson", ferry.ndjson.writer, ferry.ndjson.reader)
   check("xlsx", ferry.xlsx.writer, ferry.xlsx.reader)
-  -- A writer (multi-row INSERTs) fed by ferry.pipe straight from a query of another connection.
-  db:exec("CREATE TABLE dst_pipe LIKE src")
+  -- A writer fed by ferry.pipe straight from a query of another connection (LOAD DATA, and
+  -- multi-row INSERTs), and one written row by row from Lua.
   local other = connect()
+  for _, t in ipairs({{ "dst_pipe", "dst_pipe_ins", "dst_write" }}) do db:exec("CREATE TABLE " .. t .. " LIKE src") end
   out.pipe = ferry.pipe(other:query("SELECT * FROM src ORDER BY id"), db:writer("dst_pipe"))
+  out.pipe_ins = ferry.pipe(other:query("SELECT * FROM src ORDER BY id"), db:writer("dst_pipe_ins", {{ bulk = "insert" }}))
+  local w = db:writer("dst_write")
+  for row in other:query("SELECT * FROM src ORDER BY id"):rows() do w:write(row) end
+  w:close()
   return out
 "#
         ),
@@ -133,7 +138,13 @@ fn every_type_round_trips_through_every_format_and_both_insert_paths() {
     assert_eq!(r1["yr"], 2155, "{s}");
     let want = server.rows(&db, "SELECT * FROM src ORDER BY id");
     assert_eq!(want.len(), 3);
-    let mut tables = vec!["dst_pipe".to_string()];
+    assert_eq!(s["pipe"], 3, "{s}");
+    assert_eq!(s["pipe_ins"], 3, "{s}");
+    let mut tables = vec![
+        "dst_pipe".to_string(),
+        "dst_pipe_ins".to_string(),
+        "dst_write".to_string(),
+    ];
     for f in ["csv", "json", "ndjson", "xlsx"] {
         for path in ["load_data", "insert"] {
             let key = format!("{f}_{path}");

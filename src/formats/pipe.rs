@@ -12,9 +12,13 @@ use crate::cancel::{CHECK_ROWS, Every};
 /// `sink.begin` with the source's columns unless the sink has begun already; does not call
 /// `sink.finish`, so several sources can feed one sink. Stops with
 /// [`FormatError::Cancelled`] when the calling thread's cancel scope says so (asked every
-/// [`CHECK_ROWS`] rows).
+/// [`CHECK_ROWS`] rows). A sink with a bulk path of its own ([`RowSink::pull`]) takes the rows
+/// itself.
 pub fn pipe(src: &mut dyn RowSource, sink: &mut dyn RowSink) -> Result<u64, FormatError> {
     if !sink.started() {
+        if let Some(taken) = sink.pull(src) {
+            return taken;
+        }
         sink.begin(src.columns())?;
     }
     let mut row = Vec::with_capacity(src.columns().len());

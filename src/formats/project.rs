@@ -284,6 +284,17 @@ impl<K: RowSink> RowSink for ProjectedSink<K> {
     fn started(&self) -> bool {
         self.projection.is_some()
     }
+    fn pull(&mut self, src: &mut dyn RowSource) -> Option<Result<u64, FormatError>> {
+        // Only rows that go in as they come: a projection needs them one by one.
+        let p = match Projection::for_writer(src.columns(), &self.opts) {
+            Ok(p) if p.is_identity() => p,
+            Ok(_) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        let taken = self.inner.pull(src)?;
+        self.projection = Some(p);
+        Some(taken)
+    }
 }
 
 #[cfg(test)]

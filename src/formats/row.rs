@@ -110,6 +110,14 @@ pub trait RowSink {
     fn stats(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// Takes every remaining row of `src` itself, when the sink has a faster way than row by
+    /// row (a database's bulk load), and returns how many it took, having begun; `None` when it
+    /// has none, and then the caller begins it and writes row by row. Asked only before
+    /// `begin`.
+    fn pull(&mut self, _src: &mut dyn RowSource) -> Option<Result<u64, FormatError>> {
+        None
+    }
 }
 
 impl<T: RowSource + ?Sized> RowSource for Box<T> {
@@ -145,6 +153,9 @@ impl<T: RowSink + ?Sized> RowSink for Box<T> {
     }
     fn stats(&self) -> Vec<(&'static str, u64)> {
         (**self).stats()
+    }
+    fn pull(&mut self, src: &mut dyn RowSource) -> Option<Result<u64, FormatError>> {
+        (**self).pull(src)
     }
 }
 

@@ -398,6 +398,87 @@ impl RowSink for TableSink {
         let tx =
             Tx::begin(&self.db, &self.table, columns, &self.opts).map_err(FormatError::other)?;
         self.tx = Some(tx);
+        self.prepare(columns);
+        Ok(())
+    }
+
+    fn write_row(&mut self, row: &[Value]) -> Result<(), FormatError> {
+        self.push(row)
+    }
+
+    fn finish(&mut self) -> Result<(), FormatError> {
+        self.complete()
+    }
+
+    fn started(&self) -> bool {
+        self.started
+    }
+
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("inserted", self.report.inserted),
+            ("skipped", self.report.skipped),
+        ]
+    }
+
+    /// `ferry.pipe` into this sink: the rows go with `LOAD DATA LOCAL` like [`Db::insert`]'s,
+    /// in this sink's transaction, committed at `finish`.
+    fn pull(&mut self, src: &mut dyn RowSource) -> Option<Result<u64, FormatError>> {
+        if self.opts.bulk == BulkMode::Insert || src.columns().is_empty() {
+            return None;
+        }
+        let columns = src.columns().to_vec();
+        let mut tx = match Tx::begin(&self.db, &self.table, &columns, &self.opts) {
+            Ok(tx) => tx,
+            Err(e) => return Some(Err(FormatError::other(e))),
+        };
+        self.started = true;
+        let input = self.input.clone().unwrap_or_else(|| src.name().to_owned());
+        let mut report = InsertReport {
+            method: "load_data",
+            ..InsertReport::default()
+        };
+        match load_rows(
+            &self.db,
+            &mut tx,
+            &self.table,
+            src,
+            &self.opts,
+            &input,
+            &mut report,
+        ) {
+            Ok(sent) => {
+                self.tx = Some(tx);
+                self.prepare(&columns);
+                self.seen = sent;
+                self.report = report;
+                Some(Ok(sent))
+            }
+            Err(LoadError::Refused(m)) if self.opts.bulk == BulkMode::Auto => {
+                // Nothing was read: the rows go row by row, in this transaction.
+                self.tx = Some(tx);
+                self.prepare(&columns);
+                self.report.note = Some(m);
+                None
+            }
+            Err(LoadError::Refused(m)) => {
+                tx.rollback(&self.db);
+                Some(Err(FormatError::other(MysqlError::unsupported(
+                    self.db.name(),
+                    m,
+                ))))
+            }
+            Err(LoadError::Failed(e)) => {
+                tx.rollback(&self.db);
+                Some(Err(FormatError::other(e)))
+            }
+        }
+    }
+}
+
+impl TableSink {
+    /// Builds the `INSERT` for `columns`.
+    fn prepare(&mut self, columns: &[String]) {
         self.columns = columns.len();
         let cols: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();
         let verb = match self.opts.on_conflict {
@@ -415,10 +496,9 @@ impl RowSink for TableSink {
             self.tail = format!(" ON DUPLICATE KEY UPDATE {0} = {0}", cols[0]);
         }
         self.rows_per_stmt = (MAX_PARAMS / cols.len()).clamp(1, INSERT_ROWS);
-        Ok(())
     }
 
-    fn write_row(&mut self, row: &[Value]) -> Result<(), FormatError> {
+    fn push(&mut self, row: &[Value]) -> Result<(), FormatError> {
         if self.tx.is_none() {
             return Err(FormatError::other(MysqlError::state(
                 self.db.name(),
@@ -483,7 +563,7 @@ impl RowSink for TableSink {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), FormatError> {
+    fn complete(&mut self) -> Result<(), FormatError> {
         if self.finished {
             return Ok(());
         }
@@ -498,10 +578,6 @@ impl RowSink for TableSink {
             tx.commit(&self.db).map_err(FormatError::other)?;
         }
         Ok(())
-    }
-
-    fn started(&self) -> bool {
-        self.started
     }
 }
 
@@ -546,6 +622,10 @@ fn insert_rows(
     opts: InsertOptions,
     input: &str,
 ) -> Result<InsertReport, MysqlError> {
+    let opts = InsertOptions {
+        bulk: BulkMode::Insert,
+        ..opts
+    };
     let mut sink = db.table_sink(table, opts);
     sink.set_input(input);
     crate::formats::pipe(source, &mut sink).map_err(unwrap_mysql)?;
@@ -702,6 +782,35 @@ fn load_data(
         .into());
     }
     let mut tx = Tx::begin(db, table, &columns, opts)?;
+    let mut report = InsertReport {
+        method: "load_data",
+        ..InsertReport::default()
+    };
+    match load_rows(db, &mut tx, table, source, opts, input, &mut report) {
+        Ok(_) => {
+            tx.commit(db)?;
+            Ok(report)
+        }
+        Err(e) => {
+            tx.rollback(db);
+            Err(e)
+        }
+    }
+}
+
+/// Sends every row of `source` with `LOAD DATA LOCAL` statements (one, or one per `batch` rows
+/// with a commit between) in `tx`, and returns how many were sent. `Refused` only when the
+/// server refused before any row was read.
+fn load_rows(
+    db: &Db,
+    tx: &mut Tx,
+    table: &str,
+    source: &mut dyn RowSource,
+    opts: &InsertOptions,
+    input: &str,
+    report: &mut InsertReport,
+) -> Result<u64, LoadError> {
+    let columns = source.columns().to_vec();
     let keyword = match opts.on_conflict {
         OnConflict::Replace => "REPLACE ",
         // LOCAL behaves as IGNORE anyway (the server cannot stop the stream): the warnings are
@@ -715,74 +824,51 @@ fn load_data(
         quote_table(table),
         cols.join(", ")
     );
-    let mut report = InsertReport {
-        method: "load_data",
-        ..InsertReport::default()
-    };
     let limit = if opts.batch > 0 && tx.own {
         opts.batch
     } else {
         u64::MAX
     };
     let mut before = 0u64;
-    let result = (|| -> Result<(), LoadError> {
-        loop {
-            let mut feed = Feed {
-                source: &mut *source,
-                columns: columns.len(),
-                limit,
-                sent: 0,
-                before,
-                exhausted: false,
-                asked: false,
-                error: None,
-                input: input.to_owned(),
-                table: table.to_owned(),
-                target: db.name().to_owned(),
-            };
-            let ok = run_load(db, &sql, &mut feed)?;
-            if let Some(e) = feed.error.take() {
-                return Err(e.into());
+    loop {
+        let mut feed = Feed {
+            source: &mut *source,
+            columns: columns.len(),
+            limit,
+            sent: 0,
+            before,
+            exhausted: false,
+            asked: false,
+            error: None,
+            input: input.to_owned(),
+            table: table.to_owned(),
+            target: db.name().to_owned(),
+        };
+        let ok = run_load(db, &sql, &mut feed)?;
+        if let Some(e) = feed.error.take() {
+            return Err(e.into());
+        }
+        let Some(ok) = ok else {
+            let message = "the server refused LOAD DATA LOCAL INFILE (its local_infile setting is OFF): set local_infile=ON on the server (SET GLOBAL local_infile = 1, or local-infile=1 in its configuration) for the bulk path, or give bulk = \"insert\"";
+            return Err(if before == 0 {
+                LoadError::Refused(message.to_owned())
+            } else {
+                LoadError::Failed(MysqlError::unsupported(db.name(), message))
+            });
+        };
+        check_warnings(db, table, input, opts.on_conflict, before, &ok)?;
+        match opts.on_conflict {
+            OnConflict::Skip => {
+                report.inserted += ok.records - ok.skipped;
+                report.skipped += ok.skipped;
             }
-            let Some(ok) = ok else {
-                // Refused before the server asked for a row.
-                return Err(LoadError::Refused(
-                    "the server refused LOAD DATA LOCAL INFILE (its local_infile setting is OFF): set local_infile=ON on the server (SET GLOBAL local_infile = 1, or local-infile=1 in its configuration) for the bulk path, or give bulk = \"insert\""
-                        .to_owned(),
-                ));
-            };
-            check_warnings(db, table, input, opts.on_conflict, before, &ok)?;
-            match opts.on_conflict {
-                OnConflict::Skip => {
-                    report.inserted += ok.records - ok.skipped;
-                    report.skipped += ok.skipped;
-                }
-                _ => report.inserted += feed.sent,
-            }
-            before += feed.sent;
-            if feed.exhausted || feed.sent < limit {
-                return Ok(());
-            }
-            tx.checkpoint(db)?;
+            _ => report.inserted += feed.sent,
         }
-    })();
-    match result {
-        Ok(()) => {
-            tx.commit(db)?;
-            Ok(report)
+        before += feed.sent;
+        if feed.exhausted || feed.sent < limit {
+            return Ok(before);
         }
-        Err(LoadError::Refused(m)) if before == 0 => {
-            tx.rollback(db);
-            Err(LoadError::Refused(m))
-        }
-        Err(LoadError::Refused(m)) => {
-            tx.rollback(db);
-            Err(LoadError::Failed(MysqlError::unsupported(db.name(), m)))
-        }
-        Err(e) => {
-            tx.rollback(db);
-            Err(e)
-        }
+        tx.checkpoint(db)?;
     }
 }
 
