@@ -290,6 +290,7 @@ fn wrong_password_and_unreachable_host_are_clear_errors_without_the_secret() {
   try("no_database", function() return connect({{ database = "nope" }}) end)
   try("tls_required_unverified_ok", function() return connect({{ ssl_mode = "required" }}) end)
   try("tls_unknown_ca", function() return connect({{ ssl_mode = "verify_ca" }}) end)
+  try("read_timeout", function() return connect({{ timeout = "300ms" }}):exec("SELECT SLEEP(5) /* ferry-timeout-test */") end)
   return out
 "#,
             port = server.port
@@ -317,6 +318,14 @@ fn wrong_password_and_unreachable_host_are_clear_errors_without_the_secret() {
         );
     }
     assert_eq!(s["tls_required_unverified_ok"]["ok"], true, "{s}");
+    assert_eq!(s["read_timeout"]["kind"], "timeout", "{s}");
+    // The statement that timed out was stopped on the server too.
+    let running = "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE '%ferry-timeout-test%' AND info NOT LIKE '%processlist%'";
+    wait_for(
+        "the timed-out query to stop",
+        Duration::from_secs(10),
+        || (server.admin(running).trim() == "0").then_some(()),
+    );
 }
 
 #[test]

@@ -738,31 +738,23 @@ impl Db {
                 context,
                 message: d.to_string(),
             },
-            mysql::Error::IoError(io) => {
-                self.mark_broken();
-                if self.inner.watch.killed() {
-                    return MysqlError::Cancelled { target, context };
-                }
-                let timed_out = matches!(
-                    io.kind(),
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                );
-                MysqlError::Io {
-                    target,
-                    context,
-                    message: if timed_out {
-                        format!("{io} (the connection's timeout passed)")
-                    } else {
-                        io.to_string()
-                    },
-                    timed_out,
-                }
+            mysql::Error::IoError(io) => self.io_error(target, context, &io.to_string(), io.kind()),
+            // The codec wraps the socket's errors (a read timeout among them).
+            mysql::Error::CodecError(c) => {
+                let text = c.to_string();
+                let inner = text
+                    .split_once("IO error: `")
+                    .map(|(_, rest)| rest.trim_end_matches(['\'', ' ', '}']).to_owned())
+                    .unwrap_or(text);
+                let kind = if inner.contains("os error 11") || inner.contains("timed out") {
+                    std::io::ErrorKind::TimedOut
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                self.io_error(target, context, &inner, kind)
             }
             other => {
-                if matches!(
-                    other,
-                    mysql::Error::CodecError(_) | mysql::Error::DriverError(_)
-                ) {
+                if matches!(other, mysql::Error::DriverError(_)) {
                     self.mark_broken();
                 }
                 MysqlError::Io {
@@ -772,6 +764,38 @@ impl Db {
                     timed_out: false,
                 }
             }
+        }
+    }
+
+    /// The error of a connection that failed under a statement: it cannot be used any more.
+    fn io_error(
+        &self,
+        target: String,
+        context: String,
+        text: &str,
+        kind: std::io::ErrorKind,
+    ) -> MysqlError {
+        self.mark_broken();
+        if self.inner.watch.killed() {
+            return MysqlError::Cancelled { target, context };
+        }
+        let timed_out = matches!(
+            kind,
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        );
+        if timed_out {
+            // The server would run the statement on: stop it there too.
+            self.inner.watch.stop_statement();
+        }
+        MysqlError::Io {
+            target,
+            context,
+            message: if timed_out {
+                format!("{text} (the connection's timeout passed)")
+            } else {
+                text.to_owned()
+            },
+            timed_out,
         }
     }
 
