@@ -42,6 +42,7 @@ mariadbd --no-defaults --datadir="$WORK/db" --socket="$WORK/sock" --port="$PORT"
   --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
   --innodb-flush-log-at-trx-commit=2 >"$WORK/err.log" 2>&1 &
 PIDS+=($!)
+disown
 until mariadb --no-defaults -S "$WORK/sock" -u root -e "SELECT 1" >/dev/null 2>&1; do sleep 0.1; done
 admin() { mariadb --no-defaults -S "$WORK/sock" -u root --batch --skip-column-names -e "$1"; }
 admin "CREATE USER 'bench'@'%' IDENTIFIED BY '$PASSWORD'; GRANT ALL ON *.* TO 'bench'@'%';
@@ -49,7 +50,7 @@ admin "CREATE USER 'bench'@'%' IDENTIFIED BY '$PASSWORD'; GRANT ALL ON *.* TO 'b
 CLIENT=(--no-defaults -h 127.0.0.1 -P "$PORT" -u bench "-p$PASSWORD")
 
 gen() { # gen DB ROWS: a 6-column table like an orders export
-  admin "CREATE TABLE $1.t (id INT PRIMARY KEY, customer VARCHAR(40), amount DECIMAL(12,2),
+  admin "USE $1; CREATE TABLE $1.t (id INT PRIMARY KEY, customer VARCHAR(40), amount DECIMAL(12,2),
     qty INT, created_at DATETIME, note VARCHAR(40)) ENGINE=InnoDB;
     INSERT INTO $1.t SELECT seq, CONCAT('customer ', seq % 9973), ROUND((seq % 100000) / 7.0, 2),
       seq % 17, '2024-01-01' + INTERVAL seq SECOND,
@@ -80,7 +81,7 @@ gen b "$ROWS"
 
 echo
 echo "== MySQL -> file ($ROWS rows) =="
-read -r REF_S REF_RSS < <(time_of sh -c "mariadb ${CLIENT[*]} --ssl=0 --batch --quick -e 'SELECT * FROM b.t' > data/ref.tsv")
+read -r REF_S REF_RSS < <(time_of sh -c "mariadb ${CLIENT[*]} --batch --quick -e 'SELECT * FROM b.t' > data/ref.tsv")
 read -r F_S F_RSS < <(ferry_run export 'ferry.pipe(db:query("SELECT * FROM t"), ferry.csv.writer(st:create("out.csv")))')
 [ "$(($(wc -l < data/out.csv) - 1))" = "$ROWS" ] || { echo "ferry exported $(wc -l < data/out.csv) lines" >&2; exit 1; }
 echo "mariadb --batch --quick: ${REF_S}s  $(rate "$ROWS" "$REF_S") M rows/s"
@@ -91,7 +92,7 @@ echo "== file -> MySQL ($ROWS rows) =="
 admin "CREATE TABLE b.t_ref LIKE b.t; CREATE TABLE b.t_ld LIKE b.t; CREATE TABLE b.t_ins LIKE b.t"
 # mariadb-import loads FILE into the table named after it, with LOAD DATA LOCAL INFILE.
 tail -n +2 data/ref.tsv > data/t_ref.tsv
-read -r REF_S REF_RSS < <(time_of mariadb-import "${CLIENT[@]}" --ssl=0 --local b data/t_ref.tsv)
+read -r REF_S REF_RSS < <(time_of mariadb-import "${CLIENT[@]}" --local b data/t_ref.tsv)
 [ "$(count b.t_ref)" = "$ROWS" ] || { echo "mariadb-import loaded $(count b.t_ref) rows" >&2; exit 1; }
 read -r F_S F_RSS < <(ferry_run import 'db:insert("t_ld", ferry.csv.reader(st:open("out.csv")))')
 [ "$(count b.t_ld)" = "$ROWS" ] || { echo "ferry loaded $(count b.t_ld) rows" >&2; exit 1; }
@@ -104,7 +105,7 @@ echo "ferry (multi-row INSERT): ${I_S}s  $(rate "$ROWS" "$I_S") M rows/s  ratio 
 echo
 echo "== MySQL -> file, $BIG_ROWS rows (peak memory) =="
 gen big "$BIG_ROWS"
-read -r REF_S REF_RSS < <(time_of sh -c "mariadb ${CLIENT[*]} --ssl=0 --batch --quick -e 'SELECT * FROM big.t' > data/big_ref.tsv")
+read -r REF_S REF_RSS < <(time_of sh -c "mariadb ${CLIENT[*]} --batch --quick -e 'SELECT * FROM big.t' > data/big_ref.tsv")
 read -r F_S F_RSS < <(ferry_run big 'local big = ferry.mysql.connect("mysql://bench:'"$PASSWORD"'@127.0.0.1:'"$PORT"'/big", { ssl_mode = "disabled" })
 ferry.pipe(big:query("SELECT * FROM t"), ferry.csv.writer(st:create("big.csv")))')
 echo "mariadb --batch --quick: ${REF_S}s  peak RSS $((REF_RSS / 1024)) MiB"
