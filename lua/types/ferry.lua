@@ -948,13 +948,47 @@ ferry.mysql = {}
 
 ---A connection to a MySQL or MariaDB server: the SQLite Db's methods, over one connection.
 ---@class ferry.MysqlDb
----@field query fun(self: ferry.MysqlDb, sql: string, args?: any[]|table<string, any>): ferry.RowSource a streaming row source
----@field exec fun(self: ferry.MysqlDb, sql: string, args?: any[]|table<string, any>): integer, integer? rows changed, the AUTO_INCREMENT id
----@field transaction fun(self: ferry.MysqlDb, fn: fun(db: ferry.MysqlDb): any): any committed when `fn` returns, rolled back when it raises
----@field insert fun(self: ferry.MysqlDb, table: string, source: ferry.RowSource, opts?: ferry.MysqlInsertOptions): integer, integer, "load_data"|"insert" inserted, skipped, how
----@field writer fun(self: ferry.MysqlDb, table: string, opts?: ferry.MysqlInsertOptions): ferry.RowSink multi-row INSERTs
----@field connection_id fun(self: ferry.MysqlDb): integer the server's id of the connection
----@field close fun(self: ferry.MysqlDb)
+local MysqlDb = {}
+
+---A row source streaming the rows of a query (the statement is bound, not interpolated).
+---@param sql string
+---@param args? any[]|table<string, any> a sequence for `?`, names for `:name`
+---@return ferry.RowSource
+function MysqlDb:query(sql, args) end
+
+---Executes a statement.
+---@param sql string
+---@param args? any[]|table<string, any>
+---@return integer changed
+---@return integer? last_insert_id
+function MysqlDb:exec(sql, args) end
+
+---Runs `fn` in a transaction (a savepoint when nested): committed when it returns, rolled back when it raises.
+---@generic R
+---@param fn fun(db: ferry.MysqlDb): R
+---@return R
+function MysqlDb:transaction(fn) end
+
+---Inserts every row of a source (LOAD DATA LOCAL INFILE, else multi-row INSERTs).
+---@param table string
+---@param source ferry.RowSource
+---@param opts? ferry.MysqlInsertOptions
+---@return integer inserted
+---@return integer skipped
+---@return "load_data"|"insert" method
+function MysqlDb:insert(table, source, opts) end
+
+---A row sink over the same insert, for `ferry.pipe`.
+---@param table string
+---@param opts? ferry.MysqlInsertOptions
+---@return ferry.RowSink
+function MysqlDb:writer(table, opts) end
+
+---The server's id of the connection.
+---@return integer
+function MysqlDb:connection_id() end
+
+function MysqlDb:close() end
 
 ---Connects to a MySQL or MariaDB server.
 ---@param url string `mysql://[user[:password]@]host[:port][/database][?ssl-mode=...]`

@@ -6,8 +6,8 @@
 //! The registered names are collected from a real VM built the way a run builds it (the sandbox,
 //! then `ctx`): tables are walked, and methods of userdata are read from their metatables'
 //! `__index` tables (scripts cannot see these: mlua protects the metatables). A Redis server
-//! (Debian's `redis-server`, installed by tests/setup.sh) and a one-shot HTTP server give the
-//! objects that need a peer.
+//! (Debian's `redis-server`), a MariaDB server on a Unix socket (Debian's `mariadb-server`; both
+//! installed by tests/setup.sh) and a one-shot HTTP server give the objects that need a peer.
 //!
 //! Error values (`err.kind`, ...) have fields and no methods, so they are not among the objects:
 //! mlua's `__index` of a userdata with fields is a function that scripts and this test cannot
@@ -83,6 +83,56 @@ impl Redis {
 }
 
 impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A MariaDB server on a Unix socket in `dir` (initialised there by `mariadb-install-db`, no TCP),
+/// killed when dropped.
+struct Mariadb(Child);
+
+impl Mariadb {
+    fn start(dir: &std::path::Path) -> Mariadb {
+        let datadir = format!("--datadir={}", dir.join("db").display());
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", &datadir, "--user=root"])
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .output()
+            .expect("mariadb-install-db (tests/setup.sh installs it)");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sock = dir.join("sock");
+        let child = Command::new("mariadbd")
+            .args([
+                "--no-defaults",
+                &datadir,
+                "--user=root",
+                "--skip-networking",
+            ])
+            .arg(format!("--socket={}", sock.display()))
+            .args(["--skip-log-bin", "--innodb-buffer-pool-size=16M"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd (tests/setup.sh installs it)");
+        let until = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                Instant::now() < until,
+                "mariadbd did not listen on {sock:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mariadb(child)
+    }
+}
+
+impl Drop for Mariadb {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -193,8 +243,11 @@ fn registered() -> BTreeSet<String> {
     walk("ctx", &ctx, &mut names, ".");
 
     let redis = Redis::start();
+    let mysql_dir = root.join("data/m");
+    std::fs::create_dir_all(&mysql_dir).expect("mariadb folder");
+    let _mariadb = Mariadb::start(&mysql_dir);
     let script = r#"
-        local ctx, db_path, redis_url, http_url = ...
+        local ctx, db_path, redis_url, http_url, mysql_url = ...
         local mem = ferry.store("memory://surface")
         mem:write("a.csv", "a\n1\n")
         local zw = ferry.zip.writer(mem:create("z.zip"))
@@ -210,6 +263,7 @@ fn registered() -> BTreeSet<String> {
           Schema = ferry.schema("surface", {}),
           SqlScript = ferry.sql.reader("SELECT 1;"),
           Redis = ferry.redis.connect(redis_url),
+          MysqlDb = ferry.mysql.connect(mysql_url),
           ["ctx.state"] = ctx.state,
         }
         zw:close()
@@ -224,6 +278,10 @@ fn registered() -> BTreeSet<String> {
             root.join("data/surface.db").display().to_string(),
             format!("redis://127.0.0.1:{}/0", redis.1),
             one_shot_http(),
+            format!(
+                "mysql://root@localhost/?socket={}",
+                mysql_dir.join("sock").display()
+            ),
         ))
         .expect("the objects of the host API");
     for pair in objects.pairs::<String, AnyUserData>() {
