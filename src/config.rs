@@ -247,6 +247,10 @@ pub struct FileConfig {
     /// Which hosts `ferry.http` may call.
     #[serde(default)]
     pub http: HttpSection,
+    /// Named server databases (PostgreSQL, MySQL), reached with `ferry.postgres.connect("NAME")`
+    /// / `ferry.mysql.connect("NAME")` and the plugins' `db = "NAME"`.
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseSection>,
     /// Notification defaults for every job (a job's `notify` keys override them).
     #[serde(default)]
     pub notify: NotifySection,
@@ -337,6 +341,29 @@ pub struct RedisSection {
     /// `rediss://`: a PEM file of the CA(s) the server's certificate must chain to (relative to
     /// the project root), instead of the system's trust store.
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[databases.NAME]`: a named PostgreSQL or MySQL database. The password may be in the URL,
+/// in `password` (`"${VAR}"` reads the environment) or named by `password_secret`; it never
+/// appears in logs, errors or output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `postgres://user@host:port/database` or `mysql://user@host:port/database`.
+    pub url: String,
+    /// Password; overrides one in the URL.
+    pub password: Option<String>,
+    /// The name of a secret holding the password (`FERRY_SECRET_NAME` or `[secrets]`).
+    pub password_secret: Option<String>,
+    /// TLS mode: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
+    pub sslmode: Option<String>,
+    /// A PEM file of the CA(s) the server's certificate must chain to (relative to the project
+    /// root), instead of the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// Limit for connecting (default `"10s"`).
+    pub connect_timeout: Option<String>,
+    /// The server's limit for each statement (default none).
+    pub statement_timeout: Option<String>,
 }
 
 /// `[api]`: the HTTP API served by `ferry serve`.
@@ -482,6 +509,9 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Named Redis servers: URL and options (environment references resolved).
     pub redis: BTreeMap<String, (String, RedisOptions)>,
+    /// Named server databases (`[databases.NAME]`): look one up with `databases.get(name)`;
+    /// its [`crate::db::NamedDatabase::scheme`] says PostgreSQL or MySQL.
+    pub databases: BTreeMap<String, crate::db::NamedDatabase>,
     /// The hosts `ferry.http` may call.
     pub http: crate::http::HttpPolicy,
     /// Notification defaults and delivery settings.
@@ -789,6 +819,12 @@ impl Config {
                 .map_err(|(key, m)| value_err(&format!("redis.{name}{key}"), m))?;
             redis.insert(name, target);
         }
+        let mut databases = BTreeMap::new();
+        for (name, section) in fc.databases {
+            let spec = database_spec(&root, &name, section)
+                .map_err(|(key, m)| value_err(&format!("databases.{name}{key}"), m))?;
+            databases.insert(name, spec);
+        }
         let http =
             crate::http::HttpPolicy::new(&fc.http.allow, &fc.http.deny).map_err(|m| {
                 match m.split_once(": ") {
@@ -814,6 +850,7 @@ impl Config {
             secrets,
             storage,
             redis,
+            databases,
             root,
         })
     }
@@ -931,6 +968,91 @@ fn redis_spec(
         )
     })?;
     Ok((url, opts))
+}
+
+/// `[databases.NAME] connect_timeout` and `statement_timeout`.
+pub const DATABASE_TIMEOUT_RANGE: DurationRange = DurationRange::new(Duration::from_millis(1), DAY);
+
+/// Validates a `[databases.NAME]` section; errors carry the key suffix (`.url`) and a message
+/// that never holds the password.
+fn database_spec(
+    root: &Path,
+    name: &str,
+    s: DatabaseSection,
+) -> Result<crate::db::NamedDatabase, (String, String)> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err((
+            String::new(),
+            "database names may use letters, digits, `_` and `-` only".into(),
+        ));
+    }
+    let env = |key: &str, v: Option<String>| -> Result<Option<String>, (String, String)> {
+        v.map(|v| expand_env(&v).map_err(|m| (format!(".{key}"), m)))
+            .transpose()
+    };
+    let duration = |key: &str, v: Option<String>| -> Result<_, (String, String)> {
+        v.map(|t| {
+            DATABASE_TIMEOUT_RANGE
+                .parse(&t)
+                .map_err(|m| (format!(".{key}"), m))
+        })
+        .transpose()
+    };
+    let url = env("url", Some(s.url))?.unwrap_or_default();
+    let spec = crate::db::NamedDatabase {
+        password: env("password", s.password)?,
+        password_secret: s.password_secret,
+        sslmode: s.sslmode,
+        ca_file: s.ca_file.map(|f| root.join(f)),
+        connect_timeout: duration("connect_timeout", s.connect_timeout)?,
+        statement_timeout: duration("statement_timeout", s.statement_timeout)?,
+        url,
+    };
+    if let Some(f) = &spec.ca_file
+        && !f.is_file()
+    {
+        return Err((
+            ".ca_file".into(),
+            format!("cannot read {}: no such file", f.display()),
+        ));
+    }
+    match spec.scheme() {
+        "postgres" => {
+            let opts = crate::db::postgres::PgOptions {
+                sslmode: match &spec.sslmode {
+                    Some(m) => Some(crate::db::postgres::SslMode::parse(m).ok_or_else(|| {
+                        (
+                            ".sslmode".to_string(),
+                            format!(
+                                "`{m}`: expected disable, prefer, require, verify-ca or verify-full"
+                            ),
+                        )
+                    })?),
+                    None => None,
+                },
+                ..Default::default()
+            };
+            crate::db::postgres::PgTarget::new(&spec.url, &opts).map_err(|e| {
+                let m = e.to_string();
+                (
+                    ".url".to_string(),
+                    m.strip_prefix("postgres: ").unwrap_or(&m).to_string(),
+                )
+            })?;
+        }
+        "mysql" => {}
+        _ => {
+            return Err((
+                ".url".into(),
+                "expected a postgres:// or mysql:// URL".into(),
+            ));
+        }
+    }
+    Ok(spec)
 }
 
 /// `[notify] backoff`.

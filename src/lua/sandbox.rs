@@ -148,6 +148,7 @@ pub fn new_vm(
         host.clone(),
     )?;
     super::http::install(&lua, &ferry, &opts.http, guard, host.clone())?;
+    super::postgres::install(&lua, &ferry, &opts.databases, &opts.storage, host.clone())?;
     super::time::register(&lua, &ferry)?;
     super::util::register(&lua, &ferry)?;
     super::host_error::register(&lua, &ferry)?;

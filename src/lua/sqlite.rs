@@ -79,7 +79,7 @@ fn denied(func: &str, path: &str, e: crate::storage::ErrorKind) -> mlua::Error {
 }
 
 /// Converts `args` (nil, a sequence, or a table of names) to statement parameters.
-fn params(args: LuaValue) -> mlua::Result<Params> {
+pub(super) fn params(args: LuaValue) -> mlua::Result<Params> {
     match args {
         LuaValue::Nil => Ok(Params::None),
         LuaValue::Table(t) => {
@@ -124,7 +124,7 @@ fn params(args: LuaValue) -> mlua::Result<Params> {
     }
 }
 
-fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
+pub(super) fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
     let on_conflict = match o.choice("on_conflict", &super::schema::ON_CONFLICT)? {
         Some("skip") => OnConflict::Skip,
         Some("overwrite") => OnConflict::Replace,
