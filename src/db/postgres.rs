@@ -1571,6 +1571,14 @@ fn copy_text(out: &mut Vec<u8>, v: &Value, ty: &Type) -> Result<(), String> {
         Value::Null => out.extend_from_slice(b"\\N"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        // A whole float (from xlsx, where numbers are floats) into an integer column.
+        Value::Float(f)
+            if matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8)
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15 =>
+        {
+            out.extend_from_slice(itoa::Buffer::new().format(*f as i64).as_bytes());
+        }
         Value::Float(f) => out.extend_from_slice(float_text(*f).as_bytes()),
         Value::Text(s) if *ty == Type::BYTEA && is_hex(s) => {
             out.extend_from_slice(b"\\\\x");

@@ -331,6 +331,14 @@ impl PgServer {
         }
     }
 
+    /// Runs `sql` (one or more statements) as [`PgServer::USER`] in [`PgServer::DB`], so the
+    /// tables it creates belong to the role ferry connects as.
+    pub fn exec(&self, sql: &str) {
+        self.client()
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
     /// The server's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
