@@ -352,3 +352,85 @@ fn a_failed_import_leaves_the_table_as_it_was() {
     assert_eq!((s["ins"].as_i64(), s["skip"].as_i64()), (Some(1), Some(1)));
     assert_eq!(fingerprint(&pg, "t"), before);
 }
+
+/// The shipped export and import plugins take a postgres:// URL or a database named in
+/// ferry.toml, with where/args, columns, order_by, zip, the import ledger and all-or-nothing
+/// imports.
+#[test]
+fn export_and_import_plugins_take_a_postgres_url_or_a_named_database() {
+    let pg = PgServer::start();
+    pg.exec(
+        "CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric(10,2), paid bool, \
+         created_at bigint); \
+         INSERT INTO orders SELECT i, 'c' || i, i * 1.5, i % 2 = 0, 1700000000 + i * 3600 \
+         FROM generate_series(1, 100) i; \
+         CREATE TABLE orders_copy (LIKE orders INCLUDING ALL)",
+    );
+    let mut p = Project::with_shipped_files();
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[databases.main]\nurl = \"{}\"\npassword_secret = \"PG_PASSWORD\"\n",
+            pg.url()
+        ),
+    );
+    std::fs::create_dir_all(p.at("data")).unwrap();
+    p.set_env("FERRY_SECRET_PG_PASSWORD", PgServer::PASSWORD);
+    p.write(
+        "data/in/dup.csv",
+        "id,customer,amount,paid,created_at\n500,x,1,true,1\n12,y,2,false,2\n",
+    );
+    let url = format!("{}?sslmode=disable", pg.url_with_password());
+    let (rec, out) = run(
+        &p,
+        "plugins",
+        &format!(
+            r#"return {{ run = function(ctx)
+              local export, import = require "export", require "import"
+              local a = export.run(ctx, {{ db = "main", table = "orders", where = "paid = ? AND id > ?",
+                args = {{ true, 10 }}, columns = {{ "id", "customer", "amount", "paid" }},
+                order_by = {{ "-id" }}, store = "data/out", path = "paid.csv" }})
+              local b = export.run(ctx, {{ db = "{url}", query = "SELECT * FROM orders WHERE id <= $1 ORDER BY id",
+                args = {{ 50 }}, format = "ndjson", zip = "o.zip", path = "o.ndjson", store = "data/out",
+                timestamp_columns = {{ "created_at" }} }})
+              local c = import.run(ctx, {{ db = "main", table = "orders_copy", file = "data/out/paid.csv" }})
+              local d = import.run(ctx, {{ db = "{url}", table = "orders_copy", file = "data/out/paid.csv" }})
+              local ok, e = pcall(import.run, ctx, {{ db = "main", table = "orders_copy", file = "data/in/dup.csv" }})
+              local s = import.run(ctx, {{ db = "main", table = "orders_copy", file = "data/in/dup.csv", on_conflict = "skip" }})
+              local z = import.run(ctx, {{ db = "main", table = "orders_new", file = "data/out/o.zip" }})
+              return {{ a = a.rows, b = b.rows, c = c.inserted, d = d.already_imported ~= nil,
+                        e = e.kind, em = e.message, s_ins = s.inserted, s_skip = s.skipped, z = z.inserted }}
+            end }}"#
+        ),
+    );
+    assert_eq!(rec["state"], "succeeded", "{out}");
+    let s = &rec["summary"];
+    assert_eq!(s["a"], 45, "{out}");
+    assert_eq!(s["b"], 50);
+    assert_eq!(s["c"], 45);
+    assert_eq!(s["d"], true);
+    assert_eq!(s["e"], "conflict", "{}", s["em"]);
+    assert!(
+        s["em"].as_str().unwrap().contains("row 2 from"),
+        "{}",
+        s["em"]
+    );
+    assert_eq!(
+        (s["s_ins"].as_i64(), s["s_skip"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(s["z"], 50);
+    let csv = std::fs::read_to_string(p.at("data/out/paid.csv")).unwrap();
+    assert!(
+        csv.starts_with("id,customer,amount,paid\n100,c100,150.00,true\n98,"),
+        "{csv}"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM orders_copy").trim(), "46");
+    assert_eq!(
+        pg.psql("SELECT created_at FROM orders_new WHERE id = '1'")
+            .trim(),
+        "2023-11-14T23:13:20Z"
+    );
+    let id = rec["id"].as_i64().unwrap();
+    assert!(!format!("{out}{}", p.history(id)).contains(PgServer::PASSWORD));
+}

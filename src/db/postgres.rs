@@ -1091,6 +1091,50 @@ impl PgDb {
         }
     }
 
+    /// Runs the statements of a `.sql` script in one transaction: all or nothing. `BEGIN`,
+    /// `COMMIT`, `END` and `ROLLBACK` statements in the script are skipped, since the script is
+    /// one transaction already. An error names the script, the statement's line and the
+    /// server's message.
+    pub fn run_script<R: std::io::Read>(
+        &self,
+        statements: &mut crate::formats::SqlStatements<R>,
+    ) -> Result<super::ScriptReport, PgError> {
+        self.transaction(|| {
+            let mut report = super::ScriptReport::default();
+            while let Some(st) = statements.next_statement()? {
+                let upper = st.sql.trim_end_matches(';').trim().to_ascii_uppercase();
+                let first = upper.split_whitespace().next().unwrap_or("");
+                if matches!(first, "BEGIN" | "COMMIT" | "END")
+                    || (first == "ROLLBACK" && !upper.contains(" TO "))
+                {
+                    report.skipped += 1;
+                    continue;
+                }
+                let msgs = {
+                    let _b = self.busy();
+                    self.0.client.borrow_mut().simple_query(&st.sql)
+                }
+                .map_err(|e| {
+                    self.error(
+                        crate::formats::Location::file(statements.name())
+                            .at_line(st.line)
+                            .to_string(),
+                        &e,
+                    )
+                })?;
+                report.statements += 1;
+                report.changes += msgs
+                    .iter()
+                    .map(|m| match m {
+                        postgres::SimpleQueryMessage::CommandComplete(n) => *n,
+                        _ => 0,
+                    })
+                    .sum::<u64>();
+            }
+            Ok(report)
+        })
+    }
+
     /// A sink inserting into `table`.
     pub fn table_sink(&self, table: &str, opts: InsertOptions) -> PgTableSink {
         PgTableSink::new(self, table, opts)

@@ -86,7 +86,14 @@ pub(crate) fn install(
             lua.create_userdata(LuaPg(Some(db)))
         })?,
     )?;
-    ferry.set("postgres", pg)
+    ferry.set("postgres", pg)?;
+    // `ferry.databases`: the names of `[databases.NAME]` and their kind ("postgres", "mysql"),
+    // for code that dispatches on a name (the export and import plugins). No URL, no password.
+    let names = lua.create_table()?;
+    for (name, d) in named {
+        names.set(name.as_str(), d.scheme())?;
+    }
+    ferry.set("databases", names)
 }
 
 fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<PgDb> {
@@ -274,6 +281,31 @@ impl UserData for LuaPg {
         methods.add_method("writer", |lua, this, (table, opts): (String, LuaValue)| {
             let (sink, name, columns) = table_sink(this.db()?, &table, opts, "db:writer")?;
             lua.create_userdata(LuaSink::new(Box::new(sink), None, columns, &name))
+        });
+        methods.add_method("run", |lua, this, script: LuaValue| {
+            let db = this.db()?;
+            let report = match &script {
+                LuaValue::UserData(ud) if ud.is::<super::formats::SqlScript>() => {
+                    let mut s = ud.borrow_mut::<super::formats::SqlScript>()?;
+                    let st = s
+                        .statements
+                        .as_mut()
+                        .ok_or_else(|| lua_err("db:run: this script was already run"))?;
+                    db.run_script(st)
+                }
+                _ => {
+                    let input = super::bytes::reader_arg(script, "db:run")?;
+                    db.run_script(&mut crate::formats::SqlStatements::new(
+                        input.reader,
+                        &input.name,
+                    ))
+                }
+            }
+            .map_err(lua_err)?;
+            let t = lua.create_table()?;
+            t.set("statements", report.statements)?;
+            t.set("changes", report.changes)?;
+            Ok(t)
         });
         methods.add_method_mut("close", |_, this, ()| {
             this.0 = None;
