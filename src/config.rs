@@ -1271,6 +1271,65 @@ mod tests {
     }
 
     #[test]
+    fn named_databases() {
+        // SAFETY: a variable only this test reads.
+        unsafe { std::env::set_var("FERRY_TEST_DB_PW_CFG", "db-pw-from-env") };
+        let c = Config::from_toml(
+            "[databases.main]\nurl = \"postgres://app:url-pw@10.0.0.5:5433/shop\"\npassword = \"${FERRY_TEST_DB_PW_CFG}\"\nstatement_timeout = \"2s\"\n\n[databases.my]\nurl = \"mysql://app@h/db\"\npassword_secret = \"MY_PW\"\n",
+            None,
+            PathBuf::from("/p"),
+        )
+        .unwrap();
+        let main = c.databases.get("main").unwrap();
+        assert_eq!(main.scheme(), "postgres");
+        assert_eq!(main.password.as_deref(), Some("db-pw-from-env"));
+        assert_eq!(main.statement_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.databases["my"].scheme(), "mysql");
+        assert_eq!(c.databases["my"].password_secret.as_deref(), Some("MY_PW"));
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("db-pw-from-env") && !debug.contains("url-pw"),
+            "Debug shows no password: {debug}"
+        );
+        for (toml, want) in [
+            (
+                "[databases.x]\nurl = \"http://h\"\n",
+                "databases.x.url: expected a postgres:// or mysql:// URL",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://h/db\"\n",
+                "databases.x.url: the URL names no user",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://u@h/db\"\nsslmode = \"sometimes\"\n",
+                "databases.x.sslmode",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://u@h/db\"\npasword = \"p\"\n",
+                "pasword",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://u@h/db\"\nconnect_timeout = \"soon\"\n",
+                "databases.x.connect_timeout",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://u@h/db\"\nca_file = \"missing.pem\"\n",
+                "databases.x.ca_file: cannot read /p/missing.pem",
+            ),
+            (
+                "[databases.\"a b\"]\nurl = \"postgres://u@h/db\"\n",
+                "database names",
+            ),
+        ] {
+            let e = Config::from_toml(toml, None, PathBuf::from("/p"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{toml}: want {want:?} in {e}");
+            assert!(!e.contains("url-pw"));
+        }
+    }
+
+    #[test]
     fn named_redis_servers() {
         // SAFETY: a variable only this test reads.
         unsafe { std::env::set_var("FERRY_TEST_REDIS_PW_CFG", "pw-from-env") };

@@ -23,8 +23,11 @@
 //! - [`formats`]: the row model (ordered columns, typed values), row sources and sinks for CSV,
 //!   JSON, NDJSON, XLSX, SQL and Redis RDB files, `pipe`, and zip archives; plain Rust on
 //!   `std::io`.
-//! - [`db`]: SQLite for scripts (queries as row sources, tables as row sinks, `.sql` scripts)
-//!   and Redis (commands, pipelines, SCAN/DUMP source, RESTORE sink, SYNC snapshots).
+//! - [`db`]: SQLite for scripts (queries as row sources, tables as row sinks, `.sql` scripts),
+//!   PostgreSQL (`db/postgres.rs`: cursor sources, COPY sinks and the COPY-to-CSV bulk path,
+//!   rustls TLS, server-side cancel), the named server databases of `ferry.toml`
+//!   ([`db::NamedDatabase`]) and Redis (commands, pipelines, SCAN/DUMP source, RESTORE sink, SYNC
+//!   snapshots).
 //! - [`http`]: outbound HTTP for scripts (`ferry.http`): the `[http]` host policy, checked on
 //!   the URL, on every resolved address and on every redirect; the client with timeouts,
 //!   retries and streamed bodies.

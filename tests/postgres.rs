@@ -434,3 +434,42 @@ fn export_and_import_plugins_take_a_postgres_url_or_a_named_database() {
     let id = rec["id"].as_i64().unwrap();
     assert!(!format!("{out}{}", p.history(id)).contains(PgServer::PASSWORD));
 }
+
+/// TLS: with the server's CA as `ca_file`, `verify-full` connects; without it (the platform's
+/// roots do not know the test CA) the certificate is refused, kind `denied`; `disable` talks
+/// plain TCP.
+#[test]
+fn tls_verifies_the_server_certificate() {
+    let pg = PgServer::start_tls();
+    let p = project(&pg);
+    let ca = pg.ca_file.clone().unwrap();
+    std::fs::copy(&ca, p.at("data/ca.crt")).unwrap();
+    let url = pg.url_with_password();
+    let (rec, out) = run(
+        &p,
+        "tls",
+        &format!(
+            r#"return {{ run = function(ctx)
+              local db = ferry.postgres.connect("{url}?sslmode=verify-full", {{ ca_file = "data/ca.crt" }})
+              local ssl
+              for r in db:query("SELECT ssl::text AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"):rows() do ssl = r.ssl end
+              local ok, e = pcall(ferry.postgres.connect, "{url}?sslmode=require")
+              local plain = ferry.postgres.connect("{url}?sslmode=disable")
+              local ssl2
+              for r in plain:query("SELECT ssl::text AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"):rows() do ssl2 = r.ssl end
+              return {{ ssl = ssl, ok = ok, kind = e.kind, msg = e.message, plain = ssl2 }}
+            end }}"#
+        ),
+    );
+    assert_eq!(rec["state"], "succeeded", "{out}");
+    let s = &rec["summary"];
+    assert_eq!(s["ssl"], "true", "{out}");
+    assert_eq!(s["ok"], false);
+    assert_eq!(s["kind"], "denied", "{}", s["msg"]);
+    assert!(
+        s["msg"].as_str().unwrap().contains("certificate"),
+        "{}",
+        s["msg"]
+    );
+    assert_eq!(s["plain"], "false");
+}

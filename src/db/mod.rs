@@ -17,7 +17,7 @@ pub use sqlite::{
 /// scheme says which ([`NamedDatabase::scheme`]). The password comes from the URL, `password`
 /// (`"${VAR}"` reads the environment) or `password_secret` (a secret's name, read when a run
 /// connects); it never appears in logs, errors or output.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NamedDatabase {
     /// `postgres://user@host:port/db` or `mysql://user@host:port/db` (environment references
     /// resolved).
@@ -34,6 +34,26 @@ pub struct NamedDatabase {
     pub connect_timeout: Option<std::time::Duration>,
     /// The server's statement timeout for the session.
     pub statement_timeout: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for NamedDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL's password and `password` stay out of every Debug output.
+        let url = match url::Url::parse(&self.url) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => self.url.clone(),
+        };
+        f.debug_struct("NamedDatabase")
+            .field("url", &url)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_secret", &self.password_secret)
+            .field("sslmode", &self.sslmode)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 impl NamedDatabase {
