@@ -473,3 +473,46 @@ fn tls_verifies_the_server_certificate() {
     );
     assert_eq!(s["plain"], "false");
 }
+
+/// A query's rows go into another table on the same connection, inside and outside a script
+/// transaction, and the transaction ferry opens for the cursor ends with it.
+#[test]
+fn a_query_feeds_an_insert_on_the_same_connection() {
+    let pg = PgServer::start();
+    pg.exec(
+        "CREATE TABLE a AS SELECT i AS id, i * 2 AS v FROM generate_series(1, 5000) i; \
+         CREATE TABLE b (LIKE a); CREATE TABLE c (LIKE a)",
+    );
+    let p = project(&pg);
+    let (rec, out) = run(
+        &p,
+        "same",
+        r#"return { run = function(ctx)
+          local db = ferry.postgres.connect("main")
+          local n1 = db:insert("b", db:query("SELECT * FROM a WHERE id <= $1", { 3000 }))
+          local n2 = db:transaction(function(tx)
+            return tx:insert("c", tx:query("SELECT * FROM a"))
+          end)
+          local ok = pcall(function()
+            db:transaction(function(tx)
+              tx:insert("c", tx:query("SELECT * FROM a"))
+              error("changed my mind")
+            end)
+          end)
+          local first = db:query("SELECT id FROM a ORDER BY id"):read(2)
+          db:exec("INSERT INTO b VALUES (-1, -1)")
+          return { n1 = n1, n2 = n2, ok = ok, first = first[2].id }
+        end }"#,
+    );
+    assert_eq!(rec["state"], "succeeded", "{out}");
+    let s = &rec["summary"];
+    assert_eq!(
+        (s["n1"].as_i64(), s["n2"].as_i64()),
+        (Some(3000), Some(5000)),
+        "{out}"
+    );
+    assert_eq!(s["ok"], false);
+    assert_eq!(s["first"], 2);
+    assert_eq!(pg.psql("SELECT count(*) FROM b").trim(), "3001");
+    assert_eq!(pg.psql("SELECT count(*) FROM c").trim(), "5000");
+}

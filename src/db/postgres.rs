@@ -1030,6 +1030,20 @@ impl PgDb {
             .map_err(|e| self.error(context.to_owned(), &e))
     }
 
+    /// Commits the transaction ferry began for cursors once no cursor and no script
+    /// transaction needs it any more (rolled back when it cannot commit).
+    fn settle(&self) {
+        let inner = &self.0;
+        if inner.implicit.get() && inner.cursors.get() == 0 && inner.tx_depth.get() == 0 {
+            inner.implicit.set(false);
+            if let Ok(mut c) = inner.client.try_borrow_mut()
+                && c.batch_execute("COMMIT").is_err()
+            {
+                let _ = c.batch_execute("ROLLBACK");
+            }
+        }
+    }
+
     fn in_transaction(&self) -> bool {
         self.0.tx_depth.get() > 0 || self.0.implicit.get()
     }
@@ -1190,10 +1204,12 @@ impl Tx {
 
     fn commit(mut self) -> Result<(), PgError> {
         self.close();
-        match &self.savepoint {
+        let r = match &self.savepoint {
             Some(sp) => self.db.batch(&format!("RELEASE SAVEPOINT {sp}"), "RELEASE"),
             None => self.db.batch("COMMIT", "COMMIT"),
-        }
+        };
+        self.db.settle();
+        r
     }
 
     fn rollback(mut self) {
@@ -1210,7 +1226,10 @@ impl Tx {
             None => "ROLLBACK".into(),
         };
         // With the connection lost there is nothing to roll back: the server did.
-        let _ = self.db.0.client.borrow_mut().batch_execute(&sql);
+        if let Ok(mut c) = self.db.0.client.try_borrow_mut() {
+            let _ = c.batch_execute(&sql);
+        }
+        self.db.settle();
     }
 }
 
@@ -1332,19 +1351,10 @@ impl PgQuery {
             let inner = &self.db.0;
             let n = inner.cursors.get().saturating_sub(1);
             inner.cursors.set(n);
-            let mut sql = format!("CLOSE {name}");
-            if n == 0 && inner.implicit.get() {
-                inner.implicit.set(false);
-                sql = "COMMIT".into();
+            if let Ok(mut c) = inner.client.try_borrow_mut() {
+                let _ = c.batch_execute(&format!("CLOSE {name}"));
             }
-            if let Ok(mut c) = inner.client.try_borrow_mut()
-                && c.batch_execute(&sql).is_err()
-                && inner.implicit.get()
-            {
-                let _ = c.batch_execute("ROLLBACK");
-                inner.implicit.set(false);
-                inner.cursors.set(0);
-            }
+            self.db.settle();
         }
     }
 
