@@ -56,18 +56,18 @@ Q="SELECT * FROM t ORDER BY id"
 
 echo
 echo "== export, $ROWS rows =="
-t0=$(now); /usr/bin/time -f "%M" -o psql.rss "${PSQL[@]}" -c "\\copy ($Q) to stdout csv header" > data/ref.csv; t1=$(now)
+t0=$(now); /usr/bin/time -f "%M\n%U %S" -o psql.rss "${PSQL[@]}" -c "\\copy ($Q) to stdout csv header" > data/ref.csv; t1=$(now)
 REF_S=$(secs "$t0" "$t1")
-echo "psql \\copy to stdout csv:     ${REF_S} s, $(rate "$ROWS" "$REF_S") rows/s, peak RSS $(( $(cat psql.rss) / 1024 )) MiB, $(( $(stat -c %s data/ref.csv) / 1048576 )) MiB"
+echo "psql \\copy to stdout csv:     ${REF_S} s, $(rate "$ROWS" "$REF_S") rows/s, peak RSS $(( $(head -1 psql.rss) / 1024 )) MiB, psql's CPU $(tail -1 psql.rss | awk '{ print $1 + $2 }') s, $(( $(stat -c %s data/ref.csv) / 1048576 )) MiB"
 cat > scripts/exp.lua <<LUA
 return { timeout = "1h", run = function(ctx)
   local db = ferry.postgres.connect("bench")
   return { rows = ferry.pipe(db:query("$Q"), ferry.csv.writer(ferry.store("data"):create("out.csv"))) }
 end }
 LUA
-t0=$(now); /usr/bin/time -f "%M" -o exp.rss "$FERRY" run exp > /dev/null; t1=$(now)
+t0=$(now); /usr/bin/time -f "%M\n%U %S" -o exp.rss "$FERRY" run exp > /dev/null; t1=$(now)
 F_S=$(secs "$t0" "$t1")
-echo "ferry csv (COPY):             ${F_S} s, $(rate "$ROWS" "$F_S") rows/s, peak RSS $(( $(cat exp.rss) / 1024 )) MiB -> $(ratio "$F_S" "$REF_S")x psql's time"
+echo "ferry csv (COPY):             ${F_S} s, $(rate "$ROWS" "$F_S") rows/s, peak RSS $(( $(head -1 exp.rss) / 1024 )) MiB, ferry's CPU $(tail -1 exp.rss | awk '{ print $1 + $2 }') s -> $(ratio "$F_S" "$REF_S")x psql's time"
 cmp -s data/ref.csv data/out.csv && echo "  (same bytes as psql's except the text forms ferry normalises)" || \
   echo "  (differs from psql's file in the text forms ferry normalises: booleans, timestamps)"
 cat > scripts/expj.lua <<LUA
