@@ -1,9 +1,12 @@
--- plugins/export.lua: export a SQLite table or query to csv, json, ndjson, xlsx or sql, optionally
--- zipped, into any store (seeds 000 and 001). Rows stream natively: no Lua value per row.
+-- plugins/export.lua: export a table or query of SQLite, PostgreSQL or MySQL to csv, json, ndjson,
+-- xlsx or sql, optionally zipped, into any store (seeds 000 and 001). Rows stream natively: no Lua
+-- value per row (PostgreSQL to plain CSV goes through COPY).
 --
 --   local export = require "export"
 --   export.run(ctx, {
---     db = "data/shop.db",                 -- SQLite file (confined like local stores)
+--     db = "data/shop.db",                 -- SQLite file (confined like local stores), or
+--                                          -- "postgres://user@host/db", "mysql://user@host/db",
+--                                          -- or a name from [databases.NAME] in ferry.toml
 --     table = "orders",                    -- or query = "SELECT ...", args = {...}
 --     mode = "part", where = "paid = ?", args = { 1 },
 --     since = "2026-11-20T10:00:00+05:00", -- and/or until: rows of time_column in [since, until)
@@ -27,7 +30,7 @@ local M = {}
 local strings = { type = "list", items = "string" }
 
 ---@class export.run.Options
----@field db string the SQLite file to export from
+---@field db string the SQLite file, a postgres:// or mysql:// URL, or a database named in ferry.toml
 ---@field table? string
 ---@field query? string
 ---@field args? table
@@ -51,7 +54,7 @@ local strings = { type = "list", items = "string" }
 ---@field create_table? boolean
 
 local OPTIONS = ferry.schema("export.run", {
-  db = { type = "string", required = true, description = "the SQLite file to export from" },
+  db = { type = "string", required = true, description = "the SQLite file, a postgres:// or mysql:// URL, or a database named in ferry.toml" },
   table = "string",
   query = "string",
   args = "table",
@@ -77,9 +80,46 @@ local OPTIONS = ferry.schema("export.run", {
 -- The schema, so a script can check options before it runs (jobs made from a template do).
 M.schemas = { run = OPTIONS }
 
+-- The kind of database `db` names: "postgres", "mysql" (a URL, or a name from [databases.NAME])
+-- or "sqlite" (a file).
+local function db_kind(db)
+  local scheme = (db:match("^(%a+)://") or ""):lower()
+  if scheme == "" and ferry.databases then scheme = ferry.databases[db] or "" end
+  if scheme == "postgres" or scheme == "postgresql" then return "postgres" end
+  if scheme == "mysql" or scheme == "mariadb" then return "mysql" end
+  return "sqlite"
+end
+M.db_kind = db_kind
+
+local kind = "sqlite"
+
 local function quote_ident(name)
+  if kind == "mysql" then return "`" .. name:gsub("`", "``") .. "`" end
   return '"' .. name:gsub('"', '""') .. '"'
 end
+
+-- PostgreSQL numbers its placeholders: the `?` of `where` (outside quotes) become $1, $2, ...
+-- after `skip` earlier ones. A `where` that already uses $n is left alone.
+local function number_placeholders(sql, skip)
+  if sql:find("%$%d") then return sql end
+  local out, n, quote = {}, skip, nil
+  for ch in sql:gmatch(".") do
+    if quote then
+      if ch == quote then quote = nil end
+      out[#out + 1] = ch
+    elseif ch == "'" or ch == '"' then
+      quote = ch
+      out[#out + 1] = ch
+    elseif ch == "?" then
+      n = n + 1
+      out[#out + 1] = "$" .. n
+    else
+      out[#out + 1] = ch
+    end
+  end
+  return table.concat(out)
+end
+M.number_placeholders = number_placeholders
 
 -- The SELECT and its arguments. Raises errors of kind "invalid" located at the script line that
 -- called export.run (level 3: build_query <- M.run <- the script).
@@ -104,14 +144,15 @@ local function build_query(o)
   local sql = "SELECT * FROM " .. quote_ident(o.table)
   local conditions, args = {}, {}
   for i, a in ipairs(o.args or {}) do args[i] = a end
-  if o.where then conditions[#conditions + 1] = "(" .. o.where .. ")" end
+  local pg = kind == "postgres"
+  if o.where then conditions[#conditions + 1] = "(" .. (pg and number_placeholders(o.where, 0) or o.where) .. ")" end
   if o.since then
-    conditions[#conditions + 1] = quote_ident(o.time_column) .. " >= ?"
     args[#args + 1] = o.since
+    conditions[#conditions + 1] = quote_ident(o.time_column) .. (pg and (" >= $" .. #args) or " >= ?")
   end
   if o["until"] then
-    conditions[#conditions + 1] = quote_ident(o.time_column) .. " < ?"
     args[#args + 1] = o["until"]
+    conditions[#conditions + 1] = quote_ident(o.time_column) .. (pg and (" < $" .. #args) or " < ?")
   end
   if #conditions > 0 then sql = sql .. " WHERE " .. table.concat(conditions, " AND ") end
   if o.order_by and #o.order_by > 0 then
@@ -129,11 +170,16 @@ end
 ---@type fun(ctx: ferry.Context, opts: export.run.Options): table
 M.run = OPTIONS:wrap(function(ctx, o)
   local format = o.format
+  kind = db_kind(o.db)
   local sql, args = build_query(o)
-  -- Opening a missing database would create an empty one: say it is missing instead.
-  local db_dir, db_file = o.db:match("^(.*)/([^/]+)$")
-  if not ferry.store(db_dir or "."):exists(db_file or o.db) then
-    ferry.error("not_found", "export.run: " .. o.db .. " does not exist (the SQLite database to export from)", 2)
+  if kind == "sqlite" then
+    -- Opening a missing database would create an empty one: say it is missing instead.
+    local db_dir, db_file = o.db:match("^(.*)/([^/]+)$")
+    if not ferry.store(db_dir or "."):exists(db_file or o.db) then
+      ferry.error("not_found", "export.run: " .. o.db .. " does not exist (the SQLite database to export from)", 2)
+    end
+  elseif kind == "mysql" and not ferry.mysql then
+    ferry.error("unsupported", "export.run: MySQL databases need ferry.mysql, which this ferry does not have", 2)
   end
   local file = o.path or ((o.table or "export") .. "." .. format)
   local store = ferry.store(o.store, o.store_opts)
@@ -158,7 +204,14 @@ M.run = OPTIONS:wrap(function(ctx, o)
     wopts.table = o.sql_table or o.table or "export"
     wopts.create_table = o.create_table
   end
-  local db = ferry.sqlite.open(o.db)
+  local db
+  if kind == "postgres" then
+    db = ferry.postgres.connect(o.db)
+  elseif kind == "mysql" then
+    db = ferry.mysql.connect(o.db)
+  else
+    db = ferry.sqlite.open(o.db)
+  end
   local src = db:query(sql, args)
   local sink = ferry[format].writer(sink_out, wopts)
   -- pipe closes the sink, which commits the file (or ends the zip entry).

@@ -1,10 +1,11 @@
--- plugins/import.lua: import csv, json, ndjson, xlsx, sql, or a zip of those, into a SQLite
--- table (seeds 000, 001, 002), from a store path or from the file that triggered the run
--- (watched folder or upload).
+-- plugins/import.lua: import csv, json, ndjson, xlsx, sql, or a zip of those, into a SQLite,
+-- PostgreSQL or MySQL table (seeds 000, 001, 002), from a store path or from the file that
+-- triggered the run (watched folder or upload).
 --
 --   local import = require "import"
 --   import.run(ctx, {
---     db = "data/shop.db", table = "orders",
+--     db = "data/shop.db", table = "orders",  -- or db = "postgres://user@host/db", "mysql://...",
+--                                            -- or a name from [databases.NAME] in ferry.toml
 --     file = nil,                 -- path of the input; default: ctx.trigger.file
 --     store = nil,                -- store of `file` (default: the file's own folder)
 --     format = nil,               -- default: from the file extension (zip: each entry by its own)
@@ -87,6 +88,60 @@ M.schemas = { run = OPTIONS }
 local LEDGER = [[CREATE TABLE IF NOT EXISTS _ferry_imports (
   sha256 TEXT NOT NULL, target TEXT NOT NULL, file TEXT NOT NULL, rows INTEGER NOT NULL,
   run_id INTEGER NOT NULL, at TEXT NOT NULL, PRIMARY KEY (sha256, target))]]
+-- MySQL keys cannot be TEXT.
+local LEDGER_MYSQL = [[CREATE TABLE IF NOT EXISTS _ferry_imports (
+  sha256 VARCHAR(64) NOT NULL, target VARCHAR(255) NOT NULL, file TEXT NOT NULL, rows_ BIGINT NOT NULL,
+  run_id BIGINT NOT NULL, at VARCHAR(40) NOT NULL, PRIMARY KEY (sha256, target))]]
+
+-- What differs between the databases: how to open one, quote a name, write the n-th
+-- type a column, tell whether a table exists, and record an import in the ledger.
+local DIALECTS = {
+  sqlite = {
+    open = function(db) return ferry.sqlite.open(db) end,
+    quote = function(name) return '"' .. name:gsub('"', '""') .. '"' end,
+    types = { INTEGER = "INTEGER", REAL = "REAL", TEXT = "TEXT", BLOB = "BLOB", [""] = "" },
+    exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+    ledger = LEDGER,
+    seen = "SELECT run_id, at, rows FROM _ferry_imports WHERE sha256 = ? AND target = ?",
+    record = "INSERT OR REPLACE INTO _ferry_imports VALUES (?, ?, ?, ?, ?, ?)",
+  },
+  postgres = {
+    open = function(db) return ferry.postgres.connect(db) end,
+    quote = function(name) return '"' .. name:gsub('"', '""') .. '"' end,
+    types = { INTEGER = "bigint", REAL = "double precision", TEXT = "text", BLOB = "bytea", [""] = "text" },
+    exists = "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
+    ledger = LEDGER,
+    seen = "SELECT run_id, at, rows FROM _ferry_imports WHERE sha256 = $1 AND target = $2",
+    record = "INSERT INTO _ferry_imports VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256, target) DO UPDATE SET file = EXCLUDED.file, rows = EXCLUDED.rows, run_id = EXCLUDED.run_id, at = EXCLUDED.at",
+  },
+  mysql = {
+    open = function(db)
+      if not ferry.mysql then
+        ferry.error("unsupported", "import.run: MySQL databases need ferry.mysql, which this ferry does not have", 4)
+      end
+      return ferry.mysql.connect(db)
+    end,
+    quote = function(name) return "`" .. name:gsub("`", "``") .. "`" end,
+    types = { INTEGER = "BIGINT", REAL = "DOUBLE", TEXT = "LONGTEXT", BLOB = "LONGBLOB", [""] = "LONGTEXT" },
+    exists = "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+    ledger = LEDGER_MYSQL,
+    seen = "SELECT run_id, at, rows_ AS `rows` FROM _ferry_imports WHERE sha256 = ? AND target = ?",
+    record = "REPLACE INTO _ferry_imports VALUES (?, ?, ?, ?, ?, ?)",
+  },
+}
+
+-- The dialect of the import being run.
+local dialect = DIALECTS.sqlite
+
+-- The kind of database `db` names: "postgres", "mysql" (a URL, or a name from [databases.NAME])
+-- or "sqlite" (a file).
+local function db_kind(db)
+  local scheme = (db:match("^(%a+)://") or ""):lower()
+  if scheme == "" and ferry.databases then scheme = ferry.databases[db] or "" end
+  if scheme == "postgres" or scheme == "postgresql" then return "postgres" end
+  if scheme == "mysql" or scheme == "mariadb" then return "mysql" end
+  return "sqlite"
+end
 
 local function split(path)
   local dir, base = path:match("^(.*)/([^/]+)$")
@@ -155,6 +210,7 @@ end
 -- Imports one input (`open()` gives a fresh reader of it) into `tbl`, creating the table when
 -- missing, all in one transaction. Returns the counts.
 local function import_one(ctx, o, db, open, format, name, path, tbl)
+  local d = dialect
   if format == "sql" then
     local result = db:run(ferry.sql.reader(open(), { name = name }))
     ctx.log.info("ran %d statements of %s (%d changes)", result.statements, name, result.changes)
@@ -163,7 +219,7 @@ local function import_one(ctx, o, db, open, format, name, path, tbl)
   local ropts = reader_options(o, format, name, path)
   local src = ferry[format].reader(open(), ropts)
   local exists = false
-  for _ in db:query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", { tbl }):rows() do exists = true end
+  for _ in db:query(d.exists, { tbl }):rows() do exists = true end
   local ddl
   if not exists and o.create then
     -- Column types come from `types` (or `column_types`, SQLite type names); text formats
@@ -179,14 +235,14 @@ local function import_one(ctx, o, db, open, format, name, path, tbl)
     end
     local cols = {}
     for _, c in ipairs(src:columns()) do
-      local declared = (o.column_types and o.column_types[c])
-        or (type(o.types) == "table" and SQL_TYPE[o.types[c] or ""])
+      local generic = (type(o.types) == "table" and SQL_TYPE[o.types[c] or ""])
         or (type(o.types) == "string" and SQL_TYPE[o.types])
         or inferred[c]
         or ((format == "csv" or format == "xlsx") and "TEXT" or "")
-      cols[#cols + 1] = ('"%s" %s'):format(c:gsub('"', '""'), declared)
+      local declared = (o.column_types and o.column_types[c]) or d.types[generic] or generic
+      cols[#cols + 1] = ("%s %s"):format(d.quote(c), declared)
     end
-    ddl = ('CREATE TABLE "%s" (%s)'):format(tbl:gsub('"', '""'), table.concat(cols, ", "))
+    ddl = ("CREATE TABLE %s (%s)"):format(d.quote(tbl), table.concat(cols, ", "))
   end
   -- The table is created inside the transaction of its rows: a failure leaves neither.
   local inserted, skipped = db:transaction(function(tx)
@@ -259,12 +315,13 @@ M.run = OPTIONS:wrap(function(ctx, o)
     ferry.error("not_found", "import.run: " .. store:url(path) .. " does not exist", 2)
   end
   if format ~= "sql" and format ~= "zip" and not o.table then ferry.error("invalid", "import.run: give `table`", 2) end
-  local db = ferry.sqlite.open(o.db)
+  local d = DIALECTS[db_kind(o.db)]
+  dialect = d
+  local db = d.open(o.db)
   local sha = ferry.hash.sha256(store:open(path))
   local target = o.table or "(" .. format .. ")"
-  db:exec(LEDGER)
-  for done in db:query("SELECT run_id, at, rows FROM _ferry_imports WHERE sha256 = ? AND target = ?",
-      { sha, target }):rows() do
+  db:exec(d.ledger)
+  for done in db:query(d.seen, { sha, target }):rows() do
     if not o.reimport then
       ctx.log.warn("%s was imported into %s already (run %d at %s, %d rows): skipped; pass reimport = true to import it again",
         file, target, done.run_id, done.at, done.rows)
@@ -279,7 +336,7 @@ M.run = OPTIONS:wrap(function(ctx, o)
     else
       result = import_one(ctx, o, db, function() return store:open(path) end, format, file, path, o.table)
     end
-    db:exec("INSERT OR REPLACE INTO _ferry_imports VALUES (?, ?, ?, ?, ?, ?)",
+    db:exec(d.record,
       { sha, target, file, result.inserted or result.changes or 0, ctx.run_id, ferry.time.format(ferry.time.now()) })
     result.sha256 = sha
     return result

@@ -247,6 +247,10 @@ pub struct FileConfig {
     /// Which hosts `ferry.http` may call.
     #[serde(default)]
     pub http: HttpSection,
+    /// Named server databases (PostgreSQL, MySQL), reached with `ferry.postgres.connect("NAME")`
+    /// / `ferry.mysql.connect("NAME")` and the plugins' `db = "NAME"`.
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseSection>,
     /// Notification defaults for every job (a job's `notify` keys override them).
     #[serde(default)]
     pub notify: NotifySection,
@@ -337,6 +341,29 @@ pub struct RedisSection {
     /// `rediss://`: a PEM file of the CA(s) the server's certificate must chain to (relative to
     /// the project root), instead of the system's trust store.
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[databases.NAME]`: a named PostgreSQL or MySQL database. The password may be in the URL,
+/// in `password` (`"${VAR}"` reads the environment) or named by `password_secret`; it never
+/// appears in logs, errors or output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `postgres://user@host:port/database` or `mysql://user@host:port/database`.
+    pub url: String,
+    /// Password; overrides one in the URL.
+    pub password: Option<String>,
+    /// The name of a secret holding the password (`FERRY_SECRET_NAME` or `[secrets]`).
+    pub password_secret: Option<String>,
+    /// TLS mode: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
+    pub sslmode: Option<String>,
+    /// A PEM file of the CA(s) the server's certificate must chain to (relative to the project
+    /// root), instead of the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// Limit for connecting (default `"10s"`).
+    pub connect_timeout: Option<String>,
+    /// The server's limit for each statement (default none).
+    pub statement_timeout: Option<String>,
 }
 
 /// `[api]`: the HTTP API served by `ferry serve`.
@@ -482,6 +509,9 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Named Redis servers: URL and options (environment references resolved).
     pub redis: BTreeMap<String, (String, RedisOptions)>,
+    /// Named server databases (`[databases.NAME]`): look one up with `databases.get(name)`;
+    /// its [`crate::db::NamedDatabase::scheme`] says PostgreSQL or MySQL.
+    pub databases: BTreeMap<String, crate::db::NamedDatabase>,
     /// The hosts `ferry.http` may call.
     pub http: crate::http::HttpPolicy,
     /// Notification defaults and delivery settings.
@@ -789,6 +819,12 @@ impl Config {
                 .map_err(|(key, m)| value_err(&format!("redis.{name}{key}"), m))?;
             redis.insert(name, target);
         }
+        let mut databases = BTreeMap::new();
+        for (name, section) in fc.databases {
+            let spec = database_spec(&root, &name, section)
+                .map_err(|(key, m)| value_err(&format!("databases.{name}{key}"), m))?;
+            databases.insert(name, spec);
+        }
         let http =
             crate::http::HttpPolicy::new(&fc.http.allow, &fc.http.deny).map_err(|m| {
                 match m.split_once(": ") {
@@ -814,6 +850,7 @@ impl Config {
             secrets,
             storage,
             redis,
+            databases,
             root,
         })
     }
@@ -931,6 +968,102 @@ fn redis_spec(
         )
     })?;
     Ok((url, opts))
+}
+
+/// `[databases.NAME] connect_timeout` and `statement_timeout`.
+pub const DATABASE_TIMEOUT_RANGE: DurationRange = DurationRange::new(Duration::from_millis(1), DAY);
+
+/// Validates a `[databases.NAME]` section; errors carry the key suffix (`.url`) and a message
+/// that never holds the password.
+fn database_spec(
+    root: &Path,
+    name: &str,
+    s: DatabaseSection,
+) -> Result<crate::db::NamedDatabase, (String, String)> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err((
+            String::new(),
+            "database names may use letters, digits, `_` and `-` only".into(),
+        ));
+    }
+    let env = |key: &str, v: Option<String>| -> Result<Option<String>, (String, String)> {
+        v.map(|v| expand_env(&v).map_err(|m| (format!(".{key}"), m)))
+            .transpose()
+    };
+    let duration = |key: &str, v: Option<String>| -> Result<_, (String, String)> {
+        v.map(|t| {
+            DATABASE_TIMEOUT_RANGE
+                .parse(&t)
+                .map_err(|m| (format!(".{key}"), m))
+        })
+        .transpose()
+    };
+    let url = env("url", Some(s.url))?.unwrap_or_default();
+    let spec = crate::db::NamedDatabase {
+        password: env("password", s.password)?,
+        password_secret: s.password_secret,
+        sslmode: s.sslmode,
+        ca_file: s.ca_file.map(|f| root.join(f)),
+        connect_timeout: duration("connect_timeout", s.connect_timeout)?,
+        statement_timeout: duration("statement_timeout", s.statement_timeout)?,
+        url,
+    };
+    if let Some(f) = &spec.ca_file
+        && !f.is_file()
+    {
+        return Err((
+            ".ca_file".into(),
+            format!("cannot read {}: no such file", f.display()),
+        ));
+    }
+    match spec.scheme() {
+        "postgres" => {
+            let opts = crate::db::postgres::PgOptions {
+                sslmode: match &spec.sslmode {
+                    Some(m) => Some(crate::db::postgres::SslMode::parse(m).ok_or_else(|| {
+                        (
+                            ".sslmode".to_string(),
+                            format!(
+                                "`{m}`: expected disable, prefer, require, verify-ca or verify-full"
+                            ),
+                        )
+                    })?),
+                    None => None,
+                },
+                ..Default::default()
+            };
+            crate::db::postgres::PgTarget::new(&spec.url, &opts).map_err(|e| {
+                let m = e.to_string();
+                (
+                    ".url".to_string(),
+                    m.strip_prefix("postgres: ").unwrap_or(&m).to_string(),
+                )
+            })?;
+        }
+        "mysql" => {
+            if let Some(m) = &spec.sslmode {
+                crate::db::mysql::SslMode::parse(m).map_err(|_| {
+                    (
+                        ".sslmode".to_string(),
+                        format!(
+                            "`{m}`: expected disabled, preferred, required, verify_ca or verify_identity"
+                        ),
+                    )
+                })?;
+            }
+        }
+        _ => {
+            return Err((
+                ".url".into(),
+                "expected a postgres:// or mysql:// URL".into(),
+            ));
+        }
+    }
+    Ok(spec)
 }
 
 /// `[notify] backoff`.
@@ -1146,6 +1279,65 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("timeot"), "{msg}");
         assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn named_databases() {
+        // SAFETY: a variable only this test reads.
+        unsafe { std::env::set_var("FERRY_TEST_DB_PW_CFG", "db-pw-from-env") };
+        let c = Config::from_toml(
+            "[databases.main]\nurl = \"postgres://app:url-pw@10.0.0.5:5433/shop\"\npassword = \"${FERRY_TEST_DB_PW_CFG}\"\nstatement_timeout = \"2s\"\n\n[databases.my]\nurl = \"mysql://app@h/db\"\npassword_secret = \"MY_PW\"\n",
+            None,
+            PathBuf::from("/p"),
+        )
+        .unwrap();
+        let main = c.databases.get("main").unwrap();
+        assert_eq!(main.scheme(), "postgres");
+        assert_eq!(main.password.as_deref(), Some("db-pw-from-env"));
+        assert_eq!(main.statement_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.databases["my"].scheme(), "mysql");
+        assert_eq!(c.databases["my"].password_secret.as_deref(), Some("MY_PW"));
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("db-pw-from-env") && !debug.contains("url-pw"),
+            "Debug shows no password: {debug}"
+        );
+        for (toml, want) in [
+            (
+                "[databases.x]\nurl = \"http://h\"\n",
+                "databases.x.url: expected a postgres:// or mysql:// URL",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://h/db\"\n",
+                "databases.x.url: the URL names no user",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://u@h/db\"\nsslmode = \"sometimes\"\n",
+                "databases.x.sslmode",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://u@h/db\"\npasword = \"p\"\n",
+                "pasword",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://u@h/db\"\nconnect_timeout = \"soon\"\n",
+                "databases.x.connect_timeout",
+            ),
+            (
+                "[databases.x]\nurl = \"postgres://u@h/db\"\nca_file = \"missing.pem\"\n",
+                "databases.x.ca_file: cannot read /p/missing.pem",
+            ),
+            (
+                "[databases.\"a b\"]\nurl = \"postgres://u@h/db\"\n",
+                "database names",
+            ),
+        ] {
+            let e = Config::from_toml(toml, None, PathBuf::from("/p"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{toml}: want {want:?} in {e}");
+            assert!(!e.contains("url-pw"));
+        }
     }
 
     #[test]

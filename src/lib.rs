@@ -24,9 +24,11 @@
 //!   JSON, NDJSON, XLSX, SQL and Redis RDB files, `pipe`, and zip archives; plain Rust on
 //!   `std::io`.
 //! - [`db`]: SQLite for scripts (queries as row sources, tables as row sinks, `.sql` scripts),
-//!   MySQL/MariaDB (`db/mysql/`: streaming queries, `LOAD DATA LOCAL` fed from a row source,
-//!   multi-row `INSERT` sinks, `KILL QUERY` on cancel) and Redis (commands, pipelines, SCAN/DUMP
-//!   source, RESTORE sink, SYNC snapshots).
+//!   PostgreSQL (`db/postgres.rs`: cursor sources, COPY sinks and the COPY-to-CSV bulk path,
+//!   rustls TLS, server-side cancel), MySQL/MariaDB (`db/mysql/`: streaming queries, `LOAD DATA
+//!   LOCAL` fed from a row source, multi-row `INSERT` sinks, `KILL QUERY` on cancel), the named
+//!   server databases of `ferry.toml` ([`db::NamedDatabase`]) and Redis (commands, pipelines,
+//!   SCAN/DUMP source, RESTORE sink, SYNC snapshots).
 //! - [`http`]: outbound HTTP for scripts (`ferry.http`): the `[http]` host policy, checked on
 //!   the URL, on every resolved address and on every redirect; the client with timeouts,
 //!   retries and streamed bodies.

@@ -698,7 +698,7 @@ function ferry.sqlite.snapshot(src_path, dest_path) end
 ---@field batch? integer commit every n rows
 ---@field names? string[] table column names to insert into
 
----A SQLite database.
+---A SQLite or PostgreSQL database.
 ---@class ferry.Db
 local Db = {}
 
@@ -783,6 +783,28 @@ function Db:close() end
 ---@field functions integer
 ---@field aux table<string, string>
 ---@field checksum "verified"|"disabled"|"absent"
+
+---@class ferry.PostgresOptions
+---@field password? string wins over the URL's
+---@field sslmode? "disable"|"prefer"|"require"|"verify-ca"|"verify-full" every mode that encrypts verifies the certificate
+---@field ca_file? string PEM file of the CA(s) the server's certificate must chain to
+---@field connect_timeout? string default "10s"
+---@field statement_timeout? string the server's statement_timeout for the session
+---@field fetch_rows? integer rows per cursor fetch (default 2000)
+
+---PostgreSQL: a Db with the SQLite Db's methods (`$1` placeholders; `run` executes `.sql` scripts).
+---@class ferry.postgres
+ferry.postgres = {}
+
+---Connects (TLS verified unless `sslmode = "disable"`).
+---@param url_or_name string `postgres://user[:password]@host[:port]/database[?sslmode=...]` or a name from `[databases.NAME]`
+---@param opts? ferry.PostgresOptions
+---@return ferry.Db
+function ferry.postgres.connect(url_or_name, opts) end
+
+---The names of `[databases.NAME]` in ferry.toml and their kind.
+---@type table<string, "postgres"|"mysql">
+ferry.databases = {}
 
 ---@class ferry.redis
 ferry.redis = {}

@@ -275,7 +275,12 @@ impl<R: Read> RowSource for CsvReader<R> {
 /// A CSV row sink. Column choice, renaming and timestamps are applied by wrapping it in a
 /// [`super::ProjectedSink`].
 pub struct CsvWriter<W: Write> {
-    wtr: csv::Writer<W>,
+    /// `None` once the output went to a source's bulk path (`raw`).
+    wtr: Option<csv::Writer<W>>,
+    /// The output, when a source writes CSV into it itself (`raw_csv_begin`).
+    raw: Option<W>,
+    /// The options, for the bulk path (`raw_csv_options`).
+    opts: CsvOptions,
     name: String,
     header: bool,
     null: Vec<u8>,
@@ -302,7 +307,12 @@ impl<W: Write> CsvWriter<W> {
             .buffer_capacity(64 * 1024)
             .from_writer(out);
         Ok(CsvWriter {
-            wtr,
+            wtr: Some(wtr),
+            raw: None,
+            opts: CsvOptions {
+                bom: false,
+                ..opts.clone()
+            },
             name: name.to_owned(),
             header: opts.header,
             null: opts.null.clone().unwrap_or_default().into_bytes(),
@@ -315,36 +325,69 @@ impl<W: Write> CsvWriter<W> {
     fn err(&self, e: csv::Error) -> FormatError {
         csv_error(&self.name, e)
     }
+
+    fn wtr(&mut self) -> Result<&mut csv::Writer<W>, FormatError> {
+        self.wtr.as_mut().ok_or_else(|| FormatError::Option {
+            format: "csv",
+            option: "writer",
+            message: format!("{}: a row was written after a bulk copy", self.name),
+        })
+    }
 }
 
 impl<W: Write> RowSink for CsvWriter<W> {
     fn begin(&mut self, columns: &[String]) -> Result<(), FormatError> {
         self.started = true;
         if self.header {
-            self.wtr.write_record(columns).map_err(|e| self.err(e))?;
+            let r = self.wtr()?.write_record(columns);
+            r.map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
     fn write_row(&mut self, row: &[Value]) -> Result<(), FormatError> {
+        let Some(wtr) = self.wtr.as_mut() else {
+            return Err(FormatError::Option {
+                format: "csv",
+                option: "writer",
+                message: format!("{}: a row was written after a bulk copy", self.name),
+            });
+        };
         for v in row {
             let r = match self.fmt.format(v) {
-                Some(bytes) => self.wtr.write_field(bytes),
-                None => self.wtr.write_field(&self.null),
+                Some(bytes) => wtr.write_field(bytes),
+                None => wtr.write_field(&self.null),
             };
             r.map_err(|e| csv_error(&self.name, e))?;
         }
-        self.wtr
-            .write_record(None::<&[u8]>)
-            .map_err(|e| self.err(e))
+        wtr.write_record(None::<&[u8]>)
+            .map_err(|e| csv_error(&self.name, e))
+    }
+
+    fn raw_csv_options(&self) -> Option<CsvOptions> {
+        (!self.started).then(|| self.opts.clone())
+    }
+
+    fn raw_csv_begin(&mut self, _columns: &[String]) -> Option<&mut dyn Write> {
+        if self.started {
+            return None;
+        }
+        // Nothing is buffered yet (a byte order mark went straight to the output).
+        let out = self.wtr.take()?.into_inner().ok()?;
+        self.started = true;
+        self.raw = Some(out);
+        self.raw.as_mut().map(|w| w as &mut dyn Write)
     }
 
     fn finish(&mut self) -> Result<(), FormatError> {
         if !self.finished {
             self.finished = true;
-            self.wtr
-                .flush()
-                .map_err(|e| FormatError::io(&self.name, e))?;
+            let r = match (self.wtr.as_mut(), self.raw.as_mut()) {
+                (Some(w), _) => w.flush(),
+                (None, Some(raw)) => raw.flush(),
+                (None, None) => Ok(()),
+            };
+            r.map_err(|e| FormatError::io(&self.name, e))?;
         }
         Ok(())
     }

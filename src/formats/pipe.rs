@@ -15,6 +15,18 @@ use crate::cancel::{CHECK_ROWS, Every};
 /// [`CHECK_ROWS`] rows). A sink with a bulk path of its own ([`RowSink::pull`]) takes the rows
 /// itself.
 pub fn pipe(src: &mut dyn RowSource, sink: &mut dyn RowSink) -> Result<u64, FormatError> {
+    // Bulk path: a source that writes CSV natively (PostgreSQL's COPY) into a plain CSV writer.
+    if !sink.started()
+        && let Some(opts) = sink.raw_csv_options()
+        && src.can_copy_csv(&opts)
+    {
+        let columns = src.columns().to_vec();
+        if let Some(out) = sink.raw_csv_begin(&columns)
+            && let Some(r) = src.copy_csv(out, &opts)
+        {
+            return r;
+        }
+    }
     if !sink.started() {
         if let Some(taken) = sink.pull(src) {
             return taken;

@@ -295,6 +295,26 @@ impl<K: RowSink> RowSink for ProjectedSink<K> {
         self.projection = Some(p);
         Some(taken)
     }
+    fn raw_csv_options(&self) -> Option<super::CsvOptions> {
+        let o = &self.opts;
+        let plain = o.columns.is_none()
+            && o.exclude.is_empty()
+            && o.header.is_none()
+            && o.timestamp_columns.is_empty();
+        if plain && self.projection.is_none() {
+            self.inner.raw_csv_options()
+        } else {
+            None
+        }
+    }
+    fn raw_csv_begin(&mut self, columns: &[String]) -> Option<&mut dyn std::io::Write> {
+        let p = Projection::for_writer(columns, &self.opts).ok()?;
+        if !p.is_identity() {
+            return None;
+        }
+        self.projection = Some(p);
+        self.inner.raw_csv_begin(columns)
+    }
 }
 
 #[cfg(test)]

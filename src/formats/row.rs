@@ -89,6 +89,23 @@ pub trait RowSource {
     fn stats(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// Bulk path: writes every row as CSV straight into `out` (header included when
+    /// `opts.header`), natively (a database's `COPY ... TO STDOUT`), and returns the number of
+    /// rows. Asked by [`super::pipe`] before the first row, only when [`RowSource::can_copy_csv`]
+    /// said yes. `None`: the rows must go one by one.
+    fn copy_csv(
+        &mut self,
+        _out: &mut dyn std::io::Write,
+        _opts: &super::CsvOptions,
+    ) -> Option<Result<u64, FormatError>> {
+        None
+    }
+
+    /// Whether [`RowSource::copy_csv`] can write all the rows with these CSV options.
+    fn can_copy_csv(&self, _opts: &super::CsvOptions) -> bool {
+        false
+    }
 }
 
 /// A consumer of rows: `begin` once with the columns, `write_row` per row, `finish` once.
@@ -118,6 +135,19 @@ pub trait RowSink {
     fn pull(&mut self, _src: &mut dyn RowSource) -> Option<Result<u64, FormatError>> {
         None
     }
+
+    /// Bulk path: a CSV writer that has not begun and writes the rows as they are (no column
+    /// choice, renaming or conversion) gives its CSV options (its byte order mark, if any, is
+    /// already written).
+    fn raw_csv_options(&self) -> Option<super::CsvOptions> {
+        None
+    }
+
+    /// Bulk path: begins the sink for CSV bytes that a source writes itself (header included)
+    /// and returns the output they go to.
+    fn raw_csv_begin(&mut self, _columns: &[String]) -> Option<&mut dyn std::io::Write> {
+        None
+    }
 }
 
 impl<T: RowSource + ?Sized> RowSource for Box<T> {
@@ -135,6 +165,16 @@ impl<T: RowSource + ?Sized> RowSource for Box<T> {
     }
     fn stats(&self) -> Vec<(&'static str, u64)> {
         (**self).stats()
+    }
+    fn copy_csv(
+        &mut self,
+        out: &mut dyn std::io::Write,
+        opts: &super::CsvOptions,
+    ) -> Option<Result<u64, FormatError>> {
+        (**self).copy_csv(out, opts)
+    }
+    fn can_copy_csv(&self, opts: &super::CsvOptions) -> bool {
+        (**self).can_copy_csv(opts)
     }
 }
 
@@ -156,6 +196,12 @@ impl<T: RowSink + ?Sized> RowSink for Box<T> {
     }
     fn pull(&mut self, src: &mut dyn RowSource) -> Option<Result<u64, FormatError>> {
         (**self).pull(src)
+    }
+    fn raw_csv_options(&self) -> Option<super::CsvOptions> {
+        (**self).raw_csv_options()
+    }
+    fn raw_csv_begin(&mut self, columns: &[String]) -> Option<&mut dyn std::io::Write> {
+        (**self).raw_csv_begin(columns)
     }
 }
 

@@ -218,6 +218,7 @@ pub fn vm_options(config: &Config, memory: Option<u64>, timeout: Duration) -> Vm
         timeout,
         storage: config.storage.clone(),
         redis: config.redis.clone(),
+        databases: config.databases.clone(),
         http: config.http.clone(),
     }
 }

@@ -426,6 +426,8 @@ fn kind_of_dyn(e: &(dyn std::error::Error + 'static)) -> Kind {
         r.kind()
     } else if let Some(r) = e.downcast_ref::<RdbError>() {
         r.kind()
+    } else if let Some(p) = e.downcast_ref::<crate::db::postgres::PgError>() {
+        p.kind()
     } else if let Some(io) = e.downcast_ref::<std::io::Error>() {
         Kind::of_io(io)
     } else {

@@ -22,6 +22,7 @@ mod json;
 mod limits;
 mod mysql;
 mod pipe;
+mod postgres;
 mod redis;
 mod row_batch;
 mod rows;
@@ -119,6 +120,8 @@ pub struct VmOptions {
     pub storage: crate::storage::StorageConfig,
     /// Named Redis servers for `ferry.redis.connect("NAME")`: URL and options.
     pub redis: std::collections::BTreeMap<String, (String, crate::db::redis::RedisOptions)>,
+    /// Named server databases (`[databases.NAME]`) for `ferry.postgres.connect("NAME")`.
+    pub databases: std::collections::BTreeMap<String, crate::db::NamedDatabase>,
     /// The hosts `ferry.http` may call (`[http]` in ferry.toml).
     pub http: crate::http::HttpPolicy,
 }
@@ -387,6 +390,7 @@ mod tests {
                 timeout: Duration::from_secs(30),
                 storage: crate::storage::StorageConfig::new(dir.clone(), vec![]),
                 redis: Default::default(),
+                databases: Default::default(),
                 http: Default::default(),
             },
             cancel,

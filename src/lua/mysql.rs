@@ -7,8 +7,8 @@
 //! redacted label `mysql://user@host:port/db`. A Unix socket or CA file a script names must lie
 //! under the allowed roots, like any other path.
 //!
-//! Named databases: [`Named`] resolves a name (`[databases.NAME]` in `ferry.toml`) to a URL and
-//! options; until the configuration has such a table, every name is unknown.
+//! Named databases: [`Named`] resolves a name (`[databases.NAME]` in `ferry.toml`) to a URL,
+//! options and the name of the secret holding the password, if any.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,8 +28,28 @@ use crate::formats::{ProjectedSink, RowSink};
 use crate::storage::{StorageConfig, confine_path};
 use crate::units::DurationRange;
 
-/// Resolves a database name to its URL and options (password included), or `None`.
-pub(crate) type Named = Arc<dyn Fn(&str) -> Option<(String, MysqlOptions)>>;
+/// Resolves a database name to its URL, options (password included) and the name of the secret
+/// that holds its password (`password_secret`), or `None`.
+pub(crate) type Named = Arc<dyn Fn(&str) -> Option<(String, MysqlOptions, Option<String>)>>;
+
+/// The [`Named`] lookup over `[databases.NAME]`: only the MySQL ones.
+pub(crate) fn named_from(
+    databases: &std::collections::BTreeMap<String, crate::db::NamedDatabase>,
+) -> Named {
+    let dbs = databases.clone();
+    Arc::new(move |name: &str| {
+        let d = dbs.get(name).filter(|d| d.scheme() == "mysql")?;
+        let opts = MysqlOptions {
+            password: d.password.clone(),
+            ssl_mode: d.sslmode.as_deref().and_then(|m| SslMode::parse(m).ok()),
+            ca_file: d.ca_file.clone(),
+            connect_timeout: d.connect_timeout,
+            timeout: d.statement_timeout,
+            ..Default::default()
+        };
+        Some((d.url.clone(), opts, d.password_secret.clone()))
+    })
+}
 
 #[derive(Clone)]
 struct Ctx {
@@ -102,7 +122,20 @@ fn confine(ctx: &Ctx, what: &str, path: &Path) -> mlua::Result<std::path::PathBu
 fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<Db> {
     const F: &str = "ferry.mysql.connect";
     let (url, named, d) = match (ctx.named)(url) {
-        Some((u, o)) => (u, true, o),
+        Some((u, o, secret)) => {
+            let mut o = o;
+            if let Some(secret) = secret {
+                let value = ctx.host.as_ref().and_then(|h| h.secret(&secret)).ok_or_else(|| {
+                    lua_err(format!(
+                        "{F}: secret '{secret}' (password_secret of database `{url}`) is not set: define FERRY_SECRET_{} or `{secret} = \"...\"` under [secrets] in ferry.toml",
+                        secret.to_ascii_uppercase()
+                    ))
+                })?;
+                hide(ctx, Some(&value));
+                o.password = Some(value);
+            }
+            (u, true, o)
+        }
         None if !url.contains("://") => {
             return Err(lua_err(format!(
                 "{F}: `{url}` is neither a mysql:// URL nor a database named in ferry.toml ([databases.NAME]); expected mysql://[user[:password]@]host[:port][/database]"

@@ -148,12 +148,12 @@ pub fn new_vm(
         host.clone(),
     )?;
     super::http::install(&lua, &ferry, &opts.http, guard, host.clone())?;
-    // Named MySQL databases come with `[databases.NAME]` in ferry.toml; none until then.
+    super::postgres::install(&lua, &ferry, &opts.databases, &opts.storage, host.clone())?;
     super::mysql::install(
         &lua,
         &ferry,
         &opts.storage,
-        std::sync::Arc::new(|_: &str| None),
+        super::mysql::named_from(&opts.databases),
         host.clone(),
     )?;
     super::time::register(&lua, &ferry)?;

@@ -124,7 +124,7 @@ pub(super) fn params(args: LuaValue) -> mlua::Result<Params> {
     }
 }
 
-fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
+pub(super) fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
     let on_conflict = match o.choice("on_conflict", &super::schema::ON_CONFLICT)? {
         Some("skip") => OnConflict::Skip,
         Some("overwrite") => OnConflict::Replace,

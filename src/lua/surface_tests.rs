@@ -223,6 +223,7 @@ fn registered() -> BTreeSet<String> {
             timeout: Duration::from_secs(600),
             storage: crate::storage::StorageConfig::new(root.clone(), vec![root.join("data")]),
             redis: Default::default(),
+            databases: Default::default(),
             http: Default::default(),
         },
         cancel: Arc::new(AtomicBool::new(false)),

@@ -404,6 +404,7 @@ impl Drop for Daemon {
 
 pub mod api;
 pub mod mysql;
+pub mod postgres;
 pub mod redis;
 pub mod s3;
 pub mod tls;
