@@ -21,6 +21,7 @@
 //! without [`Writer::commit`] discards its data; memory use of a read, write or copy is bounded
 //! by a few buffers whatever the object's size; no message contains a credential.
 
+mod bulk;
 mod config;
 mod confine;
 mod error;
@@ -42,6 +43,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::memory::InMemory;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
+pub use bulk::{BulkItem, BulkOptions, Conflict, FileError, Outcome, copy_files, hex};
 pub use config::{S3Options, Secret, StorageConfig, StoreSpec};
 pub use confine::{Confinement, confine_dir, confine_path};
 pub use error::{ErrorKind, Op, StorageError};
