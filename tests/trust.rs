@@ -442,6 +442,22 @@ fn secret_params_are_never_stored_in_plain_text() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
+/// The seed of a crash test's random moments: `FERRY_CRASH_SEED`, or the clock (printed, so a
+/// failure can be repeated).
+fn crash_seed() -> u64 {
+    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("crash test seed: {seed} (FERRY_CRASH_SEED={seed} repeats it)");
+    seed
+}
+
 fn copy_plugins(p: &Project, names: &[&str]) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for n in names {
@@ -616,16 +632,7 @@ fn kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice() {
            return { watch = { path = "inbox/imp", settle = "100ms" }, overlap = "queue", retries = 20,
              retry_delay = "100ms", run = function(ctx) return import.run(ctx, { db = "data/imp.db", table = "t" }) end }"#,
     );
-    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("crash test seed: {seed} (FERRY_CRASH_SEED={seed} repeats it)");
+    let seed = crash_seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut dropped = Vec::new();
     for round in 0..8 {
@@ -841,16 +848,7 @@ fn kill_9_in_a_batched_backup_or_restore_leaves_no_partial_file_and_the_next_run
              return backup.restore(ctx, { point = "data/points", set = "s", target = "data/restored" })
            end }"#,
     );
-    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("crash test seed: {seed} (FERRY_CRASH_SEED={seed} repeats it)");
+    let seed = crash_seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let kill_at_random = |rng: &mut fastrand::Rng, file: &str| {
         let mut child = p.spawn_file(file);

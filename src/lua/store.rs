@@ -313,8 +313,7 @@ pub(crate) fn install(
                 }
                 let (n, digest) =
                     storage::copy_hashed(&a, &src_path, &b, &dst_path).map_err(err)?;
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                (n, hex).into_lua_multi(lua)
+                (n, storage::hex(&digest)).into_lua_multi(lua)
             },
         )?,
     )?;
