@@ -28,7 +28,7 @@ cp "$HERE/plugins/backup.lua" "$P/plugins/"
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$WORK/restic-cache
 
 # A deterministic tree of FILES files and about MB megabytes: most files small (tens of bytes to
-# 64 KiB), some medium (up to 1 MiB), a few large (up to 40 MiB), in nested folders; contents
+# 64 KiB), some medium (64-384 KiB), one in 2000 large (tens of MiB), in nested folders; contents
 # are pseudo-random (nothing for restic to deduplicate or either side to compress).
 python3 - "$P/data/src" "$FILES" "$MB" <<'PY'
 import os, random, sys
@@ -37,13 +37,12 @@ rng = random.Random(21)
 sizes = []
 for i in range(files):
     r = rng.random()
-    if r < 0.90:
-        sizes.append(int(10 ** rng.uniform(1, 4.8)))
-    elif r < 0.995:
-        sizes.append(rng.randint(64 << 10, 1 << 20))
-    else:
+    if i % 2000 == 1999:
         sizes.append(rng.randint(4 << 20, 40 << 20))
-scale = (mb << 20) / sum(sizes)
+    elif r < 0.92:
+        sizes.append(int(10 ** rng.uniform(1, 4.8)))
+    else:
+        sizes.append(rng.randint(64 << 10, 384 << 10))
 big = [i for i, s in enumerate(sizes) if s >= 4 << 20]
 rest = sum(s for i, s in enumerate(sizes) if i not in set(big))
 # Hit the total by scaling the large files only: the small-file mix stays as it is.

@@ -373,8 +373,8 @@ impl Job<'_> {
             );
         }
         match &self.local {
-            Some(local) => self.into_local(local, i, item, buf),
-            None => self.into_object(item, buf),
+            Some(local) => self.copy_into_local(local, i, item, buf),
+            None => self.copy_into_object(item, buf),
         }
     }
 
@@ -466,7 +466,7 @@ impl Job<'_> {
         }
     }
 
-    fn into_local(
+    fn copy_into_local(
         &self,
         local: &LocalDst<'_>,
         i: usize,
@@ -539,7 +539,7 @@ impl Job<'_> {
         }
     }
 
-    fn into_object(&self, item: &BulkItem, buf: &mut [u8]) -> Outcome {
+    fn copy_into_object(&self, item: &BulkItem, buf: &mut [u8]) -> Outcome {
         if self.opts.on_conflict != Conflict::Overwrite {
             match self.dst.exists(&item.to) {
                 Ok(false) => {}
