@@ -71,15 +71,17 @@ echo "tree: $NFILES files, $(awk -v b="$BYTES" 'BEGIN { printf "%.0f", b / 1e6 }
 
 cat > "$P/scripts/bk.lua" <<'LUA'
 local backup = require "backup"
-return { timeout = "1h", params = { kind = { default = "full" } }, run = function(ctx)
-  return backup.run(ctx, { source = "data/src", point = "data/points", set = "b", kind = ctx.params.kind })
-end }
+return { timeout = "1h", params = { kind = { default = "full" }, point = { default = "data/points" } },
+  run = function(ctx)
+    return backup.run(ctx, { source = "data/src", point = ctx.params.point, set = "b", kind = ctx.params.kind })
+  end }
 LUA
 cat > "$P/scripts/rs.lua" <<'LUA'
 local backup = require "backup"
-return { timeout = "1h", run = function(ctx)
-  return backup.restore(ctx, { point = "data/points", set = "b", target = "data/restored" })
-end }
+return { timeout = "1h", params = { point = { default = "data/points" }, target = { default = "data/restored" } },
+  run = function(ctx)
+    return backup.restore(ctx, { point = ctx.params.point, set = "b", target = ctx.params.target })
+  end }
 LUA
 
 # secs CMD...: runs CMD in the project, prints its wall time in seconds.
@@ -91,30 +93,33 @@ secs() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
 
-fresh() { # removes both sides' backups and restores; a new restic repository
-  rm -rf "$P/data/points" "$P/data/restored" "$P/data/catalog.db" "$WORK/repo" "$WORK/restic-restore"
-  restic init --repo "$WORK/repo" >/dev/null
+# Each round writes into folders of its own, and nothing is deleted until the end: creating
+# 20k files right after deleting 40k costs ext4 much more (its inode allocator skips inodes
+# freed in the last minutes, `recently_deleted`), which is the bench's doing, not a backup's.
+fresh() { # a new point, restore target and restic repository for round $1
+  R=$1
+  restic init --repo "$WORK/repo-$R" >/dev/null
   sync
 }
 
 ferry_side() {
-  F_FULL+=("$(secs "$FERRY" run scripts/bk.lua)")
-  F_INC+=("$(secs "$FERRY" run scripts/bk.lua -p kind=incremental)")
-  F_RES+=("$(secs "$FERRY" run scripts/rs.lua)")
+  F_FULL+=("$(secs "$FERRY" run scripts/bk.lua -p "point=data/points-$R")")
+  F_INC+=("$(secs "$FERRY" run scripts/bk.lua -p kind=incremental -p "point=data/points-$R")")
+  F_RES+=("$(secs "$FERRY" run scripts/rs.lua -p "point=data/points-$R" -p "target=data/restored-$R")")
   cmp -s <(cd "$P/data/src" && find . -type f -exec sha256sum {} + | sort -k2) \
-    <(cd "$P/data/restored" && find . -type f -exec sha256sum {} + | sort -k2) \
+    <(cd "$P/data/restored-$R" && find . -type f -exec sha256sum {} + | sort -k2) \
     || { echo "ferry's restore differs from the source" >&2; exit 1; }
 }
 
 restic_side() {
-  R_FULL+=("$(secs restic --repo "$WORK/repo" backup --compression off -q data/src)")
-  R_INC+=("$(secs restic --repo "$WORK/repo" backup --compression off -q data/src)")
-  R_RES+=("$(secs restic --repo "$WORK/repo" restore latest --target "$WORK/restic-restore" -q)")
+  R_FULL+=("$(secs restic --repo "$WORK/repo-$R" backup --compression off -q data/src)")
+  R_INC+=("$(secs restic --repo "$WORK/repo-$R" backup --compression off -q data/src)")
+  R_RES+=("$(secs restic --repo "$WORK/repo-$R" restore latest --target "$WORK/restic-restore-$R" -q)")
 }
 
 F_FULL=(); F_INC=(); F_RES=(); R_FULL=(); R_INC=(); R_RES=()
 for round in $(seq "$ROUNDS"); do
-  fresh
+  fresh "$round"
   if (( round % 2 )); then ferry_side; sync; restic_side; else restic_side; sync; ferry_side; fi
   sync
   echo "round $round: full ferry ${F_FULL[-1]} s / restic ${R_FULL[-1]} s;" \
