@@ -31,6 +31,10 @@ local M = {}
 
 local strings = { type = "list", items = "string" }
 
+-- Plain copies and restores go through ferry.copy_files in batches of at most this many files
+-- or bytes: each batch is made durable at once (two syncfs), and progress is reported between.
+local BATCH_FILES, BATCH_BYTES = 4096, 512 * 1024 * 1024
+
 -- Options every function shares: where the backups are.
 ---Where the backups are (options of every function of this plugin).
 ---@class backup.Point
@@ -412,6 +416,37 @@ M.run = RUN:wrap(function(ctx, o)
   ctx.discard_on_failure(point, set .. "/" .. id)
   local files, copied, bytes, reused = ferry.array(), 0, 0, 0
   local archive
+  -- Plain copies go in batches through ferry.copy_files: hashed while copied (one read), both
+  -- cores, and made durable once per batch rather than once per file. `files` keeps the walk's
+  -- order: a batched entry holds its place until its copy is known to have succeeded.
+  local batch, batch_bytes = {}, 0
+  -- `level`: the Lua frames between ferry.error and the script that called backup.run.
+  local function fail_or_record(path, err_kind, err_message, level)
+    -- A zip archive cannot go on after a failed entry; a plain copy can.
+    if o.on_error == "fail_fast" or o.compression == "zip" then
+      ferry.error(err_kind, "backup.run: " .. path .. ": " .. err_message .. "; nothing was backed up", level)
+    end
+    ctx.log.error("cannot back up %s: %s", path, err_message)
+    errors[#errors + 1] = { path = path, error = err_message }
+  end
+  local function flush()
+    if #batch == 0 then return end
+    local list = {}
+    for i, b in ipairs(batch) do list[i] = { from = b.obj.path, to = set .. "/" .. id .. "/data/" .. b.obj.path } end
+    local results = ferry.copy_files(src, point, list, { on_error = o.on_error })
+    for i, b in ipairs(batch) do
+      local r = results[i]
+      if r.ok then
+        b.entry.sha256 = r.sha256
+        copied = copied + 1
+        bytes = bytes + b.obj.size
+      elseif r.attempted ~= false then
+        b.entry.failed = true
+        fail_or_record(b.obj.path, r.kind, r.error, 4)
+      end
+    end
+    batch, batch_bytes = {}, 0
+  end
   local function copy_one(obj)
     local prev = known[obj.path]
     if prev and prev.size == obj.size and prev.mtime == obj.modified then
@@ -425,14 +460,13 @@ M.run = RUN:wrap(function(ctx, o)
       archive = archive or ferry.zip.writer(point:create(set .. "/" .. id .. "/data.zip"))
       archive:add(obj.path, src:open(obj.path))
       entry.zip = true
+      copied = copied + 1
+      bytes = bytes + obj.size
     else
-      -- One read: the copy hashes what it moves.
-      local _, sha = ferry.copy(src, obj.path, point, set .. "/" .. id .. "/data/" .. obj.path, { sha256 = true })
-      entry.sha256 = sha
+      batch[#batch + 1] = { obj = obj, entry = entry }
+      batch_bytes = batch_bytes + obj.size
     end
     files[#files + 1] = entry
-    copied = copied + 1
-    bytes = bytes + obj.size
   end
   for i, obj in ipairs(objects) do
     if ctx.cancelled() then ferry.error("cancelled", "backup cancelled", 2) end
@@ -441,17 +475,18 @@ M.run = RUN:wrap(function(ctx, o)
     local changed = not o.since or not obj.modified or ferry.time.parse(obj.modified) >= o.since
     if selected(o, obj.path) and changed then
       local copied_ok, err = pcall(copy_one, obj)
-      if not copied_ok then
-        -- A zip archive cannot go on after a failed entry; a plain copy can.
-        if o.on_error == "fail_fast" or o.compression == "zip" then
-          ferry.error(kind_of(err), "backup.run: " .. obj.path .. ": " .. message_of(err) .. "; nothing was backed up", 2)
-        end
-        ctx.log.error("cannot back up %s: %s", obj.path, message_of(err))
-        errors[#errors + 1] = { path = obj.path, error = message_of(err) }
-      end
+      if not copied_ok then fail_or_record(obj.path, kind_of(err), message_of(err), 3) end
     end
+    if #batch >= BATCH_FILES or batch_bytes >= BATCH_BYTES then flush() end
     ctx.progress(i, #objects)
   end
+  flush()
+  -- Entries whose batched copy failed (on_error = "continue") are left out of the manifest.
+  local kept = ferry.array()
+  for _, f in ipairs(files) do
+    if not f.failed then kept[#kept + 1] = f end
+  end
+  files = kept
   if archive then archive:close() end
   local manifest = {
     compression = o.compression,
@@ -473,8 +508,8 @@ M.run = RUN:wrap(function(ctx, o)
            bytes = bytes, failed = #errors, errors = errors }
 end)
 
---- Restores a backup into `target`. Every file is checked against its SHA-256 first and written
---- atomically. `on_conflict`: "skip" (default) keeps files that exist at the target,
+--- Restores a backup into `target`. Every file is checked against its SHA-256 as it is copied and
+--- written atomically (a file that does not match never gets its name). `on_conflict`: "skip" (default) keeps files that exist at the target,
 --- "overwrite" replaces them, "fail" fails those files. `on_error`: "fail_fast" (default) stops
 --- at the first failed file, "continue" restores the rest and reports each failure in `errors`.
 ---@type fun(ctx: ferry.Context, opts: backup.restore.Options): table
@@ -516,29 +551,61 @@ M.restore = RESTORE:wrap(function(ctx, o)
     target:copy(tmp, f.path)
     target:delete(tmp)
   end
+  local function failed_file(f, err_kind, err_message, level)
+    failed = failed + 1
+    errors[#errors + 1] = { path = f.path, error = err_message }
+    if o.on_error == "fail_fast" then
+      ferry.error(err_kind, "backup.restore: restore of " .. id .. " failed: " .. f.path .. ": " .. err_message, level)
+    end
+    ctx.log.error("%s: %s", f.path, err_message)
+  end
+  -- Plain files go in batches through ferry.copy_files: each is verified against its SHA-256
+  -- while it is copied to a temp name, and only a verified file is renamed into place.
+  local batch, batch_bytes = {}, 0
+  local function flush()
+    if #batch == 0 then return end
+    local list = {}
+    for i, f in ipairs(batch) do
+      list[i] = { from = set .. "/" .. f["in"] .. "/data/" .. f.path, to = f.path, sha256 = f.sha256 }
+    end
+    local results = ferry.copy_files(point, target, list, { on_conflict = o.on_conflict, on_error = o.on_error })
+    for i, f in ipairs(batch) do
+      local r = results[i]
+      if r.skipped then
+        skipped = skipped + 1
+      elseif r.ok then
+        restored = restored + 1
+      elseif r.attempted ~= false then
+        local msg = r.error
+        if r.kind == "data" and r.sha256 then
+          msg = string.format("checksum mismatch in backup %s (expected %s, got %s)", f["in"], f.sha256, r.sha256)
+        end
+        failed_file(f, r.kind, msg, 4)
+      end
+    end
+    batch, batch_bytes = {}, 0
+  end
   for i, f in ipairs(m.files) do
-    local ok, err = pcall(function()
-      if o.on_conflict ~= "overwrite" and target:exists(f.path) then
-        if o.on_conflict == "skip" then skipped = skipped + 1; return end
-        ferry.error("already_exists", "exists at the target (on_conflict = \"fail\")", 0)
-      end
-      if f.zip then from_zip(f); restored = restored + 1; return end
-      local from = set .. "/" .. f["in"] .. "/data/" .. f.path
-      local sha = ferry.hash.sha256(point:open(from))
-      if sha ~= f.sha256 then mismatch(f, sha) end
-      ferry.copy(point, from, target, f.path)
-      restored = restored + 1
-    end)
-    if not ok then
-      failed = failed + 1
-      errors[#errors + 1] = { path = f.path, error = message_of(err) }
-      if o.on_error == "fail_fast" then
-        ferry.error(kind_of(err), "backup.restore: restore of " .. id .. " failed: " .. f.path .. ": " .. message_of(err), 2)
-      end
-      ctx.log.error("%s: %s", f.path, message_of(err))
+    if f.zip then
+      -- Keep the manifest's order of results: what is batched goes first.
+      flush()
+      local ok, err = pcall(function()
+        if o.on_conflict ~= "overwrite" and target:exists(f.path) then
+          if o.on_conflict == "skip" then skipped = skipped + 1; return end
+          ferry.error("already_exists", "exists at the target (on_conflict = \"fail\")", 0)
+        end
+        from_zip(f)
+        restored = restored + 1
+      end)
+      if not ok then failed_file(f, kind_of(err), message_of(err), 3) end
+    else
+      batch[#batch + 1] = f
+      batch_bytes = batch_bytes + (f.size or 0)
+      if #batch >= BATCH_FILES or batch_bytes >= BATCH_BYTES then flush() end
     end
     ctx.progress(i, #m.files)
   end
+  flush()
   ctx.log.info("restored backup %s: %d files, %d skipped, %d failed", id, restored, skipped, failed)
   return { id = id, restored = restored, skipped = skipped, failed = failed, errors = errors }
 end)

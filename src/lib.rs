@@ -18,8 +18,9 @@
 //! - [`history`]: the run history (runs, logs, artifacts, job state, script versions, API tokens
 //!   by their hash, the audit log) in SQLite.
 //! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
-//!   commits, recovery of writes a dead process left behind, and the one confinement check of
-//!   every path a script or job spec names (`confine_path`).
+//!   commits, bulk copies made durable per batch (`copy_files`, what backups use), recovery of
+//!   writes a dead process left behind, and the one confinement check of every path a script or
+//!   job spec names (`confine_path`).
 //! - [`formats`]: the row model (ordered columns, typed values), row sources and sinks for CSV,
 //!   JSON, NDJSON, XLSX, SQL and Redis RDB files, `pipe`, and zip archives; plain Rust on
 //!   `std::io`.

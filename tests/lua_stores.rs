@@ -556,3 +556,122 @@ fn cancel_before_close_discards_the_writes() {
     assert_eq!(run.record["state"], "cancelled", "{}", run.text());
     assert_spun_writers_discarded(&p, &server);
 }
+
+#[test]
+fn copy_files_copies_hashes_verifies_between_local_and_s3_and_refuses_malformed_lists() {
+    let server = S3Server::start();
+    let p = project_with_backup(&server, "");
+    let file = p.root_script(
+        "bulk",
+        r#"
+return {
+  run = function(ctx)
+    local src, s3, dst = ferry.store("data/in"), ferry.store("backup"), ferry.store("data/out")
+    src:write("a/one.txt", "one")
+    src:write("a/b/two.txt", string.rep("two", 100000))
+    src:write("three.txt", "three")
+    dst:write("kept.txt", "old")
+    local sha_one = ferry.hash.sha256("one")
+    local out = {}
+    -- Local to S3, then S3 back to local with the digests checked on the way.
+    local up = ferry.copy_files(src, s3, { { from = "a/one.txt", to = "bulk/one.txt" },
+      { from = "a/b/two.txt", to = "bulk/two.txt" }, { from = "none.txt" } })
+    out.up = { up[1].ok, up[1].size, up[1].sha256 == sha_one, up[2].ok, up[3].ok, up[3].kind }
+    local down = ferry.copy_files(s3, dst, { { from = "bulk/one.txt", to = "one.txt", sha256 = sha_one },
+      { from = "bulk/two.txt", to = "deep/er/two.txt", sha256 = up[2].sha256 },
+      { from = "bulk/one.txt", to = "bad.txt", sha256 = string.rep("0", 64) } })
+    out.down = { down[1].ok, down[2].ok, down[3].ok, down[3].kind, down[3].sha256 == sha_one }
+    -- Local to local: conflicts, and a mismatch into S3 leaves nothing there either.
+    local skip = ferry.copy_files(src, dst, { { from = "three.txt", to = "kept.txt" }, { from = "three.txt" } },
+      { on_conflict = "skip" })
+    out.skip = { skip[1].ok, skip[1].skipped, skip[2].ok }
+    local fail = ferry.copy_files(src, dst, { { from = "three.txt", to = "kept.txt" } }, { on_conflict = "fail" })
+    out.fail = { fail[1].ok, fail[1].kind }
+    local bad_up = ferry.copy_files(src, s3, { { from = "three.txt", to = "bulk/bad.txt", sha256 = sha_one } })
+    out.bad_up = { bad_up[1].ok, bad_up[1].kind, s3:exists("bulk/bad.txt") }
+    -- Malformed lists and options are `invalid` errors naming the entry.
+    local malformed = {}
+    for i, case in ipairs({
+      { "not a list" }, { { 42 } }, { { { to = "x" } } }, { { { from = 7 } } },
+      { { { from = "three.txt", sha256 = "xyz" } } }, { { { from = "three.txt", size = 3 } } },
+      { { { from = "three.txt" } }, { on_conflict = "sometimes" } }, { { { from = "three.txt" } }, { speed = 1 } },
+    }) do
+      local ok, err = pcall(ferry.copy_files, src, dst, case[1], case[2])
+      malformed[i] = (not ok) and (type(err) == "userdata" and err.kind or tostring(err)) or "accepted"
+    end
+    out.malformed = malformed
+    local ok, err = pcall(ferry.copy_files, src, 42, {})
+    out.not_a_store = not ok and tostring(err):find("expected a store") ~= nil
+    -- A path with `..` or a reserved temp name is refused per file, not for the whole call.
+    local refused = ferry.copy_files(src, dst, { { from = "../in/three.txt", to = "x.txt" },
+      { from = "three.txt", to = ".x.ferry-tmp-1-2-3" }, { from = "three.txt", to = "fine.txt" } })
+    out.refused = { refused[1].kind, refused[2].kind, refused[3].ok }
+    return out
+  end,
+}
+"#,
+    );
+    let run = p.run_file(&file);
+    assert!(run.succeeded(), "{}", run.text());
+    let s = &run.record["summary"];
+    assert_eq!(
+        s["up"],
+        serde_json::json!([true, 3, true, true, false, "not_found"])
+    );
+    assert_eq!(
+        s["down"],
+        serde_json::json!([true, true, false, "data", true])
+    );
+    assert_eq!(s["skip"], serde_json::json!([true, true, true]));
+    assert_eq!(s["fail"], serde_json::json!([false, "already_exists"]));
+    assert_eq!(s["bad_up"], serde_json::json!([false, "data", false]));
+    let malformed: Vec<&str> = s["malformed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(malformed.len(), 8);
+    for (i, m) in malformed.iter().enumerate() {
+        assert!(
+            *m == "invalid" || m.contains("copy_files"),
+            "case {}: {m}",
+            i + 1
+        );
+    }
+    assert_eq!(s["not_a_store"], true);
+    assert_eq!(
+        s["refused"],
+        serde_json::json!(["invalid", "invalid", true])
+    );
+    assert_eq!(std::fs::read(p.at("data/out/one.txt")).unwrap(), b"one");
+    assert_eq!(std::fs::read(p.at("data/out/kept.txt")).unwrap(), b"old");
+    assert_eq!(
+        std::fs::read(p.at("data/out/deep/er/two.txt"))
+            .unwrap()
+            .len(),
+        300_000
+    );
+    assert!(!p.at("data/out/bad.txt").exists());
+    assert!(server.pending_uploads().is_empty());
+    // No temp file and no journal entry left behind.
+    let mut stack = vec![p.at("data/out")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.contains(".ferry-tmp-"),
+                "{name} left in {}",
+                d.display()
+            );
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    let pending = p.at("data/.ferry/pending");
+    assert_eq!(
+        std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+}

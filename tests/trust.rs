@@ -442,6 +442,22 @@ fn secret_params_are_never_stored_in_plain_text() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
+/// The seed of a crash test's random moments: `FERRY_CRASH_SEED`, or the clock (printed, so a
+/// failure can be repeated).
+fn crash_seed() -> u64 {
+    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("crash test seed: {seed} (FERRY_CRASH_SEED={seed} repeats it)");
+    seed
+}
+
 fn copy_plugins(p: &Project, names: &[&str]) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for n in names {
@@ -616,16 +632,7 @@ fn kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice() {
            return { watch = { path = "inbox/imp", settle = "100ms" }, overlap = "queue", retries = 20,
              retry_delay = "100ms", run = function(ctx) return import.run(ctx, { db = "data/imp.db", table = "t" }) end }"#,
     );
-    let seed: u64 = std::env::var("FERRY_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("crash test seed: {seed} (FERRY_CRASH_SEED={seed} repeats it)");
+    let seed = crash_seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut dropped = Vec::new();
     for round in 0..8 {
@@ -786,4 +793,133 @@ fn a_finalizer_that_never_ends_does_not_change_how_a_finished_run_is_recorded() 
     let r = p.run_file(&file);
     assert!(r.succeeded(), "{}", r.error());
     assert_eq!(r.record["summary"], "done");
+}
+
+/// Every file below `dir` whose name is not one of ferry's temp names, by its path relative
+/// to `dir`.
+fn final_files(dir: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
+    walk_files(dir)
+        .into_iter()
+        .filter(|f| {
+            !f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .contains(".ferry-tmp-")
+        })
+        .map(|f| {
+            (
+                f.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
+                f,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_in_a_batched_backup_or_restore_leaves_no_partial_file_and_the_next_run_works() {
+    let p = project();
+    copy_plugins(&p, &["backup"]);
+    // Some files of a few MiB (a copy takes a while), many small ones, in nested folders.
+    let mut source = std::collections::BTreeMap::new();
+    for i in 0..240 {
+        let len = if i % 12 == 0 {
+            (3 << 20) + i * 37
+        } else {
+            500 + i * 13
+        };
+        let mut data = vec![0u8; len];
+        common::pattern(i as u64, 0, &mut data);
+        let rel = format!("d{}/e{}/f{i}.bin", i % 7, i % 3);
+        std::fs::create_dir_all(p.at(&format!("data/src/d{}/e{}", i % 7, i % 3))).unwrap();
+        std::fs::write(p.at(&format!("data/src/{rel}")), &data).unwrap();
+        source.insert(rel, data);
+    }
+    let bk = p.root_script(
+        "bk",
+        r#"local backup = require "backup"
+           return { run = function(ctx)
+             return backup.run(ctx, { source = "data/src", point = "data/points", set = "s" })
+           end }"#,
+    );
+    let rs = p.root_script(
+        "rs",
+        r#"local backup = require "backup"
+           return { run = function(ctx)
+             return backup.restore(ctx, { point = "data/points", set = "s", target = "data/restored" })
+           end }"#,
+    );
+    let seed = crash_seed();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let kill_at_random = |rng: &mut fastrand::Rng, file: &str| {
+        let mut child = p.spawn_file(file);
+        std::thread::sleep(Duration::from_millis(rng.u64(20..1500)));
+        let workers = workers_of(child.id());
+        signal(child.id(), SIGKILL);
+        for w in workers {
+            signal(w, SIGKILL);
+        }
+        let _ = child.wait();
+    };
+    // Whatever a file under its final name holds is the whole source file.
+    let check_whole = |dir: &std::path::Path, what: &str| {
+        for (rel, path) in final_files(dir) {
+            let want = source
+                .get(&rel)
+                .unwrap_or_else(|| panic!("{what}: unexpected file {rel}"));
+            assert!(
+                std::fs::read(&path).unwrap() == *want,
+                "{what}: {} is not the whole file (seed {seed})",
+                path.display()
+            );
+        }
+    };
+    for _ in 0..3 {
+        kill_at_random(&mut rng, &bk);
+        for entry in std::fs::read_dir(p.at("data/points/s"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = entry.path();
+            if dir.join("manifest.json").exists() {
+                // It finished before the kill: then it is complete.
+                let m: Value = serde_json::from_str(
+                    &std::fs::read_to_string(dir.join("manifest.json")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(m["files"].as_array().unwrap().len(), source.len());
+            }
+            check_whole(&dir.join("data"), "a killed backup");
+        }
+    }
+    // The next backup works and is whole.
+    let run = p.run_file(&bk);
+    assert!(run.succeeded(), "{}", run.text());
+    assert_eq!(run.record["summary"]["copied"], source.len() as u64);
+    for _ in 0..3 {
+        kill_at_random(&mut rng, &rs);
+        check_whole(&p.at("data/restored"), "a killed restore");
+    }
+    // The next restore completes what is missing (what is there is skipped) and verifies it.
+    let run = p.run_file(&rs);
+    assert!(run.succeeded(), "{}", run.text());
+    assert_eq!(run.record["summary"]["failed"], 0);
+    let restored = final_files(&p.at("data/restored"));
+    assert_eq!(restored.len(), source.len());
+    check_whole(&p.at("data/restored"), "the restore after the kills");
+    // Opening the stores again cleaned up the temp files the killed runs left, and their
+    // journal entries.
+    let again = p.run_file(&rs);
+    assert!(again.succeeded(), "{}", again.text());
+    for dir in ["data/restored", "data/points"] {
+        let temps: Vec<_> = walk_files(&p.at(dir))
+            .into_iter()
+            .filter(|f| f.to_string_lossy().contains(".ferry-tmp-"))
+            .collect();
+        assert!(
+            temps.is_empty(),
+            "temp files left in {dir}: {temps:?} (seed {seed})"
+        );
+    }
+    assert_eq!(p.files_in("data/.ferry/pending"), Vec::<String>::new());
 }

@@ -191,6 +191,31 @@ function ferry.store(name_or_url, opts) end
 ---@return string? sha256
 function ferry.copy(src_store, src_path, dst_store, dst_path, opts) end
 
+---One file of `ferry.copy_files`: `to` defaults to `from`; with `sha256` the content is checked.
+---@class ferry.CopyFile
+---@field from string
+---@field to? string
+---@field sha256? string
+
+---What became of one file of `ferry.copy_files`.
+---@class ferry.CopyResult
+---@field ok boolean
+---@field size? integer bytes copied
+---@field sha256? string the SHA-256 of what was copied (of what was found, on a mismatch)
+---@field skipped? boolean it exists at the destination (`on_conflict = "skip"`)
+---@field error? string
+---@field kind? string the error kind (`data` for a checksum mismatch)
+---@field attempted? boolean false for a file not started after a `fail_fast` failure
+
+---Copies many files between two stores in one call: each read once and hashed, spread over the
+---cores, atomic at its destination, made durable once for the whole call; one result per file.
+---@param src_store ferry.Store
+---@param dst_store ferry.Store
+---@param files ferry.CopyFile[]
+---@param opts? { on_conflict?: ferry.OnConflict, on_error?: ferry.OnError }
+---@return ferry.CopyResult[]
+function ferry.copy_files(src_store, dst_store, files, opts) end
+
 ---Moves every row from a source to a sink natively and closes the sink; returns the rows written.
 ---@param source ferry.RowSource
 ---@param sink ferry.RowSink

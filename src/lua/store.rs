@@ -1,5 +1,5 @@
-//! `ferry.store(name_or_url [, opts])` and `ferry.copy(src, src_path, dst, dst_path)`: the
-//! binding of [`crate::storage`].
+//! `ferry.store(name_or_url [, opts])`, `ferry.copy(src, src_path, dst, dst_path)` and
+//! `ferry.copy_files(src, dst, files [, opts])`: the binding of [`crate::storage`].
 //!
 //! A Store userdata has the methods `list`, `stat`, `exists`, `read`, `write`, `open`, `create`,
 //! `delete`, `copy` and `url`. Every call blocks until the I/O is done; a run's timeout or cancel
@@ -313,10 +313,153 @@ pub(crate) fn install(
                 }
                 let (n, digest) =
                     storage::copy_hashed(&a, &src_path, &b, &dst_path).map_err(err)?;
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                (n, hex).into_lua_multi(lua)
+                (n, storage::hex(&digest)).into_lua_multi(lua)
             },
         )?,
     )?;
+    ferry.set("copy_files", lua.create_function(copy_files)?)?;
     Ok(())
+}
+
+/// `ferry.copy_files(src, dst, files [, opts])`: copies many files in one call (see
+/// [`storage::copy_files`]); one result table per file, in order.
+fn copy_files(
+    lua: &Lua,
+    (src, dst, files, opts): (Value, Value, Value, Value),
+) -> mlua::Result<Table> {
+    const WHAT: &str = "ferry.copy_files";
+    let a = store_arg(lua, &src, "ferry.copy_files(src_store, ...)")?;
+    let b = store_arg(lua, &dst, "ferry.copy_files(..., dst_store, ...)")?;
+    let mut o = super::rows::Opts::new(opts, WHAT)?;
+    let on_conflict = match o.choice("on_conflict", &super::schema::ON_CONFLICT)? {
+        Some("skip") => storage::Conflict::Skip,
+        Some("fail") => storage::Conflict::Fail,
+        _ => storage::Conflict::Overwrite,
+    };
+    let fail_fast = o.choice("on_error", &super::schema::ON_ERROR)? == Some("fail_fast");
+    o.finish()?;
+    let Value::Table(files) = files else {
+        return Err(host_err(
+            Kind::Invalid,
+            format!(
+                "{WHAT}: files: expected a list of {{ from = path, to = path, sha256 = hex }}, got {}",
+                files.type_name()
+            ),
+        ));
+    };
+    let mut items = Vec::with_capacity(files.raw_len());
+    for (n, v) in files.sequence_values::<Value>().enumerate() {
+        items.push(bulk_item(v?, n + 1)?);
+    }
+    let outcomes = storage::copy_files(
+        &a,
+        &b,
+        &items,
+        storage::BulkOptions {
+            on_conflict,
+            fail_fast,
+        },
+    )
+    .map_err(err)?;
+    let out = lua.create_table_with_capacity(outcomes.len(), 0)?;
+    out.set_metatable(Some(super::convert::array_meta(lua)?))?;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let t = lua.create_table()?;
+        match outcome {
+            storage::Outcome::Copied { size, sha256 } => {
+                t.set("ok", true)?;
+                t.set("size", *size)?;
+                t.set("sha256", storage::hex(sha256))?;
+            }
+            storage::Outcome::Skipped => {
+                t.set("ok", true)?;
+                t.set("skipped", true)?;
+            }
+            storage::Outcome::Failed(e) => {
+                let (kind, got) = match e {
+                    storage::FileError::Storage(se) => (se.kind(), None),
+                    storage::FileError::Mismatch { got, .. } => (Kind::Data, Some(got)),
+                    storage::FileError::Exists => (Kind::AlreadyExists, None),
+                };
+                t.set("ok", false)?;
+                t.set("error", e.to_string())?;
+                t.set("kind", kind.as_str())?;
+                if let Some(got) = got {
+                    t.set("sha256", storage::hex(got))?;
+                }
+            }
+            storage::Outcome::NotAttempted => {
+                t.set("ok", false)?;
+                t.set("attempted", false)?;
+                t.set(
+                    "error",
+                    "not copied: an earlier file failed (on_error = \"fail_fast\")",
+                )?;
+                t.set("kind", Kind::Cancelled.as_str())?;
+            }
+        }
+        out.raw_set(i + 1, t)?;
+    }
+    Ok(out)
+}
+
+/// One entry of `ferry.copy_files`'s list: `{ from = path [, to = path] [, sha256 = hex] }`.
+fn bulk_item(v: Value, n: usize) -> mlua::Result<storage::BulkItem> {
+    let bad = |what: String| {
+        host_err(
+            Kind::Invalid,
+            format!("ferry.copy_files: files[{n}]: {what}"),
+        )
+    };
+    let Value::Table(t) = v else {
+        return Err(bad(format!(
+            "expected a table {{ from = path, to = path, sha256 = hex }}, got {}",
+            v.type_name()
+        )));
+    };
+    let text = |key: &str| -> mlua::Result<Option<String>> {
+        match t.raw_get::<Value>(key)? {
+            Value::Nil => Ok(None),
+            Value::String(s) => Ok(Some(s.to_str()?.to_string())),
+            other => Err(bad(format!(
+                "`{key}`: expected a string, got {}",
+                other.type_name()
+            ))),
+        }
+    };
+    for pair in t.pairs::<Value, Value>() {
+        let (k, _) = pair?;
+        let known =
+            matches!(&k, Value::String(s) if matches!(&*s.to_str()?, "from" | "to" | "sha256"));
+        if !known {
+            return Err(bad(format!(
+                "unknown field {}; expected from, to, sha256",
+                k.to_string().unwrap_or_else(|_| k.type_name().to_string())
+            )));
+        }
+    }
+    let from = text("from")?.ok_or_else(|| bad("`from` (the source path) is missing".into()))?;
+    let to = text("to")?.unwrap_or_else(|| from.clone());
+    let expect = match text("sha256")? {
+        None => None,
+        Some(h) => Some(
+            parse_sha256(&h)
+                .ok_or_else(|| bad(format!("`sha256`: expected 64 hex digits, got {h:?}")))?,
+        ),
+    };
+    Ok(storage::BulkItem { from, to, expect })
+}
+
+/// A SHA-256 written as 64 hex digits (either case).
+fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
 }

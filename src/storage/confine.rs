@@ -73,53 +73,30 @@ impl Confinement {
     /// Checks that `path` (absolute, no `..`) resolves under an allowed root and outside the
     /// protected paths. Returns the resolved path.
     pub fn check(&self, path: &Path) -> Result<PathBuf, ErrorKind> {
-        if !path.is_absolute() {
-            return Err(ErrorKind::InvalidPath(format!(
-                "{}: a relative path where an absolute one was expected",
-                path.display()
-            )));
+        self.resolved().check(path)
+    }
+
+    /// The roots and protected paths resolved once, for many checks in a row (a walk, a bulk
+    /// copy): each [`Confinement::check`] resolves them again.
+    pub(crate) fn resolved(&self) -> Resolved<'_> {
+        Resolved {
+            confinement: self,
+            inside: self
+                .allowed
+                .iter()
+                .filter_map(|r| resolve(r).ok())
+                .collect(),
+            roots: self
+                .allowed
+                .iter()
+                .map(|r| resolve(r).unwrap_or_else(|_| r.clone()))
+                .collect(),
+            protected: self
+                .protected
+                .iter()
+                .map(|p| resolve(p).unwrap_or_else(|_| p.clone()))
+                .collect(),
         }
-        refuse_dot_segments(&path.to_string_lossy()).map_err(ErrorKind::InvalidPath)?;
-        let real = resolve(path).map_err(|e| {
-            ErrorKind::Denied(format!(
-                "cannot resolve {} ({e}); a local store path must lead to a folder under the allowed roots: {}",
-                path.display(),
-                self.roots_text()
-            ))
-        })?;
-        let inside = self
-            .allowed
-            .iter()
-            .any(|root| resolve(root).map(|r| real.starts_with(&r)).unwrap_or(false));
-        if !inside {
-            let via = if real != path {
-                format!(" (it leads to {})", real.display())
-            } else {
-                String::new()
-            };
-            return Err(ErrorKind::Denied(format!(
-                "{}{via} is outside the allowed roots: {}; add its folder to `allow` under [storage] in ferry.toml",
-                path.display(),
-                self.roots_text()
-            )));
-        }
-        // A root allowed explicitly *inside* a protected folder (a run's own temporary folder)
-        // opens that part of it, and only that part.
-        let protected = self.protected.iter().any(|p| {
-            let p = resolve(p).unwrap_or_else(|_| p.clone());
-            real.starts_with(&p)
-                && !self.allowed.iter().any(|root| {
-                    let r = resolve(root).unwrap_or_else(|_| root.clone());
-                    r.starts_with(&p) && real.starts_with(&r)
-                })
-        });
-        if protected {
-            return Err(ErrorKind::Denied(format!(
-                "{} belongs to ferry itself (run history or storage journal); scripts may not touch it",
-                path.display()
-            )));
-        }
-        Ok(real)
     }
 
     /// Whether `real` (a resolved folder) is or contains a protected path: a folder that holds
@@ -132,6 +109,128 @@ impl Confinement {
             let p_real = resolve(p).unwrap_or_else(|_| p.clone());
             p_real.starts_with(real).then(|| p.clone())
         })
+    }
+}
+
+/// A [`Confinement`] whose roots and protected paths are resolved (see
+/// [`Confinement::resolved`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved<'a> {
+    confinement: &'a Confinement,
+    /// The roots that resolve: a path must lead under one of them.
+    inside: Vec<PathBuf>,
+    /// Every root, resolved where it can be: the roots that open part of a protected folder.
+    roots: Vec<PathBuf>,
+    /// The protected paths, resolved where they can be.
+    protected: Vec<PathBuf>,
+}
+
+impl Resolved<'_> {
+    /// [`Confinement::check`] with the roots resolved already.
+    pub(crate) fn check(&self, path: &Path) -> Result<PathBuf, ErrorKind> {
+        if !path.is_absolute() {
+            return Err(ErrorKind::InvalidPath(format!(
+                "{}: a relative path where an absolute one was expected",
+                path.display()
+            )));
+        }
+        refuse_dot_segments(&path.to_string_lossy()).map_err(ErrorKind::InvalidPath)?;
+        let real = resolve(path).map_err(|e| {
+            ErrorKind::Denied(format!(
+                "cannot resolve {} ({e}); a local store path must lead to a folder under the allowed roots: {}",
+                path.display(),
+                self.confinement.roots_text()
+            ))
+        })?;
+        self.judge(path, real)
+    }
+
+    /// The verdict on `path` once it is known to lead to `real`: under an allowed root and
+    /// outside the protected paths, or refused.
+    pub(crate) fn judge(&self, path: &Path, real: PathBuf) -> Result<PathBuf, ErrorKind> {
+        if !self.inside.iter().any(|r| real.starts_with(r)) {
+            let via = if real != path {
+                format!(" (it leads to {})", real.display())
+            } else {
+                String::new()
+            };
+            return Err(ErrorKind::Denied(format!(
+                "{}{via} is outside the allowed roots: {}; add its folder to `allow` under [storage] in ferry.toml",
+                path.display(),
+                self.confinement.roots_text()
+            )));
+        }
+        // A root allowed explicitly *inside* a protected folder (a run's own temporary folder)
+        // opens that part of it, and only that part.
+        let protected = self.protected.iter().any(|p| {
+            real.starts_with(p)
+                && !self
+                    .roots
+                    .iter()
+                    .any(|r| r.starts_with(p) && real.starts_with(r))
+        });
+        if protected {
+            return Err(ErrorKind::Denied(format!(
+                "{} belongs to ferry itself (run history or storage journal); scripts may not touch it",
+                path.display()
+            )));
+        }
+        Ok(real)
+    }
+}
+
+/// Checks many paths against a confinement, resolving each folder once: a file whose last
+/// component is not a symlink lies where its resolved folder says, so only its own verdict
+/// (the protected paths) is left to decide. A symlinked file gets the full check.
+#[derive(Debug)]
+pub(crate) struct DirChecker<'a> {
+    resolved: Resolved<'a>,
+    dirs: std::collections::HashMap<PathBuf, PathBuf>,
+}
+
+impl<'a> DirChecker<'a> {
+    /// A checker with an empty cache.
+    pub(crate) fn new(confinement: &'a Confinement) -> DirChecker<'a> {
+        DirChecker {
+            resolved: confinement.resolved(),
+            dirs: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The resolved folder `dir`, checked (from the cache after the first time).
+    pub(crate) fn dir(&mut self, dir: &Path) -> Result<PathBuf, ErrorKind> {
+        if let Some(real) = self.dirs.get(dir) {
+            return Ok(real.clone());
+        }
+        let real = self.resolved.check(dir)?;
+        self.dirs.insert(dir.to_path_buf(), real.clone());
+        Ok(real)
+    }
+
+    /// Checks `path`, known not to be a symlink itself (the caller looked, or opens it without
+    /// following one): its folder's resolution (cached) and the verdict on the file.
+    pub(crate) fn file_not_symlink(&mut self, path: &Path) -> Result<PathBuf, ErrorKind> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return self.resolved.check(path);
+        };
+        refuse_dot_segments(&path.to_string_lossy()).map_err(ErrorKind::InvalidPath)?;
+        let real = self.dir(dir)?.join(name);
+        self.resolved.judge(path, real)
+    }
+
+    /// The resolved folder `dir`, if it was checked already.
+    pub(crate) fn known(&self, dir: &Path) -> Option<&PathBuf> {
+        self.dirs.get(dir)
+    }
+
+    /// Records that the folder `dir` resolves to `real` (checked by the caller).
+    pub(crate) fn learn(&mut self, dir: PathBuf, real: PathBuf) {
+        self.dirs.insert(dir, real);
+    }
+
+    /// The full check of one path (a symlink), without the cache.
+    pub(crate) fn full(&self, path: &Path) -> Result<PathBuf, ErrorKind> {
+        self.resolved.check(path)
     }
 }
 

@@ -28,6 +28,13 @@ pub(crate) enum Pending {
         /// The process writing it; `None` once abandoned.
         pid: Option<u32>,
     },
+    /// The temp files of one bulk copy (see `bulk.rs`): one entry for the whole batch.
+    Batch {
+        /// The temp files, each next to its final name.
+        paths: Vec<PathBuf>,
+        /// The process writing them; `None` once abandoned.
+        pid: Option<u32>,
+    },
     /// A multipart upload to an S3 store.
     Upload {
         /// The store's URL (no credentials).
@@ -48,13 +55,17 @@ pub(crate) enum Pending {
 impl Pending {
     fn pid(&self) -> Option<u32> {
         match self {
-            Pending::Temp { pid, .. } | Pending::Upload { pid, .. } => *pid,
+            Pending::Temp { pid, .. }
+            | Pending::Batch { pid, .. }
+            | Pending::Upload { pid, .. } => *pid,
         }
     }
 
     fn abandon(&mut self) {
         match self {
-            Pending::Temp { pid, .. } | Pending::Upload { pid, .. } => *pid = None,
+            Pending::Temp { pid, .. }
+            | Pending::Batch { pid, .. }
+            | Pending::Upload { pid, .. } => *pid = None,
         }
     }
 
@@ -154,19 +165,26 @@ impl Journal {
     pub(crate) fn clean_temp_files(&self) -> usize {
         let mut removed = 0;
         for (file, pending) in self.entries() {
-            if let Pending::Temp { path, .. } = &pending
-                && pending.is_stale()
-            {
-                if is_temp_name(path) {
-                    match std::fs::remove_file(path) {
-                        Ok(()) => removed += 1,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            tracing::warn!("cannot remove stale temp file {}: {e}", path.display());
-                            continue;
-                        }
+            if !pending.is_stale() {
+                continue;
+            }
+            let paths = match &pending {
+                Pending::Temp { path, .. } => std::slice::from_ref(path),
+                Pending::Batch { paths, .. } => paths.as_slice(),
+                Pending::Upload { .. } => continue,
+            };
+            let mut all_gone = true;
+            for path in paths.iter().filter(|p| is_temp_name(p)) {
+                match std::fs::remove_file(path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!("cannot remove stale temp file {}: {e}", path.display());
+                        all_gone = false;
                     }
                 }
+            }
+            if all_gone {
                 let _ = std::fs::remove_file(&file);
             }
         }
@@ -268,6 +286,31 @@ mod tests {
         h.abandon();
         assert_eq!(j.clean_temp_files(), 1);
         assert!(!temp.exists());
+        assert!(j.entries().is_empty());
+    }
+
+    #[test]
+    fn a_stale_batch_entry_removes_every_temp_file_it_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(&dir.path().join("j"));
+        let temps: Vec<PathBuf> = (0..3)
+            .map(|i| dir.path().join(format!(".f{i}.ferry-tmp-1-2-3-{i}")))
+            .collect();
+        // Two were written before the crash, the third never was; a final name is left alone.
+        std::fs::write(&temps[0], b"partial").unwrap();
+        std::fs::write(&temps[1], b"whole").unwrap();
+        std::fs::write(dir.path().join("f0"), b"final").unwrap();
+        let h = j
+            .record(Pending::Batch {
+                paths: temps.clone(),
+                pid: Some(std::process::id()),
+            })
+            .unwrap();
+        assert_eq!(j.clean_temp_files(), 0, "a live batch is left alone");
+        h.abandon();
+        assert_eq!(j.clean_temp_files(), 2);
+        assert!(temps.iter().all(|t| !t.exists()));
+        assert!(dir.path().join("f0").exists());
         assert!(j.entries().is_empty());
     }
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::confine::Confinement;
+use super::confine::{Confinement, DirChecker};
 use super::error::ErrorKind;
 use super::journal::{EntryHandle, Journal, Pending, TEMP_MARKER, is_temp_name, unique_suffix};
 use super::{Meta, Unreadable, Waiter};
@@ -35,7 +35,7 @@ pub(crate) struct LocalBackend {
     journal: Journal,
 }
 
-fn io_kind(e: io::Error) -> ErrorKind {
+pub(crate) fn io_kind(e: io::Error) -> ErrorKind {
     match e.kind() {
         io::ErrorKind::NotFound => ErrorKind::NotFound,
         io::ErrorKind::PermissionDenied => ErrorKind::Denied(e.to_string()),
@@ -63,6 +63,16 @@ impl LocalBackend {
             confinement,
             journal,
         })
+    }
+
+    /// The confinement of the store's paths.
+    pub(crate) fn confinement(&self) -> &Confinement {
+        &self.confinement
+    }
+
+    /// The journal of the store's pending writes.
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// The confined file path of an object path (already validated).
@@ -128,6 +138,8 @@ impl LocalBackend {
             let r = p.strip_prefix(&self.root).unwrap_or(p);
             r.to_string_lossy().into_owned()
         };
+        // Every folder and file is checked against the confinement; folders are resolved once.
+        let mut checker = DirChecker::new(&self.confinement);
         let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
@@ -163,7 +175,7 @@ impl LocalBackend {
                 if is_temp_name(&path) {
                     continue;
                 }
-                match self.entry(&path, &entry, strict) {
+                match self.entry(&mut checker, &path, &entry, strict) {
                     Ok(Entry::Folder) => stack.push(path),
                     Ok(Entry::File(m)) => {
                         match path.strip_prefix(&self.root).ok().and_then(Path::to_str) {
@@ -188,7 +200,13 @@ impl LocalBackend {
 
     /// What a directory entry is for a listing: a folder to descend into, a file to list, or
     /// why it is neither.
-    fn entry(&self, path: &Path, entry: &std::fs::DirEntry, strict: bool) -> Result<Entry, String> {
+    fn entry(
+        &self,
+        checker: &mut DirChecker<'_>,
+        path: &Path,
+        entry: &std::fs::DirEntry,
+        strict: bool,
+    ) -> Result<Entry, String> {
         use std::os::unix::fs::FileTypeExt;
         let ft = entry
             .file_type()
@@ -210,11 +228,17 @@ impl LocalBackend {
         }
         // Symlinked folders are not followed (no cycles); symlinked files are listed when they
         // stay inside the confinement.
-        let real = self.confinement.check(path).map_err(|k| match k {
+        let checked = if ft.is_symlink() {
+            checker.full(path)
+        } else {
+            checker.file_not_symlink(path)
+        };
+        let real = checked.map_err(|k| match k {
             ErrorKind::Denied(m) => m,
             other => other.to_string(),
         })?;
         if ft.is_dir() {
+            checker.learn(path.to_path_buf(), real);
             return Ok(Entry::Folder);
         }
         let m = std::fs::metadata(&real).map_err(|e| format!("cannot read its metadata: {e}"))?;
@@ -284,15 +308,7 @@ impl LocalBackend {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("object");
-        // Keep the temp name within the usual 255-byte limit.
-        let mut short = name;
-        while short.len() > 180 {
-            let mut cut = short.len() - 1;
-            while !short.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            short = &short[..cut];
-        }
+        let short = super::bulk::short_name(name);
         let temp = dir.join(format!(".{short}{TEMP_MARKER}{}", unique_suffix()));
         let entry = self.journal.record(Pending::Temp {
             path: temp.clone(),

@@ -9,7 +9,10 @@
 //! - [`Store`] offers `list`, `stat`, `exists`, `read`, `write`, `open` ([`Reader`]), `create`
 //!   ([`Writer`]), `delete`, `copy`; [`copy`] copies across stores, streaming.
 //! - Local stores live in `local.rs` (std::fs, temp file + fsync + rename); S3 and memory stores
-//!   in `object.rs` (object_store, multipart uploads). Every blocking wait goes through the one
+//!   in `object.rs` (object_store, multipart uploads). [`copy_files`] (`bulk.rs`) copies many
+//!   files at once for backups and restores: hashed while copied, on a few threads, and into a
+//!   local store made durable per batch (temp files, one `syncfs`, renames, one `syncfs`) rather
+//!   than per file. Every blocking wait goes through the one
 //!   runtime in `runtime.rs` and gives up when the caller's [`Interrupt`] fires.
 //! - Pending writes are journaled (`journal.rs`) so that [`recover`] can remove temp files and
 //!   abort uploads left behind by a process that died.
@@ -21,6 +24,7 @@
 //! without [`Writer::commit`] discards its data; memory use of a read, write or copy is bounded
 //! by a few buffers whatever the object's size; no message contains a credential.
 
+mod bulk;
 mod config;
 mod confine;
 mod error;
@@ -42,6 +46,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::memory::InMemory;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
+pub use bulk::{BulkItem, BulkOptions, Conflict, FileError, Outcome, copy_files, hex};
 pub use config::{S3Options, Secret, StorageConfig, StoreSpec};
 pub use confine::{Confinement, confine_dir, confine_path};
 pub use error::{ErrorKind, Op, StorageError};
