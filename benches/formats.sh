@@ -10,14 +10,11 @@ set -euo pipefail
 
 ROWS=${1:-1000000}
 BIG_ROWS=${2:-5000000}
-HERE=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$HERE/target}
 
 for tool in sqlite3 gzip zip; do
   command -v $tool >/dev/null || { echo "$tool is missing: apt-get install -y $tool" >&2; exit 2; }
 done
-(cd "$HERE" && CARGO_TARGET_DIR=$TARGET cargo build --release --quiet)
-FERRY=$TARGET/release/ferry
+. "$(dirname "$0")/lib.sh"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -18,6 +18,27 @@ use super::text::{TextFormatter, parse_typed};
 /// Bytes read from the input at a time (the buffer grows for a longer record).
 const READ_SIZE: usize = 256 * 1024;
 
+/// What a byte means to the plain-line splitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Part of a field.
+    Plain,
+    /// Ends a field.
+    Delimiter,
+    /// Ends the line, or needs `csv_core` (a quote, a carriage return).
+    Special,
+}
+
+/// The role of every byte for these options.
+fn roles(opts: &CsvOptions) -> [Role; 256] {
+    let mut roles = [Role::Plain; 256];
+    roles[usize::from(opts.delimiter)] = Role::Delimiter;
+    for b in [b'\n', b'\r', opts.quote] {
+        roles[usize::from(b)] = Role::Special;
+    }
+    roles
+}
+
 /// Where the current record's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Held {
@@ -31,8 +52,7 @@ enum Held {
 /// A CSV row source.
 ///
 /// Most lines of most files hold no quote: those are split where they lie in the input buffer
-/// (one `memchr` pass for the end of the line and its quotes, one per delimiter) without
-/// copying them. A line with a quote, a lone carriage return or anything else unusual goes
+/// (one pass over their bytes finds the delimiters and the line end) without copying them. A line with a quote, a lone carriage return or anything else unusual goes
 /// through `csv_core`, the state machine under the `csv` crate, so quoting follows the `csv`
 /// crate's rules exactly. A record's bytes are checked for UTF-8 once, and typed fields are
 /// parsed from them without an intermediate string.
@@ -58,7 +78,8 @@ pub struct CsvReader<R: Read> {
     /// The line the current record starts on, and the line the input is at (1-based).
     record_line: u64,
     line: u64,
-    delimiter: u8,
+    /// Each byte's role in a plain line.
+    roles: [Role; 256],
     quote: u8,
     /// Quote bytes the slow path has consumed, for the unbalanced-quote check.
     quotes: u64,
@@ -102,7 +123,7 @@ impl<R: Read> CsvReader<R> {
             spans: Vec::new(),
             record_line: 1,
             line: 1,
-            delimiter: csv_opts.delimiter,
+            roles: roles(csv_opts),
             quote: csv_opts.quote,
             quotes: 0,
             name: opts.name.clone(),
@@ -219,65 +240,64 @@ impl<R: Read> CsvReader<R> {
 
     /// Reads the next record; `false` at the end of the input. An unterminated quoted field
     /// at the end is an error.
+    ///
+    /// One pass over a plain line finds its delimiters and its end: a table gives each byte
+    /// its role, so the loop does one load and one compare per byte.
     fn read_next(&mut self) -> Result<bool, FormatError> {
         loop {
-            let rest = &self.buf[self.pos..self.filled];
-            let Some(k) = memchr::memchr3(b'\n', b'\r', self.quote, rest) else {
+            let start = self.pos;
+            let buf = &self.buf[..self.filled];
+            self.spans.clear();
+            let mut field = start;
+            let mut j = start;
+            while j < buf.len() {
+                match self.roles[usize::from(buf[j])] {
+                    Role::Plain => j += 1,
+                    Role::Delimiter => {
+                        self.spans.push((field - start, j - start));
+                        j += 1;
+                        field = j;
+                    }
+                    Role::Special => break,
+                }
+            }
+            if j == buf.len() {
                 if !self.eof {
                     self.refill()?;
                     continue;
                 }
-                if rest.is_empty() {
+                if j == start {
                     return Ok(false);
                 }
                 // The last line, without a line end.
-                let start = self.pos;
-                self.pos = self.filled;
-                self.split_line(start, self.filled);
+                self.spans.push((field - start, j - start));
+                self.pos = j;
+                self.held = Held::Line(start);
+                self.record_line = self.line;
                 return Ok(true);
-            };
-            let at = self.pos + k;
-            let end = match self.buf[at] {
-                b'\n' => Some((at, at + 1)),
-                b'\r' if at + 1 < self.filled && self.buf[at + 1] == b'\n' => Some((at, at + 2)),
-                b'\r' if at + 1 == self.filled && !self.eof => {
+            }
+            let next = match buf[j] {
+                b'\n' => j + 1,
+                b'\r' if j + 1 < buf.len() && buf[j + 1] == b'\n' => j + 2,
+                b'\r' if j + 1 == buf.len() && !self.eof => {
                     // Whether a `\n` follows is in the next read.
                     self.refill()?;
                     continue;
                 }
-                _ => None,
+                // A quote or a lone `\r`.
+                _ => return self.read_quoted(),
             };
-            match end {
-                Some((line_end, next)) => {
-                    let start = self.pos;
-                    self.pos = next;
-                    self.line += 1;
-                    if line_end == start {
-                        // Empty lines are skipped, as the `csv` crate does.
-                        continue;
-                    }
-                    self.split_line(start, line_end);
-                    // The line just ended is the record's.
-                    self.record_line -= 1;
-                    return Ok(true);
-                }
-                None => return self.read_quoted(),
+            self.pos = next;
+            self.record_line = self.line;
+            self.line += 1;
+            if j == start {
+                // Empty lines are skipped, as the `csv` crate does.
+                continue;
             }
+            self.spans.push((field - start, j - start));
+            self.held = Held::Line(start);
+            return Ok(true);
         }
-    }
-
-    /// Makes the quote-free line `buf[start..end]` the current record.
-    fn split_line(&mut self, start: usize, end: usize) {
-        self.record_line = self.line;
-        self.held = Held::Line(start);
-        self.spans.clear();
-        let line = &self.buf[start..end];
-        let mut a = 0;
-        for d in memchr::memchr_iter(self.delimiter, line) {
-            self.spans.push((a, d));
-            a = d + 1;
-        }
-        self.spans.push((a, line.len()));
     }
 
     /// Reads the next record through `csv_core` (a line with quotes or a lone `\r`).
