@@ -51,12 +51,7 @@ fn ferry_pipe(
             let shape = RowShape::new(lua, s.columns())?;
             let mut codec = BatchCodec::new(lua, &shape, &out_columns)?;
             let k = sink.get()?;
-            // Every batch makes a table per row that dies when the batch is written: Lua's
-            // generational collector frees such young garbage without traversing the rest of
-            // the heap each cycle, as the incremental one does. The VM goes back to the
-            // incremental mode (scripts cannot change it) when the pipe ends.
-            lua.gc_gen(0, 0);
-            let r = map_batches(
+            map_batches(
                 lua,
                 s.as_mut(),
                 k.as_mut(),
@@ -64,9 +59,7 @@ fn ferry_pipe(
                 &out_columns,
                 &mut codec,
                 &f,
-            );
-            lua.gc_inc(0, 0, 0);
-            r
+            )
         }
     };
     source.finished(lua);
