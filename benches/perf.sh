@@ -11,6 +11,8 @@
 #   RUNS  runs of each map case, the median is shown (default 3)
 #   N     trivial runs through the daemon (default 1000)
 # Needs what the scripts it calls need (sqlite3, zip, gzip, python3; restic for backup.sh).
+# FERRY_BIN and RUST_PIPE_BIN name prebuilt binaries of ferry and benches/rust_pipe.rs to use
+# instead of building them.
 set -euo pipefail
 ROWS=${1:-1000000}
 RUNS=${2:-3}
@@ -36,7 +38,11 @@ fi
 step runs bash "$BENCHES/runs.sh" "$N"
 step map bash "$BENCHES/map.sh" "$ROWS" "$RUNS"
 step formats bash "$BENCHES/formats.sh" "$ROWS" 0
-step rust_pipe sh -c "cd '$HERE' && CARGO_TARGET_DIR='$TARGET' cargo bench --quiet --bench rust_pipe -- $ROWS"
+if [ -n "${RUST_PIPE_BIN:-}" ]; then # a prebuilt benches/rust_pipe.rs, as FERRY_BIN for ferry
+  step rust_pipe "$RUST_PIPE_BIN" "$ROWS"
+else
+  step rust_pipe sh -c "cd '$HERE' && CARGO_TARGET_DIR='$TARGET' cargo bench --quiet --bench rust_pipe -- $ROWS"
+fi
 
 echo
 echo "######## issue #21, measured side by side ($(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo unknown commit), load average $(cut -d' ' -f1-3 /proc/loadavg))"
