@@ -96,7 +96,7 @@ echo "gzip -1 : ${REF_S}s  $(awk -v b="$CSV_BYTES" -v s="$REF_S" 'BEGIN { printf
 echo "zip:add : ${F_S}s  $(awk -v b="$CSV_BYTES" -v s="$F_S" 'BEGIN { printf "%.0f", b / s / 1e6 }') MB/s  (x$(ratio "$F_S" "$REF_S") vs gzip; $(stat -c %s data/out.zip) bytes vs $(stat -c %s data/ref.gz))"
 
 echo
-echo "== SQLite -> zipped CSV, deflate level 1 ($ROWS rows) =="
+echo "== SQLite -> zipped CSV, default deflate level (2) ($ROWS rows) =="
 read -r REF_S REF_RSS < <(time_of sh -c "sqlite3 -csv -header data/bench.db 'SELECT * FROM t' | zip -1 -q data/ref_export.zip -")
 read -r F_S F_RSS < <(ferry_run zipped 'local db = ferry.sqlite.open("data/bench.db")
   local z = ferry.zip.writer(ferry.store("data"):create("export.zip"))
