@@ -80,7 +80,10 @@ pub struct CsvReader<R: Read> {
     line: u64,
     /// Each byte's role in a plain line.
     roles: [Role; 256],
+    delimiter: u8,
     quote: u8,
+    /// Whether the buffer holds a `\r` (then lines are split byte by byte).
+    has_cr: bool,
     /// Quote bytes the slow path has consumed, for the unbalanced-quote check.
     quotes: u64,
     name: String,
@@ -124,7 +127,9 @@ impl<R: Read> CsvReader<R> {
             record_line: 1,
             line: 1,
             roles: roles(csv_opts),
+            delimiter: csv_opts.delimiter,
             quote: csv_opts.quote,
+            has_cr: true,
             quotes: 0,
             name: opts.name.clone(),
             file_columns: Vec::new(),
@@ -225,6 +230,7 @@ impl<R: Read> CsvReader<R> {
                 Err(e) => return Err(FormatError::io(&self.name, e)),
             }
         }
+        self.has_cr = memchr::memchr(b'\r', &self.buf[self.pos..self.filled]).is_some();
         const BOM: &[u8] = b"\xEF\xBB\xBF";
         let head = &self.buf[..self.filled];
         if !self.started && (head.len() >= 3 || self.eof || !BOM.starts_with(head)) {
@@ -250,15 +256,31 @@ impl<R: Read> CsvReader<R> {
             self.spans.clear();
             let mut field = start;
             let mut j = start;
-            while j < buf.len() {
-                match self.roles[usize::from(buf[j])] {
-                    Role::Plain => j += 1,
-                    Role::Delimiter => {
-                        self.spans.push((field - start, j - start));
-                        j += 1;
-                        field = j;
+            if self.has_cr {
+                while j < buf.len() {
+                    match self.roles[usize::from(buf[j])] {
+                        Role::Plain => j += 1,
+                        Role::Delimiter => {
+                            self.spans.push((field - start, j - start));
+                            j += 1;
+                            field = j;
+                        }
+                        Role::Special => break,
                     }
-                    Role::Special => break,
+                }
+            } else {
+                // Without a `\r` in the buffer the special bytes are three: memchr finds them
+                // 32 bytes at a time.
+                j = buf.len();
+                for k in memchr::memchr3_iter(self.delimiter, b'\n', self.quote, &buf[start..]) {
+                    let k = start + k;
+                    if self.roles[usize::from(buf[k])] == Role::Delimiter {
+                        self.spans.push((field - start, k - start));
+                        field = k + 1;
+                    } else {
+                        j = k;
+                        break;
+                    }
                 }
             }
             if j == buf.len() {
