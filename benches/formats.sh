@@ -3,19 +3,18 @@
 # same data in the same run. Builds release, generates a table, runs each side and prints the
 # times, rates and ratios. Usage: benches/formats.sh [ROWS] [BIG_ROWS]
 #   ROWS      rows of the timed table (default 1000000)
-#   BIG_ROWS  rows of the peak-memory export (default 5000000)
-# Needs sqlite3 and gzip (apt-get install -y sqlite3 gzip). Not a test: nothing here fails on a
+#   BIG_ROWS  rows of the peak-memory export (default 5000000; 0 skips it)
+# Needs sqlite3, gzip and zip (apt-get install -y sqlite3 gzip zip). Not a test: nothing here fails on a
 # number; it prints them for BENCHMARKS.md.
 set -euo pipefail
 
 ROWS=${1:-1000000}
 BIG_ROWS=${2:-5000000}
-HERE=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$HERE/target}
 
-command -v sqlite3 >/dev/null || { echo "sqlite3 is missing: apt-get install -y sqlite3" >&2; exit 2; }
-(cd "$HERE" && CARGO_TARGET_DIR=$TARGET cargo build --release --quiet)
-FERRY=$TARGET/release/ferry
+for tool in sqlite3 gzip zip; do
+  command -v $tool >/dev/null || { echo "$tool is missing: apt-get install -y $tool" >&2; exit 2; }
+done
+. "$(dirname "$0")/lib.sh"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -96,6 +95,21 @@ read -r F_S F_RSS < <(ferry_run zip 'local st = ferry.store("data")
 echo "gzip -1 : ${REF_S}s  $(awk -v b="$CSV_BYTES" -v s="$REF_S" 'BEGIN { printf "%.0f", b / s / 1e6 }') MB/s"
 echo "zip:add : ${F_S}s  $(awk -v b="$CSV_BYTES" -v s="$F_S" 'BEGIN { printf "%.0f", b / s / 1e6 }') MB/s  (x$(ratio "$F_S" "$REF_S") vs gzip; $(stat -c %s data/out.zip) bytes vs $(stat -c %s data/ref.gz))"
 
+echo
+echo "== SQLite -> zipped CSV, default deflate level (2) ($ROWS rows) =="
+read -r REF_S REF_RSS < <(time_of sh -c "sqlite3 -csv -header data/bench.db 'SELECT * FROM t' | zip -1 -q data/ref_export.zip -")
+read -r F_S F_RSS < <(ferry_run zipped 'local db = ferry.sqlite.open("data/bench.db")
+  local z = ferry.zip.writer(ferry.store("data"):create("export.zip"))
+  local n = ferry.pipe(db:query("SELECT * FROM t"), ferry.csv.writer(z:create("out.csv")))
+  z:close()
+  return { rows = n }')
+REF_Z=$(stat -c %s data/ref_export.zip)
+F_Z=$(stat -c %s data/export.zip)
+echo "sqlite3 -csv | zip -1 : ${REF_S}s  $REF_Z bytes"
+echo "ferry.pipe into zip   : ${F_S}s  $F_Z bytes  (time x$(ratio "$REF_S" "$F_S") of sqlite3 | zip -1, goal <= 0.5; size x$(ratio "$REF_Z" "$F_Z"), goal <= 1.10)"
+echo "summary: zipped export: ferry ${F_S}s vs sqlite3 -csv | zip -1 ${REF_S}s = x$(ratio "$REF_S" "$F_S") (goal <= 0.50); archive x$(ratio "$REF_Z" "$F_Z") (goal <= 1.10)"
+
+[ "$BIG_ROWS" -gt 0 ] || exit 0
 echo
 echo "== peak memory: SQLite -> CSV of $BIG_ROWS rows =="
 gen data/big.db "$BIG_ROWS"

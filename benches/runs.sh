@@ -60,5 +60,7 @@ while True:
 waits.sort()
 print(f"{n} runs in {total:.2f} s: {n / total:.0f} runs/s end to end "
       f"(triggering alone took {submitted:.2f} s; the health round trip is {health * 1000:.2f} ms)")
+print(f"summary: daemon: {n / total:.0f} trivial runs/s end to end over the API (goal >= 500); "
+      f"queue wait median {waits[len(waits) // 2]:.0f} ms")
 print(f"queue wait: median {waits[len(waits) // 2]:.0f} ms, p90 {waits[int(len(waits) * 0.9)]:.0f} ms; states: {states}")
 PY

@@ -556,7 +556,7 @@ function RowSink:stats() end
 ---@field header? string[] column names to use
 
 ---@class ferry.ZipEntryOptions
----@field level? integer|"store" 0..9 (default 1) or "store"
+---@field level? integer|"store" 0..9 (default 2) or "store"
 ---@field zip64? boolean for entries of 4 GiB or more
 
 ---@class ferry.ZipReadOptions

@@ -1,10 +1,11 @@
-//! CSV on the `csv` crate: a streaming reader over byte records (no allocation per row once
-//! the buffers have grown) and a writer that formats numbers without allocating.
+//! CSV: a streaming reader that splits plain lines where they lie in its buffer and hands
+//! quoted ones to `csv_core` (the `csv` crate's parser), with no allocation per row once the
+//! buffers have grown, and a writer on the `csv` crate that formats numbers without allocating.
 //!
-//! The `csv` crate accepts an unterminated quoted field by running it to the end of the input.
-//! The reader catches that case: it counts quote characters as the bytes go by, and a record
-//! that ends at the end of the input with an odd count so far is reported as an unbalanced
-//! quote instead of being returned.
+//! `csv_core` accepts an unterminated quoted field by running it to the end of the input.
+//! The reader catches that case: it counts the quote characters of the quoted lines, and a
+//! record that ends at the end of the input with an odd count so far is reported as an
+//! unbalanced quote instead of being returned.
 
 use std::io::{self, Read, Write};
 
@@ -14,30 +15,77 @@ use super::project::Projection;
 use super::row::{RowSink, RowSource, Value};
 use super::text::{TextFormatter, parse_typed};
 
-/// Counts quote bytes and notes the end of the input as the CSV parser reads.
-struct QuoteCounter<R> {
-    inner: R,
-    quote: u8,
-    quotes: u64,
-    eof: bool,
+/// Bytes read from the input at a time (the buffer grows for a longer record).
+const READ_SIZE: usize = 256 * 1024;
+
+/// What a byte means to the plain-line splitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Part of a field.
+    Plain,
+    /// Ends a field.
+    Delimiter,
+    /// Ends the line, or needs `csv_core` (a quote, a carriage return).
+    Special,
 }
 
-impl<R: Read> Read for QuoteCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            self.eof = true;
-        } else {
-            self.quotes += memchr::memchr_iter(self.quote, &buf[..n]).count() as u64;
-        }
-        Ok(n)
+/// The role of every byte for these options.
+fn roles(opts: &CsvOptions) -> [Role; 256] {
+    let mut roles = [Role::Plain; 256];
+    roles[usize::from(opts.delimiter)] = Role::Delimiter;
+    for b in [b'\n', b'\r', opts.quote] {
+        roles[usize::from(b)] = Role::Special;
     }
+    roles
+}
+
+/// Where the current record's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// In the input buffer from this offset: a line without quotes, whose fields are the
+    /// spans between delimiters.
+    Line(usize),
+    /// In `unquoted`, as `csv_core` wrote it with quotes and doubled quotes resolved.
+    Unquoted,
 }
 
 /// A CSV row source.
+///
+/// Most lines of most files hold no quote: those are split where they lie in the input buffer
+/// (one pass over their bytes finds the delimiters and the line end) without copying them. A line with a quote, a lone carriage return or anything else unusual goes
+/// through `csv_core`, the state machine under the `csv` crate, so quoting follows the `csv`
+/// crate's rules exactly. A record's bytes are checked for UTF-8 once, and typed fields are
+/// parsed from them without an intermediate string.
 pub struct CsvReader<R: Read> {
-    rdr: csv::Reader<QuoteCounter<R>>,
-    record: csv::ByteRecord,
+    input: R,
+    buf: Vec<u8>,
+    /// Start of the bytes not consumed yet.
+    pos: usize,
+    /// End of the bytes read into `buf`.
+    filled: usize,
+    /// Whether the input has ended.
+    eof: bool,
+    /// Whether the input's first bytes were looked at for a byte-order mark.
+    started: bool,
+    core: csv_core::Reader,
+    /// The slow path's output: fields without their quotes.
+    unquoted: Vec<u8>,
+    /// The slow path's field ends in `unquoted`.
+    ends: Vec<usize>,
+    /// The current record: where its bytes are and each field's span in them.
+    held: Held,
+    spans: Vec<(usize, usize)>,
+    /// The line the current record starts on, and the line the input is at (1-based).
+    record_line: u64,
+    line: u64,
+    /// Each byte's role in a plain line.
+    roles: [Role; 256],
+    delimiter: u8,
+    quote: u8,
+    /// Whether the buffer holds a `\r` (then lines are split byte by byte).
+    has_cr: bool,
+    /// Quote bytes the slow path has consumed, for the unbalanced-quote check.
+    quotes: u64,
     name: String,
     /// Names of the fields in the file.
     file_columns: Vec<String>,
@@ -50,8 +98,9 @@ pub struct CsvReader<R: Read> {
     null: Option<String>,
     policy: OnError,
     skipped: SkipReport,
-    /// A first record read to learn the field count when there is no header line.
-    pending: Option<csv::ByteRecord>,
+    /// The first record, read to learn the field count when there is no header line, is
+    /// still to be returned.
+    replay: bool,
     quoting: bool,
 }
 
@@ -59,21 +108,29 @@ impl<R: Read> CsvReader<R> {
     /// Opens a CSV source: reads the header line (when `csv.header`) and checks the options
     /// against the columns.
     pub fn new(input: R, csv_opts: &CsvOptions, opts: &ReadOptions) -> Result<Self, FormatError> {
-        let counter = QuoteCounter {
-            inner: input,
-            quote: csv_opts.quote,
-            quotes: 0,
-            eof: false,
-        };
-        let rdr = csv::ReaderBuilder::new()
+        let core = csv_core::ReaderBuilder::new()
             .delimiter(csv_opts.delimiter)
             .quote(csv_opts.quote)
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(counter);
+            .build();
         let mut this = CsvReader {
-            rdr,
-            record: csv::ByteRecord::new(),
+            input,
+            buf: vec![0; READ_SIZE],
+            pos: 0,
+            filled: 0,
+            eof: false,
+            started: false,
+            core,
+            unquoted: vec![0; 1024],
+            ends: vec![0; 64],
+            held: Held::Unquoted,
+            spans: Vec::new(),
+            record_line: 1,
+            line: 1,
+            roles: roles(csv_opts),
+            delimiter: csv_opts.delimiter,
+            quote: csv_opts.quote,
+            has_cr: true,
+            quotes: 0,
             name: opts.name.clone(),
             file_columns: Vec::new(),
             columns: Vec::new(),
@@ -83,25 +140,22 @@ impl<R: Read> CsvReader<R> {
             null: csv_opts.null.clone(),
             policy: opts.on_error,
             skipped: SkipReport::default(),
-            pending: None,
+            replay: false,
             quoting: true,
         };
-        let first = this.read_raw()?;
+        let first = this.read_next()?;
         let file_columns = match (&csv_opts.names, first) {
-            (Some(names), Some(rec)) => {
-                if !csv_opts.header {
-                    this.pending = Some(rec);
-                }
+            (Some(names), true) => {
+                this.replay = !csv_opts.header;
                 names.clone()
             }
-            (Some(names), None) => names.clone(),
-            (None, Some(rec)) if csv_opts.header => this.header_names(&rec)?,
-            (None, Some(rec)) => {
-                let n = rec.len();
-                this.pending = Some(rec);
-                (1..=n).map(|i| format!("c{i}")).collect()
+            (Some(names), false) => names.clone(),
+            (None, true) if csv_opts.header => this.header_names()?,
+            (None, true) => {
+                this.replay = true;
+                (1..=this.spans.len()).map(|i| format!("c{i}")).collect()
             }
-            (None, None) => Vec::new(),
+            (None, false) => Vec::new(),
         };
         let projection = Projection::for_reader(&file_columns, opts)?;
         let indices: Vec<usize> = projection
@@ -117,58 +171,210 @@ impl<R: Read> CsvReader<R> {
         Ok(this)
     }
 
-    fn header_names(&self, rec: &csv::ByteRecord) -> Result<Vec<String>, FormatError> {
-        let line = rec.position().map_or(1, |p| p.line());
-        rec.iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let f = if i == 0 {
-                    f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f)
-                } else {
-                    f
-                };
-                std::str::from_utf8(f).map(str::to_owned).map_err(|e| {
-                    FormatError::data(
-                        Location::file(&self.name).at_line(line).at_field(i, None),
-                        format!(
-                            "the header is not valid UTF-8 (invalid byte at offset {})",
-                            e.valid_up_to()
-                        ),
-                    )
-                })
+    /// The current record's bytes.
+    fn record(&self) -> &[u8] {
+        match self.held {
+            Held::Line(start) => &self.buf[start..],
+            Held::Unquoted => &self.unquoted,
+        }
+    }
+
+    /// Field `i` of the current record.
+    fn field(&self, i: usize) -> &[u8] {
+        let (a, b) = self.spans[i];
+        &self.record()[a..b]
+    }
+
+    fn header_names(&self) -> Result<Vec<String>, FormatError> {
+        (0..self.spans.len())
+            .map(|i| {
+                std::str::from_utf8(self.field(i))
+                    .map(str::to_owned)
+                    .map_err(|e| {
+                        FormatError::data(
+                            Location::file(&self.name)
+                                .at_line(self.record_line)
+                                .at_field(i, None),
+                            format!(
+                                "the header is not valid UTF-8 (invalid byte at offset {})",
+                                e.valid_up_to()
+                            ),
+                        )
+                    })
             })
             .collect()
     }
 
-    /// Reads the next raw record; an unterminated quoted field at the end is an error.
-    fn read_raw(&mut self) -> Result<Option<csv::ByteRecord>, FormatError> {
-        self.read_next()
-            .map(|ok| ok.then(|| std::mem::take(&mut self.record)))
+    /// Reads more input after the bytes not consumed yet (moved to the front of the buffer,
+    /// which doubles when they fill it).
+    fn refill(&mut self) -> Result<(), FormatError> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        if self.filled == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        loop {
+            match self.input.read(&mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(FormatError::io(&self.name, e)),
+            }
+        }
+        self.has_cr = memchr::memchr(b'\r', &self.buf[self.pos..self.filled]).is_some();
+        const BOM: &[u8] = b"\xEF\xBB\xBF";
+        let head = &self.buf[..self.filled];
+        if !self.started && (head.len() >= 3 || self.eof || !BOM.starts_with(head)) {
+            // A byte-order mark is not part of the first field (as `csv_core` strips it).
+            // Until three bytes are in, nothing is consumed: a BOM's bytes end no line.
+            self.started = true;
+            if head.starts_with(BOM) {
+                self.pos = 3;
+            }
+        }
+        Ok(())
     }
 
-    /// Reads the next record into `self.record` (reusing its buffers).
+    /// Reads the next record; `false` at the end of the input. An unterminated quoted field
+    /// at the end is an error.
+    ///
+    /// One pass over a plain line finds its delimiters and its end: a table gives each byte
+    /// its role, so the loop does one load and one compare per byte.
     fn read_next(&mut self) -> Result<bool, FormatError> {
-        let rec = &mut self.record;
-        let more = self
-            .rdr
-            .read_byte_record(rec)
-            .map_err(|e| csv_error(&self.name, e))?;
-        if !more {
-            return Ok(false);
+        loop {
+            let start = self.pos;
+            let buf = &self.buf[..self.filled];
+            self.spans.clear();
+            let mut field = start;
+            let mut j = start;
+            if self.has_cr {
+                while j < buf.len() {
+                    match self.roles[usize::from(buf[j])] {
+                        Role::Plain => j += 1,
+                        Role::Delimiter => {
+                            self.spans.push((field - start, j - start));
+                            j += 1;
+                            field = j;
+                        }
+                        Role::Special => break,
+                    }
+                }
+            } else {
+                // Without a `\r` in the buffer the special bytes are three: memchr finds them
+                // 32 bytes at a time.
+                j = buf.len();
+                for k in memchr::memchr3_iter(self.delimiter, b'\n', self.quote, &buf[start..]) {
+                    let k = start + k;
+                    if self.roles[usize::from(buf[k])] == Role::Delimiter {
+                        self.spans.push((field - start, k - start));
+                        field = k + 1;
+                    } else {
+                        j = k;
+                        break;
+                    }
+                }
+            }
+            if j == buf.len() {
+                if !self.eof {
+                    self.refill()?;
+                    continue;
+                }
+                if j == start {
+                    return Ok(false);
+                }
+                // The last line, without a line end.
+                self.spans.push((field - start, j - start));
+                self.pos = j;
+                self.held = Held::Line(start);
+                self.record_line = self.line;
+                return Ok(true);
+            }
+            let next = match buf[j] {
+                b'\n' => j + 1,
+                b'\r' if j + 1 < buf.len() && buf[j + 1] == b'\n' => j + 2,
+                b'\r' if j + 1 == buf.len() && !self.eof => {
+                    // Whether a `\n` follows is in the next read.
+                    self.refill()?;
+                    continue;
+                }
+                // A quote or a lone `\r`.
+                _ => return self.read_quoted(),
+            };
+            self.pos = next;
+            self.record_line = self.line;
+            self.line += 1;
+            if j == start {
+                // Empty lines are skipped, as the `csv` crate does.
+                continue;
+            }
+            self.spans.push((field - start, j - start));
+            self.held = Held::Line(start);
+            return Ok(true);
         }
-        let counter = self.rdr.get_ref();
-        if self.quoting && counter.eof && !counter.quotes.is_multiple_of(2) {
+    }
+
+    /// Reads the next record through `csv_core` (a line with quotes or a lone `\r`).
+    fn read_quoted(&mut self) -> Result<bool, FormatError> {
+        use csv_core::ReadRecordResult as R;
+        let (mut nout, mut nend) = (0, 0);
+        self.record_line = self.line;
+        loop {
+            if self.pos == self.filled && !self.eof {
+                self.refill()?;
+                continue;
+            }
+            let input = &self.buf[self.pos..self.filled];
+            let (res, nin, o, e) =
+                self.core
+                    .read_record(input, &mut self.unquoted[nout..], &mut self.ends[nend..]);
+            let consumed = &input[..nin];
+            self.quotes += memchr::memchr_iter(self.quote, consumed).count() as u64;
+            self.line += memchr::memchr_iter(b'\n', consumed).count() as u64;
+            self.pos += nin;
+            nout += o;
+            nend += e;
+            match res {
+                R::InputEmpty => {}
+                R::OutputFull => {
+                    let n = self.unquoted.len() * 2;
+                    self.unquoted.resize(n, 0);
+                }
+                R::OutputEndsFull => {
+                    let n = self.ends.len() * 2;
+                    self.ends.resize(n, 0);
+                }
+                R::Record => break,
+                R::End => return Ok(false),
+            }
+        }
+        self.held = Held::Unquoted;
+        self.spans.clear();
+        let mut a = 0;
+        for &b in &self.ends[..nend] {
+            self.spans.push((a, b));
+            a = b;
+        }
+        let at_end = self.eof && self.pos == self.filled;
+        if self.quoting && at_end && !self.quotes.is_multiple_of(2) {
             // Once reported, the rest of the input is that one field: stop checking.
             self.quoting = false;
-            let line = rec.position().map_or(0, |p| p.line());
-            let field = rec.len().saturating_sub(1);
+            let field = self.spans.len().saturating_sub(1);
             return Err(FormatError::data(
                 Location::file(&self.name)
-                    .at_line(line)
+                    .at_line(self.record_line)
                     .at_field(field, self.file_columns.get(field).map(String::as_str)),
                 format!(
                     "unbalanced quote: a field opened with {} is not closed before the end of the input",
-                    char::from(counter.quote)
+                    char::from(self.quote)
                 ),
             ));
         }
@@ -176,38 +382,49 @@ impl<R: Read> CsvReader<R> {
     }
 
     fn convert(&mut self, row: &mut Vec<Value>) -> Result<(), FormatError> {
-        let line = self.record.position().map_or(0, |p| p.line());
-        if self.record.len() != self.file_columns.len() {
+        let line = self.record_line;
+        if self.spans.len() != self.file_columns.len() {
             return Err(FormatError::data(
                 Location::file(&self.name).at_line(line),
                 format!(
                     "expected {} fields ({}), found {}",
                     self.file_columns.len(),
                     preview(&self.file_columns),
-                    self.record.len()
+                    self.spans.len()
                 ),
             ));
         }
         row.resize(self.columns.len(), Value::Null);
+        let record = self.record();
+        let end = self.spans.last().map_or(0, |s| s.1);
+        // One UTF-8 check for the whole record; fields are cut from it at their spans.
+        let text = std::str::from_utf8(&record[..end]).ok();
         for (k, slot) in row.iter_mut().enumerate() {
             let i = self.indices[k];
-            let raw = &self.record[i];
-            let text = std::str::from_utf8(raw).map_err(|e| {
-                FormatError::data(
-                    Location::file(&self.name)
-                        .at_line(line)
-                        .at_field(i, Some(&self.columns[k])),
-                    format!(
-                        "invalid UTF-8 (byte {} of the field); expected UTF-8 text",
-                        e.valid_up_to() + 1
-                    ),
-                )
-            })?;
-            if self.null.as_deref() == Some(text) {
+            let (a, b) = self.spans[i];
+            let field = match text.and_then(|t| t.get(a..b)) {
+                Some(f) => f,
+                None => std::str::from_utf8(&record[a..b]).map_err(|e| {
+                    FormatError::data(
+                        Location::file(&self.name)
+                            .at_line(line)
+                            .at_field(i, Some(&self.columns[k])),
+                        format!(
+                            "invalid UTF-8 (byte {} of the field); expected UTF-8 text",
+                            e.valid_up_to() + 1
+                        ),
+                    )
+                })?,
+            };
+            if self.null.as_deref() == Some(field) {
                 *slot = Value::Null;
                 continue;
             }
-            parse_typed(text, self.types[k], self.unit, slot).map_err(|m| {
+            let ty = self.types[k];
+            if parse_fast(field, ty, slot) {
+                continue;
+            }
+            parse_typed(field, ty, self.unit, slot).map_err(|m| {
                 FormatError::data(
                     Location::file(&self.name)
                         .at_line(line)
@@ -218,6 +435,94 @@ impl<R: Read> CsvReader<R> {
         }
         Ok(())
     }
+}
+
+/// Parses the common forms of text, integers and floats straight into `slot`; `false` leaves
+/// the field to [`parse_typed`] (every other type, spaces, exponents, long numbers, errors).
+fn parse_fast(s: &str, ty: Type, slot: &mut Value) -> bool {
+    match ty {
+        Type::Text => {
+            slot.set_text(s);
+            true
+        }
+        Type::Integer => match parse_int(s.as_bytes()) {
+            Some(i) => {
+                *slot = Value::Int(i);
+                true
+            }
+            None => false,
+        },
+        Type::Float => match parse_float(s.as_bytes()) {
+            Some(f) => {
+                *slot = Value::Float(f);
+                true
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// An optional sign and 1–18 digits (never overflows an `i64`).
+fn parse_int(b: &[u8]) -> Option<i64> {
+    let (neg, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + i64::from(d);
+    }
+    Some(if neg { -n } else { n })
+}
+
+/// Exact powers of ten as `f64` (all up to 10^22 are).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// `[sign]digits[.digits]` with at most 15 digits in all: the digits as an integer are exact
+/// in an `f64`, and so is the power of ten, so one division rounds correctly (Clinger's fast
+/// path, the first step of every exact float parser).
+fn parse_float(b: &[u8]) -> Option<f64> {
+    let (neg, rest) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, b),
+    };
+    let mut m: u64 = 0;
+    let mut digits = 0usize;
+    let mut frac: Option<usize> = None;
+    for &c in rest {
+        match c {
+            b'0'..=b'9' => {
+                m = m * 10 + u64::from(c - b'0');
+                digits += 1;
+                if digits > 15 {
+                    return None;
+                }
+                if let Some(f) = frac.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if frac.is_none() => frac = Some(0),
+            _ => return None,
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    let v = m as f64 / POW10[frac.unwrap_or(0)];
+    Some(if neg { -v } else { v })
 }
 
 fn preview(cols: &[String]) -> String {
@@ -242,12 +547,10 @@ impl<R: Read> RowSource for CsvReader<R> {
 
     fn next_row(&mut self, row: &mut Vec<Value>) -> Result<bool, FormatError> {
         loop {
-            let got = match self.pending.take() {
-                Some(rec) => {
-                    self.record = rec;
-                    Ok(true)
-                }
-                None => self.read_next(),
+            let got = if std::mem::take(&mut self.replay) {
+                Ok(true)
+            } else {
+                self.read_next()
             };
             let result = got.and_then(|more| {
                 if more {
@@ -428,6 +731,131 @@ mod tests {
                 vec![Value::Null, Value::Text("x\ny".into())],
             ]
         );
+    }
+
+    /// Hands out its bytes a few at a time, so records straddle every buffer boundary.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// The fast path (plain lines split in place) and the quoted path (`csv_core`) together
+    /// give exactly the records the `csv` crate gives, whatever the read sizes.
+    #[test]
+    fn splits_like_the_csv_crate() {
+        let cases: &[&str] = &[
+            "a,b\n1,2\n",
+            "a,b\n1,2",
+            "a,b\r\n1,2\r\n3,4",
+            "a,b\n\n\n1,2\n\r\n3,4\n",
+            "a,b\n\"x,y\",2\n\"q\"\"q\",\"\"\n",
+            "a,b\n\"multi\nline\",2\nplain,3\n",
+            "a,b\n1,x\"y\n\"a\"b,c\n",
+            "a,b\rc,d\r1,2\n",
+            "a,b\n1,\"ends with cr\r\"\r\n3,4",
+            "\u{feff}a,b\nv,w\n",
+            "a,b\n,\n\"\",\"\"\n",
+            "h1,h2\n\u{e9}t\u{e9},\"\u{e9},\"\n",
+        ];
+        for case in cases {
+            let mut want = Vec::new();
+            let mut raw = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(case.as_bytes());
+            let mut rec = csv::ByteRecord::new();
+            while raw.read_byte_record(&mut rec).unwrap() {
+                want.push(
+                    rec.iter()
+                        .map(|f| Value::Text(String::from_utf8(f.to_vec()).unwrap()))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            let csv_opts = CsvOptions {
+                header: false,
+                ..CsvOptions::default()
+            };
+            for step in [1, 2, 3, 7, 4096] {
+                let mut r = CsvReader::new(
+                    Trickle(case.as_bytes(), step),
+                    &csv_opts,
+                    &ReadOptions::named("t.csv"),
+                )
+                .unwrap();
+                let mut got = Vec::new();
+                let mut row = Vec::new();
+                while r.next_row(&mut row).unwrap() {
+                    got.push(row.clone());
+                }
+                assert_eq!(got, want, "{case:?} read {step} bytes at a time");
+            }
+        }
+    }
+
+    /// The fast number parsers agree with `str::parse` wherever they answer, and leave the
+    /// rest (signs and spaces aside) to it.
+    #[test]
+    fn fast_numbers_parse_like_std() {
+        for s in [
+            "0",
+            "-0",
+            "+7",
+            "42",
+            "-9223372036854775",
+            "123456789012345678",
+            "1234567890123456789",
+            "",
+            "-",
+            "1a",
+            " 1",
+            "1 ",
+            "0x10",
+            "١",
+        ] {
+            if let Some(i) = parse_int(s.as_bytes()) {
+                assert_eq!(Some(i), s.parse::<i64>().ok(), "{s:?}");
+            }
+        }
+        assert_eq!(
+            parse_int(b"123456789012345678"),
+            Some(123_456_789_012_345_678)
+        );
+        assert_eq!(parse_int(b"1234567890123456789"), None);
+        for s in [
+            "0",
+            "-0",
+            "0.1",
+            "1428.57",
+            "-3.25",
+            ".5",
+            "5.",
+            "+1.5",
+            "123456789012345",
+            "0.000000000000001",
+            "1234567890123456",
+            "1e5",
+            ".",
+            "",
+            "-",
+            "1.2.3",
+            "nan",
+            "inf",
+            "9007199254740993",
+        ] {
+            if let Some(f) = parse_float(s.as_bytes()) {
+                let want: f64 = s.parse().unwrap();
+                assert_eq!(f.to_bits(), want.to_bits(), "{s:?}");
+            }
+        }
+        assert_eq!(parse_float(b"1428.57"), Some(1428.57));
+        assert_eq!(parse_float(b"."), None);
+        assert_eq!(parse_float(b"1e5"), None);
     }
 
     #[test]
