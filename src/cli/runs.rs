@@ -96,7 +96,7 @@ fn parse_state(s: &str) -> Result<RunState, String> {
 
 /// Where runs are read from: the local history, or a daemon's API.
 enum Backend {
-    Local(crate::history::SqliteHistory),
+    Local(crate::history::HistoryHandle),
     Remote(Client),
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::history::{History, RunState, SqliteHistory};
+use crate::history::{History, RunState, HistoryHandle};
 
 /// Tells systemd the daemon is ready, with a status line (`systemctl status` shows it).
 pub fn ready(status: &str) {
@@ -52,7 +52,7 @@ fn watchdog_interval() -> Option<Duration> {
 
 /// Starts the watchdog pings when systemd asked for them; they stop when `stop` fires.
 pub fn spawn_watchdog(
-    history: Arc<SqliteHistory>,
+    history: HistoryHandle,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let every = watchdog_interval()?;

@@ -323,7 +323,21 @@ fn scan_folder(
             return;
         }
     };
+    let history = h.dispatcher.history();
     for file in ready {
+        // Folders shared by several hosts (NFS): the database says which host takes a file,
+        // before the rename that every host would otherwise race for.
+        if history.shared() {
+            let key = watch::claim_key(&file.path, file.size);
+            match history.claim_file_key(&spec.name, &key, h.dispatcher.owner()) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(job = %spec.name, file = %file.path.display(), "cannot claim: {e}");
+                    continue;
+                }
+            }
+        }
         match watch::move_into(&file.path, &dirs.processing) {
             Ok(target) => {
                 if let Err(e) = h.dispatcher.claim_file(spec, &target) {

@@ -283,6 +283,22 @@ impl Settler {
     }
 }
 
+/// What identifies a dropped file for its claim in a shared history: its name, size and
+/// modification time (so the same name dropped again later is a new file).
+pub fn claim_key(path: &Path, size: u64) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mtime = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{name}|{size}|{mtime}")
+}
+
 /// Moves a file into `dir`, choosing `NAME`, `NAME.1`, `NAME.2`, ... when the name is taken.
 pub fn move_into(file: &Path, dir: &Path) -> std::io::Result<PathBuf> {
     let name = file
