@@ -312,8 +312,9 @@ impl PostgresTarget {
         password: Option<String>,
         lease: Duration,
     ) -> Result<PostgresTarget, String> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| format!("not a URL ({e}); expected postgres://USER@HOST[:PORT]/DATABASE"))?;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            format!("not a URL ({e}); expected postgres://USER@HOST[:PORT]/DATABASE")
+        })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(format!(
                 "unsupported URL scheme {:?}; expected postgres://USER@HOST[:PORT]/DATABASE",
@@ -327,7 +328,9 @@ impl PostgresTarget {
             );
         }
         if parsed.host_str().is_none_or(str::is_empty) {
-            return Err("the URL names no host; expected postgres://USER@HOST[:PORT]/DATABASE".into());
+            return Err(
+                "the URL names no host; expected postgres://USER@HOST[:PORT]/DATABASE".into(),
+            );
         }
         url.parse::<postgres::Config>()
             .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;

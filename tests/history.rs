@@ -112,7 +112,11 @@ fn a_queued_run_wakes_the_listeners_of_other_hosts() {
     let a = PostgresHistory::open(&t).unwrap();
     let b = PostgresHistory::open(&t).unwrap();
     let mut listener = b.queue_listener().unwrap().expect("postgres listens");
-    assert!(!listener.wait(std::time::Duration::from_millis(100)).unwrap());
+    assert!(
+        !listener
+            .wait(std::time::Duration::from_millis(100))
+            .unwrap()
+    );
     a.create_run(&new_run("j")).unwrap();
     assert!(listener.wait(std::time::Duration::from_secs(10)).unwrap());
 }
@@ -163,19 +167,36 @@ fn history_migrate_copies_every_record_into_postgres() {
     for n in ["1", "2", "3"] {
         p.ferry(&["run", "work", "-p", &format!("n={n}")]);
     }
-    assert_eq!(p.ferry(&["tokens", "create", "ci", "--scope", "run"]).code, 0);
+    assert_eq!(
+        p.ferry(&["tokens", "create", "ci", "--scope", "run"]).code,
+        0
+    );
     let before = p.ferry(&["runs", "list", "--json"]).json();
     let shown_before: Vec<serde_json::Value> = (1..=3).map(|id| p.show(id)).collect();
     let db = p.at("data/ferry.db");
     // A wrong password is refused without being shown.
     let out = p.ferry_env(
-        &["history", "migrate", "--to", &pg.url_db("moved"), "--password-env", "PGPW"],
+        &[
+            "history",
+            "migrate",
+            "--to",
+            &pg.url_db("moved"),
+            "--password-env",
+            "PGPW",
+        ],
         &[("PGPW", "wrong-pass-77")],
     );
     assert_ne!(out.code, 0);
     assert!(!out.all().contains("wrong-pass-77"), "{}", out.all());
     let out = p.ferry_env(
-        &["history", "migrate", "--to", &pg.url_db("moved"), "--password-env", "PGPW"],
+        &[
+            "history",
+            "migrate",
+            "--to",
+            &pg.url_db("moved"),
+            "--password-env",
+            "PGPW",
+        ],
         &[("PGPW", PgServer::PASSWORD)],
     );
     assert_eq!(out.code, 0, "{}", out.all());
@@ -194,7 +215,10 @@ fn history_migrate_copies_every_record_into_postgres() {
     }
     let logs = sqlite_dump(&db, "logs", "seq, run_id, level, message");
     let pg_logs: Vec<String> = c
-        .query("SELECT seq, run_id, level, message FROM logs ORDER BY 1, 2", &[])
+        .query(
+            "SELECT seq, run_id, level, message FROM logs ORDER BY 1, 2",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| {
@@ -211,11 +235,22 @@ fn history_migrate_copies_every_record_into_postgres() {
     assert!(logs.len() >= 6);
     // A second copy is refused: the target is not empty.
     let out = p.ferry_env(
-        &["history", "migrate", "--to", &pg.url_db("moved"), "--password-env", "PGPW"],
+        &[
+            "history",
+            "migrate",
+            "--to",
+            &pg.url_db("moved"),
+            "--password-env",
+            "PGPW",
+        ],
         &[("PGPW", PgServer::PASSWORD)],
     );
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("copy into an empty database"), "{}", out.all());
+    assert!(
+        out.stderr.contains("copy into an empty database"),
+        "{}",
+        out.all()
+    );
     // The project on PostgreSQL shows the same runs, and new ones get new ids.
     p.write(
         "ferry.toml",
@@ -243,7 +278,10 @@ fn history_migrate_copies_every_record_into_postgres() {
 fn malformed_history_settings_are_refused_without_showing_secrets() {
     let cases = [
         ("[history]\nurl = \"mysql://u@h/db\"\n", "history.url"),
-        ("[history]\nurl = \"postgres://u:hunter2-secret@h/db\"\n", "holds a password"),
+        (
+            "[history]\nurl = \"postgres://u:hunter2-secret@h/db\"\n",
+            "holds a password",
+        ),
         ("[history]\nurl = \"not a url\"\n", "history.url"),
         ("[history]\nurl = \"postgres:///db\"\n", "names no host"),
         ("[history]\npassword = \"x\"\n", "without [history] url"),
@@ -251,8 +289,14 @@ fn malformed_history_settings_are_refused_without_showing_secrets() {
             "[history]\nurl = \"postgres://u@h/db\"\npassword = \"${FERRY_TEST_UNSET_PG_PW}\"\n",
             "FERRY_TEST_UNSET_PG_PW is not set",
         ),
-        ("[history]\nurl = \"postgres://u@h/db\"\nlease = \"1s\"\n", "history.lease"),
-        ("[history]\nurl = \"postgres://u@h/db\"\nleese = \"1m\"\n", "leese"),
+        (
+            "[history]\nurl = \"postgres://u@h/db\"\nlease = \"1s\"\n",
+            "history.lease",
+        ),
+        (
+            "[history]\nurl = \"postgres://u@h/db\"\nleese = \"1m\"\n",
+            "leese",
+        ),
     ];
     for (toml, expected) in cases {
         let p = Project::with_config(toml);
@@ -268,6 +312,11 @@ fn malformed_history_settings_are_refused_without_showing_secrets() {
     ));
     let out = p.ferry_env(&["runs", "list"], &[("PGPW", "zz-secret-zz")]);
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("history database postgres://ferry@127.0.0.1"), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("history database postgres://ferry@127.0.0.1"),
+        "{}",
+        out.all()
+    );
     assert!(!out.all().contains("zz-secret-zz"));
 }

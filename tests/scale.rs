@@ -61,13 +61,22 @@ fn a_thousand_api_runs_on_three_hosts_each_execute_once() {
     }
     let mut c = pg.client_db("thousand");
     wait_for("1000 runs to end", Duration::from_secs(600), || {
-        (count(&mut c, "SELECT count(*) FROM runs WHERE state NOT IN ('queued', 'running')")
-            == 1000)
+        (count(
+            &mut c,
+            "SELECT count(*) FROM runs WHERE state NOT IN ('queued', 'running')",
+        ) == 1000)
             .then_some(())
     });
-    assert_eq!(count(&mut c, "SELECT count(*) FROM runs"), 1000, "no run was added");
     assert_eq!(
-        count(&mut c, "SELECT count(*) FROM runs WHERE state = 'succeeded'"),
+        count(&mut c, "SELECT count(*) FROM runs"),
+        1000,
+        "no run was added"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM runs WHERE state = 'succeeded'"
+        ),
         1000,
         "{:?}",
         c.query(
@@ -94,7 +103,10 @@ fn a_thousand_api_runs_on_three_hosts_each_execute_once() {
         0
     );
     assert_eq!(
-        count(&mut c, "SELECT count(DISTINCT run_id) FROM logs WHERE message LIKE 'ran %'"),
+        count(
+            &mut c,
+            "SELECT count(DISTINCT run_id) FROM logs WHERE message LIKE 'ran %'"
+        ),
         1000
     );
     assert_eq!(
@@ -102,7 +114,10 @@ fn a_thousand_api_runs_on_three_hosts_each_execute_once() {
         1000
     );
     // The hosts shared the work.
-    let owners = count(&mut c, "SELECT count(DISTINCT split_part(owner, ':', 1)) FROM runs");
+    let owners = count(
+        &mut c,
+        "SELECT count(DISTINCT split_part(owner, ':', 1)) FROM runs",
+    );
     assert!(owners >= 2, "runs spread over {owners} host(s)");
     // `ferry hosts` lists the three live daemons.
     let out = p.ferry(&["hosts", "--json"]);
@@ -143,7 +158,10 @@ fn a_one_second_cron_fires_once_per_second_across_three_hosts() {
         )
         .unwrap();
     let fires: BTreeMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert!(fires.values().all(|n| *n == 1), "an occurrence fired twice: {fires:?}");
+    assert!(
+        fires.values().all(|n| *n == 1),
+        "an occurrence fired twice: {fires:?}"
+    );
     // One per second, none missing between the first and the last.
     let times: Vec<chrono::DateTime<chrono::Utc>> = fires
         .keys()
@@ -208,7 +226,10 @@ fn a_host_killed_mid_run_loses_its_run_to_another_host_after_the_lease() {
         .unwrap();
     assert_eq!(first.get::<_, String>(0), "interrupted");
     let again = c
-        .query_one("SELECT owner, started_at FROM runs WHERE id = $1", &[&retry])
+        .query_one(
+            "SELECT owner, started_at FROM runs WHERE id = $1",
+            &[&retry],
+        )
         .unwrap();
     let new_owner: String = again.get(0);
     assert!(
@@ -250,7 +271,10 @@ fn three_hundred_files_in_a_shared_folder_run_once_each() {
         ) >= 300)
             .then_some(())
     });
-    assert_eq!(count(&mut c, "SELECT count(*) FROM runs WHERE job = 'imp'"), 300);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM runs WHERE job = 'imp'"),
+        300
+    );
     assert_eq!(
         count(
             &mut c,
@@ -259,10 +283,16 @@ fn three_hundred_files_in_a_shared_folder_run_once_each() {
         300
     );
     assert_eq!(
-        count(&mut c, "SELECT count(DISTINCT trigger->>'file') FROM runs WHERE job = 'imp'"),
+        count(
+            &mut c,
+            "SELECT count(DISTINCT trigger->>'file') FROM runs WHERE job = 'imp'"
+        ),
         300
     );
-    assert_eq!(count(&mut c, "SELECT count(*) FROM file_claims WHERE job = 'imp'"), 300);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM file_claims WHERE job = 'imp'"),
+        300
+    );
     wait_for("300 files archived", Duration::from_secs(60), || {
         (p.files_in("inbox/drop/.ferry/archive").len() == 300).then_some(())
     });
@@ -283,7 +313,8 @@ fn a_data_folder_the_other_hosts_do_not_share_is_refused_at_start() {
     let out = other.ferry(&["serve", "--listen", "127.0.0.1:0"]);
     assert_ne!(out.code, 0, "{}", out.all());
     assert!(
-        out.stderr.contains("is not the one the hosts already serving this history use"),
+        out.stderr
+            .contains("is not the one the hosts already serving this history use"),
         "{}",
         out.all()
     );

@@ -76,7 +76,7 @@ impl ApiState {
         f: impl FnOnce(&dyn HistoryStore) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let history = self.history.clone();
-        tokio::task::spawn_blocking(move || f(&history))
+        tokio::task::spawn_blocking(move || f(&*history))
             .await
             .map_err(ApiError::internal)?
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::client::Client;
 use crate::config::Config;
-use crate::history::{History, LogLevel, RunState, HistoryStore, format_time};
+use crate::history::{HistoryStore, LogLevel, RunState, format_time};
 
 /// How often the local history is read while following.
 const POLL: Duration = Duration::from_millis(200);

@@ -9,7 +9,7 @@ use super::open_history;
 use super::table::Table;
 use super::when;
 use crate::config::{Config, PostgresTarget};
-use crate::history::{History, PostgresHistory, SqliteHistory};
+use crate::history::{PostgresHistory, SqliteHistory};
 
 /// Arguments of `ferry hosts`.
 #[derive(Debug, clap::Args)]
@@ -75,7 +75,10 @@ pub fn hosts(config: &Config, args: HostsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if views.is_empty() {
-        eprintln!("no ferry serve has been heard of in the last {}s", LIVE.as_secs());
+        eprintln!(
+            "no ferry serve has been heard of in the last {}s",
+            LIVE.as_secs()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new(&["HOST", "PID", "API", "STARTED", "RUNNING", "LOAD", "RUNS"]);
@@ -125,7 +128,10 @@ pub fn history(config: &Config, args: HistoryArgs) -> anyhow::Result<ExitCode> {
                 .into());
             }
             let from = SqliteHistory::open(&config.history_path).with_context(|| {
-                format!("cannot open the history at {}", config.history_path.display())
+                format!(
+                    "cannot open the history at {}",
+                    config.history_path.display()
+                )
             })?;
             let to_history = PostgresHistory::open(&target)?;
             let report = crate::history::copy_into_postgres(&from, &to_history)?;

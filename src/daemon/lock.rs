@@ -71,7 +71,13 @@ pub fn lock_path(config: &Config) -> PathBuf {
         // Several hosts share the data folder (and the history): one daemon per host.
         let host: String = crate::jobs::owner::hostname()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         return dir.join(format!("serve.{host}.lock"));
     }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
-use crate::history::{History, HistoryError, HistoryHandle, HistoryStore, VersionOrigin};
+use crate::history::{HistoryError, HistoryHandle, HistoryStore, VersionOrigin};
 use crate::jobs::cron::CronTrigger;
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::registry::{Change, Registry};
@@ -141,7 +141,7 @@ impl Daemon {
             );
             tokio::task::spawn_blocking(move || -> Result<CronTrigger, HistoryError> {
                 recovery::recover(&config, &dispatcher, &specs)?;
-                retention(&config, &history);
+                retention(&config, &*history);
                 let mut cron = CronTrigger::default();
                 cron.catch_up(&config, &dispatcher, &specs);
                 Ok(cron)
@@ -246,7 +246,7 @@ async fn reload(
     let api_writes = api_writes.clone();
     let result = tokio::task::spawn_blocking(move || {
         let changes = copy.rescan(&cfg);
-        record_versions(&history, &api_writes, &copy, &changes);
+        record_versions(&*history, &api_writes, &copy, &changes);
         (copy, changes)
     })
     .await;

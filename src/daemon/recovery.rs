@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::history::{FileState, History, HistoryError};
+use crate::history::{FileState, HistoryError};
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::spec::JobSpec;
 use crate::jobs::watch::WatchDirs;

@@ -4,12 +4,11 @@
 //! database or runtime hangs stops pinging and systemd restarts it. Everything is a no-op when
 //! the daemon was not started by systemd (`NOTIFY_SOCKET` unset).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::history::{History, RunState, HistoryHandle};
+use crate::history::{HistoryHandle, RunState};
 
 /// Tells systemd the daemon is ready, with a status line (`systemctl status` shows it).
 pub fn ready(status: &str) {

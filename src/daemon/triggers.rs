@@ -235,7 +235,7 @@ impl Loop {
             .retain(|name, _| specs.iter().any(|s| &s.name == name && s.watch.is_some()));
         if now >= self.next_retention {
             self.next_retention = now + RETENTION_EVERY;
-            retention(&h.config, h.dispatcher.history());
+            retention(&h.config, &**h.dispatcher.history());
         }
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;

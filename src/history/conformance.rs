@@ -96,7 +96,10 @@ pub fn lifecycle(h: &dyn HistoryStore) {
         summary: Some(json!({"rows": 3})),
     };
     assert!(h.finish_run(id, &failed).unwrap());
-    assert!(!h.finish_run(id, &end(RunState::Succeeded)).unwrap(), "closed twice");
+    assert!(
+        !h.finish_run(id, &end(RunState::Succeeded)).unwrap(),
+        "closed twice"
+    );
     let r = h.get_run(id).unwrap();
     assert_eq!(r.state, RunState::Failed);
     let e = r.error.unwrap();
@@ -111,7 +114,10 @@ pub fn lifecycle(h: &dyn HistoryStore) {
         })
     );
     assert!(r.finished_at.is_some() && r.started_at.is_some());
-    assert!(matches!(h.get_run(id + 1000), Err(HistoryError::NotFound(_))));
+    assert!(matches!(
+        h.get_run(id + 1000),
+        Err(HistoryError::NotFound(_))
+    ));
     let retry = h
         .create_run(&NewRun {
             attempt: 2,
@@ -129,7 +135,9 @@ pub fn lifecycle(h: &dyn HistoryStore) {
 pub fn list_and_filter(h: &dyn HistoryStore) {
     let mut ids = Vec::new();
     for i in 0..6 {
-        let id = h.create_run(&new_run(if i % 2 == 0 { "a" } else { "b" })).unwrap();
+        let id = h
+            .create_run(&new_run(if i % 2 == 0 { "a" } else { "b" }))
+            .unwrap();
         ids.push(id);
     }
     h.finish_run(ids[0], &end(RunState::Succeeded)).unwrap();
@@ -244,7 +252,11 @@ pub fn logs_artifacts_and_delete(h: &dyn HistoryStore) {
     )
     .unwrap();
     let arts = h.artifacts(id).unwrap();
-    assert_eq!(arts.len(), 1, "an artifact of the same name replaces the first");
+    assert_eq!(
+        arts.len(),
+        1,
+        "an artifact of the same name replaces the first"
+    );
     assert_eq!(arts[0].path, "exports/out2.csv");
     assert_eq!(arts[0].size, Some(13));
     assert!(matches!(
@@ -267,14 +279,20 @@ pub fn cancel(h: &dyn HistoryStore) {
     let r = h.get_run(q).unwrap();
     assert_eq!(r.state, RunState::Cancelled);
     assert!(r.cancel_requested);
-    assert!(!h.start_run(q, 1, "v").unwrap(), "a cancelled run does not start");
+    assert!(
+        !h.start_run(q, 1, "v").unwrap(),
+        "a cancelled run does not start"
+    );
     let running = h.create_run(&new_run("a")).unwrap();
     h.start_run(running, 1, "v").unwrap();
     assert!(!h.cancel_requested(running).unwrap());
     assert_eq!(h.request_cancel(running).unwrap(), CancelOutcome::Requested);
     assert!(h.cancel_requested(running).unwrap());
     h.finish_run(running, &end(RunState::Cancelled)).unwrap();
-    assert_eq!(h.request_cancel(running).unwrap(), CancelOutcome::AlreadyEnded);
+    assert_eq!(
+        h.request_cancel(running).unwrap(),
+        CancelOutcome::AlreadyEnded
+    );
     assert!(matches!(
         h.request_cancel(running + 1000),
         Err(HistoryError::NotFound(_))
@@ -289,14 +307,20 @@ pub fn claims_and_leases(h: &dyn HistoryStore) {
     assert_eq!(h.runnable(0, 10).unwrap().len(), 1);
     assert!(h.claim_run(id, "h1:1:1").unwrap());
     assert!(!h.claim_run(id, "h2:2:2").unwrap(), "claimed once");
-    assert!(h.runnable(0, 10).unwrap().is_empty(), "claimed runs are not runnable");
+    assert!(
+        h.runnable(0, 10).unwrap().is_empty(),
+        "claimed runs are not runnable"
+    );
     assert!(!h.lease_expired(id).unwrap());
     let owned = h.owned_open_runs().unwrap();
     assert_eq!(owned.len(), 1);
     assert_eq!(owned[0].owner.as_deref(), Some("h1:1:1"));
     assert_eq!(h.renew_leases("h1:1:1").unwrap(), 1);
     assert_eq!(h.renew_leases("h2:2:2").unwrap(), 0);
-    assert!(!h.release_run(id, "h2:2:2").unwrap(), "only the owner releases");
+    assert!(
+        !h.release_run(id, "h2:2:2").unwrap(),
+        "only the owner releases"
+    );
     assert!(h.release_run(id, "h1:1:1").unwrap());
     assert!(h.claim_run(id, "h2:2:2").unwrap());
     h.start_run(id, 7, "v").unwrap();
@@ -310,7 +334,10 @@ pub fn claims_and_leases(h: &dyn HistoryStore) {
             ..new_run("a")
         })
         .unwrap();
-    assert!(!h.lease_expired(with_owner).unwrap(), "created with a lease");
+    assert!(
+        !h.lease_expired(with_owner).unwrap(),
+        "created with a lease"
+    );
     assert!(!h.claim_run(with_owner, "h1:1:1").unwrap());
 }
 
@@ -339,7 +366,11 @@ pub fn batch_claims(h: &dyn HistoryStore) {
         second.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![ids[3], ids[4]]
     );
-    assert!(h.claim_due("h3:3:3", 10, &["held".to_string()]).unwrap().is_empty());
+    assert!(
+        h.claim_due("h3:3:3", 10, &["held".to_string()])
+            .unwrap()
+            .is_empty()
+    );
     let last = h.claim_due("h3:3:3", 10, &[]).unwrap();
     assert_eq!(last.iter().map(|r| r.id).collect::<Vec<_>>(), vec![skipped]);
     assert!(h.get_run(later).unwrap().owner.is_none());
@@ -367,8 +398,14 @@ pub fn state(h: &dyn HistoryStore) {
 /// discards recorded and removed.
 pub fn files(h: &dyn HistoryStore) {
     assert!(h.claim_file_key("imp", "a.csv|3|17", "h1").unwrap());
-    assert!(!h.claim_file_key("imp", "a.csv|3|17", "h2").unwrap(), "once");
-    assert!(h.claim_file_key("imp", "a.csv|4|18", "h2").unwrap(), "a new file of that name");
+    assert!(
+        !h.claim_file_key("imp", "a.csv|3|17", "h2").unwrap(),
+        "once"
+    );
+    assert!(
+        h.claim_file_key("imp", "a.csv|4|18", "h2").unwrap(),
+        "a new file of that name"
+    );
     assert!(h.claim_file_key("other", "a.csv|3|17", "h2").unwrap());
     let run = h.create_run(&new_run("imp")).unwrap();
     let f = h
@@ -403,7 +440,10 @@ pub fn files(h: &dyn HistoryStore) {
     assert_eq!(h.discards(None).unwrap().len(), 2);
     let mine = h.discards(Some(run)).unwrap();
     assert_eq!(mine.len(), 1);
-    assert_eq!((mine[0].store.as_str(), mine[0].prefix.as_str()), ("local", "tmp/1"));
+    assert_eq!(
+        (mine[0].store.as_str(), mine[0].prefix.as_str()),
+        ("local", "tmp/1")
+    );
     h.remove_discard(d1).unwrap();
     assert_eq!(h.discards(None).unwrap().len(), 1);
 }
@@ -463,7 +503,10 @@ pub fn chains_and_pauses(h: &dyn HistoryStore) {
     assert!(h.resume_job("a").unwrap());
     assert!(!h.resume_job("a").unwrap());
     assert!(h.paused_jobs().unwrap().is_empty());
-    assert_eq!(h.previous_outcome("down", down + 1).unwrap(), Some(RunState::Failed));
+    assert_eq!(
+        h.previous_outcome("down", down + 1).unwrap(),
+        Some(RunState::Failed)
+    );
     assert_eq!(h.previous_outcome("down", down).unwrap(), None);
 }
 
@@ -479,7 +522,10 @@ pub fn schedules_and_cron_once(h: &dyn HistoryStore) {
     h.schedule_set_last_fire("a", t2).unwrap();
     assert_eq!(h.schedule_last_fire("a").unwrap(), Some(t2));
     assert!(h.claim_cron_fire("a", t, "h1").unwrap());
-    assert!(!h.claim_cron_fire("a", t, "h2").unwrap(), "once per occurrence");
+    assert!(
+        !h.claim_cron_fire("a", t, "h2").unwrap(),
+        "once per occurrence"
+    );
     assert!(h.claim_cron_fire("a", t2, "h2").unwrap());
     assert!(h.claim_cron_fire("b", t, "h2").unwrap());
 }
@@ -579,11 +625,26 @@ pub fn notifications(h: &dyn HistoryStore) {
 
 /// Versions are recorded when they differ from the newest, paged newest first, with sources.
 pub fn versions(h: &dyn HistoryStore) {
-    assert!(h.record_version("a", "h1", VersionOrigin::File, None, "one").unwrap());
-    assert!(!h.record_version("a", "h1", VersionOrigin::Api, Some("ci"), "one").unwrap());
-    assert!(h.record_version("a", "h2", VersionOrigin::Api, Some("ci"), "two").unwrap());
-    assert!(h.record_version("a", "h1", VersionOrigin::Api, Some("ci"), "one").unwrap());
-    assert!(h.record_version("b", "h1", VersionOrigin::File, None, "one").unwrap());
+    assert!(
+        h.record_version("a", "h1", VersionOrigin::File, None, "one")
+            .unwrap()
+    );
+    assert!(
+        !h.record_version("a", "h1", VersionOrigin::Api, Some("ci"), "one")
+            .unwrap()
+    );
+    assert!(
+        h.record_version("a", "h2", VersionOrigin::Api, Some("ci"), "two")
+            .unwrap()
+    );
+    assert!(
+        h.record_version("a", "h1", VersionOrigin::Api, Some("ci"), "one")
+            .unwrap()
+    );
+    assert!(
+        h.record_version("b", "h1", VersionOrigin::File, None, "one")
+            .unwrap()
+    );
     let (list, total) = h.versions("a", 2, 0).unwrap();
     assert_eq!(total, 3);
     assert_eq!(list.len(), 2);

@@ -61,7 +61,13 @@ pub fn copy_into_postgres(
     };
     let mut client = to.dedicated_client()?;
     let mut tx = client.transaction().map_err(pg_err)?;
-    for table in ["runs", "job_state", "script_versions", "api_tokens", "audit"] {
+    for table in [
+        "runs",
+        "job_state",
+        "script_versions",
+        "api_tokens",
+        "audit",
+    ] {
         let n: i64 = tx
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .map_err(pg_err)?
@@ -116,7 +122,10 @@ pub fn copy_into_postgres(
             ))
             .map_err(pg_err)?;
         let mut stmt = conn
-            .prepare(&format!("SELECT {} FROM {table} ORDER BY rowid", names.join(", ")))
+            .prepare(&format!(
+                "SELECT {} FROM {table} ORDER BY rowid",
+                names.join(", ")
+            ))
             .map_err(|e| from.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| from.err(e))?;
         let mut copied = 0u64;
@@ -128,9 +137,8 @@ pub fn copy_into_postgres(
             }
             let params: Vec<&(dyn ToSql + Sync)> =
                 values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            tx.execute(&insert, &params).map_err(|e| {
-                fail(format!("{table} row {}: {e}", copied + 1))
-            })?;
+            tx.execute(&insert, &params)
+                .map_err(|e| fail(format!("{table} row {}: {e}", copied + 1)))?;
             copied += 1;
         }
         report.tables.push((table.to_string(), copied));

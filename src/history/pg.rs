@@ -169,8 +169,11 @@ impl PostgresHistory {
         if version < supported {
             tx.execute("DELETE FROM ferry_schema", &[])
                 .map_err(|e| self.err(e))?;
-            tx.execute("INSERT INTO ferry_schema (version) VALUES ($1)", &[&supported])
-                .map_err(|e| self.err(e))?;
+            tx.execute(
+                "INSERT INTO ferry_schema (version) VALUES ($1)",
+                &[&supported],
+            )
+            .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }
@@ -183,7 +186,11 @@ impl PostgresHistory {
         Ok(rows.iter().map(run_from_row).collect())
     }
 
-    fn file_where(&self, cond: &str, arg: &(dyn ToSql + Sync)) -> Result<Option<FileRecord>, HistoryError> {
+    fn file_where(
+        &self,
+        cond: &str,
+        arg: &(dyn ToSql + Sync),
+    ) -> Result<Option<FileRecord>, HistoryError> {
         Ok(self
             .query_opt(
                 &format!(
@@ -280,7 +287,12 @@ impl History for PostgresHistory {
         Ok(id)
     }
 
-    fn start_run(&self, id: i64, worker_pid: u32, script_version: &str) -> Result<bool, HistoryError> {
+    fn start_run(
+        &self,
+        id: i64,
+        worker_pid: u32,
+        script_version: &str,
+    ) -> Result<bool, HistoryError> {
         let n = self.execute(
             "UPDATE runs SET state = 'running', started_at = now(), worker_pid = $2, \
              script_version = $3 WHERE id = $1 AND state = 'queued' AND NOT cancel_requested",
@@ -438,9 +450,12 @@ impl History for PostgresHistory {
     }
 
     fn get_run(&self, id: i64) -> Result<RunRecord, HistoryError> {
-        self.query_opt(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"), &[&id])?
-            .map(|r| run_from_row(&r))
-            .ok_or(HistoryError::NotFound(id))
+        self.query_opt(
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
+            &[&id],
+        )?
+        .map(|r| run_from_row(&r))
+        .ok_or(HistoryError::NotFound(id))
     }
 
     fn list_runs(&self, f: &RunFilter) -> Result<(Vec<RunRecord>, u64), HistoryError> {
@@ -459,14 +474,21 @@ impl History for PostgresHistory {
             f.limit.to_string()
         };
         let rows = self.runs_where(
-            &format!("{filter} ORDER BY id DESC LIMIT {limit} OFFSET {}", f.offset),
+            &format!(
+                "{filter} ORDER BY id DESC LIMIT {limit} OFFSET {}",
+                f.offset
+            ),
             &args,
         )?;
         Ok((rows, total.max(0) as u64))
     }
 
     fn logs(&self, id: i64, after: i64, limit: u32) -> Result<Vec<LogLine>, HistoryError> {
-        let limit = if limit == 0 { None } else { Some(i64::from(limit)) };
+        let limit = if limit == 0 {
+            None
+        } else {
+            Some(i64::from(limit))
+        };
         let rows = self.query(
             "SELECT seq, at, level, message FROM logs WHERE run_id = $1 AND seq > $2 \
              ORDER BY seq LIMIT $3",
@@ -655,7 +677,10 @@ impl History for PostgresHistory {
 
     fn count_in_state(&self, state: RunState) -> Result<u64, HistoryError> {
         let n: i64 = self
-            .query_one("SELECT count(*) FROM runs WHERE state = $1", &[&state.as_str()])?
+            .query_one(
+                "SELECT count(*) FROM runs WHERE state = $1",
+                &[&state.as_str()],
+            )?
             .get(0);
         Ok(n.max(0) as u64)
     }
@@ -739,8 +764,14 @@ impl History for PostgresHistory {
             &[&i64::from(keep_per_job)],
         )?;
         // The bookkeeping of "once" goes with the runs of its age.
-        self.execute("DELETE FROM cron_fires WHERE scheduled_at < $1", &[&older_than])?;
-        self.execute("DELETE FROM file_claims WHERE claimed_at < $1", &[&older_than])?;
+        self.execute(
+            "DELETE FROM cron_fires WHERE scheduled_at < $1",
+            &[&older_than],
+        )?;
+        self.execute(
+            "DELETE FROM file_claims WHERE claimed_at < $1",
+            &[&older_than],
+        )?;
         Ok(by_age + by_count)
     }
 
@@ -1020,7 +1051,9 @@ impl NotificationLog for PostgresHistory {
 
     fn notifications(&self, run_id: i64) -> Result<Vec<Notification>, HistoryError> {
         let rows = self.query(
-            &format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE run_id = $1 ORDER BY id"),
+            &format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE run_id = $1 ORDER BY id"
+            ),
             &[&run_id],
         )?;
         Ok(rows.iter().map(notification_from_row).collect())
@@ -1038,8 +1071,7 @@ impl NotificationLog for PostgresHistory {
     }
 }
 
-const NOTIFICATION_COLUMNS: &str =
-    "id, run_id, job, event, channel, target, state, attempts, reason, created_at, next_at, last_at";
+const NOTIFICATION_COLUMNS: &str = "id, run_id, job, event, channel, target, state, attempts, reason, created_at, next_at, last_at";
 
 fn notification_from_row(r: &Row) -> Notification {
     Notification {
@@ -1093,7 +1125,10 @@ impl VersionStore for PostgresHistory {
         offset: u64,
     ) -> Result<(Vec<ScriptVersion>, u64), HistoryError> {
         let total: i64 = self
-            .query_one("SELECT count(*) FROM script_versions WHERE job = $1", &[&job])?
+            .query_one(
+                "SELECT count(*) FROM script_versions WHERE job = $1",
+                &[&job],
+            )?
             .get(0);
         let rows = self.query(
             "SELECT hash, created_at, origin, written_by FROM script_versions WHERE job = $1 \
@@ -1192,7 +1227,13 @@ impl AuditLog for PostgresHistory {
         self.execute(
             "INSERT INTO audit (at, actor, source, action, target, status) \
              VALUES (now(), $1, $2, $3, $4, $5)",
-            &[&a.actor, &a.source, &a.action, &a.target, &i64::from(a.status)],
+            &[
+                &a.actor,
+                &a.source,
+                &a.action,
+                &a.target,
+                &i64::from(a.status),
+            ],
         )?;
         Ok(())
     }

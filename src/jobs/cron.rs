@@ -13,7 +13,7 @@ use super::schedule::{Missed, Schedule};
 use super::spec::JobSpec;
 use super::trigger::Trigger;
 use crate::config::Config;
-use crate::history::{History, HistoryError, NewRun, RunEnd, RunState, format_time};
+use crate::history::{HistoryError, NewRun, RunEnd, RunState, format_time};
 
 /// Next occurrences per job.
 #[derive(Debug, Default)]

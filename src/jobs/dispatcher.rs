@@ -22,8 +22,8 @@ use super::trigger::Trigger;
 use super::watch::{self, WatchDirs};
 use crate::config::Config;
 use crate::history::{
-    CancelOutcome, FileState, History, HistoryError, HostBeat, NewRun, RunEnd, RunErrorInfo, RunRecord,
-    RunState, HistoryHandle,
+    CancelOutcome, FileState, HistoryError, HistoryHandle, HostBeat, NewRun, RunEnd, RunErrorInfo,
+    RunRecord, RunState,
 };
 use crate::lua::ErrorCode;
 
@@ -838,13 +838,18 @@ impl Dispatcher {
             if free == 0 || !self.inner.accepting.load(Ordering::SeqCst) {
                 break;
             }
-            let limit = u32::try_from(free).unwrap_or(DISPATCH_PAGE).min(DISPATCH_PAGE);
+            let limit = u32::try_from(free)
+                .unwrap_or(DISPATCH_PAGE)
+                .min(DISPATCH_PAGE);
             // Jobs whose overlap policy holds their next run back while one goes here.
             let held: Vec<String> = {
                 let running = lock(&self.inner.running);
                 running
                     .values()
-                    .filter(|r| self.spec(&r.job).is_none_or(|s| s.overlap != Overlap::Allow))
+                    .filter(|r| {
+                        self.spec(&r.job)
+                            .is_none_or(|s| s.overlap != Overlap::Allow)
+                    })
                     .map(|r| r.job.clone())
                     .collect()
             };
@@ -869,7 +874,9 @@ impl Dispatcher {
         let Some(spec) = self.spec(&run.job) else {
             // Another host may have the job (scripts deployed to some hosts only): give the run
             // back for a while before failing it.
-            if Utc::now() - run.queued_at < chrono::Duration::from_std(UNLOADED_GRACE).unwrap_or_default() {
+            if Utc::now() - run.queued_at
+                < chrono::Duration::from_std(UNLOADED_GRACE).unwrap_or_default()
+            {
                 history.release_run(run.id, &self.inner.owner)?;
                 return Ok(false);
             }
@@ -1155,7 +1162,11 @@ impl Dispatcher {
             owner: None,
         })?;
         self.inner.history.set_retried_by(record.id, id)?;
-        if let Some(v) = record.script_version.as_deref().filter(|_| self.inner.history.shared()) {
+        if let Some(v) = record
+            .script_version
+            .as_deref()
+            .filter(|_| self.inner.history.shared())
+        {
             self.inner.history.set_script_version(id, v)?;
         }
         tracing::info!(job = %record.job, run = record.id, retry = id, attempt, "retry queued");

@@ -15,7 +15,7 @@ use super::secrets::Secrets;
 use super::spec::vm_options;
 use crate::config::Config;
 use crate::history::{
-    History, HistoryError, LogLevel, NewArtifact, RunEnd, RunErrorInfo, RunState, HistoryHandle,
+    HistoryError, HistoryHandle, LogLevel, NewArtifact, RunEnd, RunErrorInfo, RunState,
 };
 use crate::lua::{self, ErrorCode, Level, Outcome, RunHost, RunInput};
 

@@ -17,8 +17,8 @@ use super::rules::{MAX_BACKOFF, Outcome, Plan};
 use super::send::Sender;
 use crate::config::Config;
 use crate::history::{
-    Attempt, History, HistoryError, NewNotification, Notification, NotificationLog,
-    NotificationState, RunState, HistoryHandle,
+    Attempt, HistoryError, HistoryHandle, NewNotification, Notification, NotificationState,
+    RunState,
 };
 use crate::jobs::events::{Bus, Event};
 use crate::jobs::registry::Registry;
