@@ -6,6 +6,7 @@
 # - Debian's chromium and chromium-driver (the web UI tests in tests/ui.rs drive a headless
 #   Chromium over WebDriver);
 # - Debian's python3-aiosmtpd (the notification tests' SMTP server);
+# - Debian's postgresql (the PostgreSQL tests start their own clusters);
 # - the s3s-fs S3 server the S3 tests start (a real S3-compatible server that validates SigV4 and
 #   honours If-None-Match).
 # Idempotent: does nothing when the right versions are installed.
@@ -42,6 +43,15 @@ if ! /usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-aiosmtpd
+fi
+
+# The PostgreSQL tests (tests/postgres.rs, tests/common/postgres.rs) initdb clusters of their own in
+# temp dirs on free ports, as the `postgres` user when run as root; psql is the benchmark reference.
+if ! [ -x /usr/lib/postgresql/15/bin/initdb ] && ! command -v pg_config >/dev/null 2>&1; then
+  echo "installing postgresql (Debian package; the PostgreSQL tests start their own clusters)..." >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql postgresql-client
 fi
 
 version=0.14.1

@@ -403,6 +403,7 @@ impl Drop for Daemon {
 // Helpers of the store and format tests.
 
 pub mod api;
+pub mod postgres;
 pub mod redis;
 pub mod s3;
 pub mod tls;
