@@ -267,7 +267,7 @@ fn history_migrate_copies_every_record_into_postgres() {
     }
     let out = p.ferry(&["run", "work", "-p", "n=4"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    assert_eq!(p.show(4)["summary"]["n"], 4);
+    assert_eq!(p.show(4)["summary"]["n"].as_f64(), Some(4.0));
     assert_eq!(
         p.ferry(&["tokens", "list", "--json"]).json()[0]["name"],
         "ci"
