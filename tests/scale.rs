@@ -45,8 +45,8 @@ fn a_thousand_api_runs_on_three_hosts_each_execute_once() {
     let mut p = project(&pg, "thousand", "");
     p.script(
         "count",
-        "return { run = function(ctx) ctx.log.info('ran %d', ctx.run_id) return { n = ctx.params.n } end,\n\
-         params = { n = { type = 'number' } } }\n",
+        "return { overlap = 'allow', run = function(ctx) ctx.log.info('ran %d', ctx.run_id) \
+         return { n = ctx.params.n } end, params = { n = { type = 'number' } } }\n",
     );
     let daemons = hosts(&mut p, 3);
     let apis: Vec<Api> = daemons.iter().map(Api::new).collect();
@@ -271,10 +271,34 @@ fn three_hundred_files_in_a_shared_folder_run_once_each() {
         ) >= 300)
             .then_some(())
     });
-    assert_eq!(
-        count(&mut c, "SELECT count(*) FROM runs WHERE job = 'imp'"),
-        300
-    );
+    let runs = count(&mut c, "SELECT count(*) FROM runs WHERE job = 'imp'");
+    if runs != 300 {
+        let ran: HashSet<String> = c
+            .query("SELECT trigger->>'file' FROM runs WHERE job = 'imp'", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let missing: Vec<String> = (0..300)
+            .map(|i| format!("inbox/drop/f{i:03}.txt"))
+            .filter(|f| !ran.iter().any(|r| r.starts_with(f.as_str())))
+            .collect();
+        panic!(
+            "{runs} runs; no run for {missing:?}; folder: {:?} processing: {:?} failed: {:?}\nlogs: {}",
+            p.files_in("inbox/drop"),
+            p.files_in("inbox/drop/.ferry/processing"),
+            p.files_in("inbox/drop/.ferry/failed"),
+            _daemons
+                .iter()
+                .map(|d| d.log())
+                .collect::<Vec<_>>()
+                .join("\n")
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     assert_eq!(
         count(
             &mut c,

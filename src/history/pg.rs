@@ -32,7 +32,18 @@ pub const CHANNEL: &str = "ferry_queue";
 /// History kept in a PostgreSQL database shared by several hosts.
 pub struct PostgresHistory {
     target: PostgresTarget,
-    client: Mutex<Client>,
+    /// Taken out only by `drop` (see the `Drop` impl).
+    client: std::mem::ManuallyDrop<Mutex<Client>>,
+}
+
+impl Drop for PostgresHistory {
+    fn drop(&mut self) {
+        // SAFETY: this is the value's drop; the field is not touched again after `take`.
+        let client = unsafe { std::mem::ManuallyDrop::take(&mut self.client) };
+        // Closing the connection blocks on the driver's runtime: off any runtime of this thread
+        // (a handle may be dropped inside the daemon's async code).
+        off_runtime(move || drop(client));
+    }
 }
 
 const RUN_COLUMNS: &str = "id, job, state, trigger, params, attempt, queued_at, started_at, finished_at, \
@@ -79,7 +90,7 @@ impl PostgresHistory {
         let client = off_runtime(|| connect(target))?;
         let history = PostgresHistory {
             target: target.clone(),
-            client: Mutex::new(client),
+            client: std::mem::ManuallyDrop::new(Mutex::new(client)),
         };
         history.migrate()?;
         Ok(history)
