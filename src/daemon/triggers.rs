@@ -328,7 +328,9 @@ fn scan_folder(
         // Folders shared by several hosts (NFS): the database says which host takes a file,
         // before the rename that every host would otherwise race for.
         if history.shared() {
-            let key = watch::claim_key(&file.path, file.size);
+            let Some(key) = watch::claim_key(&file.path, file.size) else {
+                continue;
+            };
             match history.claim_file_key(&spec.name, &key, h.dispatcher.owner()) {
                 Ok(true) => {}
                 Ok(false) => continue,

@@ -519,8 +519,13 @@ impl Dispatcher {
     }
 
     /// Records this daemon as live in the history with its load (`ferry hosts`), at most every
-    /// [`HEARTBEAT`].
+    /// [`HEARTBEAT`]; with a shared history, renews the lease of every run it owns.
     pub fn heartbeat(&self) -> Result<(), HistoryError> {
+        if self.inner.history.shared() {
+            // Every pass (each second): runs claimed and still waiting for a worker keep their
+            // lease too, not only those whose executor renews it.
+            self.inner.history.renew_leases(&self.inner.owner)?;
+        }
         {
             let mut last = lock(&self.inner.last_beat);
             if last.is_some_and(|t| t.elapsed() < HEARTBEAT) {
@@ -689,7 +694,15 @@ impl Dispatcher {
         match owner.parse::<Owner>() {
             Ok(o) => match o.alive_here() {
                 Some(alive) => Ok(!alive),
-                None => self.inner.history.lease_expired(run.id),
+                None => {
+                    // Another host's run: gone when its lease ran out, unless it changed hands
+                    // since it was listed (a queued run given back has no lease any more).
+                    let now = self.inner.history.get_run(run.id)?;
+                    if now.owner != run.owner || now.state.is_closed() {
+                        return Ok(false);
+                    }
+                    self.inner.history.lease_expired(run.id)
+                }
             },
             Err(_) => Ok(true),
         }
