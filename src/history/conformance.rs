@@ -321,7 +321,17 @@ pub fn claims_and_leases(h: &dyn HistoryStore) {
         !h.release_run(id, "h2:2:2").unwrap(),
         "only the owner releases"
     );
+    assert!(
+        !h.finish_owned_run(id, "h2:2:2", &end(RunState::Interrupted))
+            .unwrap(),
+        "only the owner's run is closed"
+    );
     assert!(h.release_run(id, "h1:1:1").unwrap());
+    assert!(
+        !h.finish_owned_run(id, "h1:1:1", &end(RunState::Interrupted))
+            .unwrap(),
+        "a run given back is not its former owner's"
+    );
     assert!(h.claim_run(id, "h2:2:2").unwrap());
     h.start_run(id, 7, "v").unwrap();
     assert!(!h.release_run(id, "h2:2:2").unwrap(), "a started run stays");
@@ -339,6 +349,11 @@ pub fn claims_and_leases(h: &dyn HistoryStore) {
         "created with a lease"
     );
     assert!(!h.claim_run(with_owner, "h1:1:1").unwrap());
+    assert!(
+        h.finish_owned_run(with_owner, "cli:9:9", &end(RunState::Interrupted))
+            .unwrap()
+    );
+    assert_eq!(h.get_run(with_owner).unwrap().state, RunState::Interrupted);
 }
 
 /// Batch claims take due runs oldest first, each once, never cancelled or delayed ones.

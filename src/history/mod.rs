@@ -131,6 +131,9 @@ pub trait History {
     ) -> Result<bool, HistoryError>;
     /// Closes a run that is not closed yet; returns false when it was already closed.
     fn finish_run(&self, id: i64, end: &RunEnd) -> Result<bool, HistoryError>;
+    /// Closes a run that is not closed yet and still belongs to `owner` (the reaper closing
+    /// the runs of an owner that went away); false otherwise.
+    fn finish_owned_run(&self, id: i64, owner: &str, end: &RunEnd) -> Result<bool, HistoryError>;
     /// Records the progress of a running run.
     fn set_progress(&self, id: i64, done: u64, total: Option<u64>) -> Result<(), HistoryError>;
     /// Appends a log line and returns its sequence number (increasing, unique in the database).

@@ -332,6 +332,28 @@ impl History for PostgresHistory {
         Ok(n == 1)
     }
 
+    fn finish_owned_run(&self, id: i64, owner: &str, end: &RunEnd) -> Result<bool, HistoryError> {
+        let (code, message, traceback) = match &end.error {
+            Some(e) => (Some(&e.code), Some(&e.message), e.traceback.as_ref()),
+            None => (None, None, None),
+        };
+        let n = self.execute(
+            "UPDATE runs SET state = $2, finished_at = now(), error_code = $3, error_message = $4, \
+             error_traceback = $5, summary = $6 WHERE id = $1 AND state IN ('queued', 'running') \
+             AND owner = $7",
+            &[
+                &id,
+                &end.state.as_str(),
+                &code,
+                &message,
+                &traceback,
+                &end.summary,
+                &owner,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
     fn set_progress(&self, id: i64, done: u64, total: Option<u64>) -> Result<(), HistoryError> {
         self.execute(
             "UPDATE runs SET progress_done = $2, progress_total = $3 WHERE id = $1",

@@ -303,6 +303,32 @@ impl History for SqliteHistory {
         Ok(n == 1)
     }
 
+    fn finish_owned_run(&self, id: i64, owner: &str, end: &RunEnd) -> Result<bool, HistoryError> {
+        let (code, message, traceback) = match &end.error {
+            Some(e) => (Some(&e.code), Some(&e.message), e.traceback.as_ref()),
+            None => (None, None, None),
+        };
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE runs SET state = ?2, finished_at = ?3, error_code = ?4, error_message = ?5, \
+                 error_traceback = ?6, summary = ?7 WHERE id = ?1 AND state IN ('queued', 'running') \
+                 AND owner = ?8",
+                params![
+                    id,
+                    end.state.as_str(),
+                    now(),
+                    code,
+                    message,
+                    traceback,
+                    end.summary.as_ref().map(Value::to_string),
+                    owner
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
     fn set_progress(&self, id: i64, done: u64, total: Option<u64>) -> Result<(), HistoryError> {
         self.conn()
             .execute(

@@ -625,24 +625,30 @@ impl Dispatcher {
                 self.after_orphan(&now)?;
                 continue;
             }
-            super::cleanup::clean(&self.inner.config, history, run.id, false);
-            let closed = history.finish_run(
-                run.id,
-                &RunEnd {
-                    state: RunState::Interrupted,
-                    error: Some(RunErrorInfo {
-                        code: ErrorCode::Interrupted.as_str().into(),
-                        message: "the process that supervised the run went away".into(),
-                        traceback: None,
-                    }),
-                    summary: None,
-                },
-            )?;
+            let end = RunEnd {
+                state: RunState::Interrupted,
+                error: Some(RunErrorInfo {
+                    code: ErrorCode::Interrupted.as_str().into(),
+                    message: "the process that supervised the run went away".into(),
+                    traceback: None,
+                }),
+                summary: None,
+            };
+            // Closed only while the gone owner still has it: on a shared history a queued run
+            // may have been given back or taken by another host since it was listed.
+            let closed = match run.owner.as_deref() {
+                Some(owner) => history.finish_owned_run(run.id, owner, &end)?,
+                None => history.finish_run(run.id, &end)?,
+            };
+            let record = history.get_run(run.id)?;
+            if !record.state.is_closed() {
+                continue;
+            }
             if closed {
+                super::cleanup::clean(&self.inner.config, history, run.id, false);
                 tracing::warn!(job = %run.job, run = run.id, owner = ?run.owner, "run was interrupted: its owner went away");
                 self.publish_end(run.id);
             }
-            let record = history.get_run(run.id)?;
             self.after_orphan(&record)?;
         }
         if reaped {
