@@ -12,8 +12,11 @@ use serde_json::json;
 
 use super::*;
 
+/// One check of the suite: it gets a fresh, empty history.
+pub type Check = fn(&dyn HistoryStore);
+
 /// Every check, by name, for a runner that makes a fresh history for each.
-pub const CHECKS: &[(&str, fn(&dyn HistoryStore))] = &[
+pub const CHECKS: &[(&str, Check)] = &[
     ("lifecycle", lifecycle),
     ("list_and_filter", list_and_filter),
     ("logs_artifacts_and_delete", logs_artifacts_and_delete),

@@ -8,7 +8,7 @@
 //! are booleans.
 
 /// The advisory lock key hosts hold while they migrate (`"ferry"` in ASCII).
-pub const MIGRATION_LOCK: i64 = 0x6665_7272_79;
+pub const MIGRATION_LOCK: i64 = 0x0066_6572_7279;
 
 /// The migrations, oldest first.
 pub const PG_MIGRATIONS: &[&str] = &[
