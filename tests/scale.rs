@@ -356,3 +356,46 @@ fn a_data_folder_the_other_hosts_do_not_share_is_refused_at_start() {
     );
     assert!(!out.all().contains(PgServer::PASSWORD));
 }
+
+#[test]
+fn an_upload_to_one_host_runs_anywhere_and_its_artifact_downloads_from_every_host() {
+    let pg = PgServer::start();
+    let mut p = project(&pg, "shared", "");
+    p.script(
+        "up",
+        "return { watch = 'inbox/up/*.csv', run = function(ctx)\n\
+         local s = ferry.store('data/out')\n\
+         s:write('r' .. ctx.run_id .. '.txt', 'made by run ' .. ctx.run_id)\n\
+         ctx.artifact(s, 'r' .. ctx.run_id .. '.txt')\n\
+         end }\n",
+    );
+    std::fs::create_dir_all(p.at("inbox/up")).unwrap();
+    let daemons = hosts(&mut p, 3);
+    let apis: Vec<Api> = daemons.iter().map(Api::new).collect();
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(b"a,b\n1,2\n".to_vec()).file_name("o.csv"),
+    );
+    let r = apis[0]
+        .http
+        .post(apis[0].url("/api/v1/jobs/up/upload"))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<serde_json::Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    apis[1].wait_state(id, &["succeeded"]);
+    for api in &apis {
+        let r = api
+            .http
+            .get(api.url(&format!("/api/v1/runs/{id}/artifacts/r{id}.txt")))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", api.base);
+        assert_eq!(r.text().unwrap(), format!("made by run {id}"));
+    }
+}
