@@ -47,7 +47,8 @@
 //!   retried delivery queue). `notify::rules` is plain data that `config` and job specs
 //!   build; the rest sits beside the daemon, above `jobs` and `history`.
 //! - [`cli`]: the command line (and the client of a running daemon's API); tables sized to
-//!   their content (`cli/table.rs`), times in the local zone and UTC (`cli/when.rs`).
+//!   their content (`cli/table.rs`), times in the local zone and UTC (`cli/when.rs`); the live
+//!   hosts of a history and the copy of a SQLite history into PostgreSQL (`cli/hosts.rs`).
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
 //!   ask the calling thread's scope, which a run installs).

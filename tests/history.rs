@@ -305,6 +305,38 @@ fn malformed_history_settings_are_refused_without_showing_secrets() {
         assert!(out.stderr.contains(expected), "{toml}: {}", out.all());
         assert!(!out.all().contains("hunter2-secret"), "{}", out.all());
     }
+    // `ferry history migrate` with a bad target or an unset password variable.
+    let p = Project::with_config("");
+    for (args, expected) in [
+        (
+            vec!["history", "migrate", "--to", "mysql://u@h/db"],
+            "--to: unsupported URL scheme",
+        ),
+        (
+            vec!["history", "migrate", "--to", "postgres://u:pw-in-url@h/db"],
+            "holds a password",
+        ),
+        (
+            vec![
+                "history",
+                "migrate",
+                "--to",
+                "postgres://u@h/db",
+                "--password-env",
+                "FERRY_TEST_UNSET_PG_PW",
+            ],
+            "FERRY_TEST_UNSET_PG_PW is not set",
+        ),
+        (
+            vec!["history", "migrate", "--to", "postgres://u@h/db"],
+            "no SQLite history",
+        ),
+    ] {
+        let out = p.ferry(&args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.all());
+        assert!(out.stderr.contains(expected), "{args:?}: {}", out.all());
+        assert!(!out.all().contains("pw-in-url"), "{}", out.all());
+    }
     // A server that does not answer: named, without the password.
     let p = Project::with_config(&format!(
         "[history]\nurl = \"postgres://ferry@127.0.0.1:{}/db\"\npassword = \"${{PGPW}}\"\n",
