@@ -399,3 +399,42 @@ fn an_upload_to_one_host_runs_anywhere_and_its_artifact_downloads_from_every_hos
         assert_eq!(r.text().unwrap(), format!("made by run {id}"));
     }
 }
+
+#[test]
+fn a_run_executes_the_version_it_was_queued_with_on_a_host_with_another_checkout() {
+    let pg = PgServer::start();
+    let p = project(&pg, "versions", "");
+    let base = std::fs::read_to_string(p.at("ferry.toml")).unwrap();
+    // Two hosts whose checkouts of the scripts differ.
+    for (host, version) in [("a", 1), ("b", 2)] {
+        p.write(
+            &format!("{host}.toml"),
+            &format!("{base}\n[paths]\nscripts = \"scripts-{host}\"\n"),
+        );
+        p.write(
+            &format!("scripts-{host}/job.lua"),
+            &format!("return {{ run = function(ctx) return {{ version = {version} }} end }}\n"),
+        );
+    }
+    let mut p = p;
+    p.set_env("FERRY_HOST", "a");
+    let a = Daemon::start_with(&p, &["--config", "a.toml"]);
+    // Queued on host a for a moment from now; host a stops before then.
+    let at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let (status, body) = Api::new(&a).post(
+        "/api/v1/jobs/job/runs",
+        serde_json::json!({ "at": at.to_rfc3339() }),
+    );
+    assert_eq!(status.as_u16(), 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    assert_eq!(a.stop(), Some(0));
+    p.set_env("FERRY_HOST", "b");
+    let b = Daemon::start_with(&p, &["--config", "b.toml"]);
+    let run = Api::new(&b).wait_state(id, &["succeeded", "failed"]);
+    assert_eq!(run["summary"]["version"], 1, "{run}");
+    assert!(
+        b.log().contains("runs the version it was queued with"),
+        "{}",
+        b.log()
+    );
+}
