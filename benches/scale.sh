@@ -54,19 +54,20 @@ print(f"{n / total:.0f} {done}")
 PY
 }
 
-# Starts P daemons in project folder $1 and prints their URLs.
+# Starts P daemons in project folder $1; their URLs go to URLS. (Not in a command substitution:
+# the daemons would hold its output open.)
 start() {
-  local dir=$1 p=$2 urls=()
+  local dir=$1 p=$2
+  URLS=()
   for i in $(seq 1 "$p"); do
-    (cd "$dir" && FERRY_HOST="bench$i" "$FERRY" serve --listen 127.0.0.1:0 > "serve$i.log" 2>&1) &
+    (cd "$dir" && FERRY_HOST="bench$i" exec "$FERRY" serve --listen 127.0.0.1:0) > "$dir/serve$i.log" 2>&1 &
     PIDS+=($!)
   done
   for i in $(seq 1 "$p"); do
     until grep -q "API listening on" "$dir/serve$i.log"; do sleep 0.05; done
-    urls+=("$(grep -o "API listening on http://[0-9.:]*" "$dir/serve$i.log" | awk '{print $4}')")
+    URLS+=("$(grep -o "API listening on http://[0-9.:]*" "$dir/serve$i.log" | awk '{print $4}')")
   done
   sleep 1 # the warm pools fill
-  echo "${urls[@]}"
 }
 
 stop_all() {
@@ -83,7 +84,7 @@ project() {
 }
 
 project "$WORK/sqlite"
-read -r -a URLS <<< "$(start "$WORK/sqlite" 1)"
+start "$WORK/sqlite" 1
 read -r REF REF_DONE <<< "$(drive "${URLS[@]}")"
 stop_all
 echo "$N trivial runs, concurrency $CONC per daemon, $(nproc) cores"
@@ -92,7 +93,7 @@ printf '%-28s %8s %10s %10s\n' "SQLite, 1 daemon" "$REF" "1.00x" "$REF_DONE"
 for P in 1 2 4; do
   as_pg "$PGBIN/psql" -h "$WORK" -p "$PGPORT" -U bench -d postgres -qc "CREATE DATABASE scale$P" >/dev/null
   project "$WORK/pg$P" "$(printf '[history]\nurl = "postgres://bench@127.0.0.1:%s/scale%s"' "$PGPORT" "$P")"
-  read -r -a URLS <<< "$(start "$WORK/pg$P" "$P")"
+  start "$WORK/pg$P" "$P"
   read -r RATE DONE <<< "$(drive "${URLS[@]}")"
   stop_all
   printf '%-28s %8s %10s %10s\n' "PostgreSQL, $P daemon(s)" "$RATE" \

@@ -273,11 +273,14 @@ fn to_i64(n: u64) -> i64 {
 impl History for PostgresHistory {
     fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError> {
         let lease = run.owner.as_ref().map(|_| self.lease_secs());
+        // Announced in the same round trip: every host's dispatcher listens. A run created with
+        // an owner is started by that owner and not announced.
         let row = self.query_one(
-            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, \
-             not_before, retry_of, owner, lease_until, chained) \
+            "WITH r AS (INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, \
+             queued_at, not_before, retry_of, owner, lease_until, chained) \
              VALUES ($1, $2, $3, $4, 'queued', $5, now(), $6, $7, $8, \
-             now() + make_interval(secs => $9), false) RETURNING id",
+             now() + make_interval(secs => $9), false) RETURNING id) \
+             SELECT id, CASE WHEN $8::TEXT IS NULL THEN pg_notify($10, id::TEXT) END::TEXT FROM r",
             &[
                 &run.job,
                 &run.trigger_kind,
@@ -288,14 +291,10 @@ impl History for PostgresHistory {
                 &run.retry_of,
                 &run.owner,
                 &lease,
+                &CHANNEL,
             ],
         )?;
-        let id: i64 = row.get(0);
-        if run.owner.is_none() {
-            // Every host's dispatcher listens; a run with an owner is started by that owner.
-            self.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &id.to_string()])?;
-        }
-        Ok(id)
+        Ok(row.get(0))
     }
 
     fn start_run(
