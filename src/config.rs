@@ -30,6 +30,10 @@ pub const TIMEOUT_RANGE: DurationRange =
     DurationRange::new(Duration::from_millis(1), DAY.saturating_mul(30));
 /// Lua memory limit of a run (`[limits]` and job specs).
 pub const MEMORY_RANGE: SizeRange = SizeRange::new(1 << 20, 1 << 40);
+/// `[history] lease`: long enough for a host to renew it a few times, short enough that a dead
+/// host's runs are taken over soon.
+pub const LEASE_RANGE: DurationRange =
+    DurationRange::new(Duration::from_secs(3), Duration::from_secs(3600));
 /// `[limits] kill_grace`.
 pub const KILL_GRACE_RANGE: DurationRange =
     DurationRange::new(Duration::ZERO, Duration::from_secs(3600));
@@ -254,6 +258,92 @@ pub struct FileConfig {
     /// Notification defaults for every job (a job's `notify` keys override them).
     #[serde(default)]
     pub notify: NotifySection,
+    /// Where the run history and the queue live: SQLite (`[paths] history`, the default) or a
+    /// PostgreSQL database shared by several hosts.
+    #[serde(default)]
+    pub history: HistorySection,
+}
+
+/// `[history]`: a PostgreSQL database for the history and the queue, shared by every
+/// `ferry serve` that names it (see docs/scale-out.md). Without `url`, the SQLite file of
+/// `[paths] history`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySection {
+    /// `postgres://USER@HOST[:PORT]/DATABASE`, without a password.
+    pub url: Option<String>,
+    /// The database password; write it as `"${VAR}"` to read it from the environment.
+    pub password: Option<String>,
+    /// How long a run claimed by a host stays its own without the host renewing it (it renews
+    /// at a third of this); after that another host closes it as `interrupted` and retries it.
+    /// Default `60s`.
+    pub lease: Option<String>,
+}
+
+/// A PostgreSQL history: its URL (never with a password, so it can be shown) and the
+/// password, which is never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    /// `postgres://USER@HOST[:PORT]/DATABASE`.
+    pub url: String,
+    /// The password, if any.
+    pub password: Option<String>,
+    /// How long a claimed run stays its host's without renewal.
+    pub lease: Duration,
+}
+
+impl std::fmt::Debug for PostgresTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresTarget")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+impl PostgresTarget {
+    /// Checks a `postgres://` URL: the scheme, that it parses, and that it holds no password
+    /// (which would be shown wherever the URL is). Errors say what is wrong, never the URL's
+    /// secret parts.
+    pub fn new(url: &str, password: Option<String>) -> Result<PostgresTarget, String> {
+        Self::with_lease(url, password, crate::jobs::owner::LEASE)
+    }
+
+    /// [`PostgresTarget::new`] with a lease other than the default.
+    pub fn with_lease(
+        url: &str,
+        password: Option<String>,
+        lease: Duration,
+    ) -> Result<PostgresTarget, String> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            format!("not a URL ({e}); expected postgres://USER@HOST[:PORT]/DATABASE")
+        })?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "unsupported URL scheme {:?}; expected postgres://USER@HOST[:PORT]/DATABASE",
+                parsed.scheme()
+            ));
+        }
+        if parsed.password().is_some() {
+            return Err(
+                "the URL holds a password; write it as [history] password = \"${VAR}\" instead"
+                    .into(),
+            );
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(
+                "the URL names no host; expected postgres://USER@HOST[:PORT]/DATABASE".into(),
+            );
+        }
+        url.parse::<postgres::Config>()
+            .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        Ok(PostgresTarget {
+            url: url.to_string(),
+            password,
+            lease,
+        })
+    }
 }
 
 /// `[http]`: the hosts scripts may call with `ferry.http`. Without `allow`, every host that is
@@ -516,6 +606,9 @@ pub struct Config {
     pub http: crate::http::HttpPolicy,
     /// Notification defaults and delivery settings.
     pub notify: crate::notify::Settings,
+    /// The PostgreSQL history shared by several hosts (`[history] url`); `None` for the SQLite
+    /// file at `history_path`.
+    pub history_db: Option<PostgresTarget>,
 }
 
 /// Validated `[api]` settings.
@@ -834,6 +927,32 @@ impl Config {
             })?;
         let notify = notify_settings(&root, fc.notify, &api.listen)
             .map_err(|(key, m)| value_err(&format!("notify{key}"), m))?;
+        let password = fc
+            .history
+            .password
+            .as_deref()
+            .map(expand_env)
+            .transpose()
+            .map_err(|m| value_err("history.password", m))?;
+        let lease = duration(
+            "history.lease",
+            fc.history.lease,
+            LEASE_RANGE,
+            crate::jobs::owner::LEASE,
+        )?;
+        let history_db = match fc.history.url {
+            Some(url) => Some(
+                PostgresTarget::with_lease(&url, password, lease)
+                    .map_err(|m| value_err("history.url", m))?,
+            ),
+            None if password.is_some() => {
+                return Err(value_err(
+                    "history.password",
+                    "a password without [history] url; set url = \"postgres://…\" too".into(),
+                ));
+            }
+            None => None,
+        };
         Ok(Config {
             http,
             notify,
@@ -852,6 +971,7 @@ impl Config {
             redis,
             databases,
             root,
+            history_db,
         })
     }
 

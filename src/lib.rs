@@ -16,7 +16,11 @@
 //!   API is described for editors in `lua/types/ferry.lua` (LuaCATS), which `ferry init`/`new`
 //!   write into projects (`cli/editor.rs`).
 //! - [`history`]: the run history (runs, logs, artifacts, job state, script versions, API tokens
-//!   by their hash, the audit log) in SQLite.
+//!   by their hash, the audit log) in SQLite, or in PostgreSQL for several hosts sharing one
+//!   queue (`history/pg.rs`: batch claims with `SKIP LOCKED`, `LISTEN/NOTIFY` wake-ups, leases on
+//!   the database's clock); callers hold a `HistoryHandle` and never name a backend. One
+//!   conformance suite for both (`history/conformance.rs`); `history/copy.rs` copies a SQLite
+//!   history into PostgreSQL (`ferry history migrate`).
 //! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
 //!   commits, bulk copies made durable per batch (`copy_files`, what backups use), recovery of
 //!   writes a dead process left behind, and the one confinement check of every path a script or
@@ -34,7 +38,8 @@
 //!   the URL, on every resolved address and on every redirect; the client with timeouts,
 //!   retries and streamed bodies.
 //! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
-//!   folders), the dispatcher and retention; crash recovery; graceful shutdown.
+//!   folders), the dispatcher and retention; crash recovery; graceful shutdown; with a shared
+//!   history, the check that the data folder is the one every host uses (`daemon/shared.rs`).
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth with named tokens and scopes (the
 //!   one table of every route's scope and audited action in `api/auth.rs`), JSON shapes,
 //!   uploads, downloads, tokens and the audit log over HTTP (`api/tokens.rs`),
@@ -47,7 +52,8 @@
 //!   retried delivery queue). `notify::rules` is plain data that `config` and job specs
 //!   build; the rest sits beside the daemon, above `jobs` and `history`.
 //! - [`cli`]: the command line (and the client of a running daemon's API); tables sized to
-//!   their content (`cli/table.rs`), times in the local zone and UTC (`cli/when.rs`).
+//!   their content (`cli/table.rs`), times in the local zone and UTC (`cli/when.rs`); the live
+//!   hosts of a history and the copy of a SQLite history into PostgreSQL (`cli/hosts.rs`).
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
 //!   ask the calling thread's scope, which a run installs).

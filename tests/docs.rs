@@ -38,6 +38,14 @@ const SKIP: &[(&str, &str)] = &[
         "needs systemd as PID 1; tests/server.rs verifies the unit",
     ),
     ("journalctl", "needs systemd as PID 1"),
+    (
+        "sudo -u postgres",
+        "needs root and a PostgreSQL server; tests/history.rs and tests/scale.rs start one",
+    ),
+    (
+        "FERRY_PG_PASSWORD=",
+        "needs a PostgreSQL server; tests/history.rs runs `ferry history migrate` and tests/scale.rs `ferry serve` on one",
+    ),
 ];
 
 /// A fenced block of a document.

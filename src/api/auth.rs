@@ -214,7 +214,7 @@ pub enum TokenError {
 /// Creates the token `name` with `scope` in the history and returns its value, which is not
 /// kept anywhere (only its SHA-256 is).
 pub fn create_token(
-    history: &crate::history::SqliteHistory,
+    history: &dyn crate::history::HistoryStore,
     name: &str,
     scope: Scope,
 ) -> Result<String, TokenError> {

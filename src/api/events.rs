@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::runs::{number_param, pairs, run_id};
 use super::{ApiError, ApiState};
-use crate::history::History;
 use crate::jobs::events::{Event, Missed, Published};
 
 /// Events waiting for a slow client, per stream.

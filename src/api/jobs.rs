@@ -8,7 +8,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiState};
-use crate::history::History;
 use crate::jobs::dispatcher::Submit;
 use crate::jobs::params::GivenParams;
 use crate::jobs::trigger::Trigger;

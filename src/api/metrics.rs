@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, ApiState};
-use crate::history::{History, RunState};
+use crate::history::RunState;
 
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")

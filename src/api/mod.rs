@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 pub use error::ApiError;
 
 use crate::daemon::Handle;
-use crate::history::{HistoryError, SqliteHistory};
+use crate::history::{HistoryError, HistoryHandle, HistoryStore};
 
 /// The OpenAPI 3 document of this API, checked against the router by a test.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -46,7 +46,7 @@ pub struct ApiState {
     /// The daemon.
     pub handle: Handle,
     /// A history connection of the API's own.
-    pub history: Arc<SqliteHistory>,
+    pub history: HistoryHandle,
     token: Option<Arc<String>>,
     /// Held while a job script is written or removed through the API, so the version recorded
     /// last is the file written last.
@@ -59,7 +59,7 @@ pub struct ApiState {
 impl ApiState {
     /// State for a daemon; opens the API's own history connection.
     pub fn new(handle: Handle) -> Result<ApiState, HistoryError> {
-        let history = Arc::new(SqliteHistory::open(&handle.config.history_path)?);
+        let history = crate::history::open(&handle.config)?;
         let token = handle.config.api.token.clone().map(Arc::new);
         Ok(ApiState {
             handle,
@@ -73,10 +73,10 @@ impl ApiState {
     /// Runs `f` with the history on a blocking thread.
     pub async fn db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&SqliteHistory) -> Result<T, ApiError> + Send + 'static,
+        f: impl FnOnce(&dyn HistoryStore) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let history = self.history.clone();
-        tokio::task::spawn_blocking(move || f(&history))
+        tokio::task::spawn_blocking(move || f(&*history))
             .await
             .map_err(ApiError::internal)?
     }

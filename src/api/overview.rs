@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::runs::{number_param, pairs};
 use super::{ApiError, ApiState};
-use crate::history::{History, RunFilter, RunRecord, RunState, format_time};
+use crate::history::{RunFilter, RunRecord, RunState, format_time};
 
 /// Runs counted as failures in the overview.
 const FAILURES: [RunState; 3] = [RunState::Failed, RunState::TimedOut, RunState::Interrupted];

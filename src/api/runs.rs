@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::jobs::parse_body;
 use super::{ApiError, ApiState};
-use crate::history::{CancelOutcome, History, HistoryError, RunFilter, RunState};
+use crate::history::{CancelOutcome, HistoryError, RunFilter, RunState};
 
 /// Largest page size.
 pub(super) const MAX_PAGE_SIZE: u32 = 500;
@@ -104,7 +104,6 @@ pub async fn detail(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::history::NotificationLog;
     let id = run_id(&id)?;
     let (run, artifacts, notifications) = state
         .db(move |h| Ok((h.get_run(id)?, h.artifacts(id)?, h.notifications(id)?)))

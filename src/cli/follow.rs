@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::client::Client;
 use crate::config::Config;
-use crate::history::{History, LogLevel, RunState, SqliteHistory, format_time};
+use crate::history::{HistoryStore, LogLevel, RunState, format_time};
 
 /// How often the local history is read while following.
 const POLL: Duration = Duration::from_millis(200);
@@ -55,7 +55,7 @@ pub fn exit_for(id: i64, state: RunState, error: Option<&str>) -> ExitCode {
 
 /// Follows a run in the local history: prints its lines after `after` as they are written and
 /// returns how it ended.
-pub fn local(history: &SqliteHistory, id: i64, mut after: i64) -> anyhow::Result<ExitCode> {
+pub fn local(history: &dyn HistoryStore, id: i64, mut after: i64) -> anyhow::Result<ExitCode> {
     loop {
         // The state is read first: lines written before it closed are all read below.
         let run = history.get_run(id)?;

@@ -10,7 +10,7 @@ use super::open_history;
 use super::table::Table;
 use super::when;
 use crate::config::Config;
-use crate::history::{History, RunFilter};
+use crate::history::RunFilter;
 use crate::jobs::registry::Registry;
 use crate::jobs::view::JobView;
 

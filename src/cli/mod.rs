@@ -5,6 +5,7 @@ mod check;
 mod client;
 mod editor;
 mod follow;
+mod hosts;
 mod init;
 mod jobs;
 mod new;
@@ -23,7 +24,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::history::SqliteHistory;
+use crate::history::HistoryHandle;
 
 /// ferry runs data jobs written in Lua.
 #[derive(Debug, Parser)]
@@ -146,6 +147,12 @@ pub enum Command {
     Tokens(tokens::TokensArgs),
     /// Show the audit log (who changed what through the API), from the local history.
     Audit(tokens::AuditArgs),
+    /// List the daemons serving this project's history (several with a PostgreSQL history):
+    /// host, API address, load and the runs each one runs.
+    Hosts(hosts::HostsArgs),
+    /// Move the history: `ferry history migrate --to postgres://…` copies the SQLite history
+    /// into PostgreSQL.
+    History(hosts::HistoryArgs),
     /// Print shell completions for bash, zsh or fish.
     Completions {
         /// The shell.
@@ -228,6 +235,8 @@ pub fn main(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::New(args) => new::new(&config, args),
         Command::Tokens(args) => tokens::tokens(&config, args),
         Command::Audit(args) => tokens::audit(&config, args),
+        Command::Hosts(args) => hosts::hosts(&config, args),
+        Command::History(args) => hosts::history(&config, args),
         Command::Worker => {
             crate::jobs::worker::run_worker(&config)?;
             Ok(ExitCode::SUCCESS)
@@ -240,8 +249,8 @@ pub fn main(mut cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open_history(config: &Config) -> anyhow::Result<SqliteHistory> {
-    SqliteHistory::open(&config.history_path).with_context(|| {
+fn open_history(config: &Config) -> anyhow::Result<HistoryHandle> {
+    crate::history::open(config).with_context(|| {
         format!(
             "cannot open the run history at {}",
             config.history_path.display()

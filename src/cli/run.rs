@@ -65,7 +65,7 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let sealer = crate::jobs::seal::Sealer::for_config(config)?;
     let prepared = executor::enqueue(
         config,
-        &history,
+        &*history,
         &sealer,
         &spec,
         resolved,
@@ -114,7 +114,7 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         _ => {}
     };
     let cancel = executor::Cancel::from_flag(cancel);
-    let result = executor::execute(config, &history, &prepared, None, &cancel, &mut on_event);
+    let result = executor::execute(config, &*history, &prepared, None, &cancel, &mut on_event);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -7,9 +7,7 @@ use clap::{Args, Subcommand};
 use super::client::{ApiRefusal, Client, RunDetail};
 use super::open_history;
 use crate::config::Config;
-use crate::history::{
-    CancelOutcome, History, HistoryError, RunFilter, RunRecord, RunState, format_time,
-};
+use crate::history::{CancelOutcome, HistoryError, RunFilter, RunRecord, RunState, format_time};
 use crate::units::format_duration;
 
 /// Arguments of `ferry runs`.
@@ -96,7 +94,7 @@ fn parse_state(s: &str) -> Result<RunState, String> {
 
 /// Where runs are read from: the local history, or a daemon's API.
 enum Backend {
-    Local(crate::history::SqliteHistory),
+    Local(crate::history::HistoryHandle),
     Remote(Client),
 }
 
@@ -115,7 +113,7 @@ impl Backend {
                     r,
                     h.logs(id, 0, 0)?,
                     h.artifacts(id)?,
-                    crate::history::NotificationLog::notifications(h, id)?,
+                    crate::history::NotificationLog::notifications(&**h, id)?,
                 ))),
                 Err(HistoryError::NotFound(_)) => Ok(None),
                 Err(e) => Err(e.into()),
@@ -156,7 +154,7 @@ impl Backend {
                 let path = config.scripts_dir.join(format!("{}.lua", record.job));
                 let spec = crate::jobs::load_job(config, &path)?;
                 let sealer = crate::jobs::seal::Sealer::for_config(config)?;
-                let r = crate::jobs::rerun::rerun(config, h, &sealer, &spec, &record)?;
+                let r = crate::jobs::rerun::rerun(config, &**h, &sealer, &spec, &record)?;
                 Ok((r.id, "queued".into()))
             }
             Backend::Remote(c) => c.rerun(id),
@@ -258,7 +256,7 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
                 super::follow::json_lines();
             }
             match (&history, follow) {
-                (Backend::Local(h), true) => super::follow::local(h, id, after),
+                (Backend::Local(h), true) => super::follow::local(&**h, id, after),
                 (Backend::Remote(c), true) => super::follow::remote(c, id, after),
                 (_, false) => {
                     let Some((_, logs, _, _)) = history.show(id)? else {

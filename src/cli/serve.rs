@@ -43,8 +43,7 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
         // Tokens made by `ferry tokens create` turn auth on as `[api] token` does.
-        let auth_on = config.api.token.is_some()
-            || crate::history::SqliteHistory::open(&config.history_path)?.has_tokens()?;
+        let auth_on = config.api.token.is_some() || crate::history::open(&config)?.has_tokens()?;
         for a in &addrs {
             api::check_bind(a, auth_on).map_err(|m| anyhow::Error::new(super::Refused(m)))?;
         }

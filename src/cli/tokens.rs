@@ -91,7 +91,7 @@ pub fn tokens(config: &Config, args: TokensArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         TokensCommand::Create { name, scope } => {
             let history = open_history(config)?;
-            let token = auth::create_token(&history, &name, scope.into())
+            let token = auth::create_token(&*history, &name, scope.into())
                 .map_err(|e| super::Refused(e.to_string()))?;
             audit_local(config, "token.create", &name)?;
             println!("{token}");

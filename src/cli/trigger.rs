@@ -9,7 +9,7 @@ use super::client::Client;
 use super::open_history;
 use super::run::{load_with_params, parse_pairs, script_path};
 use crate::config::Config;
-use crate::history::{History, NewRun};
+use crate::history::NewRun;
 use crate::jobs::trigger::Trigger;
 
 /// Arguments of `ferry trigger`.
@@ -101,7 +101,7 @@ pub fn trigger(
     })?;
     if args.wait {
         eprintln!("run {id} queued");
-        return super::follow::local(&history, id, 0);
+        return super::follow::local(&*history, id, 0);
     }
     if args.json {
         println!("{}", serde_json::json!({ "id": id, "state": "queued" }));

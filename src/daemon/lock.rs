@@ -66,7 +66,22 @@ pub struct ProjectLock {
 
 /// Where the lock of a project lives.
 pub fn lock_path(config: &Config) -> PathBuf {
-    config.data_dir.join(".ferry").join("serve.lock")
+    let dir = config.data_dir.join(".ferry");
+    if config.history_db.is_some() {
+        // Several hosts share the data folder (and the history): one daemon per host.
+        let host: String = crate::jobs::owner::hostname()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        return dir.join(format!("serve.{host}.lock"));
+    }
+    dir.join("serve.lock")
 }
 
 impl ProjectLock {

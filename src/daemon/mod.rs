@@ -3,6 +3,7 @@
 
 pub mod lock;
 mod recovery;
+pub mod shared;
 pub mod systemd;
 mod triggers;
 
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
-use crate::history::{History, HistoryError, SqliteHistory, VersionOrigin};
+use crate::history::{HistoryError, HistoryHandle, HistoryStore, VersionOrigin};
 use crate::jobs::cron::CronTrigger;
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::registry::{Change, Registry};
@@ -35,6 +36,9 @@ pub enum DaemonError {
     /// The key that seals secret params could not be read or created.
     #[error(transparent)]
     Seal(#[from] crate::jobs::seal::SealError),
+    /// The data folder is not the one the hosts of a shared history use.
+    #[error(transparent)]
+    Shared(#[from] shared::SharedError),
     /// A start-up task failed to complete (it panicked).
     #[error("start-up failed: {0}")]
     Start(String),
@@ -92,7 +96,11 @@ impl Daemon {
                 source,
             })?;
         }
-        let history = Arc::new(SqliteHistory::open(&config.history_path)?);
+        let history = crate::history::open(&config)?;
+        if history.shared() {
+            let owner = crate::jobs::owner::Owner::current().to_string();
+            shared::check_data_folder(&config, &*history, &owner)?;
+        }
         let storage = config.storage.clone();
         if let Ok(r) = tokio::task::spawn_blocking(move || crate::storage::recover(&storage)).await
             && (r.temp_files > 0 || r.uploads > 0)
@@ -133,7 +141,7 @@ impl Daemon {
             );
             tokio::task::spawn_blocking(move || -> Result<CronTrigger, HistoryError> {
                 recovery::recover(&config, &dispatcher, &specs)?;
-                retention(&config, &history);
+                retention(&config, &*history);
                 let mut cron = CronTrigger::default();
                 cron.catch_up(&config, &dispatcher, &specs);
                 Ok(cron)
@@ -229,7 +237,7 @@ fn read(r: &RwLock<Registry>) -> std::sync::RwLockReadGuard<'_, Registry> {
 async fn reload(
     config: &Config,
     registry: &Arc<RwLock<Registry>>,
-    history: &Arc<SqliteHistory>,
+    history: &HistoryHandle,
     api_writes: &PendingWrites,
 ) -> Vec<Change> {
     let mut copy = read(registry).clone();
@@ -238,7 +246,7 @@ async fn reload(
     let api_writes = api_writes.clone();
     let result = tokio::task::spawn_blocking(move || {
         let changes = copy.rescan(&cfg);
-        record_versions(&history, &api_writes, &copy, &changes);
+        record_versions(&*history, &api_writes, &copy, &changes);
         (copy, changes)
     })
     .await;
@@ -262,7 +270,7 @@ async fn reload(
 /// Records the version of every script that loaded in this rescan (unless it is the job's
 /// newest version already), as written through the API or as an edit of the file.
 fn record_versions(
-    history: &SqliteHistory,
+    history: &dyn HistoryStore,
     api_writes: &PendingWrites,
     registry: &Registry,
     changes: &[Change],
@@ -300,7 +308,7 @@ fn change_event(c: &Change) -> crate::jobs::events::Event {
     }
 }
 
-fn retention(config: &Config, history: &SqliteHistory) {
+fn retention(config: &Config, history: &dyn HistoryStore) {
     let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(config.retention.days));
     match history.apply_retention(cutoff, config.retention.runs_per_job) {
         Ok(0) => {}

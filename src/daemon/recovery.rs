@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::history::{FileState, History, HistoryError};
+use crate::history::{FileState, HistoryError};
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::spec::JobSpec;
 use crate::jobs::watch::WatchDirs;
@@ -42,7 +42,18 @@ fn resume_file(dispatcher: &Dispatcher, spec: &JobSpec, path: &Path) -> Result<(
     let shown = path.display().to_string();
     match history.file_by_processing_path(&shown)? {
         None => {
-            // Moved into processing/ but never recorded: the daemon died in between. Claim it now.
+            // Moved into processing/ but never recorded: the daemon died in between. On a shared
+            // folder another host may be between its move and its record right now: its claim
+            // (younger than a minute) says so, and the file is left to it.
+            if history.shared() {
+                let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                let Some(key) = crate::jobs::watch::claim_key(path, size) else {
+                    return Ok(());
+                };
+                if !history.claim_file_key(&spec.name, &key, dispatcher.owner())? {
+                    return Ok(());
+                }
+            }
             tracing::warn!(job = %spec.name, file = %shown, "resuming a file left in processing/");
             claim(dispatcher, spec, path);
         }

@@ -4,12 +4,11 @@
 //! database or runtime hangs stops pinging and systemd restarts it. Everything is a no-op when
 //! the daemon was not started by systemd (`NOTIFY_SOCKET` unset).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::history::{History, RunState, SqliteHistory};
+use crate::history::{HistoryHandle, RunState};
 
 /// Tells systemd the daemon is ready, with a status line (`systemctl status` shows it).
 pub fn ready(status: &str) {
@@ -52,7 +51,7 @@ fn watchdog_interval() -> Option<Duration> {
 
 /// Starts the watchdog pings when systemd asked for them; they stop when `stop` fires.
 pub fn spawn_watchdog(
-    history: Arc<SqliteHistory>,
+    history: HistoryHandle,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let every = watchdog_interval()?;

@@ -235,7 +235,7 @@ impl Loop {
             .retain(|name, _| specs.iter().any(|s| &s.name == name && s.watch.is_some()));
         if now >= self.next_retention {
             self.next_retention = now + RETENTION_EVERY;
-            retention(&h.config, h.dispatcher.history());
+            retention(&h.config, &**h.dispatcher.history());
         }
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;
@@ -323,7 +323,23 @@ fn scan_folder(
             return;
         }
     };
+    let history = h.dispatcher.history();
     for file in ready {
+        // Folders shared by several hosts (NFS): the database says which host takes a file,
+        // before the rename that every host would otherwise race for.
+        if history.shared() {
+            let Some(key) = watch::claim_key(&file.path, file.size) else {
+                continue;
+            };
+            match history.claim_file_key(&spec.name, &key, h.dispatcher.owner()) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(job = %spec.name, file = %file.path.display(), "cannot claim: {e}");
+                    continue;
+                }
+            }
+        }
         match watch::move_into(&file.path, &dirs.processing) {
             Ok(target) => {
                 if let Err(e) = h.dispatcher.claim_file(spec, &target) {

@@ -44,9 +44,16 @@ pub struct AuditEntry {
     pub status: u16,
 }
 
-impl SqliteHistory {
+/// The audit log of a history backend.
+pub trait AuditLog {
     /// Appends an action to the audit log.
-    pub fn record_audit(&self, a: &NewAudit<'_>) -> Result<(), HistoryError> {
+    fn record_audit(&self, a: &NewAudit<'_>) -> Result<(), HistoryError>;
+    /// A page of the audit log, newest first, and how many entries there are in all.
+    fn audit(&self, limit: u32, offset: u64) -> Result<(Vec<AuditEntry>, u64), HistoryError>;
+}
+
+impl AuditLog for SqliteHistory {
+    fn record_audit(&self, a: &NewAudit<'_>) -> Result<(), HistoryError> {
         self.conn()
             .execute(
                 "INSERT INTO audit (at, actor, source, action, target, status) \
@@ -57,8 +64,7 @@ impl SqliteHistory {
         Ok(())
     }
 
-    /// A page of the audit log, newest first, and how many entries there are in all.
-    pub fn audit(&self, limit: u32, offset: u64) -> Result<(Vec<AuditEntry>, u64), HistoryError> {
+    fn audit(&self, limit: u32, offset: u64) -> Result<(Vec<AuditEntry>, u64), HistoryError> {
         let conn = self.conn();
         let total: i64 = conn
             .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))

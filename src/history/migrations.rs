@@ -172,4 +172,37 @@ pub const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE script_versions ADD COLUMN written_by TEXT;
     "#,
+    // 9: several processes on one history: each cron occurrence fires once (one row per job
+    // and scheduled time), each watched file is claimed once (one row per job and file), the
+    // live daemons with their load (`ferry hosts`), and the id of the history that a shared
+    // data folder is checked against.
+    r#"
+    CREATE TABLE cron_fires (
+        job          TEXT NOT NULL,
+        scheduled_at TEXT NOT NULL,
+        fired_by     TEXT NOT NULL,
+        PRIMARY KEY (job, scheduled_at)
+    );
+    CREATE TABLE file_claims (
+        job        TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        claimed_by TEXT NOT NULL,
+        claimed_at TEXT NOT NULL,
+        PRIMARY KEY (job, key)
+    );
+    CREATE TABLE hosts (
+        owner      TEXT PRIMARY KEY,
+        host       TEXT NOT NULL,
+        listen     TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        seen_at    TEXT NOT NULL,
+        running    INTEGER NOT NULL DEFAULT 0,
+        capacity   INTEGER NOT NULL DEFAULT 0,
+        load       REAL NOT NULL DEFAULT 0
+    );
+    CREATE TABLE cluster (
+        id   TEXT PRIMARY KEY,
+        made TEXT NOT NULL
+    );
+    "#,
 ];

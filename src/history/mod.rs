@@ -7,8 +7,13 @@
 //! database file at once; WAL mode and a busy timeout make that safe.
 
 mod audit;
+#[doc(hidden)]
+pub mod conformance;
+mod copy;
 mod migrations;
 mod notifications;
+mod pg;
+mod pg_migrations;
 mod sqlite;
 mod tokens;
 mod types;
@@ -18,11 +23,42 @@ pub use notifications::{
     Attempt, NewNotification, Notification, NotificationLog, NotificationState,
 };
 
-pub use audit::{AuditEntry, NewAudit};
+pub use audit::{AuditEntry, AuditLog, NewAudit};
+pub use copy::{CopyReport, TABLES as COPIED_TABLES, copy_into_postgres};
+pub use pg::PostgresHistory;
 pub use sqlite::SqliteHistory;
-pub use tokens::TokenRecord;
+pub use tokens::{TokenRecord, TokenStore};
 pub use types::*;
-pub use versions::{ScriptVersion, VersionOrigin};
+pub use versions::{ScriptVersion, VersionOrigin, VersionStore};
+
+/// Everything ferry keeps in a history backend: runs and the queue ([`History`]), notification
+/// deliveries, script versions, API tokens and the audit log. Callers hold a [`HistoryHandle`]
+/// and never name a backend.
+pub trait HistoryStore:
+    History + NotificationLog + VersionStore + TokenStore + AuditLog + Send + Sync
+{
+}
+
+impl<T> HistoryStore for T where
+    T: History + NotificationLog + VersionStore + TokenStore + AuditLog + Send + Sync
+{
+}
+
+/// A watched file's claim older than this may be taken over by another process (see
+/// [`History::claim_file_key`]).
+pub const FILE_CLAIM_STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A shared handle on the history backend the configuration names.
+pub type HistoryHandle = std::sync::Arc<dyn HistoryStore>;
+
+/// Opens the history the configuration names (the SQLite file by default), applying pending
+/// migrations.
+pub fn open(config: &crate::config::Config) -> Result<HistoryHandle, HistoryError> {
+    Ok(match &config.history_db {
+        Some(target) => std::sync::Arc::new(PostgresHistory::open(target)?),
+        None => std::sync::Arc::new(SqliteHistory::open(&config.history_path)?),
+    })
+}
 
 use serde_json::Value;
 
@@ -36,6 +72,22 @@ pub enum HistoryError {
         path: String,
         /// The SQLite error.
         source: rusqlite::Error,
+    },
+    /// The PostgreSQL history could not be reached, migrated or queried.
+    #[error("history database {url}: {source}")]
+    Postgres {
+        /// The database URL (never with a password).
+        url: String,
+        /// The driver's error.
+        source: ::postgres::Error,
+    },
+    /// A history could not be copied into another.
+    #[error("copying the history into {to}: {message}")]
+    Copy {
+        /// The target database URL.
+        to: String,
+        /// What went wrong.
+        message: String,
     },
     /// The folder of the database could not be created.
     #[error("cannot create the folder of history database {path}: {source}")]
@@ -79,6 +131,9 @@ pub trait History {
     ) -> Result<bool, HistoryError>;
     /// Closes a run that is not closed yet; returns false when it was already closed.
     fn finish_run(&self, id: i64, end: &RunEnd) -> Result<bool, HistoryError>;
+    /// Closes a run that is not closed yet and still belongs to `owner` (the reaper closing
+    /// the runs of an owner that went away); false otherwise.
+    fn finish_owned_run(&self, id: i64, owner: &str, end: &RunEnd) -> Result<bool, HistoryError>;
     /// Records the progress of a running run.
     fn set_progress(&self, id: i64, done: u64, total: Option<u64>) -> Result<(), HistoryError>;
     /// Appends a log line and returns its sequence number (increasing, unique in the database).
@@ -207,4 +262,56 @@ pub trait History {
         now: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<RunRecord>, HistoryError>;
+    /// Records the script version (SHA-256 hex) a queued run is to execute (starting it records
+    /// the version it did execute).
+    fn set_script_version(&self, id: i64, version: &str) -> Result<(), HistoryError>;
+    /// Whether several hosts share this history (PostgreSQL): the dispatcher then claims runs
+    /// in batches and the daemon checks that its data folder is the shared one.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Records that `job`'s occurrence at `scheduled_at` fires, by `by`; false when it was
+    /// recorded already (another process fired it), so each occurrence fires once.
+    fn claim_cron_fire(
+        &self,
+        job: &str,
+        scheduled_at: chrono::DateTime<chrono::Utc>,
+        by: &str,
+    ) -> Result<bool, HistoryError>;
+    /// Claims the watched file `key` (its name, size and modification time) of `job` for `by`;
+    /// false when another process claimed it, so each dropped file runs once. A claim older
+    /// than [`FILE_CLAIM_STALE`] is taken over (its claimer died before moving the file).
+    fn claim_file_key(&self, job: &str, key: &str, by: &str) -> Result<bool, HistoryError>;
+    /// Takes up to `limit` due queued runs nobody owns for `owner`, oldest first, leaving those
+    /// of the jobs in `skip_jobs` (held back by their overlap policy); runs another process is
+    /// taking at the same moment are skipped, not waited for.
+    fn claim_due(
+        &self,
+        owner: &str,
+        limit: u32,
+        skip_jobs: &[String],
+    ) -> Result<Vec<RunRecord>, HistoryError>;
+    /// Gives back a queued run `owner` claimed but did not start; false when it is not
+    /// `owner`'s queued run any more.
+    fn release_run(&self, id: i64, owner: &str) -> Result<bool, HistoryError>;
+    /// Records a live daemon's heartbeat.
+    fn host_heartbeat(&self, beat: &HostBeat) -> Result<(), HistoryError>;
+    /// The daemons heard of within `within`, by owner.
+    fn hosts(&self, within: std::time::Duration) -> Result<Vec<HostRecord>, HistoryError>;
+    /// Forgets a daemon that stopped.
+    fn host_gone(&self, owner: &str) -> Result<(), HistoryError>;
+    /// The id of this history, made at first use; a data folder shared by several hosts holds
+    /// it too (see `daemon::shared`).
+    fn history_id(&self) -> Result<String, HistoryError>;
+    /// A listener woken when a run is queued on any host (PostgreSQL `LISTEN`); `None` when
+    /// the backend has none and the dispatcher polls.
+    fn queue_listener(&self) -> Result<Option<Box<dyn QueueListener>>, HistoryError> {
+        Ok(None)
+    }
+}
+
+/// Wake-ups from other hosts: a run was queued somewhere.
+pub trait QueueListener: Send {
+    /// Waits up to `timeout` for a run to be queued; true when one was.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, HistoryError>;
 }

@@ -31,7 +31,7 @@ impl NotificationState {
         }
     }
 
-    fn parse(s: &str) -> NotificationState {
+    pub(super) fn parse(s: &str) -> NotificationState {
         match s {
             "sent" => NotificationState::Sent,
             "pending" => NotificationState::Pending,

@@ -303,6 +303,32 @@ impl History for SqliteHistory {
         Ok(n == 1)
     }
 
+    fn finish_owned_run(&self, id: i64, owner: &str, end: &RunEnd) -> Result<bool, HistoryError> {
+        let (code, message, traceback) = match &end.error {
+            Some(e) => (Some(&e.code), Some(&e.message), e.traceback.as_ref()),
+            None => (None, None, None),
+        };
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE runs SET state = ?2, finished_at = ?3, error_code = ?4, error_message = ?5, \
+                 error_traceback = ?6, summary = ?7 WHERE id = ?1 AND state IN ('queued', 'running') \
+                 AND owner = ?8",
+                params![
+                    id,
+                    end.state.as_str(),
+                    now(),
+                    code,
+                    message,
+                    traceback,
+                    end.summary.as_ref().map(Value::to_string),
+                    owner
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
     fn set_progress(&self, id: i64, done: u64, total: Option<u64>) -> Result<(), HistoryError> {
         self.conn()
             .execute(
@@ -911,6 +937,12 @@ impl History for SqliteHistory {
                 [i64::from(keep_per_job)],
             )
             .map_err(|e| self.err(e))?;
+        // The bookkeeping of "once" goes with the runs of its age.
+        let cutoff = format_time(&older_than);
+        conn.execute("DELETE FROM cron_fires WHERE scheduled_at < ?1", [&cutoff])
+            .map_err(|e| self.err(e))?;
+        conn.execute("DELETE FROM file_claims WHERE claimed_at < ?1", [&cutoff])
+            .map_err(|e| self.err(e))?;
         Ok((by_age + by_count) as u64)
     }
 
@@ -954,6 +986,168 @@ impl History for SqliteHistory {
             params![format_time(&now), i64::from(limit)],
         )
     }
+
+    fn set_script_version(&self, id: i64, version: &str) -> Result<(), HistoryError> {
+        self.conn()
+            .execute(
+                "UPDATE runs SET script_version = ?2 WHERE id = ?1",
+                params![id, version],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn claim_cron_fire(
+        &self,
+        job: &str,
+        scheduled_at: DateTime<Utc>,
+        by: &str,
+    ) -> Result<bool, HistoryError> {
+        let n = self
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO cron_fires (job, scheduled_at, fired_by) VALUES (?1, ?2, ?3)",
+                params![job, format_time(&scheduled_at), by],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn claim_file_key(&self, job: &str, key: &str, by: &str) -> Result<bool, HistoryError> {
+        let n = self
+            .conn()
+            .execute(
+                "INSERT INTO file_claims (job, key, claimed_by, claimed_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (job, key) DO UPDATE SET claimed_by = excluded.claimed_by, \
+                 claimed_at = excluded.claimed_at WHERE file_claims.claimed_at < ?5",
+                params![
+                    job,
+                    key,
+                    by,
+                    now(),
+                    format_time(&(Utc::now() - stale_claim()))
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn claim_due(
+        &self,
+        owner: &str,
+        limit: u32,
+        skip_jobs: &[String],
+    ) -> Result<Vec<RunRecord>, HistoryError> {
+        // One writer at a time: the claim of each run is its own conditional UPDATE.
+        let mut claimed = Vec::new();
+        let mut after = 0;
+        while claimed.len() < limit as usize {
+            let page = self.runnable(after, 100)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for run in page {
+                if claimed.len() < limit as usize
+                    && !run.cancel_requested
+                    && !skip_jobs.contains(&run.job)
+                    && self.claim_run(run.id, owner)?
+                {
+                    claimed.push(self.get_run(run.id)?);
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    fn release_run(&self, id: i64, owner: &str) -> Result<bool, HistoryError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE runs SET owner = NULL, lease_until = NULL \
+                 WHERE id = ?1 AND owner = ?2 AND state = 'queued'",
+                params![id, owner],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn host_heartbeat(&self, b: &HostBeat) -> Result<(), HistoryError> {
+        let at = now();
+        self.conn()
+            .execute(
+                "INSERT INTO hosts (owner, host, listen, started_at, seen_at, running, capacity, load) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7) ON CONFLICT (owner) DO UPDATE SET \
+                 listen = excluded.listen, seen_at = excluded.seen_at, running = excluded.running, \
+                 capacity = excluded.capacity, load = excluded.load",
+                params![
+                    b.owner,
+                    b.host,
+                    b.listen,
+                    at,
+                    b.running as i64,
+                    b.capacity as i64,
+                    b.load
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn hosts(&self, within: Duration) -> Result<Vec<HostRecord>, HistoryError> {
+        let since = Utc::now() - chrono::Duration::from_std(within).unwrap_or_default();
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT owner, host, listen, started_at, seen_at, running, capacity, load \
+                 FROM hosts WHERE seen_at >= ?1 ORDER BY owner",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([format_time(&since)], |r| {
+            Ok(HostRecord {
+                owner: r.get(0)?,
+                host: r.get(1)?,
+                listen: r.get(2)?,
+                started_at: time_col(r, 3)?.unwrap_or_default(),
+                seen_at: time_col(r, 4)?.unwrap_or_default(),
+                running: r.get::<_, i64>(5)?.max(0) as u64,
+                capacity: r.get::<_, i64>(6)?.max(0) as u64,
+                load: r.get(7)?,
+            })
+        })
+        .map_err(|e| self.err(e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| self.err(e))
+    }
+
+    fn host_gone(&self, owner: &str) -> Result<(), HistoryError> {
+        self.conn()
+            .execute("DELETE FROM hosts WHERE owner = ?1", [owner])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn history_id(&self) -> Result<String, HistoryError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO cluster (id, made) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM cluster)",
+            params![new_history_id(), now()],
+        )
+        .map_err(|e| self.err(e))?;
+        conn.query_row("SELECT id FROM cluster ORDER BY made LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| self.err(e))
+    }
+}
+
+/// How old a file claim must be before another process may take the file over: a file still in
+/// the watched folder that long after its claim was never moved by its claimer (it died).
+fn stale_claim() -> chrono::Duration {
+    chrono::Duration::from_std(super::FILE_CLAIM_STALE).unwrap_or_default()
+}
+
+/// A fresh random history id (128 bits, hex).
+pub(super) fn new_history_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 impl SqliteHistory {

@@ -25,9 +25,23 @@ pub struct TokenRecord {
     pub last_used: Option<DateTime<Utc>>,
 }
 
-impl SqliteHistory {
+/// API tokens of a history backend (only their SHA-256 is kept).
+pub trait TokenStore {
     /// Stores a token by the SHA-256 (hex) of its value; false when the name is taken.
-    pub fn create_token(&self, name: &str, hash: &str, scope: &str) -> Result<bool, HistoryError> {
+    fn create_token(&self, name: &str, hash: &str, scope: &str) -> Result<bool, HistoryError>;
+    /// Removes a token; false when there was none of that name.
+    fn revoke_token(&self, name: &str) -> Result<bool, HistoryError>;
+    /// Every token, by name.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, HistoryError>;
+    /// Whether any token is stored.
+    fn has_tokens(&self) -> Result<bool, HistoryError>;
+    /// The name and scope of the token whose SHA-256 (hex) is `hash`, compared in constant
+    /// time with every stored one; records the use (at most once a minute per token).
+    fn token_by_hash(&self, hash: &str) -> Result<Option<(String, String)>, HistoryError>;
+}
+
+impl TokenStore for SqliteHistory {
+    fn create_token(&self, name: &str, hash: &str, scope: &str) -> Result<bool, HistoryError> {
         let n = self
             .conn()
             .execute(
@@ -39,8 +53,7 @@ impl SqliteHistory {
         Ok(n == 1)
     }
 
-    /// Removes a token; false when there was none of that name.
-    pub fn revoke_token(&self, name: &str) -> Result<bool, HistoryError> {
+    fn revoke_token(&self, name: &str) -> Result<bool, HistoryError> {
         let n = self
             .conn()
             .execute("DELETE FROM api_tokens WHERE name = ?1", params![name])
@@ -48,8 +61,7 @@ impl SqliteHistory {
         Ok(n == 1)
     }
 
-    /// Every token, by name.
-    pub fn tokens(&self) -> Result<Vec<TokenRecord>, HistoryError> {
+    fn tokens(&self) -> Result<Vec<TokenRecord>, HistoryError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare("SELECT name, scope, created_at, last_used FROM api_tokens ORDER BY name")
@@ -67,16 +79,13 @@ impl SqliteHistory {
         .map_err(|e| self.err(e))
     }
 
-    /// Whether any token is stored.
-    pub fn has_tokens(&self) -> Result<bool, HistoryError> {
+    fn has_tokens(&self) -> Result<bool, HistoryError> {
         self.conn()
             .query_row("SELECT EXISTS (SELECT 1 FROM api_tokens)", [], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
 
-    /// The name and scope of the token whose SHA-256 (hex) is `hash`, compared in constant
-    /// time with every stored one; records the use (at most once a minute per token).
-    pub fn token_by_hash(&self, hash: &str) -> Result<Option<(String, String)>, HistoryError> {
+    fn token_by_hash(&self, hash: &str) -> Result<Option<(String, String)>, HistoryError> {
         let found = {
             let conn = self.conn();
             let mut stmt = conn

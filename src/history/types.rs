@@ -316,6 +316,46 @@ pub struct RunFilter {
     pub offset: u64,
 }
 
+/// What a live daemon reports about itself at every heartbeat (`ferry hosts`).
+#[derive(Debug, Clone)]
+pub struct HostBeat {
+    /// The daemon, as it owns runs (`host:pid:start`).
+    pub owner: String,
+    /// Its host name.
+    pub host: String,
+    /// The address its API listens on.
+    pub listen: String,
+    /// Runs it is running now.
+    pub running: u64,
+    /// Runs it may run at once (`[daemon] concurrency`).
+    pub capacity: u64,
+    /// The host's one-minute load average.
+    pub load: f64,
+}
+
+/// A daemon as the history last heard of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRecord {
+    /// The daemon, as it owns runs (`host:pid:start`).
+    pub owner: String,
+    /// Its host name.
+    pub host: String,
+    /// The address its API listens on.
+    pub listen: String,
+    /// When it started.
+    #[serde(serialize_with = "ser_time")]
+    pub started_at: DateTime<Utc>,
+    /// Its last heartbeat.
+    #[serde(serialize_with = "ser_time")]
+    pub seen_at: DateTime<Utc>,
+    /// Runs it was running then.
+    pub running: u64,
+    /// Runs it may run at once.
+    pub capacity: u64,
+    /// The host's one-minute load average.
+    pub load: f64,
+}
+
 /// Formats a time the way the history stores and prints it: RFC 3339, UTC, milliseconds.
 pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -30,7 +30,7 @@ impl VersionOrigin {
         }
     }
 
-    fn parse(s: &str) -> VersionOrigin {
+    pub(super) fn parse(s: &str) -> VersionOrigin {
         if s == "api" {
             VersionOrigin::Api
         } else {
@@ -57,11 +57,33 @@ pub struct ScriptVersion {
     pub source: Option<String>,
 }
 
-impl SqliteHistory {
+/// Script versions of a history backend.
+pub trait VersionStore {
     /// Records `source` (whose SHA-256 is `hash`) as the newest version of `job`, unless it
-    /// already is; returns whether a row was added. One statement, so two writers of the same
-    /// job cannot both add the same version.
-    pub fn record_version(
+    /// already is; returns whether a row was added. Atomic, so two writers of the same job
+    /// cannot both add the same version.
+    fn record_version(
+        &self,
+        job: &str,
+        hash: &str,
+        origin: VersionOrigin,
+        written_by: Option<&str>,
+        source: &str,
+    ) -> Result<bool, HistoryError>;
+    /// A page of `job`'s versions, newest first (without their sources), and how many there
+    /// are in all.
+    fn versions(
+        &self,
+        job: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<ScriptVersion>, u64), HistoryError>;
+    /// The newest record of `job`'s version `hash`, with its source.
+    fn version(&self, job: &str, hash: &str) -> Result<Option<ScriptVersion>, HistoryError>;
+}
+
+impl VersionStore for SqliteHistory {
+    fn record_version(
         &self,
         job: &str,
         hash: &str,
@@ -81,9 +103,7 @@ impl SqliteHistory {
         Ok(n == 1)
     }
 
-    /// A page of `job`'s versions, newest first (without their sources), and how many there
-    /// are in all.
-    pub fn versions(
+    fn versions(
         &self,
         job: &str,
         limit: u32,
@@ -122,8 +142,7 @@ impl SqliteHistory {
         Ok((rows, total.max(0) as u64))
     }
 
-    /// The newest record of `job`'s version `hash`, with its source.
-    pub fn version(&self, job: &str, hash: &str) -> Result<Option<ScriptVersion>, HistoryError> {
+    fn version(&self, job: &str, hash: &str) -> Result<Option<ScriptVersion>, HistoryError> {
         self.conn()
             .query_row(
                 "SELECT hash, created_at, origin, source, written_by FROM script_versions \

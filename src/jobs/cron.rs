@@ -13,7 +13,7 @@ use super::schedule::{Missed, Schedule};
 use super::spec::JobSpec;
 use super::trigger::Trigger;
 use crate::config::Config;
-use crate::history::{History, HistoryError, NewRun, RunEnd, RunState, format_time};
+use crate::history::{HistoryError, NewRun, RunEnd, RunState, format_time};
 
 /// Next occurrences per job.
 #[derive(Debug, Default)]
@@ -102,11 +102,18 @@ impl CronTrigger {
                 },
                 not_before,
             };
-            match dispatcher.submit(submit) {
-                Ok(s) => {
-                    tracing::debug!(job = %spec.name, run = s.id, state = %s.state, "cron fired")
+            // Every daemon on a shared history sees the occurrence come: one of them fires it.
+            match history.claim_cron_fire(&spec.name, due, dispatcher.owner()) {
+                Ok(true) => match dispatcher.submit(submit) {
+                    Ok(s) => {
+                        tracing::debug!(job = %spec.name, run = s.id, state = %s.state, "cron fired")
+                    }
+                    Err(e) => tracing::error!(job = %spec.name, "cron could not start a run: {e}"),
+                },
+                Ok(false) => {
+                    tracing::debug!(job = %spec.name, "cron occurrence fired by another process")
                 }
-                Err(e) => tracing::error!(job = %spec.name, "cron could not start a run: {e}"),
+                Err(e) => tracing::error!(job = %spec.name, "cron could not record the fire: {e}"),
             }
             if let Err(e) = history.schedule_set_last_fire(&spec.name, due) {
                 tracing::error!(job = %spec.name, "cannot record the cron fire: {e}");
@@ -159,6 +166,11 @@ fn catch_up_job(
     let (Some(first), Some(latest)) = (missed.first().copied(), missed.last().copied()) else {
         return Ok(());
     };
+    // On a shared history every daemon starting up sees the same missed occurrences: the one
+    // that records the newest first catches up, once.
+    if !history.claim_cron_fire(&spec.name, latest, dispatcher.owner())? {
+        return Ok(());
+    }
     tracing::info!(job = %spec.name, count, "missed occurrences while ferry was not running");
     match schedule.missed {
         Missed::Skip => {

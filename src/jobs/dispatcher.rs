@@ -22,8 +22,8 @@ use super::trigger::Trigger;
 use super::watch::{self, WatchDirs};
 use crate::config::Config;
 use crate::history::{
-    CancelOutcome, FileState, History, HistoryError, NewRun, RunEnd, RunErrorInfo, RunRecord,
-    RunState, SqliteHistory,
+    CancelOutcome, FileState, HistoryError, HistoryHandle, HostBeat, NewRun, RunEnd, RunErrorInfo,
+    RunRecord, RunState,
 };
 use crate::lua::ErrorCode;
 
@@ -79,6 +79,12 @@ pub struct Submitted {
 
 /// Due queued runs read per history query of a dispatch pass.
 const DISPATCH_PAGE: u32 = 100;
+/// How often a daemon records that it is live (`ferry hosts` lists daemons heard of within
+/// three of these).
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// With a shared history, how long a run of a job this host has not loaded is left for other
+/// hosts before it fails.
+const UNLOADED_GRACE: Duration = Duration::from_secs(60);
 /// Ended runs considered per history read of a chain pass.
 const CHAIN_BATCH: u32 = 200;
 
@@ -89,7 +95,7 @@ struct Running {
 
 struct Inner {
     config: Config,
-    history: Arc<SqliteHistory>,
+    history: HistoryHandle,
     registry: Arc<RwLock<Registry>>,
     running: Mutex<HashMap<i64, Running>>,
     wake: tokio::sync::Notify,
@@ -106,6 +112,8 @@ struct Inner {
     housekeeping: AtomicBool,
     /// Seals secret params before they are recorded, opens them for the worker.
     sealer: super::seal::Sealer,
+    /// When this daemon last recorded its heartbeat.
+    last_beat: Mutex<Option<std::time::Instant>>,
     /// Held by a chain pass (see [`Dispatcher::fire_chains`]).
     chaining: Mutex<()>,
     /// Paused jobs, as the history has them (re-read by housekeeping, so a pause from the
@@ -130,7 +138,7 @@ impl Dispatcher {
     /// A dispatcher over the given registry and history.
     pub fn new(
         config: Config,
-        history: Arc<SqliteHistory>,
+        history: HistoryHandle,
         registry: Arc<RwLock<Registry>>,
     ) -> Result<Dispatcher, super::seal::SealError> {
         let sealer = super::seal::Sealer::for_config(&config)?;
@@ -157,12 +165,13 @@ impl Dispatcher {
                 events: Bus::default(),
                 paused: Mutex::new(paused),
                 chaining: Mutex::new(()),
+                last_beat: Mutex::new(None),
             }),
         })
     }
 
     /// The history.
-    pub fn history(&self) -> &Arc<SqliteHistory> {
+    pub fn history(&self) -> &HistoryHandle {
         &self.inner.history
     }
 
@@ -245,6 +254,10 @@ impl Dispatcher {
             retry_of: None,
             owner: None,
         })?;
+        if history.shared() {
+            // Whichever host takes the run executes this version (see `queued_version`).
+            history.set_script_version(id, &super::versions::hash(&spec.source))?;
+        }
         if let Some(reason) = skip {
             history.finish_run(
                 id,
@@ -505,6 +518,31 @@ impl Dispatcher {
         &self.inner.owner
     }
 
+    /// Records this daemon as live in the history with its load (`ferry hosts`), at most every
+    /// [`HEARTBEAT`]; with a shared history, renews the lease of every run it owns.
+    pub fn heartbeat(&self) -> Result<(), HistoryError> {
+        if self.inner.history.shared() {
+            // Every pass (each second): runs claimed and still waiting for a worker keep their
+            // lease too, not only those whose executor renews it.
+            self.inner.history.renew_leases(&self.inner.owner)?;
+        }
+        {
+            let mut last = lock(&self.inner.last_beat);
+            if last.is_some_and(|t| t.elapsed() < HEARTBEAT) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        self.inner.history.host_heartbeat(&HostBeat {
+            owner: self.inner.owner.clone(),
+            host: super::owner::hostname(),
+            listen: self.inner.config.api.listen.clone(),
+            running: self.running_count() as u64,
+            capacity: self.inner.config.daemon.concurrency as u64,
+            load: load_average(),
+        })
+    }
+
     /// Periodic upkeep, from the trigger loop: closes the runs of processes that died (a
     /// `ferry run` killed with -9, a daemon before this one) and finishes their files, retries
     /// and clean-up. Runs on a blocking thread; a pass never overlaps the previous one.
@@ -516,6 +554,9 @@ impl Dispatcher {
         tokio::task::spawn_blocking(move || {
             if let Err(e) = this.refresh_paused() {
                 tracing::error!("housekeeping: {e}");
+            }
+            if let Err(e) = this.heartbeat() {
+                tracing::error!("heartbeat: {e}");
             }
             if let Err(e) = this.reap(false) {
                 tracing::error!("housekeeping: {e}");
@@ -545,7 +586,18 @@ impl Dispatcher {
                 continue;
             }
             reaped = true;
-            if let Some(pid) = history.worker_pid(run.id)?.filter(|p| is_ferry_worker(*p)) {
+            // A worker pid means something only on the owner's host.
+            let local = run
+                .owner
+                .as_deref()
+                .and_then(|o| o.parse::<Owner>().ok())
+                .is_none_or(|o| o.is_local());
+            let pid = if local {
+                history.worker_pid(run.id)?
+            } else {
+                None
+            };
+            if let Some(pid) = pid.filter(|p| is_ferry_worker(*p)) {
                 let since = *lock(&self.inner.lingering)
                     .entry(run.id)
                     .or_insert_with(std::time::Instant::now);
@@ -573,24 +625,30 @@ impl Dispatcher {
                 self.after_orphan(&now)?;
                 continue;
             }
-            super::cleanup::clean(&self.inner.config, history, run.id, false);
-            let closed = history.finish_run(
-                run.id,
-                &RunEnd {
-                    state: RunState::Interrupted,
-                    error: Some(RunErrorInfo {
-                        code: ErrorCode::Interrupted.as_str().into(),
-                        message: "the process that supervised the run went away".into(),
-                        traceback: None,
-                    }),
-                    summary: None,
-                },
-            )?;
+            let end = RunEnd {
+                state: RunState::Interrupted,
+                error: Some(RunErrorInfo {
+                    code: ErrorCode::Interrupted.as_str().into(),
+                    message: "the process that supervised the run went away".into(),
+                    traceback: None,
+                }),
+                summary: None,
+            };
+            // Closed only while the gone owner still has it: on a shared history a queued run
+            // may have been given back or taken by another host since it was listed.
+            let closed = match run.owner.as_deref() {
+                Some(owner) => history.finish_owned_run(run.id, owner, &end)?,
+                None => history.finish_run(run.id, &end)?,
+            };
+            let record = history.get_run(run.id)?;
+            if !record.state.is_closed() {
+                continue;
+            }
             if closed {
+                super::cleanup::clean(&self.inner.config, history, run.id, false);
                 tracing::warn!(job = %run.job, run = run.id, owner = ?run.owner, "run was interrupted: its owner went away");
                 self.publish_end(run.id);
             }
-            let record = history.get_run(run.id)?;
             self.after_orphan(&record)?;
         }
         if reaped {
@@ -642,7 +700,15 @@ impl Dispatcher {
         match owner.parse::<Owner>() {
             Ok(o) => match o.alive_here() {
                 Some(alive) => Ok(!alive),
-                None => self.inner.history.lease_expired(run.id),
+                None => {
+                    // Another host's run: gone when its lease ran out, unless it changed hands
+                    // since it was listed (a queued run given back has no lease any more).
+                    let now = self.inner.history.get_run(run.id)?;
+                    if now.owner != run.owner || now.state.is_closed() {
+                        return Ok(false);
+                    }
+                    self.inner.history.lease_expired(run.id)
+                }
             },
             Err(_) => Ok(true),
         }
@@ -671,6 +737,7 @@ impl Dispatcher {
 
     /// Starts queued runs until `shutdown` resolves; then no new run starts.
     pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        self.listen_for_runs();
         loop {
             let next = match self.dispatch_ready() {
                 Ok(next) => next,
@@ -695,6 +762,32 @@ impl Dispatcher {
         self.inner.accepting.store(false, Ordering::SeqCst);
     }
 
+    /// With a shared history: wakes the dispatch loop whenever any host queues a run
+    /// (PostgreSQL `LISTEN`), on a thread of its own; polling every second stays the fallback.
+    fn listen_for_runs(&self) {
+        let mut listener = match self.inner.history.queue_listener() {
+            Ok(Some(l)) => l,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("cannot listen for queued runs (polling instead): {e}");
+                return;
+            }
+        };
+        let this = self.clone();
+        std::thread::spawn(move || {
+            while this.inner.accepting.load(Ordering::SeqCst) {
+                match listener.wait(Duration::from_secs(1)) {
+                    Ok(true) => this.inner.wake.notify_one(),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!("listening for queued runs: {e}");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        });
+    }
+
     /// Waits for running runs to end: up to `grace`, then cancels them and waits for the
     /// executors (which kill workers that do not stop within their kill grace).
     pub async fn drain(&self, grace: Duration) {
@@ -712,10 +805,19 @@ impl Dispatcher {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.inner.pool.close();
+        let history = self.inner.history.clone();
+        let owner = self.inner.owner.clone();
+        let gone = tokio::task::spawn_blocking(move || history.host_gone(&owner)).await;
+        if let Ok(Err(e)) = gone {
+            tracing::warn!("cannot remove this daemon from the live hosts: {e}");
+        }
     }
 
     /// Starts what can start; returns the earliest future `not_before` among queued runs.
     fn dispatch_ready(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
+        if self.inner.history.shared() {
+            return self.dispatch_shared();
+        }
         let history = &self.inner.history;
         let next = history.next_not_before()?;
         let mut after = 0;
@@ -736,6 +838,101 @@ impl Dispatcher {
             }
         }
         Ok(next)
+    }
+
+    /// With a history shared by several hosts: takes due runs in batches, as many as this
+    /// daemon has room for (the database hands each run to one host: `FOR UPDATE SKIP
+    /// LOCKED`), and starts them; a run its job's overlap policy holds back here is given back
+    /// for any host to take.
+    fn dispatch_shared(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
+        let history = &self.inner.history;
+        let next = history.next_not_before()?;
+        loop {
+            let free = self
+                .inner
+                .config
+                .daemon
+                .concurrency
+                .saturating_sub(lock(&self.inner.running).len());
+            if free == 0 || !self.inner.accepting.load(Ordering::SeqCst) {
+                break;
+            }
+            let limit = u32::try_from(free)
+                .unwrap_or(DISPATCH_PAGE)
+                .min(DISPATCH_PAGE);
+            // Jobs whose overlap policy holds their next run back while one goes here.
+            let held: Vec<String> = {
+                let running = lock(&self.inner.running);
+                running
+                    .values()
+                    .filter(|r| {
+                        self.spec(&r.job)
+                            .is_none_or(|s| s.overlap != Overlap::Allow)
+                    })
+                    .map(|r| r.job.clone())
+                    .collect()
+            };
+            let batch = history.claim_due(&self.inner.owner, limit, &held)?;
+            let full = batch.len() as u32 == limit;
+            let mut started = 0;
+            for run in batch {
+                if self.start_claimed(run)? {
+                    started += 1;
+                }
+            }
+            if !full || started == 0 {
+                break;
+            }
+        }
+        Ok(next)
+    }
+
+    /// Starts a run this daemon has claimed; returns false when it gave the run back.
+    fn start_claimed(&self, run: RunRecord) -> Result<bool, HistoryError> {
+        let history = &self.inner.history;
+        let Some(spec) = self.spec(&run.job) else {
+            // Another host may have the job (scripts deployed to some hosts only): give the run
+            // back for a while before failing it.
+            if Utc::now() - run.queued_at
+                < chrono::Duration::from_std(UNLOADED_GRACE).unwrap_or_default()
+            {
+                history.release_run(run.id, &self.inner.owner)?;
+                return Ok(false);
+            }
+            executor::close(
+                &**history,
+                run.id,
+                RunState::Failed,
+                ErrorCode::Load,
+                format!(
+                    "job {:?} is not loaded on {} (its script was removed or never loaded)",
+                    run.job,
+                    super::owner::hostname()
+                ),
+            )?;
+            self.publish_end(run.id);
+            self.finish_file(&run, None)?;
+            return Ok(true);
+        };
+        let mut running = lock(&self.inner.running);
+        let accepting = self.inner.accepting.load(Ordering::SeqCst);
+        let held = spec.overlap != Overlap::Allow && running.values().any(|r| r.job == run.job);
+        if held || !accepting || running.len() >= self.inner.config.daemon.concurrency {
+            drop(running);
+            history.release_run(run.id, &self.inner.owner)?;
+            return Ok(false);
+        }
+        let cancel = Arc::new(executor::Cancel::default());
+        running.insert(
+            run.id,
+            Running {
+                job: run.job.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        drop(running);
+        self.start(spec, run, cancel);
+        Ok(true)
     }
 
     /// Starts a queued, due run if the concurrency limit and its job's overlap policy allow;
@@ -823,7 +1020,23 @@ impl Dispatcher {
                     return;
                 }
             };
-            let prepared = executor::prepare(config, &spec, run.id, params, run.trigger.clone());
+            let mut prepared =
+                executor::prepare(config, &spec, run.id, params, run.trigger.clone());
+            if let Err(message) = this.queued_version(&spec, &run, &mut prepared) {
+                if let Err(e) = executor::close(
+                    &*this.inner.history,
+                    run.id,
+                    RunState::Failed,
+                    ErrorCode::Load,
+                    message,
+                ) {
+                    tracing::error!(run = run.id, "{e}");
+                }
+                this.publish_end(run.id);
+                lock(&this.inner.running).remove(&run.id);
+                this.inner.wake.notify_one();
+                return;
+            }
             let bus = &this.inner.events;
             let job = run.job.clone();
             // The worker's own end report is not passed on: the end is published from the
@@ -893,6 +1106,39 @@ impl Dispatcher {
         });
     }
 
+    /// With a shared history, a run executes the version of its script it was queued with,
+    /// whichever host takes it: when this host has loaded another version, the queued one's
+    /// source is read from the history. Errs with the reason when it is not there.
+    fn queued_version(
+        &self,
+        spec: &JobSpec,
+        run: &RunRecord,
+        prepared: &mut executor::Prepared,
+    ) -> Result<(), String> {
+        let history = &self.inner.history;
+        let Some(queued) = run.script_version.as_deref().filter(|_| history.shared()) else {
+            return Ok(());
+        };
+        if queued == super::versions::hash(&spec.source) {
+            return Ok(());
+        }
+        match history.version(&run.job, queued) {
+            Ok(Some(v)) => {
+                tracing::info!(job = %run.job, run = run.id, version = queued, "runs the version it was queued with, not the one loaded here");
+                prepared.request.source = v.source.unwrap_or_default();
+                Ok(())
+            }
+            Ok(None) => Err(format!(
+                "the version {queued} of job {:?} the run was queued with is not in the history",
+                run.job
+            )),
+            Err(e) => Err(format!(
+                "cannot read the version {queued} of job {:?} the run was queued with: {e}",
+                run.job
+            )),
+        }
+    }
+
     /// Retries a failed run when retries remain; otherwise moves its watched file.
     fn after_run(&self, spec: &JobSpec, record: &RunRecord) -> Result<(), HistoryError> {
         if let Some(retry) = self.retry(spec, record)? {
@@ -935,6 +1181,13 @@ impl Dispatcher {
             owner: None,
         })?;
         self.inner.history.set_retried_by(record.id, id)?;
+        if let Some(v) = record
+            .script_version
+            .as_deref()
+            .filter(|_| self.inner.history.shared())
+        {
+            self.inner.history.set_script_version(id, v)?;
+        }
         tracing::info!(job = %record.job, run = record.id, retry = id, attempt, "retry queued");
         self.inner.events.publish(BusEvent::RunQueued {
             run_id: id,
@@ -998,6 +1251,14 @@ pub fn retry_due(spec: &JobSpec, record: &RunRecord) -> bool {
         .as_ref()
         .is_none_or(|e| e.code != ErrorCode::Load.as_str() && e.code != ErrorCode::Params.as_str());
     retriable && record.attempt <= spec.retries
+}
+
+/// The host's one-minute load average (0 when `/proc/loadavg` cannot be read).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 fn error_report(r: &RunRecord) -> String {

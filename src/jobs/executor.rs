@@ -589,9 +589,16 @@ fn execute_inner(
     let deadline = started + prepared.timeout + prepared.kill_grace;
     let mut cancel_sent: Option<Instant> = None;
     let mut renewed = started;
+    // A shared history's lease may be shorter than the default one: renew at a third of it.
+    let renew_every = config
+        .history_db
+        .as_ref()
+        .map(|t| t.lease / 3)
+        .unwrap_or(RENEW_EVERY)
+        .min(RENEW_EVERY);
     let mut owner: Option<String> = None;
     loop {
-        if renewed.elapsed() >= RENEW_EVERY {
+        if renewed.elapsed() >= renew_every {
             renewed = Instant::now();
             let me = owner.get_or_insert_with(|| super::owner::Owner::current().to_string());
             if let Err(e) = history.renew_leases(me) {

@@ -77,8 +77,16 @@ impl FromStr for Owner {
     }
 }
 
-/// This host's name.
+/// This host's name: `FERRY_HOST` when set (hosts whose system names collide, such as
+/// containers, or several daemons on one machine standing for several hosts), else the system's.
 pub fn hostname() -> String {
+    if let Some(h) = std::env::var("FERRY_HOST")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+    {
+        return h;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()

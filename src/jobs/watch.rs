@@ -283,6 +283,20 @@ impl Settler {
     }
 }
 
+/// What identifies a dropped file for its claim in a shared history: its name, size and
+/// modification time (so the same name dropped again later is a new file); `None` when the file
+/// is gone (another host took it since the scan).
+pub fn claim_key(path: &Path, size: u64) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let mtime = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Some(format!("{name}|{size}|{mtime}"))
+}
+
 /// Moves a file into `dir`, choosing `NAME`, `NAME.1`, `NAME.2`, ... when the name is taken.
 pub fn move_into(file: &Path, dir: &Path) -> std::io::Result<PathBuf> {
     let name = file

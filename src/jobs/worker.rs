@@ -15,7 +15,7 @@ use super::secrets::Secrets;
 use super::spec::vm_options;
 use crate::config::Config;
 use crate::history::{
-    History, HistoryError, LogLevel, NewArtifact, RunEnd, RunErrorInfo, RunState, SqliteHistory,
+    HistoryError, HistoryHandle, LogLevel, NewArtifact, RunEnd, RunErrorInfo, RunState,
 };
 use crate::lua::{self, ErrorCode, Level, Outcome, RunHost, RunInput};
 
@@ -80,8 +80,15 @@ pub(crate) fn limit_address_space(bytes: u64) -> Result<(), WorkerError> {
 
 /// The worker's main loop; returns when stdin closes.
 pub fn run_worker(config: &Config) -> Result<(), WorkerError> {
-    let history = Arc::new(SqliteHistory::open(&config.history_path)?);
-    let poll_history = SqliteHistory::open(&config.history_path)?;
+    let history = crate::history::open(config)?;
+    // SQLite: a connection of its own, so a poll never waits behind the run's writes. A shared
+    // history's connection is shared by both threads instead (one fewer per worker on the
+    // database server).
+    let poll_history = if history.shared() {
+        history.clone()
+    } else {
+        crate::history::open(config)?
+    };
     let mut secrets = Secrets::from_config(config);
     // Store credentials from ferry.toml are secrets too, though scripts never read them.
     for value in config.storage.secret_values() {
@@ -168,7 +175,7 @@ fn read_requests(tx: mpsc::Sender<RunRequest>, current: Current, parent_gone: Ar
 
 fn execute(
     config: &Config,
-    history: &Arc<SqliteHistory>,
+    history: &HistoryHandle,
     secrets: &Secrets,
     events: &Events,
     current: &Current,
@@ -330,7 +337,7 @@ struct ProgressState {
 struct WorkerHost {
     run_id: i64,
     job: String,
-    history: Arc<SqliteHistory>,
+    history: HistoryHandle,
     secrets: Mutex<Secrets>,
     events: Events,
     progress: Mutex<ProgressState>,

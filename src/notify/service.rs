@@ -17,8 +17,8 @@ use super::rules::{MAX_BACKOFF, Outcome, Plan};
 use super::send::Sender;
 use crate::config::Config;
 use crate::history::{
-    Attempt, History, HistoryError, NewNotification, Notification, NotificationLog,
-    NotificationState, RunState, SqliteHistory,
+    Attempt, HistoryError, HistoryHandle, NewNotification, Notification, NotificationState,
+    RunState,
 };
 use crate::jobs::events::{Bus, Event};
 use crate::jobs::registry::Registry;
@@ -33,7 +33,7 @@ const IDLE: Duration = Duration::from_secs(30);
 
 struct Ctx {
     config: Config,
-    history: Arc<SqliteHistory>,
+    history: HistoryHandle,
     registry: Arc<RwLock<Registry>>,
     sender: Sender,
     wake: Notify,
@@ -50,7 +50,7 @@ impl Notifier {
     /// included).
     pub fn start(
         config: Config,
-        history: Arc<SqliteHistory>,
+        history: HistoryHandle,
         registry: Arc<RwLock<Registry>>,
         bus: &Bus,
     ) -> Notifier {
