@@ -59,7 +59,7 @@ fi
 
 # The PostgreSQL tests (tests/postgres.rs, tests/common/postgres.rs) initdb clusters of their own in
 # temp dirs on free ports, as the `postgres` user when run as root; psql is the benchmark reference.
-if ! [ -x /usr/lib/postgresql/15/bin/initdb ] && ! command -v pg_config >/dev/null 2>&1; then
+if ! [ -x /usr/lib/postgresql/15/bin/initdb ] && ! [ -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
   echo "installing postgresql (Debian package; the PostgreSQL tests start their own clusters)..." >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
