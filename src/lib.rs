@@ -68,7 +68,9 @@
 //!   and the token reaches the browser only as an HttpOnly cookie.
 //! - A notification's secrets (webhook and Slack URLs, keys, SMTP credentials) live only in
 //!   memory; the history and every output show a target as `scheme://host/…`.
-//! - Arrows point down: `cli` → `api` → `daemon` → `jobs` → `lua` → `storage`/`formats`/`db`.
+//! - Arrows point down: `cli` → `api` → `daemon` → `jobs` → `lua` → `storage`/`formats`/`db`
+//!   (`layering_tests.rs` fails on a module that names one it must not know, and on mlua,
+//!   rusqlite, object_store or axum used outside their module).
 //! - `storage/` knows nothing of Lua or jobs; only `storage/` talks to object_store.
 //! - Nothing half-written is visible under a final name: store writers commit atomically and
 //!   discard on every other path.
@@ -109,3 +111,6 @@ pub mod process;
 pub mod redact;
 pub mod storage;
 pub mod units;
+
+#[cfg(test)]
+mod layering_tests;
