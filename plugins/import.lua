@@ -26,7 +26,9 @@
 -- after a crash, the same file dropped twice) is skipped with a warning unless `reimport = true`.
 --
 -- One file is all-or-nothing: the table's creation and its rows go in one transaction, rolled
--- back on any error, so a failed import leaves nothing behind (no empty table either). A zip
+-- back on any error, so a failed import leaves nothing behind (no empty table either; MySQL,
+-- which commits a transaction at CREATE TABLE, gets the table just before the transaction and
+-- has it dropped again when the import fails). A zip
 -- archive is one file: every entry is imported (each by its own format, into `table`, or into
 -- the table named after the entry when `table` is not given) in one transaction.
 
@@ -242,6 +244,15 @@ local function table_ddl(o, db, open, format, name, path, tbl)
   return ("CREATE TABLE %s (%s)"):format(d.quote(tbl), table.concat(cols, ", "))
 end
 
+-- Raises `err` (caught by pcall) again, keeping its kind.
+local function rethrow(err)
+  if type(err) == "userdata" then
+    local ok, k = pcall(function() return err.kind end)
+    if ok and k then ferry.error(k, err.message, 0) end
+  end
+  error(err, 0)
+end
+
 -- Imports one input (`open()` gives a fresh reader of it) into `tbl`, creating the table when
 -- missing, all in one transaction. Returns the counts.
 local function import_one(ctx, o, db, open, format, name, path, tbl)
@@ -249,13 +260,21 @@ local function import_one(ctx, o, db, open, format, name, path, tbl)
     local result
     if dialect.ddl_outside then
       -- MySQL: statement by statement, inside the transaction of the file (a CREATE, ALTER or
-      -- DROP in the script commits it: MySQL does that to any transaction).
+      -- DROP in the script commits it: MySQL does that to any transaction), read as standard
+      -- SQL as export writes it ("quoted" names, no backslash escapes in 'text').
       result = { statements = 0, changes = 0 }
-      for stmt in ferry.sql.reader(open(), { name = name }):statements() do
-        local changed = db:exec(stmt)
-        result.statements = result.statements + 1
-        result.changes = result.changes + (changed or 0)
-      end
+      local mode = ""
+      for r in db:query("SELECT @@SESSION.sql_mode AS m"):rows() do mode = r.m end
+      db:exec("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'ANSI_QUOTES', 'NO_BACKSLASH_ESCAPES')")
+      local ok, err = pcall(function()
+        for stmt in ferry.sql.reader(open(), { name = name }):statements() do
+          local changed = db:exec(stmt)
+          result.statements = result.statements + 1
+          result.changes = result.changes + (changed or 0)
+        end
+      end)
+      db:exec("SET SESSION sql_mode = ?", { mode })
+      if not ok then rethrow(err) end
     else
       result = db:run(ferry.sql.reader(open(), { name = name }))
     end
@@ -320,15 +339,6 @@ local function import_zip(ctx, o, db, plan, file)
   end
   total.table = o.table
   return total
-end
-
--- Raises `err` (caught by pcall) again, keeping its kind.
-local function rethrow(err)
-  if type(err) == "userdata" then
-    local ok, k = pcall(function() return err.kind end)
-    if ok and k then ferry.error(k, err.message, 0) end
-  end
-  error(err, 0)
 end
 
 -- Drops the tables this import created (MySQL, after a failure), newest first.

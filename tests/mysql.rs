@@ -563,7 +563,7 @@ fn export_and_import_plugins_take_a_mysql_url_or_a_named_database() {
            paid BOOL, created_at BIGINT) ENGINE=InnoDB;
          INSERT INTO orders SELECT seq, CONCAT('c', seq), seq * 1.5, seq % 2 = 0, 1700000000 + seq * 3600
            FROM seq_1_to_100;
-         CREATE TABLE orders_copy LIKE orders;",
+         CREATE TABLE orders_copy LIKE orders; CREATE TABLE orders_sql LIKE orders;",
     );
     let mut p = Project::with_shipped_files();
     p.write(
@@ -604,12 +604,16 @@ fn export_and_import_plugins_take_a_mysql_url_or_a_named_database() {
   local e = try(import.run, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv" }})
   local s = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv", on_conflict = "skip" }})
   local z = import.run(ctx, {{ db = "shop", table = "orders_new", file = "data/out/o.zip" }})
+  -- SQL out and back in (standard SQL: "quoted" names).
+  local q = export.run(ctx, {{ db = "shop", table = "orders", format = "sql", sql_table = "orders_sql",
+    where = "id <= ?", args = {{ 5 }}, store = "data/out", path = "o.sql" }})
+  local qi = import.run(ctx, {{ db = "shop", file = "data/out/o.sql" }})
   -- A missing table is created before the transaction, and dropped when the import fails.
   local f = try(import.run, {{ db = "shop", table = "bad_new", file = "data/in/bad.csv", types = {{ id = "integer" }} }})
   local g = import.run(ctx, {{ db = "shop", table = "bad_kept", file = "data/in/bad.csv", types = {{ id = "integer" }},
     on_error = "continue" }})
   return {{ a = a.rows, a2 = a2.rows, b = b.rows, c = c.inserted, d = d.already_imported ~= nil, e = e,
-            s_ins = s.inserted, s_skip = s.skipped, z = z.inserted, f = f, g_ins = g.inserted, g_bad = g.bad_rows }}
+            s_ins = s.inserted, s_skip = s.skipped, z = z.inserted, f = f, q = q.rows, qi = qi.changes, g_ins = g.inserted, g_bad = g.bad_rows }}
 end }}"#
         ),
     );
@@ -639,6 +643,15 @@ end }}"#
         "{s}"
     );
     assert_eq!(s["z"], 50, "{s}");
+    assert_eq!(
+        (s["q"].as_i64(), s["qi"].as_i64()),
+        (Some(5), Some(5)),
+        "{s}"
+    );
+    assert_eq!(
+        server.rows(&db, "SELECT * FROM orders_sql WHERE id = 2"),
+        server.rows(&db, "SELECT * FROM orders WHERE id = 2")
+    );
     assert_eq!(s["f"]["kind"], "data", "{s}");
     assert!(
         s["f"]["message"]
@@ -668,11 +681,18 @@ end }}"#
             &db,
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'plugins' ORDER BY BINARY table_name"
         ),
-        ["_ferry_imports", "bad_kept", "orders", "orders_copy", "orders_new"]
+        [
+            "_ferry_imports",
+            "bad_kept",
+            "orders",
+            "orders_copy",
+            "orders_new",
+            "orders_sql"
+        ]
     );
     assert_eq!(
         server.rows(&db, "SELECT count(*) FROM _ferry_imports"),
-        ["4"]
+        ["5"]
     );
     assert!(out.contains("dropped table bad_new"), "{out}");
     let id = run.record["id"].as_i64().unwrap();
