@@ -604,6 +604,8 @@ fn export_and_import_plugins_take_a_mysql_url_or_a_named_database() {
   local e = try(import.run, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv" }})
   local s = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv", on_conflict = "skip" }})
   local z = import.run(ctx, {{ db = "shop", table = "orders_new", file = "data/out/o.zip" }})
+  local t = export.run(ctx, {{ db = "shop", table = "orders", since = "2023-11-15T13:13:20+05:00",
+    ["until"] = "2023-11-15T18:13:20Z", time_column = "created_at", format = "json", store = "data/out" }})
   -- SQL out and back in (standard SQL: "quoted" names).
   local q = export.run(ctx, {{ db = "shop", table = "orders", format = "sql", sql_table = "orders_sql",
     where = "id <= ?", args = {{ 5 }}, store = "data/out", path = "o.sql" }})
@@ -613,7 +615,7 @@ fn export_and_import_plugins_take_a_mysql_url_or_a_named_database() {
   local g = import.run(ctx, {{ db = "shop", table = "bad_kept", file = "data/in/bad.csv", types = {{ id = "integer" }},
     on_error = "continue" }})
   return {{ a = a.rows, a2 = a2.rows, b = b.rows, c = c.inserted, d = d.already_imported ~= nil, e = e,
-            s_ins = s.inserted, s_skip = s.skipped, z = z.inserted, f = f, q = q.rows, qi = qi.changes, g_ins = g.inserted, g_bad = g.bad_rows }}
+            s_ins = s.inserted, s_skip = s.skipped, z = z.inserted, t = t.rows, f = f, q = q.rows, qi = qi.changes, g_ins = g.inserted, g_bad = g.bad_rows }}
 end }}"#
         ),
     );
