@@ -131,6 +131,7 @@ local DIALECTS = {
     record = "REPLACE INTO _ferry_imports VALUES (?, ?, ?, ?, ?, ?)",
     -- CREATE TABLE commits the open transaction: tables are created before it.
     ddl_outside = true,
+    bool_columns = "SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? AND column_type LIKE 'tinyint(1)%'",
   },
 }
 
@@ -285,7 +286,18 @@ local function import_one(ctx, o, db, open, format, name, path, tbl)
   -- transaction (and is dropped again when the import fails); elsewhere it is created inside the
   -- transaction of its rows, so a failure leaves neither.
   local ddl = (not dialect.ddl_outside) and table_ddl(o, db, open, format, name, path, tbl) or nil
-  local src = ferry[format].reader(open(), reader_options(o, format, name, path))
+  local ropts = reader_options(o, format, name, path)
+  if dialect.bool_columns and (format == "csv" or format == "xlsx") and (o.types == nil or type(o.types) == "table") then
+    -- MySQL takes no "true" into a BOOL (TINYINT(1)), which export writes for one: read those
+    -- columns as booleans unless `types` says otherwise.
+    local types = {}
+    for k, v in pairs(o.types or {}) do types[k] = v end
+    for r in db:query(dialect.bool_columns, { tbl }):rows() do
+      if types[r.c] == nil then types[r.c] = "boolean" end
+    end
+    ropts.types = types
+  end
+  local src = ferry[format].reader(open(), ropts)
   local inserted, skipped = db:transaction(function(tx)
     if ddl then tx:exec(ddl) end
     return tx:insert(tbl, src, { on_conflict = o.on_conflict, create = o.create })

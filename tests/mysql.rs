@@ -598,8 +598,8 @@ fn export_and_import_plugins_take_a_mysql_url_or_a_named_database() {
   local b = export.run(ctx, {{ db = "{url}", query = "SELECT * FROM orders WHERE id <= ? ORDER BY id",
     args = {{ 50 }}, format = "ndjson", zip = "o.zip", path = "o.ndjson", store = "data/out",
     timestamp_columns = {{ "created_at" }} }})
-  -- CSV is text: MySQL's BOOL (TINYINT) takes "true" as a boolean typed by the reader.
-  local c = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/out/paid.csv", types = {{ paid = "boolean" }} }})
+  -- CSV is text: a BOOL (TINYINT(1)) column of the table reads "true" as a boolean.
+  local c = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/out/paid.csv" }})
   local d = import.run(ctx, {{ db = "{url}", table = "orders_copy", file = "data/out/paid.csv" }})
   local e = try(import.run, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv" }})
   local s = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv", on_conflict = "skip" }})
