@@ -612,10 +612,16 @@ fn export_and_import_plugins_take_a_mysql_url_or_a_named_database() {
   local qi = import.run(ctx, {{ db = "shop", file = "data/out/o.sql" }})
   -- A missing table is created before the transaction, and dropped when the import fails.
   local f = try(import.run, {{ db = "shop", table = "bad_new", file = "data/in/bad.csv", types = {{ id = "integer" }} }})
+  -- A zip is one file: a bad entry drops the tables made for the good ones too.
+  local zw = ferry.zip.writer(ferry.store("data/in"):create("two.zip"))
+  zw:add("za.csv", "id\n1\n2\n")
+  zw:add("zb.csv", "id\n3\nx\n")
+  zw:close()
+  local fz = try(import.run, {{ db = "shop", file = "data/in/two.zip", types = {{ id = "integer" }} }})
   local g = import.run(ctx, {{ db = "shop", table = "bad_kept", file = "data/in/bad.csv", types = {{ id = "integer" }},
     on_error = "continue" }})
   return {{ a = a.rows, a2 = a2.rows, b = b.rows, c = c.inserted, d = d.already_imported ~= nil, e = e,
-            s_ins = s.inserted, s_skip = s.skipped, z = z.inserted, t = t.rows, f = f, q = q.rows, qi = qi.changes, g_ins = g.inserted, g_bad = g.bad_rows }}
+            s_ins = s.inserted, s_skip = s.skipped, z = z.inserted, t = t.rows, f = f, fz = fz, q = q.rows, qi = qi.changes, g_ins = g.inserted, g_bad = g.bad_rows }}
 end }}"#
         ),
     );
@@ -661,6 +667,15 @@ end }}"#
             .unwrap_or("")
             .contains("line 4, field 1 (id)"),
         "{s}"
+    );
+    assert_eq!(s["fz"]["kind"], "data", "{s}");
+    assert!(
+        s["fz"]["message"].as_str().unwrap_or("").contains("zb.csv"),
+        "{s}"
+    );
+    assert!(
+        out.contains("dropped table za") && out.contains("dropped table zb"),
+        "{out}"
     );
     assert_eq!(
         (s["g_ins"].as_i64(), s["g_bad"].as_i64()),
