@@ -426,7 +426,7 @@ M.run = OPTIONS:wrap(function(ctx, o)
   local plan = format == "zip" and zip_plan(o, store, path, file)
     or { { open = function() return store:open(path) end, format = format, name = file, path = path, table = o.table } }
   local created = d.ddl_outside and create_before(ctx, o, db, plan) or {}
-  local ok, result = pcall(db.transaction, db, function()
+  local function all()
     local result
     if format == "zip" then
       result = import_zip(ctx, o, db, plan, file)
@@ -438,7 +438,9 @@ M.run = OPTIONS:wrap(function(ctx, o)
       { sha, target, file, result.inserted or result.changes or 0, ctx.run_id, ferry.time.format(ferry.time.now()) })
     result.sha256 = sha
     return result
-  end)
+  end
+  if #created == 0 then return db:transaction(all) end
+  local ok, result = pcall(db.transaction, db, all)
   if not ok then
     -- The transaction rolled back the rows; a table made for them goes too.
     drop_created(ctx, db, created)
