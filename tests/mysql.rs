@@ -603,6 +603,8 @@ fn export_and_import_plugins_take_a_mysql_url_or_a_named_database() {
   local d = import.run(ctx, {{ db = "{url}", table = "orders_copy", file = "data/out/paid.csv" }})
   local e = try(import.run, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv" }})
   local s = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv", on_conflict = "skip" }})
+  local w = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv", on_conflict = "overwrite",
+    reimport = true }})
   local z = import.run(ctx, {{ db = "shop", table = "orders_new", file = "data/out/o.zip" }})
   local t = export.run(ctx, {{ db = "shop", table = "orders", since = "2023-11-15T13:13:20+05:00",
     ["until"] = "2023-11-15T18:13:20Z", time_column = "created_at", format = "json", store = "data/out" }})
@@ -621,7 +623,7 @@ fn export_and_import_plugins_take_a_mysql_url_or_a_named_database() {
   local g = import.run(ctx, {{ db = "shop", table = "bad_kept", file = "data/in/bad.csv", types = {{ id = "integer" }},
     on_error = "continue" }})
   return {{ a = a.rows, a2 = a2.rows, b = b.rows, c = c.inserted, d = d.already_imported ~= nil, e = e,
-            s_ins = s.inserted, s_skip = s.skipped, z = z.inserted, t = t.rows, f = f, fz = fz, q = q.rows, qi = qi.changes, g_ins = g.inserted, g_bad = g.bad_rows }}
+            s_ins = s.inserted, s_skip = s.skipped, z = z.inserted, w = w.already_imported == nil, t = t.rows, f = f, fz = fz, q = q.rows, qi = qi.changes, g_ins = g.inserted, g_bad = g.bad_rows }}
 end }}"#
         ),
     );
@@ -651,6 +653,12 @@ end }}"#
         "{s}"
     );
     assert_eq!(s["z"], 50, "{s}");
+    assert_eq!(s["t"], 10, "{s}");
+    assert_eq!(s["w"], true, "{s}");
+    assert_eq!(
+        server.rows(&db, "SELECT customer, paid FROM orders_copy WHERE id = 12"),
+        ["y\t0"]
+    );
     assert_eq!(
         (s["q"].as_i64(), s["qi"].as_i64()),
         (Some(5), Some(5)),
