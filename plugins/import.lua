@@ -26,7 +26,9 @@
 -- after a crash, the same file dropped twice) is skipped with a warning unless `reimport = true`.
 --
 -- One file is all-or-nothing: the table's creation and its rows go in one transaction, rolled
--- back on any error, so a failed import leaves nothing behind (no empty table either). A zip
+-- back on any error, so a failed import leaves nothing behind (no empty table either; MySQL,
+-- which commits a transaction at CREATE TABLE, gets the table just before the transaction and
+-- has it dropped again when the import fails). A zip
 -- archive is one file: every entry is imported (each by its own format, into `table`, or into
 -- the table named after the entry when `table` is not given) in one transaction.
 
@@ -127,6 +129,9 @@ local DIALECTS = {
     ledger = LEDGER_MYSQL,
     seen = "SELECT run_id, at, rows_ AS `rows` FROM _ferry_imports WHERE sha256 = ? AND target = ?",
     record = "REPLACE INTO _ferry_imports VALUES (?, ?, ?, ?, ?, ?)",
+    -- CREATE TABLE commits the open transaction: tables are created before it.
+    ddl_outside = true,
+    bool_columns = "SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? AND column_type LIKE 'tinyint(1)%'",
   },
 }
 
@@ -207,44 +212,92 @@ local function reader_options(o, format, name, path)
   return ropts
 end
 
+-- The CREATE TABLE for `tbl` when it is missing and `create` is on (typed from `types` /
+-- `column_types`, else inferred from a sample), or nil.
+local function table_ddl(o, db, open, format, name, path, tbl)
+  local d = dialect
+  local exists = false
+  for _ in db:query(d.exists, { tbl }):rows() do exists = true end
+  if exists or not o.create then return nil end
+  local ropts = reader_options(o, format, name, path)
+  -- Column types come from `types` (or `column_types`, SQLite type names); text formats
+  -- without a declared type give TEXT, JSON/NDJSON keep each value's own type (no affinity).
+  local inferred = {}
+  if (format == "csv" or format == "xlsx") and o.infer then
+    -- A sample that does not parse infers nothing: the import itself reports the bad row.
+    local ok, got = pcall(function()
+      return M.infer(ferry[format].reader(open(), { name = name, header = ropts.header, names = ropts.names,
+        delimiter = ropts.delimiter, columns = o.columns, exclude = o.exclude }), o.sample)
+    end)
+    if ok then inferred = got end
+  end
+  local src = ferry[format].reader(open(), ropts)
+  local cols = {}
+  for _, c in ipairs(src:columns()) do
+    local generic = (type(o.types) == "table" and SQL_TYPE[o.types[c] or ""])
+      or (type(o.types) == "string" and SQL_TYPE[o.types])
+      or inferred[c]
+      or ((format == "csv" or format == "xlsx") and "TEXT" or "")
+    local declared = (o.column_types and o.column_types[c]) or d.types[generic] or generic
+    cols[#cols + 1] = ("%s %s"):format(d.quote(c), declared)
+  end
+  src:close()
+  return ("CREATE TABLE %s (%s)"):format(d.quote(tbl), table.concat(cols, ", "))
+end
+
+-- Raises `err` (caught by pcall) again, keeping its kind.
+local function rethrow(err)
+  if type(err) == "userdata" then
+    local ok, k = pcall(function() return err.kind end)
+    if ok and k then ferry.error(k, err.message, 0) end
+  end
+  error(err, 0)
+end
+
 -- Imports one input (`open()` gives a fresh reader of it) into `tbl`, creating the table when
 -- missing, all in one transaction. Returns the counts.
 local function import_one(ctx, o, db, open, format, name, path, tbl)
-  local d = dialect
   if format == "sql" then
-    local result = db:run(ferry.sql.reader(open(), { name = name }))
+    local result
+    if dialect.ddl_outside then
+      -- MySQL: statement by statement, inside the transaction of the file (a CREATE, ALTER or
+      -- DROP in the script commits it: MySQL does that to any transaction), read as standard
+      -- SQL as export writes it ("quoted" names, no backslash escapes in 'text').
+      result = { statements = 0, changes = 0 }
+      local mode = ""
+      for r in db:query("SELECT @@SESSION.sql_mode AS m"):rows() do mode = r.m end
+      db:exec("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'ANSI_QUOTES', 'NO_BACKSLASH_ESCAPES')")
+      local ok, err = pcall(function()
+        for stmt in ferry.sql.reader(open(), { name = name }):statements() do
+          local changed = db:exec(stmt)
+          result.statements = result.statements + 1
+          result.changes = result.changes + (changed or 0)
+        end
+      end)
+      db:exec("SET SESSION sql_mode = ?", { mode })
+      if not ok then rethrow(err) end
+    else
+      result = db:run(ferry.sql.reader(open(), { name = name }))
+    end
     ctx.log.info("ran %d statements of %s (%d changes)", result.statements, name, result.changes)
     return { file = name, statements = result.statements, changes = result.changes }
   end
+  -- MySQL commits an open transaction at CREATE TABLE: there the table was created before the
+  -- transaction (and is dropped again when the import fails); elsewhere it is created inside the
+  -- transaction of its rows, so a failure leaves neither.
+  local ddl = (not dialect.ddl_outside) and table_ddl(o, db, open, format, name, path, tbl) or nil
   local ropts = reader_options(o, format, name, path)
-  local src = ferry[format].reader(open(), ropts)
-  local exists = false
-  for _ in db:query(d.exists, { tbl }):rows() do exists = true end
-  local ddl
-  if not exists and o.create then
-    -- Column types come from `types` (or `column_types`, SQLite type names); text formats
-    -- without a declared type give TEXT, JSON/NDJSON keep each value's own type (no affinity).
-    local inferred = {}
-    if (format == "csv" or format == "xlsx") and o.infer then
-      -- A sample that does not parse infers nothing: the import itself reports the bad row.
-      local ok, got = pcall(function()
-        return M.infer(ferry[format].reader(open(), { name = name, header = ropts.header, names = ropts.names,
-          delimiter = ropts.delimiter, columns = o.columns, exclude = o.exclude }), o.sample)
-      end)
-      if ok then inferred = got end
+  if dialect.bool_columns and (format == "csv" or format == "xlsx") and (o.types == nil or type(o.types) == "table") then
+    -- MySQL takes no "true" into a BOOL (TINYINT(1)), which export writes for one: read those
+    -- columns as booleans unless `types` says otherwise.
+    local types = {}
+    for k, v in pairs(o.types or {}) do types[k] = v end
+    for r in db:query(dialect.bool_columns, { tbl }):rows() do
+      if types[r.c] == nil then types[r.c] = "boolean" end
     end
-    local cols = {}
-    for _, c in ipairs(src:columns()) do
-      local generic = (type(o.types) == "table" and SQL_TYPE[o.types[c] or ""])
-        or (type(o.types) == "string" and SQL_TYPE[o.types])
-        or inferred[c]
-        or ((format == "csv" or format == "xlsx") and "TEXT" or "")
-      local declared = (o.column_types and o.column_types[c]) or d.types[generic] or generic
-      cols[#cols + 1] = ("%s %s"):format(d.quote(c), declared)
-    end
-    ddl = ("CREATE TABLE %s (%s)"):format(d.quote(tbl), table.concat(cols, ", "))
+    ropts.types = types
   end
-  -- The table is created inside the transaction of its rows: a failure leaves neither.
+  local src = ferry[format].reader(open(), ropts)
   local inserted, skipped = db:transaction(function(tx)
     if ddl then tx:exec(ddl) end
     return tx:insert(tbl, src, { on_conflict = o.on_conflict, create = o.create })
@@ -257,8 +310,8 @@ local function import_one(ctx, o, db, open, format, name, path, tbl)
   return { inserted = inserted, skipped = skipped, bad_rows = bad_count, table = tbl, file = name }
 end
 
--- Every entry of a zip archive, each by its own format, in one transaction.
-local function import_zip(ctx, o, db, store, path, file)
+-- The inputs of a zip archive: each entry with its format and table.
+local function zip_plan(o, store, path, file)
   local z = ferry.zip.reader(store:open(path), { name = file })
   local plan = {}
   for _, e in ipairs(z:entries()) do
@@ -272,15 +325,21 @@ local function import_zip(ctx, o, db, store, path, file)
       if format ~= "sql" and not o.table and base == "" then
         ferry.error("invalid", ("import.run: %s: entry %s names no table; give `table`"):format(file, e.name), 3)
       end
-      plan[#plan + 1] = { entry = e.name, format = format, table = o.table or base }
+      local entry = e.name
+      plan[#plan + 1] = { open = function() return z:open(entry) end, format = format,
+                          name = file .. "/" .. entry, path = entry, table = o.table or base }
     end
   end
   if #plan == 0 then ferry.error("invalid", "import.run: " .. file .. " holds no files", 3) end
+  return plan
+end
+
+-- Every entry of a zip archive, each by its own format, in one transaction.
+local function import_zip(ctx, o, db, plan, file)
   local results = db:transaction(function()
     local out = {}
     for _, p in ipairs(plan) do
-      out[#out + 1] = import_one(ctx, o, db, function() return z:open(p.entry) end, p.format,
-        file .. "/" .. p.entry, p.entry, p.table)
+      out[#out + 1] = import_one(ctx, o, db, p.open, p.format, p.name, p.path, p.table)
     end
     return out
   end)
@@ -292,6 +351,41 @@ local function import_zip(ctx, o, db, store, path, file)
   end
   total.table = o.table
   return total
+end
+
+-- Drops the tables this import created (MySQL, after a failure), newest first.
+local function drop_created(ctx, db, created)
+  for i = #created, 1, -1 do
+    local ok, err = pcall(db.exec, db, "DROP TABLE " .. dialect.quote(created[i]))
+    if ok then
+      ctx.log.info("dropped table %s, created by the failed import", created[i])
+    else
+      ctx.log.warn("could not drop table %s, created by the failed import: %s", created[i], tostring(err))
+    end
+  end
+end
+
+-- MySQL: creates the missing tables of `plan` before the import's transaction (CREATE TABLE
+-- would commit it). Returns their names; on failure drops them again and raises.
+local function create_before(ctx, o, db, plan)
+  local created = {}
+  local ok, err = pcall(function()
+    for _, p in ipairs(plan) do
+      if p.format ~= "sql" then
+        local ddl = table_ddl(o, db, p.open, p.format, p.name, p.path, p.table)
+        if ddl then
+          db:exec(ddl)
+          created[#created + 1] = p.table
+          ctx.log.info("created table: %s", ddl)
+        end
+      end
+    end
+  end)
+  if not ok then
+    drop_created(ctx, db, created)
+    rethrow(err)
+  end
+  return created
 end
 
 ---@type fun(ctx: ferry.Context, opts: import.run.Options): table
@@ -329,18 +423,30 @@ M.run = OPTIONS:wrap(function(ctx, o)
                already_imported = { run_id = done.run_id, at = done.at, rows = done.rows } }
     end
   end
-  return db:transaction(function()
+  local plan = format == "zip" and zip_plan(o, store, path, file)
+    or { { open = function() return store:open(path) end, format = format, name = file, path = path, table = o.table } }
+  local created = d.ddl_outside and create_before(ctx, o, db, plan) or {}
+  local function all()
     local result
     if format == "zip" then
-      result = import_zip(ctx, o, db, store, path, file)
+      result = import_zip(ctx, o, db, plan, file)
     else
-      result = import_one(ctx, o, db, function() return store:open(path) end, format, file, path, o.table)
+      local p = plan[1]
+      result = import_one(ctx, o, db, p.open, p.format, p.name, p.path, p.table)
     end
     db:exec(d.record,
       { sha, target, file, result.inserted or result.changes or 0, ctx.run_id, ferry.time.format(ferry.time.now()) })
     result.sha256 = sha
     return result
-  end)
+  end
+  if #created == 0 then return db:transaction(all) end
+  local ok, result = pcall(db.transaction, db, all)
+  if not ok then
+    -- The transaction rolled back the rows; a table made for them goes too.
+    drop_created(ctx, db, created)
+    rethrow(result)
+  end
+  return result
 end)
 
 return M

@@ -548,3 +548,237 @@ fn malformed_urls_options_and_parameters_are_clear_errors() {
         assert!(m.contains(words), "{case}: {m}");
     }
 }
+
+/// The shipped export and import plugins take a mysql:// URL or a database named in ferry.toml
+/// (`password_secret`), with where/args (`?` placeholders), columns, order_by, headers,
+/// timestamps, zip, the import ledger, conflict and error policies, and all-or-nothing imports:
+/// a failed import into a table it created drops the table again, one into an existing table
+/// leaves it as it was.
+#[test]
+fn export_and_import_plugins_take_a_mysql_url_or_a_named_database() {
+    let server = MysqlServer::shared();
+    let db = server.database("plugins");
+    server.admin(
+        "USE plugins; CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(20), amount DECIMAL(10,2),
+           paid BOOL, created_at BIGINT) ENGINE=InnoDB;
+         INSERT INTO orders SELECT seq, CONCAT('c', seq), seq * 1.5, seq % 2 = 0, 1700000000 + seq * 3600
+           FROM seq_1_to_100;
+         CREATE TABLE orders_copy LIKE orders; CREATE TABLE orders_sql LIKE orders;",
+    );
+    let mut p = Project::with_shipped_files();
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[databases.shop]\nurl = \"{}\"\npassword_secret = \"MYSQL_PASSWORD\"\n",
+            server.url(&db)
+        ),
+    );
+    std::fs::create_dir_all(p.at("data")).unwrap();
+    p.set_env("FERRY_SECRET_MYSQL_PASSWORD", PASSWORD);
+    p.write(
+        "data/in/dup.csv",
+        "id,customer,amount,paid,created_at\n500,x,1,1,1\n12,y,2,0,2\n",
+    );
+    p.write("data/in/bad.csv", "id,customer\n1,a\n2,b\nthree,c\n4,d\n");
+    let url = server.url_with_password(&db);
+    let file = p.root_script(
+        "plugins",
+        &format!(
+            r#"return {{ run = function(ctx)
+  local export, import = require "export", require "import"
+  local function try(f, ...)
+    local ok, e = pcall(f, ctx, ...)
+    return ok and "ok" or {{ kind = e.kind, message = tostring(e.message or e) }}
+  end
+  local a = export.run(ctx, {{ db = "shop", table = "orders", where = "paid = ? AND id > ?",
+    args = {{ true, 10 }}, columns = {{ "id", "customer", "amount" }}, order_by = {{ "-id" }},
+    headers = {{ "ID", "Customer", "Amount" }}, store = "data/out", path = "paid_h.csv" }})
+  local a2 = export.run(ctx, {{ db = "shop", table = "orders", mode = "part", where = "paid = ? AND id > ?",
+    args = {{ true, 10 }}, store = "data/out", path = "paid.csv" }})
+  local b = export.run(ctx, {{ db = "{url}", query = "SELECT * FROM orders WHERE id <= ? ORDER BY id",
+    args = {{ 50 }}, format = "ndjson", zip = "o.zip", path = "o.ndjson", store = "data/out",
+    timestamp_columns = {{ "created_at" }} }})
+  -- CSV is text: a BOOL (TINYINT(1)) column of the table reads "true" as a boolean.
+  local c = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/out/paid.csv" }})
+  local d = import.run(ctx, {{ db = "{url}", table = "orders_copy", file = "data/out/paid.csv" }})
+  local e = try(import.run, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv" }})
+  local s = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv", on_conflict = "skip" }})
+  local w = import.run(ctx, {{ db = "shop", table = "orders_copy", file = "data/in/dup.csv", on_conflict = "overwrite",
+    reimport = true }})
+  local z = import.run(ctx, {{ db = "shop", table = "orders_new", file = "data/out/o.zip" }})
+  local t = export.run(ctx, {{ db = "shop", table = "orders", since = "2023-11-15T13:13:20+05:00",
+    ["until"] = "2023-11-15T18:13:20Z", time_column = "created_at", format = "json", store = "data/out" }})
+  -- SQL out and back in (standard SQL: "quoted" names).
+  local q = export.run(ctx, {{ db = "shop", table = "orders", format = "sql", sql_table = "orders_sql",
+    where = "id <= ?", args = {{ 5 }}, store = "data/out", path = "o.sql" }})
+  local qi = import.run(ctx, {{ db = "shop", file = "data/out/o.sql" }})
+  -- A missing table is created before the transaction, and dropped when the import fails.
+  local f = try(import.run, {{ db = "shop", table = "bad_new", file = "data/in/bad.csv", types = {{ id = "integer" }} }})
+  -- A zip is one file: a bad entry drops the tables made for the good ones too.
+  local zw = ferry.zip.writer(ferry.store("data/in"):create("two.zip"))
+  zw:add("za.csv", "id\n1\n2\n")
+  zw:add("zb.csv", "id\n3\nx\n")
+  zw:close()
+  local fz = try(import.run, {{ db = "shop", file = "data/in/two.zip", types = {{ id = "integer" }} }})
+  local g = import.run(ctx, {{ db = "shop", table = "bad_kept", file = "data/in/bad.csv", types = {{ id = "integer" }},
+    on_error = "continue" }})
+  return {{ a = a.rows, a2 = a2.rows, b = b.rows, c = c.inserted, d = d.already_imported ~= nil, e = e,
+            s_ins = s.inserted, s_skip = s.skipped, z = z.inserted, w = w.already_imported == nil, t = t.rows, f = f, fz = fz, q = q.rows, qi = qi.changes, g_ins = g.inserted, g_bad = g.bad_rows }}
+end }}"#
+        ),
+    );
+    let run = p.run_file(&file);
+    let out = run.text();
+    assert!(run.succeeded(), "{}\n{out}", run.error());
+    let s = &run.record["summary"];
+    assert_eq!(
+        (s["a"].as_i64(), s["a2"].as_i64()),
+        (Some(45), Some(45)),
+        "{s}"
+    );
+    assert_eq!(s["b"], 50, "{s}");
+    assert_eq!(s["c"], 45, "{s}");
+    assert_eq!(s["d"], true, "{s}");
+    assert_eq!(s["e"]["kind"], "conflict", "{s}");
+    assert!(
+        s["e"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Duplicate entry '12'"),
+        "{s}"
+    );
+    assert_eq!(
+        (s["s_ins"].as_i64(), s["s_skip"].as_i64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    assert_eq!(s["z"], 50, "{s}");
+    assert_eq!(s["t"], 10, "{s}");
+    assert_eq!(s["w"], true, "{s}");
+    assert_eq!(
+        server.rows(&db, "SELECT customer, paid FROM orders_copy WHERE id = 12"),
+        ["y\t0"]
+    );
+    assert_eq!(
+        (s["q"].as_i64(), s["qi"].as_i64()),
+        (Some(5), Some(5)),
+        "{s}"
+    );
+    assert_eq!(
+        server.rows(&db, "SELECT * FROM orders_sql WHERE id = 2"),
+        server.rows(&db, "SELECT * FROM orders WHERE id = 2")
+    );
+    assert_eq!(s["f"]["kind"], "data", "{s}");
+    assert!(
+        s["f"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("line 4, field 1 (id)"),
+        "{s}"
+    );
+    assert_eq!(s["fz"]["kind"], "data", "{s}");
+    assert!(
+        s["fz"]["message"].as_str().unwrap_or("").contains("zb.csv"),
+        "{s}"
+    );
+    assert!(
+        out.contains("dropped table za") && out.contains("dropped table zb"),
+        "{out}"
+    );
+    assert_eq!(
+        (s["g_ins"].as_i64(), s["g_bad"].as_i64()),
+        (Some(3), Some(1)),
+        "{s}"
+    );
+    let csv = std::fs::read_to_string(p.at("data/out/paid_h.csv")).unwrap();
+    assert!(
+        csv.starts_with("ID,Customer,Amount\n100,c100,150.00\n98,c98,147.00\n"),
+        "{csv}"
+    );
+    assert_eq!(server.rows(&db, "SELECT count(*) FROM orders_copy"), ["46"]);
+    assert_eq!(
+        server.rows(&db, "SELECT created_at FROM orders_new WHERE id = 1"),
+        ["2023-11-14T23:13:20Z"]
+    );
+    // The failed import dropped the table it created; the ledger holds the committed files only.
+    assert_eq!(
+        server.rows(
+            &db,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'plugins' ORDER BY BINARY table_name"
+        ),
+        [
+            "_ferry_imports",
+            "bad_kept",
+            "orders",
+            "orders_copy",
+            "orders_new",
+            "orders_sql"
+        ]
+    );
+    assert_eq!(
+        server.rows(&db, "SELECT count(*) FROM _ferry_imports"),
+        ["5"]
+    );
+    assert!(out.contains("dropped table bad_new"), "{out}");
+    let id = run.record["id"].as_i64().unwrap();
+    assert!(!format!("{out}{}", p.history(id)).contains(PASSWORD));
+}
+
+/// Malformed plugin options on a MySQL database are errors naming the option, and nothing is
+/// written: an unknown conflict policy, a `query` combined with `where`, a named database
+/// whose password secret is not set.
+#[test]
+fn export_and_import_plugins_refuse_malformed_options_on_mysql() {
+    let server = MysqlServer::shared();
+    let db = server.database("plugins_bad");
+    server.admin("USE plugins_bad; CREATE TABLE t (id INT PRIMARY KEY)");
+    let p = Project::with_shipped_files();
+    p.write(
+        "ferry.toml",
+        &format!(
+            "[databases.shop]\nurl = \"{}\"\npassword_secret = \"NOT_SET\"\n",
+            server.url(&db)
+        ),
+    );
+    std::fs::create_dir_all(p.at("data")).unwrap();
+    p.write("data/t.csv", "id\n1\n");
+    let url = server.url_with_password(&db);
+    let file = p.root_script(
+        "bad",
+        &format!(
+            r#"return {{ run = function(ctx)
+  local export, import = require "export", require "import"
+  local out = {{}}
+  local function try(name, f, o)
+    local ok, e = pcall(f, ctx, o)
+    out[name] = ok and {{ kind = "none" }} or {{ kind = e.kind, message = tostring(e.message or e) }}
+  end
+  try("conflict", import.run, {{ db = "{url}", table = "t", file = "data/t.csv", on_conflict = "sometimes" }})
+  try("query_where", export.run, {{ db = "{url}", query = "SELECT * FROM t", where = "id = ?", args = {{ 1 }} }})
+  try("format", export.run, {{ db = "{url}", table = "t", format = "pdf" }})
+  try("secret", import.run, {{ db = "shop", table = "t", file = "data/t.csv" }})
+  return out
+end }}"#
+        ),
+    );
+    let run = p.run_file(&file);
+    let out = run.text();
+    assert!(run.succeeded(), "{}\n{out}", run.error());
+    let s = &run.record["summary"];
+    for (case, kind, words) in [
+        ("conflict", "invalid", "on_conflict"),
+        (
+            "query_where",
+            "invalid",
+            "`query` cannot be combined with `where`",
+        ),
+        ("format", "invalid", "pdf"),
+        ("secret", "invalid", "secret 'NOT_SET'"),
+    ] {
+        assert_eq!(s[case]["kind"], kind, "{case}: {s}");
+        let m = s[case]["message"].as_str().unwrap_or("");
+        assert!(m.contains(words), "{case}: {m}");
+    }
+    assert_eq!(server.rows(&db, "SELECT count(*) FROM t"), ["0"]);
+    assert!(!out.contains(PASSWORD), "{out}");
+}
