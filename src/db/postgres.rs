@@ -1436,12 +1436,18 @@ impl PgQuery {
             .copy_out(copy.as_str())
             .map_err(|e| db.error(excerpt(&self.sql), &e))?;
         let mut counter = LineCounter::new(opts.quote);
-        let mut buf = vec![0u8; 256 * 1024];
+        // PostgreSQL sends one CopyData message per row and the reader hands out one message
+        // per call: gather them into a large buffer so that the line count, the write to the
+        // output (often an unbuffered file) and the cancellation check happen once per
+        // `COPY_OUT_CHUNK` bytes rather than once per row.
+        let mut buf: Vec<u8> = Vec::with_capacity(COPY_OUT_CHUNK + 64 * 1024);
         let mut every = crate::cancel::Every::new(crate::cancel::CHECK_BYTES);
         loop {
-            let n = match std::io::Read::read(&mut reader, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
+            let n = match std::io::BufRead::fill_buf(&mut reader) {
+                Ok(chunk) => {
+                    buf.extend_from_slice(chunk);
+                    chunk.len()
+                }
                 Err(e) => {
                     if db.0.watch.fired.load(Ordering::SeqCst) {
                         return Err(PgError::Cancelled {
@@ -1457,21 +1463,32 @@ impl PgQuery {
                     });
                 }
             };
-            counter.feed(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| FormatError::io(&self.name, e))?;
-            if every.tick(n as u64).is_err() {
-                drop(reader);
-                return Err(PgError::Cancelled {
-                    db: db.0.name.clone(),
-                    context: excerpt(&self.sql),
-                });
+            std::io::BufRead::consume(&mut reader, n);
+            if buf.len() >= COPY_OUT_CHUNK || (n == 0 && !buf.is_empty()) {
+                counter.feed(&buf);
+                out.write_all(&buf)
+                    .map_err(|e| FormatError::io(&self.name, e))?;
+                let written = buf.len() as u64;
+                buf.clear();
+                if every.tick(written).is_err() {
+                    drop(reader);
+                    return Err(PgError::Cancelled {
+                        db: db.0.name.clone(),
+                        context: excerpt(&self.sql),
+                    });
+                }
+            }
+            if n == 0 {
+                break;
             }
         }
         self.done = true;
         Ok(counter.lines.saturating_sub(u64::from(opts.header)))
     }
 }
+
+/// Bytes of COPY output gathered before they are counted and written.
+const COPY_OUT_CHUNK: usize = 256 * 1024;
 
 /// Counts CSV records (line ends outside quotes).
 struct LineCounter {
