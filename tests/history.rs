@@ -44,6 +44,32 @@ fn new_run(job: &str) -> NewRun {
 }
 
 #[test]
+fn a_cron_run_that_cannot_be_recorded_leaves_its_occurrence_claimable() {
+    let pg = PgServer::start();
+    pg.create_database("cron");
+    let h = PostgresHistory::open(&target(&pg, "cron")).unwrap();
+    let at = chrono::Utc::now();
+    // The host "dies" between the claim and the run: PostgreSQL refuses a NUL in text, so the
+    // run's insert fails after the claim's.
+    let broken = NewRun {
+        trigger_kind: "cron\0".into(),
+        ..new_run("a")
+    };
+    assert!(h.create_cron_run(&broken, at, "h1").is_err());
+    assert!(
+        h.create_cron_run(&new_run("a"), at, "h2")
+            .unwrap()
+            .is_some(),
+        "the occurrence is still claimable"
+    );
+    assert_eq!(h.create_cron_run(&new_run("a"), at, "h1").unwrap(), None);
+    assert_eq!(
+        h.count_in_state(ferry::history::RunState::Queued).unwrap(),
+        1
+    );
+}
+
+#[test]
 fn hosts_claiming_at_once_take_each_run_once_and_migrate_once() {
     let pg = PgServer::start();
     pg.create_database("claims");

@@ -270,14 +270,16 @@ pub trait History {
     fn shared(&self) -> bool {
         false
     }
-    /// Records that `job`'s occurrence at `scheduled_at` fires, by `by`; false when it was
-    /// recorded already (another process fired it), so each occurrence fires once.
-    fn claim_cron_fire(
+    /// Records `run`, the run of its job's cron occurrence due at `scheduled_at`, and claims
+    /// that occurrence for `by`, in one transaction; `None` when the occurrence was claimed
+    /// already (another process queued it). A process dying midway leaves the occurrence either
+    /// queued once or still claimable, never claimed without a run.
+    fn create_cron_run(
         &self,
-        job: &str,
+        run: &NewRun,
         scheduled_at: chrono::DateTime<chrono::Utc>,
         by: &str,
-    ) -> Result<bool, HistoryError>;
+    ) -> Result<Option<i64>, HistoryError>;
     /// Claims the watched file `key` (its name, size and modification time) of `job` for `by`;
     /// false when another process claimed it, so each dropped file runs once. A claim older
     /// than [`FILE_CLAIM_STALE`] is taken over (its claimer died before moving the file).

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row};
+use postgres::{Client, GenericClient, NoTls, Row};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
@@ -266,6 +266,36 @@ fn file_from_row(r: &Row) -> FileRecord {
     }
 }
 
+/// Inserts a queued run (leased for `lease` seconds when it has an owner) and returns its id.
+fn insert_run(
+    c: &mut impl GenericClient,
+    run: &NewRun,
+    lease: Option<f64>,
+) -> Result<i64, postgres::Error> {
+    // Announced in the same round trip: every host's dispatcher listens. A run created with
+    // an owner is started by that owner and not announced.
+    let row = c.query_one(
+        "WITH r AS (INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, \
+         queued_at, not_before, retry_of, owner, lease_until, chained) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, now(), $6, $7, $8, \
+         now() + make_interval(secs => $9), false) RETURNING id) \
+         SELECT id, CASE WHEN $8::TEXT IS NULL THEN pg_notify($10, id::TEXT) END::TEXT FROM r",
+        &[
+            &run.job,
+            &run.trigger_kind,
+            &run.trigger,
+            &run.params,
+            &i64::from(run.attempt),
+            &run.not_before,
+            &run.retry_of,
+            &run.owner,
+            &lease,
+            &CHANNEL,
+        ],
+    )?;
+    row.try_get(0)
+}
+
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -273,28 +303,7 @@ fn to_i64(n: u64) -> i64 {
 impl History for PostgresHistory {
     fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError> {
         let lease = run.owner.as_ref().map(|_| self.lease_secs());
-        // Announced in the same round trip: every host's dispatcher listens. A run created with
-        // an owner is started by that owner and not announced.
-        let row = self.query_one(
-            "WITH r AS (INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, \
-             queued_at, not_before, retry_of, owner, lease_until, chained) \
-             VALUES ($1, $2, $3, $4, 'queued', $5, now(), $6, $7, $8, \
-             now() + make_interval(secs => $9), false) RETURNING id) \
-             SELECT id, CASE WHEN $8::TEXT IS NULL THEN pg_notify($10, id::TEXT) END::TEXT FROM r",
-            &[
-                &run.job,
-                &run.trigger_kind,
-                &run.trigger,
-                &run.params,
-                &i64::from(run.attempt),
-                &run.not_before,
-                &run.retry_of,
-                &run.owner,
-                &lease,
-                &CHANNEL,
-            ],
-        )?;
-        Ok(row.get(0))
+        self.with(|c| insert_run(c, run, lease))
     }
 
     fn start_run(
@@ -869,18 +878,28 @@ impl History for PostgresHistory {
         Ok(())
     }
 
-    fn claim_cron_fire(
+    fn create_cron_run(
         &self,
-        job: &str,
+        run: &NewRun,
         scheduled_at: DateTime<Utc>,
         by: &str,
-    ) -> Result<bool, HistoryError> {
-        let n = self.execute(
-            "INSERT INTO cron_fires (job, scheduled_at, fired_by) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-            &[&job, &scheduled_at, &by],
-        )?;
-        Ok(n == 1)
+    ) -> Result<Option<i64>, HistoryError> {
+        let lease = run.owner.as_ref().map(|_| self.lease_secs());
+        // One transaction: the occurrence is claimed only when its run is recorded too.
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "INSERT INTO cron_fires (job, scheduled_at, fired_by) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+                &[&run.job, &scheduled_at, &by],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let id = insert_run(&mut tx, run, lease)?;
+            tx.commit()?;
+            Ok(Some(id))
+        })
     }
 
     fn claim_file_key(&self, job: &str, key: &str, by: &str) -> Result<bool, HistoryError> {
