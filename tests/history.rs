@@ -70,6 +70,55 @@ fn a_cron_run_that_cannot_be_recorded_leaves_its_occurrence_claimable() {
 }
 
 #[test]
+fn a_value_of_another_type_is_an_error_naming_table_and_column() {
+    let pg = PgServer::start();
+    pg.create_database("types");
+    let h = PostgresHistory::open(&target(&pg, "types")).unwrap();
+    let id = h.create_run(&new_run("a")).unwrap();
+    // Someone changed the schema by hand: the column no longer holds what ferry reads.
+    pg.psql_db(
+        "types",
+        "ALTER TABLE runs ALTER COLUMN attempt TYPE INTEGER",
+    );
+    let err = h.get_run(id).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ferry::history::HistoryError::Column { table, column, .. }
+                if table == "runs" && column == "attempt"
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("column attempt of table runs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_lost_connection_is_an_error_and_the_next_call_reconnects() {
+    let pg = PgServer::start();
+    pg.create_database("lost");
+    let h = PostgresHistory::open(&target(&pg, "lost")).unwrap();
+    let id = h.create_run(&new_run("a")).unwrap();
+    // The server drops every connection of ferry's, as a restart does.
+    pg.psql_db(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ferry'",
+    );
+    let first = h.get_run(id);
+    if let Err(e) = &first {
+        assert!(
+            matches!(e, ferry::history::HistoryError::Postgres { .. }),
+            "{e:?}"
+        );
+    }
+    // At most the call that found the connection gone fails; the next one reconnects.
+    assert_eq!(h.get_run(id).unwrap().id, id);
+    assert!(h.create_run(&new_run("a")).unwrap() > id);
+}
+
+#[test]
 fn hosts_claiming_at_once_take_each_run_once_and_migrate_once() {
     let pg = PgServer::start();
     pg.create_database("claims");

@@ -81,6 +81,16 @@ pub enum HistoryError {
         /// The driver's error.
         source: ::postgres::Error,
     },
+    /// A value read from the PostgreSQL history is not of the type ferry expects.
+    #[error("history database: column {column} of table {table}: {source}")]
+    Column {
+        /// The table read.
+        table: String,
+        /// The column whose value does not convert.
+        column: String,
+        /// The driver's conversion error.
+        source: ::postgres::Error,
+    },
     /// A history could not be copied into another.
     #[error("copying the history into {to}: {message}")]
     Copy {
