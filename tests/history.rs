@@ -119,6 +119,38 @@ fn a_lost_connection_is_an_error_and_the_next_call_reconnects() {
 }
 
 #[test]
+fn the_history_speaks_tls_verified_against_ca_file() {
+    let pg = PgServer::start_tls();
+    pg.create_database("tls");
+    let ca = pg.ca_file.clone().unwrap();
+    let tls_connections = || {
+        pg.psql_db(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'ferry' AND s.ssl",
+        )
+        .trim()
+        .to_string()
+    };
+    let verified = target(&pg, "tls")
+        .with_tls(Some("verify-full"), Some(ca.clone()))
+        .unwrap();
+    let h = PostgresHistory::open(&verified).unwrap();
+    let id = h.create_run(&new_run("a")).unwrap();
+    assert_eq!(h.get_run(id).unwrap().id, id);
+    assert_eq!(tls_connections(), "1");
+    drop(h);
+    // Without the CA the server's certificate is not trusted: an error, not a plain fallback.
+    let untrusted = target(&pg, "tls").with_tls(Some("require"), None).unwrap();
+    let err = PostgresHistory::open(&untrusted).err().expect("refused");
+    assert!(!err.to_string().contains(PgServer::PASSWORD), "{err}");
+    let plain = target(&pg, "tls").with_tls(Some("disable"), None).unwrap();
+    let h = PostgresHistory::open(&plain).unwrap();
+    assert!(h.get_run(id).is_ok());
+    assert_eq!(tls_connections(), "0");
+}
+
+#[test]
 fn hosts_claiming_at_once_take_each_run_once_and_migrate_once() {
     let pg = PgServer::start();
     pg.create_database("claims");
@@ -371,6 +403,14 @@ fn malformed_history_settings_are_refused_without_showing_secrets() {
         (
             "[history]\nurl = \"postgres://u@h/db\"\nleese = \"1m\"\n",
             "leese",
+        ),
+        (
+            "[history]\nurl = \"postgres://u@h/db\"\nsslmode = \"sometimes\"\n",
+            "history.sslmode",
+        ),
+        (
+            "[history]\nurl = \"postgres://u@h/db\"\nca_file = \"missing-ca.pem\"\n",
+            "history.ca_file",
         ),
     ];
     for (toml, expected) in cases {

@@ -81,6 +81,14 @@ pub enum HistoryError {
         /// The driver's error.
         source: ::postgres::Error,
     },
+    /// The TLS setup of the PostgreSQL history failed (`[history] sslmode`, `ca_file`).
+    #[error("history database {url}: {message}")]
+    Tls {
+        /// The database URL (never with a password).
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A value read from the PostgreSQL history is not of the type ferry expects.
     #[error("history database: column {column} of table {table}: {source}")]
     Column {

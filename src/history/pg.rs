@@ -69,6 +69,7 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 fn connect(target: &PostgresTarget) -> Result<Client, HistoryError> {
+    use crate::db::postgres::SslMode;
     let err = |source| HistoryError::Postgres {
         url: target.url.clone(),
         source,
@@ -81,7 +82,27 @@ fn connect(target: &PostgresTarget) -> Result<Client, HistoryError> {
         config.connect_timeout(Duration::from_secs(10));
     }
     config.application_name("ferry");
-    config.connect(NoTls).map_err(err)
+    // `[history] sslmode` wins over the URL's; TLS as for `[databases.NAME]`.
+    let mode = target.sslmode.unwrap_or(match config.get_ssl_mode() {
+        postgres::config::SslMode::Disable => SslMode::Disable,
+        postgres::config::SslMode::Require => SslMode::Require,
+        _ => SslMode::Prefer,
+    });
+    config.ssl_mode(match mode {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::Prefer => postgres::config::SslMode::Prefer,
+        _ => postgres::config::SslMode::Require,
+    });
+    let tls = crate::db::postgres::tls_connector(mode, target.ca_file.as_deref(), &target.url)
+        .map_err(|e| HistoryError::Tls {
+            url: target.url.clone(),
+            message: e.to_string(),
+        })?;
+    match tls {
+        None => config.connect(NoTls),
+        Some(tls) => config.connect(tls),
+    }
+    .map_err(err)
 }
 
 impl PostgresHistory {
