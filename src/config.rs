@@ -278,6 +278,12 @@ pub struct HistorySection {
     /// at a third of this); after that another host closes it as `interrupted` and retries it.
     /// Default `60s`.
     pub lease: Option<String>,
+    /// TLS to the database, as `[databases.NAME] sslmode`: `disable`, `prefer`, `require`,
+    /// `verify-ca` or `verify-full` (wins over the URL's `sslmode`; default `prefer`).
+    pub sslmode: Option<String>,
+    /// A PEM file of the CA(s) the server's certificate must chain to (relative to the project
+    /// folder), instead of the platform's roots.
+    pub ca_file: Option<String>,
 }
 
 /// A PostgreSQL history: its URL (never with a password, so it can be shown) and the
@@ -290,6 +296,10 @@ pub struct PostgresTarget {
     pub password: Option<String>,
     /// How long a claimed run stays its host's without renewal.
     pub lease: Duration,
+    /// `[history] sslmode`; `None` for the URL's (`prefer` by default).
+    pub sslmode: Option<crate::db::postgres::SslMode>,
+    /// `[history] ca_file`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresTarget {
@@ -298,6 +308,8 @@ impl std::fmt::Debug for PostgresTarget {
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("lease", &self.lease)
+            .field("sslmode", &self.sslmode)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -342,7 +354,35 @@ impl PostgresTarget {
             url: url.to_string(),
             password,
             lease,
+            sslmode: None,
+            ca_file: None,
         })
+    }
+
+    /// The target with `[history] sslmode` (checked) and `ca_file` (which must exist).
+    pub fn with_tls(
+        mut self,
+        sslmode: Option<&str>,
+        ca_file: Option<PathBuf>,
+    ) -> Result<PostgresTarget, (&'static str, String)> {
+        if let Some(m) = sslmode {
+            self.sslmode = Some(crate::db::postgres::SslMode::parse(m).ok_or_else(|| {
+                (
+                    "history.sslmode",
+                    format!("`{m}`: expected disable, prefer, require, verify-ca or verify-full"),
+                )
+            })?);
+        }
+        if let Some(f) = &ca_file
+            && !f.is_file()
+        {
+            return Err((
+                "history.ca_file",
+                format!("cannot read {}: no such file", f.display()),
+            ));
+        }
+        self.ca_file = ca_file;
+        Ok(self)
     }
 }
 
@@ -943,7 +983,12 @@ impl Config {
         let history_db = match fc.history.url {
             Some(url) => Some(
                 PostgresTarget::with_lease(&url, password, lease)
-                    .map_err(|m| value_err("history.url", m))?,
+                    .map_err(|m| value_err("history.url", m))?
+                    .with_tls(
+                        fc.history.sslmode.as_deref(),
+                        fc.history.ca_file.as_deref().map(|f| root.join(f)),
+                    )
+                    .map_err(|(key, m)| value_err(key, m))?,
             ),
             None if password.is_some() => {
                 return Err(value_err(

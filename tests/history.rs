@@ -44,6 +44,113 @@ fn new_run(job: &str) -> NewRun {
 }
 
 #[test]
+fn a_cron_run_that_cannot_be_recorded_leaves_its_occurrence_claimable() {
+    let pg = PgServer::start();
+    pg.create_database("cron");
+    let h = PostgresHistory::open(&target(&pg, "cron")).unwrap();
+    let at = chrono::Utc::now();
+    // The host "dies" between the claim and the run: PostgreSQL refuses a NUL in text, so the
+    // run's insert fails after the claim's.
+    let broken = NewRun {
+        trigger_kind: "cron\0".into(),
+        ..new_run("a")
+    };
+    assert!(h.create_cron_run(&broken, at, "h1").is_err());
+    assert!(
+        h.create_cron_run(&new_run("a"), at, "h2")
+            .unwrap()
+            .is_some(),
+        "the occurrence is still claimable"
+    );
+    assert_eq!(h.create_cron_run(&new_run("a"), at, "h1").unwrap(), None);
+    assert_eq!(
+        h.count_in_state(ferry::history::RunState::Queued).unwrap(),
+        1
+    );
+}
+
+#[test]
+fn a_value_of_another_type_is_an_error_naming_table_and_column() {
+    let pg = PgServer::start();
+    pg.create_database("types");
+    let h = PostgresHistory::open(&target(&pg, "types")).unwrap();
+    let id = h.create_run(&new_run("a")).unwrap();
+    // Someone changed the schema by hand: the column no longer holds what ferry reads.
+    pg.psql_db(
+        "types",
+        "ALTER TABLE runs ALTER COLUMN attempt TYPE INTEGER",
+    );
+    let err = h.get_run(id).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ferry::history::HistoryError::Column { table, column, .. }
+                if table == "runs" && column == "attempt"
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("column attempt of table runs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_lost_connection_is_an_error_and_the_next_call_reconnects() {
+    let pg = PgServer::start();
+    pg.create_database("lost");
+    let h = PostgresHistory::open(&target(&pg, "lost")).unwrap();
+    let id = h.create_run(&new_run("a")).unwrap();
+    // The server drops every connection of ferry's, as a restart does.
+    pg.psql_db(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ferry'",
+    );
+    let first = h.get_run(id);
+    if let Err(e) = &first {
+        assert!(
+            matches!(e, ferry::history::HistoryError::Postgres { .. }),
+            "{e:?}"
+        );
+    }
+    // At most the call that found the connection gone fails; the next one reconnects.
+    assert_eq!(h.get_run(id).unwrap().id, id);
+    assert!(h.create_run(&new_run("a")).unwrap() > id);
+}
+
+#[test]
+fn the_history_speaks_tls_verified_against_ca_file() {
+    let pg = PgServer::start_tls();
+    pg.create_database("tls");
+    let ca = pg.ca_file.clone().unwrap();
+    let tls_connections = || {
+        pg.psql_db(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'ferry' AND s.ssl",
+        )
+        .trim()
+        .to_string()
+    };
+    let verified = target(&pg, "tls")
+        .with_tls(Some("verify-full"), Some(ca.clone()))
+        .unwrap();
+    let h = PostgresHistory::open(&verified).unwrap();
+    let id = h.create_run(&new_run("a")).unwrap();
+    assert_eq!(h.get_run(id).unwrap().id, id);
+    assert_eq!(tls_connections(), "1");
+    drop(h);
+    // Without the CA the server's certificate is not trusted: an error, not a plain fallback.
+    let untrusted = target(&pg, "tls").with_tls(Some("require"), None).unwrap();
+    let err = PostgresHistory::open(&untrusted).err().expect("refused");
+    assert!(!err.to_string().contains(PgServer::PASSWORD), "{err}");
+    let plain = target(&pg, "tls").with_tls(Some("disable"), None).unwrap();
+    let h = PostgresHistory::open(&plain).unwrap();
+    assert!(h.get_run(id).is_ok());
+    assert_eq!(tls_connections(), "0");
+}
+
+#[test]
 fn hosts_claiming_at_once_take_each_run_once_and_migrate_once() {
     let pg = PgServer::start();
     pg.create_database("claims");
@@ -296,6 +403,14 @@ fn malformed_history_settings_are_refused_without_showing_secrets() {
         (
             "[history]\nurl = \"postgres://u@h/db\"\nleese = \"1m\"\n",
             "leese",
+        ),
+        (
+            "[history]\nurl = \"postgres://u@h/db\"\nsslmode = \"sometimes\"\n",
+            "history.sslmode",
+        ),
+        (
+            "[history]\nurl = \"postgres://u@h/db\"\nca_file = \"missing-ca.pem\"\n",
+            "history.ca_file",
         ),
     ];
     for (toml, expected) in cases {

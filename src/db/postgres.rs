@@ -164,6 +164,69 @@ impl SslMode {
     }
 }
 
+/// The rustls connector of `sslmode` (`None` for `disable`): the server's certificate chain is
+/// verified against `ca_file` or the platform's roots, and its host name too except with
+/// `verify-ca`. `shown` names the database in errors. Shared by `ferry.postgres`,
+/// `[databases.NAME]` and the PostgreSQL history.
+pub fn tls_connector(
+    sslmode: SslMode,
+    ca_file: Option<&std::path::Path>,
+    shown: &str,
+) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>, PgError> {
+    if sslmode == SslMode::Disable {
+        return Ok(None);
+    }
+    let denied = |message: String| PgError::Denied {
+        db: shown.to_string(),
+        message,
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| denied(format!("TLS: {e}")))?;
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match ca_file {
+        Some(f) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let pem = std::fs::read(f)
+                .map_err(|e| PgError::Config(format!("postgres: ca_file {}: {e}", f.display())))?;
+            let mut n = 0;
+            for cert in rustls_pemfile_certs(&pem) {
+                roots.add(cert).map_err(|e| {
+                    PgError::Config(format!("postgres: ca_file {}: {e}", f.display()))
+                })?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(PgError::Config(format!(
+                    "postgres: ca_file {}: no PEM certificate in it",
+                    f.display()
+                )));
+            }
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| denied(format!("TLS: {e}")))?
+        }
+        None => Arc::new(
+            rustls_platform_verifier::Verifier::new(provider.clone())
+                .map_err(|e| denied(format!("TLS: {e}")))?,
+        ),
+    };
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
+        if sslmode == SslMode::VerifyCa {
+            Arc::new(NoHostnameCheck(verifier))
+        } else {
+            verifier
+        };
+    let cfg = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(cfg)))
+}
+
 /// Options of a connection besides its URL (from a script or `[databases.NAME]`).
 #[derive(Debug, Clone, Default)]
 pub struct PgOptions {
@@ -369,59 +432,7 @@ impl PgTarget {
     }
 
     fn tls(&self) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>, PgError> {
-        if self.sslmode == SslMode::Disable {
-            return Ok(None);
-        }
-        let denied = |message: String| PgError::Denied {
-            db: self.shown.clone(),
-            message,
-        };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| denied(format!("TLS: {e}")))?;
-        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &self.ca_file {
-            Some(f) => {
-                let mut roots = rustls::RootCertStore::empty();
-                let pem = std::fs::read(f).map_err(|e| {
-                    PgError::Config(format!("postgres: ca_file {}: {e}", f.display()))
-                })?;
-                let mut n = 0;
-                for cert in rustls_pemfile_certs(&pem) {
-                    roots.add(cert).map_err(|e| {
-                        PgError::Config(format!("postgres: ca_file {}: {e}", f.display()))
-                    })?;
-                    n += 1;
-                }
-                if n == 0 {
-                    return Err(PgError::Config(format!(
-                        "postgres: ca_file {}: no PEM certificate in it",
-                        f.display()
-                    )));
-                }
-                rustls::client::WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider.clone(),
-                )
-                .build()
-                .map_err(|e| denied(format!("TLS: {e}")))?
-            }
-            None => Arc::new(
-                rustls_platform_verifier::Verifier::new(provider.clone())
-                    .map_err(|e| denied(format!("TLS: {e}")))?,
-            ),
-        };
-        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
-            if self.sslmode == SslMode::VerifyCa {
-                Arc::new(NoHostnameCheck(verifier))
-            } else {
-                verifier
-            };
-        let cfg = builder
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(cfg)))
+        tls_connector(self.sslmode, self.ca_file.as_deref(), &self.shown)
     }
 
     /// Connects, sets up the session (`statement_timeout`, ISO dates, standard strings) and

@@ -539,13 +539,46 @@ pub fn schedules_and_cron_once(h: &dyn HistoryStore) {
     let t2 = t + chrono::Duration::seconds(1);
     h.schedule_set_last_fire("a", t2).unwrap();
     assert_eq!(h.schedule_last_fire("a").unwrap(), Some(t2));
-    assert!(h.claim_cron_fire("a", t, "h1").unwrap());
-    assert!(
-        !h.claim_cron_fire("a", t, "h2").unwrap(),
+    // Each occurrence is queued with its claim: once, whichever host asks first.
+    let cron = |job: &str| NewRun {
+        trigger_kind: "cron".into(),
+        trigger: json!({"kind": "cron", "scheduled_at": format_time(&t)}),
+        ..new_run(job)
+    };
+    let id = h.create_cron_run(&cron("a"), t, "h1").unwrap().unwrap();
+    let run = h.get_run(id).unwrap();
+    assert_eq!((run.job.as_str(), run.state), ("a", RunState::Queued));
+    assert_eq!(run.trigger["scheduled_at"], json!(format_time(&t)));
+    assert_eq!(
+        h.create_cron_run(&cron("a"), t, "h2").unwrap(),
+        None,
         "once per occurrence"
     );
-    assert!(h.claim_cron_fire("a", t2, "h2").unwrap());
-    assert!(h.claim_cron_fire("b", t, "h2").unwrap());
+    assert!(h.create_cron_run(&cron("a"), t2, "h2").unwrap().is_some());
+    assert!(h.create_cron_run(&cron("b"), t, "h2").unwrap().is_some());
+    // Hosts racing for one occurrence: one run, and a claim never stands without its run.
+    let t3 = t2 + chrono::Duration::seconds(1);
+    let won: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let run = cron("c");
+                s.spawn(move || h.create_cron_run(&run, t3, &format!("h{i}")).unwrap())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|x| x.join().unwrap())
+            .count()
+    });
+    assert_eq!(won, 1);
+    let (runs, total) = h
+        .list_runs(&RunFilter {
+            job: Some("c".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!((runs.len(), total), (1, 1));
+    assert_eq!(h.count_in_state(RunState::Queued).unwrap(), 4);
 }
 
 /// Runs with a `not_before` wait; they are listed as upcoming.

@@ -71,7 +71,8 @@ pub fn copy_into_postgres(
         let n: i64 = tx
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .map_err(pg_err)?
-            .get(0);
+            .try_get(0)
+            .map_err(pg_err)?;
         if n > 0 {
             return Err(fail(format!(
                 "the target already holds {n} row(s) in {table}; copy into an empty database"
@@ -89,8 +90,9 @@ pub fn copy_into_postgres(
             )
             .map_err(pg_err)?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(pg_err)?;
         let sqlite_cols: Vec<String> = {
             let mut stmt = conn
                 .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))

@@ -81,6 +81,24 @@ pub enum HistoryError {
         /// The driver's error.
         source: ::postgres::Error,
     },
+    /// The TLS setup of the PostgreSQL history failed (`[history] sslmode`, `ca_file`).
+    #[error("history database {url}: {message}")]
+    Tls {
+        /// The database URL (never with a password).
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A value read from the PostgreSQL history is not of the type ferry expects.
+    #[error("history database: column {column} of table {table}: {source}")]
+    Column {
+        /// The table read.
+        table: String,
+        /// The column whose value does not convert.
+        column: String,
+        /// The driver's conversion error.
+        source: ::postgres::Error,
+    },
     /// A history could not be copied into another.
     #[error("copying the history into {to}: {message}")]
     Copy {
@@ -270,14 +288,16 @@ pub trait History {
     fn shared(&self) -> bool {
         false
     }
-    /// Records that `job`'s occurrence at `scheduled_at` fires, by `by`; false when it was
-    /// recorded already (another process fired it), so each occurrence fires once.
-    fn claim_cron_fire(
+    /// Records `run`, the run of its job's cron occurrence due at `scheduled_at`, and claims
+    /// that occurrence for `by`, in one transaction; `None` when the occurrence was claimed
+    /// already (another process queued it). A process dying midway leaves the occurrence either
+    /// queued once or still claimable, never claimed without a run.
+    fn create_cron_run(
         &self,
-        job: &str,
+        run: &NewRun,
         scheduled_at: chrono::DateTime<chrono::Utc>,
         by: &str,
-    ) -> Result<bool, HistoryError>;
+    ) -> Result<Option<i64>, HistoryError>;
     /// Claims the watched file `key` (its name, size and modification time) of `job` for `by`;
     /// false when another process claimed it, so each dropped file runs once. A claim older
     /// than [`FILE_CLAIM_STALE`] is taken over (its claimer died before moving the file).

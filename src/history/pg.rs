@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row};
+use postgres::{Client, GenericClient, NoTls, Row};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
@@ -69,6 +69,7 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 fn connect(target: &PostgresTarget) -> Result<Client, HistoryError> {
+    use crate::db::postgres::SslMode;
     let err = |source| HistoryError::Postgres {
         url: target.url.clone(),
         source,
@@ -81,7 +82,27 @@ fn connect(target: &PostgresTarget) -> Result<Client, HistoryError> {
         config.connect_timeout(Duration::from_secs(10));
     }
     config.application_name("ferry");
-    config.connect(NoTls).map_err(err)
+    // `[history] sslmode` wins over the URL's; TLS as for `[databases.NAME]`.
+    let mode = target.sslmode.unwrap_or(match config.get_ssl_mode() {
+        postgres::config::SslMode::Disable => SslMode::Disable,
+        postgres::config::SslMode::Require => SslMode::Require,
+        _ => SslMode::Prefer,
+    });
+    config.ssl_mode(match mode {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::Prefer => postgres::config::SslMode::Prefer,
+        _ => postgres::config::SslMode::Require,
+    });
+    let tls = crate::db::postgres::tls_connector(mode, target.ca_file.as_deref(), &target.url)
+        .map_err(|e| HistoryError::Tls {
+            url: target.url.clone(),
+            message: e.to_string(),
+        })?;
+    match tls {
+        None => config.connect(NoTls),
+        Some(tls) => config.connect(tls),
+    }
+    .map_err(err)
 }
 
 impl PostgresHistory {
@@ -138,16 +159,19 @@ impl PostgresHistory {
         self.with(|c| c.execute(sql, params))
     }
 
-    fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, HistoryError> {
-        self.with(|c| c.query(sql, params))
+    fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<PgRow>, HistoryError> {
+        let rows = self.with(|c| c.query(sql, params))?;
+        Ok(rows.into_iter().map(|r| PgRow::new(r, sql)).collect())
     }
 
-    fn query_opt(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>, HistoryError> {
-        self.with(|c| c.query_opt(sql, params))
+    fn query_opt(&self, sql: &str, params: &Params<'_>) -> Result<Option<PgRow>, HistoryError> {
+        let row = self.with(|c| c.query_opt(sql, params))?;
+        Ok(row.map(|r| PgRow::new(r, sql)))
     }
 
-    fn query_one(&self, sql: &str, params: &Params<'_>) -> Result<Row, HistoryError> {
-        self.with(|c| c.query_one(sql, params))
+    fn query_one(&self, sql: &str, params: &Params<'_>) -> Result<PgRow, HistoryError> {
+        let row = self.with(|c| c.query_one(sql, params))?;
+        Ok(PgRow::new(row, sql))
     }
 
     fn migrate(&self) -> Result<(), HistoryError> {
@@ -164,7 +188,8 @@ impl PostgresHistory {
         let version: Option<i64> = tx
             .query_opt("SELECT version FROM ferry_schema", &[])
             .map_err(|e| self.err(e))?
-            .map(|r| r.get(0));
+            .map(|r| PgRow::new(r, "SELECT version FROM ferry_schema").get(0))
+            .transpose()?;
         let version = version.unwrap_or(0);
         let supported = PG_MIGRATIONS.len() as i64;
         if version > supported {
@@ -194,7 +219,7 @@ impl PostgresHistory {
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE {cond}"),
             params,
         )?;
-        Ok(rows.iter().map(run_from_row).collect())
+        rows.iter().map(run_from_row).collect::<Result<_, _>>()
     }
 
     fn file_where(
@@ -202,15 +227,15 @@ impl PostgresHistory {
         cond: &str,
         arg: &(dyn ToSql + Sync),
     ) -> Result<Option<FileRecord>, HistoryError> {
-        Ok(self
-            .query_opt(
-                &format!(
-                    "SELECT id, job, name, processing_path, run_id, state, final_path FROM files \
+        self.query_opt(
+            &format!(
+                "SELECT id, job, name, processing_path, run_id, state, final_path FROM files \
                      WHERE {cond} ORDER BY id DESC LIMIT 1"
-                ),
-                &[arg],
-            )?
-            .map(|r| file_from_row(&r)))
+            ),
+            &[arg],
+        )?
+        .map(|r| file_from_row(&r))
+        .transpose()
     }
 
     /// A connection of its own for copying a history into this one (see
@@ -220,50 +245,133 @@ impl PostgresHistory {
     }
 }
 
-fn run_from_row(row: &Row) -> RunRecord {
-    let state: String = row.get(2);
-    let error_code: Option<String> = row.get(9);
-    let progress_done: Option<i64> = row.get(13);
-    let progress_total: Option<i64> = row.get(14);
-    RunRecord {
-        id: row.get(0),
-        job: row.get(1),
+/// A row read from the history: a value that does not convert to what ferry expects is an
+/// error naming its table and column, never a panic (the database's content is outside data).
+pub(super) struct PgRow {
+    row: Row,
+    table: String,
+}
+
+impl PgRow {
+    /// Wraps a row of the statement `sql` (its first table names the row's table).
+    pub(super) fn new(row: Row, sql: &str) -> PgRow {
+        PgRow {
+            row,
+            table: table_of(sql),
+        }
+    }
+
+    /// Column `idx`, converted.
+    pub(super) fn get<'a, T: postgres::types::FromSql<'a>>(
+        &'a self,
+        idx: usize,
+    ) -> Result<T, HistoryError> {
+        self.row
+            .try_get(idx)
+            .map_err(|source| HistoryError::Column {
+                table: self.table.clone(),
+                column: self
+                    .row
+                    .columns()
+                    .get(idx)
+                    .map_or_else(|| format!("#{idx}"), |c| c.name().to_string()),
+                source,
+            })
+    }
+}
+
+/// The first table a statement reads or writes (`FROM`, `INTO` or `UPDATE`).
+fn table_of(sql: &str) -> String {
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| ["FROM", "INTO", "UPDATE"].contains(&w[0]) && !w[1].starts_with('('))
+        .map_or_else(
+            || "?".to_string(),
+            |w| {
+                w[1].trim_matches(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .to_string()
+            },
+        )
+}
+
+fn run_from_row(row: &PgRow) -> Result<RunRecord, HistoryError> {
+    let state: String = row.get(2)?;
+    let error_code: Option<String> = row.get(9)?;
+    let progress_done: Option<i64> = row.get(13)?;
+    let progress_total: Option<i64> = row.get(14)?;
+    Ok(RunRecord {
+        id: row.get(0)?,
+        job: row.get(1)?,
         state: state.parse().unwrap_or(RunState::Failed),
-        trigger: row.get::<_, Option<Value>>(3).unwrap_or(Value::Null),
-        params: row.get::<_, Option<Value>>(4).unwrap_or(Value::Null),
-        attempt: u32::try_from(row.get::<_, i64>(5)).unwrap_or(u32::MAX),
-        queued_at: row.get(6),
-        started_at: row.get(7),
-        finished_at: row.get(8),
-        error: error_code.map(|code| RunErrorInfo {
-            code,
-            message: row.get::<_, Option<String>>(10).unwrap_or_default(),
-            traceback: row.get(11),
-        }),
-        summary: row.get(12),
+        trigger: row.get::<Option<Value>>(3)?.unwrap_or(Value::Null),
+        params: row.get::<Option<Value>>(4)?.unwrap_or(Value::Null),
+        attempt: u32::try_from(row.get::<i64>(5)?).unwrap_or(u32::MAX),
+        queued_at: row.get(6)?,
+        started_at: row.get(7)?,
+        finished_at: row.get(8)?,
+        error: match error_code {
+            Some(code) => Some(RunErrorInfo {
+                code,
+                message: row.get::<Option<String>>(10)?.unwrap_or_default(),
+                traceback: row.get(11)?,
+            }),
+            None => None,
+        },
+        summary: row.get(12)?,
         progress: progress_done.map(|done| Progress {
             done: done.max(0) as u64,
             total: progress_total.map(|t| t.max(0) as u64),
         }),
-        cancel_requested: row.get(15),
-        not_before: row.get(16),
-        retry_of: row.get(17),
-        retried_by: row.get(18),
-        owner: row.get(19),
-        script_version: row.get(20),
-    }
+        cancel_requested: row.get(15)?,
+        not_before: row.get(16)?,
+        retry_of: row.get(17)?,
+        retried_by: row.get(18)?,
+        owner: row.get(19)?,
+        script_version: row.get(20)?,
+    })
 }
 
-fn file_from_row(r: &Row) -> FileRecord {
-    FileRecord {
-        id: r.get(0),
-        job: r.get(1),
-        name: r.get(2),
-        processing_path: r.get(3),
-        run_id: r.get(4),
-        state: r.get(5),
-        final_path: r.get(6),
-    }
+fn file_from_row(r: &PgRow) -> Result<FileRecord, HistoryError> {
+    Ok(FileRecord {
+        id: r.get(0)?,
+        job: r.get(1)?,
+        name: r.get(2)?,
+        processing_path: r.get(3)?,
+        run_id: r.get(4)?,
+        state: r.get(5)?,
+        final_path: r.get(6)?,
+    })
+}
+
+/// Inserts a queued run (leased for `lease` seconds when it has an owner) and returns its id.
+fn insert_run(
+    c: &mut impl GenericClient,
+    run: &NewRun,
+    lease: Option<f64>,
+) -> Result<i64, postgres::Error> {
+    // Announced in the same round trip: every host's dispatcher listens. A run created with
+    // an owner is started by that owner and not announced.
+    let row = c.query_one(
+        "WITH r AS (INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, \
+         queued_at, not_before, retry_of, owner, lease_until, chained) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, now(), $6, $7, $8, \
+         now() + make_interval(secs => $9), false) RETURNING id) \
+         SELECT id, CASE WHEN $8::TEXT IS NULL THEN pg_notify($10, id::TEXT) END::TEXT FROM r",
+        &[
+            &run.job,
+            &run.trigger_kind,
+            &run.trigger,
+            &run.params,
+            &i64::from(run.attempt),
+            &run.not_before,
+            &run.retry_of,
+            &run.owner,
+            &lease,
+            &CHANNEL,
+        ],
+    )?;
+    row.try_get(0)
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -273,28 +381,7 @@ fn to_i64(n: u64) -> i64 {
 impl History for PostgresHistory {
     fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError> {
         let lease = run.owner.as_ref().map(|_| self.lease_secs());
-        // Announced in the same round trip: every host's dispatcher listens. A run created with
-        // an owner is started by that owner and not announced.
-        let row = self.query_one(
-            "WITH r AS (INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, \
-             queued_at, not_before, retry_of, owner, lease_until, chained) \
-             VALUES ($1, $2, $3, $4, 'queued', $5, now(), $6, $7, $8, \
-             now() + make_interval(secs => $9), false) RETURNING id) \
-             SELECT id, CASE WHEN $8::TEXT IS NULL THEN pg_notify($10, id::TEXT) END::TEXT FROM r",
-            &[
-                &run.job,
-                &run.trigger_kind,
-                &run.trigger,
-                &run.params,
-                &i64::from(run.attempt),
-                &run.not_before,
-                &run.retry_of,
-                &run.owner,
-                &lease,
-                &CHANNEL,
-            ],
-        )?;
-        Ok(row.get(0))
+        self.with(|c| insert_run(c, run, lease))
     }
 
     fn start_run(
@@ -366,7 +453,7 @@ impl History for PostgresHistory {
             "INSERT INTO logs (run_id, at, level, message) VALUES ($1, now(), $2, $3) RETURNING seq",
             &[&id, &level.as_str(), &message],
         )?;
-        Ok(row.get(0))
+        row.get(0)
     }
 
     fn add_artifact(&self, id: i64, a: &NewArtifact) -> Result<(), HistoryError> {
@@ -433,7 +520,7 @@ impl History for PostgresHistory {
             "SELECT coalesce(lease_until < now(), true) FROM runs WHERE id = $1",
             &[&id],
         )?;
-        Ok(row.is_none_or(|r| r.get(0)))
+        Ok(row.map(|r| r.get(0)).transpose()?.unwrap_or(true))
     }
 
     fn add_discard(&self, id: i64, store: &str, prefix: &str) -> Result<i64, HistoryError> {
@@ -441,7 +528,7 @@ impl History for PostgresHistory {
             "INSERT INTO run_discards (run_id, store, prefix) VALUES ($1, $2, $3) RETURNING id",
             &[&id, &store, &prefix],
         )?;
-        Ok(row.get(0))
+        row.get(0)
     }
 
     fn discards(&self, id: Option<i64>) -> Result<Vec<Discard>, HistoryError> {
@@ -450,15 +537,16 @@ impl History for PostgresHistory {
              WHERE $1::BIGINT IS NULL OR run_id = $1 ORDER BY id",
             &[&id],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| Discard {
-                id: r.get(0),
-                run_id: r.get(1),
-                store: r.get(2),
-                prefix: r.get(3),
+        rows.iter()
+            .map(|r| {
+                Ok(Discard {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    store: r.get(2)?,
+                    prefix: r.get(3)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, HistoryError>>()
     }
 
     fn remove_discard(&self, discard_id: i64) -> Result<(), HistoryError> {
@@ -472,13 +560,15 @@ impl History for PostgresHistory {
              WHERE state = 'processing' ORDER BY id",
             &[],
         )?;
-        Ok(rows.iter().map(file_from_row).collect())
+        rows.iter().map(file_from_row).collect::<Result<_, _>>()
     }
 
     fn cancel_requested(&self, id: i64) -> Result<bool, HistoryError> {
         Ok(self
             .query_opt("SELECT cancel_requested FROM runs WHERE id = $1", &[&id])?
-            .is_some_and(|r| r.get(0)))
+            .map(|r| r.get(0))
+            .transpose()?
+            .unwrap_or(false))
     }
 
     fn get_run(&self, id: i64) -> Result<RunRecord, HistoryError> {
@@ -487,6 +577,7 @@ impl History for PostgresHistory {
             &[&id],
         )?
         .map(|r| run_from_row(&r))
+        .transpose()?
         .ok_or(HistoryError::NotFound(id))
     }
 
@@ -499,7 +590,7 @@ impl History for PostgresHistory {
         let args: [&(dyn ToSql + Sync); 4] = [&f.job, &states, &f.since, &f.until];
         let total: i64 = self
             .query_one(&format!("SELECT count(*) FROM runs WHERE {filter}"), &args)?
-            .get(0);
+            .get(0)?;
         let limit = if f.limit == 0 {
             "ALL".to_string()
         } else {
@@ -526,15 +617,16 @@ impl History for PostgresHistory {
              ORDER BY seq LIMIT $3",
             &[&id, &after, &limit],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| LogLine {
-                seq: r.get(0),
-                at: r.get(1),
-                level: r.get::<_, String>(2).parse().unwrap_or(LogLevel::Info),
-                message: r.get(3),
+        rows.iter()
+            .map(|r| {
+                Ok(LogLine {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    level: r.get::<String>(2)?.parse().unwrap_or(LogLevel::Info),
+                    message: r.get(3)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, HistoryError>>()
     }
 
     fn artifacts(&self, id: i64) -> Result<Vec<Artifact>, HistoryError> {
@@ -543,18 +635,19 @@ impl History for PostgresHistory {
              WHERE run_id = $1 ORDER BY created_at, name",
             &[&id],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| Artifact {
-                name: r.get(0),
-                store: r.get(1),
-                path: r.get(2),
-                size: r.get::<_, Option<i64>>(3).map(|s| s.max(0) as u64),
-                created_at: r.get(4),
-                sha256: r.get(5),
-                copy: r.get(6),
+        rows.iter()
+            .map(|r| {
+                Ok(Artifact {
+                    name: r.get(0)?,
+                    store: r.get(1)?,
+                    path: r.get(2)?,
+                    size: r.get::<Option<i64>>(3)?.map(|s| s.max(0) as u64),
+                    created_at: r.get(4)?,
+                    sha256: r.get(5)?,
+                    copy: r.get(6)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, HistoryError>>()
     }
 
     fn delete_run(&self, id: i64) -> Result<(), HistoryError> {
@@ -578,7 +671,9 @@ impl History for PostgresHistory {
                 "SELECT value FROM job_state WHERE job = $1 AND key = $2",
                 &[&job, &key],
             )?
-            .and_then(|r| serde_json::from_str(&r.get::<_, String>(0)).ok()))
+            .map(|r| r.get::<String>(0))
+            .transpose()?
+            .and_then(|v| serde_json::from_str(&v).ok()))
     }
 
     fn state_set(&self, job: &str, key: &str, value: Option<&Value>) -> Result<(), HistoryError> {
@@ -604,7 +699,9 @@ impl History for PostgresHistory {
     fn worker_pid(&self, id: i64) -> Result<Option<u32>, HistoryError> {
         Ok(self
             .query_opt("SELECT worker_pid FROM runs WHERE id = $1", &[&id])?
-            .and_then(|r| r.get::<_, Option<i64>>(0))
+            .map(|r| r.get::<Option<i64>>(0))
+            .transpose()?
+            .flatten()
             .and_then(|p| u32::try_from(p).ok()))
     }
 
@@ -629,7 +726,7 @@ impl History for PostgresHistory {
              VALUES ($1, $2, $3, $4, $5, 'processing', now()) RETURNING id",
             &[&job, &name, &processing_path, &to_i64(size), &run_id],
         )?;
-        Ok(row.get(0))
+        row.get(0)
     }
 
     fn file_set_run(&self, file_id: i64, run_id: i64) -> Result<(), HistoryError> {
@@ -670,23 +767,21 @@ impl History for PostgresHistory {
     }
 
     fn next_not_before(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
-        Ok(self
-            .query_one(
-                "SELECT min(not_before) FROM runs WHERE state = 'queued' AND owner IS NULL \
+        self.query_one(
+            "SELECT min(not_before) FROM runs WHERE state = 'queued' AND owner IS NULL \
                  AND not_before > now()",
-                &[],
-            )?
-            .get(0))
+            &[],
+        )?
+        .get(0)
     }
 
     fn job_queued_now(&self, job: &str) -> Result<bool, HistoryError> {
-        Ok(self
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM runs WHERE state = 'queued' AND job = $1 \
+        self.query_one(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE state = 'queued' AND job = $1 \
                  AND (not_before IS NULL OR not_before <= now()))",
-                &[&job],
-            )?
-            .get(0))
+            &[&job],
+        )?
+        .get(0)
     }
 
     fn owned_open_runs(&self) -> Result<Vec<RunRecord>, HistoryError> {
@@ -713,7 +808,7 @@ impl History for PostgresHistory {
                 "SELECT count(*) FROM runs WHERE state = $1",
                 &[&state.as_str()],
             )?
-            .get(0);
+            .get(0)?;
         Ok(n.max(0) as u64)
     }
 
@@ -737,13 +832,13 @@ impl History for PostgresHistory {
     }
 
     fn chained_run_of(&self, job: &str, upstream: i64) -> Result<Option<i64>, HistoryError> {
-        Ok(self
-            .query_opt(
-                "SELECT id FROM runs WHERE job = $1 AND trigger_kind = 'job' \
+        self.query_opt(
+            "SELECT id FROM runs WHERE job = $1 AND trigger_kind = 'job' \
                  AND trigger -> 'of' = to_jsonb($2::BIGINT) LIMIT 1",
-                &[&job, &upstream],
-            )?
-            .map(|r| r.get(0)))
+            &[&job, &upstream],
+        )?
+        .map(|r| r.get(0))
+        .transpose()
     }
 
     fn pause_job(&self, job: &str, by: Option<&str>) -> Result<bool, HistoryError> {
@@ -761,13 +856,13 @@ impl History for PostgresHistory {
 
     fn paused_jobs(&self) -> Result<Vec<(String, DateTime<Utc>)>, HistoryError> {
         let rows = self.query("SELECT job, since FROM paused_jobs ORDER BY job", &[])?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
     }
 
     fn schedule_last_fire(&self, job: &str) -> Result<Option<DateTime<Utc>>, HistoryError> {
-        Ok(self
-            .query_opt("SELECT last_fire FROM schedules WHERE job = $1", &[&job])?
-            .map(|r| r.get(0)))
+        self.query_opt("SELECT last_fire FROM schedules WHERE job = $1", &[&job])?
+            .map(|r| r.get(0))
+            .transpose()
     }
 
     fn schedule_set_last_fire(&self, job: &str, at: DateTime<Utc>) -> Result<(), HistoryError> {
@@ -814,28 +909,26 @@ impl History for PostgresHistory {
              ORDER BY job, state",
             &[],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| RunStats {
-                job: r.get(0),
-                state: r.get::<_, String>(1).parse().unwrap_or(RunState::Failed),
-                count: r.get::<_, i64>(2).max(0) as u64,
-                duration_seconds: r.get::<_, f64>(3).max(0.0),
+        rows.iter()
+            .map(|r| {
+                Ok(RunStats {
+                    job: r.get(0)?,
+                    state: r.get::<String>(1)?.parse().unwrap_or(RunState::Failed),
+                    count: r.get::<i64>(2)?.max(0) as u64,
+                    duration_seconds: r.get::<f64>(3)?.max(0.0),
+                })
             })
-            .collect())
+            .collect::<Result<_, HistoryError>>()
     }
 
     fn count_by_state(&self) -> Result<Vec<(RunState, u64)>, HistoryError> {
         let rows = self.query("SELECT state, count(*) FROM runs GROUP BY state", &[])?;
         Ok(rows
             .iter()
-            .filter_map(|r| {
-                let n: i64 = r.get(1);
-                r.get::<_, String>(0)
-                    .parse()
-                    .ok()
-                    .map(|s| (s, n.max(0) as u64))
-            })
+            .map(|r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))
+            .collect::<Result<Vec<_>, HistoryError>>()?
+            .into_iter()
+            .filter_map(|(state, n)| state.parse().ok().map(|s| (s, n.max(0) as u64)))
             .collect())
     }
 
@@ -869,18 +962,28 @@ impl History for PostgresHistory {
         Ok(())
     }
 
-    fn claim_cron_fire(
+    fn create_cron_run(
         &self,
-        job: &str,
+        run: &NewRun,
         scheduled_at: DateTime<Utc>,
         by: &str,
-    ) -> Result<bool, HistoryError> {
-        let n = self.execute(
-            "INSERT INTO cron_fires (job, scheduled_at, fired_by) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-            &[&job, &scheduled_at, &by],
-        )?;
-        Ok(n == 1)
+    ) -> Result<Option<i64>, HistoryError> {
+        let lease = run.owner.as_ref().map(|_| self.lease_secs());
+        // One transaction: the occurrence is claimed only when its run is recorded too.
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "INSERT INTO cron_fires (job, scheduled_at, fired_by) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+                &[&run.job, &scheduled_at, &by],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let id = insert_run(&mut tx, run, lease)?;
+            tx.commit()?;
+            Ok(Some(id))
+        })
     }
 
     fn claim_file_key(&self, job: &str, key: &str, by: &str) -> Result<bool, HistoryError> {
@@ -912,7 +1015,10 @@ impl History for PostgresHistory {
             ),
             &[&owner, &self.lease_secs(), &i64::from(limit), &skip_jobs],
         )?;
-        let mut runs: Vec<RunRecord> = rows.iter().map(run_from_row).collect();
+        let mut runs = rows
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         runs.sort_by_key(|r| r.id);
         Ok(runs)
     }
@@ -953,19 +1059,20 @@ impl History for PostgresHistory {
              WHERE seen_at >= now() - make_interval(secs => $1) ORDER BY owner",
             &[&within.as_secs_f64()],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| HostRecord {
-                owner: r.get(0),
-                host: r.get(1),
-                listen: r.get(2),
-                started_at: r.get(3),
-                seen_at: r.get(4),
-                running: r.get::<_, i64>(5).max(0) as u64,
-                capacity: r.get::<_, i64>(6).max(0) as u64,
-                load: r.get(7),
+        rows.iter()
+            .map(|r| {
+                Ok(HostRecord {
+                    owner: r.get(0)?,
+                    host: r.get(1)?,
+                    listen: r.get(2)?,
+                    started_at: r.get(3)?,
+                    seen_at: r.get(4)?,
+                    running: r.get::<i64>(5)?.max(0) as u64,
+                    capacity: r.get::<i64>(6)?.max(0) as u64,
+                    load: r.get(7)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, HistoryError>>()
     }
 
     fn host_gone(&self, owner: &str) -> Result<(), HistoryError> {
@@ -979,9 +1086,8 @@ impl History for PostgresHistory {
              ON CONFLICT DO NOTHING",
             &[&super::sqlite::new_history_id()],
         )?;
-        Ok(self
-            .query_one("SELECT id FROM cluster ORDER BY made, id LIMIT 1", &[])?
-            .get(0))
+        self.query_one("SELECT id FROM cluster ORDER BY made, id LIMIT 1", &[])?
+            .get(0)
     }
 
     fn queue_listener(&self) -> Result<Option<Box<dyn QueueListener>>, HistoryError> {
@@ -1038,14 +1144,14 @@ impl PgListener {
 
 impl NotificationLog for PostgresHistory {
     fn add_notification(&self, n: &NewNotification) -> Result<Option<i64>, HistoryError> {
-        Ok(self
-            .query_opt(
-                "INSERT INTO notifications (run_id, job, event, channel, target, state, created_at, \
+        self.query_opt(
+            "INSERT INTO notifications (run_id, job, event, channel, target, state, created_at, \
                  next_at) VALUES ($1, $2, $3, $4, $5, 'pending', now(), now()) \
                  ON CONFLICT DO NOTHING RETURNING id",
-                &[&n.run_id, &n.job, &n.event, &n.channel, &n.target],
-            )?
-            .map(|r| r.get(0)))
+            &[&n.run_id, &n.job, &n.event, &n.channel, &n.target],
+        )?
+        .map(|r| r.get(0))
+        .transpose()
     }
 
     fn due_notifications(
@@ -1060,16 +1166,17 @@ impl NotificationLog for PostgresHistory {
             ),
             &[&now, &i64::from(limit)],
         )?;
-        Ok(rows.iter().map(notification_from_row).collect())
+        rows.iter()
+            .map(notification_from_row)
+            .collect::<Result<_, _>>()
     }
 
     fn next_notification_at(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
-        Ok(self
-            .query_one(
-                "SELECT min(next_at) FROM notifications WHERE state = 'pending'",
-                &[],
-            )?
-            .get(0))
+        self.query_one(
+            "SELECT min(next_at) FROM notifications WHERE state = 'pending'",
+            &[],
+        )?
+        .get(0)
     }
 
     fn notification_attempted(&self, id: i64, a: &Attempt) -> Result<(), HistoryError> {
@@ -1088,7 +1195,9 @@ impl NotificationLog for PostgresHistory {
             ),
             &[&run_id],
         )?;
-        Ok(rows.iter().map(notification_from_row).collect())
+        rows.iter()
+            .map(notification_from_row)
+            .collect::<Result<_, _>>()
     }
 
     fn previous_outcome(&self, job: &str, before: i64) -> Result<Option<RunState>, HistoryError> {
@@ -1099,27 +1208,29 @@ impl NotificationLog for PostgresHistory {
                  ORDER BY id DESC LIMIT 1",
                 &[&job, &before],
             )?
-            .and_then(|r| r.get::<_, String>(0).parse().ok()))
+            .map(|r| r.get::<String>(0))
+            .transpose()?
+            .and_then(|state| state.parse().ok()))
     }
 }
 
 const NOTIFICATION_COLUMNS: &str = "id, run_id, job, event, channel, target, state, attempts, reason, created_at, next_at, last_at";
 
-fn notification_from_row(r: &Row) -> Notification {
-    Notification {
-        id: r.get(0),
-        run_id: r.get(1),
-        job: r.get(2),
-        event: r.get(3),
-        channel: r.get(4),
-        target: r.get(5),
-        state: NotificationState::parse(&r.get::<_, String>(6)),
-        attempts: u32::try_from(r.get::<_, i64>(7).max(0)).unwrap_or(u32::MAX),
-        reason: r.get(8),
-        created_at: r.get(9),
-        next_at: r.get(10),
-        last_at: r.get(11),
-    }
+fn notification_from_row(r: &PgRow) -> Result<Notification, HistoryError> {
+    Ok(Notification {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        job: r.get(2)?,
+        event: r.get(3)?,
+        channel: r.get(4)?,
+        target: r.get(5)?,
+        state: NotificationState::parse(&r.get::<String>(6)?),
+        attempts: u32::try_from(r.get::<i64>(7)?.max(0)).unwrap_or(u32::MAX),
+        reason: r.get(8)?,
+        created_at: r.get(9)?,
+        next_at: r.get(10)?,
+        last_at: r.get(11)?,
+    })
 }
 
 impl VersionStore for PostgresHistory {
@@ -1161,7 +1272,7 @@ impl VersionStore for PostgresHistory {
                 "SELECT count(*) FROM script_versions WHERE job = $1",
                 &[&job],
             )?
-            .get(0);
+            .get(0)?;
         let rows = self.query(
             "SELECT hash, created_at, origin, written_by FROM script_versions WHERE job = $1 \
              ORDER BY id DESC LIMIT $2 OFFSET $3",
@@ -1169,31 +1280,35 @@ impl VersionStore for PostgresHistory {
         )?;
         let list = rows
             .iter()
-            .map(|r| ScriptVersion {
-                hash: r.get(0),
-                created_at: r.get(1),
-                origin: VersionOrigin::parse(&r.get::<_, String>(2)),
-                written_by: r.get(3),
-                source: None,
+            .map(|r| {
+                Ok(ScriptVersion {
+                    hash: r.get(0)?,
+                    created_at: r.get(1)?,
+                    origin: VersionOrigin::parse(&r.get::<String>(2)?),
+                    written_by: r.get(3)?,
+                    source: None,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, HistoryError>>()?;
         Ok((list, total.max(0) as u64))
     }
 
     fn version(&self, job: &str, hash: &str) -> Result<Option<ScriptVersion>, HistoryError> {
-        Ok(self
-            .query_opt(
-                "SELECT hash, created_at, origin, source, written_by FROM script_versions \
+        self.query_opt(
+            "SELECT hash, created_at, origin, source, written_by FROM script_versions \
                  WHERE job = $1 AND hash = $2 ORDER BY id DESC LIMIT 1",
-                &[&job, &hash],
-            )?
-            .map(|r| ScriptVersion {
-                hash: r.get(0),
-                created_at: r.get(1),
-                origin: VersionOrigin::parse(&r.get::<_, String>(2)),
-                written_by: r.get(4),
-                source: Some(r.get(3)),
-            }))
+            &[&job, &hash],
+        )?
+        .map(|r| {
+            Ok(ScriptVersion {
+                hash: r.get(0)?,
+                created_at: r.get(1)?,
+                origin: VersionOrigin::parse(&r.get::<String>(2)?),
+                written_by: r.get(4)?,
+                source: Some(r.get(3)?),
+            })
+        })
+        .transpose()
     }
 }
 
@@ -1216,30 +1331,30 @@ impl TokenStore for PostgresHistory {
             "SELECT name, scope, created_at, last_used FROM api_tokens ORDER BY name",
             &[],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| TokenRecord {
-                name: r.get(0),
-                scope: r.get(1),
-                created_at: r.get(2),
-                last_used: r.get(3),
+        rows.iter()
+            .map(|r| {
+                Ok(TokenRecord {
+                    name: r.get(0)?,
+                    scope: r.get(1)?,
+                    created_at: r.get(2)?,
+                    last_used: r.get(3)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, HistoryError>>()
     }
 
     fn has_tokens(&self) -> Result<bool, HistoryError> {
-        Ok(self
-            .query_one("SELECT EXISTS (SELECT 1 FROM api_tokens)", &[])?
-            .get(0))
+        self.query_one("SELECT EXISTS (SELECT 1 FROM api_tokens)", &[])?
+            .get(0)
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<(String, String)>, HistoryError> {
         let rows = self.query("SELECT name, hash, scope FROM api_tokens", &[])?;
         let mut found = None;
         for r in &rows {
-            let stored: String = r.get(1);
+            let stored: String = r.get(1)?;
             if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
-                found = Some((r.get::<_, String>(0), r.get::<_, String>(2)));
+                found = Some((r.get::<String>(0)?, r.get::<String>(2)?));
             }
         }
         if let Some((name, _)) = &found {
@@ -1271,7 +1386,7 @@ impl AuditLog for PostgresHistory {
     }
 
     fn audit(&self, limit: u32, offset: u64) -> Result<(Vec<AuditEntry>, u64), HistoryError> {
-        let total: i64 = self.query_one("SELECT count(*) FROM audit", &[])?.get(0);
+        let total: i64 = self.query_one("SELECT count(*) FROM audit", &[])?.get(0)?;
         let rows = self.query(
             "SELECT id, at, actor, source, action, target, status FROM audit \
              ORDER BY id DESC LIMIT $1 OFFSET $2",
@@ -1279,16 +1394,18 @@ impl AuditLog for PostgresHistory {
         )?;
         let list = rows
             .iter()
-            .map(|r| AuditEntry {
-                id: r.get(0),
-                at: r.get(1),
-                actor: r.get(2),
-                source: r.get(3),
-                action: r.get(4),
-                target: r.get(5),
-                status: u16::try_from(r.get::<_, i64>(6)).unwrap_or(0),
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    source: r.get(3)?,
+                    action: r.get(4)?,
+                    target: r.get(5)?,
+                    status: u16::try_from(r.get::<i64>(6)?).unwrap_or(0),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, HistoryError>>()?;
         Ok((list, total.max(0) as u64))
     }
 }

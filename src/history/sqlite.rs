@@ -239,27 +239,30 @@ pub(super) fn time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Dat
     }))
 }
 
+/// Inserts a queued run and returns its id.
+fn insert_run(conn: &Connection, run: &NewRun) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, not_before, retry_of, owner, lease_until, chained) \
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, 0)",
+        params![
+            run.job,
+            run.trigger_kind,
+            run.trigger.to_string(),
+            run.params.to_string(),
+            run.attempt,
+            now(),
+            run.not_before.as_ref().map(format_time),
+            run.retry_of,
+            run.owner,
+            run.owner.as_ref().map(|_| lease_end())
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
 impl History for SqliteHistory {
     fn create_run(&self, run: &NewRun) -> Result<i64, HistoryError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, not_before, retry_of, owner, lease_until, chained) \
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, 0)",
-            params![
-                run.job,
-                run.trigger_kind,
-                run.trigger.to_string(),
-                run.params.to_string(),
-                run.attempt,
-                now(),
-                run.not_before.as_ref().map(format_time),
-                run.retry_of,
-                run.owner,
-                run.owner.as_ref().map(|_| lease_end())
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        Ok(conn.last_insert_rowid())
+        insert_run(&self.conn(), run).map_err(|e| self.err(e))
     }
 
     fn start_run(
@@ -997,20 +1000,28 @@ impl History for SqliteHistory {
         Ok(())
     }
 
-    fn claim_cron_fire(
+    fn create_cron_run(
         &self,
-        job: &str,
+        run: &NewRun,
         scheduled_at: DateTime<Utc>,
         by: &str,
-    ) -> Result<bool, HistoryError> {
-        let n = self
-            .conn()
+    ) -> Result<Option<i64>, HistoryError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let n = tx
             .execute(
                 "INSERT OR IGNORE INTO cron_fires (job, scheduled_at, fired_by) VALUES (?1, ?2, ?3)",
-                params![job, format_time(&scheduled_at), by],
+                params![run.job, format_time(&scheduled_at), by],
             )
             .map_err(|e| self.err(e))?;
-        Ok(n == 1)
+        if n == 0 {
+            return Ok(None);
+        }
+        let id = insert_run(&tx, run).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Some(id))
     }
 
     fn claim_file_key(&self, job: &str, key: &str, by: &str) -> Result<bool, HistoryError> {
@@ -1207,6 +1218,26 @@ mod tests {
             retry_of: None,
             owner: None,
         }
+    }
+
+    #[test]
+    fn a_cron_run_that_cannot_be_recorded_leaves_its_occurrence_claimable() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = SqliteHistory::open(&dir.path().join("h.db")).unwrap();
+        // The process "dies" between the claim and the run: the run insert fails.
+        h.conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER boom BEFORE INSERT ON runs \
+                 BEGIN SELECT RAISE(ABORT, 'crash'); END",
+            )
+            .unwrap();
+        let at = Utc::now();
+        assert!(h.create_cron_run(&new_run("a"), at, "h1").is_err());
+        h.conn().execute_batch("DROP TRIGGER boom").unwrap();
+        let id = h.create_cron_run(&new_run("a"), at, "h2").unwrap();
+        assert!(id.is_some(), "the occurrence is still claimable");
+        assert_eq!(h.create_cron_run(&new_run("a"), at, "h1").unwrap(), None);
+        assert_eq!(h.count_in_state(RunState::Queued).unwrap(), 1);
     }
 
     #[test]

@@ -102,18 +102,16 @@ impl CronTrigger {
                 },
                 not_before,
             };
-            // Every daemon on a shared history sees the occurrence come: one of them fires it.
-            match history.claim_cron_fire(&spec.name, due, dispatcher.owner()) {
-                Ok(true) => match dispatcher.submit(submit) {
-                    Ok(s) => {
-                        tracing::debug!(job = %spec.name, run = s.id, state = %s.state, "cron fired")
-                    }
-                    Err(e) => tracing::error!(job = %spec.name, "cron could not start a run: {e}"),
-                },
-                Ok(false) => {
+            // Every daemon on a shared history sees the occurrence come: one of them queues it,
+            // the claim and the run in one transaction.
+            match dispatcher.submit_cron(submit, due) {
+                Ok(Some(s)) => {
+                    tracing::debug!(job = %spec.name, run = s.id, state = %s.state, "cron fired")
+                }
+                Ok(None) => {
                     tracing::debug!(job = %spec.name, "cron occurrence fired by another process")
                 }
-                Err(e) => tracing::error!(job = %spec.name, "cron could not record the fire: {e}"),
+                Err(e) => tracing::error!(job = %spec.name, "cron could not start a run: {e}"),
             }
             if let Err(e) = history.schedule_set_last_fire(&spec.name, due) {
                 tracing::error!(job = %spec.name, "cannot record the cron fire: {e}");
@@ -166,19 +164,15 @@ fn catch_up_job(
     let (Some(first), Some(latest)) = (missed.first().copied(), missed.last().copied()) else {
         return Ok(());
     };
-    // On a shared history every daemon starting up sees the same missed occurrences: the one
-    // that records the newest first catches up, once.
-    if !history.claim_cron_fire(&spec.name, latest, dispatcher.owner())? {
-        return Ok(());
-    }
-    tracing::info!(job = %spec.name, count, "missed occurrences while ferry was not running");
+    // On a shared history every daemon starting up sees the same missed occurrences: each
+    // occurrence is claimed with its run, so the one that records it first catches up, once.
     match schedule.missed {
         Missed::Skip => {
             let trigger = Trigger::Cron {
                 scheduled_at: format_time(&latest),
                 missed: Some(count),
             };
-            let id = history.create_run(&NewRun {
+            let run = NewRun {
                 job: spec.name.clone(),
                 trigger_kind: trigger.kind().into(),
                 trigger: trigger.to_json(),
@@ -187,7 +181,11 @@ fn catch_up_job(
                 not_before: None,
                 retry_of: None,
                 owner: None,
-            })?;
+            };
+            let Some(id) = history.create_cron_run(&run, latest, dispatcher.owner())? else {
+                return Ok(());
+            };
+            tracing::info!(job = %spec.name, count, "missed occurrences while ferry was not running");
             history.finish_run(
                 id,
                 &RunEnd {
@@ -223,7 +221,13 @@ fn submit_catch_up(dispatcher: &Dispatcher, spec: &JobSpec, at: DateTime<Utc>, c
         },
         not_before: None,
     };
-    if let Err(e) = dispatcher.submit(submit) {
-        tracing::error!(job = %spec.name, "cannot queue a catch-up run: {e}");
+    match dispatcher.submit_cron(submit, at) {
+        Ok(Some(_)) => {
+            tracing::info!(job = %spec.name, count, "missed occurrences while ferry was not running")
+        }
+        Ok(None) => {
+            tracing::debug!(job = %spec.name, "missed occurrence caught up by another process")
+        }
+        Err(e) => tracing::error!(job = %spec.name, "cannot queue a catch-up run: {e}"),
     }
 }

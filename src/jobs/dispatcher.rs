@@ -204,6 +204,29 @@ impl Dispatcher {
 
     /// Records a run (queued, or skipped by the overlap policy) and wakes the dispatch loop.
     pub fn submit(&self, s: Submit) -> Result<Submitted, SubmitError> {
+        match self.submit_claimed(s, None)? {
+            Some(submitted) => Ok(submitted),
+            // Without an occurrence to claim, a run is always recorded.
+            None => Err(SubmitError::ShuttingDown),
+        }
+    }
+
+    /// Records the run of a cron occurrence due at `scheduled_at` together with the claim of
+    /// that occurrence (see [`crate::history::History::create_cron_run`]), as
+    /// [`submit`](Self::submit) does; `None` when another process claimed the occurrence.
+    pub fn submit_cron(
+        &self,
+        s: Submit,
+        scheduled_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Submitted>, SubmitError> {
+        self.submit_claimed(s, Some(scheduled_at))
+    }
+
+    fn submit_claimed(
+        &self,
+        s: Submit,
+        occurrence: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Option<Submitted>, SubmitError> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
@@ -244,7 +267,7 @@ impl Dispatcher {
         } else {
             None
         };
-        let id = history.create_run(&NewRun {
+        let run = NewRun {
             job: spec.name.clone(),
             trigger_kind: s.trigger.kind().into(),
             trigger: s.trigger.to_json(),
@@ -253,7 +276,14 @@ impl Dispatcher {
             not_before: s.not_before,
             retry_of: None,
             owner: None,
-        })?;
+        };
+        let id = match occurrence {
+            None => history.create_run(&run)?,
+            Some(at) => match history.create_cron_run(&run, at, self.owner())? {
+                Some(id) => id,
+                None => return Ok(None),
+            },
+        };
         if history.shared() {
             // Whichever host takes the run executes this version (see `queued_version`).
             history.set_script_version(id, &super::versions::hash(&spec.source))?;
@@ -269,10 +299,10 @@ impl Dispatcher {
             )?;
             tracing::info!(job = %spec.name, run = id, "skipped: {reason}");
             self.publish_end(id);
-            return Ok(Submitted {
+            return Ok(Some(Submitted {
                 id,
                 state: RunState::Skipped,
-            });
+            }));
         }
         self.inner.events.publish(BusEvent::RunQueued {
             run_id: id,
@@ -281,10 +311,10 @@ impl Dispatcher {
             not_before: s.not_before.as_ref().map(crate::history::format_time),
         });
         self.inner.wake.notify_one();
-        Ok(Submitted {
+        Ok(Some(Submitted {
             id,
             state: RunState::Queued,
-        })
+        }))
     }
 
     fn job_busy(&self, job: &str) -> Result<bool, HistoryError> {
