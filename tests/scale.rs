@@ -438,3 +438,44 @@ fn a_run_executes_the_version_it_was_queued_with_on_a_host_with_another_checkout
         b.log()
     );
 }
+
+#[test]
+fn a_one_at_a_time_job_never_runs_on_two_hosts_at_once() {
+    let pg = PgServer::start();
+    let mut p = project(&pg, "overlap", "");
+    // `overlap = "queue"`: runs wait for each other, whichever host takes them.
+    p.script(
+        "single",
+        "return { overlap = 'queue', run = function(ctx)\n\
+         local t = os.clock()\n\
+         while os.clock() - t < 0.3 do end\n\
+         return { done = true } end }\n",
+    );
+    let daemons = hosts(&mut p, 3);
+    let apis: Vec<Api> = daemons.iter().map(Api::new).collect();
+    for i in 0..9 {
+        let (status, body) = apis[i % 3].post("/api/v1/jobs/single/runs", serde_json::json!({}));
+        assert_eq!(status.as_u16(), 201, "{body}");
+    }
+    let mut c = pg.client_db("overlap");
+    wait_for("9 runs to end", Duration::from_secs(300), || {
+        (count(
+            &mut c,
+            "SELECT count(*) FROM runs WHERE state = 'succeeded'",
+        ) == 9)
+            .then_some(())
+    });
+    // No two runs' [started, finished] intervals intersect.
+    let overlapping = count(
+        &mut c,
+        "SELECT count(*) FROM runs a JOIN runs b ON a.id < b.id \
+         WHERE a.started_at < b.finished_at AND b.started_at < a.finished_at",
+    );
+    assert_eq!(
+        overlapping, 0,
+        "runs of a one-at-a-time job overlapped across hosts"
+    );
+    for d in daemons {
+        assert_eq!(d.stop(), Some(0));
+    }
+}

@@ -373,23 +373,27 @@ pub fn batch_claims(h: &dyn HistoryStore) {
         })
         .unwrap();
     let skipped = h.create_run(&new_run("held")).unwrap();
-    let first = h.claim_due("h1:1:1", 2, &["held".to_string()]).unwrap();
+    let first = h
+        .claim_due("h1:1:1", 2, &["held".to_string()], &[])
+        .unwrap();
     assert_eq!(
         first.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![ids[0], ids[2]]
     );
     assert!(first.iter().all(|r| r.owner.as_deref() == Some("h1:1:1")));
-    let second = h.claim_due("h2:2:2", 10, &["held".to_string()]).unwrap();
+    let second = h
+        .claim_due("h2:2:2", 10, &["held".to_string()], &[])
+        .unwrap();
     assert_eq!(
         second.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![ids[3], ids[4]]
     );
     assert!(
-        h.claim_due("h3:3:3", 10, &["held".to_string()])
+        h.claim_due("h3:3:3", 10, &["held".to_string()], &[])
             .unwrap()
             .is_empty()
     );
-    let last = h.claim_due("h3:3:3", 10, &[]).unwrap();
+    let last = h.claim_due("h3:3:3", 10, &[], &[]).unwrap();
     assert_eq!(last.iter().map(|r| r.id).collect::<Vec<_>>(), vec![skipped]);
     assert!(h.get_run(later).unwrap().owner.is_none());
     assert!(h.next_not_before().unwrap().is_some());

@@ -225,7 +225,8 @@ pub trait History {
     fn runnable(&self, after: i64, limit: u32) -> Result<Vec<RunRecord>, HistoryError>;
     /// The earliest `not_before` of a queued run nobody owns that is still in the future.
     fn next_not_before(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, HistoryError>;
-    /// Whether a run of `job` is queued and due now.
+    /// Whether a run of `job` is queued and due now, or (in a history shared by several hosts)
+    /// running or claimed on any host.
     fn job_queued_now(&self, job: &str) -> Result<bool, HistoryError>;
     /// Open runs that have an owner: running, or queued and claimed.
     fn owned_open_runs(&self) -> Result<Vec<RunRecord>, HistoryError>;
@@ -303,13 +304,16 @@ pub trait History {
     /// than [`FILE_CLAIM_STALE`] is taken over (its claimer died before moving the file).
     fn claim_file_key(&self, job: &str, key: &str, by: &str) -> Result<bool, HistoryError>;
     /// Takes up to `limit` due queued runs nobody owns for `owner`, oldest first, leaving those
-    /// of the jobs in `skip_jobs` (held back by their overlap policy); runs another process is
-    /// taking at the same moment are skipped, not waited for.
+    /// of the jobs in `skip_jobs` (held back by their overlap policy here) and those of the
+    /// jobs in `exclusive` (overlap `skip`/`queue`) while any process runs or has claimed a run
+    /// of the same job; runs another process is taking at the same moment are skipped, not
+    /// waited for.
     fn claim_due(
         &self,
         owner: &str,
         limit: u32,
         skip_jobs: &[String],
+        exclusive: &[String],
     ) -> Result<Vec<RunRecord>, HistoryError>;
     /// Gives back a queued run `owner` claimed but did not start; false when it is not
     /// `owner`'s queued run any more.

@@ -29,6 +29,10 @@ use crate::config::PostgresTarget;
 /// The channel a queued run is announced on.
 pub const CHANNEL: &str = "ferry_queue";
 
+/// The advisory lock claims of runs of one-at-a-time jobs take turns on (any constant key of
+/// ferry's own: "ferry" in ASCII).
+const CLAIM_LOCK: i64 = 0x6665_7272_79;
+
 /// History kept in a PostgreSQL database shared by several hosts.
 pub struct PostgresHistory {
     target: PostgresTarget,
@@ -777,8 +781,8 @@ impl History for PostgresHistory {
 
     fn job_queued_now(&self, job: &str) -> Result<bool, HistoryError> {
         self.query_one(
-            "SELECT EXISTS (SELECT 1 FROM runs WHERE state = 'queued' AND job = $1 \
-                 AND (not_before IS NULL OR not_before <= now()))",
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE job = $1 AND (state = 'running' \
+                 OR (state = 'queued' AND (not_before IS NULL OR not_before <= now()))))",
             &[&job],
         )?
         .get(0)
@@ -1002,22 +1006,37 @@ impl History for PostgresHistory {
         owner: &str,
         limit: u32,
         skip_jobs: &[String],
+        exclusive: &[String],
     ) -> Result<Vec<RunRecord>, HistoryError> {
         // SKIP LOCKED: rows another host is claiming in this instant are left to it, so hosts
-        // never wait for each other and never take the same run.
-        let rows = self.query(
-            &format!(
-                "UPDATE runs SET owner = $1, lease_until = now() + make_interval(secs => $2) \
-                 WHERE id IN (SELECT id FROM runs WHERE state = 'queued' AND owner IS NULL \
-                 AND NOT cancel_requested AND (not_before IS NULL OR not_before <= now()) \
-                 AND NOT (job = ANY($4)) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING {RUN_COLUMNS}"
-            ),
-            &[&owner, &self.lease_secs(), &i64::from(limit), &skip_jobs],
-        )?;
+        // never wait for each other and never take the same run. A job whose overlap policy
+        // allows one run at a time (`exclusive`) is not claimed while any host runs or holds a
+        // run of it; claims take turns (a transaction-scoped advisory lock) so that two hosts
+        // cannot each see the job free and each take one of its runs.
+        let sql = format!(
+            "UPDATE runs SET owner = $1, lease_until = now() + make_interval(secs => $2) \
+             WHERE id IN (SELECT id FROM runs WHERE state = 'queued' AND owner IS NULL \
+             AND NOT cancel_requested AND (not_before IS NULL OR not_before <= now()) \
+             AND NOT (job = ANY($4)) \
+             AND NOT (job = ANY($5) AND EXISTS (SELECT 1 FROM runs o WHERE o.job = runs.job \
+             AND (o.state = 'running' OR (o.state = 'queued' AND o.owner IS NOT NULL)))) \
+             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING {RUN_COLUMNS}"
+        );
+        let lease = self.lease_secs();
+        let limit = i64::from(limit);
+        let rows = self.with(|c| {
+            let mut tx = c.transaction()?;
+            if !exclusive.is_empty() {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])?;
+            }
+            let rows = tx.query(&sql, &[&owner, &lease, &limit, &skip_jobs, &exclusive])?;
+            tx.commit()?;
+            Ok(rows)
+        })?;
         let mut runs = rows
-            .iter()
-            .map(run_from_row)
+            .into_iter()
+            .map(|r| run_from_row(&PgRow::new(r, &sql)))
             .collect::<Result<Vec<_>, _>>()?;
         runs.sort_by_key(|r| r.id);
         Ok(runs)

@@ -1048,8 +1048,10 @@ impl History for SqliteHistory {
         owner: &str,
         limit: u32,
         skip_jobs: &[String],
+        _exclusive: &[String],
     ) -> Result<Vec<RunRecord>, HistoryError> {
-        // One writer at a time: the claim of each run is its own conditional UPDATE.
+        // One host: the dispatcher's own running runs are all there is, and `skip_jobs` holds
+        // them back. One writer at a time: the claim of each run is its own conditional UPDATE.
         let mut claimed = Vec::new();
         let mut after = 0;
         while claimed.len() < limit as usize {

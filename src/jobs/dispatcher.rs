@@ -902,7 +902,18 @@ impl Dispatcher {
                     .map(|r| r.job.clone())
                     .collect()
             };
-            let batch = history.claim_due(&self.inner.owner, limit, &held)?;
+            // Jobs that allow one run at a time across all hosts.
+            let exclusive: Vec<String> = self
+                .inner
+                .registry
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .specs()
+                .iter()
+                .filter(|s| s.overlap != Overlap::Allow)
+                .map(|s| s.name.clone())
+                .collect();
+            let batch = history.claim_due(&self.inner.owner, limit, &held, &exclusive)?;
             let full = batch.len() as u32 == limit;
             let mut started = 0;
             for run in batch {
