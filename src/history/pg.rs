@@ -31,7 +31,7 @@ pub const CHANNEL: &str = "ferry_queue";
 
 /// The advisory lock claims of runs of one-at-a-time jobs take turns on (any constant key of
 /// ferry's own: "ferry" in ASCII).
-const CLAIM_LOCK: i64 = 0x6665_7272_79;
+const CLAIM_LOCK: i64 = 0x0066_6572_7279;
 
 /// History kept in a PostgreSQL database shared by several hosts.
 pub struct PostgresHistory {
