@@ -175,7 +175,7 @@ fn hosts_claiming_at_once_take_each_run_once_and_migrate_once() {
                     let owner = format!("host{i}:1:1");
                     let mut mine = Vec::new();
                     loop {
-                        let batch = h.claim_due(&owner, 7, &[]).unwrap();
+                        let batch = h.claim_due(&owner, 7, &[], &[]).unwrap();
                         if batch.is_empty() {
                             return mine;
                         }
