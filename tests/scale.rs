@@ -144,8 +144,9 @@ fn a_one_second_cron_fires_once_per_second_across_three_hosts() {
     );
     let daemons = hosts(&mut p, 3);
     let mut c = pg.client_db("cron");
-    wait_for("20 occurrences", Duration::from_secs(120), || {
-        (count(&mut c, "SELECT count(*) FROM runs WHERE job = 'tick'") >= 20).then_some(())
+    // Over a minute, as issue #18 asks: 60 occurrences.
+    wait_for("60 occurrences", Duration::from_secs(240), || {
+        (count(&mut c, "SELECT count(*) FROM runs WHERE job = 'tick'") >= 60).then_some(())
     });
     for d in daemons {
         d.stop();
