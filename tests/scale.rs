@@ -127,6 +127,17 @@ fn a_thousand_api_runs_on_three_hosts_each_execute_once() {
         .map(|a| a.iter().filter_map(|h| h["host"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(names.len(), 3, "{}", out.all());
+    // Each with the address its API really listens on (`--listen 127.0.0.1:0`), not the config's.
+    let apis_listed: HashSet<&str> = listed
+        .as_array()
+        .map(|a| a.iter().filter_map(|h| h["listen"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(apis_listed.len(), 3, "{}", out.all());
+    assert!(
+        !apis_listed.iter().any(|l| l.ends_with(":0")),
+        "{}",
+        out.all()
+    );
     for d in daemons {
         assert_eq!(d.stop(), Some(0));
     }

@@ -51,6 +51,9 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| super::Refused(format!("cannot listen on {listen}: {e}")))?;
         let local = listener.local_addr()?;
+        // The address it really listens on (`--listen`, a port 0 resolved), for the hosts list.
+        let mut config = config;
+        config.api.listen = local.to_string();
         let mut daemon = Daemon::start(config, lock).await?;
         daemon.set_listen(&format!("http://{local}"));
         let state = ApiState::new(daemon.handle())?;
