@@ -1,9 +1,9 @@
 #!/bin/sh
 # Installs what the test suite needs beyond cargo's own dependencies:
 # - Debian's redis-server and redis-cli (the Redis tests start their own instances on free ports)
-#   and openssl (certificates for the TLS test);
+#   and openssl (certificates for the TLS test); GNU time (peak memory of a worker);
 # - systemd-analyze (Debian's systemd) for the unit file check;
-# - Debian's chromium and chromium-driver (the web UI tests in tests/ui.rs drive a headless
+# - Debian's chromium and chromium-driver (the web UI tests in tests/it/ui.rs drive a headless
 #   Chromium over WebDriver);
 # - Debian's python3-aiosmtpd (the notification tests' SMTP server);
 # - Debian's mariadb-server and mariadb-client (the MySQL tests start their own servers);
@@ -22,7 +22,15 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
 fi
 # The Debian package starts a system instance on port 6379; the tests never use it.
 
-# systemd-analyze checks contrib/ferry.service (tests/server.rs); nothing is started with it.
+# GNU time measures the worker's peak memory in tests/it/streaming_memory.rs (and the benches').
+if [ ! -x /usr/bin/time ]; then
+  echo "installing time (Debian package; GNU time measures peak memory)..." >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends time
+fi
+
+# systemd-analyze checks contrib/ferry.service (tests/it/server.rs); nothing is started with it.
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "installing systemd (for systemd-analyze verify of contrib/ferry.service)..." >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
@@ -46,7 +54,7 @@ if ! /usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-aiosmtpd
 fi
 
-# The MySQL tests (tests/mysql.rs) and benches/mysql.sh start their own MariaDB servers
+# The MySQL tests (tests/it/mysql.rs) and benches/mysql.sh start their own MariaDB servers
 # (mariadb-install-db into a temp dir, mariadbd on a free port); the Debian package's own
 # service is not used.
 if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1 \
@@ -57,7 +65,7 @@ if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client
 fi
 
-# The PostgreSQL tests (tests/postgres.rs, tests/common/postgres.rs) initdb clusters of their own in
+# The PostgreSQL tests (tests/it/postgres.rs, tests/it/common/postgres.rs) initdb clusters of their own in
 # temp dirs on free ports, as the `postgres` user when run as root; psql is the benchmark reference.
 if ! [ -x /usr/lib/postgresql/15/bin/initdb ] && ! [ -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
   echo "installing postgresql (Debian package; the PostgreSQL tests start their own clusters)..." >&2

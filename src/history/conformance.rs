@@ -1,6 +1,6 @@
 //! One conformance suite for every history backend, as object_store has for its stores: each
 //! check takes a fresh, empty history and asserts what callers rely on. The SQLite backend runs
-//! it in this crate's unit tests; `tests/history.rs` runs it against both SQLite and a real
+//! it in this crate's unit tests; `tests/it/history.rs` runs it against both SQLite and a real
 //! PostgreSQL server.
 //!
 //! Public (and hidden from the docs) only so the integration tests can call it.

@@ -1,7 +1,7 @@
 //! Stores as scripts see them: Lua jobs run through the real binary (`ferry run FILE.lua`) in a
 //! temp project, against local folders, memory and a real S3-compatible server.
 
-mod common;
+use crate::common;
 
 use common::Project;
 use common::s3::S3Server;

@@ -1,7 +1,7 @@
 //! Named API tokens with scopes, revocation and the audit log, against a real daemon over real
 //! HTTP, and the `ferry tokens` / `ferry audit` commands.
 
-mod common;
+use crate::common;
 
 use common::api::{Api, TOKEN};
 use common::{Daemon, Project};

@@ -3,7 +3,7 @@
 //! imports (zip archives included), artifacts that stay, array/object params, error values with
 //! a kind, the Redis target database, `map` that forgets to return, one summary shape.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

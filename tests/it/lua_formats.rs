@@ -1,7 +1,7 @@
 //! Formats, zip, SQLite and pipes as scripts see them: Lua jobs run through the real binary
 //! (`ferry run FILE.lua`) in a temp project.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

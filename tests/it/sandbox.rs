@@ -8,7 +8,7 @@
 //! that loop or crash while they load (`ferry check`, `ferry run` and the daemon, which must go
 //! on serving its other jobs).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

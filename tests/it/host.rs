@@ -1,7 +1,7 @@
 //! The Lua job host through the real binary: `ferry run`, `check`, `runs`, the sandbox, limits,
 //! the job context and the history.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! claims from several hosts at once; migrations applied by several hosts at once; `ferry
 //! history migrate` keeping every record; `[history]` settings that are refused.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Job scripts as resources over the HTTP API (real daemon, real HTTP): PUT, validate, DELETE,
 //! the versions each script went through and the version each run ran.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

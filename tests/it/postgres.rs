@@ -1,7 +1,7 @@
 //! PostgreSQL through the real binary against real servers started by the test harness
-//! (tests/common/postgres.rs).
+//! (tests/it/common/postgres.rs).
 
-mod common;
+use crate::common;
 
 use common::postgres::PgServer;
 

@@ -1,6 +1,6 @@
 //! The shipped plugins and example jobs through the real binary and API.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! body excerpt; retries; timeouts; the `[http]` host policy (deny lists, link-local and
 //! metadata addresses, redirects to a denied host); malformed options; hidden credentials.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,7 +1,7 @@
 //! `ferry serve` through the real binary: cron, overlap, missed runs, watched folders, hot
 //! reload, crash recovery, graceful shutdown, retention.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! once, a host killed with -9 has its run taken over after the lease, and dropped files run
 //! once each.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! with generous deadlines; nothing asserts on elapsed time. Screenshots of each page go to
 //! `target/ui-screenshots/`.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! primitives, RDB import from the S3 emulator, ferry's own Redis backups, conflict policies,
 //! failures that must leave the target untouched and keep secrets out, and cancellation.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! credentials kept out of errors, cancellation that stops the statement on the server, failed
 //! imports that leave the table as it was, the `LOAD DATA` fallback, TLS and bad input.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! (a real `s3s-fs` server), through the plain Rust API of `ferry::storage`. Plus the local
 //! confinement and the cross-store copy.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, Read, Write};
 use std::path::Path;

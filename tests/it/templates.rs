@@ -3,7 +3,7 @@
 //! end (export, import of a dropped file, backup then restore, Redis import into and backup of a
 //! real redis-server), and malformed requests are refused before anything is written.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

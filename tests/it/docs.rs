@@ -6,7 +6,7 @@
 //! suite itself) is on the `SKIP` list with the reason, and the list must match the docs
 //! exactly: a new command is run or consciously listed, never silently ignored.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,7 +24,7 @@ const SKIP: &[(&str, &str)] = &[
         "cargo install --path .",
         "installs into ~/.cargo/bin; this test runs the built binary",
     ),
-    ("cargo test --test ui", "the test suite itself"),
+    ("cargo test --test it ui::", "the test suite itself"),
     ("sudo useradd", "needs root and changes the machine's users"),
     ("sudo install", "needs root"),
     ("sudo mkdir", "needs root"),
@@ -35,16 +35,16 @@ const SKIP: &[(&str, &str)] = &[
     ("sudo cp", "needs root"),
     (
         "sudo systemctl",
-        "needs systemd as PID 1; tests/server.rs verifies the unit",
+        "needs systemd as PID 1; tests/it/server.rs verifies the unit",
     ),
     ("journalctl", "needs systemd as PID 1"),
     (
         "sudo -u postgres",
-        "needs root and a PostgreSQL server; tests/history.rs and tests/scale.rs start one",
+        "needs root and a PostgreSQL server; tests/it/history.rs and tests/it/scale.rs start one",
     ),
     (
         "FERRY_PG_PASSWORD=",
-        "needs a PostgreSQL server; tests/history.rs runs `ferry history migrate` and tests/scale.rs `ferry serve` on one",
+        "needs a PostgreSQL server; tests/it/history.rs runs `ferry history migrate` and tests/it/scale.rs `ferry serve` on one",
     ),
 ];
 

@@ -3,7 +3,7 @@
 //! STARTTLS with a login), a receiver that is down (retried, recorded as failed, runs go on),
 //! deliveries pending across a restart, and malformed settings refused at load.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

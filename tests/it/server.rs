@@ -4,7 +4,7 @@
 //! readiness, watchdog and stopping notifications on a real notify socket, and
 //! `systemd-analyze verify` of `contrib/ferry.service`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! The HTTP API through the real server (`ferry serve --listen 127.0.0.1:0`) and a real client.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

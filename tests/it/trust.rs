@@ -2,7 +2,7 @@
 //! idle, one daemon per project, runs owned by one process each, cancels that cancel at once,
 //! nothing left behind by runs that end badly, secret params sealed at rest.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
