@@ -29,7 +29,8 @@ use sha2::{Digest, Sha256};
 use super::confine::DirChecker;
 use super::journal::{Pending, TEMP_MARKER, is_temp_name, unique_suffix};
 use super::local::{LocalBackend, io_kind};
-use super::{Backend, ErrorKind, Op, StorageError, Store, WriteOptions};
+use super::store::Backend;
+use super::{ErrorKind, Op, StorageError, Store, WriteOptions};
 
 /// At most this many threads copy at once.
 pub const MAX_THREADS: usize = 4;
