@@ -89,8 +89,8 @@
 //! - An artifact belongs to its run: `ctx.artifact` copies the file into the run's folder of the
 //!   artifact area ([`storage::artifact_area`], protected from scripts), and downloads serve that
 //!   copy; the copies go when their run is deleted.
-//! - Options are checked by one mechanism (`lua/schema.rs`: host options and plugin schemas share
-//!   its vocabularies), and errors reach scripts as values with a stable kind
+//! - Options are checked by one mechanism (`lua/schema.rs`: host options, read by
+//!   `lua/options.rs`, and plugin schemas share its vocabularies), and errors reach scripts as values with a stable kind
 //!   (`lua/host_error.rs`).
 //! - Every function the host registers is annotated in `lua/types/ferry.lua` and listed in
 //!   docs/lua-api.md, and nothing else is (`lua/surface_tests.rs`).

@@ -9,7 +9,8 @@ use std::rc::Rc;
 use mlua::{Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 
 use super::bytes::{CommitWrite, EntryWriter, Input, SharedWriter, reader_arg, writer_arg};
-use super::rows::{LuaSink, LuaSource, Opts, format_err, lua_err};
+use super::options::Opts;
+use super::rows::{LuaSink, LuaSource, format_err, lua_err};
 use crate::formats::zip::{EntryOptions, ZipLimits, ZipReader, ZipWriter};
 use crate::formats::{
     CsvOptions, CsvReader, CsvWriter, JsonReader, JsonWriter, NdjsonReader, NdjsonWriter,

@@ -4,7 +4,7 @@
 use mlua::{Lua, Table, Value};
 
 use super::convert::{json_to_lua, lua_to_json};
-use super::rows::Opts;
+use super::options::Opts;
 
 /// Registers `ferry.json.encode` and `ferry.json.decode`.
 pub(crate) fn register(lua: &Lua, ferry: &Table) -> mlua::Result<()> {

@@ -21,6 +21,7 @@ pub mod io;
 mod json;
 mod limits;
 mod mysql;
+mod options;
 mod pipe;
 mod postgres;
 mod redis;

@@ -19,7 +19,8 @@ use mlua::{
 };
 
 use super::RunHost;
-use super::rows::{LuaSink, LuaSource, Opts, lua_err};
+use super::options::Opts;
+use super::rows::{LuaSink, LuaSource, lua_err};
 use crate::db::mysql::{
     BulkMode, CONNECT_TIMEOUT_RANGE, Db, InsertOptions, MysqlError, MysqlOptions, MysqlTarget,
     OnConflict, SslMode, TIMEOUT_RANGE, TableSink,

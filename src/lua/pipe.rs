@@ -9,8 +9,9 @@
 
 use mlua::{AnyUserData, Function, Lua, Table, Value as LuaValue};
 
+use super::options::Opts;
 use super::row_batch::BatchCodec;
-use super::rows::{LuaSink, LuaSource, Opts, RowShape, lua_err, lua_to_row};
+use super::rows::{LuaSink, LuaSource, RowShape, lua_err, lua_to_row};
 use crate::formats::{FormatError, Value, pipe, pipe_batches};
 
 /// Registers `ferry.pipe`.

@@ -17,7 +17,8 @@ use mlua::{
 
 use super::RunHost;
 use super::host_error::{Classify, Kind, host_err};
-use super::rows::{LuaSink, LuaSource, Opts, lua_err};
+use super::options::Opts;
+use super::rows::{LuaSink, LuaSource, lua_err};
 use super::sqlite::{insert_options, params};
 use crate::db::NamedDatabase;
 use crate::db::postgres::{PgDb, PgError, PgOptions, PgTableSink, SslMode};

@@ -15,7 +15,8 @@ use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods, Value
 use super::RunHost;
 use super::bytes::{Input, reader_arg, writer_arg};
 use super::limits::Guard;
-use super::rows::{LuaSink, LuaSource, Opts, lua_err};
+use super::options::Opts;
+use super::rows::{LuaSink, LuaSource, lua_err};
 use crate::db::redis::{
     CONNECT_TIMEOUT_RANGE, Conflict, Interrupt, Progress, RedisConn, RedisError, RedisOptions,
     RedisTarget, Reply, RestoreOptions, RestoreSink, ScanOptions, ScanSource, TIMEOUT_RANGE,

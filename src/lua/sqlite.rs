@@ -11,7 +11,8 @@ use mlua::{
 };
 
 use super::formats::SqlScript;
-use super::rows::{LuaSink, LuaSource, Opts, lua_err, lua_to_value};
+use super::options::Opts;
+use super::rows::{LuaSink, LuaSource, lua_err, lua_to_value};
 use crate::db::{Db, DbError, FileCheck, InsertOptions, OnConflict, Params, TableSink};
 use crate::formats::{ProjectedSink, RowSink, SqlStatements};
 use crate::storage::{StorageConfig, confine_path};

@@ -304,7 +304,7 @@ pub(crate) fn install(
             )| {
                 let a = store_of(&src, "ferry.copy(src_store, ...)")?;
                 let b = store_of(&dst, "ferry.copy(..., dst_store, ...)")?;
-                let mut o = super::rows::Opts::new(opts, "ferry.copy")?;
+                let mut o = super::options::Opts::new(opts, "ferry.copy")?;
                 let sha256 = o.boolean("sha256")?.unwrap_or(false);
                 o.finish()?;
                 if !sha256 {
@@ -330,7 +330,7 @@ fn copy_files(
     const WHAT: &str = "ferry.copy_files";
     let a = store_arg(lua, &src, "ferry.copy_files(src_store, ...)")?;
     let b = store_arg(lua, &dst, "ferry.copy_files(..., dst_store, ...)")?;
-    let mut o = super::rows::Opts::new(opts, WHAT)?;
+    let mut o = super::options::Opts::new(opts, WHAT)?;
     let on_conflict = match o.choice("on_conflict", &super::schema::ON_CONFLICT)? {
         Some("skip") => storage::Conflict::Skip,
         Some("fail") => storage::Conflict::Fail,
