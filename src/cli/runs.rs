@@ -410,7 +410,7 @@ fn print_notification(n: &crate::history::Notification) {
 
 fn print_run(r: &RunRecord) {
     println!("run {}  job {}  {}", r.id, r.job, r.state);
-    println!("trigger:  {}", r.trigger);
+    println!("trigger:  {}", r.trigger.to_json());
     println!("params:   {}", crate::redact::mask_params(&r.params));
     println!("queued:   {}", format_time(&r.queued_at));
     if let Some(t) = r.started_at {

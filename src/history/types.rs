@@ -7,6 +7,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Trigger;
+pub use crate::error_code::ErrorCode;
+
 /// The state of a run. `queued → running → succeeded | failed | cancelled | timed_out`;
 /// `skipped` when an overlap policy refused it; `interrupted` when the process running it died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -125,10 +128,8 @@ impl FromStr for LogLevel {
 pub struct NewRun {
     /// The job name.
     pub job: String,
-    /// The trigger kind (manual, api, cron, file, retry).
-    pub trigger_kind: String,
-    /// The whole trigger as JSON (kind plus detail such as the file or the scheduled time).
-    pub trigger: Value,
+    /// Why it runs (stored as its JSON, kind plus detail, with the kind in a column of its own).
+    pub trigger: Trigger,
     /// The run's parameters after conversion and defaults.
     pub params: Value,
     /// Attempt number, 1 for the first.
@@ -157,7 +158,7 @@ pub enum CancelOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunErrorInfo {
     /// Stable code: load, params, run, timeout, memory, cancelled, crashed, interrupted.
-    pub code: String,
+    pub code: ErrorCode,
     /// One-line message naming the file and line, or the input and what was expected.
     pub message: String,
     /// Lua traceback, when there is one.
@@ -195,7 +196,7 @@ pub struct RunRecord {
     /// State.
     pub state: RunState,
     /// The trigger (kind plus detail).
-    pub trigger: Value,
+    pub trigger: Trigger,
     /// Parameters. Shown (serialized) with credentials masked: see [`crate::redact`].
     #[serde(serialize_with = "ser_params")]
     pub params: Value,
@@ -236,12 +237,9 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// The trigger kind (manual, api, cron, file, retry).
+    /// The trigger kind (manual, api, cron, file, retry, rerun, job).
     pub fn trigger_kind(&self) -> &str {
-        self.trigger
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
+        self.trigger.kind()
     }
 }
 
@@ -379,7 +377,8 @@ pub(super) fn ser_opt_time<S: serde::Serializer>(
     }
 }
 
-/// What happened to a file picked up from a watched folder.
+/// What happened to a file picked up from a watched folder. Stored by its name
+/// ([`FileState::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileState {
@@ -391,6 +390,9 @@ pub enum FileState {
     Deleted,
     /// Its run failed; moved to `failed/` with an error file.
     Failed,
+    /// A state this version does not know, read from a history another version wrote: the
+    /// file is neither processed nor re-run from here. Never written.
+    Unknown,
 }
 
 impl FileState {
@@ -401,7 +403,21 @@ impl FileState {
             FileState::Archived => "archived",
             FileState::Deleted => "deleted",
             FileState::Failed => "failed",
+            FileState::Unknown => "unknown",
         }
+    }
+
+    /// The state stored as `s` ([`FileState::Unknown`] for a name this version does not know).
+    pub fn parse(s: &str) -> FileState {
+        [
+            FileState::Processing,
+            FileState::Archived,
+            FileState::Deleted,
+            FileState::Failed,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+        .unwrap_or(FileState::Unknown)
     }
 }
 
@@ -419,7 +435,7 @@ pub struct FileRecord {
     /// The run processing it.
     pub run_id: Option<i64>,
     /// Its state.
-    pub state: String,
+    pub state: FileState,
     /// Where it went when its run ended (in `archive/` or `failed/`), if it was kept.
     pub final_path: Option<String>,
 }
