@@ -186,8 +186,10 @@ pub struct Progress {
     pub total: Option<u64>,
 }
 
-/// A run as stored in the history. Field names are the stable names of `--json` output and the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A run as stored in the history. It is not a wire format: the API and `--json` output show
+/// it as `api::wire::RunView`; the CLI's client reads that JSON back into it (the field names
+/// are the same).
+#[derive(Debug, Clone, Deserialize)]
 pub struct RunRecord {
     /// Run id.
     pub id: i64,
@@ -197,19 +199,15 @@ pub struct RunRecord {
     pub state: RunState,
     /// The trigger (kind plus detail).
     pub trigger: Trigger,
-    /// Parameters. Shown (serialized) with credentials masked: see [`crate::redact`].
-    #[serde(serialize_with = "ser_params")]
+    /// Parameters (shown with credentials masked: see [`crate::redact`]).
     pub params: Value,
     /// Attempt number, 1 for the first.
     pub attempt: u32,
     /// When it was recorded.
-    #[serde(serialize_with = "ser_time")]
     pub queued_at: DateTime<Utc>,
     /// When a worker started it.
-    #[serde(serialize_with = "ser_opt_time")]
     pub started_at: Option<DateTime<Utc>>,
     /// When it was closed.
-    #[serde(serialize_with = "ser_opt_time")]
     pub finished_at: Option<DateTime<Utc>>,
     /// The error of a run that did not succeed.
     pub error: Option<RunErrorInfo>,
@@ -220,7 +218,6 @@ pub struct RunRecord {
     /// Whether a cancel was requested.
     pub cancel_requested: bool,
     /// Not started before this time.
-    #[serde(serialize_with = "ser_opt_time")]
     pub not_before: Option<DateTime<Utc>>,
     /// The run this one retries.
     pub retry_of: Option<i64>,
@@ -357,10 +354,6 @@ pub struct HostRecord {
 /// Formats a time the way the history stores and prints it: RFC 3339, UTC, milliseconds.
 pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn ser_params<S: serde::Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
-    crate::redact::mask_params(v).serialize(s)
 }
 
 pub(super) fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
