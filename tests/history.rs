@@ -11,7 +11,7 @@ use common::Project;
 use common::postgres::PgServer;
 use ferry::config::PostgresTarget;
 use ferry::history::{
-    ErrorCode, History, HistoryHandle, NewRun, PostgresHistory, SqliteHistory, Trigger,
+    ErrorCode, FileState, History, HistoryHandle, NewRun, PostgresHistory, SqliteHistory, Trigger,
 };
 use serde_json::{Value, json};
 
@@ -45,7 +45,7 @@ fn new_run(job: &str) -> NewRun {
     }
 }
 
-/// Rows as every version so far has written them (trigger JSON, error code), and two this
+/// Rows as every version so far has written them (trigger JSON, error code), and one this
 /// version does not know: (trigger, error code, the kind read back, the code read back).
 fn rows_written_before() -> Vec<(Value, &'static str, &'static str, ErrorCode)> {
     vec![
@@ -101,7 +101,17 @@ fn check_rows_written_before(h: &dyn History) {
             serde_json::to_value(ferry::api::wire::RunView::from(&h.get_run(r.id).unwrap()));
         assert_eq!(shown.unwrap()["trigger"], trigger);
     }
+    // A watched file's state: a known one, and one this version does not know.
+    let state = |run| h.file_for_run(run).unwrap().unwrap().state;
+    assert_eq!(state(1), FileState::Archived);
+    assert_eq!(state(2), FileState::Unknown);
 }
+
+/// Files of runs 1 and 2 as [`check_rows_written_before`] expects them.
+const FILES_WRITTEN_BEFORE: &str = "INSERT INTO files (job, name, processing_path, run_id, \
+    state, claimed_at) VALUES ('old', 'a.csv', '/in/.ferry/processing/a.csv', 1, 'archived', \
+    '2026-01-02T03:04:05.000Z'), ('old', 'b.csv', '/in/.ferry/processing/b.csv', 2, \
+    'quarantined', '2026-01-02T03:04:05.000Z')";
 
 #[test]
 fn runs_written_before_the_typed_model_read_back_unchanged() {
@@ -120,6 +130,7 @@ fn runs_written_before_the_typed_model_read_back_unchanged() {
     for (trigger, code, ..) in rows_written_before() {
         conn.execute(&insert(&trigger, code), []).unwrap();
     }
+    conn.execute(FILES_WRITTEN_BEFORE, []).unwrap();
     drop(conn);
     check_rows_written_before(&SqliteHistory::open(&path).unwrap());
     let pg = PgServer::start();
@@ -128,6 +139,7 @@ fn runs_written_before_the_typed_model_read_back_unchanged() {
     for (trigger, code, ..) in rows_written_before() {
         pg.psql_db("old", &insert(&trigger, code));
     }
+    pg.psql_db("old", FILES_WRITTEN_BEFORE);
     check_rows_written_before(&h);
 }
 
