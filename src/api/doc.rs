@@ -74,3 +74,49 @@ pub fn openapi_document() -> serde_json::Value {
     // The document is plain data (strings, maps, lists): serialising it cannot fail.
     serde_json::to_value(ApiDoc::openapi()).unwrap_or(serde_json::Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every `$ref` of `v`.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(items) => items.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_names_a_schema_of_the_document() {
+        let doc = super::openapi_document();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > 50, "only {} references", found.len());
+        for r in found {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{r} is not in the document"
+            );
+        }
+        // Schemas are named for what they are on the wire, not for the Rust types.
+        let names: Vec<&String> = doc["components"]["schemas"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with("View")), "{names:?}");
+        // No rustdoc link leaks into the descriptions people read.
+        assert!(
+            !doc.to_string().contains("[`"),
+            "a rustdoc link in the document"
+        );
+    }
+}

@@ -178,7 +178,7 @@ async fn no_method(method: Method, uri: Uri) -> ApiError {
 
 /// `GET /api/v1/openapi.json`: the document generated from the handlers and their response
 /// types (`api/doc.rs`).
-#[utoipa::path(get, path = "/api/v1/openapi.json", summary = "This document",
+#[utoipa::path(get, path = "/api/v1/openapi.json", summary = "This document", tag = "daemon",
     responses((status = 200, description = "The OpenAPI document", body = Object),
         (status = "default", description = "An error", body = wire::ErrorBody)))]
 async fn openapi() -> Response {
@@ -192,7 +192,8 @@ async fn openapi() -> Response {
 }
 
 /// `GET /api/v1/health`: open to all.
-#[utoipa::path(get, path = "/api/v1/health", summary = "Liveness and counts", security(()),
+#[utoipa::path(get, path = "/api/v1/health", summary = "Liveness and counts", tag = "daemon",
+    security(()),
     responses((status = 200, body = wire::Health),
         (status = "default", description = "An error", body = wire::ErrorBody)))]
 async fn health(State(state): State<ApiState>) -> Result<axum::Json<wire::Health>, ApiError> {

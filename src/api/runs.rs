@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::jobs::parse_body;
 use super::wire::{
-    ArtifactView, CancelAccepted, DeleteResult, DeleteResults, ErrorBody, LogLineView, LogPage,
-    NotificationView, RerunCreated, RunDeleted, RunDetail, RunPage, RunView, run_views,
+    ArtifactView, CancelAccepted, DeleteResult, DeleteResults, ErrorBody, FileBytes, LogLineView,
+    LogPage, NotificationView, RerunCreated, RunDeleted, RunDetail, RunPage, RunView, run_views,
 };
 use super::{ApiError, ApiState};
 use crate::history::{CancelOutcome, HistoryError, RunFilter, RunState};
@@ -136,7 +136,7 @@ pub async fn detail(
 }
 
 /// `GET /api/v1/runs/{id}/logs?after=N&limit=M`: lines after sequence number N, for tailing;
-/// with `follow=true`, a Server-Sent Events stream instead (see [`super::events::follow`]).
+/// with `follow=true`, a Server-Sent Events stream instead (see `events::follow`).
 #[utoipa::path(get, path = "/api/v1/runs/{id}/logs",
     summary = "Log lines after a sequence number; with follow=true a Server-Sent Events stream of run_log events (and one run_finished), resumable with Last-Event-ID",
     params(
@@ -334,7 +334,7 @@ fn remove_artifacts(state: &ApiState, id: i64) {
     summary = "Download an artifact: the run's own copy of the file it recorded (ETag: its SHA-256)",
     params(("id" = i64, Path, description = "run id"), ("name" = String, Path, description = "artifact name")),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = FileBytes),
         (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn artifact(
     State(state): State<ApiState>,

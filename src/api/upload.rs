@@ -11,7 +11,7 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use tokio::io::AsyncWriteExt;
 
-use super::wire::{ErrorBody, Uploaded};
+use super::wire::{ErrorBody, FileBytes, Uploaded};
 use super::{ApiError, ApiState};
 use crate::jobs::watch::WatchDirs;
 
@@ -36,8 +36,7 @@ pub fn sanitize(name: &str) -> String {
 #[allow(dead_code)] // Only its schema is used: the body is read as a stream.
 pub struct UploadForm {
     /// The file.
-    #[schema(format = Binary, value_type = String)]
-    file: Vec<u8>,
+    file: FileBytes,
 }
 
 /// Receives the upload and starts its run.

@@ -11,8 +11,8 @@ use crate::config::Config;
 use crate::history::{RunRecord, RunState, format_time};
 use crate::units::format_duration;
 
-/// A job as shown to people and API clients. Field names are stable. Its schema is part of the
-/// API's OpenAPI document (`api/doc.rs`).
+/// A job as shown to people and API clients. Field names are stable.
+// Its schema is part of the API's OpenAPI document (`api/doc.rs`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Job)]
 pub struct JobView {
@@ -60,7 +60,7 @@ pub struct JobView {
     pub paused: bool,
     /// Since when it is paused.
     pub paused_since: Option<String>,
-    /// The states of its newest runs, newest first (see [`JobView::with_recent`]).
+    /// The states of its newest runs (up to 20), newest first.
     pub recent_runs: Vec<RecentRun>,
 }
 
@@ -76,6 +76,7 @@ pub enum ActiveVersion {
 
 /// A load error as shown.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = LoadError)]
 pub struct LoadErrorView {
     /// The script (`scripts/x.lua`).
     pub file: String,
@@ -106,6 +107,7 @@ pub struct RecentRun {
 
 /// A schedule as shown.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Schedule)]
 pub struct ScheduleView {
     /// The cron expression.
     pub cron: String,

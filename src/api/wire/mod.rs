@@ -64,6 +64,22 @@ pub struct Health {
     pub queued: u64,
 }
 
+/// The bytes of a file (a download, an upload's `file` field).
+pub struct FileBytes;
+
+impl utoipa::PartialSchema for FileBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for FileBytes {}
+
 /// A run asked for: its id and state (`queued`, or `skipped` by an overlap policy).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Submitted {

@@ -11,7 +11,7 @@ use crate::history::{
     RunErrorInfo, RunRecord, RunState, Trigger, format_time,
 };
 
-/// A run. Its params are shown with credentials masked (see [`crate::redact`]).
+/// A run. Its params are shown with credentials masked (`redact.rs`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Run)]
 pub struct RunView {
@@ -93,6 +93,7 @@ pub fn run_views(runs: &[RunRecord]) -> Vec<RunView> {
 
 /// The error of a closed run.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = RunError)]
 pub struct RunErrorView {
     /// Stable code.
     #[schema(schema_with = enums::error_code)]
@@ -117,6 +118,7 @@ impl From<&RunErrorInfo> for RunErrorView {
 
 /// Progress as reported by `ctx.progress`.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[schema(as = Progress)]
 pub struct ProgressView {
     /// Units done.
     pub done: u64,
