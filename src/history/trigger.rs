@@ -1,7 +1,10 @@
 //! Why a run starts: one enum, so every reason is visible in one `match`. It is stored in the
 //! history as the JSON it serialises to (`{"kind": ..., detail}`), the shape every version has
 //! written; a trigger this version cannot read (a kind it does not know, a detail missing) is kept
-//! as [`Trigger::Other`] with its JSON, so no old or newer history makes a read fail.
+//! as [`Trigger::Other`] with its JSON, so no old or newer history makes a read fail. A field a
+//! newer version adds to a kind this one knows is ignored: the kind and its detail still read
+//! (a retry keeps its file on a queue shared by hosts of two versions), the extra field is not
+//! shown.
 
 use serde::{Deserialize, Serialize};
 
