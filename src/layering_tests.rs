@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// of Lua, jobs, the history or the daemon; `lua/` knows nothing of the history or the daemon.
 const FORBIDDEN: &[(&str, &[&str])] = &[
     ("cancel", UPPER),
+    ("error_code", UPPER),
     ("units", UPPER),
     ("process", UPPER),
     ("storage", UPPER),

@@ -20,7 +20,11 @@
 //!   queue (`history/pg.rs`: batch claims with `SKIP LOCKED`, `LISTEN/NOTIFY` wake-ups, leases on
 //!   the database's clock); callers hold a `HistoryHandle` and never name a backend. One
 //!   conformance suite for both (`history/conformance.rs`); `history/copy.rs` copies a SQLite
-//!   history into PostgreSQL (`ferry history migrate`).
+//!   history into PostgreSQL (`ferry history migrate`). A run's record is typed: why it started
+//!   is a [`history::Trigger`] (`history/trigger.rs`, stored as the JSON every version wrote),
+//!   its error code an [`error_code::ErrorCode`], a watched file's state a
+//!   [`history::FileState`]; what another version wrote and this one does not know reads back
+//!   as it was, never as an error.
 //! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
 //!   commits, bulk copies made durable per batch (`copy_files`, what backups use), recovery of
 //!   writes a dead process left behind, and the one confinement check of every path a script or
@@ -41,7 +45,9 @@
 //!   folders), the dispatcher and retention; crash recovery; graceful shutdown; with a shared
 //!   history, the check that the data folder is the one every host uses (`daemon/shared.rs`).
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth with named tokens and scopes (the
-//!   one table of every route's scope and audited action in `api/auth.rs`), JSON shapes,
+//!   one table of every route's scope and audited action in `api/auth.rs`), the JSON it
+//!   answers with (`api/wire/`: types of its own built from the history's records, each with
+//!   its schema) and the OpenAPI document generated from them and the handlers (`api/doc.rs`),
 //!   uploads, downloads, tokens and the audit log over HTTP (`api/tokens.rs`),
 //!   job scripts written, checked and deleted remotely with their versions (`api/scripts.rs`),
 //!   jobs created from a template in one call (`api/templates.rs`);
@@ -55,6 +61,8 @@
 //!   their content (`cli/table.rs`), times in the local zone and UTC (`cli/when.rs`); the live
 //!   hosts of a history and the copy of a SQLite history into PostgreSQL (`cli/hosts.rs`).
 //! - [`units`]: durations and sizes as people write them, and the ranges options accept.
+//! - [`error_code`]: the stable codes of a run's error, shared by `lua` (which classifies a
+//!   failure) and `history` (which stores it) without either knowing the other.
 //! - [`cancel`]: cooperative cancellation of long host operations (row loops and byte streams
 //!   ask the calling thread's scope, which a run installs).
 //! - [`process`]: facts about local processes from `/proc` (alive, start time, ferry worker).
@@ -101,6 +109,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod error_code;
 pub mod formats;
 pub mod history;
 pub mod http;

@@ -195,11 +195,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body =
-            serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        if let Some(field) = self.field {
-            body["error"]["field"] = serde_json::Value::String(field);
-        }
+        let body = super::wire::ErrorBody {
+            error: super::wire::ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+            },
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED
             && let Ok(v) = "Bearer".parse()

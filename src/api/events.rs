@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::runs::{number_param, pairs, run_id};
+use super::wire::ErrorBody;
 use super::{ApiError, ApiState};
 use crate::jobs::events::{Event, Missed, Published};
 
@@ -101,6 +102,12 @@ impl Filter {
 
 /// `GET /api/v1/events?job=&run=&types=run_log,run_finished`: the daemon's events as they
 /// happen, each with its number (`id:`), type (`event:`) and JSON (`data:`).
+#[utoipa::path(get, path = "/api/v1/events",
+    summary = "Server-Sent Events of the daemon: run_queued, run_started, run_progress, run_log, run_finished, job_loaded, job_reload_failed, job_removed (and missed when a client falls behind)",
+    params(("job" = Option<String>, Query, description = "only this job's events"),
+        ("run" = Option<i64>, Query, description = "only this run's events"),
+        ("types" = Option<String>, Query, description = "comma-separated event types")),
+    responses((status = 200, description = "an event stream", content_type = "text/event-stream", body = String), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn stream(
     State(state): State<ApiState>,
     RawQuery(q): RawQuery,

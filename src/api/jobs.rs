@@ -5,12 +5,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::wire::{ErrorBody, JobList, PauseChange, Submitted};
 use super::{ApiError, ApiState};
+use crate::history::Trigger;
 use crate::jobs::dispatcher::Submit;
 use crate::jobs::params::GivenParams;
-use crate::jobs::trigger::Trigger;
 use crate::jobs::view::JobView;
 
 /// How many of a job's newest runs its `recent_runs` shows.
@@ -49,15 +50,20 @@ fn views(state: &ApiState, only: Option<&str>) -> Result<Vec<JobView>, ApiError>
 }
 
 /// `GET /api/v1/jobs`.
-pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/jobs", summary = "List jobs",
+    responses((status = 200, body = JobList), (status = "default", description = "An error", body = ErrorBody)))]
+pub async fn list(State(state): State<ApiState>) -> Result<Json<JobList>, ApiError> {
     let s = state.clone();
     let items = tokio::task::spawn_blocking(move || views(&s, None))
         .await
         .map_err(ApiError::internal)??;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(JobList { items }))
 }
 
 /// `GET /api/v1/jobs/{name}`.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}", summary = "One job",
+    params(("name" = String, Path, description = "job name")),
+    responses((status = 200, body = JobView), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn detail(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -74,6 +80,9 @@ pub async fn detail(
 }
 
 /// `GET /api/v1/jobs/{name}/source`: the job's script as `text/plain`.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}/source", summary = "The job's script (text/plain)",
+    params(("name" = String, Path, description = "job name")),
+    responses((status = 200, description = "The Lua source", content_type = "text/plain", body = String), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn source(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -117,11 +126,15 @@ pub async fn source(
         .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /api/v1/jobs/{name}/runs` (optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TriggerBody {
+pub struct TriggerBody {
+    /// The run's params, checked against the job's declarations (422 invalid_params).
     #[serde(default)]
+    #[schema(value_type = Object)]
     params: Map<String, Value>,
+    /// Do not start before this time (RFC 3339, a date, or epoch seconds).
     #[serde(default)]
     at: Option<String>,
 }
@@ -136,11 +149,16 @@ pub fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Res
 }
 
 /// `POST /api/v1/jobs/{name}/runs` with `{"params": {...}, "at": "RFC 3339"}` (both optional).
+#[utoipa::path(post, path = "/api/v1/jobs/{name}/runs",
+    summary = "Trigger a run (queued, or skipped by the job's overlap policy)",
+    params(("name" = String, Path, description = "job name")),
+    request_body(content = TriggerBody, description = "optional"),
+    responses((status = 201, description = "Queued", body = Submitted), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn trigger(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let body: TriggerBody = parse_body(&body)?;
     let not_before =
         match &body.at {
@@ -161,36 +179,52 @@ pub async fn trigger(
         .map_err(ApiError::internal)??;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": submitted.id, "state": submitted.state })),
+        Json(Submitted {
+            id: submitted.id,
+            state: submitted.state,
+        }),
     ))
 }
 
 /// `POST /api/v1/jobs/{name}/pause` and `.../resume`: → `{"job", "paused", "changed"}`.
-async fn set_paused(state: ApiState, name: String, paused: bool) -> Result<Json<Value>, ApiError> {
+async fn set_paused(
+    state: ApiState,
+    name: String,
+    paused: bool,
+) -> Result<Json<PauseChange>, ApiError> {
     let dispatcher = state.handle.dispatcher.clone();
     let job = name.clone();
     let changed =
         tokio::task::spawn_blocking(move || dispatcher.set_paused(&job, paused, Some("api")))
             .await
             .map_err(ApiError::internal)??;
-    Ok(Json(
-        json!({ "job": name, "paused": paused, "changed": changed }),
-    ))
+    Ok(Json(PauseChange {
+        job: name,
+        paused,
+        changed,
+    }))
 }
 
 /// `POST /api/v1/jobs/{name}/pause`: the schedule records skipped runs and dropped files wait
 /// until the job is resumed; runs asked for still run.
+#[utoipa::path(post, path = "/api/v1/jobs/{name}/pause",
+    summary = "Pause the job: its schedule records skipped runs and dropped files wait; runs asked for still run",
+    params(("name" = String, Path, description = "job name")),
+    responses((status = 200, body = PauseChange), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn pause(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PauseChange>, ApiError> {
     set_paused(state, name, true).await
 }
 
 /// `POST /api/v1/jobs/{name}/resume`.
+#[utoipa::path(post, path = "/api/v1/jobs/{name}/resume", summary = "Resume a paused job",
+    params(("name" = String, Path, description = "job name")),
+    responses((status = 200, body = PauseChange), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn resume(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PauseChange>, ApiError> {
     set_paused(state, name, false).await
 }

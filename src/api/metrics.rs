@@ -5,6 +5,7 @@ use std::fmt::Write;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
+use super::wire::ErrorBody;
 use super::{ApiError, ApiState};
 use crate::history::RunState;
 
@@ -15,6 +16,9 @@ fn label(v: &str) -> String {
 }
 
 /// Runs by job and state, durations, queue depth and running count.
+#[utoipa::path(get, path = "/metrics",
+    summary = "Prometheus metrics: ferry_runs{job,state}, ferry_run_duration_seconds, ferry_queue_depth, ferry_running",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let running = state.handle.dispatcher.running_count();
     let (stats, queued) = state

@@ -6,6 +6,7 @@
 //! blocking threads.
 
 pub mod auth;
+mod doc;
 mod error;
 mod events;
 mod jobs;
@@ -17,6 +18,7 @@ mod templates;
 mod tokens;
 pub mod ui;
 mod upload;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,10 +34,8 @@ pub use error::ApiError;
 use crate::daemon::Handle;
 use crate::history::{HistoryError, HistoryHandle, HistoryStore};
 
-/// The OpenAPI 3 document of this API, checked against the router by a test.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
 pub use auth::ROUTES;
+pub use doc::openapi_document;
 
 /// The largest JSON request body, in bytes (uploads have their own limit, `[api] max_upload`).
 pub const JSON_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -176,15 +176,27 @@ async fn no_method(method: Method, uri: Uri) -> ApiError {
     }
 }
 
+/// `GET /api/v1/openapi.json`: the document generated from the handlers and their response
+/// types (`api/doc.rs`).
+#[utoipa::path(get, path = "/api/v1/openapi.json", summary = "This document", tag = "daemon",
+    responses((status = 200, description = "The OpenAPI document", body = Object),
+        (status = "default", description = "An error", body = wire::ErrorBody)))]
 async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| openapi_document().to_string());
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        text.as_str(),
     )
         .into_response()
 }
 
-async fn health(State(state): State<ApiState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+/// `GET /api/v1/health`: open to all.
+#[utoipa::path(get, path = "/api/v1/health", summary = "Liveness and counts", tag = "daemon",
+    security(()),
+    responses((status = 200, body = wire::Health),
+        (status = "default", description = "An error", body = wire::ErrorBody)))]
+async fn health(State(state): State<ApiState>) -> Result<axum::Json<wire::Health>, ApiError> {
     let jobs = state.handle.registry_read().specs().len();
     let running = state.handle.dispatcher.running_count();
     let queued = state
@@ -195,13 +207,13 @@ async fn health(State(state): State<ApiState>) -> Result<axum::Json<serde_json::
             )?)
         })
         .await?;
-    Ok(axum::Json(serde_json::json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "jobs": jobs,
-        "running": running,
-        "queued": queued,
-    })))
+    Ok(axum::Json(wire::Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        jobs,
+        running,
+        queued,
+    }))
 }
 
 /// Refuses to listen beyond loopback without a token (`[api] token` or a named token:

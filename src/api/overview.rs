@@ -4,23 +4,28 @@
 //! Every list is capped (`limit`) and comes with its total; the full lists are the paged
 //! `GET /api/v1/runs` with the matching filters.
 
+use std::collections::BTreeMap;
+
+use super::runs::{number_param, pairs};
+use super::wire::{BrokenJob, ErrorBody, Overview, RunSlice, Upcoming, run_views};
+use super::{ApiError, ApiState};
+use crate::history::{RunFilter, RunRecord, RunState, format_time};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
-
-use super::runs::{number_param, pairs};
-use super::{ApiError, ApiState};
-use crate::history::{RunFilter, RunRecord, RunState, format_time};
 
 /// Runs counted as failures in the overview.
 const FAILURES: [RunState; 3] = [RunState::Failed, RunState::TimedOut, RunState::Interrupted];
 
 /// `GET /api/v1/overview?limit=10`.
+#[utoipa::path(get, path = "/api/v1/overview",
+    summary = "What runs now, failures of the last 24 h, upcoming runs, counts by state, jobs that do not load",
+    params(("limit" = Option<u32>, Query, description = "items per list, 1-100 (default 10)", minimum = 1, maximum = 100)),
+    responses((status = 200, body = Overview), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn overview(
     State(state): State<ApiState>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Overview>, ApiError> {
     let mut limit = 10u32;
     for (k, v) in pairs(&q) {
         match k.as_str() {
@@ -33,10 +38,10 @@ pub async fn overview(
         }
     }
     let s = state.clone();
-    let value = tokio::task::spawn_blocking(move || build(&s, limit, Utc::now()))
+    let overview = tokio::task::spawn_blocking(move || build(&s, limit, Utc::now()))
         .await
         .map_err(ApiError::internal)??;
-    Ok(Json(value))
+    Ok(Json(overview))
 }
 
 /// A capped list of runs in some states (queued at or after `since`) and how many there are.
@@ -45,23 +50,26 @@ fn runs_in(
     states: &[RunState],
     since: Option<DateTime<Utc>>,
     limit: u32,
-) -> Result<Value, ApiError> {
+) -> Result<RunSlice, ApiError> {
     let (items, total) = state.history.list_runs(&RunFilter {
         states: states.to_vec(),
         since,
         limit,
         ..Default::default()
     })?;
-    Ok(json!({ "items": items, "total": total }))
+    Ok(RunSlice {
+        items: run_views(&items),
+        total,
+    })
 }
 
-fn build(state: &ApiState, limit: u32, now: DateTime<Utc>) -> Result<Value, ApiError> {
-    let mut counts = Map::new();
+fn build(state: &ApiState, limit: u32, now: DateTime<Utc>) -> Result<Overview, ApiError> {
+    let mut counts = BTreeMap::new();
     for s in RunState::ALL {
-        counts.insert(s.as_str().to_string(), json!(0));
+        counts.insert(s.as_str().to_string(), 0);
     }
     for (s, n) in state.history.count_by_state()? {
-        counts.insert(s.as_str().to_string(), json!(n));
+        counts.insert(s.as_str().to_string(), n);
     }
     let since = now - chrono::Duration::hours(24);
     let running = runs_in(state, &[RunState::Running], None, limit)?;
@@ -75,18 +83,18 @@ fn build(state: &ApiState, limit: u32, now: DateTime<Utc>) -> Result<Value, ApiE
         .into_iter()
         .map(|(j, _)| j)
         .collect();
-    let mut upcoming: Vec<(DateTime<Utc>, Value)> = Vec::new();
+    let mut upcoming: Vec<(DateTime<Utc>, Upcoming)> = Vec::new();
     let mut broken = Vec::new();
     {
         let reg = state.handle.registry_read();
         for (name, entry) in reg.entries() {
             if let Some(e) = &entry.error {
-                broken.push(json!({
-                    "name": name,
-                    "file": state.handle.config.display_path(&entry.path),
-                    "loaded": entry.spec.is_some(),
-                    "error": e.to_string(),
-                }));
+                broken.push(BrokenJob {
+                    name: name.clone(),
+                    file: state.handle.config.display_path(&entry.path),
+                    loaded: entry.spec.is_some(),
+                    error: e.to_string(),
+                });
             }
             let schedule = entry.spec.as_ref().and_then(|s| s.schedule.as_ref());
             let at = next
@@ -96,8 +104,15 @@ fn build(state: &ApiState, limit: u32, now: DateTime<Utc>) -> Result<Value, ApiE
             if let (Some(at), Some(s)) = (at, schedule) {
                 upcoming.push((
                     at,
-                    json!({ "kind": "cron", "job": name, "at": format_time(&at), "cron": s.expr,
-                            "paused": paused.contains(name) }),
+                    Upcoming {
+                        kind: "cron",
+                        job: name.clone(),
+                        at: format_time(&at),
+                        cron: Some(s.expr.clone()),
+                        run_id: None,
+                        trigger: None,
+                        paused: paused.contains(name),
+                    },
                 ));
             }
         }
@@ -107,25 +122,31 @@ fn build(state: &ApiState, limit: u32, now: DateTime<Utc>) -> Result<Value, ApiE
     }
     upcoming.sort_by_key(|u| u.0);
     upcoming.truncate(limit as usize);
-    Ok(json!({
-        "now": format_time(&now),
-        "counts": counts,
-        "running": running,
-        "queued": queued,
-        "failures": failures,
-        "failures_since": format_time(&since),
-        "upcoming": upcoming.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-        "broken_jobs": broken,
-    }))
+    Ok(Overview {
+        now: format_time(&now),
+        counts,
+        running,
+        queued,
+        failures,
+        failures_since: format_time(&since),
+        upcoming: upcoming.into_iter().map(|(_, v)| v).collect(),
+        broken_jobs: broken,
+    })
 }
 
 /// A queued run that waits for its time, as an upcoming entry.
-fn at_entry(run: &RunRecord, paused: &[String]) -> (DateTime<Utc>, Value) {
+fn at_entry(run: &RunRecord, paused: &[String]) -> (DateTime<Utc>, Upcoming) {
     let at = run.not_before.unwrap_or(run.queued_at);
-    let kind = run.trigger["kind"].as_str().unwrap_or("api");
     (
         at,
-        json!({ "kind": "at", "job": run.job, "at": format_time(&at), "run_id": run.id,
-                "trigger": kind, "paused": paused.contains(&run.job) }),
+        Upcoming {
+            kind: "at",
+            job: run.job.clone(),
+            at: format_time(&at),
+            cron: None,
+            run_id: Some(run.id),
+            trigger: Some(run.trigger_kind().to_owned()),
+            paused: paused.contains(&run.job),
+        },
     )
 }

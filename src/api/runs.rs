@@ -7,9 +7,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::jobs::parse_body;
+use super::wire::{
+    ArtifactView, CancelAccepted, DeleteResult, DeleteResults, ErrorBody, FileBytes, LogLineView,
+    LogPage, NotificationView, RerunCreated, RunDeleted, RunDetail, RunPage, RunView, run_views,
+};
 use super::{ApiError, ApiState};
 use crate::history::{CancelOutcome, HistoryError, RunFilter, RunState};
 
@@ -63,10 +67,20 @@ pub(super) fn number_param(name: &str, v: &str, min: u64, max: u64) -> Result<u6
 
 /// `GET /api/v1/runs?job=&state=&since=&until=&page=1&page_size=20`; `state` may be repeated
 /// or comma-separated.
+#[utoipa::path(get, path = "/api/v1/runs", summary = "Runs, newest first",
+    params(
+        ("job" = Option<String>, Query, description = "only this job"),
+        ("state" = Option<String>, Query, description = "only these states (repeated or comma-separated)"),
+        ("since" = Option<String>, Query, description = "queued at or after (RFC 3339 or a duration ago such as `2h`)"),
+        ("until" = Option<String>, Query, description = "queued before"),
+        ("page" = Option<u64>, Query, description = "from 1"),
+        ("page_size" = Option<u64>, Query, description = "1-500 (default 20)"),
+    ),
+    responses((status = 200, body = RunPage), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunPage>, ApiError> {
     let mut filter = RunFilter::default();
     let (mut page, mut page_size) = (1u64, 20u64);
     for (k, v) in pairs(&q) {
@@ -94,28 +108,47 @@ pub async fn list(
     filter.limit = page_size as u32;
     filter.offset = (page - 1).saturating_mul(page_size);
     let (items, total) = state.db(move |h| Ok(h.list_runs(&filter)?)).await?;
-    Ok(Json(
-        json!({ "items": items, "page": page, "page_size": page_size, "total": total }),
-    ))
+    Ok(Json(RunPage {
+        items: run_views(&items),
+        page,
+        page_size,
+        total,
+    }))
 }
 
 /// `GET /api/v1/runs/{id}`: the run with its artifacts and notifications.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", summary = "One run with its artifacts and notifications",
+    params(("id" = i64, Path, description = "run id")),
+    responses((status = 200, body = RunDetail), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn detail(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunDetail>, ApiError> {
     let id = run_id(&id)?;
     let (run, artifacts, notifications) = state
         .db(move |h| Ok((h.get_run(id)?, h.artifacts(id)?, h.notifications(id)?)))
         .await?;
-    let mut v = serde_json::to_value(&run).map_err(ApiError::internal)?;
-    v["artifacts"] = serde_json::to_value(&artifacts).map_err(ApiError::internal)?;
-    v["notifications"] = serde_json::to_value(&notifications).map_err(ApiError::internal)?;
-    Ok(Json(v))
+    Ok(Json(RunDetail {
+        run: RunView::from(&run),
+        artifacts: artifacts.iter().map(ArtifactView::from).collect(),
+        notifications: notifications.iter().map(NotificationView::from).collect(),
+    }))
 }
 
 /// `GET /api/v1/runs/{id}/logs?after=N&limit=M`: lines after sequence number N, for tailing;
-/// with `follow=true`, a Server-Sent Events stream instead (see [`super::events::follow`]).
+/// with `follow=true`, a Server-Sent Events stream instead (see `events::follow`).
+#[utoipa::path(get, path = "/api/v1/runs/{id}/logs",
+    summary = "Log lines after a sequence number; with follow=true a Server-Sent Events stream of run_log events (and one run_finished), resumable with Last-Event-ID",
+    params(
+        ("id" = i64, Path, description = "run id"),
+        ("after" = Option<i64>, Query, description = "sequence number to read after (default 0)"),
+        ("limit" = Option<u32>, Query, description = "1-10000 (default 1000)"),
+        ("follow" = Option<bool>, Query, description = "stream the lines as Server-Sent Events"),
+    ),
+    responses(
+        (status = 200, description = "The lines (JSON), or an event stream with follow=true",
+            content((LogPage = "application/json"), (String = "text/event-stream"))),
+        (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -144,14 +177,23 @@ pub async fn logs(
         .db(move |h| Ok((h.logs(id, after, limit)?, h.get_run(id)?)))
         .await?;
     let next = lines.last().map(|l| l.seq).unwrap_or(after);
-    Ok(Json(json!({ "items": lines, "next_after": next, "state": run.state })).into_response())
+    Ok(Json(LogPage {
+        items: lines.iter().map(LogLineView::from).collect(),
+        next_after: next,
+        state: run.state,
+    })
+    .into_response())
 }
 
 /// `POST /api/v1/runs/{id}/cancel`.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel",
+    summary = "Cancel a run: a queued run is closed as cancelled now, a running one is asked to stop; 409 when it has ended",
+    params(("id" = i64, Path, description = "run id")),
+    responses((status = 202, body = CancelAccepted), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CancelAccepted>), ApiError> {
     let id = run_id(&id)?;
     let dispatcher = state.handle.dispatcher.clone();
     let outcome = tokio::task::spawn_blocking(move || dispatcher.cancel(id))
@@ -166,45 +208,65 @@ pub async fn cancel(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "state": run.state, "cancel_requested": true })),
+        Json(CancelAccepted {
+            id,
+            state: run.state,
+            cancel_requested: true,
+        }),
     ))
 }
 
 /// `POST /api/v1/runs/{id}/rerun`: a new run with the same params (and the same watched file,
 /// moved back from `failed/`) → 201 `{"id", "state", "of"}`.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/rerun",
+    summary = "Run again with the same params (and the same watched file, moved back); 409 while it is open",
+    params(("id" = i64, Path, description = "run id")),
+    responses((status = 201, body = RerunCreated), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn rerun(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RerunCreated>), ApiError> {
     let id = run_id(&id)?;
     let dispatcher = state.handle.dispatcher.clone();
     let submitted = tokio::task::spawn_blocking(move || dispatcher.rerun(id))
         .await
         .map_err(ApiError::internal)??;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": submitted.id, "state": submitted.state, "of": id })),
-    ))
+    let created = RerunCreated {
+        id: submitted.id,
+        state: submitted.state,
+        of: id,
+    };
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// `DELETE /api/v1/runs/{id}`: 409 while it is queued or running.
+#[utoipa::path(delete, path = "/api/v1/runs/{id}",
+    summary = "Delete a run with its logs and artifacts; 409 while it is queued or running",
+    params(("id" = i64, Path, description = "run id")),
+    responses((status = 200, body = RunDeleted), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunDeleted>, ApiError> {
     let id = run_id(&id)?;
     state.db(move |h| Ok(h.delete_run(id)?)).await?;
     remove_artifacts(&state, id);
-    Ok(Json(json!({ "id": id, "deleted": true })))
+    Ok(Json(RunDeleted { id, deleted: true }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /api/v1/runs/delete`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DeleteMany {
+pub struct DeleteMany {
+    /// The runs to delete.
     ids: Vec<Value>,
 }
 
 /// `POST /api/v1/runs/delete` with `{"ids": [...]}`: per-item results.
+#[utoipa::path(post, path = "/api/v1/runs/delete",
+    summary = "Delete several runs; one result per id (open runs and unknown ids fail alone)",
+    request_body = DeleteMany,
+    responses((status = 200, body = DeleteResults), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn delete_many(
     State(state): State<ApiState>,
     body: Bytes,
@@ -226,28 +288,33 @@ pub async fn delete_many(
                         other => ApiError::internal(other).message,
                     }),
                 };
-                results.push(match outcome {
-                    Ok(()) => json!({ "id": raw, "ok": true, "error": null }),
-                    Err(e) => json!({ "id": raw, "ok": false, "error": e }),
+                results.push(DeleteResult {
+                    ok: outcome.is_ok(),
+                    error: outcome.err(),
+                    id: raw,
                 });
             }
             Ok(results)
         })
         .await?;
-    for r in results.iter().filter(|r| r["ok"] == true) {
-        if let Some(id) = r["id"].as_i64() {
-            remove_artifacts(&state, id);
-        }
-    }
     let done: Vec<String> = results
         .iter()
-        .filter(|r| r["ok"] == true)
-        .map(|r| r["id"].to_string())
+        .filter(|r| r.ok)
+        .map(|r| r.id.to_string())
         .collect();
+    for id in results
+        .iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| r.id.as_i64())
+    {
+        remove_artifacts(&state, id);
+    }
     let deleted = done.len();
-    let mut resp = axum::response::IntoResponse::into_response(Json(
-        json!({ "deleted": deleted, "failed": results.len() - deleted, "results": results }),
-    ));
+    let mut resp = axum::response::IntoResponse::into_response(Json(DeleteResults {
+        deleted,
+        failed: results.len() - deleted,
+        results,
+    }));
     // The audit log names the runs deleted.
     resp.extensions_mut()
         .insert(super::auth::AuditTarget(done.join(",")));
@@ -263,6 +330,12 @@ fn remove_artifacts(state: &ApiState, id: i64) {
 }
 
 /// `GET /api/v1/runs/{id}/artifacts/{name}`: the file the run recorded (its own copy), streamed.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/artifacts/{name}",
+    summary = "Download an artifact: the run's own copy of the file it recorded (ETag: its SHA-256)",
+    params(("id" = i64, Path, description = "run id"), ("name" = String, Path, description = "artifact name")),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = FileBytes),
+        (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn artifact(
     State(state): State<ApiState>,
     Path((id, name)): Path<(String, String)>,

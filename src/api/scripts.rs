@@ -10,10 +10,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::runs::{page_only, pairs};
+use super::wire::{ErrorBody, JobDeleted, ScriptWrite, Validated, VersionPage, VersionView};
 use super::{ApiError, ApiState};
 use crate::jobs::scripts::{self, MAX_SCRIPT};
 use crate::jobs::spec::LoadError;
@@ -85,13 +85,19 @@ pub(super) fn validate(state: &ApiState, name: &str, source: &str) -> Result<(),
 /// `{"job", "hash", "created", "changed"}` (`changed`: the file's text differed). The daemon's
 /// reload loads it like a hand edit and records the version as written through the API by the
 /// caller's token.
+#[utoipa::path(put, path = "/api/v1/jobs/{name}",
+    summary = "Create or replace the job's script (validated as `ferry check` does; 422 invalid_script and nothing changes when it does not load)",
+    params(("name" = String, Path, description = "1 to 64 letters, digits, `_` and `-`")),
+    request_body(content = String, content_type = "text/plain", description = "The Lua source of the job script (UTF-8, at most 1 MiB)"),
+    responses((status = 200, description = "Replaced", body = ScriptWrite),
+        (status = 201, description = "Created", body = ScriptWrite), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn put(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ScriptWrite>), ApiError> {
     check_name(&name)?;
     let source = source_of(&headers, &body)?;
     let hash = versions::hash(&source);
@@ -122,18 +128,28 @@ pub async fn put(
     };
     Ok((
         status,
-        Json(json!({ "job": name, "hash": hash, "created": created, "changed": changed })),
+        Json(ScriptWrite {
+            job: name,
+            hash,
+            created,
+            changed,
+        }),
     ))
 }
 
 /// `POST /api/v1/jobs/validate?name=NAME`: checks the body as the script of job NAME (optional)
 /// and writes nothing → `{"valid": true, "job", "hash"}`, or 422.
+#[utoipa::path(post, path = "/api/v1/jobs/validate",
+    summary = "Check a job script as `ferry check` does, writing nothing",
+    params(("name" = Option<String>, Query, description = "the job name to check it as (default `unnamed`)")),
+    request_body(content = String, content_type = "text/plain", description = "The Lua source of the job script (UTF-8, at most 1 MiB)"),
+    responses((status = 200, description = "Valid", body = Validated), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn validate_only(
     State(state): State<ApiState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Validated>, ApiError> {
     let mut name = None;
     for (k, v) in pairs(&q) {
         match k.as_str() {
@@ -155,15 +171,23 @@ pub async fn validate_only(
     tokio::task::spawn_blocking(move || validate(&s, &job, &source))
         .await
         .map_err(ApiError::internal)??;
-    Ok(Json(json!({ "valid": true, "job": name, "hash": hash })))
+    Ok(Json(Validated {
+        valid: true,
+        job: name,
+        hash,
+    }))
 }
 
 /// `DELETE /api/v1/jobs/{name}`: removes the job's script (its runs and versions stay in the
 /// history) → `{"job", "deleted": true}`, or 404.
+#[utoipa::path(delete, path = "/api/v1/jobs/{name}",
+    summary = "Remove the job's script (its runs and versions stay in the history)",
+    params(("name" = String, Path, description = "1 to 64 letters, digits, `_` and `-`")),
+    responses((status = 200, description = "Deleted", body = JobDeleted), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobDeleted>, ApiError> {
     check_name(&name)?;
     let (s, job) = (state.clone(), name.clone());
     let removed = tokio::task::spawn_blocking(move || {
@@ -176,16 +200,25 @@ pub async fn delete(
         return Err(ApiError::not_found(format!("job {name:?} does not exist")));
     }
     tracing::info!(job = %name, "job script deleted through the API");
-    Ok(Json(json!({ "job": name, "deleted": true })))
+    Ok(Json(JobDeleted {
+        job: name,
+        deleted: true,
+    }))
 }
 
 /// `GET /api/v1/jobs/{name}/versions?page=1&page_size=20`: the versions, newest first, without
 /// their sources. 404 for a job that has no versions and is not loaded.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}/versions",
+    summary = "The versions of the job's script, newest first, without their sources",
+    params(("name" = String, Path, description = "job name"),
+        ("page" = Option<u64>, Query, description = "from 1"),
+        ("page_size" = Option<u64>, Query, description = "1-500 (default 20)")),
+    responses((status = 200, body = VersionPage), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn list_versions(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionPage>, ApiError> {
     check_name(&name)?;
     let (page, page_size) = page_only(&q, 20)?;
     let job = name.clone();
@@ -202,16 +235,25 @@ pub async fn list_versions(
     if total == 0 && !known {
         return Err(ApiError::not_found(format!("job {name:?} does not exist")));
     }
-    Ok(Json(
-        json!({ "job": name, "items": items, "page": page, "page_size": page_size, "total": total }),
-    ))
+    Ok(Json(VersionPage {
+        job: name,
+        items: items.iter().map(VersionView::from).collect(),
+        page,
+        page_size,
+        total,
+    }))
 }
 
 /// `GET /api/v1/jobs/{name}/versions/{hash}`: one version with its source.
+#[utoipa::path(get, path = "/api/v1/jobs/{name}/versions/{hash}",
+    summary = "One version of the job's script, with its source",
+    params(("name" = String, Path, description = "job name"),
+        ("hash" = String, Path, description = "SHA-256 of the source, 64 lowercase hex digits")),
+    responses((status = 200, body = VersionView), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn version(
     State(state): State<ApiState>,
     Path((name, hash)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionView>, ApiError> {
     check_name(&name)?;
     if !versions::is_hash(&hash) {
         return Err(ApiError::bad_request(format!(
@@ -222,7 +264,8 @@ pub async fn version(
     let found = state.db(move |db| Ok(db.version(&job, &h)?)).await?;
     let v =
         found.ok_or_else(|| ApiError::not_found(format!("job {name:?} has no version {hash}")))?;
-    let mut out = serde_json::to_value(&v).map_err(ApiError::internal)?;
-    out["job"] = Value::String(name);
-    Ok(Json(out))
+    Ok(Json(VersionView {
+        job: Some(name),
+        ..VersionView::from(&v)
+    }))
 }

@@ -9,33 +9,48 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::jobs::parse_body;
 use super::scripts::{check_name, validate};
+use super::wire::{ErrorBody, Submitted, TemplateJobCreated};
 use super::{ApiError, ApiState};
+use crate::history::Trigger;
 use crate::jobs::dispatcher::Submit;
 use crate::jobs::params::GivenParams;
 use crate::jobs::scripts;
 use crate::jobs::templates::{self, Job, TemplateError};
-use crate::jobs::trigger::Trigger;
 use crate::jobs::versions;
 
 /// How long a `"run"` request waits for the daemon's reload to load the new script.
 const LOAD_WAIT: Duration = Duration::from_secs(60);
 
-/// The request body.
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /api/v1/jobs`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schema(as = TemplateJob)]
+pub struct CreateBody {
+    /// The job name: 1 to 64 letters, digits, `_` and `-` (required).
     name: Option<String>,
+    /// Which plugin function the job calls (required): export, import, backup, restore,
+    /// redis_import, redis_backup.
     template: Option<String>,
+    /// The options of the plugin function (docs/plugins.md), checked against the plugin's
+    /// schema; no `password` (redis templates read the secret `redis_password`).
+    #[schema(value_type = Option<Object>)]
     params: Option<Value>,
+    /// The job's description.
     description: Option<String>,
+    /// The job's `schedule`: a cron string or `{cron, timezone, missed, jitter}`.
     schedule: Option<Value>,
+    /// The job's `watch`: a folder (with an optional pattern) or `{path, pattern, settle,
+    /// after, poll}`.
     watch: Option<Value>,
+    /// `now` or `at`: ask for a first run once the daemon has loaded the job.
     run: Option<String>,
+    /// With `run: at`: the time of the first run (RFC 3339).
     at: Option<String>,
+    /// Replace an existing job's script (409 conflict otherwise).
     #[serde(default)]
     replace: bool,
 }
@@ -85,11 +100,16 @@ fn first_run(run: Option<&str>, at: Option<&str>) -> Result<FirstRun, ApiError> 
 /// 400: malformed request or unknown template; 409: the job exists and `replace` is not true;
 /// 422: the generated script does not pass `ferry check` (unknown option, bad value), nothing
 /// written.
+#[utoipa::path(post, path = "/api/v1/jobs",
+    summary = "Create a job from a template: the generated Lua script calls a shipped plugin with the options baked in, is validated as `ferry check` does (422 invalid_script, nothing written) and is written like PUT /api/v1/jobs/{name}; optionally asks for a first run now or at a time",
+    request_body = CreateBody,
+    responses((status = 200, description = "Replaced (`replace: true`)", body = TemplateJobCreated),
+        (status = 201, description = "Created", body = TemplateJobCreated), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     axum::Extension(caller): axum::Extension<super::auth::Caller>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TemplateJobCreated>), ApiError> {
     let body: CreateBody = parse_body(&body)?;
     let name = body
         .name
@@ -147,9 +167,9 @@ pub async fn create(
     .map_err(ApiError::internal)??;
     tracing::info!(job = %name, template = template.name, hash = %hash, "job created from a template");
     let run = match first {
-        FirstRun::None => Value::Null,
-        FirstRun::Now => submit(&state, &name, &source, None).await?,
-        FirstRun::At(t) => submit(&state, &name, &source, Some(t)).await?,
+        FirstRun::None => None,
+        FirstRun::Now => Some(submit(&state, &name, &source, None).await?),
+        FirstRun::At(t) => Some(submit(&state, &name, &source, Some(t)).await?),
     };
     let status = if created {
         StatusCode::CREATED
@@ -158,10 +178,14 @@ pub async fn create(
     };
     Ok((
         status,
-        Json(json!({
-            "job": name, "template": template.name, "hash": hash, "created": created,
-            "source": source, "run": run,
-        })),
+        Json(TemplateJobCreated {
+            job: name,
+            template: template.name.to_string(),
+            hash,
+            created,
+            source,
+            run,
+        }),
     ))
 }
 
@@ -182,7 +206,7 @@ async fn submit(
     name: &str,
     source: &str,
     not_before: Option<chrono::DateTime<chrono::Utc>>,
-) -> Result<Value, ApiError> {
+) -> Result<Submitted, ApiError> {
     let deadline = Instant::now() + LOAD_WAIT;
     loop {
         let loaded = state
@@ -211,5 +235,8 @@ async fn submit(
     let submitted = tokio::task::spawn_blocking(move || dispatcher.submit(submit))
         .await
         .map_err(ApiError::internal)??;
-    Ok(json!({ "id": submitted.id, "state": submitted.state }))
+    Ok(Submitted {
+        id: submitted.id,
+        state: submitted.state,
+    })
 }

@@ -9,9 +9,9 @@ use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
+use super::wire::{ErrorBody, FileBytes, Uploaded};
 use super::{ApiError, ApiState};
 use crate::jobs::watch::WatchDirs;
 
@@ -31,13 +31,26 @@ pub fn sanitize(name: &str) -> String {
     out
 }
 
+/// The body of `POST /api/v1/jobs/{name}/upload`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the body is read as a stream.
+pub struct UploadForm {
+    /// The file.
+    file: FileBytes,
+}
+
 /// Receives the upload and starts its run.
+#[utoipa::path(post, path = "/api/v1/jobs/{name}/upload",
+    summary = "Upload a file into the job's watch folder and start its run",
+    params(("name" = String, Path, description = "job name")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 202, description = "Accepted", body = Uploaded), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<ApiState>,
     Path(job): Path<String>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     let mut multipart = multipart.map_err(|e| {
         let given = headers
             .get(header::CONTENT_TYPE)
@@ -135,9 +148,12 @@ pub async fn upload(
         let (s, target) = submitted;
         return Ok((
             StatusCode::ACCEPTED,
-            Json(
-                json!({ "id": s.id, "state": s.state, "file": config.display_path(&target), "size": size }),
-            ),
+            Json(Uploaded {
+                id: s.id,
+                state: s.state,
+                file: config.display_path(&target),
+                size,
+            }),
         ));
     }
 }

@@ -136,7 +136,8 @@ pub fn run(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn report(r: &RunRecord, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        let shown = crate::api::wire::RunView::from(r);
+        println!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(());
     }
     let took = match (r.started_at, r.finished_at) {

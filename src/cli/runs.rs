@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::client::{ApiRefusal, Client, RunDetail};
 use super::open_history;
+use crate::api::wire::{self, ArtifactView, LogLineView, NotificationView, RunView, run_views};
 use crate::config::Config;
 use crate::history::{CancelOutcome, HistoryError, RunFilter, RunRecord, RunState, format_time};
 use crate::units::format_duration;
@@ -195,7 +196,7 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
             };
             let (items, total) = history.list(&filter)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&items)?);
+                println!("{}", serde_json::to_string_pretty(&run_views(&items))?);
             } else {
                 print_table(&items, total);
             }
@@ -207,11 +208,15 @@ pub fn runs(config: &Config, server: Option<&str>, args: RunsArgs) -> anyhow::Re
                 return Ok(ExitCode::from(1));
             };
             if json {
-                let mut v = serde_json::to_value(&run)?;
-                v["logs"] = serde_json::to_value(&logs)?;
-                v["artifacts"] = serde_json::to_value(&artifacts)?;
-                v["notifications"] = serde_json::to_value(&notifications)?;
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                let shown = Shown {
+                    run: wire::RunDetail {
+                        run: RunView::from(&run),
+                        artifacts: artifacts.iter().map(ArtifactView::from).collect(),
+                        notifications: notifications.iter().map(NotificationView::from).collect(),
+                    },
+                    logs: logs.iter().map(LogLineView::from).collect(),
+                };
+                println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 print_run(&run);
                 if !artifacts.is_empty() {
@@ -408,9 +413,17 @@ fn print_notification(n: &crate::history::Notification) {
     );
 }
 
+/// `ferry runs show --json`: the run as `GET /api/v1/runs/{id}` shows it, with its logs.
+#[derive(serde::Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    run: wire::RunDetail,
+    logs: Vec<LogLineView>,
+}
+
 fn print_run(r: &RunRecord) {
     println!("run {}  job {}  {}", r.id, r.job, r.state);
-    println!("trigger:  {}", r.trigger);
+    println!("trigger:  {}", r.trigger.to_json());
     println!("params:   {}", crate::redact::mask_params(&r.params));
     println!("queued:   {}", format_time(&r.queued_at));
     if let Some(t) = r.started_at {

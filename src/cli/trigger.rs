@@ -10,7 +10,7 @@ use super::open_history;
 use super::run::{load_with_params, parse_pairs, script_path};
 use crate::config::Config;
 use crate::history::NewRun;
-use crate::jobs::trigger::Trigger;
+use crate::history::Trigger;
 
 /// Arguments of `ferry trigger`.
 #[derive(Debug, Args)]
@@ -89,8 +89,7 @@ pub fn trigger(
     let trigger = Trigger::Api;
     let id = history.create_run(&NewRun {
         job: spec.name.clone(),
-        trigger_kind: trigger.kind().into(),
-        trigger: trigger.to_json(),
+        trigger: trigger.clone(),
         params: Value::Object(
             crate::jobs::seal::Sealer::for_config(config)?.seal_params(resolved, &spec.params),
         ),

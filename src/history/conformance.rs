@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -48,8 +48,7 @@ pub fn run_all(fresh: &mut dyn FnMut(&str) -> HistoryHandle) {
 fn new_run(job: &str) -> NewRun {
     NewRun {
         job: job.into(),
-        trigger_kind: "manual".into(),
-        trigger: json!({"kind": "manual"}),
+        trigger: Trigger::Manual,
         params: json!({"a": 1, "s": "x"}),
         attempt: 1,
         not_before: None,
@@ -76,7 +75,7 @@ pub fn lifecycle(h: &dyn HistoryStore) {
     let r = h.get_run(id).unwrap();
     assert_eq!(r.state, RunState::Queued);
     assert_eq!(r.params, json!({"a": 1, "s": "x"}));
-    assert_eq!(r.trigger, json!({"kind": "manual"}));
+    assert_eq!(r.trigger, Trigger::Manual);
     assert_eq!(r.attempt, 1);
     assert!(close_to_now(r.queued_at));
     assert!(r.started_at.is_none() && r.owner.is_none());
@@ -92,7 +91,7 @@ pub fn lifecycle(h: &dyn HistoryStore) {
     let failed = RunEnd {
         state: RunState::Failed,
         error: Some(RunErrorInfo {
-            code: "run".into(),
+            code: ErrorCode::Run,
             message: "boom".into(),
             traceback: Some("at x.lua:3".into()),
         }),
@@ -106,7 +105,7 @@ pub fn lifecycle(h: &dyn HistoryStore) {
     let r = h.get_run(id).unwrap();
     assert_eq!(r.state, RunState::Failed);
     let e = r.error.unwrap();
-    assert_eq!((e.code.as_str(), e.message.as_str()), ("run", "boom"));
+    assert_eq!((e.code, e.message.as_str()), (ErrorCode::Run, "boom"));
     assert_eq!(e.traceback.as_deref(), Some("at x.lua:3"));
     assert_eq!(r.summary, Some(json!({"rows": 3})));
     assert_eq!(
@@ -436,7 +435,7 @@ pub fn files(h: &dyn HistoryStore) {
     assert_eq!(h.files_processing().unwrap().len(), 1);
     let rec = h.file_for_run(run).unwrap().unwrap();
     assert_eq!((rec.id, rec.name.as_str()), (f, "a.csv"));
-    assert_eq!(rec.state, "processing");
+    assert_eq!(rec.state, FileState::Processing);
     assert_eq!(
         h.file_by_processing_path("/in/.ferry/processing/a.csv")
             .unwrap()
@@ -449,7 +448,7 @@ pub fn files(h: &dyn HistoryStore) {
     h.file_finished(f, FileState::Archived, Some("/in/.ferry/archive/a.csv"))
         .unwrap();
     let rec = h.file_for_run(retry).unwrap().unwrap();
-    assert_eq!(rec.state, "archived");
+    assert_eq!(rec.state, FileState::Archived);
     assert_eq!(rec.final_path.as_deref(), Some("/in/.ferry/archive/a.csv"));
     assert!(h.files_processing().unwrap().is_empty());
     assert!(
@@ -506,8 +505,12 @@ pub fn chains_and_pauses(h: &dyn HistoryStore) {
     assert_eq!(h.unchained_runs(10).unwrap().len(), 1);
     let down = h
         .create_run(&NewRun {
-            trigger_kind: "job".into(),
-            trigger: json!({"kind": "job", "of": up, "job": "up"}),
+            trigger: Trigger::Job {
+                of: up,
+                job: "up".into(),
+                state: RunState::Succeeded,
+                summary: Value::Null,
+            },
             ..new_run("down")
         })
         .unwrap();
@@ -545,14 +548,18 @@ pub fn schedules_and_cron_once(h: &dyn HistoryStore) {
     assert_eq!(h.schedule_last_fire("a").unwrap(), Some(t2));
     // Each occurrence is queued with its claim: once, whichever host asks first.
     let cron = |job: &str| NewRun {
-        trigger_kind: "cron".into(),
-        trigger: json!({"kind": "cron", "scheduled_at": format_time(&t)}),
+        trigger: Trigger::Cron {
+            scheduled_at: format_time(&t),
+            missed: None,
+        },
         ..new_run(job)
     };
     let id = h.create_cron_run(&cron("a"), t, "h1").unwrap().unwrap();
     let run = h.get_run(id).unwrap();
     assert_eq!((run.job.as_str(), run.state), ("a", RunState::Queued));
-    assert_eq!(run.trigger["scheduled_at"], json!(format_time(&t)));
+    assert!(
+        matches!(&run.trigger, Trigger::Cron { scheduled_at, .. } if *scheduled_at == format_time(&t))
+    );
     assert_eq!(
         h.create_cron_run(&cron("a"), t, "h2").unwrap(),
         None,

@@ -16,6 +16,7 @@ mod pg;
 mod pg_migrations;
 mod sqlite;
 mod tokens;
+mod trigger;
 mod types;
 mod versions;
 
@@ -28,6 +29,7 @@ pub use copy::{CopyReport, TABLES as COPIED_TABLES, copy_into_postgres};
 pub use pg::PostgresHistory;
 pub use sqlite::SqliteHistory;
 pub use tokens::{TokenRecord, TokenStore};
+pub use trigger::Trigger;
 pub use types::*;
 pub use versions::{ScriptVersion, VersionOrigin, VersionStore};
 

@@ -284,8 +284,7 @@ mod tests {
             let id = h
                 .create_run(&NewRun {
                     job: "j".into(),
-                    trigger_kind: "manual".into(),
-                    trigger: serde_json::json!({"kind": "manual"}),
+                    trigger: crate::history::Trigger::Manual,
                     params: serde_json::json!({}),
                     attempt: 1,
                     not_before: None,

@@ -308,7 +308,7 @@ fn run_from_row(row: &PgRow) -> Result<RunRecord, HistoryError> {
         id: row.get(0)?,
         job: row.get(1)?,
         state: state.parse().unwrap_or(RunState::Failed),
-        trigger: row.get::<Option<Value>>(3)?.unwrap_or(Value::Null),
+        trigger: Trigger::from_stored(row.get::<Option<Value>>(3)?.unwrap_or(Value::Null)),
         params: row.get::<Option<Value>>(4)?.unwrap_or(Value::Null),
         attempt: u32::try_from(row.get::<i64>(5)?).unwrap_or(u32::MAX),
         queued_at: row.get(6)?,
@@ -316,7 +316,7 @@ fn run_from_row(row: &PgRow) -> Result<RunRecord, HistoryError> {
         finished_at: row.get(8)?,
         error: match error_code {
             Some(code) => Some(RunErrorInfo {
-                code,
+                code: ErrorCode::parse(&code),
                 message: row.get::<Option<String>>(10)?.unwrap_or_default(),
                 traceback: row.get(11)?,
             }),
@@ -343,7 +343,7 @@ fn file_from_row(r: &PgRow) -> Result<FileRecord, HistoryError> {
         name: r.get(2)?,
         processing_path: r.get(3)?,
         run_id: r.get(4)?,
-        state: r.get(5)?,
+        state: FileState::parse(&r.get::<String>(5)?),
         final_path: r.get(6)?,
     })
 }
@@ -354,6 +354,7 @@ fn insert_run(
     run: &NewRun,
     lease: Option<f64>,
 ) -> Result<i64, postgres::Error> {
+    let trigger = run.trigger.to_json();
     // Announced in the same round trip: every host's dispatcher listens. A run created with
     // an owner is started by that owner and not announced.
     let row = c.query_one(
@@ -364,8 +365,8 @@ fn insert_run(
          SELECT id, CASE WHEN $8::TEXT IS NULL THEN pg_notify($10, id::TEXT) END::TEXT FROM r",
         &[
             &run.job,
-            &run.trigger_kind,
-            &run.trigger,
+            &run.trigger.kind(),
+            &trigger,
             &run.params,
             &i64::from(run.attempt),
             &run.not_before,
@@ -404,7 +405,11 @@ impl History for PostgresHistory {
 
     fn finish_run(&self, id: i64, end: &RunEnd) -> Result<bool, HistoryError> {
         let (code, message, traceback) = match &end.error {
-            Some(e) => (Some(&e.code), Some(&e.message), e.traceback.as_ref()),
+            Some(e) => (
+                Some(e.code.as_str()),
+                Some(&e.message),
+                e.traceback.as_ref(),
+            ),
             None => (None, None, None),
         };
         let n = self.execute(
@@ -424,7 +429,11 @@ impl History for PostgresHistory {
 
     fn finish_owned_run(&self, id: i64, owner: &str, end: &RunEnd) -> Result<bool, HistoryError> {
         let (code, message, traceback) = match &end.error {
-            Some(e) => (Some(&e.code), Some(&e.message), e.traceback.as_ref()),
+            Some(e) => (
+                Some(e.code.as_str()),
+                Some(&e.message),
+                e.traceback.as_ref(),
+            ),
             None => (None, None, None),
         };
         let n = self.execute(

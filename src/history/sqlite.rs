@@ -148,7 +148,7 @@ impl SqliteHistory {
             id: row.get(0)?,
             job: row.get(1)?,
             state: state.parse().unwrap_or(RunState::Failed),
-            trigger: json_col(row, 3)?.unwrap_or(Value::Null),
+            trigger: Trigger::from_stored(json_col(row, 3)?.unwrap_or(Value::Null)),
             params: json_col(row, 4)?.unwrap_or(Value::Null),
             attempt: row.get(5)?,
             queued_at: time_col(row, 6)?.unwrap_or_default(),
@@ -156,7 +156,7 @@ impl SqliteHistory {
             finished_at: time_col(row, 8)?,
             error: match error_code {
                 Some(code) => Some(RunErrorInfo {
-                    code,
+                    code: ErrorCode::parse(&code),
                     message: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
                     traceback: row.get(11)?,
                 }),
@@ -220,7 +220,7 @@ fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
         name: r.get(2)?,
         processing_path: r.get(3)?,
         run_id: r.get(4)?,
-        state: r.get(5)?,
+        state: FileState::parse(&r.get::<_, String>(5)?),
         final_path: r.get(6)?,
     })
 }
@@ -246,8 +246,8 @@ fn insert_run(conn: &Connection, run: &NewRun) -> rusqlite::Result<i64> {
          VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, 0)",
         params![
             run.job,
-            run.trigger_kind,
-            run.trigger.to_string(),
+            run.trigger.kind(),
+            run.trigger.to_json().to_string(),
             run.params.to_string(),
             run.attempt,
             now(),
@@ -284,7 +284,11 @@ impl History for SqliteHistory {
 
     fn finish_run(&self, id: i64, end: &RunEnd) -> Result<bool, HistoryError> {
         let (code, message, traceback) = match &end.error {
-            Some(e) => (Some(&e.code), Some(&e.message), e.traceback.as_ref()),
+            Some(e) => (
+                Some(e.code.as_str()),
+                Some(&e.message),
+                e.traceback.as_ref(),
+            ),
             None => (None, None, None),
         };
         let n = self
@@ -308,7 +312,11 @@ impl History for SqliteHistory {
 
     fn finish_owned_run(&self, id: i64, owner: &str, end: &RunEnd) -> Result<bool, HistoryError> {
         let (code, message, traceback) = match &end.error {
-            Some(e) => (Some(&e.code), Some(&e.message), e.traceback.as_ref()),
+            Some(e) => (
+                Some(e.code.as_str()),
+                Some(&e.message),
+                e.traceback.as_ref(),
+            ),
             None => (None, None, None),
         };
         let n = self
@@ -1212,8 +1220,7 @@ mod tests {
     fn new_run(job: &str) -> NewRun {
         NewRun {
             job: job.into(),
-            trigger_kind: "manual".into(),
-            trigger: serde_json::json!({"kind": "manual"}),
+            trigger: Trigger::Manual,
             params: serde_json::json!({"a": 1}),
             attempt: 1,
             not_before: None,

@@ -7,6 +7,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Trigger;
+pub use crate::error_code::ErrorCode;
+
 /// The state of a run. `queued → running → succeeded | failed | cancelled | timed_out`;
 /// `skipped` when an overlap policy refused it; `interrupted` when the process running it died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -125,10 +128,8 @@ impl FromStr for LogLevel {
 pub struct NewRun {
     /// The job name.
     pub job: String,
-    /// The trigger kind (manual, api, cron, file, retry).
-    pub trigger_kind: String,
-    /// The whole trigger as JSON (kind plus detail such as the file or the scheduled time).
-    pub trigger: Value,
+    /// Why it runs (stored as its JSON, kind plus detail, with the kind in a column of its own).
+    pub trigger: Trigger,
     /// The run's parameters after conversion and defaults.
     pub params: Value,
     /// Attempt number, 1 for the first.
@@ -157,7 +158,7 @@ pub enum CancelOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunErrorInfo {
     /// Stable code: load, params, run, timeout, memory, cancelled, crashed, interrupted.
-    pub code: String,
+    pub code: ErrorCode,
     /// One-line message naming the file and line, or the input and what was expected.
     pub message: String,
     /// Lua traceback, when there is one.
@@ -185,8 +186,10 @@ pub struct Progress {
     pub total: Option<u64>,
 }
 
-/// A run as stored in the history. Field names are the stable names of `--json` output and the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A run as stored in the history. It is not a wire format: the API and `--json` output show
+/// it as `api::wire::RunView`; the CLI's client reads that JSON back into it (the field names
+/// are the same).
+#[derive(Debug, Clone, Deserialize)]
 pub struct RunRecord {
     /// Run id.
     pub id: i64,
@@ -195,20 +198,16 @@ pub struct RunRecord {
     /// State.
     pub state: RunState,
     /// The trigger (kind plus detail).
-    pub trigger: Value,
-    /// Parameters. Shown (serialized) with credentials masked: see [`crate::redact`].
-    #[serde(serialize_with = "ser_params")]
+    pub trigger: Trigger,
+    /// Parameters (shown with credentials masked: see [`crate::redact`]).
     pub params: Value,
     /// Attempt number, 1 for the first.
     pub attempt: u32,
     /// When it was recorded.
-    #[serde(serialize_with = "ser_time")]
     pub queued_at: DateTime<Utc>,
     /// When a worker started it.
-    #[serde(serialize_with = "ser_opt_time")]
     pub started_at: Option<DateTime<Utc>>,
     /// When it was closed.
-    #[serde(serialize_with = "ser_opt_time")]
     pub finished_at: Option<DateTime<Utc>>,
     /// The error of a run that did not succeed.
     pub error: Option<RunErrorInfo>,
@@ -219,7 +218,6 @@ pub struct RunRecord {
     /// Whether a cancel was requested.
     pub cancel_requested: bool,
     /// Not started before this time.
-    #[serde(serialize_with = "ser_opt_time")]
     pub not_before: Option<DateTime<Utc>>,
     /// The run this one retries.
     pub retry_of: Option<i64>,
@@ -236,12 +234,9 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// The trigger kind (manual, api, cron, file, retry).
+    /// The trigger kind (manual, api, cron, file, retry, rerun, job).
     pub fn trigger_kind(&self) -> &str {
-        self.trigger
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
+        self.trigger.kind()
     }
 }
 
@@ -361,10 +356,6 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn ser_params<S: serde::Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
-    crate::redact::mask_params(v).serialize(s)
-}
-
 pub(super) fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_time(t))
 }
@@ -379,7 +370,8 @@ pub(super) fn ser_opt_time<S: serde::Serializer>(
     }
 }
 
-/// What happened to a file picked up from a watched folder.
+/// What happened to a file picked up from a watched folder. Stored by its name
+/// ([`FileState::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileState {
@@ -391,6 +383,9 @@ pub enum FileState {
     Deleted,
     /// Its run failed; moved to `failed/` with an error file.
     Failed,
+    /// A state this version does not know, read from a history another version wrote: the
+    /// file is neither processed nor re-run from here. Never written.
+    Unknown,
 }
 
 impl FileState {
@@ -401,7 +396,21 @@ impl FileState {
             FileState::Archived => "archived",
             FileState::Deleted => "deleted",
             FileState::Failed => "failed",
+            FileState::Unknown => "unknown",
         }
+    }
+
+    /// The state stored as `s` ([`FileState::Unknown`] for a name this version does not know).
+    pub fn parse(s: &str) -> FileState {
+        [
+            FileState::Processing,
+            FileState::Archived,
+            FileState::Deleted,
+            FileState::Failed,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+        .unwrap_or(FileState::Unknown)
     }
 }
 
@@ -419,7 +428,7 @@ pub struct FileRecord {
     /// The run processing it.
     pub run_id: Option<i64>,
     /// Its state.
-    pub state: String,
+    pub state: FileState,
     /// Where it went when its run ended (in `archive/` or `failed/`), if it was kept.
     pub final_path: Option<String>,
 }

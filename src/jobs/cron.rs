@@ -11,8 +11,8 @@ use super::dispatcher::{Dispatcher, Submit};
 use super::params::GivenParams;
 use super::schedule::{Missed, Schedule};
 use super::spec::JobSpec;
-use super::trigger::Trigger;
 use crate::config::Config;
+use crate::history::Trigger;
 use crate::history::{HistoryError, NewRun, RunEnd, RunState, format_time};
 
 /// Next occurrences per job.
@@ -174,8 +174,7 @@ fn catch_up_job(
             };
             let run = NewRun {
                 job: spec.name.clone(),
-                trigger_kind: trigger.kind().into(),
-                trigger: trigger.to_json(),
+                trigger: trigger.clone(),
                 params: serde_json::json!({}),
                 attempt: 1,
                 not_before: None,

@@ -18,9 +18,9 @@ use super::owner::{Owner, is_ferry_worker};
 use super::params::{self, GivenParams, ParamError};
 use super::registry::Registry;
 use super::spec::{JobSpec, Overlap};
-use super::trigger::Trigger;
 use super::watch::{self, WatchDirs};
 use crate::config::Config;
+use crate::history::Trigger;
 use crate::history::{
     CancelOutcome, FileState, HistoryError, HistoryHandle, HostBeat, NewRun, RunEnd, RunErrorInfo,
     RunRecord, RunState,
@@ -269,8 +269,7 @@ impl Dispatcher {
         };
         let run = NewRun {
             job: spec.name.clone(),
-            trigger_kind: s.trigger.kind().into(),
-            trigger: s.trigger.to_json(),
+            trigger: s.trigger.clone(),
             params: Value::Object(params),
             attempt: 1,
             not_before: s.not_before,
@@ -658,7 +657,7 @@ impl Dispatcher {
             let end = RunEnd {
                 state: RunState::Interrupted,
                 error: Some(RunErrorInfo {
-                    code: ErrorCode::Interrupted.as_str().into(),
+                    code: ErrorCode::Interrupted,
                     message: "the process that supervised the run went away".into(),
                     traceback: None,
                 }),
@@ -1201,11 +1200,7 @@ impl Dispatcher {
             .retry_max_delay
             .unwrap_or(self.inner.config.daemon.retry_max_delay);
         let delay = super::retry::delay(spec.retry_delay, record.attempt, max, fastrand::f64());
-        let file = record
-            .trigger
-            .get("file")
-            .and_then(Value::as_str)
-            .map(String::from);
+        let file = record.trigger.file().map(String::from);
         let trigger = Trigger::Retry {
             of: record.id,
             attempt,
@@ -1213,8 +1208,7 @@ impl Dispatcher {
         };
         let id = self.inner.history.create_run(&NewRun {
             job: record.job.clone(),
-            trigger_kind: trigger.kind().into(),
-            trigger: trigger.to_json(),
+            trigger: trigger.clone(),
             params: record.params.clone(),
             attempt,
             not_before: Some(super::retry::at(Utc::now(), delay)),
@@ -1250,7 +1244,7 @@ impl Dispatcher {
         let Some(file) = history.file_for_run(record.id)? else {
             return Ok(());
         };
-        if file.state != FileState::Processing.as_str() {
+        if file.state != FileState::Processing {
             return Ok(());
         }
         let record = history.get_run(record.id)?;
@@ -1290,7 +1284,7 @@ pub fn retry_due(spec: &JobSpec, record: &RunRecord) -> bool {
     ) && record
         .error
         .as_ref()
-        .is_none_or(|e| e.code != ErrorCode::Load.as_str() && e.code != ErrorCode::Params.as_str());
+        .is_none_or(|e| !matches!(e.code, ErrorCode::Load | ErrorCode::Params));
     retriable && record.attempt <= spec.retries
 }
 
@@ -1304,7 +1298,7 @@ fn load_average() -> f64 {
 
 fn error_report(r: &RunRecord) -> String {
     let err = r.error.clone().unwrap_or(RunErrorInfo {
-        code: "?".into(),
+        code: ErrorCode::Other("?".into()),
         message: "no error recorded".into(),
         traceback: None,
     });

@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 
 use super::protocol::{Event, Request, RunRequest};
 use super::spec::JobSpec;
-use super::trigger::Trigger;
 use crate::config::Config;
+use crate::history::Trigger;
 use crate::history::{
     History, HistoryError, LogLevel, NewRun, RunEnd, RunErrorInfo, RunRecord, RunState,
 };
@@ -62,15 +62,14 @@ pub fn enqueue(
     let params = Value::Object(params);
     let run_id = history.create_run(&NewRun {
         job: spec.name.clone(),
-        trigger_kind: trigger.kind().to_string(),
-        trigger: trigger.to_json(),
+        trigger: trigger.clone(),
         params: sealed,
         attempt,
         not_before: None,
         retry_of: None,
         owner: Some(super::owner::Owner::current().to_string()),
     })?;
-    Ok(prepare(config, spec, run_id, params, trigger.to_json()))
+    Ok(prepare(config, spec, run_id, params, trigger.clone()))
 }
 
 /// Prepares the worker request of a recorded run from the job's spec (the version loaded now).
@@ -80,7 +79,7 @@ pub fn prepare(
     spec: &JobSpec,
     run_id: i64,
     params: Value,
-    trigger: Value,
+    trigger: Trigger,
 ) -> Prepared {
     let timeout = spec.timeout.unwrap_or(config.limits.timeout);
     let memory = spec.memory.unwrap_or(config.limits.memory);
@@ -578,7 +577,7 @@ fn execute_inner(
             return Err(ExecError::Worker(e));
         }
     };
-    if let Err(e) = worker.send(&Request::Run(prepared.request.clone())) {
+    if let Err(e) = worker.send(&Request::Run(Box::new(prepared.request.clone()))) {
         let (code, msg) = worker.death();
         lost();
         close(history, id, RunState::Failed, code, msg)?;
@@ -680,7 +679,7 @@ pub fn close(
         &RunEnd {
             state,
             error: Some(RunErrorInfo {
-                code: code.as_str().into(),
+                code,
                 message,
                 traceback: None,
             }),

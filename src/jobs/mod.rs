@@ -24,7 +24,6 @@ pub mod seal;
 pub mod secrets;
 pub mod spec;
 pub mod templates;
-pub mod trigger;
 pub mod versions;
 pub mod view;
 pub mod watch;
@@ -32,8 +31,8 @@ pub mod worker;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::history::Trigger;
 pub use spec::{JobSpec, LoadError, load_job};
-pub use trigger::Trigger;
 
 /// The job scripts in a folder: every `*.lua` file not starting with `.` or `_`, sorted.
 pub fn discover(scripts_dir: &Path) -> std::io::Result<Vec<PathBuf>> {

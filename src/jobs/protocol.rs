@@ -4,14 +4,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::history::{LogLevel, RunErrorInfo, RunState};
+use crate::history::{LogLevel, RunErrorInfo, RunState, Trigger};
 
 /// A request to a worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     /// Run a job; the run's history row exists already (state `queued`).
-    Run(RunRequest),
+    Run(Box<RunRequest>),
     /// Stop the given run if it is the one running.
     Cancel {
         /// The run to stop.
@@ -32,8 +32,8 @@ pub struct RunRequest {
     pub source: String,
     /// Converted params.
     pub params: Value,
-    /// The trigger as JSON.
-    pub trigger: Value,
+    /// Why the run starts (its JSON is what the script sees as `ctx.trigger`).
+    pub trigger: Trigger,
     /// Time limit in milliseconds.
     pub timeout_ms: u64,
     /// Lua memory limit in bytes.

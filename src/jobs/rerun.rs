@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::params::{self, GivenParams, ParamError};
 use super::seal::{SealError, Sealer};
 use super::spec::JobSpec;
-use super::trigger::Trigger;
 use super::watch::{self, WatchDirs};
 use crate::config::Config;
+use crate::history::Trigger;
 use crate::history::{FileState, History, HistoryError, NewRun, RunRecord};
 
 /// Why a run cannot be run again.
@@ -92,8 +92,7 @@ pub fn rerun(
     };
     let id = history.create_run(&NewRun {
         job: spec.name.clone(),
-        trigger_kind: trigger.kind().into(),
-        trigger: trigger.to_json(),
+        trigger: trigger.clone(),
         params,
         attempt: 1,
         not_before: None,
@@ -113,7 +112,7 @@ fn file_of(
     history: &dyn History,
     record: &RunRecord,
 ) -> Result<Option<crate::history::FileRecord>, HistoryError> {
-    if record.trigger.get("file").is_none() {
+    if record.trigger.file().is_none() {
         return Ok(None);
     }
     let mut run = record.clone();
@@ -144,10 +143,10 @@ fn take_back(
     let Some(w) = &spec.watch else {
         return Err(gone("the job no longer watches a folder"));
     };
-    if f.state == FileState::Processing.as_str() {
+    if f.state == FileState::Processing {
         return Err(gone("it is still being processed by a retry"));
     }
-    if f.state == FileState::Deleted.as_str() {
+    if f.state == FileState::Deleted {
         return Err(gone(
             "it was deleted after the run succeeded (after = \"delete\")",
         ));

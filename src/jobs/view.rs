@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::params::ParamSpec;
 use super::registry::JobEntry;
@@ -11,7 +12,9 @@ use crate::history::{RunRecord, RunState, format_time};
 use crate::units::format_duration;
 
 /// A job as shown to people and API clients. Field names are stable.
-#[derive(Debug, Clone, Serialize)]
+// Its schema is part of the API's OpenAPI document (`api/doc.rs`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Job)]
 pub struct JobView {
     /// Job name.
     pub name: String,
@@ -36,12 +39,16 @@ pub struct JobView {
     /// The cron schedule.
     pub schedule: Option<ScheduleView>,
     /// When the schedule fires next.
+    #[schema(format = DateTime)]
     pub next_run: Option<String>,
     /// The watched folder.
+    #[schema(value_type = Option<Object>)]
     pub watch: Option<WatchSpec>,
-    /// Declared params.
+    /// Declared params, by name.
+    #[schema(value_type = Object)]
     pub params: std::collections::BTreeMap<String, ParamSpec>,
     /// Overlap policy.
+    #[schema(value_type = Option<String>)]
     pub overlap: Option<Overlap>,
     /// Retries after a failure.
     pub retries: Option<u32>,
@@ -53,12 +60,12 @@ pub struct JobView {
     pub paused: bool,
     /// Since when it is paused.
     pub paused_since: Option<String>,
-    /// The states of its newest runs, newest first (see [`JobView::with_recent`]).
+    /// The states of its newest runs (up to 20), newest first.
     pub recent_runs: Vec<RecentRun>,
 }
 
 /// Which version of a job's script is active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActiveVersion {
     /// The script as the file holds it now.
@@ -68,7 +75,8 @@ pub enum ActiveVersion {
 }
 
 /// A load error as shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = LoadError)]
 pub struct LoadErrorView {
     /// The script (`scripts/x.lua`).
     pub file: String,
@@ -89,7 +97,7 @@ impl From<&LoadError> for LoadErrorView {
 }
 
 /// One of a job's newest runs, for a strip of states.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RecentRun {
     /// Run id.
     pub id: i64,
@@ -98,18 +106,20 @@ pub struct RecentRun {
 }
 
 /// A schedule as shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Schedule)]
 pub struct ScheduleView {
     /// The cron expression.
     pub cron: String,
     /// The IANA time zone.
     pub timezone: String,
     /// The missed-occurrence policy.
+    #[schema(value_type = String)]
     pub missed: super::schedule::Missed,
 }
 
 /// The newest run of a job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LastRun {
     /// Run id.
     pub id: i64,

@@ -15,7 +15,7 @@ use super::secrets::Secrets;
 use super::spec::vm_options;
 use crate::config::Config;
 use crate::history::{
-    HistoryError, HistoryHandle, LogLevel, NewArtifact, RunEnd, RunErrorInfo, RunState,
+    HistoryError, HistoryHandle, LogLevel, NewArtifact, RunEnd, RunErrorInfo, RunState, Trigger,
 };
 use crate::lua::{self, ErrorCode, Level, Outcome, RunHost, RunInput};
 
@@ -153,7 +153,7 @@ fn read_requests(tx: mpsc::Sender<RunRequest>, current: Current, parent_gone: Ar
         }
         match serde_json::from_str::<Request>(&line) {
             Ok(Request::Run(r)) => {
-                if tx.send(r).is_err() {
+                if tx.send(*r).is_err() {
                     break;
                 }
             }
@@ -210,7 +210,7 @@ fn execute(
             finish(RunEnd {
                 state: RunState::Cancelled,
                 error: Some(RunErrorInfo {
-                    code: ErrorCode::Cancelled.as_str().into(),
+                    code: ErrorCode::Cancelled,
                     message: "run was cancelled before it started".into(),
                     traceback: None,
                 }),
@@ -257,7 +257,7 @@ fn execute(
         chunk_name: req.chunk_name.clone(),
         source: req.source.clone(),
         params: req.params.clone(),
-        trigger: req.trigger.clone(),
+        trigger: req.trigger.to_json(),
         vm,
         cancel,
         temp_dir: Some(temp_dir),
@@ -302,7 +302,7 @@ fn execute(
                 RunEnd {
                     state,
                     error: Some(RunErrorInfo {
-                        code: code.as_str().into(),
+                        code,
                         message,
                         traceback: err.traceback.map(|t| secrets.redact(&t).into_owned()),
                     }),
@@ -317,8 +317,8 @@ fn execute(
 
 /// The watch folder of a run started by a dropped file: the file sits in
 /// `<watch>/.ferry/processing/`, and its run may use `<watch>` as a local store.
-fn watch_folder(trigger: &serde_json::Value) -> Option<std::path::PathBuf> {
-    let file = std::path::Path::new(trigger.get("file")?.as_str()?);
+fn watch_folder(trigger: &Trigger) -> Option<std::path::PathBuf> {
+    let file = std::path::Path::new(trigger.file()?);
     let dir = file.parent()?;
     if dir.ends_with(".ferry/processing") {
         dir.parent()?.parent().map(std::path::Path::to_path_buf)

@@ -1,53 +1,10 @@
 //! Turning mlua errors into [`ScriptError`]s: a stable code, a one-line message that names the
 //! script file and line, and the traceback kept apart.
 
-use std::fmt;
+pub use crate::error_code::ErrorCode;
 
 use super::ScriptError;
 use super::limits::{Guard, LUA_MEMORY_MESSAGE};
-
-/// Stable error codes, stored in the history and shown by the CLI and API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// The script did not load: syntax error, error at the top level, or an invalid spec.
-    Load,
-    /// A parameter was unknown, missing or of the wrong type.
-    Params,
-    /// `run` raised an error.
-    Run,
-    /// The time limit passed.
-    Timeout,
-    /// The memory limit was reached.
-    Memory,
-    /// The run was cancelled.
-    Cancelled,
-    /// The worker process died.
-    Crashed,
-    /// The process that ran it went away (daemon crash); set at the next start.
-    Interrupted,
-}
-
-impl ErrorCode {
-    /// The stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Load => "load",
-            ErrorCode::Params => "params",
-            ErrorCode::Run => "run",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Memory => "memory",
-            ErrorCode::Cancelled => "cancelled",
-            ErrorCode::Crashed => "crashed",
-            ErrorCode::Interrupted => "interrupted",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Classifies an error raised while loading (`phase` = Load) or running (`phase` = Run) a script.
 /// A termination recorded by the guard wins over whatever message reached the top.

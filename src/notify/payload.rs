@@ -171,7 +171,7 @@ mod tests {
         .unwrap();
         r.state = RunState::Failed;
         r.error = Some(RunErrorInfo {
-            code: "run".into(),
+            code: crate::history::ErrorCode::Run,
             message: "scripts/nightly.lua:3: boom <&>\nmore".into(),
             traceback: Some("stack".into()),
         });

@@ -560,13 +560,80 @@ fn artifacts_download_streamed() {
     assert_eq!(d.stop(), Some(0));
 }
 
+/// The HTTP methods among the keys of an OpenAPI path item.
+const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+/// The document with every object schema closed: a property an answer has and its schema does
+/// not name fails validation (`unevaluatedProperties`, which sees through `allOf`). The parts of
+/// an `allOf` stay open, with the schemas they refer to copied in, so only the whole is closed.
+fn closed(schema: &Value, in_all_of: bool, schemas: &Value) -> Value {
+    match schema {
+        Value::Object(m) => {
+            if in_all_of && let Some(Value::String(r)) = m.get("$ref") {
+                let name = r.trim_start_matches("#/components/schemas/");
+                return closed(&schemas[name], true, schemas);
+            }
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                let parts = k == "allOf";
+                let v = match v {
+                    Value::Array(items) => {
+                        Value::Array(items.iter().map(|i| closed(i, parts, schemas)).collect())
+                    }
+                    other => closed(other, false, schemas),
+                };
+                out.insert(k.clone(), v);
+            }
+            let object = m.contains_key("properties") || m.contains_key("allOf");
+            if object && !in_all_of && !m.contains_key("additionalProperties") {
+                out.insert("unevaluatedProperties".into(), json!(false));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| closed(i, false, schemas)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Checks a JSON answer of `method path` with `status` against the document's schema for it
+/// (the `default` answer for errors).
+fn check_answer(doc: &Value, method: &str, path: &str, status: StatusCode, body: &Value) {
+    let answers = &doc["paths"][path][method.to_lowercase()]["responses"];
+    let answer = match &answers[status.as_str()] {
+        Value::Null => &answers["default"],
+        a => a,
+    };
+    let schema = &answer["content"]["application/json"]["schema"];
+    assert!(
+        !schema.is_null(),
+        "{method} {path} answered {status} with JSON the document does not describe: {body}"
+    );
+    let schemas = &doc["components"]["schemas"];
+    let mut root = closed(schema, false, schemas);
+    root["components"] = closed(&doc["components"], false, schemas);
+    if let Err(e) = jsonschema::validate(&root, body) {
+        panic!("{method} {path} ({status}) does not match its schema: {e}\n{body:#}");
+    }
+}
+
+/// GETs `path` and checks the answer against the document.
+fn get_checked(api: &Api, doc: &Value, path: &str, template: &str) -> Value {
+    let (status, body) = api.get(path);
+    check_answer(doc, "GET", template, status, &body);
+    body
+}
+
 #[test]
 fn openapi_document_matches_the_router() {
-    let doc: Value = serde_json::from_str(ferry::api::OPENAPI).unwrap();
+    let doc = ferry::api::openapi_document();
     let mut documented = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
-            documented.insert((method.to_uppercase(), path.clone()));
+            if METHODS.contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
         }
     }
     let routed: BTreeSet<(String, String)> = ferry::api::ROUTES
@@ -595,6 +662,54 @@ fn openapi_document_matches_the_router() {
     let p = project("");
     let d = Daemon::start(&p);
     let api = Api::new(&d);
+    // Answers with data in them match their schemas too: a refused trigger, a run that ended
+    // with a summary and logs, one waiting for its time, and the lists that hold them.
+    let (s, v) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({"params": {"name": "doc", "secret_token": "x"}}),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    check_answer(&doc, "POST", "/api/v1/jobs/{name}/runs", s, &v);
+    let (s, v) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({"params": {"name": "doc"}}),
+    );
+    check_answer(&doc, "POST", "/api/v1/jobs/{name}/runs", s, &v);
+    let ok = v["id"].as_i64().unwrap();
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (s, v) = api.post(
+        "/api/v1/jobs/greet/runs",
+        json!({"params": {"name": "doc"}, "at": later}),
+    );
+    check_answer(&doc, "POST", "/api/v1/jobs/{name}/runs", s, &v);
+    wait_for("the documented run", Duration::from_secs(30), || {
+        let (_, v) = api.get(&format!("/api/v1/runs/{ok}"));
+        (v["state"] == "succeeded").then_some(())
+    });
+    let run = get_checked(
+        &api,
+        &doc,
+        &format!("/api/v1/runs/{ok}"),
+        "/api/v1/runs/{id}",
+    );
+    assert_eq!(run["trigger"], json!({"kind": "api"}));
+    get_checked(
+        &api,
+        &doc,
+        &format!("/api/v1/runs/{ok}/logs"),
+        "/api/v1/runs/{id}/logs",
+    );
+    for path in [
+        "/api/v1/runs",
+        "/api/v1/jobs",
+        "/api/v1/overview",
+        "/api/v1/health",
+        "/api/v1/tokens",
+        "/api/v1/audit",
+    ] {
+        get_checked(&api, &doc, path, path);
+    }
+    get_checked(&api, &doc, "/api/v1/jobs/greet", "/api/v1/jobs/{name}");
     for (method, path) in &routed {
         let concrete = path.replace("{name}", "greet").replace("{id}", "1");
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
@@ -610,11 +725,20 @@ fn openapi_document_matches_the_router() {
             .get("content-type")
             .is_some_and(|c| c.to_str().unwrap_or("").starts_with("text/event-stream"));
         // An event stream never ends: its answering is enough.
+        let is_json = r
+            .headers()
+            .get("content-type")
+            .is_some_and(|c| c.to_str().unwrap_or("").starts_with("application/json"));
         let body: Value = if streams {
             Value::Null
         } else {
             r.json().unwrap_or(Value::Null)
         };
+        // Whatever it answered (the data, or an error for an id that does not exist) is what
+        // the document says it answers.
+        if is_json {
+            check_answer(&doc, method, path, status, &body);
+        }
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         let no_route = body["error"]["message"]
             .as_str()

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use common::Project;
 use common::postgres::PgServer;
 use ferry::config::PostgresTarget;
-use ferry::history::{History, HistoryHandle, NewRun, PostgresHistory, SqliteHistory};
+use ferry::history::{
+    ErrorCode, FileState, History, HistoryHandle, NewRun, PostgresHistory, SqliteHistory, Trigger,
+};
+use serde_json::{Value, json};
 
 fn target(pg: &PgServer, db: &str) -> PostgresTarget {
     PostgresTarget::new(&pg.url_db(db), Some(PgServer::PASSWORD.into())).unwrap()
@@ -33,14 +36,111 @@ fn sqlite_and_postgres_pass_the_same_conformance_suite() {
 fn new_run(job: &str) -> NewRun {
     NewRun {
         job: job.into(),
-        trigger_kind: "api".into(),
-        trigger: serde_json::json!({"kind": "api"}),
+        trigger: Trigger::Api,
         params: serde_json::json!({}),
         attempt: 1,
         not_before: None,
         retry_of: None,
         owner: None,
     }
+}
+
+/// Rows as every version so far has written them (trigger JSON, error code), and one this
+/// version does not know: (trigger, error code, the kind read back, the code read back).
+fn rows_written_before() -> Vec<(Value, &'static str, &'static str, ErrorCode)> {
+    vec![
+        (json!({"kind": "manual"}), "run", "manual", ErrorCode::Run),
+        (
+            json!({"kind": "cron", "scheduled_at": "2026-03-01T02:00:00.000Z", "missed": 2}),
+            "timeout",
+            "cron",
+            ErrorCode::Timeout,
+        ),
+        (
+            json!({"kind": "file", "file": "/in/.ferry/processing/a.csv"}),
+            "load",
+            "file",
+            ErrorCode::Load,
+        ),
+        (
+            json!({"kind": "retry", "of": 1, "attempt": 2, "file": "/in/a.csv"}),
+            "crashed",
+            "retry",
+            ErrorCode::Crashed,
+        ),
+        (
+            json!({"kind": "job", "of": 2, "job": "up", "state": "succeeded", "summary": {"n": 1}}),
+            "interrupted",
+            "job",
+            ErrorCode::Interrupted,
+        ),
+        (
+            json!({"kind": "webhook", "from": "elsewhere"}),
+            "worker_lost",
+            "webhook",
+            ErrorCode::Other("worker_lost".into()),
+        ),
+    ]
+}
+
+/// Reads back the rows of [`rows_written_before`] (inserted as ids 1, 2, ...) and checks they
+/// are typed and serialise to the JSON they were written as.
+fn check_rows_written_before(h: &dyn History) {
+    for (i, (trigger, _, kind, code)) in rows_written_before().into_iter().enumerate() {
+        let r = h.get_run(i as i64 + 1).unwrap();
+        assert_eq!(r.trigger_kind(), kind);
+        assert_eq!(r.trigger.to_json(), trigger, "run {}", r.id);
+        assert_eq!(
+            matches!(r.trigger, Trigger::Other(_)),
+            kind == "webhook",
+            "{:?}",
+            r.trigger
+        );
+        assert_eq!(r.error.unwrap().code, code);
+        let shown =
+            serde_json::to_value(ferry::api::wire::RunView::from(&h.get_run(r.id).unwrap()));
+        assert_eq!(shown.unwrap()["trigger"], trigger);
+    }
+    // A watched file's state: a known one, and one this version does not know.
+    let state = |run| h.file_for_run(run).unwrap().unwrap().state;
+    assert_eq!(state(1), FileState::Archived);
+    assert_eq!(state(2), FileState::Unknown);
+}
+
+/// Files of runs 1 and 2 as [`check_rows_written_before`] expects them.
+const FILES_WRITTEN_BEFORE: &str = "INSERT INTO files (job, name, processing_path, run_id, \
+    state, claimed_at) VALUES ('old', 'a.csv', '/in/.ferry/processing/a.csv', 1, 'archived', \
+    '2026-01-02T03:04:05.000Z'), ('old', 'b.csv', '/in/.ferry/processing/b.csv', 2, \
+    'quarantined', '2026-01-02T03:04:05.000Z')";
+
+#[test]
+fn runs_written_before_the_typed_model_read_back_unchanged() {
+    let insert = |trigger: &Value, code: &str| {
+        format!(
+            "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, \
+             finished_at, error_code, error_message) VALUES ('old', '{}', '{trigger}', '{{}}', \
+             'failed', 1, '2026-01-02T03:04:05.000Z', '2026-01-02T03:04:06.000Z', '{code}', 'boom')",
+            trigger["kind"].as_str().unwrap()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    drop(SqliteHistory::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for (trigger, code, ..) in rows_written_before() {
+        conn.execute(&insert(&trigger, code), []).unwrap();
+    }
+    conn.execute(FILES_WRITTEN_BEFORE, []).unwrap();
+    drop(conn);
+    check_rows_written_before(&SqliteHistory::open(&path).unwrap());
+    let pg = PgServer::start();
+    pg.create_database("old");
+    let h = PostgresHistory::open(&target(&pg, "old")).unwrap();
+    for (trigger, code, ..) in rows_written_before() {
+        pg.psql_db("old", &insert(&trigger, code));
+    }
+    pg.psql_db("old", FILES_WRITTEN_BEFORE);
+    check_rows_written_before(&h);
 }
 
 #[test]
@@ -52,7 +152,7 @@ fn a_cron_run_that_cannot_be_recorded_leaves_its_occurrence_claimable() {
     // The host "dies" between the claim and the run: PostgreSQL refuses a NUL in text, so the
     // run's insert fails after the claim's.
     let broken = NewRun {
-        trigger_kind: "cron\0".into(),
+        trigger: Trigger::Other(serde_json::json!({"kind": "cron\0"})),
         ..new_run("a")
     };
     assert!(h.create_cron_run(&broken, at, "h1").is_err());
