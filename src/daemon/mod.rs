@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::history::{HistoryError, HistoryHandle, HistoryStore, VersionOrigin};
+use crate::jobs::clock::Clock;
 use crate::jobs::cron::CronTrigger;
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::registry::{Change, Registry};
@@ -42,6 +43,14 @@ pub enum DaemonError {
     /// A start-up task failed to complete (it panicked).
     #[error("start-up failed: {0}")]
     Start(String),
+    /// A thread of the daemon could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A folder could not be created.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -74,16 +83,16 @@ pub struct Daemon {
     handle: Handle,
     /// Held for the daemon's life: one daemon per project.
     lock: lock::ProjectLock,
-    stop_tx: tokio::sync::watch::Sender<bool>,
-    dispatch: tokio::task::JoinHandle<()>,
-    triggers: tokio::task::JoinHandle<Result<(), DaemonError>>,
+    dispatch: std::thread::JoinHandle<()>,
+    triggers: triggers::Running,
     notifier: crate::notify::Notifier,
 }
 
 impl Daemon {
     /// Loads the scripts, recovers after a crash, applies retention, catches up missed cron
-    /// occurrences and starts the dispatcher and the trigger loop. `lock` is the project's
-    /// lock ([`lock::ProjectLock::acquire`]), taken before anything else is touched.
+    /// occurrences and starts the dispatcher and the trigger loop, each on a thread of its own.
+    /// `lock` is the project's lock ([`lock::ProjectLock::acquire`]), taken before anything
+    /// else is touched.
     pub async fn start(config: Config, lock: lock::ProjectLock) -> Result<Daemon, DaemonError> {
         for dir in [
             &config.scripts_dir,
@@ -120,8 +129,25 @@ impl Daemon {
         }
         let registry = Arc::new(RwLock::new(Registry::default()));
         let api_writes = PendingWrites::default();
-        reload(&config, &registry, &history, &api_writes).await;
-        let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone())?;
+        {
+            let (config, registry, history, api_writes) = (
+                config.clone(),
+                registry.clone(),
+                history.clone(),
+                api_writes.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                reload(&config, &registry, &history, &api_writes);
+            })
+            .await
+            .map_err(|e| DaemonError::Start(e.to_string()))?;
+        }
+        let dispatcher = Dispatcher::new(
+            config.clone(),
+            history.clone(),
+            registry.clone(),
+            Clock::System,
+        )?;
         // Listening before recovery and catch-up, so the runs they close are notified too.
         let notifier = crate::notify::Notifier::start(
             config.clone(),
@@ -141,9 +167,10 @@ impl Daemon {
             );
             tokio::task::spawn_blocking(move || -> Result<CronTrigger, HistoryError> {
                 recovery::recover(&config, &dispatcher, &specs)?;
-                retention(&config, &*history);
+                let now = dispatcher.clock().now();
+                retention(&config, &*history, now);
                 let mut cron = CronTrigger::default();
-                cron.catch_up(&config, &dispatcher, &specs);
+                cron.catch_up(&config, &dispatcher, &specs, now);
                 Ok(cron)
             })
             .await
@@ -158,19 +185,28 @@ impl Daemon {
             next_runs: Arc::new(Mutex::new(HashMap::new())),
             stats: Arc::new(LoopStats::default()),
         };
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let prepared = triggers::prepare(handle.clone(), cron)?;
         let dispatch = {
             let d = dispatcher.clone();
-            let rx = stop_rx.clone();
-            tokio::spawn(async move { d.run(rx).await })
+            std::thread::Builder::new()
+                .name("ferry-dispatch".into())
+                .spawn(move || d.run())
+                .map_err(|source| DaemonError::Thread {
+                    what: "dispatcher",
+                    source,
+                })?
         };
-        let prepared = triggers::prepare(handle.clone(), cron)?;
-        let triggers = tokio::spawn(async move { triggers::trigger_loop(prepared, stop_rx).await });
+        let triggers = triggers::spawn(prepared).map_err(|source| {
+            dispatcher.stop();
+            DaemonError::Thread {
+                what: "trigger",
+                source,
+            }
+        })?;
         tracing::info!(root = %config.root.display(), jobs = specs.len(), "ferry is serving");
         Ok(Daemon {
             handle,
             lock,
-            stop_tx,
             dispatch,
             triggers,
             notifier,
@@ -191,15 +227,21 @@ impl Daemon {
     /// them) and returns when every run is closed.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: no new runs; waiting for running jobs");
-        let _ = self.stop_tx.send(true);
-        let _ = self.dispatch.await;
-        match self.triggers.await {
-            Ok(Err(e)) => tracing::error!("trigger loop: {e}"),
-            Err(e) => tracing::error!("trigger loop panicked: {e}"),
-            Ok(Ok(())) => {}
-        }
+        let dispatcher = self.handle.dispatcher.clone();
         let grace = self.handle.config.daemon.shutdown_grace;
-        self.handle.dispatcher.drain(grace).await;
+        let (dispatch, triggers) = (self.dispatch, self.triggers);
+        let stopped = tokio::task::spawn_blocking(move || {
+            dispatcher.stop();
+            if dispatch.join().is_err() {
+                tracing::error!("the dispatch loop panicked");
+            }
+            triggers.stop();
+            dispatcher.drain(grace);
+        })
+        .await;
+        if let Err(e) = stopped {
+            tracing::error!("shutting down: {e}");
+        }
         self.notifier.stop().await;
         tracing::info!("stopped");
     }
@@ -233,26 +275,17 @@ fn read(r: &RwLock<Registry>) -> std::sync::RwLockReadGuard<'_, Registry> {
     r.read().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Re-reads the scripts and swaps the registry; returns what changed.
-async fn reload(
+/// Re-reads the scripts and swaps the registry; returns what changed. Blocking (evaluates the
+/// changed scripts in child processes, writes their versions).
+fn reload(
     config: &Config,
     registry: &Arc<RwLock<Registry>>,
     history: &HistoryHandle,
     api_writes: &PendingWrites,
 ) -> Vec<Change> {
-    let mut copy = read(registry).clone();
-    let cfg = config.clone();
-    let history = history.clone();
-    let api_writes = api_writes.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let changes = copy.rescan(&cfg);
-        record_versions(&*history, &api_writes, &copy, &changes);
-        (copy, changes)
-    })
-    .await;
-    let Ok((updated, changes)) = result else {
-        return Vec::new();
-    };
+    let mut updated = read(registry).clone();
+    let changes = updated.rescan(config);
+    record_versions(&**history, api_writes, &updated, &changes);
     for c in &changes {
         match c {
             Change::Added(n) => tracing::info!(job = %n, "job loaded"),
@@ -308,8 +341,10 @@ fn change_event(c: &Change) -> crate::jobs::events::Event {
     }
 }
 
-fn retention(config: &Config, history: &dyn HistoryStore) {
-    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(config.retention.days));
+/// Deletes the closed runs queued more than `[retention] days` before `now`, and those beyond
+/// the newest `[retention] runs_per_job` of each job, with their artifact copies. Blocking.
+fn retention(config: &Config, history: &dyn HistoryStore, now: chrono::DateTime<chrono::Utc>) {
+    let cutoff = now - chrono::Duration::days(i64::from(config.retention.days));
     match history.apply_retention(cutoff, config.retention.runs_per_job) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "retention deleted old runs"),
@@ -317,4 +352,48 @@ fn retention(config: &Config, history: &dyn HistoryStore) {
     }
     // The artifact copies of deleted runs go with them.
     crate::jobs::artifacts::sweep(&config.storage, history);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::testkit::Fixture;
+
+    /// Retention deletes the closed runs queued more than `[retention] days` before the
+    /// clock's now and keeps the open ones.
+    #[test]
+    fn retention_deletes_closed_runs_older_than_its_days_before_now() {
+        let now = chrono::Utc::now();
+        let job = crate::jobs::spec::spec_for_tests("j", serde_json::json!({}));
+        let f = Fixture::new(
+            "[retention]\ndays = 30\nruns_per_job = 1000\n",
+            now,
+            vec![job],
+        );
+        let submit = || {
+            let s = crate::jobs::dispatcher::Submit {
+                job: "j".into(),
+                params: crate::jobs::params::GivenParams::Json(Default::default()),
+                trigger: crate::jobs::Trigger::Api,
+                not_before: None,
+            };
+            f.dispatcher.submit(s).unwrap().id
+        };
+        let closed: Vec<i64> = (0..4).map(|_| submit()).collect();
+        for id in &closed {
+            f.dispatcher.cancel(*id).unwrap();
+        }
+        let open = submit();
+        let ids = || f.runs("j").iter().map(|r| r.id).collect::<Vec<_>>();
+        let all = ids();
+        assert_eq!(all.len(), 5);
+        retention(&f.config, &**f.history(), now + chrono::Duration::days(29));
+        assert_eq!(ids(), all, "nothing is 30 days old yet");
+        retention(&f.config, &**f.history(), now + chrono::Duration::days(31));
+        assert_eq!(
+            ids(),
+            vec![open],
+            "old closed runs go; the queued one stays"
+        );
+    }
 }

@@ -45,7 +45,8 @@ pub fn run_all(fresh: &mut dyn FnMut(&str) -> HistoryHandle) {
     }
 }
 
-fn new_run(job: &str) -> NewRun {
+/// A manual run of `job` with small params, queued for the daemon (no owner, no delay).
+pub fn new_run(job: &str) -> NewRun {
     NewRun {
         job: job.into(),
         trigger_kind: "manual".into(),

@@ -209,8 +209,7 @@ pub(super) fn now() -> String {
 
 /// The end of a lease taken or renewed now.
 fn lease_end() -> String {
-    let lease = chrono::Duration::from_std(crate::jobs::owner::LEASE).unwrap_or_default();
-    format_time(&(Utc::now() + lease))
+    format_time(&crate::jobs::owner::lease_end(Utc::now()))
 }
 
 fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
@@ -437,10 +436,11 @@ impl History for SqliteHistory {
             })
             .optional()
             .map_err(|e| self.err(e))?;
-        Ok(match until.flatten() {
-            Some(t) => t < now(),
-            None => true,
-        })
+        let until = until
+            .flatten()
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        Ok(crate::jobs::owner::lease_expired(until, Utc::now()))
     }
 
     fn add_discard(&self, id: i64, store: &str, prefix: &str) -> Result<i64, HistoryError> {

@@ -84,8 +84,18 @@ fn missed_once_runs_once_after_downtime() {
         (!p.runs_of("every").is_empty()).then_some(())
     });
     assert_eq!(d.stop(), Some(0));
-    // Three seconds of downtime: about three missed occurrences.
-    std::thread::sleep(Duration::from_secs(3));
+    // An hour of downtime, without waiting for it: the schedules last fired an hour earlier
+    // than they did. (The policies and their bounds are tested at fixed instants in
+    // `jobs::cron`.)
+    let db = rusqlite::Connection::open(p.path().join("data/ferry.db")).unwrap();
+    let rewound = db
+        .execute(
+            "UPDATE schedules SET last_fire = strftime('%Y-%m-%dT%H:%M:%fZ', last_fire, '-1 hour')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(rewound, 2, "both jobs have fired or been planned");
+    drop(db);
     let before = p.runs_of("every").len();
     let d = Daemon::start(&p);
     let catch_up = wait_for("the catch-up run", Duration::from_secs(10), || {
@@ -317,7 +327,11 @@ fn edits_take_effect_and_broken_edits_keep_the_old_version() {
         d.log().contains("job removed").then_some(())
     });
     let n = p.runs_of("fresh").len();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Two more runs of the job still there: its schedule's occurrences passed for both.
+    let live = p.runs_of("live").len();
+    wait_for("two more runs of live", Duration::from_secs(10), || {
+        (p.runs_of("live").len() >= live + 2).then_some(())
+    });
     assert!(
         p.runs_of("fresh").len() <= n + 2,
         "a removed job stops running"
