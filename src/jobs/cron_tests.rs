@@ -139,7 +139,12 @@ fn catch_up_after_downtime_follows_the_missed_policy_within_its_bounds() {
     ];
     for c in cases {
         let what = format!("missed = {:?}, {:?}", c.missed, c.toml);
-        let job = cron_job("m", json!({ "cron": "* * * * *", "missed": c.missed }));
+        // Overlap `queue`: under the default (`skip`) every catch-up run of `all` but the
+        // first is recorded as skipped, the first being queued still.
+        let job = spec_for_tests(
+            "m",
+            json!({ "schedule": { "cron": "* * * * *", "missed": c.missed }, "overlap": "queue" }),
+        );
         let f = Fixture::new(&format!("[daemon]\n{}", c.toml), start, vec![job]);
         f.history().schedule_set_last_fire("m", last).unwrap();
         let mut cron = CronTrigger::default();
@@ -153,7 +158,10 @@ fn catch_up_after_downtime_follows_the_missed_policy_within_its_bounds() {
         if c.state == RunState::Skipped {
             let summary = runs[0].summary.clone().unwrap_or_default();
             assert_eq!(summary["missed"], c.count, "{what}");
-            assert_eq!(summary["last"], "2026-06-01T12:10:00Z", "{what}: {summary}");
+            assert_eq!(
+                summary["last"], "2026-06-01T12:10:00.000Z",
+                "{what}: {summary}"
+            );
         }
         assert_eq!(
             f.history().schedule_last_fire("m").unwrap(),
