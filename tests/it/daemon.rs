@@ -79,23 +79,23 @@ fn missed_once_runs_once_after_downtime() {
         "skipper",
         r#"return { schedule = "* * * * * *", run = function(ctx) end }"#,
     );
-    let d = Daemon::start(&p);
-    wait_for("a first run", Duration::from_secs(10), || {
-        (!p.runs_of("every").is_empty()).then_some(())
-    });
-    assert_eq!(d.stop(), Some(0));
-    // An hour of downtime, without waiting for it: the schedules last fired an hour earlier
-    // than they did. (The policies and their bounds are tested at fixed instants in
-    // `jobs::cron`.)
-    let db = rusqlite::Connection::open(p.path().join("data/ferry.db")).unwrap();
-    let rewound = db
+    // The history as a daemon left it an hour ago, when both schedules last fired: an hour of
+    // downtime without waiting for it. (The policies and their bounds are tested at fixed
+    // instants in `jobs::cron`.)
+    assert_eq!(
+        p.ferry(&["runs", "list", "--json"]).code,
+        0,
+        "creates the history"
+    );
+    let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    rusqlite::Connection::open(p.path().join("data/ferry.db"))
+        .unwrap()
         .execute(
-            "UPDATE schedules SET last_fire = strftime('%Y-%m-%dT%H:%M:%fZ', last_fire, '-1 hour')",
-            [],
+            "INSERT INTO schedules (job, last_fire) VALUES ('every', ?1), ('skipper', ?1)",
+            [&hour_ago],
         )
         .unwrap();
-    assert_eq!(rewound, 2, "both jobs have fired or been planned");
-    drop(db);
     let before = p.runs_of("every").len();
     let d = Daemon::start(&p);
     let catch_up = wait_for("the catch-up run", Duration::from_secs(10), || {
