@@ -4,6 +4,7 @@
 pub mod lock;
 mod recovery;
 pub mod shared;
+mod start;
 pub mod systemd;
 mod triggers;
 
@@ -16,8 +17,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::history::{HistoryError, HistoryHandle, HistoryStore, VersionOrigin};
-use crate::jobs::clock::Clock;
-use crate::jobs::cron::CronTrigger;
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::registry::{Change, Registry};
 use crate::jobs::versions::PendingWrites;
@@ -94,115 +93,31 @@ impl Daemon {
     /// `lock` is the project's lock ([`lock::ProjectLock::acquire`]), taken before anything
     /// else is touched.
     pub async fn start(config: Config, lock: lock::ProjectLock) -> Result<Daemon, DaemonError> {
-        for dir in [
-            &config.scripts_dir,
-            &config.plugins_dir,
-            &config.inbox_dir,
-            &config.data_dir,
-        ] {
-            std::fs::create_dir_all(dir).map_err(|source| DaemonError::Dir {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        let history = crate::history::open(&config)?;
-        if history.shared() {
-            let owner = crate::jobs::owner::Owner::current().to_string();
-            shared::check_data_folder(&config, &*history, &owner)?;
-        }
-        let storage = config.storage.clone();
-        if let Ok(r) = tokio::task::spawn_blocking(move || crate::storage::recover(&storage)).await
-            && (r.temp_files > 0 || r.uploads > 0)
-        {
-            tracing::info!(
-                temp_files = r.temp_files,
-                uploads = r.uploads,
-                "cleaned up writes left by processes that died"
-            );
-        }
-        let stale = crate::jobs::scripts::remove_stale_temps(&config);
-        if stale > 0 {
-            tracing::info!(
-                files = stale,
-                "removed temporary files of script writes left by a process that died"
-            );
-        }
-        let registry = Arc::new(RwLock::new(Registry::default()));
-        let api_writes = PendingWrites::default();
-        {
-            let (config, registry, history, api_writes) = (
-                config.clone(),
-                registry.clone(),
-                history.clone(),
-                api_writes.clone(),
-            );
-            tokio::task::spawn_blocking(move || {
-                reload(&config, &registry, &history, &api_writes);
-            })
-            .await
-            .map_err(|e| DaemonError::Start(e.to_string()))?;
-        }
-        let dispatcher = Dispatcher::new(
-            config.clone(),
-            history.clone(),
-            registry.clone(),
-            Clock::System,
-        )?;
+        let opened = {
+            let config = config.clone();
+            blocking(move || start::open(&config)).await?
+        };
         // Listening before recovery and catch-up, so the runs they close are notified too.
         let notifier = crate::notify::Notifier::start(
             config.clone(),
-            history.clone(),
-            registry.clone(),
-            dispatcher.events(),
+            opened.dispatcher.history().clone(),
+            opened.registry.clone(),
+            opened.dispatcher.events(),
         );
-        let specs = read(&registry).specs();
-        // Recovery, retention and catch-up do file, database and store I/O (an S3 discard, a
-        // worker to wait for): on a blocking thread, never on the runtime's.
-        let cron = {
-            let (config, dispatcher, history, specs) = (
-                config.clone(),
-                dispatcher.clone(),
-                history.clone(),
-                specs.clone(),
-            );
-            tokio::task::spawn_blocking(move || -> Result<CronTrigger, HistoryError> {
-                recovery::recover(&config, &dispatcher, &specs)?;
-                let now = dispatcher.clock().now();
-                retention(&config, &*history, now);
-                let mut cron = CronTrigger::default();
-                cron.catch_up(&config, &dispatcher, &specs, now);
-                Ok(cron)
-            })
-            .await
-            .map_err(|e| DaemonError::Start(e.to_string()))??
-        };
-
         let handle = Handle {
-            dispatcher: dispatcher.clone(),
-            registry: registry.clone(),
+            dispatcher: opened.dispatcher,
+            registry: opened.registry,
             config: config.clone(),
-            api_writes,
+            api_writes: opened.api_writes,
             next_runs: Arc::new(Mutex::new(HashMap::new())),
             stats: Arc::new(LoopStats::default()),
         };
-        let prepared = triggers::prepare(handle.clone(), cron)?;
-        let dispatch = {
-            let d = dispatcher.clone();
-            std::thread::Builder::new()
-                .name("ferry-dispatch".into())
-                .spawn(move || d.run())
-                .map_err(|source| DaemonError::Thread {
-                    what: "dispatcher",
-                    source,
-                })?
+        let started = {
+            let handle = handle.clone();
+            blocking(move || start::begin(&handle)).await?
         };
-        let triggers = triggers::spawn(prepared).map_err(|source| {
-            dispatcher.stop();
-            DaemonError::Thread {
-                what: "trigger",
-                source,
-            }
-        })?;
+        let (dispatch, triggers) = (started.dispatch, started.triggers);
+        let specs = handle.registry_read().specs();
         tracing::info!(root = %config.root.display(), jobs = specs.len(), "ferry is serving");
         Ok(Daemon {
             handle,
@@ -249,11 +164,23 @@ impl Daemon {
 
 /// Starts the daemon, runs until `shutdown` resolves, then shuts down gracefully.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let lock = lock::ProjectLock::acquire(&config)?;
+    let lock = {
+        let config = config.clone();
+        blocking(move || Ok(lock::ProjectLock::acquire(&config)?)).await?
+    };
     let daemon = Daemon::start(config, lock).await?;
     shutdown.await;
     daemon.shutdown().await;
     Ok(())
+}
+
+/// Runs blocking start-up work (folders, the history, scripts, stores) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DaemonError::Start(e.to_string()))?
 }
 
 impl Handle {
