@@ -750,21 +750,26 @@ impl History for SqliteHistory {
         Ok(())
     }
 
-    fn runnable(&self, after: i64, limit: u32) -> Result<Vec<RunRecord>, HistoryError> {
+    fn runnable(
+        &self,
+        after: i64,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RunRecord>, HistoryError> {
         self.runs_where(
             "state = 'queued' AND owner IS NULL AND (not_before IS NULL OR not_before <= ?1) \
              AND id > ?2 ORDER BY id LIMIT ?3",
-            params![now(), after, limit],
+            params![format_time(&now), after, limit],
         )
     }
 
-    fn next_not_before(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
+    fn next_not_before(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, HistoryError> {
         let t: Option<String> = self
             .conn()
             .query_row(
                 "SELECT min(not_before) FROM runs WHERE state = 'queued' AND owner IS NULL \
                  AND not_before > ?1",
-                [now()],
+                [format_time(&now)],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
@@ -1055,7 +1060,7 @@ impl History for SqliteHistory {
         let mut claimed = Vec::new();
         let mut after = 0;
         while claimed.len() < limit as usize {
-            let page = self.runnable(after, 100)?;
+            let page = self.runnable(after, 100, Utc::now())?;
             let Some(last) = page.last() else { break };
             after = last.id;
             for run in page {

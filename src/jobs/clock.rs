@@ -7,7 +7,8 @@
 //! catch-up, retries and leases are tested at fixed instants instead of by sleeping. How long
 //! a loop waits is still measured with the monotonic clock ([`std::time::Instant`]); only what
 //! is due is decided by this one. (A history shared in PostgreSQL keeps judging leases and
-//! `not_before` on the database's clock, the one every host agrees on.)
+//! `not_before` on the database's clock, the one every host agrees on; a SQLite history judges
+//! leases on the system's.)
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

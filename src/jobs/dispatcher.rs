@@ -869,10 +869,10 @@ impl Dispatcher {
             return self.dispatch_shared();
         }
         let history = &self.inner.history;
-        let next = history.next_not_before()?;
+        let next = history.next_not_before(self.inner.clock.now())?;
         let mut after = 0;
         'pages: loop {
-            let page = history.runnable(after, DISPATCH_PAGE)?;
+            let page = history.runnable(after, DISPATCH_PAGE, self.inner.clock.now())?;
             let full = page.len() as u32 == DISPATCH_PAGE;
             for run in page {
                 after = run.id;
@@ -896,7 +896,7 @@ impl Dispatcher {
     /// for any host to take.
     fn dispatch_shared(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
         let history = &self.inner.history;
-        let next = history.next_not_before()?;
+        let next = history.next_not_before(self.inner.clock.now())?;
         loop {
             let free = self
                 .inner
