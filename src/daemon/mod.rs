@@ -83,7 +83,7 @@ pub struct Daemon {
     /// Held for the daemon's life: one daemon per project.
     lock: lock::ProjectLock,
     dispatch: std::thread::JoinHandle<()>,
-    triggers: triggers::Running,
+    triggers: triggers::TriggerThread,
     notifier: crate::notify::Notifier,
 }
 

@@ -28,7 +28,7 @@ pub(super) struct Started {
     /// The dispatch loop.
     pub dispatch: std::thread::JoinHandle<()>,
     /// The trigger loop.
-    pub triggers: triggers::Running,
+    pub triggers: triggers::TriggerThread,
 }
 
 /// Creates the project's folders, opens the history (checking, when it is shared, that the

@@ -85,7 +85,7 @@ pub(super) struct Prepared {
 }
 
 /// The trigger loop running on its thread.
-pub(super) struct Running {
+pub(super) struct TriggerThread {
     thread: std::thread::JoinHandle<()>,
     tx: SyncSender<Wake>,
     stop: Arc<AtomicBool>,
@@ -136,17 +136,17 @@ pub(super) fn prepare(h: Handle, cron: CronTrigger) -> Result<Prepared, DaemonEr
 }
 
 /// Starts the trigger loop on a thread of its own.
-pub(super) fn spawn(p: Prepared) -> std::io::Result<Running> {
+pub(super) fn spawn(p: Prepared) -> std::io::Result<TriggerThread> {
     let tx = p.tx.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
         .name("ferry-triggers".into())
         .spawn(move || trigger_loop(p, &flag))?;
-    Ok(Running { thread, tx, stop })
+    Ok(TriggerThread { thread, tx, stop })
 }
 
-impl Running {
+impl TriggerThread {
     /// Asks the loop to stop and waits until it has (after the pass it may be in). Blocking.
     pub(super) fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -168,7 +168,7 @@ fn trigger_loop(p: Prepared, stop: &AtomicBool) {
         tx,
         overflow,
     } = p;
-    // Only the watcher's and `Running`'s senders keep the channel open.
+    // Only the watcher's and `TriggerThread`'s senders keep the channel open.
     drop(tx);
     loop {
         let wait = lp.pass(&mut watcher);
