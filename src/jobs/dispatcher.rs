@@ -772,11 +772,12 @@ impl Dispatcher {
         self.inner.wake.raise();
     }
 
-    /// Starts queued runs as they become due and does the [housekeeping](Self::housekeeping),
-    /// until [`stop`](Self::stop); then no new run starts. Blocking: the daemon gives it a
-    /// thread of its own. It waits for a wake-up (a run queued or ended, a registry change, a
-    /// stop) or until the next `not_before` or housekeeping is due, whichever comes first;
-    /// housekeeping every second is also what finds runs queued by other processes.
+    /// Starts queued runs as they become due and does the housekeeping (paused jobs,
+    /// heartbeat, runs of processes that died, chained runs) every [`HOUSEKEEPING`], until
+    /// [`stop`](Self::stop); then no new run starts. Blocking: the daemon gives it a thread of
+    /// its own. It waits for a wake-up (a run queued or ended, a registry change, a stop) or
+    /// until the next `not_before` or housekeeping is due, whichever comes first; housekeeping
+    /// is also what finds runs that other processes queued.
     pub fn run(&self) {
         self.listen_for_runs();
         let mut next_upkeep = std::time::Instant::now();
