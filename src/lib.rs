@@ -42,9 +42,10 @@
 //!   the URL, on every resolved address and on every redirect; the client with timeouts,
 //!   retries and streamed bodies.
 //! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
-//!   folders), the dispatcher and retention; crash recovery; graceful shutdown. The trigger
-//!   loop (`daemon/triggers.rs`) and the dispatcher each run on a thread of their own, so no
-//!   history, file or folder call runs on the async runtime; with a shared
+//!   folders), the dispatcher and retention; crash recovery; graceful shutdown. The start-up
+//!   runs on blocking threads (`daemon/start.rs`), and the trigger loop (`daemon/triggers.rs`)
+//!   and the dispatcher each on a thread of their own, so no history, file or folder call runs
+//!   on the async runtime; with a shared
 //!   history, the check that the data folder is the one every host uses (`daemon/shared.rs`).
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth with named tokens and scopes (the
 //!   one table of every route's scope and audited action in `api/auth.rs`), JSON shapes,
