@@ -11,7 +11,11 @@
 //!   its range); the executor that runs a job in a `ferry worker` process and the worker loop
 //!   itself; scripts written by request (`jobs/scripts.rs`: name rule, validation, atomic
 //!   writes), version hashes (`jobs/versions.rs`) and scripts generated from a template with
-//!   the options as escaped Lua literals (`jobs/templates.rs`).
+//!   the options as escaped Lua literals (`jobs/templates.rs`). The dispatcher
+//!   (`jobs/dispatcher.rs`) runs its loop on a thread of its own, woken by a `jobs/signal.rs`;
+//!   every decision about time (cron, catch-up, retries, retention) reads `jobs/clock.rs`'s
+//!   `Clock`, which unit tests set by hand (`jobs/testkit.rs`: a real history and dispatcher
+//!   at a fixed instant).
 //! - [`lua`]: the Lua host: sandboxed VM, limits, `require`, the job context and bindings. Its
 //!   API is described for editors in `lua/types/ferry.lua` (LuaCATS), which `ferry init`/`new`
 //!   write into projects (`cli/editor.rs`).
@@ -42,7 +46,10 @@
 //!   the URL, on every resolved address and on every redirect; the client with timeouts,
 //!   retries and streamed bodies.
 //! - [`daemon`]: `ferry serve`: wires the registry (hot reload), the triggers (cron, watched
-//!   folders), the dispatcher and retention; crash recovery; graceful shutdown; with a shared
+//!   folders), the dispatcher and retention; crash recovery; graceful shutdown. The start-up
+//!   runs on blocking threads (`daemon/start.rs`), and the trigger loop (`daemon/triggers.rs`)
+//!   and the dispatcher each on a thread of their own, so no history, file or folder call runs
+//!   on the async runtime; with a shared
 //!   history, the check that the data folder is the one every host uses (`daemon/shared.rs`).
 //! - [`api`]: the HTTP API of the daemon (axum): routes, auth with named tokens and scopes (the
 //!   one table of every route's scope and audited action in `api/auth.rs`), the JSON it
@@ -76,6 +83,8 @@
 //!   and the token reaches the browser only as an HttpOnly cookie.
 //! - A notification's secrets (webhook and Slack URLs, keys, SMTP credentials) live only in
 //!   memory; the history and every output show a target as `scheme://host/…`.
+//! - No history, file-system or store call runs on a tokio runtime thread: the daemon's loops
+//!   have threads of their own, and API handlers go through `spawn_blocking`.
 //! - Arrows point down: `cli` → `api` → `daemon` → `jobs` → `lua` → `storage`/`formats`/`db`
 //!   (`layering_tests.rs` fails on a module that names one it must not know, and on mlua,
 //!   rusqlite, object_store or axum used outside their module).

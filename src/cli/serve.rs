@@ -27,7 +27,11 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
         // First of all: one daemon per project (before the port, whose error would say less).
-        let lock = ProjectLock::acquire(&config)?;
+        // Files and the history are read on a blocking thread, never on the runtime's.
+        let lock = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || ProjectLock::acquire(&config)).await??
+        };
         let listen = args.listen.unwrap_or_else(|| config.api.listen.clone());
         let addrs: Vec<_> = tokio::net::lookup_host(&listen)
             .await
@@ -43,7 +47,11 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
         // Tokens made by `ferry tokens create` turn auth on as `[api] token` does.
-        let auth_on = config.api.token.is_some() || crate::history::open(&config)?.has_tokens()?;
+        let auth_on = config.api.token.is_some() || {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || crate::history::open(&config)?.has_tokens())
+                .await??
+        };
         for a in &addrs {
             api::check_bind(a, auth_on).map_err(|m| anyhow::Error::new(super::Refused(m)))?;
         }
@@ -55,7 +63,11 @@ pub fn serve(config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let mut config = config;
         config.api.listen = local.to_string();
         let mut daemon = Daemon::start(config, lock).await?;
-        daemon.set_listen(&format!("http://{local}"));
+        let daemon = tokio::task::spawn_blocking(move || {
+            daemon.set_listen(&format!("http://{local}"));
+            daemon
+        })
+        .await?;
         let state = ApiState::new(daemon.handle())?;
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(api::serve(listener, state, async move {

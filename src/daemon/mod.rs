@@ -4,6 +4,7 @@
 pub mod lock;
 mod recovery;
 pub mod shared;
+mod start;
 pub mod systemd;
 mod triggers;
 
@@ -16,7 +17,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::history::{HistoryError, HistoryHandle, HistoryStore, VersionOrigin};
-use crate::jobs::cron::CronTrigger;
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::registry::{Change, Registry};
 use crate::jobs::versions::PendingWrites;
@@ -42,6 +42,14 @@ pub enum DaemonError {
     /// A start-up task failed to complete (it panicked).
     #[error("start-up failed: {0}")]
     Start(String),
+    /// A thread of the daemon could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A folder could not be created.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -74,103 +82,46 @@ pub struct Daemon {
     handle: Handle,
     /// Held for the daemon's life: one daemon per project.
     lock: lock::ProjectLock,
-    stop_tx: tokio::sync::watch::Sender<bool>,
-    dispatch: tokio::task::JoinHandle<()>,
-    triggers: tokio::task::JoinHandle<Result<(), DaemonError>>,
+    dispatch: std::thread::JoinHandle<()>,
+    triggers: triggers::TriggerThread,
     notifier: crate::notify::Notifier,
 }
 
 impl Daemon {
     /// Loads the scripts, recovers after a crash, applies retention, catches up missed cron
-    /// occurrences and starts the dispatcher and the trigger loop. `lock` is the project's
-    /// lock ([`lock::ProjectLock::acquire`]), taken before anything else is touched.
+    /// occurrences and starts the dispatcher and the trigger loop, each on a thread of its own.
+    /// `lock` is the project's lock ([`lock::ProjectLock::acquire`]), taken before anything
+    /// else is touched.
     pub async fn start(config: Config, lock: lock::ProjectLock) -> Result<Daemon, DaemonError> {
-        for dir in [
-            &config.scripts_dir,
-            &config.plugins_dir,
-            &config.inbox_dir,
-            &config.data_dir,
-        ] {
-            std::fs::create_dir_all(dir).map_err(|source| DaemonError::Dir {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        let history = crate::history::open(&config)?;
-        if history.shared() {
-            let owner = crate::jobs::owner::Owner::current().to_string();
-            shared::check_data_folder(&config, &*history, &owner)?;
-        }
-        let storage = config.storage.clone();
-        if let Ok(r) = tokio::task::spawn_blocking(move || crate::storage::recover(&storage)).await
-            && (r.temp_files > 0 || r.uploads > 0)
-        {
-            tracing::info!(
-                temp_files = r.temp_files,
-                uploads = r.uploads,
-                "cleaned up writes left by processes that died"
-            );
-        }
-        let stale = crate::jobs::scripts::remove_stale_temps(&config);
-        if stale > 0 {
-            tracing::info!(
-                files = stale,
-                "removed temporary files of script writes left by a process that died"
-            );
-        }
-        let registry = Arc::new(RwLock::new(Registry::default()));
-        let api_writes = PendingWrites::default();
-        reload(&config, &registry, &history, &api_writes).await;
-        let dispatcher = Dispatcher::new(config.clone(), history.clone(), registry.clone())?;
+        let opened = {
+            let config = config.clone();
+            blocking(move || start::open(&config)).await?
+        };
         // Listening before recovery and catch-up, so the runs they close are notified too.
         let notifier = crate::notify::Notifier::start(
             config.clone(),
-            history.clone(),
-            registry.clone(),
-            dispatcher.events(),
+            opened.dispatcher.history().clone(),
+            opened.registry.clone(),
+            opened.dispatcher.events(),
         );
-        let specs = read(&registry).specs();
-        // Recovery, retention and catch-up do file, database and store I/O (an S3 discard, a
-        // worker to wait for): on a blocking thread, never on the runtime's.
-        let cron = {
-            let (config, dispatcher, history, specs) = (
-                config.clone(),
-                dispatcher.clone(),
-                history.clone(),
-                specs.clone(),
-            );
-            tokio::task::spawn_blocking(move || -> Result<CronTrigger, HistoryError> {
-                recovery::recover(&config, &dispatcher, &specs)?;
-                retention(&config, &*history);
-                let mut cron = CronTrigger::default();
-                cron.catch_up(&config, &dispatcher, &specs);
-                Ok(cron)
-            })
-            .await
-            .map_err(|e| DaemonError::Start(e.to_string()))??
-        };
-
         let handle = Handle {
-            dispatcher: dispatcher.clone(),
-            registry: registry.clone(),
+            dispatcher: opened.dispatcher,
+            registry: opened.registry,
             config: config.clone(),
-            api_writes,
+            api_writes: opened.api_writes,
             next_runs: Arc::new(Mutex::new(HashMap::new())),
             stats: Arc::new(LoopStats::default()),
         };
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let dispatch = {
-            let d = dispatcher.clone();
-            let rx = stop_rx.clone();
-            tokio::spawn(async move { d.run(rx).await })
+        let started = {
+            let handle = handle.clone();
+            blocking(move || start::begin(&handle)).await?
         };
-        let prepared = triggers::prepare(handle.clone(), cron)?;
-        let triggers = tokio::spawn(async move { triggers::trigger_loop(prepared, stop_rx).await });
+        let (dispatch, triggers) = (started.dispatch, started.triggers);
+        let specs = handle.registry_read().specs();
         tracing::info!(root = %config.root.display(), jobs = specs.len(), "ferry is serving");
         Ok(Daemon {
             handle,
             lock,
-            stop_tx,
             dispatch,
             triggers,
             notifier,
@@ -191,15 +142,21 @@ impl Daemon {
     /// them) and returns when every run is closed.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: no new runs; waiting for running jobs");
-        let _ = self.stop_tx.send(true);
-        let _ = self.dispatch.await;
-        match self.triggers.await {
-            Ok(Err(e)) => tracing::error!("trigger loop: {e}"),
-            Err(e) => tracing::error!("trigger loop panicked: {e}"),
-            Ok(Ok(())) => {}
-        }
+        let dispatcher = self.handle.dispatcher.clone();
         let grace = self.handle.config.daemon.shutdown_grace;
-        self.handle.dispatcher.drain(grace).await;
+        let (dispatch, triggers) = (self.dispatch, self.triggers);
+        let stopped = tokio::task::spawn_blocking(move || {
+            dispatcher.stop();
+            if dispatch.join().is_err() {
+                tracing::error!("the dispatch loop panicked");
+            }
+            triggers.stop();
+            dispatcher.drain(grace);
+        })
+        .await;
+        if let Err(e) = stopped {
+            tracing::error!("shutting down: {e}");
+        }
         self.notifier.stop().await;
         tracing::info!("stopped");
     }
@@ -207,11 +164,23 @@ impl Daemon {
 
 /// Starts the daemon, runs until `shutdown` resolves, then shuts down gracefully.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let lock = lock::ProjectLock::acquire(&config)?;
+    let lock = {
+        let config = config.clone();
+        blocking(move || Ok(lock::ProjectLock::acquire(&config)?)).await?
+    };
     let daemon = Daemon::start(config, lock).await?;
     shutdown.await;
     daemon.shutdown().await;
     Ok(())
+}
+
+/// Runs blocking start-up work (folders, the history, scripts, stores) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DaemonError::Start(e.to_string()))?
 }
 
 impl Handle {
@@ -233,26 +202,17 @@ fn read(r: &RwLock<Registry>) -> std::sync::RwLockReadGuard<'_, Registry> {
     r.read().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Re-reads the scripts and swaps the registry; returns what changed.
-async fn reload(
+/// Re-reads the scripts and swaps the registry; returns what changed. Blocking (evaluates the
+/// changed scripts in child processes, writes their versions).
+fn reload(
     config: &Config,
     registry: &Arc<RwLock<Registry>>,
     history: &HistoryHandle,
     api_writes: &PendingWrites,
 ) -> Vec<Change> {
-    let mut copy = read(registry).clone();
-    let cfg = config.clone();
-    let history = history.clone();
-    let api_writes = api_writes.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let changes = copy.rescan(&cfg);
-        record_versions(&*history, &api_writes, &copy, &changes);
-        (copy, changes)
-    })
-    .await;
-    let Ok((updated, changes)) = result else {
-        return Vec::new();
-    };
+    let mut updated = read(registry).clone();
+    let changes = updated.rescan(config);
+    record_versions(&**history, api_writes, &updated, &changes);
     for c in &changes {
         match c {
             Change::Added(n) => tracing::info!(job = %n, "job loaded"),
@@ -308,8 +268,10 @@ fn change_event(c: &Change) -> crate::jobs::events::Event {
     }
 }
 
-fn retention(config: &Config, history: &dyn HistoryStore) {
-    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(config.retention.days));
+/// Deletes the closed runs queued more than `[retention] days` before `now`, and those beyond
+/// the newest `[retention] runs_per_job` of each job, with their artifact copies. Blocking.
+fn retention(config: &Config, history: &dyn HistoryStore, now: chrono::DateTime<chrono::Utc>) {
+    let cutoff = now - chrono::Duration::days(i64::from(config.retention.days));
     match history.apply_retention(cutoff, config.retention.runs_per_job) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "retention deleted old runs"),
@@ -317,4 +279,48 @@ fn retention(config: &Config, history: &dyn HistoryStore) {
     }
     // The artifact copies of deleted runs go with them.
     crate::jobs::artifacts::sweep(&config.storage, history);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::testkit::Fixture;
+
+    /// Retention deletes the closed runs queued more than `[retention] days` before the
+    /// clock's now and keeps the open ones.
+    #[test]
+    fn retention_deletes_closed_runs_older_than_its_days_before_now() {
+        let now = chrono::Utc::now();
+        let job = crate::jobs::spec::spec_for_tests("j", serde_json::json!({}));
+        let f = Fixture::new(
+            "[retention]\ndays = 30\nruns_per_job = 1000\n",
+            now,
+            vec![job],
+        );
+        let submit = || {
+            let s = crate::jobs::dispatcher::Submit {
+                job: "j".into(),
+                params: crate::jobs::params::GivenParams::Json(Default::default()),
+                trigger: crate::jobs::Trigger::Api,
+                not_before: None,
+            };
+            f.dispatcher.submit(s).unwrap().id
+        };
+        let closed: Vec<i64> = (0..4).map(|_| submit()).collect();
+        for id in &closed {
+            f.dispatcher.cancel(*id).unwrap();
+        }
+        let open = submit();
+        let ids = || f.runs("j").iter().map(|r| r.id).collect::<Vec<_>>();
+        let all = ids();
+        assert_eq!(all.len(), 5);
+        retention(&f.config, &**f.history(), now + chrono::Duration::days(29));
+        assert_eq!(ids(), all, "nothing is 30 days old yet");
+        retention(&f.config, &**f.history(), now + chrono::Duration::days(31));
+        assert_eq!(
+            ids(),
+            vec![open],
+            "old closed runs go; the queued one stays"
+        );
+    }
 }

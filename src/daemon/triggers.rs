@@ -1,7 +1,11 @@
-//! The trigger loop: script reloads, cron occurrences and watched-folder scans.
+//! The trigger loop: script reloads, cron occurrences, watched-folder scans and retention.
 //!
-//! The loop sleeps until the next thing it has to do (the next cron occurrence, the next scan of
-//! a folder with files settling, the safety-net rescan) or until a file event wakes it. File
+//! It runs on a thread of its own (it reads folders, moves files and writes the history, none
+//! of which may block the async runtime), and waits on one channel: file events and the stop
+//! request come through it, and it waits no longer than until the next thing it has to do (the
+//! next cron occurrence, the next scan of a folder with files settling, the safety-net rescan,
+//! retention). What is due is decided by the dispatcher's [`Clock`](crate::jobs::clock::Clock);
+//! the waits themselves are measured on the monotonic clock. File
 //! events pass a filter first ([`watch::effect`]): the daemon's own folder reads and moves
 //! produce events too (inotify reports opens), and a loop woken by them would wake itself for
 //! ever. The event queue is bounded; when it overflows, the events are dropped and every folder
@@ -11,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use notify::Watcher;
@@ -29,8 +34,8 @@ const RESCAN_SCRIPTS: Duration = Duration::from_secs(2);
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
 /// Retention runs at start and then this often.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-/// The loop wakes at least this often (owner lease, stale runs of dead processes).
-const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// The folder of a paused job is looked at again this often (to notice that it was resumed).
+const PAUSED_RECHECK: Duration = Duration::from_secs(1);
 /// File events waiting for the loop; beyond this they are dropped and a full rescan is due.
 const EVENT_QUEUE: usize = 1024;
 
@@ -60,30 +65,46 @@ struct Loop {
     reload_at: Option<Instant>,
     next_rescan: Instant,
     next_retention: Instant,
-    next_housekeeping: Instant,
+}
+
+/// What wakes the trigger loop.
+enum Wake {
+    /// A file event that passed the filter.
+    File(notify::Event),
+    /// The daemon stops.
+    Stop,
 }
 
 /// A trigger loop whose watches are in place, ready to run.
 pub(super) struct Prepared {
     lp: Loop,
     watcher: notify::RecommendedWatcher,
-    rx: tokio::sync::mpsc::Receiver<notify::Event>,
+    rx: Receiver<Wake>,
+    tx: SyncSender<Wake>,
     overflow: Arc<AtomicBool>,
+}
+
+/// The trigger loop running on its thread.
+pub(super) struct TriggerThread {
+    thread: std::thread::JoinHandle<()>,
+    tx: SyncSender<Wake>,
+    stop: Arc<AtomicBool>,
 }
 
 /// Sets up the file watches (scripts and every watched folder) before the daemon says it
 /// serves, so that a file being written from then on is seen as being written.
 pub(super) fn prepare(h: Handle, cron: CronTrigger) -> Result<Prepared, DaemonError> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<notify::Event>(EVENT_QUEUE);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Wake>(EVENT_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
     let stats = h.stats.clone();
     let full = overflow.clone();
+    let events = tx.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         if watch::effect(&ev) == EventEffect::Ignore {
             return;
         }
-        if tx.try_send(ev).is_err() {
+        if events.try_send(Wake::File(ev)).is_err() {
             full.store(true, Ordering::SeqCst);
             stats.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -103,45 +124,67 @@ pub(super) fn prepare(h: Handle, cron: CronTrigger) -> Result<Prepared, DaemonEr
         reload_at: None,
         next_rescan: now + RESCAN_SCRIPTS,
         next_retention: now + RETENTION_EVERY,
-        next_housekeeping: now,
     };
     lp.update_watches(&mut watcher);
     Ok(Prepared {
         lp,
         watcher,
         rx,
+        tx,
         overflow,
     })
 }
 
+/// Starts the trigger loop on a thread of its own.
+pub(super) fn spawn(p: Prepared) -> std::io::Result<TriggerThread> {
+    let tx = p.tx.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("ferry-triggers".into())
+        .spawn(move || trigger_loop(p, &flag))?;
+    Ok(TriggerThread { thread, tx, stop })
+}
+
+impl TriggerThread {
+    /// Asks the loop to stop and waits until it has (after the pass it may be in). Blocking.
+    pub(super) fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // A full queue wakes the loop as well as this message would, and a closed one means
+        // the loop has ended already.
+        let _ = self.tx.try_send(Wake::Stop);
+        if self.thread.join().is_err() {
+            tracing::error!("the trigger loop panicked");
+        }
+    }
+}
+
 /// Runs the trigger loop until `stop` turns true.
-pub(super) async fn trigger_loop(
-    p: Prepared,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), DaemonError> {
+fn trigger_loop(p: Prepared, stop: &AtomicBool) {
     let Prepared {
         mut lp,
         mut watcher,
-        mut rx,
+        rx,
+        tx,
         overflow,
     } = p;
+    // Only the watcher's and `TriggerThread`'s senders keep the channel open.
+    drop(tx);
     loop {
-        let wait = lp.pass(&mut watcher).await;
-        tokio::select! {
-            ev = rx.recv() => {
-                if let Some(ev) = ev {
+        let wait = lp.pass(&mut watcher);
+        match rx.recv_timeout(wait) {
+            Ok(Wake::File(ev)) => {
+                lp.on_event(ev);
+                // Take whatever else is queued now, so a burst costs one pass.
+                while let Ok(Wake::File(ev)) = rx.try_recv() {
                     lp.on_event(ev);
-                    // Take whatever else is queued now, so a burst costs one pass.
-                    while let Ok(ev) = rx.try_recv() {
-                        lp.on_event(ev);
-                    }
                 }
             }
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
+            Ok(Wake::Stop) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
-        if *stop.borrow() {
-            return Ok(());
+        if stop.load(Ordering::SeqCst) {
+            return;
         }
         if overflow.swap(false, Ordering::SeqCst) {
             // Events were lost: scan every folder and re-read the scripts now.
@@ -173,7 +216,7 @@ impl Loop {
     }
 
     /// Does what is due; returns how long the loop may sleep.
-    async fn pass(&mut self, watcher: &mut notify::RecommendedWatcher) -> Duration {
+    fn pass(&mut self, watcher: &mut notify::RecommendedWatcher) -> Duration {
         let h = self.h.clone();
         h.stats.wakeups.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
@@ -186,16 +229,15 @@ impl Loop {
                 &h.registry,
                 h.dispatcher.history(),
                 &h.api_writes,
-            )
-            .await
-            {
+            ) {
                 h.dispatcher.events().publish(super::change_event(&c));
             }
             self.update_watches(watcher);
             h.dispatcher.wake();
         }
         let specs = read(&h.registry).specs();
-        self.cron.tick(&h.dispatcher, &specs);
+        self.cron
+            .tick(&h.dispatcher, &specs, h.dispatcher.clock().now());
         {
             let mut next = h.next_runs.lock().unwrap_or_else(|p| p.into_inner());
             next.clear();
@@ -210,7 +252,8 @@ impl Loop {
             if h.dispatcher.is_paused(&spec.name) {
                 // Dropped files wait in the folder until the job is resumed (noticed at the next
                 // housekeeping).
-                self.next_scan.insert(spec.name.clone(), now + HOUSEKEEPING);
+                self.next_scan
+                    .insert(spec.name.clone(), now + PAUSED_RECHECK);
                 continue;
             }
             let dirs = WatchDirs::new(&h.config, w);
@@ -235,19 +278,19 @@ impl Loop {
             .retain(|name, _| specs.iter().any(|s| &s.name == name && s.watch.is_some()));
         if now >= self.next_retention {
             self.next_retention = now + RETENTION_EVERY;
-            retention(&h.config, &**h.dispatcher.history());
-        }
-        if now >= self.next_housekeeping {
-            self.next_housekeeping = now + HOUSEKEEPING;
-            h.dispatcher.housekeeping();
+            retention(
+                &h.config,
+                &**h.dispatcher.history(),
+                h.dispatcher.clock().now(),
+            );
         }
         self.sleep_time()
     }
 
-    /// Time until the earliest of: a cron occurrence, a folder scan, a reload, housekeeping.
+    /// Time until the earliest of: a cron occurrence, a folder scan, a reload, retention.
     fn sleep_time(&self) -> Duration {
         let now = Instant::now();
-        let mut until = self.next_rescan.min(self.next_housekeeping);
+        let mut until = self.next_rescan.min(self.next_retention);
         if let Some(t) = self.reload_at {
             until = until.min(t);
         }
@@ -256,8 +299,7 @@ impl Loop {
         }
         let mut wait = until.saturating_duration_since(now);
         if let Some(t) = self.cron.earliest() {
-            let to_cron = (t - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            wait = wait.min(to_cron);
+            wait = wait.min(self.h.dispatcher.clock().until(t));
         }
         // A floor keeps a clock that jumped or an occurrence in the past from spinning.
         wait.max(Duration::from_millis(5))

@@ -45,7 +45,8 @@ pub fn run_all(fresh: &mut dyn FnMut(&str) -> HistoryHandle) {
     }
 }
 
-fn new_run(job: &str) -> NewRun {
+/// A manual run of `job` with small params, queued for the daemon (no owner, no delay).
+pub fn new_run(job: &str) -> NewRun {
     NewRun {
         job: job.into(),
         trigger: Trigger::Manual,
@@ -306,11 +307,11 @@ pub fn cancel(h: &dyn HistoryStore) {
 pub fn claims_and_leases(h: &dyn HistoryStore) {
     let id = h.create_run(&new_run("a")).unwrap();
     assert!(h.lease_expired(id).unwrap(), "no lease yet");
-    assert_eq!(h.runnable(0, 10).unwrap().len(), 1);
+    assert_eq!(h.runnable(0, 10, Utc::now()).unwrap().len(), 1);
     assert!(h.claim_run(id, "h1:1:1").unwrap());
     assert!(!h.claim_run(id, "h2:2:2").unwrap(), "claimed once");
     assert!(
-        h.runnable(0, 10).unwrap().is_empty(),
+        h.runnable(0, 10, Utc::now()).unwrap().is_empty(),
         "claimed runs are not runnable"
     );
     assert!(!h.lease_expired(id).unwrap());
@@ -395,7 +396,7 @@ pub fn batch_claims(h: &dyn HistoryStore) {
     let last = h.claim_due("h3:3:3", 10, &[], &[]).unwrap();
     assert_eq!(last.iter().map(|r| r.id).collect::<Vec<_>>(), vec![skipped]);
     assert!(h.get_run(later).unwrap().owner.is_none());
-    assert!(h.next_not_before().unwrap().is_some());
+    assert!(h.next_not_before(Utc::now()).unwrap().is_some());
     assert!(h.job_queued_now("a").unwrap());
     assert!(!h.job_queued_now("zzz").unwrap());
 }
@@ -602,10 +603,14 @@ pub fn delayed_runs(h: &dyn HistoryStore) {
         })
         .unwrap();
     let now = h.create_run(&new_run("a")).unwrap();
-    let runnable = h.runnable(0, 10).unwrap();
+    let runnable = h.runnable(0, 10, Utc::now()).unwrap();
     assert_eq!(runnable.iter().map(|r| r.id).collect::<Vec<_>>(), vec![now]);
-    assert_eq!(h.runnable(now, 10).unwrap().len(), 0, "after an id");
-    let next = h.next_not_before().unwrap().unwrap();
+    assert_eq!(
+        h.runnable(now, 10, Utc::now()).unwrap().len(),
+        0,
+        "after an id"
+    );
+    let next = h.next_not_before(Utc::now()).unwrap().unwrap();
     assert!((next - soon).num_milliseconds().abs() < 5);
     let up = h.upcoming_runs(Utc::now(), 10).unwrap();
     assert_eq!(up.iter().map(|r| r.id).collect::<Vec<_>>(), vec![later]);

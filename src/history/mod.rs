@@ -222,11 +222,21 @@ pub trait History {
         state: FileState,
         final_path: Option<&str>,
     ) -> Result<(), HistoryError>;
-    /// Queued runs nobody owns whose time has come, with ids above `after`, oldest first, at
-    /// most `limit`.
-    fn runnable(&self, after: i64, limit: u32) -> Result<Vec<RunRecord>, HistoryError>;
-    /// The earliest `not_before` of a queued run nobody owns that is still in the future.
-    fn next_not_before(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, HistoryError>;
+    /// Queued runs nobody owns whose time has come at `now`, with ids above `after`, oldest
+    /// first, at most `limit`. (A history shared by several hosts judges by the database's
+    /// clock, the one they all agree on, and ignores `now`.)
+    fn runnable(
+        &self,
+        after: i64,
+        limit: u32,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<RunRecord>, HistoryError>;
+    /// The earliest `not_before` of a queued run nobody owns that is still in the future at
+    /// `now` (in a shared history: on the database's clock).
+    fn next_not_before(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, HistoryError>;
     /// Whether a run of `job` is queued and due now, or (in a history shared by several hosts)
     /// running or claimed on any host.
     fn job_queued_now(&self, job: &str) -> Result<bool, HistoryError>;

@@ -771,7 +771,12 @@ impl History for PostgresHistory {
         Ok(())
     }
 
-    fn runnable(&self, after: i64, limit: u32) -> Result<Vec<RunRecord>, HistoryError> {
+    fn runnable(
+        &self,
+        after: i64,
+        limit: u32,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<RunRecord>, HistoryError> {
         self.runs_where(
             "state = 'queued' AND owner IS NULL AND (not_before IS NULL OR not_before <= now()) \
              AND id > $1 ORDER BY id LIMIT $2",
@@ -779,7 +784,7 @@ impl History for PostgresHistory {
         )
     }
 
-    fn next_not_before(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
+    fn next_not_before(&self, _now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, HistoryError> {
         self.query_one(
             "SELECT min(not_before) FROM runs WHERE state = 'queued' AND owner IS NULL \
                  AND not_before > now()",

@@ -209,8 +209,7 @@ pub(super) fn now() -> String {
 
 /// The end of a lease taken or renewed now.
 fn lease_end() -> String {
-    let lease = chrono::Duration::from_std(crate::jobs::owner::LEASE).unwrap_or_default();
-    format_time(&(Utc::now() + lease))
+    format_time(&crate::jobs::owner::lease_end(Utc::now()))
 }
 
 fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
@@ -445,10 +444,11 @@ impl History for SqliteHistory {
             })
             .optional()
             .map_err(|e| self.err(e))?;
-        Ok(match until.flatten() {
-            Some(t) => t < now(),
-            None => true,
-        })
+        let until = until
+            .flatten()
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        Ok(crate::jobs::owner::lease_expired(until, Utc::now()))
     }
 
     fn add_discard(&self, id: i64, store: &str, prefix: &str) -> Result<i64, HistoryError> {
@@ -758,21 +758,26 @@ impl History for SqliteHistory {
         Ok(())
     }
 
-    fn runnable(&self, after: i64, limit: u32) -> Result<Vec<RunRecord>, HistoryError> {
+    fn runnable(
+        &self,
+        after: i64,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RunRecord>, HistoryError> {
         self.runs_where(
             "state = 'queued' AND owner IS NULL AND (not_before IS NULL OR not_before <= ?1) \
              AND id > ?2 ORDER BY id LIMIT ?3",
-            params![now(), after, limit],
+            params![format_time(&now), after, limit],
         )
     }
 
-    fn next_not_before(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
+    fn next_not_before(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, HistoryError> {
         let t: Option<String> = self
             .conn()
             .query_row(
                 "SELECT min(not_before) FROM runs WHERE state = 'queued' AND owner IS NULL \
                  AND not_before > ?1",
-                [now()],
+                [format_time(&now)],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
@@ -1063,7 +1068,7 @@ impl History for SqliteHistory {
         let mut claimed = Vec::new();
         let mut after = 0;
         while claimed.len() < limit as usize {
-            let page = self.runnable(after, 100)?;
+            let page = self.runnable(after, 100, Utc::now())?;
             let Some(last) = page.last() else { break };
             after = last.id;
             for run in page {

@@ -36,14 +36,14 @@ impl CronTrigger {
         self.next.values().map(|(_, t)| *t).min()
     }
 
-    /// Handles missed occurrences of every scheduled job (call once at start).
+    /// Handles the occurrences of every scheduled job missed before `now` (call once at start).
     pub fn catch_up(
         &mut self,
         config: &Config,
         dispatcher: &Dispatcher,
         specs: &[std::sync::Arc<JobSpec>],
+        now: DateTime<Utc>,
     ) {
-        let now = Utc::now();
         for spec in specs {
             let Some(schedule) = &spec.schedule else {
                 continue;
@@ -57,9 +57,13 @@ impl CronTrigger {
         }
     }
 
-    /// Fires the occurrences that are due; picks up new and changed schedules.
-    pub fn tick(&mut self, dispatcher: &Dispatcher, specs: &[std::sync::Arc<JobSpec>]) {
-        let now = Utc::now();
+    /// Fires the occurrences due at `now`; picks up new and changed schedules.
+    pub fn tick(
+        &mut self,
+        dispatcher: &Dispatcher,
+        specs: &[std::sync::Arc<JobSpec>],
+        now: DateTime<Utc>,
+    ) {
         let history = dispatcher.history();
         self.next
             .retain(|job, _| specs.iter().any(|s| &s.name == job && s.schedule.is_some()));
@@ -230,3 +234,7 @@ fn submit_catch_up(dispatcher: &Dispatcher, spec: &JobSpec, at: DateTime<Utc>, c
         Err(e) => tracing::error!(job = %spec.name, "cannot queue a catch-up run: {e}"),
     }
 }
+
+#[cfg(test)]
+#[path = "cron_tests.rs"]
+mod tests;

@@ -87,6 +87,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 const UNLOADED_GRACE: Duration = Duration::from_secs(60);
 /// Ended runs considered per history read of a chain pass.
 const CHAIN_BATCH: u32 = 200;
+/// How often the dispatch loop does its housekeeping, which also finds runs that other
+/// processes queued without waking this one.
+pub const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 struct Running {
     job: String,
@@ -98,7 +101,12 @@ struct Inner {
     history: HistoryHandle,
     registry: Arc<RwLock<Registry>>,
     running: Mutex<HashMap<i64, Running>>,
-    wake: tokio::sync::Notify,
+    /// Signalled whenever a run leaves `running` (what [`Dispatcher::drain`] waits for).
+    idle: std::sync::Condvar,
+    /// Wakes the dispatch loop: a run queued or ended, a registry change, a stop.
+    wake: super::signal::Signal,
+    /// The time cron, retries and grace periods are decided by.
+    clock: super::clock::Clock,
     accepting: AtomicBool,
     /// Workers started ahead of runs.
     pool: Arc<executor::WorkerPool>,
@@ -108,8 +116,6 @@ struct Inner {
     owner: String,
     /// Runs of dead owners whose worker is still finishing, since when (see `reap`).
     lingering: Mutex<HashMap<i64, std::time::Instant>>,
-    /// Whether a housekeeping pass is going (passes never overlap).
-    housekeeping: AtomicBool,
     /// Seals secret params before they are recorded, opens them for the worker.
     sealer: super::seal::Sealer,
     /// When this daemon last recorded its heartbeat.
@@ -135,11 +141,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Dispatcher {
-    /// A dispatcher over the given registry and history.
+    /// A dispatcher over the given registry and history, deciding by `clock`.
     pub fn new(
         config: Config,
         history: HistoryHandle,
         registry: Arc<RwLock<Registry>>,
+        clock: super::clock::Clock,
     ) -> Result<Dispatcher, super::seal::SealError> {
         let sealer = super::seal::Sealer::for_config(&config)?;
         let pool = executor::WorkerPool::new(&config, config.daemon.warm_workers);
@@ -154,13 +161,14 @@ impl Dispatcher {
                 history,
                 registry,
                 running: Mutex::new(HashMap::new()),
-                wake: tokio::sync::Notify::new(),
+                idle: std::sync::Condvar::new(),
+                wake: super::signal::Signal::default(),
+                clock,
                 accepting: AtomicBool::new(true),
                 pool,
                 finished: Mutex::new(std::collections::BTreeMap::new()),
                 owner: Owner::current().to_string(),
                 lingering: Mutex::new(HashMap::new()),
-                housekeeping: AtomicBool::new(false),
                 sealer,
                 events: Bus::default(),
                 paused: Mutex::new(paused),
@@ -173,6 +181,11 @@ impl Dispatcher {
     /// The history.
     pub fn history(&self) -> &HistoryHandle {
         &self.inner.history
+    }
+
+    /// The clock the daemon decides by.
+    pub fn clock(&self) -> &super::clock::Clock {
+        &self.inner.clock
     }
 
     /// The active spec of a job.
@@ -309,7 +322,7 @@ impl Dispatcher {
             trigger: s.trigger.kind().to_string(),
             not_before: s.not_before.as_ref().map(crate::history::format_time),
         });
-        self.inner.wake.notify_one();
+        self.inner.wake.raise();
         Ok(Some(Submitted {
             id,
             state: RunState::Queued,
@@ -388,7 +401,7 @@ impl Dispatcher {
             }
             CancelOutcome::AlreadyEnded => {}
         }
-        self.inner.wake.notify_one();
+        self.inner.wake.raise();
         Ok(outcome)
     }
 
@@ -535,7 +548,7 @@ impl Dispatcher {
             trigger: done.trigger.kind().to_string(),
             not_before: None,
         });
-        self.inner.wake.notify_one();
+        self.inner.wake.raise();
         Ok(Submitted {
             id: done.id,
             state: RunState::Queued,
@@ -572,29 +585,23 @@ impl Dispatcher {
         })
     }
 
-    /// Periodic upkeep, from the trigger loop: closes the runs of processes that died (a
-    /// `ferry run` killed with -9, a daemon before this one) and finishes their files, retries
-    /// and clean-up. Runs on a blocking thread; a pass never overlaps the previous one.
-    pub fn housekeeping(&self) {
-        if self.inner.housekeeping.swap(true, Ordering::SeqCst) {
-            return;
+    /// Periodic upkeep, from the dispatch loop every [`HOUSEKEEPING`]: re-reads the paused
+    /// jobs, records the heartbeat, closes the runs of processes that died (a `ferry run`
+    /// killed with -9, a daemon before this one) and finishes their files, retries and
+    /// clean-up, and starts the chained runs of runs that ended elsewhere.
+    fn housekeeping(&self) {
+        if let Err(e) = self.refresh_paused() {
+            tracing::error!("housekeeping: {e}");
         }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = this.refresh_paused() {
-                tracing::error!("housekeeping: {e}");
-            }
-            if let Err(e) = this.heartbeat() {
-                tracing::error!("heartbeat: {e}");
-            }
-            if let Err(e) = this.reap(false) {
-                tracing::error!("housekeeping: {e}");
-            }
-            if let Err(e) = this.fire_chains() {
-                tracing::error!("chained runs: {e}");
-            }
-            this.inner.housekeeping.store(false, Ordering::SeqCst);
-        });
+        if let Err(e) = self.heartbeat() {
+            tracing::error!("heartbeat: {e}");
+        }
+        if let Err(e) = self.reap(false) {
+            tracing::error!("housekeeping: {e}");
+        }
+        if let Err(e) = self.fire_chains() {
+            tracing::error!("chained runs: {e}");
+        }
     }
 
     /// Closes the open runs whose owner is gone, as `interrupted`, and then retries them when
@@ -694,7 +701,7 @@ impl Dispatcher {
         }
         // Runs that workers of dead owners closed on their own: nobody applied their retry. At
         // start every such run; then those of the last hour (a pass runs every second).
-        let since = (!wait).then(|| Utc::now() - chrono::Duration::hours(1));
+        let since = (!wait).then(|| self.inner.clock.now() - chrono::Duration::hours(1));
         for run in history.interrupted_unretried(since)? {
             if run.retried_by.is_none() && run.owner.as_deref() != Some(self.inner.owner.as_str()) {
                 self.after_orphan(&run)?;
@@ -761,34 +768,37 @@ impl Dispatcher {
 
     /// Wakes the dispatch loop (after a registry change, say).
     pub fn wake(&self) {
-        self.inner.wake.notify_one();
+        self.inner.wake.raise();
     }
 
-    /// Starts queued runs until `shutdown` resolves; then no new run starts.
-    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// Starts queued runs as they become due and does the housekeeping (paused jobs,
+    /// heartbeat, runs of processes that died, chained runs) every [`HOUSEKEEPING`], until
+    /// [`stop`](Self::stop); then no new run starts. Blocking: the daemon gives it a thread of
+    /// its own. It waits for a wake-up (a run queued or ended, a registry change, a stop) or
+    /// until the next `not_before` or housekeeping is due, whichever comes first; housekeeping
+    /// is also what finds runs that other processes queued.
+    pub fn run(&self) {
         self.listen_for_runs();
-        loop {
-            let next = match self.dispatch_ready() {
-                Ok(next) => next,
-                Err(e) => {
-                    tracing::error!("dispatcher: {e}");
-                    Some(Utc::now() + chrono::Duration::seconds(1))
-                }
-            };
-            let wait = next
-                .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
-            tokio::select! {
-                _ = self.inner.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => break,
+        let mut next_upkeep = std::time::Instant::now();
+        while self.inner.accepting.load(Ordering::SeqCst) {
+            if std::time::Instant::now() >= next_upkeep {
+                self.housekeeping();
+                next_upkeep = std::time::Instant::now() + HOUSEKEEPING;
             }
-            if *shutdown.borrow() {
-                break;
-            }
+            let next = self.dispatch_ready().unwrap_or_else(|e| {
+                tracing::error!("dispatcher: {e}");
+                None
+            });
+            let upkeep = next_upkeep.saturating_duration_since(std::time::Instant::now());
+            let wait = next.map_or(upkeep, |t| self.inner.clock.until(t).min(upkeep));
+            self.inner.wake.wait(wait);
         }
+    }
+
+    /// Stops the dispatch loop: no new run starts (running ones go on; see [`drain`](Self::drain)).
+    pub fn stop(&self) {
         self.inner.accepting.store(false, Ordering::SeqCst);
+        self.inner.wake.raise();
     }
 
     /// With a shared history: wakes the dispatch loop whenever any host queues a run
@@ -806,7 +816,7 @@ impl Dispatcher {
         std::thread::spawn(move || {
             while this.inner.accepting.load(Ordering::SeqCst) {
                 match listener.wait(Duration::from_secs(1)) {
-                    Ok(true) => this.inner.wake.notify_one(),
+                    Ok(true) => this.inner.wake.raise(),
                     Ok(false) => {}
                     Err(e) => {
                         tracing::warn!("listening for queued runs: {e}");
@@ -818,28 +828,39 @@ impl Dispatcher {
     }
 
     /// Waits for running runs to end: up to `grace`, then cancels them and waits for the
-    /// executors (which kill workers that do not stop within their kill grace).
-    pub async fn drain(&self, grace: Duration) {
+    /// executors (which kill workers that do not stop within their kill grace). Blocking.
+    pub fn drain(&self, grace: Duration) {
         self.inner.accepting.store(false, Ordering::SeqCst);
-        let until = tokio::time::Instant::now() + grace;
-        while self.running_count() > 0 && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_idle(Some(grace));
         let ids: Vec<i64> = lock(&self.inner.running).keys().copied().collect();
         for id in ids {
             tracing::info!(run = id, "cancelling at shutdown");
             let _ = self.cancel(id);
         }
-        while self.running_count() > 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_idle(None);
         self.inner.pool.close();
-        let history = self.inner.history.clone();
-        let owner = self.inner.owner.clone();
-        let gone = tokio::task::spawn_blocking(move || history.host_gone(&owner)).await;
-        if let Ok(Err(e)) = gone {
+        if let Err(e) = self.inner.history.host_gone(&self.inner.owner) {
             tracing::warn!("cannot remove this daemon from the live hosts: {e}");
         }
+    }
+
+    /// Waits until no run is going, or at most `limit`.
+    fn wait_idle(&self, limit: Option<Duration>) {
+        let running = lock(&self.inner.running);
+        let busy = |r: &mut HashMap<i64, Running>| !r.is_empty();
+        // A poisoned lock still holds a consistent map (see `lock`): the wait is over either way.
+        match limit {
+            Some(d) => drop(self.inner.idle.wait_timeout_while(running, d, busy)),
+            None => drop(self.inner.idle.wait_while(running, busy)),
+        }
+    }
+
+    /// Forgets a run that ended (or never started): wakes the dispatch loop, which may start
+    /// the next one, and [`drain`](Self::drain) when it was the last.
+    fn ended(&self, id: i64) {
+        lock(&self.inner.running).remove(&id);
+        self.inner.idle.notify_all();
+        self.inner.wake.raise();
     }
 
     /// Starts what can start; returns the earliest future `not_before` among queued runs.
@@ -848,10 +869,10 @@ impl Dispatcher {
             return self.dispatch_shared();
         }
         let history = &self.inner.history;
-        let next = history.next_not_before()?;
+        let next = history.next_not_before(self.inner.clock.now())?;
         let mut after = 0;
         'pages: loop {
-            let page = history.runnable(after, DISPATCH_PAGE)?;
+            let page = history.runnable(after, DISPATCH_PAGE, self.inner.clock.now())?;
             let full = page.len() as u32 == DISPATCH_PAGE;
             for run in page {
                 after = run.id;
@@ -875,7 +896,7 @@ impl Dispatcher {
     /// for any host to take.
     fn dispatch_shared(&self) -> Result<Option<DateTime<Utc>>, HistoryError> {
         let history = &self.inner.history;
-        let next = history.next_not_before()?;
+        let next = history.next_not_before(self.inner.clock.now())?;
         loop {
             let free = self
                 .inner
@@ -933,7 +954,7 @@ impl Dispatcher {
         let Some(spec) = self.spec(&run.job) else {
             // Another host may have the job (scripts deployed to some hosts only): give the run
             // back for a while before failing it.
-            if Utc::now() - run.queued_at
+            if self.inner.clock.now() - run.queued_at
                 < chrono::Duration::from_std(UNLOADED_GRACE).unwrap_or_default()
             {
                 history.release_run(run.id, &self.inner.owner)?;
@@ -1037,10 +1058,14 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Executes a claimed run on a thread of its own (the executor blocks on the worker).
     fn start(&self, spec: Arc<JobSpec>, run: RunRecord, cancel: Arc<executor::Cancel>) {
         let this = self.clone();
+        let id = run.id;
         tracing::info!(job = %run.job, run = run.id, trigger = run.trigger_kind(), "starting");
-        tokio::task::spawn_blocking(move || {
+        let spawned = std::thread::Builder::new()
+            .name(format!("ferry-run-{}", run.id))
+            .spawn(move || {
             let config = &this.inner.config;
             let params = match this.inner.sealer.open_params(&run.params) {
                 Ok(p) => p,
@@ -1055,8 +1080,7 @@ impl Dispatcher {
                         tracing::error!(run = run.id, "{e}");
                     }
                     this.publish_end(run.id);
-                    lock(&this.inner.running).remove(&run.id);
-                    this.inner.wake.notify_one();
+                    this.ended(run.id);
                     return;
                 }
             };
@@ -1073,8 +1097,7 @@ impl Dispatcher {
                     tracing::error!(run = run.id, "{e}");
                 }
                 this.publish_end(run.id);
-                lock(&this.inner.running).remove(&run.id);
-                this.inner.wake.notify_one();
+                this.ended(run.id);
                 return;
             }
             let bus = &this.inner.events;
@@ -1138,12 +1161,19 @@ impl Dispatcher {
                     this.publish_end(run.id);
                 }
             }
-            lock(&this.inner.running).remove(&run.id);
+            this.ended(run.id);
             if let Err(e) = this.fire_chains() {
                 tracing::error!("chained runs: {e}");
             }
-            this.inner.wake.notify_one();
         });
+        if let Err(e) = spawned {
+            // The run is still queued: given back, it is taken again at a later pass.
+            tracing::error!(run = id, "cannot start a thread for the run: {e}");
+            if let Err(e) = self.inner.history.release_run(id, &self.inner.owner) {
+                tracing::error!(run = id, "{e}");
+            }
+            self.ended(id);
+        }
     }
 
     /// With a shared history, a run executes the version of its script it was queued with,
@@ -1200,6 +1230,7 @@ impl Dispatcher {
             .retry_max_delay
             .unwrap_or(self.inner.config.daemon.retry_max_delay);
         let delay = super::retry::delay(spec.retry_delay, record.attempt, max, fastrand::f64());
+        let now = self.inner.clock.now();
         let file = record.trigger.file().map(String::from);
         let trigger = Trigger::Retry {
             of: record.id,
@@ -1211,7 +1242,7 @@ impl Dispatcher {
             trigger: trigger.clone(),
             params: record.params.clone(),
             attempt,
-            not_before: Some(super::retry::at(Utc::now(), delay)),
+            not_before: Some(super::retry::at(now, delay)),
             retry_of: Some(record.id),
             owner: None,
         })?;
@@ -1228,9 +1259,9 @@ impl Dispatcher {
             run_id: id,
             job: record.job.clone(),
             trigger: "retry".into(),
-            not_before: Some(crate::history::format_time(&(Utc::now() + delay))),
+            not_before: Some(crate::history::format_time(&super::retry::at(now, delay))),
         });
-        self.inner.wake.notify_one();
+        self.inner.wake.raise();
         Ok(Some(id))
     }
 
@@ -1313,3 +1344,7 @@ fn error_report(r: &RunRecord) -> String {
     text.push_str(&format!("details: ferry runs show {}\n", r.id));
     text
 }
+
+#[cfg(test)]
+#[path = "dispatcher_tests.rs"]
+mod tests;

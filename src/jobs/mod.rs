@@ -5,6 +5,7 @@
 pub mod artifacts;
 pub mod chain;
 pub mod cleanup;
+pub mod clock;
 pub mod cron;
 pub mod cron_error;
 pub mod dispatcher;
@@ -22,8 +23,11 @@ pub mod schedule;
 pub mod scripts;
 pub mod seal;
 pub mod secrets;
+pub mod signal;
 pub mod spec;
 pub mod templates;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod versions;
 pub mod view;
 pub mod watch;

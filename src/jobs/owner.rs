@@ -9,8 +9,21 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
+
 /// How long a lease on a run lasts without renewal; owners renew it well before.
 pub const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The end of a lease taken or renewed at `now`.
+pub fn lease_end(now: DateTime<Utc>) -> DateTime<Utc> {
+    super::retry::at(now, LEASE)
+}
+
+/// Whether a lease that runs until `until` has expired at `now`; a run without a lease (never
+/// claimed, or recorded before leases existed) has none to wait for.
+pub fn lease_expired(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    until.is_none_or(|until| until < now)
+}
 
 /// A process that owns runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -137,6 +150,31 @@ mod tests {
             start: 1,
         };
         assert_eq!(remote.alive_here(), None, "only a lease tells");
+    }
+
+    #[test]
+    fn a_lease_lasts_until_its_end_and_a_renewal_moves_it() {
+        use chrono::TimeZone;
+        let taken = Utc.with_ymd_and_hms(2026, 10, 25, 0, 59, 30).unwrap();
+        let end = lease_end(taken);
+        assert_eq!(end, taken + chrono::Duration::seconds(60));
+        let second = chrono::Duration::seconds(1);
+        assert!(!lease_expired(Some(end), taken));
+        assert!(
+            !lease_expired(Some(end), end),
+            "held up to its last instant"
+        );
+        assert!(lease_expired(Some(end), end + second));
+        // Renewed by a heartbeat 50 s in: held past the first end.
+        let renewed = lease_end(taken + chrono::Duration::seconds(50));
+        assert!(!lease_expired(Some(renewed), end + second));
+        assert!(lease_expired(Some(renewed), renewed + second));
+        assert!(lease_expired(None, taken), "no lease: nothing to wait for");
+        assert_eq!(
+            lease_end(DateTime::<Utc>::MAX_UTC),
+            DateTime::<Utc>::MAX_UTC,
+            "saturates"
+        );
     }
 
     #[test]

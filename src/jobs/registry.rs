@@ -63,6 +63,20 @@ impl Registry {
         self.jobs.values().filter_map(|e| e.spec.clone()).collect()
     }
 
+    /// Adds or replaces a loaded job (unit tests: jobs without script files).
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, spec: JobSpec) {
+        let name = spec.name.clone();
+        let entry = JobEntry {
+            path: spec.path.clone(),
+            spec: Some(Arc::new(spec)),
+            error: None,
+            loaded_at: None,
+            last_text: String::new(),
+        };
+        self.jobs.insert(name, entry);
+    }
+
     /// Reads the scripts folder and reloads what changed. Blocking (evaluates Lua). The
     /// changed scripts load side by side, each in a process of its own ([`super::isolate`]),
     /// so a script that loops until it is stopped delays the others by no more than that.

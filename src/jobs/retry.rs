@@ -80,9 +80,74 @@ mod tests {
         }
     }
 
+    /// The dispatcher queues the retry of a failed run at the clock's now plus the delay: 30 s
+    /// (up to 10% more) after the first attempt, twice that after the second, none after the
+    /// last, and none for a load error.
+    #[test]
+    fn a_failed_run_is_queued_again_after_the_doubling_delay() {
+        use crate::history::RunState;
+        use crate::jobs::dispatcher::Submit;
+        use crate::jobs::executor::close;
+        use crate::jobs::testkit::{Fixture, utc};
+        use crate::lua::ErrorCode;
+
+        let t0 = utc(2026, 3, 29, 0, 59, 50);
+        let job = crate::jobs::spec::spec_for_tests(
+            "flaky",
+            serde_json::json!({ "retries": 2, "retry_delay": "30s" }),
+        );
+        let f = Fixture::new("", t0, vec![job]);
+        let spec = f.dispatcher.spec("flaky").unwrap();
+        let submit = Submit {
+            job: "flaky".into(),
+            params: crate::jobs::params::GivenParams::Json(Default::default()),
+            trigger: crate::jobs::Trigger::Manual,
+            not_before: None,
+        };
+        let fail = |id: i64, code: ErrorCode| {
+            close(&**f.history(), id, RunState::Failed, code, "boom".into()).unwrap();
+            f.history().get_run(id).unwrap()
+        };
+        let retry = |id: i64| {
+            let record = fail(id, ErrorCode::Run);
+            f.dispatcher.retry(&spec, &record).unwrap()
+        };
+        let first = f.dispatcher.submit(submit.clone()).unwrap().id;
+        let second = retry(first).expect("a second attempt");
+        let run = f.history().get_run(second).unwrap();
+        assert_eq!((run.attempt, run.state), (2, RunState::Queued));
+        let wait = run.not_before.unwrap() - t0;
+        assert!(
+            (30_000..=33_000).contains(&wait.num_milliseconds()),
+            "{wait}"
+        );
+        let again = f.history().get_run(first).unwrap();
+        assert_eq!(
+            f.dispatcher.retry(&spec, &again).unwrap(),
+            None,
+            "retried once"
+        );
+
+        f.clock.advance(TimeDelta::minutes(10));
+        let t1 = f.clock.now();
+        let third = retry(second).expect("a third attempt");
+        let run = f.history().get_run(third).unwrap();
+        assert_eq!(run.attempt, 3);
+        let wait = run.not_before.unwrap() - t1;
+        assert!(
+            (60_000..=66_000).contains(&wait.num_milliseconds()),
+            "{wait}"
+        );
+        assert_eq!(retry(third), None, "no attempt left");
+
+        let other = f.dispatcher.submit(submit).unwrap().id;
+        let record = fail(other, ErrorCode::Load);
+        assert_eq!(f.dispatcher.retry(&spec, &record).unwrap(), None);
+    }
+
     #[test]
     fn the_retry_time_never_overflows() {
-        let now = Utc::now();
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 29, 1, 59, 30).unwrap();
         assert_eq!(at(now, S(60)), now + TimeDelta::seconds(60));
         assert_eq!(at(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
         assert_eq!(at(DateTime::<Utc>::MAX_UTC, S(1)), DateTime::<Utc>::MAX_UTC);

@@ -111,6 +111,33 @@ mod tests {
         assert!(Schedule::parse("@daily", Some("Mars/Olympus")).is_err());
     }
 
+    /// The occurrences of 02:30 in Berlin around the days the clocks change: one a day, the
+    /// missing 02:30 moved to 03:00 CEST, the repeated one taken the first time.
+    #[test]
+    fn a_local_time_the_clocks_skip_or_repeat_occurs_once() {
+        let s = Schedule::parse("30 2 * * *", Some("Europe/Berlin")).unwrap();
+        let utc = |mo, d, h, mi| Utc.with_ymd_and_hms(2026, mo, d, h, mi, 0).unwrap();
+        let cases = [
+            (
+                utc(3, 28, 0, 0),
+                [utc(3, 28, 1, 30), utc(3, 29, 1, 0), utc(3, 30, 0, 30)],
+            ),
+            (
+                utc(10, 24, 0, 0),
+                [utc(10, 24, 0, 30), utc(10, 25, 0, 30), utc(10, 26, 1, 30)],
+            ),
+        ];
+        for (from, want) in cases {
+            let mut t = from;
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                t = s.next_after(t).unwrap();
+                got.push(t);
+            }
+            assert_eq!(got, want, "from {from}");
+        }
+    }
+
     #[test]
     fn weekdays_are_posix_and_timezones_apply() {
         // 2026-11-23 is a Monday.

@@ -1014,6 +1014,30 @@ fn params(c: &mut Checker<'_>, v: &Value) -> BTreeMap<String, ParamSpec> {
     out
 }
 
+/// A job spec from the fields a script's table would hold (as JSON; `run` is taken as a
+/// function), for unit tests that need a job without a `ferry eval-spec` process. Panics on a
+/// spec with problems.
+#[cfg(test)]
+pub(crate) fn spec_for_tests(name: &str, fields: Value) -> JobSpec {
+    let Value::Object(fields) = fields else {
+        panic!("the fields of job {name} are not an object")
+    };
+    let path = PathBuf::from(format!("scripts/{name}.lua"));
+    let chunk_name = path.display().to_string();
+    let mut problems = Vec::new();
+    let spec = validate(
+        name,
+        &path,
+        &chunk_name,
+        String::new(),
+        fields,
+        Some("function".into()),
+        &mut problems,
+    );
+    assert!(problems.is_empty(), "job {name}: {problems:?}");
+    spec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

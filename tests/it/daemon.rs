@@ -79,13 +79,23 @@ fn missed_once_runs_once_after_downtime() {
         "skipper",
         r#"return { schedule = "* * * * * *", run = function(ctx) end }"#,
     );
-    let d = Daemon::start(&p);
-    wait_for("a first run", Duration::from_secs(10), || {
-        (!p.runs_of("every").is_empty()).then_some(())
-    });
-    assert_eq!(d.stop(), Some(0));
-    // Three seconds of downtime: about three missed occurrences.
-    std::thread::sleep(Duration::from_secs(3));
+    // The history as a daemon left it an hour ago, when both schedules last fired: an hour of
+    // downtime without waiting for it. (The policies and their bounds are tested at fixed
+    // instants in `jobs::cron`.)
+    assert_eq!(
+        p.ferry(&["runs", "list", "--json"]).code,
+        0,
+        "creates the history"
+    );
+    let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    rusqlite::Connection::open(p.path().join("data/ferry.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO schedules (job, last_fire) VALUES ('every', ?1), ('skipper', ?1)",
+            [&hour_ago],
+        )
+        .unwrap();
     let before = p.runs_of("every").len();
     let d = Daemon::start(&p);
     let catch_up = wait_for("the catch-up run", Duration::from_secs(10), || {
@@ -317,7 +327,11 @@ fn edits_take_effect_and_broken_edits_keep_the_old_version() {
         d.log().contains("job removed").then_some(())
     });
     let n = p.runs_of("fresh").len();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Two more runs of the job still there: its schedule's occurrences passed for both.
+    let live = p.runs_of("live").len();
+    wait_for("two more runs of live", Duration::from_secs(10), || {
+        (p.runs_of("live").len() >= live + 2).then_some(())
+    });
     assert!(
         p.runs_of("fresh").len() <= n + 2,
         "a removed job stops running"

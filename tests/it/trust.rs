@@ -99,8 +99,8 @@ fn the_idle_loop_is_not_woken_by_its_own_scans_and_moves() {
         "the folder was scanned again with nothing new in it:\n{}",
         d.log()
     );
-    // The loop wakes for its own housekeeping (about once a second) and the scripts' safety-net
-    // re-read; a loop woken by its own events would wake thousands of times.
+    // The loop wakes for the scripts' safety-net re-read (every two seconds; the housekeeping
+    // is the dispatcher's); a loop woken by its own events would wake thousands of times.
     let per_second = (wakeups_after - wakeups) / elapsed;
     assert!(
         per_second < 5.0,
