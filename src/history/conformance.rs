@@ -121,14 +121,20 @@ pub fn lifecycle(h: &dyn HistoryStore) {
         h.get_run(id + 1000),
         Err(HistoryError::NotFound(_))
     ));
+    let retry_of_id = NewRun {
+        attempt: 2,
+        retry_of: Some(id),
+        ..new_run("a")
+    };
     let retry = h
-        .create_run(&NewRun {
-            attempt: 2,
-            retry_of: Some(id),
-            ..new_run("a")
-        })
-        .unwrap();
-    h.set_retried_by(id, retry).unwrap();
+        .create_retry(&retry_of_id)
+        .unwrap()
+        .expect("the first retry");
+    assert_eq!(h.get_run(id).unwrap().retried_by, Some(retry));
+    // A second retry of the same run (another host's, say) records nothing.
+    let before = h.list_runs(&RunFilter::default()).unwrap().1;
+    assert_eq!(h.create_retry(&retry_of_id).unwrap(), None);
+    assert_eq!(h.list_runs(&RunFilter::default()).unwrap().1, before);
     assert_eq!(h.get_run(id).unwrap().retried_by, Some(retry));
     assert_eq!(h.get_run(retry).unwrap().retry_of, Some(id));
     assert_eq!(h.get_run(retry).unwrap().attempt, 2);
@@ -443,8 +449,15 @@ pub fn files(h: &dyn HistoryStore) {
             .map(|r| r.id),
         Some(f)
     );
-    let retry = h.create_run(&new_run("imp")).unwrap();
-    h.file_set_run(f, retry).unwrap();
+    let retry = h
+        .create_retry(&NewRun {
+            attempt: 2,
+            retry_of: Some(run),
+            ..new_run("imp")
+        })
+        .unwrap()
+        .expect("the first retry");
+    // The file moves to the retry with it.
     assert!(h.file_for_run(run).unwrap().is_none());
     h.file_finished(f, FileState::Archived, Some("/in/.ferry/archive/a.csv"))
         .unwrap();

@@ -198,8 +198,10 @@ pub trait History {
     fn runs_in_state(&self, state: RunState) -> Result<Vec<RunRecord>, HistoryError>;
     /// The worker process id recorded for a running run.
     fn worker_pid(&self, id: i64) -> Result<Option<u32>, HistoryError>;
-    /// Links a run to the run that retries it.
-    fn set_retried_by(&self, id: i64, retry: i64) -> Result<(), HistoryError>;
+    /// Records a retry (`run.retry_of` names the run it retries), links the retried run to it
+    /// and moves the retried run's watched file (if any) to it, in one transaction; `None`, and nothing recorded, when that run has been retried
+    /// already (by another host of a shared history, say): a run is retried at most once.
+    fn create_retry(&self, run: &NewRun) -> Result<Option<i64>, HistoryError>;
     /// Records a file claimed from a watched folder for a run.
     fn file_claimed(
         &self,
@@ -209,8 +211,6 @@ pub trait History {
         size: u64,
         run_id: i64,
     ) -> Result<i64, HistoryError>;
-    /// Moves a file record to another run (a retry).
-    fn file_set_run(&self, file_id: i64, run_id: i64) -> Result<(), HistoryError>;
     /// The file a run processes, if any.
     fn file_for_run(&self, run_id: i64) -> Result<Option<FileRecord>, HistoryError>;
     /// The file record of a path in a `processing/` folder, if any.

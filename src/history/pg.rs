@@ -718,12 +718,26 @@ impl History for PostgresHistory {
             .and_then(|p| u32::try_from(p).ok()))
     }
 
-    fn set_retried_by(&self, id: i64, retry: i64) -> Result<(), HistoryError> {
-        self.execute(
-            "UPDATE runs SET retried_by = $2 WHERE id = $1",
-            &[&id, &retry],
-        )?;
-        Ok(())
+    fn create_retry(&self, run: &NewRun) -> Result<Option<i64>, HistoryError> {
+        // The UPDATE takes the retried run's row lock: a second host retrying the same run
+        // waits for this transaction, then finds `retried_by` set and rolls its own back.
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let id = insert_run(&mut tx, run, None)?;
+            let n = tx.execute(
+                "UPDATE runs SET retried_by = $2 WHERE id = $1 AND retried_by IS NULL",
+                &[&run.retry_of, &id],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            tx.execute(
+                "UPDATE files SET run_id = $2 WHERE run_id = $1",
+                &[&run.retry_of, &id],
+            )?;
+            tx.commit()?;
+            Ok(Some(id))
+        })
     }
 
     fn file_claimed(
@@ -740,14 +754,6 @@ impl History for PostgresHistory {
             &[&job, &name, &processing_path, &to_i64(size), &run_id],
         )?;
         row.get(0)
-    }
-
-    fn file_set_run(&self, file_id: i64, run_id: i64) -> Result<(), HistoryError> {
-        self.execute(
-            "UPDATE files SET run_id = $2 WHERE id = $1",
-            &[&file_id, &run_id],
-        )?;
-        Ok(())
     }
 
     fn file_for_run(&self, run_id: i64) -> Result<Option<FileRecord>, HistoryError> {

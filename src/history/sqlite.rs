@@ -694,14 +694,29 @@ impl History for SqliteHistory {
         Ok(pid.flatten().and_then(|p| u32::try_from(p).ok()))
     }
 
-    fn set_retried_by(&self, id: i64, retry: i64) -> Result<(), HistoryError> {
-        self.conn()
+    fn create_retry(&self, run: &NewRun) -> Result<Option<i64>, HistoryError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let id = insert_run(&tx, run).map_err(|e| self.err(e))?;
+        let n = tx
             .execute(
-                "UPDATE runs SET retried_by = ?2 WHERE id = ?1",
-                params![id, retry],
+                "UPDATE runs SET retried_by = ?2 WHERE id = ?1 AND retried_by IS NULL",
+                params![run.retry_of, id],
             )
             .map_err(|e| self.err(e))?;
-        Ok(())
+        if n == 0 {
+            // Retried already: dropping the transaction forgets the run just inserted.
+            return Ok(None);
+        }
+        tx.execute(
+            "UPDATE files SET run_id = ?2 WHERE run_id = ?1",
+            params![run.retry_of, id],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Some(id))
     }
 
     fn file_claimed(
@@ -720,16 +735,6 @@ impl History for SqliteHistory {
         )
         .map_err(|e| self.err(e))?;
         Ok(conn.last_insert_rowid())
-    }
-
-    fn file_set_run(&self, file_id: i64, run_id: i64) -> Result<(), HistoryError> {
-        self.conn()
-            .execute(
-                "UPDATE files SET run_id = ?2 WHERE id = ?1",
-                params![file_id, run_id],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     fn file_for_run(&self, run_id: i64) -> Result<Option<FileRecord>, HistoryError> {

@@ -139,11 +139,11 @@ fn catch_up_after_downtime_follows_the_missed_policy_within_its_bounds() {
     ];
     for c in cases {
         let what = format!("missed = {:?}, {:?}", c.missed, c.toml);
-        // Overlap `queue`: under the default (`skip`) every catch-up run of `all` but the
-        // first is recorded as skipped, the first being queued still.
+        // The default overlap (`skip`): the catch-up runs of `all` queue one behind the other
+        // all the same, since each was asked for.
         let job = spec_for_tests(
             "m",
-            json!({ "schedule": { "cron": "* * * * *", "missed": c.missed }, "overlap": "queue" }),
+            json!({ "schedule": { "cron": "* * * * *", "missed": c.missed } }),
         );
         let f = Fixture::new(&format!("[daemon]\n{}", c.toml), start, vec![job]);
         f.history().schedule_set_last_fire("m", last).unwrap();

@@ -271,8 +271,20 @@ impl Dispatcher {
         // Each dropped file must run exactly once, so file runs always queue. A paused job's
         // schedule fires into `skipped` runs that say so; asked-for runs still run.
         let automatic = matches!(s.trigger, Trigger::Cron { .. } | Trigger::Job { .. });
-        // Each upstream run starts its downstream jobs once, so chained runs queue too.
-        let must_run = matches!(s.trigger, Trigger::File { .. } | Trigger::Job { .. });
+        // Each upstream run starts its downstream jobs once, so chained runs queue too; and so
+        // do the catch-up runs of `missed = "all"`, one per missed occurrence as asked.
+        let catch_up_all = matches!(
+            s.trigger,
+            Trigger::Cron {
+                missed: Some(_),
+                ..
+            }
+        ) && spec
+            .schedule
+            .as_ref()
+            .is_some_and(|sc| sc.missed == super::schedule::Missed::All);
+        let must_run =
+            matches!(s.trigger, Trigger::File { .. } | Trigger::Job { .. }) || catch_up_all;
         let skip = if automatic && self.is_paused(&spec.name) {
             Some("the job is paused")
         } else if busy && spec.overlap == Overlap::Skip && !must_run {
@@ -755,13 +767,10 @@ impl Dispatcher {
         let Some(spec) = self.spec(&record.job) else {
             return self.finish_file(record, None);
         };
+        // A retry takes the watched file with it (in the history's transaction), so when
+        // another host retried the run first, finish_file finds no file left to move.
         match self.retry(&spec, record)? {
-            Some(retry) => {
-                if let Some(file) = self.inner.history.file_for_run(record.id)? {
-                    self.inner.history.file_set_run(file.id, retry)?;
-                }
-                Ok(())
-            }
+            Some(_) => Ok(()),
             None => self.finish_file(record, Some(&spec)),
         }
     }
@@ -1211,10 +1220,8 @@ impl Dispatcher {
 
     /// Retries a failed run when retries remain; otherwise moves its watched file.
     fn after_run(&self, spec: &JobSpec, record: &RunRecord) -> Result<(), HistoryError> {
-        if let Some(retry) = self.retry(spec, record)? {
-            if let Some(file) = self.inner.history.file_for_run(record.id)? {
-                self.inner.history.file_set_run(file.id, retry)?;
-            }
+        // A retry takes the watched file with it (see `after_orphan`).
+        if self.retry(spec, record)?.is_some() {
             return Ok(());
         }
         self.finish_file(record, Some(spec))
@@ -1237,7 +1244,7 @@ impl Dispatcher {
             attempt,
             file,
         };
-        let id = self.inner.history.create_run(&NewRun {
+        let Some(id) = self.inner.history.create_retry(&NewRun {
             job: record.job.clone(),
             trigger: trigger.clone(),
             params: record.params.clone(),
@@ -1245,8 +1252,11 @@ impl Dispatcher {
             not_before: Some(super::retry::at(now, delay)),
             retry_of: Some(record.id),
             owner: None,
-        })?;
-        self.inner.history.set_retried_by(record.id, id)?;
+        })?
+        else {
+            // Another host retried it first.
+            return Ok(None);
+        };
         if let Some(v) = record
             .script_version
             .as_deref()
