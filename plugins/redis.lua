@@ -3,7 +3,7 @@
 --   local redis = require "redis"
 --
 --   -- Import RDB files (written by SAVE/BGSAVE, or by redis.backup) into a Redis instance.
---   redis.migrate(ctx, {
+--   redis.import(ctx, {
 --     target = "redis://10.0.0.5:6379/0", password = ctx.secret("redis_password"),
 --     method = "full",                  -- "full": replace existing keys; "incremental": keep them
 --     store = "s3://bucket/backups", store_opts = { ... },           -- where the files are
@@ -32,14 +32,14 @@ local backup = require "backup"
 local M = {}
 
 local strings = { type = "list", items = "string" }
----How to connect (options of `migrate` and `backup`).
+---How to connect (options of `import` and `backup`).
 ---@class redis.Connection
 ---@field password? string
 ---@field username? string
 ---@field connect_timeout? ferry.Duration
 ---@field timeout? ferry.Duration
 
----@class redis.migrate.Options: redis.Connection
+---@class redis.import.Options: redis.Connection
 ---@field target string
 ---@field method? "full"|"incremental"
 ---@field store? string
@@ -82,7 +82,7 @@ local function with_connection(fields)
   return fields
 end
 
-local MIGRATE = ferry.schema("redis.migrate", with_connection({
+local IMPORT = ferry.schema("redis.import", with_connection({
   target = { type = "string", required = true },
   method = { enum = { "full", "incremental" }, default = "full" },
   store = "string", store_opts = "table", files = "any",
@@ -104,7 +104,7 @@ local COPY = ferry.schema("redis.copy", {
   method = { enum = { "full", "incremental" }, default = "full" },
 })
 -- The schemas, so a script can check options before it runs (jobs made from a template do).
-M.schemas = { migrate = MIGRATE, backup = BACKUP, copy = COPY }
+M.schemas = { import = IMPORT, migrate = IMPORT, backup = BACKUP, copy = COPY }
 
 --- A secret's value, or nil when it is not defined (a Redis without a password needs none).
 function M.secret(ctx, name)
@@ -138,13 +138,13 @@ local function file_list(files)
     -- The seed's field names are accepted too: file_name, size as a string.
     local name = f.name or f.file_name
     if type(name) ~= "string" or name == "" then
-      ferry.error("invalid", string.format("redis.migrate: files[%d] needs a name", i), 4)
+      ferry.error("invalid", string.format("redis.import: files[%d] needs a name", i), 4)
     end
     local size = f.size
     if size ~= nil then
       size = math.tointeger(tonumber(size))
       if not size or size < 0 then
-        ferry.error("invalid", string.format("redis.migrate: files[%d] (%s): size must be a number of bytes, got %s", i, name, tostring(f.size)), 4)
+        ferry.error("invalid", string.format("redis.import: files[%d] (%s): size must be a number of bytes, got %s", i, name, tostring(f.size)), 4)
       end
     end
     out[#out + 1] = { name = name, size = size }
@@ -159,11 +159,11 @@ local function sources(ctx, o)
     local point = ferry.store(o.point or "data/backups", o.point_opts)
     local mpath = set .. "/" .. o.backup_id .. "/manifest.json"
     if not point:exists(mpath) then
-      ferry.error("not_found", "redis.migrate: backup " .. o.backup_id .. " not found at " .. point:url(mpath), 3)
+      ferry.error("not_found", "redis.import: backup " .. o.backup_id .. " not found at " .. point:url(mpath), 3)
     end
     local m = ferry.json.decode(point:read(mpath))
     if m.redis == nil then
-      ferry.error("invalid", "redis.migrate: backup " .. o.backup_id .. " is not a Redis backup (it has no RDB file)", 3)
+      ferry.error("invalid", "redis.import: backup " .. o.backup_id .. " is not a Redis backup (it has no RDB file)", 3)
     end
     local files = {}
     for _, f in ipairs(m.files) do
@@ -178,24 +178,24 @@ local function sources(ctx, o)
     return ferry.store(dir or "."), { { name = base or ctx.trigger.file } }
   end
   if not o.files then
-    ferry.error("invalid", "redis.migrate: give `files` (with `store`) or `backup_id`, or run the job from a watched folder", 3)
+    ferry.error("invalid", "redis.import: give `files` (with `store`) or `backup_id`, or run the job from a watched folder", 3)
   end
   return ferry.store(o.store or "data/store", o.store_opts), file_list(o.files)
 end
 
 --- Imports RDB files into a Redis instance. Returns the counts for the run's summary.
----@type fun(ctx: ferry.Context, opts: redis.migrate.Options): table
-M.migrate = MIGRATE:wrap(function(ctx, o)
+---@type fun(ctx: ferry.Context, opts: redis.import.Options): table
+M.import = IMPORT:wrap(function(ctx, o)
   local method = o.method
   local store, files = sources(ctx, o)
-  if #files == 0 then ferry.error("invalid", "redis.migrate: no files to import", 2) end
+  if #files == 0 then ferry.error("invalid", "redis.import: no files to import", 2) end
 
   -- Sizes first, where the files are.
   for _, f in ipairs(files) do
     local st = store:stat(f.name)
-    if not st then ferry.error("not_found", "redis.migrate: " .. store:url(f.name) .. " does not exist", 2) end
+    if not st then ferry.error("not_found", "redis.import: " .. store:url(f.name) .. " does not exist", 2) end
     if f.size and st.size ~= f.size then
-      ferry.error("data", string.format("redis.migrate: %s is %d bytes, the task says %d (incomplete upload?)",
+      ferry.error("data", string.format("redis.import: %s is %d bytes, the task says %d (incomplete upload?)",
         store:url(f.name), st.size, f.size), 2)
     end
     f.bytes = st.size
@@ -225,7 +225,7 @@ function M.import_files(ctx, o, method, store, files)
     if f.sha256 then
       local sha = f.copied_sha256 or ferry.hash.sha256(store:open(path))
       if sha ~= f.sha256 then
-        ferry.error("data", string.format("redis.migrate: %s: checksum mismatch (expected %s, got %s)", f.name, f.sha256, sha), 0)
+        ferry.error("data", string.format("redis.import: %s: checksum mismatch (expected %s, got %s)", f.name, f.sha256, sha), 0)
       end
     end
     local ok, info = pcall(ferry.redis.check, store:open(path))
@@ -264,7 +264,7 @@ function M.import_files(ctx, o, method, store, files)
           end
         end
         if wanted and ferry.redis.min_version(t) > target_version then
-          ferry.error("unsupported", string.format("redis.migrate: %s holds %d %s value(s) of RDB type %d, which %s (RDB version %d) cannot read; import into a newer Redis",
+          ferry.error("unsupported", string.format("redis.import: %s holds %d %s value(s) of RDB type %d, which %s (RDB version %d) cannot read; import into a newer Redis",
             f.name, n, ferry.redis.type_name(t) or "unknown", t, r:url(), target_version), 2)
         end
       end
@@ -430,5 +430,10 @@ M.copy = COPY:wrap(function(ctx, o)
   return { keys = n, restored = s.restored, skipped = s.skipped, expired = s.expired,
            vanished = scanned:stats().vanished, source = src:url(), target = dst:url() }
 end)
+
+---The older name of `import` (it imports RDB files; it never migrated anything), kept so that
+---scripts written for it keep working.
+---@type fun(ctx: ferry.Context, opts: redis.import.Options): table
+M.migrate = M.import
 
 return M

@@ -24,7 +24,7 @@ return {
   overlap = "queue",
   run = function(ctx)
     local p = ctx.params
-    return redis.migrate(ctx, { target = p.target, password = p.password or redis.secret(ctx, "redis_password"),
+    return redis.import(ctx, { target = p.target, password = p.password or redis.secret(ctx, "redis_password"),
       method = p.method, store = p.store, files = p.files, backup_id = p.backup_id, db = p.db, match = p.match,
       point = "data/backups", set = "redis" })
   end,

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 
 use super::error::{FormatError, Location, OnError, SkipReport, skip_or_fail};
 use super::options::{CsvOptions, ReadOptions, TimestampUnit, Type};
-use super::project::Projection;
+use super::projection::Projection;
 use super::row::{RowSink, RowSource, Value};
 use super::text::{TextFormatter, parse_typed};
 

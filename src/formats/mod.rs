@@ -14,7 +14,7 @@ mod error;
 mod json;
 mod options;
 mod pipe;
-mod project;
+mod projection;
 pub mod rdb;
 pub mod row;
 mod sql;
@@ -27,7 +27,7 @@ pub use error::{FormatError, Location, OnError, SkipReport};
 pub use json::{JsonReader, JsonWriter, NdjsonReader, NdjsonWriter};
 pub use options::{CsvOptions, ReadOptions, TimestampUnit, Type, WriteOptions};
 pub use pipe::{pipe, pipe_batches};
-pub use project::{ProjectedSink, ProjectedSource, Projection};
+pub use projection::{ProjectedSink, ProjectedSource, Projection};
 pub use rdb::{RdbEntry, RdbError, RdbReader, RdbSink, RdbSource, RdbSummary, RdbWriter};
 pub use row::{MemorySink, MemorySource, RowSink, RowSource, Value};
 pub use sql::{

@@ -21,7 +21,7 @@ use rust_xlsxwriter::{Workbook, XlsxError};
 
 use super::error::{FormatError, Location, OnError, SkipReport, skip_or_fail};
 use super::options::{ReadOptions, TimestampUnit, Type};
-use super::project::Projection;
+use super::projection::Projection;
 use super::row::{RowSink, RowSource, Value};
 use super::text::{coerce, encode_hex};
 

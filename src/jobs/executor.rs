@@ -101,7 +101,7 @@ pub fn prepare(
 }
 
 /// A running `ferry worker` child process.
-pub struct Worker {
+pub struct WorkerProcess {
     child: Child,
     /// Runs it has served.
     runs: u32,
@@ -127,10 +127,10 @@ const EVENT_QUEUE: usize = 256;
 /// How often the lease on a run is renewed while it goes.
 const RENEW_EVERY: Duration = Duration::from_secs(20);
 
-impl Worker {
+impl WorkerProcess {
     /// Starts a worker for this project. It applies its run's address-space limit
     /// ([`RunRequest::address_space`]) when the run arrives, so the same worker serves warm.
-    pub fn spawn(config: &Config) -> std::io::Result<Worker> {
+    pub fn spawn(config: &Config) -> std::io::Result<WorkerProcess> {
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
         cmd.arg("worker");
@@ -194,7 +194,7 @@ impl Worker {
                 t.push_back(line);
             }
         });
-        Ok(Worker {
+        Ok(WorkerProcess {
             child,
             runs: 0,
             closing: None,
@@ -365,7 +365,7 @@ impl Cancel {
         self.flag.load(Ordering::SeqCst)
     }
 
-    fn attach(&self, run_id: i64, worker: &Worker) {
+    fn attach(&self, run_id: i64, worker: &WorkerProcess) {
         *self.worker.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((run_id, worker.stdin.clone()));
     }
@@ -383,7 +383,7 @@ impl Cancel {
 pub struct WorkerPool {
     config: Config,
     size: usize,
-    idle: Mutex<Vec<Worker>>,
+    idle: Mutex<Vec<WorkerProcess>>,
     /// Workers being warmed.
     warming: Mutex<usize>,
     /// Workers out serving a run (they come back with [`WorkerPool::give_back`]).
@@ -422,7 +422,7 @@ impl WorkerPool {
     }
 
     fn warm_one(&self) {
-        let ready = Worker::spawn(&self.config).ok().and_then(|mut w| {
+        let ready = WorkerProcess::spawn(&self.config).ok().and_then(|mut w| {
             match w.recv_timeout(Duration::from_secs(10)) {
                 Ok(Some(Event::Ready { .. })) => Some(w),
                 _ => {
@@ -443,7 +443,7 @@ impl WorkerPool {
 
     /// A worker for a run: an idle one that is still alive, else a fresh one. Either is on loan
     /// until [`WorkerPool::give_back`] or [`WorkerPool::lost`].
-    pub fn take(self: &Arc<Self>) -> std::io::Result<Worker> {
+    pub fn take(self: &Arc<Self>) -> std::io::Result<WorkerProcess> {
         let taken = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             let mut found = None;
@@ -469,7 +469,7 @@ impl WorkerPool {
         };
         let worker = match taken {
             Some(w) => w,
-            None => Worker::spawn(&self.config)?,
+            None => WorkerProcess::spawn(&self.config)?,
         };
         *self.loaned.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         self.fill();
@@ -478,7 +478,7 @@ impl WorkerPool {
 
     /// Takes a worker back after its run: it serves the next one, unless it has served many,
     /// grew large, or the pool has enough (then it is stopped in the background).
-    pub fn give_back(self: &Arc<Self>, mut w: Worker) {
+    pub fn give_back(self: &Arc<Self>, mut w: WorkerProcess) {
         w.runs += 1;
         w.closing = Some(Instant::now());
         self.return_loan();
@@ -517,7 +517,7 @@ impl WorkerPool {
     /// Stops every idle worker; no more are started.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let idle: Vec<Worker> =
+        let idle: Vec<WorkerProcess> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
         for w in idle {
             w.shutdown();
@@ -556,7 +556,7 @@ fn execute_inner(
     let id = prepared.request.run_id;
     let got = match pool {
         Some(p) => p.take(),
-        None => Worker::spawn(config),
+        None => WorkerProcess::spawn(config),
     };
     // A pool's worker goes back to it after the run, or is reported lost.
     let lost = || {

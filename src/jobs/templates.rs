@@ -58,7 +58,7 @@ pub const TEMPLATES: &[Template] = &[
     Template {
         name: "redis_import",
         module: "redis",
-        function: "migrate",
+        function: "import",
         password_secret: Some("redis_password"),
         summary: "import Redis RDB files (or a backup) into a Redis instance",
     },

@@ -20,12 +20,12 @@ pub(crate) trait CommitWrite: Write {
     }
 }
 
-impl CommitWrite for super::io::WriterHandle {
+impl CommitWrite for super::streams::WriterHandle {
     fn commit(&mut self) -> io::Result<()> {
-        super::io::WriterHandle::commit(self)
+        super::streams::WriterHandle::commit(self)
     }
     fn abort(&mut self) -> io::Result<()> {
-        super::io::WriterHandle::abort(self)
+        super::streams::WriterHandle::abort(self)
     }
 }
 
@@ -172,20 +172,20 @@ fn not_a_reader(func: &str, ud: &AnyUserData) -> mlua::Error {
 
 /// A store Writer as a [`SharedWriter`], or `None` when `ud` is not one.
 fn storage_writer(ud: &AnyUserData) -> mlua::Result<Option<SharedWriter>> {
-    if !ud.is::<super::io::LuaWriter>() {
+    if !ud.is::<super::streams::LuaWriter>() {
         return Ok(None);
     }
-    let handle = super::io::writer_handle(ud)?;
+    let handle = super::streams::writer_handle(ud)?;
     let label = handle.label();
     Ok(Some(SharedWriter::new(Box::new(handle), &label)))
 }
 
 /// A store Reader as an [`Input`], or `None` when `ud` is not one.
 fn storage_reader(ud: &AnyUserData) -> mlua::Result<Option<Input>> {
-    if !ud.is::<super::io::LuaReader>() {
+    if !ud.is::<super::streams::LuaReader>() {
         return Ok(None);
     }
-    let (reader, name) = super::io::take_reader(ud)?;
+    let (reader, name) = super::streams::take_reader(ud)?;
     Ok(Some(Input {
         reader: Box::new(reader),
         name,

@@ -426,7 +426,7 @@ impl UserData for LuaZipReader {
                     format!("zip:open({entry:?}): {e}"),
                 )
             })?;
-            Ok(super::io::LuaReader::new(tmp, entry))
+            Ok(super::streams::LuaReader::new(tmp, entry))
         });
         methods.add_method_mut("read", |lua, this, entry: String| {
             let mut buf = Vec::new();

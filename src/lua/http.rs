@@ -314,8 +314,8 @@ fn request(
     let body = match (json, body) {
         (Value::Nil, Value::Nil) => RequestBody::Empty,
         (Value::Nil, Value::String(s)) => RequestBody::Bytes(Bytes::copy_from_slice(&s.as_bytes())),
-        (Value::Nil, Value::UserData(ud)) if ud.is::<super::io::LuaReader>() => {
-            let (reader, _label) = super::io::take_reader(&ud)?;
+        (Value::Nil, Value::UserData(ud)) if ud.is::<super::streams::LuaReader>() => {
+            let (reader, _label) = super::streams::take_reader(&ud)?;
             RequestBody::Stream(Box::new(reader))
         }
         (Value::Nil, other) => {

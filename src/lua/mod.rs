@@ -17,7 +17,6 @@ mod errors;
 mod formats;
 mod host_error;
 mod http;
-pub mod io;
 mod json;
 mod limits;
 mod mysql;
@@ -31,6 +30,7 @@ mod sandbox;
 mod schema;
 mod sqlite;
 mod store;
+pub mod streams;
 #[cfg(test)]
 mod surface_tests;
 mod time;
@@ -305,7 +305,7 @@ fn run_inner(
     let ctx = context::build(&lua, input, host.clone(), guard).map_err(load)?;
     let result = run.call::<Value>(ctx);
     // Nothing half-written may become visible: abort every writer the script left open.
-    for label in io::discard_open_writers(&lua) {
+    for label in streams::discard_open_writers(&lua) {
         match &result {
             Ok(_) => host.log(
                 Level::Warn,

@@ -12,8 +12,8 @@ use mlua::{AnyUserData, IntoLuaMulti, Lua, Table, UserData, UserDataMethods, Val
 
 use super::RunHost;
 use super::host_error::{Classify, Kind, host_err};
-use super::io::{LuaReader, LuaWriter, take_reader};
 use super::limits::Guard;
+use super::streams::{LuaReader, LuaWriter, take_reader};
 use crate::storage::{
     self, Meta, S3Options, Secret, StorageConfig, StorageError, Store, StoreRegistry, WriteOptions,
 };

@@ -21,7 +21,7 @@ pub fn register(lua: &Lua, ferry: &Table) -> mlua::Result<()> {
                 }
                 Value::UserData(ud) => {
                     // Streams the reader: bounded memory at any size.
-                    let (mut r, label) = super::io::take_reader(ud)?;
+                    let (mut r, label) = super::streams::take_reader(ud)?;
                     let mut buf = vec![0u8; 256 * 1024];
                     loop {
                         let n = r.read(&mut buf).map_err(|e| {

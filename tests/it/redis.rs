@@ -188,7 +188,7 @@ fn upload_script(p: &Project, s3: &common::s3::S3Server) {
         r#"local redis = require "redis"
         return { params = { target = {}, files = {}, method = { default = "full" }, backup_id = {} },
           run = function(ctx)
-            return redis.migrate(ctx, { target = ctx.params.target, password = redis.secret(ctx, "redis_password"),
+            return redis.import(ctx, { target = ctx.params.target, password = redis.secret(ctx, "redis_password"),
               store = "bucket", files = ctx.params.files, method = ctx.params.method })
           end }"#,
     );
@@ -439,7 +439,7 @@ fn failures_are_clear_keep_the_target_untouched_and_hide_the_password() {
           -- `$PASSWORD` in the URL stands for the secret: a credential inside a URL is hidden too.
           local secret = redis.secret(ctx, "redis_password")
           local target = ctx.params.target:gsub("%$PASSWORD", secret)
-          return redis.migrate(ctx, { target = target, files = ctx.params.files,
+          return redis.import(ctx, { target = target, files = ctx.params.files,
             password = ctx.params.password or (not target:find("@") and secret or nil) })
         end }"#,
     );
@@ -528,7 +528,7 @@ fn a_cancelled_import_stops_promptly() {
         "slow_import",
         r#"local redis = require "redis"
         return { params = { target = {} }, run = function(ctx)
-          return redis.migrate(ctx, { target = ctx.params.target, files = "big.rdb", batch = 5 })
+          return redis.import(ctx, { target = ctx.params.target, files = "big.rdb", batch = 5 })
         end }"#,
     );
     let mut child = p
@@ -785,6 +785,7 @@ fn a_dump_dropped_into_a_watched_folder_is_imported_once() {
     let p = Project::with_shipped_files();
     p.script(
         "drop_rdb",
+        // `redis.migrate`, the older name of `redis.import`, still works.
         &r#"local redis = require "redis"
         return { watch = { path = "inbox/rdb", pattern = "*.rdb", settle = "200ms" },
           run = function(ctx) return redis.migrate(ctx, { target = "URL" }) end }"#
@@ -930,7 +931,7 @@ fn backups_to_an_s3_point_upload_once_and_import_back_equal() {
           if ctx.params.op == "backup" then
             return redis.backup(ctx, { url = "SRC", point = "point", set = "redis", mode = ctx.params.mode })
           end
-          return redis.migrate(ctx, { target = ctx.params.target, backup_id = ctx.params.id, point = "point", set = "redis" })
+          return redis.import(ctx, { target = ctx.params.target, backup_id = ctx.params.id, point = "point", set = "redis" })
         end }"#
             .replace("SRC", &source.url(0)),
     );

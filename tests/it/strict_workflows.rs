@@ -116,7 +116,7 @@ return { run = function(ctx)
   for name, f in pairs({
     export = function() export.run(ctx, { db = "data/x.db", table = "t", format = "pdf" }) end,
     import = function() import.run(ctx, { db = "data/x.db", table = "t", file = "x.csv", on_error = "sometimes" }) end,
-    migrate = function() redis.migrate(ctx, { target = "redis://127.0.0.1:1/0", method = "partial" }) end,
+    migrate = function() redis.import(ctx, { target = "redis://127.0.0.1:1/0", method = "partial" }) end,
     backup = function() redis.backup(ctx, { url = "redis://127.0.0.1:1/0", mode = "magic" }) end,
   }) do
     local ok, err = pcall(f)

@@ -205,7 +205,7 @@ impl<R: Read> RowSource for JsonReader<R> {
 fn pick(full: &[Value], keep: &[usize], row: &mut Vec<Value>) {
     row.resize(keep.len(), Value::Null);
     for (slot, &i) in row.iter_mut().zip(keep) {
-        super::super::project::assign(slot, &full[i]);
+        super::super::projection::assign(slot, &full[i]);
     }
 }
 
