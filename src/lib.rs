@@ -29,14 +29,18 @@
 //!   its error code an [`error_code::ErrorCode`], a watched file's state a
 //!   [`history::FileState`]; what another version wrote and this one does not know reads back
 //!   as it was, never as an error.
-//! - [`storage`]: stores (local folders, S3, memory) with streaming readers and writers, atomic
-//!   commits, bulk copies made durable per batch (`copy_files`, what backups use), recovery of
-//!   writes a dead process left behind, and the one confinement check of every path a script or
-//!   job spec names (`confine_path`).
+//! - [`storage`]: stores (local folders, S3, memory; `storage/store.rs`, opened by name or URL
+//!   in `storage/registry.rs`) with streaming readers and writers (`storage/stream.rs`), atomic
+//!   commits, copies across stores (`storage/copy.rs`), bulk copies made durable per batch
+//!   (`copy_files` in `storage/bulk.rs`, what backups use), recovery of writes a dead process
+//!   left behind (`storage/recovery.rs`), and the one confinement check of every path a script
+//!   or job spec names (`confine_path`, `storage/confine.rs`).
 //! - [`formats`]: the row model (ordered columns, typed values), row sources and sinks for CSV,
-//!   JSON, NDJSON, XLSX, SQL and Redis RDB files, `pipe`, and zip archives; plain Rust on
-//!   `std::io`.
-//! - [`db`]: SQLite for scripts (queries as row sources, tables as row sinks, `.sql` scripts),
+//!   JSON and NDJSON (`formats/json/`), XLSX, SQL and Redis RDB files, the column projection
+//!   every format shares (`formats/projection.rs`: `columns`, `exclude`, renames, timestamps),
+//!   `pipe`, and zip archives; plain Rust on `std::io`.
+//! - [`db`]: SQLite for scripts (`db/sqlite/`: queries as row sources, tables as row sinks,
+//!   `.sql` scripts, the authorizer that confines `ATTACH`),
 //!   PostgreSQL (`db/postgres.rs`: cursor sources, COPY sinks and the COPY-to-CSV bulk path,
 //!   rustls TLS, server-side cancel), MySQL/MariaDB (`db/mysql/`: streaming queries, `LOAD DATA
 //!   LOCAL` fed from a row source, multi-row `INSERT` sinks, `KILL QUERY` on cancel), the named
@@ -74,6 +78,24 @@
 //!   ask the calling thread's scope, which a run installs).
 //! - [`process`]: facts about local processes from `/proc` (alive, start time, ferry worker).
 //! - [`redact`]: credentials inside run params, masked for display and hidden from run output.
+//!
+//! # How a run flows, from trigger to history
+//! A trigger asks the [`jobs::dispatcher::Dispatcher`] for a run: the cron and watched-folder
+//! triggers from the daemon's trigger loop (`daemon/triggers.rs`, deciding with `jobs/cron.rs`
+//! and `jobs/watch.rs`), the API's handlers (`api/`, which the CLI's `ferry trigger` and the UI
+//! call), an ended run's downstream jobs (`jobs/chain.rs`) and retries. `submit` checks the
+//! params and the overlap policy and records the run as `queued` ([`history::NewRun`], with
+//! its [`history::Trigger`]). The dispatcher's loop (its own thread) claims the runs that are
+//! due and hands each to the executor (`jobs/executor.rs`), which takes a warm
+//! `WorkerProcess` (a `ferry worker` child) and sends it the run over stdin
+//! (`jobs/protocol.rs`). The worker (`jobs/worker.rs`) marks the run `running`, builds a fresh
+//! sandboxed Lua VM (`lua/sandbox.rs`), runs the script with a [`lua::RunHost`] that writes its
+//! logs, progress and artifacts to the history, and closes the run with its summary or error.
+//! If the worker dies or is killed, the executor closes the run instead. The dispatcher then
+//! queues a retry when one is due (`History::create_retry`, which takes a watched file along),
+//! or moves the file to `archive/`/`failed/`, and publishes the end on the event bus
+//! (`jobs/events.rs`), which the API's `/events`, the UI and the notifier (`notify/`) follow.
+//! `ferry run FILE` takes the same path without a daemon: a run recorded, one worker, the end.
 //!
 //! # Invariants
 //! - Only `lua/` imports mlua; only `history/` holds SQL for the run history; only `api/`
