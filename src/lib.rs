@@ -150,6 +150,7 @@ pub mod notify;
 pub mod process;
 pub mod redact;
 pub mod storage;
+pub mod sync;
 pub mod units;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! one is answered 422 and changes nothing. Writes go through [`crate::jobs::scripts`] (atomic)
 //! and the daemon's reload picks them up like a hand edit.
 
+use crate::sync::LockExt;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
@@ -107,7 +108,7 @@ pub async fn put(
         validate(&s, &job, &source)?;
         let config = &s.handle.config;
         // One write at a time, so `changed` compares with what the previous write left.
-        let _writing = s.script_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let _writing = s.script_writes.lock_unpoisoned();
         let old = std::fs::read(scripts::path_of(config, &job)).ok();
         if old.as_deref() == Some(source.as_bytes()) {
             return Ok::<_, ApiError>((false, false));
@@ -191,7 +192,7 @@ pub async fn delete(
     check_name(&name)?;
     let (s, job) = (state.clone(), name.clone());
     let removed = tokio::task::spawn_blocking(move || {
-        let _writing = s.script_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let _writing = s.script_writes.lock_unpoisoned();
         scripts::remove(&s.handle.config, &job).map_err(ApiError::internal)
     })
     .await

@@ -2,6 +2,7 @@
 //! the script is generated, validated exactly like `PUT /api/v1/jobs/{name}` and written
 //! through the same atomic path; optionally a first run is asked for at once or at a time.
 
+use crate::sync::LockExt;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -150,7 +151,7 @@ pub async fn create(
     let created = tokio::task::spawn_blocking(move || {
         validate(&s, &job, &src)?;
         let config = &s.handle.config;
-        let _writing = s.script_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let _writing = s.script_writes.lock_unpoisoned();
         let path = scripts::path_of(config, &job);
         if path.exists() && !replace {
             return Err(ApiError::conflict(format!(

@@ -10,6 +10,7 @@ mod triggers;
 
 pub use triggers::LoopStats;
 
+use crate::sync::{LockExt, RwLockExt};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -191,15 +192,12 @@ impl Handle {
 
     /// A copy of the next cron occurrence of each scheduled job.
     pub fn next_runs_now(&self) -> HashMap<String, chrono::DateTime<chrono::Utc>> {
-        self.next_runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.next_runs.lock_unpoisoned().clone()
     }
 }
 
 fn read(r: &RwLock<Registry>) -> std::sync::RwLockReadGuard<'_, Registry> {
-    r.read().unwrap_or_else(|p| p.into_inner())
+    r.read_unpoisoned()
 }
 
 /// Re-reads the scripts and swaps the registry; returns what changed. Blocking (evaluates the
@@ -223,7 +221,7 @@ fn reload(
             }
         }
     }
-    *registry.write().unwrap_or_else(|p| p.into_inner()) = updated;
+    *registry.write_unpoisoned() = updated;
     changes
 }
 

@@ -11,6 +11,7 @@
 //! ever. The event queue is bounded; when it overflows, the events are dropped and every folder
 //! is rescanned once instead, which loses nothing (a scan sees every file).
 
+use crate::sync::LockExt;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -239,7 +240,7 @@ impl Loop {
         self.cron
             .tick(&h.dispatcher, &specs, h.dispatcher.clock().now());
         {
-            let mut next = h.next_runs.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = h.next_runs.lock_unpoisoned();
             next.clear();
             for s in &specs {
                 if let Some(t) = self.cron.next_of(&s.name) {

@@ -11,6 +11,7 @@
 //! PostgreSQL client of the Rust ecosystem (tokio-postgres underneath), and it speaks
 //! `LISTEN/NOTIFY`.
 
+use crate::sync::LockExt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -141,7 +142,7 @@ impl PostgresHistory {
     fn client(&self) -> Result<MutexGuard<'_, Client>, HistoryError> {
         // A panic while holding the lock leaves the client usable: the server rolls back a
         // transaction whose client went away mid-way, and statements are not shared.
-        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.client.lock_unpoisoned();
         if guard.is_closed() {
             *guard = off_runtime(|| connect(&self.target))?;
         }

@@ -1,5 +1,6 @@
 //! The SQLite backend of the history (the default).
 
+use crate::sync::LockExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -81,7 +82,7 @@ impl SqliteHistory {
     pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite rolls back
         // whatever statement was in flight, so a poisoned lock is safe to take over.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn.lock_unpoisoned()
     }
 
     pub(super) fn err(&self, source: rusqlite::Error) -> HistoryError {

@@ -10,6 +10,7 @@
 //! `not_before` on the database's clock, the one every host agrees on; a SQLite history judges
 //! leases on the system's.)
 
+use crate::sync::LockExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,17 +54,17 @@ impl ManualClock {
     /// The time it shows.
     pub fn now(&self) -> DateTime<Utc> {
         // Setting a time cannot panic half-way, so a poisoned lock still holds a whole value.
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.0.lock_unpoisoned()
     }
 
     /// Sets the time (it may go backwards, as a system clock can).
     pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
+        *self.0.lock_unpoisoned() = at;
     }
 
     /// Moves the time forward by `by`.
     pub fn advance(&self, by: chrono::Duration) {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.0.lock_unpoisoned();
         *t = t.checked_add_signed(by).unwrap_or(DateTime::<Utc>::MAX_UTC);
     }
 

@@ -3,6 +3,7 @@
 //! the job's overlap policy allow. After a run it applies retries and moves a watched file to its
 //! final folder.
 
+use crate::sync::{LockExt, RwLockExt};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,11 +136,6 @@ pub struct Dispatcher {
     inner: Arc<Inner>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; a poisoned one is still consistent.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Dispatcher {
     /// A dispatcher over the given registry and history, deciding by `clock`.
     pub fn new(
@@ -190,16 +186,14 @@ impl Dispatcher {
 
     /// The active spec of a job.
     pub fn spec(&self, job: &str) -> Option<Arc<JobSpec>> {
-        self.inner
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(job)
+        self.inner.registry.read_unpoisoned().get(job)
     }
 
     /// Runs finished since this daemon started, by (job, state); for `/metrics`.
     pub fn finished_counts(&self) -> Vec<((String, String), u64)> {
-        lock(&self.inner.finished)
+        self.inner
+            .finished
+            .lock_unpoisoned()
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect()
@@ -212,7 +206,7 @@ impl Dispatcher {
 
     /// How many runs are going.
     pub fn running_count(&self) -> usize {
-        lock(&self.inner.running).len()
+        self.inner.running.lock_unpoisoned().len()
     }
 
     /// Records a run (queued, or skipped by the overlap policy) and wakes the dispatch loop.
@@ -244,11 +238,7 @@ impl Dispatcher {
             return Err(SubmitError::ShuttingDown);
         }
         let spec = {
-            let reg = self
-                .inner
-                .registry
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let reg = self.inner.registry.read_unpoisoned();
             match reg.entries().find(|(n, _)| **n == s.job) {
                 None => return Err(SubmitError::UnknownJob(s.job)),
                 Some((_, e)) => match &e.spec {
@@ -342,7 +332,13 @@ impl Dispatcher {
     }
 
     fn job_busy(&self, job: &str) -> Result<bool, HistoryError> {
-        if lock(&self.inner.running).values().any(|r| r.job == job) {
+        if self
+            .inner
+            .running
+            .lock_unpoisoned()
+            .values()
+            .any(|r| r.job == job)
+        {
             return Ok(true);
         }
         self.inner.history.job_queued_now(job)
@@ -407,7 +403,7 @@ impl Dispatcher {
                 self.inner.events.publish(BusEvent::finished(&record));
             }
             CancelOutcome::Requested => {
-                if let Some(r) = lock(&self.inner.running).get(&id) {
+                if let Some(r) = self.inner.running.lock_unpoisoned().get(&id) {
                     r.cancel.request();
                 }
             }
@@ -433,13 +429,13 @@ impl Dispatcher {
 
     /// Whether a job is paused: its schedule records `skipped` runs, its folder is not scanned.
     pub fn is_paused(&self, job: &str) -> bool {
-        lock(&self.inner.paused).contains(job)
+        self.inner.paused.lock_unpoisoned().contains(job)
     }
 
     /// Re-reads the paused jobs from the history.
     pub fn refresh_paused(&self) -> Result<(), HistoryError> {
         let jobs = self.inner.history.paused_jobs()?;
-        *lock(&self.inner.paused) = jobs.into_iter().map(|(j, _)| j).collect();
+        *self.inner.paused.lock_unpoisoned() = jobs.into_iter().map(|(j, _)| j).collect();
         Ok(())
     }
 
@@ -454,8 +450,7 @@ impl Dispatcher {
         let known = self
             .inner
             .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .read_unpoisoned()
             .entries()
             .any(|(n, _)| n == job);
         if !known {
@@ -476,14 +471,9 @@ impl Dispatcher {
     /// Starts the downstream jobs (`after`) of the runs that ended since the last pass, once per
     /// upstream run (see [`super::chain`]). Passes never overlap.
     pub fn fire_chains(&self) -> Result<(), HistoryError> {
-        let _one_at_a_time = lock(&self.inner.chaining);
+        let _one_at_a_time = self.inner.chaining.lock_unpoisoned();
         let history = &self.inner.history;
-        let specs = self
-            .inner
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .specs();
+        let specs = self.inner.registry.read_unpoisoned().specs();
         if specs.iter().all(|s| s.after.is_empty()) {
             // No job waits for another: every ended run is considered at once.
             history.set_all_chained()?;
@@ -581,7 +571,7 @@ impl Dispatcher {
             self.inner.history.renew_leases(&self.inner.owner)?;
         }
         {
-            let mut last = lock(&self.inner.last_beat);
+            let mut last = self.inner.last_beat.lock_unpoisoned();
             if last.is_some_and(|t| t.elapsed() < HEARTBEAT) {
                 return Ok(());
             }
@@ -627,7 +617,10 @@ impl Dispatcher {
         let grace = self.inner.config.limits.kill_grace + Duration::from_secs(1);
         let open = history.owned_open_runs()?;
         // Forget lingering workers whose runs have closed since the last pass.
-        lock(&self.inner.lingering).retain(|id, _| open.iter().any(|r| r.id == *id));
+        self.inner
+            .lingering
+            .lock_unpoisoned()
+            .retain(|id, _| open.iter().any(|r| r.id == *id));
         let mut reaped = false;
         for run in open {
             if run.owner.as_deref() == Some(self.inner.owner.as_str()) || !self.owner_gone(&run)? {
@@ -646,7 +639,10 @@ impl Dispatcher {
                 None
             };
             if let Some(pid) = pid.filter(|p| is_ferry_worker(*p)) {
-                let since = *lock(&self.inner.lingering)
+                let since = *self
+                    .inner
+                    .lingering
+                    .lock_unpoisoned()
                     .entry(run.id)
                     .or_insert_with(std::time::Instant::now);
                 if wait {
@@ -666,7 +662,7 @@ impl Dispatcher {
                     }
                 }
             }
-            lock(&self.inner.lingering).remove(&run.id);
+            self.inner.lingering.lock_unpoisoned().remove(&run.id);
             let now = history.get_run(run.id)?;
             if now.state.is_closed() {
                 // Its worker recorded the end (and cleaned up) after all.
@@ -730,7 +726,7 @@ impl Dispatcher {
             };
             if run.state.is_closed()
                 && run.retried_by.is_none()
-                && !lock(&self.inner.running).contains_key(&run.id)
+                && !self.inner.running.lock_unpoisoned().contains_key(&run.id)
                 && run.owner.as_deref() != Some(self.inner.owner.as_str())
             {
                 self.finish_file(&run, None)?;
@@ -841,7 +837,13 @@ impl Dispatcher {
     pub fn drain(&self, grace: Duration) {
         self.inner.accepting.store(false, Ordering::SeqCst);
         self.wait_idle(Some(grace));
-        let ids: Vec<i64> = lock(&self.inner.running).keys().copied().collect();
+        let ids: Vec<i64> = self
+            .inner
+            .running
+            .lock_unpoisoned()
+            .keys()
+            .copied()
+            .collect();
         for id in ids {
             tracing::info!(run = id, "cancelling at shutdown");
             let _ = self.cancel(id);
@@ -855,7 +857,7 @@ impl Dispatcher {
 
     /// Waits until no run is going, or at most `limit`.
     fn wait_idle(&self, limit: Option<Duration>) {
-        let running = lock(&self.inner.running);
+        let running = self.inner.running.lock_unpoisoned();
         let busy = |r: &mut HashMap<i64, Running>| !r.is_empty();
         // A poisoned lock still holds a consistent map (see `lock`): the wait is over either way.
         match limit {
@@ -867,7 +869,7 @@ impl Dispatcher {
     /// Forgets a run that ended (or never started): wakes the dispatch loop, which may start
     /// the next one, and [`drain`](Self::drain) when it was the last.
     fn ended(&self, id: i64) {
-        lock(&self.inner.running).remove(&id);
+        self.inner.running.lock_unpoisoned().remove(&id);
         self.inner.idle.notify_all();
         self.inner.wake.raise();
     }
@@ -886,7 +888,8 @@ impl Dispatcher {
             for run in page {
                 after = run.id;
                 if !self.inner.accepting.load(Ordering::SeqCst)
-                    || lock(&self.inner.running).len() >= self.inner.config.daemon.concurrency
+                    || self.inner.running.lock_unpoisoned().len()
+                        >= self.inner.config.daemon.concurrency
                 {
                     break 'pages;
                 }
@@ -912,7 +915,7 @@ impl Dispatcher {
                 .config
                 .daemon
                 .concurrency
-                .saturating_sub(lock(&self.inner.running).len());
+                .saturating_sub(self.inner.running.lock_unpoisoned().len());
             if free == 0 || !self.inner.accepting.load(Ordering::SeqCst) {
                 break;
             }
@@ -921,7 +924,7 @@ impl Dispatcher {
                 .min(DISPATCH_PAGE);
             // Jobs whose overlap policy holds their next run back while one goes here.
             let held: Vec<String> = {
-                let running = lock(&self.inner.running);
+                let running = self.inner.running.lock_unpoisoned();
                 running
                     .values()
                     .filter(|r| {
@@ -935,8 +938,7 @@ impl Dispatcher {
             let exclusive: Vec<String> = self
                 .inner
                 .registry
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
+                .read_unpoisoned()
                 .specs()
                 .iter()
                 .filter(|s| s.overlap != Overlap::Allow)
@@ -984,7 +986,7 @@ impl Dispatcher {
             self.finish_file(&run, None)?;
             return Ok(true);
         };
-        let mut running = lock(&self.inner.running);
+        let mut running = self.inner.running.lock_unpoisoned();
         let accepting = self.inner.accepting.load(Ordering::SeqCst);
         let held = spec.overlap != Overlap::Allow && running.values().any(|r| r.job == run.job);
         if held || !accepting || running.len() >= self.inner.config.daemon.concurrency {
@@ -1013,7 +1015,7 @@ impl Dispatcher {
             // Another process (`ferry run`) supervises it, or this daemon started it already.
             return Ok(());
         }
-        let mut running = lock(&self.inner.running);
+        let mut running = self.inner.running.lock_unpoisoned();
         if running.contains_key(&run.id) {
             return Ok(());
         }
@@ -1158,7 +1160,7 @@ impl Dispatcher {
                 Ok(record) => {
                     bus.publish(BusEvent::finished(&record));
                     tracing::info!(job = %record.job, run = record.id, state = %record.state, "finished");
-                    *lock(&this.inner.finished)
+                    *this.inner.finished.lock_unpoisoned()
                         .entry((record.job.clone(), record.state.to_string()))
                         .or_default() += 1;
                     if let Err(e) = this.after_run(&spec, &record) {

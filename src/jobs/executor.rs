@@ -6,6 +6,7 @@
 //! and the run closed here. A worker that dies on its own (a crash, the address-space limit)
 //! gets its run closed here too, so no run stays `running`.
 
+use crate::sync::LockExt;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -178,7 +179,7 @@ impl WorkerProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let mut t = tail_w.lock().unwrap_or_else(|p| p.into_inner());
+                let mut t = tail_w.lock_unpoisoned();
                 if t.len() == STDERR_LINES {
                     // A panic's two lines stay, whatever backtrace follows them.
                     let keep = t.iter().position(|l| l.contains("panicked at"));
@@ -255,7 +256,7 @@ impl WorkerProcess {
 
     /// Closes stdin (the worker exits when idle) and waits a moment, then kills.
     pub fn shutdown(mut self) {
-        *self.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.stdin.lock_unpoisoned() = None;
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -271,13 +272,7 @@ impl WorkerProcess {
         // Give the reader thread a moment to collect the last stderr lines.
         let status = self.child.wait().ok();
         std::thread::sleep(Duration::from_millis(20));
-        let tail: Vec<String> = self
-            .stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let tail: Vec<String> = self.stderr.lock_unpoisoned().iter().cloned().collect();
         let how = match status {
             Some(s) => {
                 use std::os::unix::process::ExitStatusExt;
@@ -325,7 +320,7 @@ type WorkerInput = Arc<Mutex<Option<ChildStdin>>>;
 
 fn send_to(stdin: &Mutex<Option<ChildStdin>>, req: &Request) -> std::io::Result<()> {
     let line = serde_json::to_string(req).map_err(std::io::Error::other)?;
-    let mut guard = stdin.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = stdin.lock_unpoisoned();
     let stdin = guard
         .as_mut()
         .ok_or_else(|| std::io::Error::other("worker stdin closed"))?;
@@ -354,7 +349,7 @@ impl Cancel {
     /// Asks the run to stop.
     pub fn request(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        if let Some((run_id, stdin)) = &*self.worker.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some((run_id, stdin)) = &*self.worker.lock_unpoisoned() {
             // A worker that is gone already needs no request.
             let _ = send_to(stdin, &Request::Cancel { run_id: *run_id });
         }
@@ -366,12 +361,11 @@ impl Cancel {
     }
 
     fn attach(&self, run_id: i64, worker: &WorkerProcess) {
-        *self.worker.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((run_id, worker.stdin.clone()));
+        *self.worker.lock_unpoisoned() = Some((run_id, worker.stdin.clone()));
     }
 
     fn detach(&self) {
-        *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.worker.lock_unpoisoned() = None;
     }
 }
 
@@ -409,9 +403,9 @@ impl WorkerPool {
         if self.closed.load(Ordering::SeqCst) {
             return;
         }
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
-        let loaned = *self.loaned.lock().unwrap_or_else(|p| p.into_inner());
-        let mut warming = self.warming.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = self.idle.lock_unpoisoned().len();
+        let loaned = *self.loaned.lock_unpoisoned();
+        let mut warming = self.warming.lock_unpoisoned();
         let missing = self.size.saturating_sub(idle + *warming + loaned);
         *warming += missing;
         drop(warming);
@@ -431,12 +425,12 @@ impl WorkerPool {
                 }
             }
         });
-        *self.warming.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        *self.warming.lock_unpoisoned() -= 1;
         if let Some(w) = ready {
             if self.closed.load(Ordering::SeqCst) {
                 w.shutdown();
             } else {
-                self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(w);
+                self.idle.lock_unpoisoned().push(w);
             }
         }
     }
@@ -445,7 +439,7 @@ impl WorkerPool {
     /// until [`WorkerPool::give_back`] or [`WorkerPool::lost`].
     pub fn take(self: &Arc<Self>) -> std::io::Result<WorkerProcess> {
         let taken = {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.idle.lock_unpoisoned();
             let mut found = None;
             let mut i = idle.len();
             while i > 0 {
@@ -471,7 +465,7 @@ impl WorkerPool {
             Some(w) => w,
             None => WorkerProcess::spawn(&self.config)?,
         };
-        *self.loaned.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        *self.loaned.lock_unpoisoned() += 1;
         self.fill();
         Ok(worker)
     }
@@ -487,7 +481,7 @@ impl WorkerPool {
             && w.alive()
             && w.rss().is_some_and(|r| r < WORKER_RSS_LIMIT);
         let spare = if reusable {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.idle.lock_unpoisoned();
             if idle.len() < self.size {
                 idle.push(w);
                 None
@@ -510,15 +504,14 @@ impl WorkerPool {
     }
 
     fn return_loan(&self) {
-        let mut loaned = self.loaned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loaned = self.loaned.lock_unpoisoned();
         *loaned = loaned.saturating_sub(1);
     }
 
     /// Stops every idle worker; no more are started.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let idle: Vec<WorkerProcess> =
-            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        let idle: Vec<WorkerProcess> = std::mem::take(&mut *self.idle.lock_unpoisoned());
         for w in idle {
             w.shutdown();
         }
@@ -526,7 +519,7 @@ impl WorkerPool {
 
     /// Workers idle now.
     pub fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.idle.lock_unpoisoned().len()
     }
 }
 

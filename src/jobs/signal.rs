@@ -2,6 +2,7 @@
 //! the loop waits for it with a timeout. Raising it while the loop is busy is not lost: the
 //! next wait returns at once. Several raises before a wait count as one.
 
+use crate::sync::LockExt;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -16,14 +17,14 @@ impl Signal {
     /// Raises the flag, waking the loop if it waits.
     pub fn raise(&self) {
         // Only a bool is held under this lock; a poisoned one is still consistent.
-        *self.raised.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *self.raised.lock_unpoisoned() = true;
         self.cv.notify_all();
     }
 
     /// Waits until the flag is raised or `timeout` passes; lowers it. Returns whether it was
     /// raised.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let raised = self.raised.lock().unwrap_or_else(|p| p.into_inner());
+        let raised = self.raised.lock_unpoisoned();
         let (mut raised, _) = self
             .cv
             .wait_timeout_while(raised, timeout, |r| !*r)

@@ -3,6 +3,7 @@
 //! [`PendingWrites`] tells the reload which of the versions it loads were written through the
 //! API.
 
+use crate::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -25,7 +26,7 @@ impl PendingWrites {
     /// Remembers that version `hash` of `job` is being written through the API by the token
     /// named `by`.
     pub fn add(&self, job: &str, hash: &str, by: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0.lock_unpoisoned();
         let list = map.entry(job.to_owned()).or_default();
         list.retain(|(h, _)| h != hash);
         if list.len() == PENDING_PER_JOB {
@@ -37,7 +38,7 @@ impl PendingWrites {
     /// The token that wrote version `hash` of `job` through the API, if it was (and forgets
     /// it).
     pub fn take(&self, job: &str, hash: &str) -> Option<String> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0.lock_unpoisoned();
         let list = map.get_mut(job)?;
         let found = list
             .iter()

@@ -5,6 +5,7 @@
 //! run is going), so `ferry runs cancel` works from any process. When stdin closes, the parent is
 //! gone: the current run stops and is recorded as `interrupted`.
 
+use crate::sync::LockExt;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -48,7 +49,7 @@ impl Events {
         let Ok(line) = serde_json::to_string(ev) else {
             return;
         };
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = self.out.lock_unpoisoned();
         // A closed stdout means the parent is gone; stdin's end will stop the run.
         let _ = writeln!(out, "{line}").and_then(|_| out.flush());
     }
@@ -110,10 +111,10 @@ pub fn run_worker(config: &Config) -> Result<(), WorkerError> {
         let current = current.clone();
         std::thread::spawn(move || {
             loop {
-                let idle = current.lock().unwrap_or_else(|p| p.into_inner()).is_none();
+                let idle = current.lock_unpoisoned().is_none();
                 // A warm worker waiting for its run has nothing to poll for.
                 std::thread::sleep(if idle { IDLE_POLL } else { CANCEL_POLL });
-                let run = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let run = current.lock_unpoisoned().clone();
                 if let Some((id, flag)) = run
                     && poll_history.cancel_requested(id).unwrap_or(false)
                 {
@@ -158,7 +159,7 @@ fn read_requests(tx: mpsc::Sender<RunRequest>, current: Current, parent_gone: Ar
                 }
             }
             Ok(Request::Cancel { run_id }) => {
-                if let Some((id, flag)) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+                if let Some((id, flag)) = current.lock_unpoisoned().as_ref()
                     && *id == run_id
                 {
                     flag.store(true, Ordering::SeqCst);
@@ -168,7 +169,7 @@ fn read_requests(tx: mpsc::Sender<RunRequest>, current: Current, parent_gone: Ar
         }
     }
     parent_gone.store(true, Ordering::SeqCst);
-    if let Some((_, flag)) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+    if let Some((_, flag)) = current.lock_unpoisoned().as_ref() {
         flag.store(true, Ordering::SeqCst);
     }
 }
@@ -190,7 +191,7 @@ fn execute(
         tracing::warn!("run {id}: cannot limit the worker's address space: {e}");
     }
     let cancel = Arc::new(AtomicBool::new(false));
-    *current.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, cancel.clone()));
+    *current.lock_unpoisoned() = Some((id, cancel.clone()));
     let finish = |end: RunEnd| {
         if let Err(e) = history.finish_run(id, &end) {
             tracing::error!("run {id}: cannot record its end: {e}");
@@ -216,12 +217,12 @@ fn execute(
                 }),
                 summary: None,
             });
-            *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *current.lock_unpoisoned() = None;
             return;
         }
         Err(e) => {
             tracing::error!("run {id}: cannot start: {e}");
-            *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *current.lock_unpoisoned() = None;
             return;
         }
     }
@@ -312,7 +313,7 @@ fn execute(
         };
         finish(end);
     });
-    *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    *current.lock_unpoisoned() = None;
 }
 
 /// The watch folder of a run started by a dropped file: the file sits in
@@ -348,27 +349,18 @@ struct WorkerHost {
 impl WorkerHost {
     fn discard_store(&self, id: i64) -> Option<crate::storage::Store> {
         self.discard_stores
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_unpoisoned()
             .iter()
             .find(|(i, _)| *i == id)
             .map(|(_, s)| s.clone())
     }
 
     fn secrets(&self) -> Secrets {
-        self.secrets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.secrets.lock_unpoisoned().clone()
     }
 
     fn flush_progress(&self) {
-        let pending = self
-            .progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pending
-            .take();
+        let pending = self.progress.lock_unpoisoned().pending.take();
         if let Some((done, total)) = pending
             && let Err(e) = self.history.set_progress(self.run_id, done, total)
         {
@@ -384,7 +376,7 @@ impl RunHost for WorkerHost {
             Level::Warn => LogLevel::Warn,
             Level::Error => LogLevel::Error,
         };
-        let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        let secrets = self.secrets.lock_unpoisoned();
         let message = secrets.redact(message);
         let seq = match self.history.append_log(self.run_id, level, &message) {
             Ok(seq) => Some(seq),
@@ -403,7 +395,7 @@ impl RunHost for WorkerHost {
 
     fn progress(&self, done: u64, total: Option<u64>) {
         let due = {
-            let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+            let mut p = self.progress.lock_unpoisoned();
             p.pending = Some((done, total));
             let due = p.last_write.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
             if due {
@@ -448,11 +440,7 @@ impl RunHost for WorkerHost {
     }
 
     fn secret(&self, name: &str) -> Option<String> {
-        self.secrets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .map(str::to_string)
+        self.secrets.lock_unpoisoned().get(name).map(str::to_string)
     }
 
     fn discard_on_failure(
@@ -469,16 +457,12 @@ impl RunHost for WorkerHost {
             .add_discard(self.run_id, &name, prefix)
             .map_err(|e| e.to_string())?;
         self.discard_stores
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_unpoisoned()
             .push((id, store.clone()));
         Ok(())
     }
 
     fn hide(&self, value: &str) {
-        self.secrets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .hide(value);
+        self.secrets.lock_unpoisoned().hide(value);
     }
 }

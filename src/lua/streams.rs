@@ -20,6 +20,7 @@
 //! ends ([`discard_open_writers`], called by `run_job`; a warning is logged if the run succeeded)
 //! and, at the latest, when its last handle is dropped.
 
+use crate::sync::LockExt;
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex, Weak};
@@ -249,9 +250,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(sink) = self.sink.take() {
             if let Some(o) = &self.orphans {
-                o.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(self.label.clone());
+                o.lock_unpoisoned().push(self.label.clone());
             }
             if let Err(e) = sink.abort() {
                 tracing::warn!("{e}");
@@ -275,7 +274,7 @@ impl std::fmt::Debug for WriterHandle {
 
 impl WriterHandle {
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+        self.slot.lock_unpoisoned()
     }
 
     /// What the writer writes (a URL, say).
@@ -403,7 +402,7 @@ pub fn discard_open_writers(lua: &Lua) -> Vec<String> {
                     .drain(..)
                     .filter_map(|w| w.upgrade())
                     .collect(),
-                std::mem::take(&mut *open.orphans.lock().unwrap_or_else(|p| p.into_inner())),
+                std::mem::take(&mut *open.orphans.lock_unpoisoned()),
             ),
             None => return Vec::new(),
         };

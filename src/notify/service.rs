@@ -5,6 +5,7 @@
 //! blocks) and is never slowed by a receiver that is slow or down. At most [`BATCH`] deliveries
 //! are in flight at once.
 
+use crate::sync::RwLockExt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -127,11 +128,7 @@ async fn plan_loop(
             continue;
         }
         // Most jobs notify nothing: that is known without reading the history.
-        let spec = ctx
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(job);
+        let spec = ctx.registry.read_unpoisoned().get(job);
         let plan = ctx
             .config
             .notify
@@ -261,11 +258,7 @@ async fn deliver(ctx: Arc<Ctx>, n: Notification) {
         Ok(Err(e)) => return tracing::error!(run = run_id, "notifications: {e}"),
         Err(e) => return tracing::error!(run = run_id, "notifications: {e}"),
     };
-    let spec = ctx
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&job);
+    let spec = ctx.registry.read_unpoisoned().get(&job);
     let plan = ctx
         .config
         .notify

@@ -16,6 +16,7 @@
 //! digest is checked (an upload is atomic). Files are spread over a few threads (the machine's
 //! cores, at most [`MAX_THREADS`]).
 
+use crate::sync::LockExt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -175,7 +176,7 @@ pub fn copy_files(
         .map(|o| o.unwrap_or(Outcome::NotAttempted))
         .collect();
     if let Some(l) = &job.local {
-        batch.ready = std::mem::take(&mut *l.ready.lock().unwrap_or_else(|p| p.into_inner()));
+        batch.ready = std::mem::take(&mut *l.ready.lock_unpoisoned());
         batch.ready.sort_by_key(|r| r.0);
     }
     if job.interrupted.load(Ordering::Relaxed) {
@@ -343,12 +344,7 @@ impl Job<'_> {
                 }
                 _ => {}
             }
-            if let Some(slot) = self
-                .outcomes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(i)
-            {
+            if let Some(slot) = self.outcomes.lock_unpoisoned().get_mut(i) {
                 *slot = Some(outcome);
             }
         }
@@ -393,14 +389,17 @@ impl Job<'_> {
                 item.from
             ))));
         }
-        lock(checker).file_not_symlink(&path).map_err(fail)?;
+        checker
+            .lock_unpoisoned()
+            .file_not_symlink(&path)
+            .map_err(fail)?;
         // Not following a symlink here; a symlinked file gets the full check, then is opened.
         let mut open = OpenOptions::new();
         open.read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
         let file = match open.open(&path) {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                lock(checker).full(&path).map_err(fail)?;
+                checker.lock_unpoisoned().full(&path).map_err(fail)?;
                 OpenOptions::new()
                     .read(true)
                     .custom_flags(libc::O_NONBLOCK)
@@ -489,7 +488,7 @@ impl Job<'_> {
             )));
         };
         {
-            let mut checker = lock(&local.checker);
+            let mut checker = local.checker.lock_unpoisoned();
             if checker.known(dir).is_none() {
                 if let Err(e) = std::fs::create_dir_all(dir) {
                     return fail(io_kind(e));
@@ -529,7 +528,7 @@ impl Job<'_> {
             Ok((size, sha256)) => {
                 start_write_back(&file);
                 drop(file);
-                lock(&local.ready).push((i, temp.clone(), dest));
+                local.ready.lock_unpoisoned().push((i, temp.clone(), dest));
                 Outcome::Copied { size, sha256 }
             }
             Err(e) => {
@@ -574,10 +573,6 @@ impl Job<'_> {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

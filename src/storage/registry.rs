@@ -1,6 +1,7 @@
 //! [`StoreRegistry`]: opens stores by config name or URL for one run, sharing memory stores and
 //! reusing clients; and the artifact area, a local store of its own.
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -84,12 +85,7 @@ impl StoreRegistry {
             )
         })?;
         let key = cache_key(&spec);
-        if let Some(s) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        if let Some(s) = self.cache.lock_unpoisoned().get(&key) {
             return Ok(s.clone());
         }
         let store = self.open_spec(spec)?;
@@ -101,10 +97,7 @@ impl StoreRegistry {
                 b.recover_uploads();
             }
         }
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, store.clone());
+        self.cache.lock_unpoisoned().insert(key, store.clone());
         Ok(store)
     }
 
@@ -122,8 +115,7 @@ impl StoreRegistry {
             StoreUrl::Memory { name } => {
                 let mem = self
                     .memory
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .lock_unpoisoned()
                     .entry(name.clone())
                     .or_insert_with(|| Arc::new(InMemory::new()))
                     .clone();

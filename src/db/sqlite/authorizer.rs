@@ -1,6 +1,7 @@
 //! The authorizer of a script's database: `ATTACH` and `VACUUM INTO` only to files the caller's
 //! check accepts, no extensions, no pragmas that move SQLite's files.
 
+use crate::sync::LockExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +19,7 @@ pub(super) struct Refusals(Arc<Mutex<Option<String>>>);
 
 impl Refusals {
     pub(super) fn record(&self, reason: String) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        *self.0.lock_unpoisoned() = Some(reason);
     }
 
     /// The error for a failed statement: [`DbError::Denied`] when the authorizer refused it,
@@ -29,7 +30,7 @@ impl Refusals {
         let denied = e.sqlite_error_code()
             == Some(rusqlite::ErrorCode::AuthorizationForStatementDenied)
             || sqlite_message(e).starts_with("not authorized");
-        let reason = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let reason = self.0.lock_unpoisoned().take();
         match reason {
             Some(reason) if denied => DbError::Denied {
                 db: db.to_owned(),
