@@ -553,6 +553,7 @@ function RowSink:stats() end
 ---@field table string the table the INSERT statements insert into
 ---@field rows_per_statement? integer default 1
 ---@field create_table? boolean start with CREATE TABLE IF NOT EXISTS
+---@field dialect? "sqlite"|"mysql"|"postgres" the literals' dialect (default "sqlite"; "postgres" writes bytes as '\x..'::bytea)
 ---@field header? string[] column names to use
 
 ---@class ferry.ZipEntryOptions

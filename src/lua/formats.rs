@@ -13,7 +13,7 @@ use super::rows::{LuaSink, LuaSource, Opts, format_err, lua_err};
 use crate::formats::zip::{EntryOptions, ZipLimits, ZipReader, ZipWriter};
 use crate::formats::{
     CsvOptions, CsvReader, CsvWriter, JsonReader, JsonWriter, NdjsonReader, NdjsonWriter,
-    ProjectedSink, RowSink, RowSource, SqlOptions, SqlStatements, SqlWriter, WriteOptions,
+    ProjectedSink, RowSink, RowSource, SqlDialect, SqlOptions, SqlStatements, SqlWriter, WriteOptions,
     XlsxOptions, XlsxReader, XlsxWriter,
 };
 use crate::units::parse_size;
@@ -208,10 +208,19 @@ fn sql_writer(lua: &Lua, (out, opts): (LuaValue, LuaValue)) -> mlua::Result<mlua
             "{F}: option `table` is required: the table the INSERT statements insert into"
         ))
     })?;
+    let dialect = match o.string("dialect")? {
+        None => SqlDialect::default(),
+        Some(d) => SqlDialect::parse(&d).ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "{F}: option `dialect`: `{d}` is not one of sqlite, mysql, postgres"
+            ))
+        })?,
+    };
     let so = SqlOptions {
         table,
         rows_per_statement: o.count("rows_per_statement")?.unwrap_or(1) as usize,
         create_table: o.boolean("create_table")?.unwrap_or(false),
+        dialect,
     };
     let mut wo = o.write_options(out.name())?;
     wo.header = o.strings("header")?;
