@@ -1032,6 +1032,11 @@ function MysqlDb:insert(table, source, opts) end
 ---@return ferry.RowSink
 function MysqlDb:writer(table, opts) end
 
+---Executes a `.sql` script in one transaction (MySQL still commits at each DDL statement).
+---@param script ferry.SqlScript|ferry.Input
+---@return { statements: integer, changes: integer }
+function MysqlDb:run(script) end
+
 ---The server's id of the connection.
 ---@return integer
 function MysqlDb:connection_id() end

@@ -229,6 +229,34 @@ fn sql_writer(lua: &Lua, (out, opts): (LuaValue, LuaValue)) -> mlua::Result<mlua
     sink(lua, w, out, wo)
 }
 
+/// `db:run(script)` of every database: `script` is a `ferry.sql.reader` (run once) or an input
+/// (a string or a store Reader); `run` executes its statements. Returns `{ statements,
+/// changes }`.
+pub(crate) fn run_script(
+    lua: &Lua,
+    script: LuaValue,
+    run: impl FnOnce(&mut SqlStatements<Box<dyn Read>>) -> mlua::Result<crate::db::ScriptReport>,
+) -> mlua::Result<Table> {
+    let report = match &script {
+        LuaValue::UserData(ud) if ud.is::<SqlScript>() => {
+            let mut s = ud.borrow_mut::<SqlScript>()?;
+            let st = s
+                .statements
+                .as_mut()
+                .ok_or_else(|| lua_err("db:run: this script was already run"))?;
+            run(st)?
+        }
+        _ => {
+            let input = reader_arg(script, "db:run")?;
+            run(&mut SqlStatements::new(input.reader, &input.name))?
+        }
+    };
+    let t = lua.create_table()?;
+    t.set("statements", report.statements)?;
+    t.set("changes", report.changes)?;
+    Ok(t)
+}
+
 /// `ferry.sql.reader(input)`: the statements of a `.sql` script, for `db:run(script)` or to
 /// iterate with `script:statements()`.
 pub(crate) struct SqlScript {
