@@ -31,7 +31,7 @@ pub use project::{ProjectedSink, ProjectedSource, Projection};
 pub use rdb::{RdbEntry, RdbError, RdbReader, RdbSink, RdbSource, RdbSummary, RdbWriter};
 pub use row::{MemorySink, MemorySource, RowSink, RowSource, Value};
 pub use sql::{
-    SqlDialect, SqlOptions, SqlStatement, SqlStatements, SqlWriter, quote_identifier, quote_literal,
-    quote_literal_in,
+    SqlDialect, SqlOptions, SqlStatement, SqlStatements, SqlWriter, quote_identifier,
+    quote_literal, quote_literal_in,
 };
 pub use xlsx::{XlsxOptions, XlsxReader, XlsxWriter};

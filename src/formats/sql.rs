@@ -53,9 +53,12 @@ pub fn quote_literal(v: &Value, out: &mut Vec<u8>) {
 /// Appends `v` as an SQL literal of `dialect` (see [`quote_literal`] and [`SqlDialect`]).
 pub fn quote_literal_in(dialect: SqlDialect, v: &Value, out: &mut Vec<u8>) {
     match v {
-        Value::Float(f) if f.is_infinite() && dialect == SqlDialect::Postgres => {
-            out.extend_from_slice(if *f > 0.0 { b"'Infinity'" } else { b"'-Infinity'" })
-        }
+        Value::Float(f) if f.is_infinite() && dialect == SqlDialect::Postgres => out
+            .extend_from_slice(if *f > 0.0 {
+                b"'Infinity'"
+            } else {
+                b"'-Infinity'"
+            }),
         Value::Bytes(b) if dialect == SqlDialect::Postgres => {
             out.extend_from_slice(b"'\\x");
             encode_hex(b, out);

@@ -13,8 +13,8 @@ use super::rows::{LuaSink, LuaSource, Opts, format_err, lua_err};
 use crate::formats::zip::{EntryOptions, ZipLimits, ZipReader, ZipWriter};
 use crate::formats::{
     CsvOptions, CsvReader, CsvWriter, JsonReader, JsonWriter, NdjsonReader, NdjsonWriter,
-    ProjectedSink, RowSink, RowSource, SqlDialect, SqlOptions, SqlStatements, SqlWriter, WriteOptions,
-    XlsxOptions, XlsxReader, XlsxWriter,
+    ProjectedSink, RowSink, RowSource, SqlDialect, SqlOptions, SqlStatements, SqlWriter,
+    WriteOptions, XlsxOptions, XlsxReader, XlsxWriter,
 };
 use crate::units::parse_size;
 

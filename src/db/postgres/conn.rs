@@ -14,7 +14,9 @@ use std::task::{Context, Poll};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, Client, Error, Row, SimpleQueryMessage, Statement, ToStatement};
+use tokio_postgres::{
+    AsyncMessage, Client, Error, Row, SimpleQueryMessage, Statement, ToStatement,
+};
 
 /// How long dropping a connection waits for it to say goodbye to the server.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -233,11 +235,13 @@ impl Drop for Conn {
         let driver = &mut engine.driver;
         let _ = engine.rt.block_on(tokio::time::timeout(
             CLOSE_WAIT,
-            std::future::poll_fn(|cx| loop {
-                match driver.poll_message(cx) {
-                    Poll::Ready(Some(Ok(_))) => {}
-                    Poll::Ready(_) => return Poll::Ready(()),
-                    Poll::Pending => return Poll::Pending,
+            std::future::poll_fn(|cx| {
+                loop {
+                    match driver.poll_message(cx) {
+                        Poll::Ready(Some(Ok(_))) => {}
+                        Poll::Ready(_) => return Poll::Ready(()),
+                        Poll::Pending => return Poll::Pending,
+                    }
                 }
             }),
         ));

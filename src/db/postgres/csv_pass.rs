@@ -219,7 +219,13 @@ mod tests {
     use super::*;
 
     /// Runs the pass over `input` cut into pieces of `step` bytes, as buffers arrive.
-    fn pass(fixes: &[Fix], header: bool, null: Option<&str>, input: &str, step: usize) -> (String, u64) {
+    fn pass(
+        fixes: &[Fix],
+        header: bool,
+        null: Option<&str>,
+        input: &str,
+        step: usize,
+    ) -> (String, u64) {
         let mut p = CsvPass::new(fixes.to_vec(), b',', b'"', null, header);
         let mut out = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
@@ -248,7 +254,11 @@ mod tests {
                     2,false,infinity,-infinity,\n\
                     3,,0044-03-15T12:00:00TBCZ,2024-05-01T00:00:00,\"\"\n";
         for step in [1, 2, 3, 7, 64, 4096] {
-            assert_eq!(pass(&fixes, true, None, input, step), (want.to_string(), 4), "step {step}");
+            assert_eq!(
+                pass(&fixes, true, None, input, step),
+                (want.to_string(), 4),
+                "step {step}"
+            );
         }
     }
 

@@ -357,7 +357,7 @@ impl PgTarget {
                     socket = Some(PathBuf::from(v.as_ref()));
                 }
                 "application_name" => {
-                    config.application_name(&v);
+                    config.application_name(v.as_ref());
                 }
                 other => {
                     return Err(bad(format!(
