@@ -233,17 +233,18 @@ impl Drop for Conn {
             return;
         }
         let driver = &mut engine.driver;
-        let _ = engine.rt.block_on(tokio::time::timeout(
-            CLOSE_WAIT,
-            std::future::poll_fn(|cx| {
-                loop {
-                    match driver.poll_message(cx) {
-                        Poll::Ready(Some(Ok(_))) => {}
-                        Poll::Ready(_) => return Poll::Ready(()),
-                        Poll::Pending => return Poll::Pending,
-                    }
+        let closed = std::future::poll_fn(|cx| {
+            loop {
+                match driver.poll_message(cx) {
+                    Poll::Ready(Some(Ok(_))) => {}
+                    Poll::Ready(_) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
                 }
-            }),
-        ));
+            }
+        });
+        // The timer must be made inside the runtime.
+        let _ = engine
+            .rt
+            .block_on(async { tokio::time::timeout(CLOSE_WAIT, closed).await });
     }
 }
