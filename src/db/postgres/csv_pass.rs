@@ -32,6 +32,9 @@ pub(super) struct CsvPass {
     /// Inside a quoted field, for counting without rewriting.
     in_quotes: bool,
     records: u64,
+    /// Rewritten values never need quotes: the delimiter, the quote and the NULL marker cannot
+    /// occur in them or be one.
+    plain: bool,
     value: Vec<u8>,
     text: Vec<u8>,
 }
@@ -45,11 +48,18 @@ impl CsvPass {
         null: Option<&str>,
         header: bool,
     ) -> CsvPass {
+        // Bytes that `true`, `false`, timestamps and infinities are made of.
+        let inside = |b: u8| b.is_ascii_alphanumeric() || b"-:. +\r\n".contains(&b);
+        let null = null.unwrap_or("").as_bytes();
+        let plain = !inside(delimiter)
+            && !inside(quote)
+            && (null.is_empty() || !null.iter().all(|&b| inside(b)));
         CsvPass {
+            plain,
             fixes,
             delimiter,
             quote,
-            null: null.unwrap_or("").as_bytes().to_vec(),
+            null: null.to_vec(),
             header,
             in_quotes: false,
             records: 0,
@@ -152,10 +162,16 @@ impl CsvPass {
             out.extend_from_slice(raw);
             return;
         }
+        let quoted = raw.first() == Some(&self.quote) && raw.len() >= 2;
+        if !quoted && self.plain {
+            // The common case: nothing to unquote, and the new text needs no quotes.
+            rewritten(raw, fix, out);
+            return;
+        }
         // Scratch buffers kept between fields: no allocation per value.
         let mut value = std::mem::take(&mut self.value);
         value.clear();
-        if raw.first() == Some(&self.quote) && raw.len() >= 2 {
+        if quoted {
             let inner = &raw[1..raw.len() - 1];
             let mut i = 0;
             while i < inner.len() {
@@ -167,26 +183,7 @@ impl CsvPass {
         }
         let mut text = std::mem::take(&mut self.text);
         text.clear();
-        let finite = !value.ends_with(b"infinity");
-        match (fix, value.as_slice()) {
-            (Fix::Bool, b"t") => text.extend_from_slice(b"true"),
-            (Fix::Bool, b"f") => text.extend_from_slice(b"false"),
-            (Fix::TimestampTz, v) if finite => {
-                // The offset follows the time; in UTC it is always `+00`.
-                let cut = memchr::memmem::find(v, b"+00").unwrap_or(v.len());
-                text.extend_from_slice(&v[..cut]);
-                text.extend_from_slice(&v[(cut + 3).min(v.len())..]);
-                text.push(b'Z');
-            }
-            (_, v) => text.extend_from_slice(v),
-        }
-        if finite && matches!(fix, Fix::Timestamp | Fix::TimestampTz) {
-            for b in &mut text {
-                if *b == b' ' {
-                    *b = b'T';
-                }
-            }
-        }
+        rewritten(&value, fix, &mut text);
         self.emit(&text, out);
         self.value = value;
         self.text = text;
@@ -211,6 +208,37 @@ impl CsvPass {
             out.push(b);
         }
         out.push(self.quote);
+    }
+}
+
+/// Appends the typed path's text of the value `v` (unquoted, not null) of a column needing `fix`.
+fn rewritten(v: &[u8], fix: Fix, out: &mut Vec<u8>) {
+    let tz = match (fix, v) {
+        (Fix::Bool, b"t") => return out.extend_from_slice(b"true"),
+        (Fix::Bool, b"f") => return out.extend_from_slice(b"false"),
+        (Fix::Timestamp | Fix::TimestampTz, _) if v.ends_with(b"infinity") => {
+            return out.extend_from_slice(v);
+        }
+        (Fix::Timestamp, _) => false,
+        (Fix::TimestampTz, _) => true,
+        _ => return out.extend_from_slice(v),
+    };
+    let start = out.len();
+    // The offset follows the time; in UTC it is always `+00` (and goes, for the `Z`).
+    match v.iter().position(|&b| b == b'+') {
+        Some(i) if tz && v[i..].starts_with(b"+00") => {
+            out.extend_from_slice(&v[..i]);
+            out.extend_from_slice(&v[i + 3..]);
+        }
+        _ => out.extend_from_slice(v),
+    }
+    for b in &mut out[start..] {
+        if *b == b' ' {
+            *b = b'T';
+        }
+    }
+    if tz {
+        out.push(b'Z');
     }
 }
 
