@@ -1420,15 +1420,9 @@ impl PgQuery {
             && self.cursor.is_none()
     }
 
-    fn copy_csv_now(&mut self, out: &mut dyn Write, opts: &CsvOptions) -> Result<u64, PgError> {
-        let db = self.db.clone();
-        let mut c = db.0.client.borrow_mut();
-        // Timestamps with a zone are printed in the session's zone, which is UTC unless the
-        // script changed it; then the server writes them in UTC itself.
-        let utc = matches!(
-            c.parameter("TimeZone"),
-            Some("UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "UCT" | "Etc/UCT" | "Zulu" | "Etc/Zulu")
-        );
+    /// The `COPY (query) TO STDOUT` statement for `opts`, and what the client rewrites in each
+    /// column. `utc`: the session prints timestamptz in UTC, so the client can rewrite them.
+    fn copy_statement(&self, opts: &CsvOptions, utc: bool) -> (String, Vec<Fix>) {
         let mut fixes = Vec::with_capacity(self.types.len());
         let mut exprs = Vec::new();
         let mut server_side = false;
@@ -1469,6 +1463,19 @@ impl PgQuery {
             copy.push_str(&format!(", NULL {}", literal(&Value::Text(null.clone()))));
         }
         copy.push(')');
+        (copy, fixes)
+    }
+
+    fn copy_csv_now(&mut self, out: &mut dyn Write, opts: &CsvOptions) -> Result<u64, PgError> {
+        let db = self.db.clone();
+        let mut c = db.0.client.borrow_mut();
+        // Timestamps with a zone are printed in the session's zone, which is UTC unless the
+        // script changed it; then the server writes them in UTC itself.
+        let utc = matches!(
+            c.parameter("TimeZone"),
+            Some("UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "UCT" | "Etc/UCT" | "Zulu" | "Etc/Zulu")
+        );
+        let (copy, fixes) = self.copy_statement(opts, utc);
         if opts.bom {
             out.write_all(b"\xEF\xBB\xBF")
                 .map_err(|e| FormatError::io(&self.name, e))?;
