@@ -203,6 +203,8 @@ M.run = OPTIONS:wrap(function(ctx, o)
   if format == "sql" then
     wopts.table = o.sql_table or o.table or "export"
     wopts.create_table = o.create_table
+    -- The statements are for a database of the same kind (PostgreSQL reads X'..' as bits).
+    wopts.dialect = kind
   end
   local db
   if kind == "postgres" then

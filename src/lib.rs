@@ -41,8 +41,9 @@
 //!   `pipe`, and zip archives; plain Rust on `std::io`.
 //! - [`db`]: SQLite for scripts (`db/sqlite/`: queries as row sources, tables as row sinks,
 //!   `.sql` scripts, the authorizer that confines `ATTACH`),
-//!   PostgreSQL (`db/postgres.rs`: cursor sources, COPY sinks and the COPY-to-CSV bulk path,
-//!   rustls TLS, server-side cancel), MySQL/MariaDB (`db/mysql/`: streaming queries, `LOAD DATA
+//!   PostgreSQL (`db/postgres/`: tokio-postgres on a runtime of the connection's own in
+//!   `conn.rs`, cursor sources, COPY sinks, the COPY-to-CSV bulk path with the client-side
+//!   rewrite of `csv_pass.rs`, rustls TLS, server-side cancel), MySQL/MariaDB (`db/mysql/`: streaming queries, `LOAD DATA
 //!   LOCAL` fed from a row source, multi-row `INSERT` sinks, `KILL QUERY` on cancel), the named
 //!   server databases of `ferry.toml` ([`db::NamedDatabase`]) and Redis (commands, pipelines,
 //!   SCAN/DUMP source, RESTORE sink, SYNC snapshots).

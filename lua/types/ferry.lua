@@ -553,6 +553,7 @@ function RowSink:stats() end
 ---@field table string the table the INSERT statements insert into
 ---@field rows_per_statement? integer default 1
 ---@field create_table? boolean start with CREATE TABLE IF NOT EXISTS
+---@field dialect? "sqlite"|"mysql"|"postgres" the literals' dialect (default "sqlite"; "postgres" writes bytes as '\x..'::bytea)
 ---@field header? string[] column names to use
 
 ---@class ferry.ZipEntryOptions
@@ -1030,6 +1031,11 @@ function MysqlDb:insert(table, source, opts) end
 ---@param opts? ferry.MysqlInsertOptions
 ---@return ferry.RowSink
 function MysqlDb:writer(table, opts) end
+
+---Executes a `.sql` script in one transaction (MySQL still commits at each DDL statement).
+---@param script ferry.SqlScript|ferry.Input
+---@return { statements: integer, changes: integer }
+function MysqlDb:run(script) end
 
 ---The server's id of the connection.
 ---@return integer

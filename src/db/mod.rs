@@ -1,4 +1,4 @@
-//! Databases: SQLite through rusqlite, PostgreSQL through `postgres` ([`postgres`]),
+//! Databases: SQLite through rusqlite, PostgreSQL through `tokio-postgres` ([`postgres`]),
 //! MySQL/MariaDB through the `mysql` crate ([`mysql`]), Redis through the `redis` crate. Plain
 //! Rust, no Lua: queries and key scans are row sources, tables and `RESTORE` are row sinks over
 //! the row model of [`crate::formats`].
@@ -12,6 +12,20 @@ pub use sqlite::{
     Db, DbError, FileCheck, InsertOptions, InsertReport, OnConflict, Params, QuerySource,
     ScriptReport, TableSink,
 };
+
+/// Whether a statement of a `.sql` script is transaction control that `db:run` skips, since
+/// the script runs in one transaction already: `BEGIN`, `START TRANSACTION`, `COMMIT`, `END`,
+/// `ROLLBACK` (but not `ROLLBACK TO` a savepoint).
+fn is_transaction_control(sql: &str) -> bool {
+    let upper = sql.trim_end_matches(';').trim().to_ascii_uppercase();
+    let mut words = upper.split_whitespace();
+    match words.next().unwrap_or("") {
+        "BEGIN" | "COMMIT" | "END" => true,
+        "START" => words.next() == Some("TRANSACTION"),
+        "ROLLBACK" => !upper.contains(" TO "),
+        _ => false,
+    }
+}
 
 /// `[databases.NAME]` of `ferry.toml`, checked: a server database that `ferry.postgres.connect`
 /// and `ferry.mysql.connect` (and the export/import plugins' `db`) reach by name. The URL's
@@ -71,5 +85,25 @@ pub fn url_scheme(url: &str) -> &'static str {
         Some(s) if s == "postgres" || s == "postgresql" => "postgres",
         Some(s) if s == "mysql" || s == "mariadb" => "mysql",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transaction_control_is_recognised() {
+        for (sql, skip) in [
+            ("BEGIN;", true),
+            ("begin transaction", true),
+            ("START TRANSACTION;", true),
+            ("COMMIT", true),
+            ("END;", true),
+            ("ROLLBACK;", true),
+            ("ROLLBACK TO SAVEPOINT a;", false),
+            ("START SLAVE", false),
+            ("INSERT INTO t VALUES (1)", false),
+        ] {
+            assert_eq!(super::is_transaction_control(sql), skip, "{sql}");
+        }
     }
 }

@@ -31,6 +31,7 @@ pub use projection::{ProjectedSink, ProjectedSource, Projection};
 pub use rdb::{RdbEntry, RdbError, RdbReader, RdbSink, RdbSource, RdbSummary, RdbWriter};
 pub use row::{MemorySink, MemorySource, RowSink, RowSource, Value};
 pub use sql::{
-    SqlOptions, SqlStatement, SqlStatements, SqlWriter, quote_identifier, quote_literal,
+    SqlDialect, SqlOptions, SqlStatement, SqlStatements, SqlWriter, quote_identifier,
+    quote_literal, quote_literal_in,
 };
 pub use xlsx::{XlsxOptions, XlsxReader, XlsxWriter};

@@ -21,11 +21,49 @@ pub fn quote_identifier(name: &str) -> String {
     s
 }
 
+/// The SQL dialect a writer's literals are for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqlDialect {
+    /// SQLite's (and MySQL's): bytes as `X'..'`, infinities as `9e999`.
+    #[default]
+    Sqlite,
+    /// PostgreSQL's: bytes as `'\x..'::bytea` (`X'..'` is a bit string there), infinities as
+    /// `'Infinity'`.
+    Postgres,
+}
+
+impl SqlDialect {
+    /// The dialect named `name` (`sqlite`, `mysql`, `postgres`).
+    pub fn parse(name: &str) -> Option<SqlDialect> {
+        match name {
+            "sqlite" | "mysql" => Some(SqlDialect::Sqlite),
+            "postgres" | "postgresql" => Some(SqlDialect::Postgres),
+            _ => None,
+        }
+    }
+}
+
 /// Appends `v` as an SQL literal: `NULL`, `TRUE`/`FALSE`, numbers, `'text'` with inner `'`
 /// doubled, `X'hex'` for bytes. NaN is `NULL`; infinities are `9e999` / `-9e999`, which SQLite
 /// reads as infinities.
 pub fn quote_literal(v: &Value, out: &mut Vec<u8>) {
+    quote_literal_in(SqlDialect::Sqlite, v, out)
+}
+
+/// Appends `v` as an SQL literal of `dialect` (see [`quote_literal`] and [`SqlDialect`]).
+pub fn quote_literal_in(dialect: SqlDialect, v: &Value, out: &mut Vec<u8>) {
     match v {
+        Value::Float(f) if f.is_infinite() && dialect == SqlDialect::Postgres => out
+            .extend_from_slice(if *f > 0.0 {
+                b"'Infinity'"
+            } else {
+                b"'-Infinity'"
+            }),
+        Value::Bytes(b) if dialect == SqlDialect::Postgres => {
+            out.extend_from_slice(b"'\\x");
+            encode_hex(b, out);
+            out.extend_from_slice(b"'::bytea");
+        }
         Value::Null => out.extend_from_slice(b"NULL"),
         Value::Bool(true) => out.extend_from_slice(b"TRUE"),
         Value::Bool(false) => out.extend_from_slice(b"FALSE"),
@@ -65,6 +103,8 @@ pub struct SqlOptions {
     /// Start with `CREATE TABLE IF NOT EXISTS` naming the columns (without types, so SQLite
     /// keeps every value exactly as given).
     pub create_table: bool,
+    /// The dialect of the literals (default SQLite's).
+    pub dialect: SqlDialect,
 }
 
 /// A row sink writing `INSERT INTO "table" ("a", "b") VALUES (...);` lines.
@@ -139,7 +179,7 @@ impl<W: Write> RowSink for SqlWriter<W> {
             if i > 0 {
                 self.line.extend_from_slice(b", ");
             }
-            quote_literal(v, &mut self.line);
+            quote_literal_in(self.opts.dialect, v, &mut self.line);
         }
         self.line.push(b')');
         self.in_statement += 1;
@@ -412,6 +452,15 @@ mod tests {
             out.push(b' ');
         }
         assert_eq!(String::from_utf8(out).unwrap(), "'it''s' X'01ff' 1.0 NULL ");
+        let mut out = Vec::new();
+        for v in [Value::Bytes(vec![1, 255]), Value::Float(f64::NEG_INFINITY)] {
+            quote_literal_in(SqlDialect::Postgres, &v, &mut out);
+            out.push(b' ');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "'\\x01ff'::bytea '-Infinity' "
+        );
         assert_eq!(quote_identifier("a\"b"), "\"a\"\"b\"");
     }
 }

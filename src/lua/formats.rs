@@ -14,8 +14,8 @@ use super::rows::{LuaSink, LuaSource, format_err, lua_err};
 use crate::formats::zip::{EntryOptions, ZipLimits, ZipReader, ZipWriter};
 use crate::formats::{
     CsvOptions, CsvReader, CsvWriter, JsonReader, JsonWriter, NdjsonReader, NdjsonWriter,
-    ProjectedSink, RowSink, RowSource, SqlOptions, SqlStatements, SqlWriter, WriteOptions,
-    XlsxOptions, XlsxReader, XlsxWriter,
+    ProjectedSink, RowSink, RowSource, SqlDialect, SqlOptions, SqlStatements, SqlWriter,
+    WriteOptions, XlsxOptions, XlsxReader, XlsxWriter,
 };
 use crate::units::parse_size;
 
@@ -209,16 +209,53 @@ fn sql_writer(lua: &Lua, (out, opts): (LuaValue, LuaValue)) -> mlua::Result<mlua
             "{F}: option `table` is required: the table the INSERT statements insert into"
         ))
     })?;
+    let dialect = match o.string("dialect")? {
+        None => SqlDialect::default(),
+        Some(d) => SqlDialect::parse(&d).ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "{F}: option `dialect`: `{d}` is not one of sqlite, mysql, postgres"
+            ))
+        })?,
+    };
     let so = SqlOptions {
         table,
         rows_per_statement: o.count("rows_per_statement")?.unwrap_or(1) as usize,
         create_table: o.boolean("create_table")?.unwrap_or(false),
+        dialect,
     };
     let mut wo = o.write_options(out.name())?;
     wo.header = o.strings("header")?;
     o.finish()?;
     let w = SqlWriter::new(out.clone(), so, &wo.name).map_err(format_err)?;
     sink(lua, w, out, wo)
+}
+
+/// `db:run(script)` of every database: `script` is a `ferry.sql.reader` (run once) or an input
+/// (a string or a store Reader); `run` executes its statements. Returns `{ statements,
+/// changes }`.
+pub(crate) fn run_script(
+    lua: &Lua,
+    script: LuaValue,
+    run: impl FnOnce(&mut SqlStatements<Box<dyn Read>>) -> mlua::Result<crate::db::ScriptReport>,
+) -> mlua::Result<Table> {
+    let report = match &script {
+        LuaValue::UserData(ud) if ud.is::<SqlScript>() => {
+            let mut s = ud.borrow_mut::<SqlScript>()?;
+            let st = s
+                .statements
+                .as_mut()
+                .ok_or_else(|| lua_err("db:run: this script was already run"))?;
+            run(st)?
+        }
+        _ => {
+            let input = reader_arg(script, "db:run")?;
+            run(&mut SqlStatements::new(input.reader, &input.name))?
+        }
+    };
+    let t = lua.create_table()?;
+    t.set("statements", report.statements)?;
+    t.set("changes", report.changes)?;
+    Ok(t)
 }
 
 /// `ferry.sql.reader(input)`: the statements of a `.sql` script, for `db:run(script)` or to

@@ -298,6 +298,10 @@ impl UserData for LuaDb {
                 Ok((report.inserted, report.skipped, report.method))
             },
         );
+        methods.add_method("run", |lua, this, script: LuaValue| {
+            let db = this.db()?;
+            super::formats::run_script(lua, script, |st| db.run_script(st).map_err(lua_err))
+        });
         methods.add_method("writer", |lua, this, (table, opts): (String, LuaValue)| {
             let (sink, name, columns) = table_sink(this.db()?, &table, opts, "db:writer")?;
             let sink: Box<dyn RowSink> = Box::new(sink);

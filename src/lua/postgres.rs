@@ -285,28 +285,7 @@ impl UserData for LuaPg {
         });
         methods.add_method("run", |lua, this, script: LuaValue| {
             let db = this.db()?;
-            let report = match &script {
-                LuaValue::UserData(ud) if ud.is::<super::formats::SqlScript>() => {
-                    let mut s = ud.borrow_mut::<super::formats::SqlScript>()?;
-                    let st = s
-                        .statements
-                        .as_mut()
-                        .ok_or_else(|| lua_err("db:run: this script was already run"))?;
-                    db.run_script(st)
-                }
-                _ => {
-                    let input = super::bytes::reader_arg(script, "db:run")?;
-                    db.run_script(&mut crate::formats::SqlStatements::new(
-                        input.reader,
-                        &input.name,
-                    ))
-                }
-            }
-            .map_err(lua_err)?;
-            let t = lua.create_table()?;
-            t.set("statements", report.statements)?;
-            t.set("changes", report.changes)?;
-            Ok(t)
+            super::formats::run_script(lua, script, |st| db.run_script(st).map_err(lua_err))
         });
         methods.add_method_mut("close", |_, this, ()| {
             this.0 = None;

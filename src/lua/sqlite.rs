@@ -10,11 +10,10 @@ use mlua::{
     AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue,
 };
 
-use super::formats::SqlScript;
 use super::options::Opts;
 use super::rows::{LuaSink, LuaSource, lua_err, lua_to_value};
 use crate::db::{Db, DbError, FileCheck, InsertOptions, OnConflict, Params, TableSink};
-use crate::formats::{ProjectedSink, RowSink, SqlStatements};
+use crate::formats::{ProjectedSink, RowSink};
 use crate::storage::{StorageConfig, confine_path};
 
 /// Registers `ferry.sqlite`.
@@ -206,25 +205,7 @@ impl UserData for LuaDb {
         });
         methods.add_method("run", |lua, this, script: LuaValue| {
             let db = this.db()?;
-            let report = match &script {
-                LuaValue::UserData(ud) if ud.is::<SqlScript>() => {
-                    let mut s = ud.borrow_mut::<SqlScript>()?;
-                    let st = s
-                        .statements
-                        .as_mut()
-                        .ok_or_else(|| lua_err("db:run: this script was already run"))?;
-                    db.run_script(st)
-                }
-                _ => {
-                    let input = super::bytes::reader_arg(script, "db:run")?;
-                    db.run_script(&mut SqlStatements::new(input.reader, &input.name))
-                }
-            }
-            .map_err(lua_err)?;
-            let t = lua.create_table()?;
-            t.set("statements", report.statements)?;
-            t.set("changes", report.changes)?;
-            Ok(t)
+            super::formats::run_script(lua, script, |st| db.run_script(st).map_err(lua_err))
         });
         methods.add_method_mut("close", |_, this, ()| {
             this.0 = None;

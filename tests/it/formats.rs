@@ -279,6 +279,7 @@ fn sql_round_trip() {
                 table: "dst".into(),
                 rows_per_statement: 4,
                 create_table: true,
+                dialect: Default::default(),
             },
             "out.sql",
         )

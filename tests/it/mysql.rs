@@ -232,6 +232,39 @@ fn queries_statements_and_transactions() {
     assert_eq!(s["money"], "1.23,1.24", "{s}");
 }
 
+/// `db:run(script)` as on SQLite and PostgreSQL: the statements in one transaction, the
+/// script's own `BEGIN`/`COMMIT` skipped, an error naming the statement's line and leaving
+/// the table as it was.
+#[test]
+fn a_sql_script_runs_in_one_transaction() {
+    let server = MysqlServer::shared();
+    let db = server.database("script");
+    let p = project();
+    let s = run_ok(
+        &p,
+        &server.url(&db),
+        "script",
+        r#"
+  local db = connect()
+  db:exec("CREATE TABLE s (id INT PRIMARY KEY, name VARCHAR(20)) ENGINE=InnoDB")
+  local r = db:run("START TRANSACTION;\nINSERT INTO s VALUES (1, 'a;b'), (2, 'c');\nUPDATE s SET name = 'C' WHERE id = 2;\nCOMMIT;\n")
+  local ok, err = pcall(db.run, db, "INSERT INTO s VALUES (3, 'd');\n\nINSERT INTO s VALUES (1, 'dup');\n")
+  local names = {}
+  for row in db:query("SELECT name FROM s ORDER BY id"):rows() do names[#names + 1] = row.name end
+  local sql = db:run(ferry.sql.reader("INSERT INTO s VALUES (4, 'e');", { name = "more.sql" }))
+  return { statements = r.statements, changes = r.changes, ok = ok, kind = err.kind,
+    message = tostring(err), names = table.concat(names, ","), more = sql.changes }
+"#,
+    );
+    assert_eq!(s["statements"], 2, "{s}");
+    assert_eq!(s["changes"], 3, "{s}");
+    assert_eq!(s["ok"], false, "{s}");
+    assert_eq!(s["kind"], "conflict", "{s}");
+    assert!(s["message"].as_str().unwrap().contains("line 3"), "{s}");
+    assert_eq!(s["names"], "a;b,C", "{s}");
+    assert_eq!(s["more"], 1, "{s}");
+}
+
 #[test]
 fn a_million_rows_out_to_csv_and_back_in() {
     let server = MysqlServer::shared();

@@ -87,7 +87,7 @@ INSERT INTO src_t VALUES
 fn every_format_round_trips_every_type() {
     let pg = PgServer::start();
     pg.exec(TYPES_TABLE);
-    for f in ["csv", "json", "ndjson", "xlsx"] {
+    for f in ["csv", "json", "ndjson", "xlsx", "sql"] {
         pg.exec(&format!("CREATE TABLE dst_{f} (LIKE src_t)"));
     }
     let p = project(&pg);
@@ -108,16 +108,22 @@ fn every_format_round_trips_every_type() {
             local ins = db:insert("dst_" .. f, ferry[f].reader(store:open("t." .. f), ropts))
             counts[f] = { out = n, back = ins }
           end
+          -- .sql in PostgreSQL's dialect (bytes as '\x..'::bytea), run back in.
+          local n = ferry.pipe(db:query("SELECT * FROM src_t ORDER BY id"),
+            ferry.sql.writer(store:create("t.sql"), { table = "dst_sql", dialect = "postgres" }))
+          local r = db:run(ferry.sql.reader(store:open("t.sql")))
+          counts.sql = { out = n, back = r.changes }
           return counts
         end }"#,
     );
     assert_eq!(rec["state"], "succeeded", "{out}");
+    assert_eq!(rec["summary"]["sql"]["back"], 3, "{out}");
     // An empty xlsx cell is null: empty text and empty bytes come back as null there.
     pg.exec(
         "CREATE TABLE src_x AS SELECT * FROM src_t; \
          UPDATE src_x SET v = NULLIF(v, ''), by = NULLIF(by, '')",
     );
-    for f in ["csv", "json", "ndjson", "xlsx"] {
+    for f in ["csv", "json", "ndjson", "xlsx", "sql"] {
         let want = fingerprint(&pg, if f == "xlsx" { "src_x" } else { "src_t" });
         assert_eq!(rec["summary"][f]["out"], 3, "{f}: {out}");
         assert_eq!(
@@ -143,6 +149,68 @@ fn every_format_round_trips_every_type() {
         ndjson.contains(r#""by":"00ff10","ok":true,"d":"2026-01-02","ts":"2026-01-02T03:04:05.123456","tz":"2026-01-02T01:04:05.5Z""#),
         "{ndjson}"
     );
+}
+
+/// The COPY export writes the bytes the typed path writes: booleans and timestamps rewritten on
+/// the client from a plain COPY (session in UTC), with another delimiter and a NULL marker that
+/// reads like a boolean, and through the server's expressions once the script sets another
+/// time zone. (Two values differ: an empty string, which COPY writes `""` and the typed path
+/// empty, and a value equal to the NULL marker, which COPY quotes and the typed path does not.)
+#[test]
+fn copy_export_writes_what_the_typed_path_writes() {
+    let pg = PgServer::start();
+    pg.exec(
+        "CREATE TABLE e (id int, ok bool, ts timestamp, tz timestamptz, t text); \
+         INSERT INTO e VALUES (1, true, '2026-01-02 03:04:05.5', '2026-01-02 03:04:05.123+02', 'a;\"b\"'), \
+         (2, false, 'infinity', '-infinity', E'x\\ny'), (3, NULL, NULL, NULL, 'u'), \
+         (4, true, '2026-03-15 12:00:00', '1999-12-31 23:59:59.999999+00', 'z')",
+    );
+    pg.psql(&format!(
+        "ALTER ROLE {} SET log_statement = 'all'",
+        PgServer::USER
+    ));
+    let p = project(&pg);
+    let (rec, out) = run(
+        &p,
+        "copy_vs_typed",
+        r#"return { run = function(ctx)
+          local db = ferry.postgres.connect("main")
+          local store = ferry.store("data")
+          local q = "SELECT * FROM e ORDER BY id"
+          local function both(tag, opts)
+            local typed = { columns = { "id", "ok", "ts", "tz", "t" } }
+            for k, v in pairs(opts) do typed[k] = v end
+            ferry.pipe(db:query(q), ferry.csv.writer(store:create(tag .. ".copy.csv"), opts))
+            ferry.pipe(db:query(q), ferry.csv.writer(store:create(tag .. ".typed.csv"), typed))
+          end
+          both("plain", {})
+          both("semi", { delimiter = ";", null = "t", header = false })
+          db:exec("SET TimeZone = 'America/New_York'")
+          both("ny", {})
+          return true
+        end }"#,
+    );
+    assert_eq!(rec["state"], "succeeded", "{out}");
+    for tag in ["plain", "semi", "ny"] {
+        let copy = std::fs::read_to_string(p.at(&format!("data/{tag}.copy.csv"))).unwrap();
+        let typed = std::fs::read_to_string(p.at(&format!("data/{tag}.typed.csv"))).unwrap();
+        assert_eq!(copy, typed, "{tag}");
+    }
+    let plain = std::fs::read_to_string(p.at("data/plain.copy.csv")).unwrap();
+    assert!(
+        plain.contains("1,true,2026-01-02T03:04:05.5,2026-01-02T01:04:05.123Z,"),
+        "{plain}"
+    );
+    // The server ran the plain COPY in UTC, and the rewrite only in New York.
+    let log = pg.log();
+    let copies: Vec<&str> = log.lines().filter(|l| l.contains("COPY (")).collect();
+    assert_eq!(copies.len(), 3, "{log}");
+    assert!(
+        copies[0].contains("COPY (SELECT * FROM e ORDER BY id) TO STDOUT"),
+        "{log}"
+    );
+    assert!(!copies[1].contains("AT TIME ZONE"), "{log}");
+    assert!(copies[2].contains("AT TIME ZONE 'UTC'"), "{log}");
 }
 
 /// Streaming both ways on a million rows: table → CSV (COPY) → another table, equal after.

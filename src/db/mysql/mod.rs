@@ -818,9 +818,18 @@ impl Db {
 
     /// Runs one statement (its rows, if any, are read and dropped) and returns what it changed.
     pub fn exec(&self, sql: &str, params: &Params) -> Result<ExecReport, MysqlError> {
+        self.exec_in(sql, params, excerpt(sql))
+    }
+
+    /// [`Db::exec`], with `context` naming the statement in an error.
+    fn exec_in(
+        &self,
+        sql: &str,
+        params: &Params,
+        context: String,
+    ) -> Result<ExecReport, MysqlError> {
         crate::cancel::check().map_err(|_| self.cancelled(sql))?;
         let mut state = self.borrow_state()?;
-        let context = excerpt(sql);
         let conn = state.conn();
         let bound = values::bind(self, conn, sql, params)?;
         let result = self.watched(|| -> Result<ExecReport, mysql::Error> {
@@ -900,6 +909,30 @@ impl Db {
                 Err(e)
             }
         }
+    }
+
+    /// Runs the statements of a `.sql` script in one transaction. `BEGIN`, `START
+    /// TRANSACTION`, `COMMIT`, `END` and `ROLLBACK` statements in the script are skipped, since
+    /// the script is one transaction already (MySQL still commits at each `CREATE`, `ALTER`
+    /// or `DROP`). An error names the script, the statement's line and the server's message.
+    pub fn run_script<R: std::io::Read>(
+        &self,
+        statements: &mut crate::formats::SqlStatements<R>,
+    ) -> Result<super::ScriptReport, MysqlError> {
+        self.transaction(|| {
+            let mut report = super::ScriptReport::default();
+            while let Some(st) = statements.next_statement()? {
+                if super::is_transaction_control(&st.sql) {
+                    report.skipped += 1;
+                    continue;
+                }
+                let at = crate::formats::Location::file(statements.name()).at_line(st.line);
+                let done = self.exec_in(&st.sql, &Params::None, at.to_string())?;
+                report.statements += 1;
+                report.changes += done.affected;
+            }
+            Ok(report)
+        })
     }
 
     /// A sink inserting into `table` with multi-row `INSERT`s.

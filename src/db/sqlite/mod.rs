@@ -377,11 +377,7 @@ impl Db {
         self.transaction(|| {
             let mut report = ScriptReport::default();
             while let Some(st) = statements.next_statement()? {
-                let upper = st.sql.trim_end_matches(';').trim().to_ascii_uppercase();
-                let first = upper.split_whitespace().next().unwrap_or("");
-                if matches!(first, "BEGIN" | "COMMIT" | "END")
-                    || (first == "ROLLBACK" && !upper.contains(" TO "))
-                {
+                if super::is_transaction_control(&st.sql) {
                     report.skipped += 1;
                     continue;
                 }
