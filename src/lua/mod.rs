@@ -28,6 +28,7 @@ mod row_batch;
 mod rows;
 mod sandbox;
 mod schema;
+mod sql_handle;
 mod sqlite;
 mod store;
 pub mod streams;

@@ -20,12 +20,14 @@ use mlua::{
 
 use super::RunHost;
 use super::options::Opts;
-use super::rows::{LuaSink, LuaSource, lua_err};
+use super::rows::{LuaSource, lua_err};
+use super::sql_handle::{self, SqlHandle};
+use crate::db::ScriptReport;
 use crate::db::mysql::{
     BulkMode, CONNECT_TIMEOUT_RANGE, Db, InsertOptions, MysqlError, MysqlOptions, MysqlTarget,
     OnConflict, SslMode, TIMEOUT_RANGE, TableSink,
 };
-use crate::formats::{ProjectedSink, RowSink};
+use crate::formats::SqlStatements;
 use crate::storage::{StorageConfig, confine_path};
 use crate::units::DurationRange;
 
@@ -220,33 +222,43 @@ struct LuaDb {
     warned: bool,
 }
 
-impl LuaDb {
+impl SqlHandle for LuaDb {
+    type Db = Db;
+    type Insert = InsertOptions;
+    type Sink = TableSink;
+
     fn db(&self) -> mlua::Result<&Db> {
         self.db
             .as_ref()
             .ok_or_else(|| lua_err("mysql: the connection is closed"))
     }
-}
 
-/// A table sink with the writer options applied, for `db:writer`.
-fn table_sink(
-    db: &Db,
-    table: &str,
-    opts: LuaValue,
-    func: &str,
-) -> mlua::Result<(ProjectedSink<TableSink>, String, Option<Vec<String>>)> {
-    let mut o = Opts::new(opts, func)?;
-    let io = insert_options(&mut o)?;
-    let mut wo = o.write_options(&format!("{}: table {table}", db.name()))?;
-    wo.header = o.strings("names")?;
-    o.finish()?;
-    let name = wo.name.clone();
-    let columns = wo.columns.clone();
-    Ok((
-        ProjectedSink::new(db.table_sink(table, io), wo),
-        name,
-        columns,
-    ))
+    fn close(&mut self) {
+        self.db = None;
+    }
+
+    fn shown(&self) -> Option<String> {
+        self.db.as_ref().map(|db| db.name().to_string())
+    }
+
+    fn db_name(db: &Db) -> String {
+        db.name().to_string()
+    }
+
+    fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
+        insert_options(o)
+    }
+
+    fn table_sink(db: &Db, table: &str, io: InsertOptions) -> TableSink {
+        db.table_sink(table, io)
+    }
+
+    fn run_script(
+        db: &Db,
+        st: &mut SqlStatements<Box<dyn std::io::Read>>,
+    ) -> mlua::Result<ScriptReport> {
+        db.run_script(st).map_err(lua_err)
+    }
 }
 
 impl UserData for LuaDb {
@@ -298,28 +310,10 @@ impl UserData for LuaDb {
                 Ok((report.inserted, report.skipped, report.method))
             },
         );
-        methods.add_method("run", |lua, this, script: LuaValue| {
-            let db = this.db()?;
-            super::formats::run_script(lua, script, |st| db.run_script(st).map_err(lua_err))
-        });
-        methods.add_method("writer", |lua, this, (table, opts): (String, LuaValue)| {
-            let (sink, name, columns) = table_sink(this.db()?, &table, opts, "db:writer")?;
-            let sink: Box<dyn RowSink> = Box::new(sink);
-            lua.create_userdata(LuaSink::new(sink, None, columns, &name))
-        });
         methods.add_method("connection_id", |_, this, ()| {
             Ok(this.db()?.connection_id())
         });
-        methods.add_method_mut("close", |_, this, ()| {
-            this.db = None;
-            Ok(())
-        });
-        methods.add_meta_method("__tostring", |_, this, ()| {
-            Ok(match &this.db {
-                Some(db) => format!("Db({})", db.name()),
-                None => "Db(closed)".into(),
-            })
-        });
+        sql_handle::add_shared_methods(methods);
     }
 }
 

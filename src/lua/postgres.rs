@@ -18,11 +18,12 @@ use mlua::{
 use super::RunHost;
 use super::host_error::{Classify, Kind, host_err};
 use super::options::Opts;
-use super::rows::{LuaSink, LuaSource, lua_err};
+use super::rows::{LuaSource, lua_err};
+use super::sql_handle::{self, CountingSink, SqlHandle};
 use super::sqlite::{insert_options, params};
-use crate::db::NamedDatabase;
 use crate::db::postgres::{PgDb, PgError, PgOptions, PgTableSink, SslMode};
-use crate::formats::ProjectedSink;
+use crate::db::{InsertOptions, InsertReport, NamedDatabase, ScriptReport};
+use crate::formats::SqlStatements;
 use crate::storage::{StorageConfig, confine_path};
 use crate::units::DurationRange;
 
@@ -220,33 +221,53 @@ fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<PgDb> {
 /// The Lua handle of a connection; `None` once closed.
 struct LuaPg(Option<PgDb>);
 
-impl LuaPg {
+impl SqlHandle for LuaPg {
+    type Db = PgDb;
+    type Insert = InsertOptions;
+    type Sink = PgTableSink;
+
     fn db(&self) -> mlua::Result<&PgDb> {
         self.0
             .as_ref()
             .ok_or_else(|| lua_err("the database is closed"))
     }
+
+    fn close(&mut self) {
+        self.0 = None;
+    }
+
+    fn shown(&self) -> Option<String> {
+        self.0.as_ref().map(|db| db.name().to_string())
+    }
+
+    fn db_name(db: &PgDb) -> String {
+        db.name().to_string()
+    }
+
+    fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
+        insert_options(o)
+    }
+
+    fn table_sink(db: &PgDb, table: &str, io: InsertOptions) -> PgTableSink {
+        db.table_sink(table, io)
+    }
+
+    fn run_script(
+        db: &PgDb,
+        st: &mut SqlStatements<Box<dyn std::io::Read>>,
+    ) -> mlua::Result<ScriptReport> {
+        db.run_script(st).map_err(lua_err)
+    }
 }
 
-/// A table sink with the writer options applied, for `db:writer` and `db:insert`.
-fn table_sink(
-    db: &PgDb,
-    table: &str,
-    opts: LuaValue,
-    func: &str,
-) -> mlua::Result<(ProjectedSink<PgTableSink>, String, Option<Vec<String>>)> {
-    let mut o = Opts::new(opts, func)?;
-    let io = insert_options(&mut o)?;
-    let mut wo = o.write_options(&format!("{}: table {table}", db.name()))?;
-    wo.header = o.strings("names")?;
-    o.finish()?;
-    let name = wo.name.clone();
-    let columns = wo.columns.clone();
-    Ok((
-        ProjectedSink::new(db.table_sink(table, io), wo),
-        name,
-        columns,
-    ))
+impl CountingSink for PgTableSink {
+    fn set_input(&mut self, name: &str) {
+        PgTableSink::set_input(self, name);
+    }
+
+    fn report(&self) -> InsertReport {
+        PgTableSink::report(self)
+    }
 }
 
 impl UserData for LuaPg {
@@ -262,41 +283,10 @@ impl UserData for LuaPg {
             let db = ud.borrow::<LuaPg>()?.db()?.clone();
             db.transaction(|| f.call::<MultiValue>(ud.clone()))
         });
-        methods.add_method(
-            "insert",
-            |lua, this, (table, src, opts): (String, AnyUserData, LuaValue)| {
-                let (mut sink, _, _) = table_sink(this.db()?, &table, opts, "db:insert")?;
-                let mut s = src.borrow_mut::<LuaSource>().map_err(|_| {
-                    lua_err("db:insert: expected a row source (a reader or db:query) as the second argument")
-                })?;
-                let src = s.get()?;
-                sink.inner_mut().set_input(src.name());
-                let r = crate::formats::pipe(src.as_mut(), &mut sink);
-                s.finished(lua);
-                r.map_err(lua_err)?;
-                crate::formats::RowSink::finish(&mut sink).map_err(lua_err)?;
-                let report = sink.inner_mut().report();
-                Ok((report.inserted, report.skipped))
-            },
-        );
-        methods.add_method("writer", |lua, this, (table, opts): (String, LuaValue)| {
-            let (sink, name, columns) = table_sink(this.db()?, &table, opts, "db:writer")?;
-            lua.create_userdata(LuaSink::new(Box::new(sink), None, columns, &name))
+        methods.add_method("insert", |lua, this, args| {
+            sql_handle::insert::<LuaPg>(lua, this.db()?, args)
         });
-        methods.add_method("run", |lua, this, script: LuaValue| {
-            let db = this.db()?;
-            super::formats::run_script(lua, script, |st| db.run_script(st).map_err(lua_err))
-        });
-        methods.add_method_mut("close", |_, this, ()| {
-            this.0 = None;
-            Ok(())
-        });
-        methods.add_meta_method("__tostring", |_, this, ()| {
-            Ok(match &this.0 {
-                Some(db) => format!("Db({})", db.name()),
-                None => "Db(closed)".into(),
-            })
-        });
+        sql_handle::add_shared_methods(methods);
     }
 }
 

@@ -11,9 +11,13 @@ use mlua::{
 };
 
 use super::options::Opts;
-use super::rows::{LuaSink, LuaSource, lua_err, lua_to_value};
-use crate::db::{Db, DbError, FileCheck, InsertOptions, OnConflict, Params, TableSink};
-use crate::formats::{ProjectedSink, RowSink};
+use super::rows::{LuaSource, lua_err, lua_to_value};
+use super::sql_handle::{self, CountingSink, SqlHandle};
+use crate::db::{
+    Db, DbError, FileCheck, InsertOptions, InsertReport, OnConflict, Params, ScriptReport,
+    TableSink,
+};
+use crate::formats::SqlStatements;
 use crate::storage::{StorageConfig, confine_path};
 
 /// Registers `ferry.sqlite`.
@@ -140,33 +144,53 @@ pub(super) fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
 /// The Lua handle of a database; `None` once closed.
 struct LuaDb(Option<Db>);
 
-impl LuaDb {
+impl SqlHandle for LuaDb {
+    type Db = Db;
+    type Insert = InsertOptions;
+    type Sink = TableSink;
+
     fn db(&self) -> mlua::Result<&Db> {
         self.0
             .as_ref()
             .ok_or_else(|| lua_err("the database is closed"))
     }
+
+    fn close(&mut self) {
+        self.0 = None;
+    }
+
+    fn shown(&self) -> Option<String> {
+        self.0.as_ref().map(|db| db.name().to_string())
+    }
+
+    fn db_name(db: &Db) -> String {
+        db.name().to_string()
+    }
+
+    fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
+        insert_options(o)
+    }
+
+    fn table_sink(db: &Db, table: &str, io: InsertOptions) -> TableSink {
+        db.table_sink(table, io)
+    }
+
+    fn run_script(
+        db: &Db,
+        st: &mut SqlStatements<Box<dyn std::io::Read>>,
+    ) -> mlua::Result<ScriptReport> {
+        db.run_script(st).map_err(lua_err)
+    }
 }
 
-/// A table sink with the writer options applied, for `db:writer` and `db:insert`.
-fn table_sink(
-    db: &Db,
-    table: &str,
-    opts: LuaValue,
-    func: &str,
-) -> mlua::Result<(ProjectedSink<TableSink>, String, Option<Vec<String>>)> {
-    let mut o = Opts::new(opts, func)?;
-    let io = insert_options(&mut o)?;
-    let mut wo = o.write_options(&format!("{}: table {table}", db.name()))?;
-    wo.header = o.strings("names")?;
-    o.finish()?;
-    let name = wo.name.clone();
-    let columns = wo.columns.clone();
-    Ok((
-        ProjectedSink::new(db.table_sink(table, io), wo),
-        name,
-        columns,
-    ))
+impl CountingSink for TableSink {
+    fn set_input(&mut self, name: &str) {
+        TableSink::set_input(self, name);
+    }
+
+    fn report(&self) -> InsertReport {
+        TableSink::report(self)
+    }
 }
 
 impl UserData for LuaDb {
@@ -182,41 +206,10 @@ impl UserData for LuaDb {
             let db = ud.borrow::<LuaDb>()?.db()?.clone();
             db.transaction(|| f.call::<MultiValue>(ud.clone()))
         });
-        methods.add_method(
-            "insert",
-            |lua, this, (table, src, opts): (String, AnyUserData, LuaValue)| {
-                let (mut sink, _, _) = table_sink(this.db()?, &table, opts, "db:insert")?;
-                let mut s = src.borrow_mut::<LuaSource>().map_err(|_| {
-                    lua_err("db:insert: expected a row source (a reader or db:query) as the second argument")
-                })?;
-                let src = s.get()?;
-                sink.inner_mut().set_input(src.name());
-                let r = crate::formats::pipe(src.as_mut(), &mut sink);
-                s.finished(lua);
-                r.map_err(lua_err)?;
-                sink.finish().map_err(lua_err)?;
-                let report = sink.inner_mut().report();
-                Ok((report.inserted, report.skipped))
-            },
-        );
-        methods.add_method("writer", |lua, this, (table, opts): (String, LuaValue)| {
-            let (sink, name, columns) = table_sink(this.db()?, &table, opts, "db:writer")?;
-            lua.create_userdata(LuaSink::new(Box::new(sink), None, columns, &name))
+        methods.add_method("insert", |lua, this, args| {
+            sql_handle::insert::<LuaDb>(lua, this.db()?, args)
         });
-        methods.add_method("run", |lua, this, script: LuaValue| {
-            let db = this.db()?;
-            super::formats::run_script(lua, script, |st| db.run_script(st).map_err(lua_err))
-        });
-        methods.add_method_mut("close", |_, this, ()| {
-            this.0 = None;
-            Ok(())
-        });
-        methods.add_meta_method("__tostring", |_, this, ()| {
-            Ok(match &this.0 {
-                Some(db) => format!("Db({})", db.name()),
-                None => "Db(closed)".into(),
-            })
-        });
+        sql_handle::add_shared_methods(methods);
     }
 }
 
