@@ -732,6 +732,7 @@ pub fn versions(h: &dyn HistoryStore) {
     assert_eq!(list[0].origin, VersionOrigin::Api);
     assert_eq!(list[0].written_by.as_deref(), Some("ci"));
     assert!(list[0].source.is_none());
+    assert_eq!(list[1].hash, "h2");
     assert_eq!(h.versions("a", 2, 2).unwrap().0[0].hash, "h1");
     let v = h.version("a", "h2").unwrap().unwrap();
     assert_eq!(v.source.as_deref(), Some("two"));
@@ -803,6 +804,8 @@ pub fn hosts(h: &dyn HistoryStore) {
 
 #[cfg(test)]
 mod tests {
+    /// The SQLite history's own tests: versions and tokens included (they have no unit tests
+    /// of their own beside this suite).
     #[test]
     fn sqlite_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();

@@ -124,29 +124,3 @@ impl TokenStore for SqliteHistory {
         Ok(found)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_created_found_by_hash_and_revoked() {
-        let dir = tempfile::tempdir().unwrap();
-        let h = SqliteHistory::open(&dir.path().join("h.db")).unwrap();
-        assert!(!h.has_tokens().unwrap());
-        assert!(h.create_token("ci", "aa", "run").unwrap());
-        assert!(!h.create_token("ci", "bb", "read").unwrap());
-        assert!(h.has_tokens().unwrap());
-        assert_eq!(
-            h.token_by_hash("aa").unwrap(),
-            Some(("ci".to_owned(), "run".to_owned()))
-        );
-        assert_eq!(h.token_by_hash("bb").unwrap(), None);
-        let list = h.tokens().unwrap();
-        assert_eq!(list.len(), 1);
-        assert!(list[0].last_used.is_some());
-        assert!(h.revoke_token("ci").unwrap());
-        assert!(!h.revoke_token("ci").unwrap());
-        assert_eq!(h.token_by_hash("aa").unwrap(), None);
-    }
-}

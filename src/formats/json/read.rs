@@ -8,19 +8,77 @@ use crate::formats::error::{FormatError, Location, OnError, SkipReport, skip_or_
 use crate::formats::options::ReadOptions;
 use crate::formats::row::{RowSource, Value};
 
+/// What both readers keep: the object parser, the first object read ahead (to learn the
+/// columns), the row being read with every column, the visible columns and their positions,
+/// and the rows skipped under `on_error = "continue"`.
+struct Objects {
+    parser: ObjectParser,
+    first: Option<Vec<Value>>,
+    full: Vec<Value>,
+    columns: Vec<String>,
+    keep: Vec<usize>,
+    policy: OnError,
+    skipped: SkipReport,
+}
+
+impl Objects {
+    fn new(opts: &ReadOptions) -> Objects {
+        Objects {
+            parser: ObjectParser::new(opts),
+            first: None,
+            full: Vec::new(),
+            columns: Vec::new(),
+            keep: Vec::new(),
+            policy: opts.on_error,
+            skipped: SkipReport::default(),
+        }
+    }
+
+    /// Checks the declared types (when the columns are given), then reads ahead to the first
+    /// object (`read` reads the next one into `full`; false at the end), skipping bad ones
+    /// under the error policy once the columns are known, and settles the visible columns.
+    fn read_ahead<S>(
+        src: &mut S,
+        format: &'static str,
+        objects: fn(&mut S) -> &mut Objects,
+        read: fn(&mut S) -> Result<bool, FormatError>,
+    ) -> Result<(), FormatError> {
+        let o = objects(src);
+        if !o.parser.learn {
+            o.parser.read_opts.check_types(format, &o.parser.columns)?;
+            o.parser.types = o.parser.read_opts.types_for(&o.parser.columns);
+        }
+        loop {
+            let got = read(src);
+            let o = objects(src);
+            match got {
+                Ok(true) => {
+                    o.first = Some(std::mem::take(&mut o.full));
+                    break;
+                }
+                Ok(false) => break,
+                Err(e) if o.parser.learned || !o.parser.learn => {
+                    skip_or_fail(o.policy, &mut o.skipped, e)?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let o = objects(src);
+        o.columns = o.parser.visible();
+        o.keep = (0..o.parser.columns.len())
+            .filter(|&i| !o.parser.exclude.contains(&o.parser.columns[i]))
+            .collect();
+        Ok(())
+    }
+}
+
 /// A row source over a JSON array of objects.
 pub struct JsonReader<R: Read> {
     scan: Scanner<R>,
-    parser: ObjectParser,
+    obj: Objects,
     buf: Vec<u8>,
-    first: Option<Vec<Value>>,
-    columns: Vec<String>,
     started: bool,
     done: bool,
-    policy: OnError,
-    skipped: SkipReport,
-    full: Vec<Value>,
-    keep: Vec<usize>,
 }
 
 impl<R: Read> JsonReader<R> {
@@ -33,16 +91,10 @@ impl<R: Read> JsonReader<R> {
                 col: 1,
                 name: opts.name.clone(),
             },
-            parser: ObjectParser::new(opts),
+            obj: Objects::new(opts),
             buf: Vec::new(),
-            first: None,
-            columns: Vec::new(),
             started: false,
             done: false,
-            policy: opts.on_error,
-            skipped: SkipReport::default(),
-            full: Vec::new(),
-            keep: Vec::new(),
         };
         match this.scan.skip_ws()? {
             Some(b'[') => this.scan.bump(b'['),
@@ -59,34 +111,16 @@ impl<R: Read> JsonReader<R> {
                 ));
             }
         }
-        if !this.parser.learn {
-            this.parser
-                .read_opts
-                .check_types("json", &this.parser.columns)?;
-            this.parser.types = this.parser.read_opts.types_for(&this.parser.columns);
-        }
-        let mut row = Vec::new();
-        loop {
-            match this.read_object(&mut row) {
-                Ok(true) => {
-                    this.first = Some(std::mem::take(&mut this.full));
-                    break;
-                }
-                Ok(false) => break,
-                Err(e) if this.parser.learned || !this.parser.learn => {
-                    skip_or_fail(this.policy, &mut this.skipped, e)?
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        this.columns = this.parser.visible();
-        this.keep = (0..this.parser.columns.len())
-            .filter(|&i| !this.parser.exclude.contains(&this.parser.columns[i]))
-            .collect();
+        Objects::read_ahead(
+            &mut this,
+            "json",
+            |r| &mut r.obj,
+            |r| r.read_object(&mut Vec::new()),
+        )?;
         Ok(this)
     }
 
-    /// Reads the next object into `self.full` (all columns). False at the closing `]`.
+    /// Reads the next object into `self.obj.full` (all columns). False at the closing `]`.
     fn read_object(&mut self, _row: &mut Vec<Value>) -> Result<bool, FormatError> {
         if self.done {
             return Ok(false);
@@ -138,9 +172,9 @@ impl<R: Read> JsonReader<R> {
             self.done = true;
             return Err(e);
         }
-        let mut full = std::mem::take(&mut self.full);
-        let r = self.parser.parse(&self.buf, line, col, &mut full);
-        self.full = full;
+        let mut full = std::mem::take(&mut self.obj.full);
+        let r = self.obj.parser.parse(&self.buf, line, col, &mut full);
+        self.obj.full = full;
         r.map(|_| true)
     }
 
@@ -174,31 +208,31 @@ impl<R: Read> JsonReader<R> {
 
 impl<R: Read> RowSource for JsonReader<R> {
     fn columns(&self) -> &[String] {
-        &self.columns
+        &self.obj.columns
     }
 
     fn next_row(&mut self, row: &mut Vec<Value>) -> Result<bool, FormatError> {
-        if let Some(full) = self.first.take() {
-            self.full = full;
+        if let Some(full) = self.obj.first.take() {
+            self.obj.full = full;
         } else {
             loop {
                 match self.read_object(row) {
                     Ok(true) => break,
                     Ok(false) => return Ok(false),
-                    Err(e) => skip_or_fail(self.policy, &mut self.skipped, e)?,
+                    Err(e) => skip_or_fail(self.obj.policy, &mut self.obj.skipped, e)?,
                 }
             }
         }
-        pick(&self.full, &self.keep, row);
+        pick(&self.obj.full, &self.obj.keep, row);
         Ok(true)
     }
 
     fn skipped(&self) -> Option<&SkipReport> {
-        Some(&self.skipped)
+        Some(&self.obj.skipped)
     }
 
     fn name(&self) -> &str {
-        &self.parser.name
+        &self.obj.parser.name
     }
 }
 
@@ -212,15 +246,9 @@ fn pick(full: &[Value], keep: &[usize], row: &mut Vec<Value>) {
 /// A row source over NDJSON: one object per line; blank lines are skipped.
 pub struct NdjsonReader<R: Read> {
     input: BufReader<R>,
-    parser: ObjectParser,
+    obj: Objects,
     buf: Vec<u8>,
     line: u64,
-    first: Option<Vec<Value>>,
-    full: Vec<Value>,
-    columns: Vec<String>,
-    keep: Vec<usize>,
-    policy: OnError,
-    skipped: SkipReport,
 }
 
 impl<R: Read> NdjsonReader<R> {
@@ -228,39 +256,11 @@ impl<R: Read> NdjsonReader<R> {
     pub fn new(input: R, opts: &ReadOptions) -> Result<Self, FormatError> {
         let mut this = NdjsonReader {
             input: BufReader::with_capacity(64 * 1024, input),
-            parser: ObjectParser::new(opts),
+            obj: Objects::new(opts),
             buf: Vec::new(),
             line: 0,
-            first: None,
-            full: Vec::new(),
-            columns: Vec::new(),
-            keep: Vec::new(),
-            policy: opts.on_error,
-            skipped: SkipReport::default(),
         };
-        if !this.parser.learn {
-            this.parser
-                .read_opts
-                .check_types("ndjson", &this.parser.columns)?;
-            this.parser.types = this.parser.read_opts.types_for(&this.parser.columns);
-        }
-        loop {
-            match this.read_line() {
-                Ok(true) => {
-                    this.first = Some(std::mem::take(&mut this.full));
-                    break;
-                }
-                Ok(false) => break,
-                Err(e) if this.parser.learned || !this.parser.learn => {
-                    skip_or_fail(this.policy, &mut this.skipped, e)?
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        this.columns = this.parser.visible();
-        this.keep = (0..this.parser.columns.len())
-            .filter(|&i| !this.parser.exclude.contains(&this.parser.columns[i]))
-            .collect();
+        Objects::read_ahead(&mut this, "ndjson", |r| &mut r.obj, |r| r.read_line())?;
         Ok(this)
     }
 
@@ -270,7 +270,7 @@ impl<R: Read> NdjsonReader<R> {
             let n = self
                 .input
                 .read_until(b'\n', &mut self.buf)
-                .map_err(|e| FormatError::io(&self.parser.name, e))?;
+                .map_err(|e| FormatError::io(&self.obj.parser.name, e))?;
             if n == 0 {
                 return Ok(false);
             }
@@ -282,19 +282,20 @@ impl<R: Read> NdjsonReader<R> {
             let col = 1 + (self.buf.len() - self.buf.trim_ascii_start().len()) as u64;
             if text.first() != Some(&b'{') {
                 return Err(FormatError::data(
-                    Location::file(&self.parser.name)
+                    Location::file(&self.obj.parser.name)
                         .at_line(self.line)
                         .at_column(col),
                     "expected an object (one row per line)",
                 ));
             }
-            let mut full = std::mem::take(&mut self.full);
+            let mut full = std::mem::take(&mut self.obj.full);
             let start = self.buf.len() - self.buf.trim_ascii_start().len();
             let end = start + text.len();
             let r = self
+                .obj
                 .parser
                 .parse(&self.buf[start..end], self.line, col, &mut full);
-            self.full = full;
+            self.obj.full = full;
             return r.map(|_| true);
         }
     }
@@ -302,30 +303,30 @@ impl<R: Read> NdjsonReader<R> {
 
 impl<R: Read> RowSource for NdjsonReader<R> {
     fn columns(&self) -> &[String] {
-        &self.columns
+        &self.obj.columns
     }
 
     fn next_row(&mut self, row: &mut Vec<Value>) -> Result<bool, FormatError> {
-        if let Some(full) = self.first.take() {
-            self.full = full;
+        if let Some(full) = self.obj.first.take() {
+            self.obj.full = full;
         } else {
             loop {
                 match self.read_line() {
                     Ok(true) => break,
                     Ok(false) => return Ok(false),
-                    Err(e) => skip_or_fail(self.policy, &mut self.skipped, e)?,
+                    Err(e) => skip_or_fail(self.obj.policy, &mut self.obj.skipped, e)?,
                 }
             }
         }
-        pick(&self.full, &self.keep, row);
+        pick(&self.obj.full, &self.obj.keep, row);
         Ok(true)
     }
 
     fn skipped(&self) -> Option<&SkipReport> {
-        Some(&self.skipped)
+        Some(&self.obj.skipped)
     }
 
     fn name(&self) -> &str {
-        &self.parser.name
+        &self.obj.parser.name
     }
 }
