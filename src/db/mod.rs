@@ -27,6 +27,26 @@ fn is_transaction_control(sql: &str) -> bool {
     }
 }
 
+/// The loop of every backend's `run_script`: runs the statements of a `.sql` script one by
+/// one, skipping transaction control (the caller runs the whole script in one transaction).
+/// `exec` runs one statement, given with the script's name for its error's location, and
+/// returns the rows it changed.
+fn run_statements<R: std::io::Read, E: From<crate::formats::FormatError>>(
+    statements: &mut crate::formats::SqlStatements<R>,
+    mut exec: impl FnMut(&crate::formats::SqlStatement, &str) -> Result<u64, E>,
+) -> Result<ScriptReport, E> {
+    let mut report = ScriptReport::default();
+    while let Some(st) = statements.next_statement()? {
+        if is_transaction_control(&st.sql) {
+            report.skipped += 1;
+            continue;
+        }
+        report.changes += exec(&st, statements.name())?;
+        report.statements += 1;
+    }
+    Ok(report)
+}
+
 /// `[databases.NAME]` of `ferry.toml`, checked: a server database that `ferry.postgres.connect`
 /// and `ferry.mysql.connect` (and the export/import plugins' `db`) reach by name. The URL's
 /// scheme says which ([`NamedDatabase::scheme`]). The password comes from the URL, `password`

@@ -14,20 +14,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mlua::{
-    AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue,
-};
+use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 
 use super::RunHost;
 use super::options::Opts;
 use super::rows::{LuaSource, lua_err};
 use super::sql_handle::{self, SqlHandle};
-use crate::db::ScriptReport;
 use crate::db::mysql::{
     BulkMode, CONNECT_TIMEOUT_RANGE, Db, InsertOptions, MysqlError, MysqlOptions, MysqlTarget,
     OnConflict, SslMode, TIMEOUT_RANGE, TableSink,
 };
-use crate::formats::SqlStatements;
 use crate::storage::{StorageConfig, confine_path};
 use crate::units::DurationRange;
 
@@ -222,64 +218,24 @@ struct LuaDb {
     warned: bool,
 }
 
-impl SqlHandle for LuaDb {
-    type Db = Db;
-    type Insert = InsertOptions;
-    type Sink = TableSink;
-
-    fn db(&self) -> mlua::Result<&Db> {
-        self.db
-            .as_ref()
-            .ok_or_else(|| lua_err("mysql: the connection is closed"))
-    }
-
-    fn close(&mut self) {
-        self.db = None;
-    }
-
-    fn shown(&self) -> Option<String> {
-        self.db.as_ref().map(|db| db.name().to_string())
-    }
-
-    fn db_name(db: &Db) -> String {
-        db.name().to_string()
-    }
-
-    fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
-        insert_options(o)
-    }
-
-    fn table_sink(db: &Db, table: &str, io: InsertOptions) -> TableSink {
-        db.table_sink(table, io)
-    }
-
-    fn run_script(
-        db: &Db,
-        st: &mut SqlStatements<Box<dyn std::io::Read>>,
-    ) -> mlua::Result<ScriptReport> {
-        db.run_script(st).map_err(lua_err)
-    }
-}
+sql_handle::sql_handle!(
+    LuaDb,
+    db,
+    Db,
+    InsertOptions,
+    TableSink,
+    insert_options,
+    "mysql: the connection is closed"
+);
 
 impl UserData for LuaDb {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("query", |lua, this, (sql, args): (String, LuaValue)| {
-            let q = this
-                .db()?
-                .query(&sql, &super::sqlite::params(args)?)
-                .map_err(lua_err)?;
-            lua.create_userdata(LuaSource::new(Box::new(q)))
-        });
         methods.add_method("exec", |_, this, (sql, args): (String, LuaValue)| {
             let r = this
                 .db()?
                 .exec(&sql, &super::sqlite::params(args)?)
                 .map_err(lua_err)?;
             Ok((r.affected, r.last_insert_id))
-        });
-        methods.add_function("transaction", |_, (ud, f): (AnyUserData, Function)| {
-            let db = ud.borrow::<LuaDb>()?.db()?.clone();
-            db.transaction(|| f.call::<MultiValue>(ud.clone()))
         });
         methods.add_method_mut(
             "insert",

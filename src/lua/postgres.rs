@@ -11,19 +11,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use mlua::{
-    AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue,
-};
+use mlua::{Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 
 use super::RunHost;
 use super::host_error::{Classify, Kind, host_err};
 use super::options::Opts;
-use super::rows::{LuaSource, lua_err};
+use super::rows::lua_err;
 use super::sql_handle::{self, CountingSink, SqlHandle};
 use super::sqlite::{insert_options, params};
 use crate::db::postgres::{PgDb, PgError, PgOptions, PgTableSink, SslMode};
-use crate::db::{InsertOptions, InsertReport, NamedDatabase, ScriptReport};
-use crate::formats::SqlStatements;
+use crate::db::{InsertOptions, InsertReport, NamedDatabase};
 use crate::storage::{StorageConfig, confine_path};
 use crate::units::DurationRange;
 
@@ -221,44 +218,15 @@ fn connect(ctx: &Ctx, url: &str, opts: LuaValue) -> mlua::Result<PgDb> {
 /// The Lua handle of a connection; `None` once closed.
 struct LuaPg(Option<PgDb>);
 
-impl SqlHandle for LuaPg {
-    type Db = PgDb;
-    type Insert = InsertOptions;
-    type Sink = PgTableSink;
-
-    fn db(&self) -> mlua::Result<&PgDb> {
-        self.0
-            .as_ref()
-            .ok_or_else(|| lua_err("the database is closed"))
-    }
-
-    fn close(&mut self) {
-        self.0 = None;
-    }
-
-    fn shown(&self) -> Option<String> {
-        self.0.as_ref().map(|db| db.name().to_string())
-    }
-
-    fn db_name(db: &PgDb) -> String {
-        db.name().to_string()
-    }
-
-    fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
-        insert_options(o)
-    }
-
-    fn table_sink(db: &PgDb, table: &str, io: InsertOptions) -> PgTableSink {
-        db.table_sink(table, io)
-    }
-
-    fn run_script(
-        db: &PgDb,
-        st: &mut SqlStatements<Box<dyn std::io::Read>>,
-    ) -> mlua::Result<ScriptReport> {
-        db.run_script(st).map_err(lua_err)
-    }
-}
+sql_handle::sql_handle!(
+    LuaPg,
+    0,
+    PgDb,
+    InsertOptions,
+    PgTableSink,
+    insert_options,
+    "the database is closed"
+);
 
 impl CountingSink for PgTableSink {
     fn set_input(&mut self, name: &str) {
@@ -272,16 +240,8 @@ impl CountingSink for PgTableSink {
 
 impl UserData for LuaPg {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("query", |lua, this, (sql, args): (String, LuaValue)| {
-            let q = this.db()?.query(&sql, &params(args)?).map_err(lua_err)?;
-            lua.create_userdata(LuaSource::new(Box::new(q)))
-        });
         methods.add_method("exec", |_, this, (sql, args): (String, LuaValue)| {
             this.db()?.exec(&sql, &params(args)?).map_err(lua_err)
-        });
-        methods.add_function("transaction", |_, (ud, f): (AnyUserData, Function)| {
-            let db = ud.borrow::<LuaPg>()?.db()?.clone();
-            db.transaction(|| f.call::<MultiValue>(ud.clone()))
         });
         methods.add_method("insert", |lua, this, args| {
             sql_handle::insert::<LuaPg>(lua, this.db()?, args)

@@ -6,18 +6,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use mlua::{
-    AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue,
-};
+use mlua::{Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 
 use super::options::Opts;
-use super::rows::{LuaSource, lua_err, lua_to_value};
+use super::rows::{lua_err, lua_to_value};
 use super::sql_handle::{self, CountingSink, SqlHandle};
 use crate::db::{
-    Db, DbError, FileCheck, InsertOptions, InsertReport, OnConflict, Params, ScriptReport,
-    TableSink,
+    Db, DbError, FileCheck, InsertOptions, InsertReport, OnConflict, Params, TableSink,
 };
-use crate::formats::SqlStatements;
 use crate::storage::{StorageConfig, confine_path};
 
 /// Registers `ferry.sqlite`.
@@ -144,44 +140,15 @@ pub(super) fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
 /// The Lua handle of a database; `None` once closed.
 struct LuaDb(Option<Db>);
 
-impl SqlHandle for LuaDb {
-    type Db = Db;
-    type Insert = InsertOptions;
-    type Sink = TableSink;
-
-    fn db(&self) -> mlua::Result<&Db> {
-        self.0
-            .as_ref()
-            .ok_or_else(|| lua_err("the database is closed"))
-    }
-
-    fn close(&mut self) {
-        self.0 = None;
-    }
-
-    fn shown(&self) -> Option<String> {
-        self.0.as_ref().map(|db| db.name().to_string())
-    }
-
-    fn db_name(db: &Db) -> String {
-        db.name().to_string()
-    }
-
-    fn insert_options(o: &mut Opts) -> mlua::Result<InsertOptions> {
-        insert_options(o)
-    }
-
-    fn table_sink(db: &Db, table: &str, io: InsertOptions) -> TableSink {
-        db.table_sink(table, io)
-    }
-
-    fn run_script(
-        db: &Db,
-        st: &mut SqlStatements<Box<dyn std::io::Read>>,
-    ) -> mlua::Result<ScriptReport> {
-        db.run_script(st).map_err(lua_err)
-    }
-}
+sql_handle::sql_handle!(
+    LuaDb,
+    0,
+    Db,
+    InsertOptions,
+    TableSink,
+    insert_options,
+    "the database is closed"
+);
 
 impl CountingSink for TableSink {
     fn set_input(&mut self, name: &str) {
@@ -195,16 +162,8 @@ impl CountingSink for TableSink {
 
 impl UserData for LuaDb {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("query", |lua, this, (sql, args): (String, LuaValue)| {
-            let q = this.db()?.query(&sql, &params(args)?).map_err(lua_err)?;
-            lua.create_userdata(LuaSource::new(Box::new(q)))
-        });
         methods.add_method("exec", |_, this, (sql, args): (String, LuaValue)| {
             this.db()?.exec(&sql, &params(args)?).map_err(lua_err)
-        });
-        methods.add_function("transaction", |_, (ud, f): (AnyUserData, Function)| {
-            let db = ud.borrow::<LuaDb>()?.db()?.clone();
-            db.transaction(|| f.call::<MultiValue>(ud.clone()))
         });
         methods.add_method("insert", |lua, this, args| {
             sql_handle::insert::<LuaDb>(lua, this.db()?, args)

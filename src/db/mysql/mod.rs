@@ -920,18 +920,12 @@ impl Db {
         statements: &mut crate::formats::SqlStatements<R>,
     ) -> Result<super::ScriptReport, MysqlError> {
         self.transaction(|| {
-            let mut report = super::ScriptReport::default();
-            while let Some(st) = statements.next_statement()? {
-                if super::is_transaction_control(&st.sql) {
-                    report.skipped += 1;
-                    continue;
-                }
-                let at = crate::formats::Location::file(statements.name()).at_line(st.line);
-                let done = self.exec_in(&st.sql, &Params::None, at.to_string())?;
-                report.statements += 1;
-                report.changes += done.affected;
-            }
-            Ok(report)
+            super::run_statements(statements, |st, script| {
+                let at = crate::formats::Location::file(script).at_line(st.line);
+                Ok(self
+                    .exec_in(&st.sql, &Params::None, at.to_string())?
+                    .affected)
+            })
         })
     }
 

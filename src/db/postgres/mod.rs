@@ -1152,34 +1152,23 @@ impl PgDb {
         statements: &mut crate::formats::SqlStatements<R>,
     ) -> Result<super::ScriptReport, PgError> {
         self.transaction(|| {
-            let mut report = super::ScriptReport::default();
-            while let Some(st) = statements.next_statement()? {
-                if super::is_transaction_control(&st.sql) {
-                    report.skipped += 1;
-                    continue;
-                }
+            super::run_statements(statements, |st, script| {
                 let msgs = {
                     let _b = self.busy();
                     self.0.client.borrow_mut().simple_query(&st.sql)
                 }
                 .map_err(|e| {
-                    self.error(
-                        crate::formats::Location::file(statements.name())
-                            .at_line(st.line)
-                            .to_string(),
-                        &e,
-                    )
+                    let at = crate::formats::Location::file(script).at_line(st.line);
+                    self.error(at.to_string(), &e)
                 })?;
-                report.statements += 1;
-                report.changes += msgs
+                Ok(msgs
                     .iter()
                     .map(|m| match m {
                         tokio_postgres::SimpleQueryMessage::CommandComplete(n) => *n,
                         _ => 0,
                     })
-                    .sum::<u64>();
-            }
-            Ok(report)
+                    .sum::<u64>())
+            })
         })
     }
 

@@ -375,12 +375,7 @@ impl Db {
         statements: &mut SqlStatements<R>,
     ) -> Result<ScriptReport, DbError> {
         self.transaction(|| {
-            let mut report = ScriptReport::default();
-            while let Some(st) = statements.next_statement()? {
-                if super::is_transaction_control(&st.sql) {
-                    report.skipped += 1;
-                    continue;
-                }
+            super::run_statements(statements, |st, script| {
                 let at = |e: &rusqlite::Error| {
                     let (line, col) = match e {
                         rusqlite::Error::SqlInputError { offset, .. } if *offset >= 0 => {
@@ -391,7 +386,7 @@ impl Db {
                         }
                         _ => (st.line, None),
                     };
-                    let mut loc = Location::file(statements.name()).at_line(line);
+                    let mut loc = Location::file(script).at_line(line);
                     if let Some(c) = col {
                         loc = loc.at_column(c);
                     }
@@ -406,10 +401,8 @@ impl Db {
                         Err(e) => return Err(at(&e)),
                     }
                 }
-                report.statements += 1;
-                report.changes += self.conn.changes();
-            }
-            Ok(report)
+                Ok(self.conn.changes())
+            })
         })
     }
 
