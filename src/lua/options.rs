@@ -94,6 +94,18 @@ impl Opts {
         }
     }
 
+    /// A count that must lie in `lo..=hi`: a value outside is an error naming the range, never
+    /// quietly moved into it.
+    pub(crate) fn count_in(&mut self, key: &str, lo: u64, hi: u64) -> mlua::Result<Option<u64>> {
+        match self.count(key)? {
+            Some(n) if !(lo..=hi).contains(&n) => Err(mlua::Error::runtime(format!(
+                "{}: option `{key}`: {n} is out of range; expected {lo} to {hi}",
+                self.func
+            ))),
+            n => Ok(n),
+        }
+    }
+
     /// A list of strings option.
     pub(crate) fn strings(&mut self, key: &str) -> mlua::Result<Option<Vec<String>>> {
         match self.raw(key)? {

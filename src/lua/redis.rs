@@ -354,8 +354,8 @@ impl UserData for LuaRedis {
             let so = ScanOptions {
                 pattern: o.string("match")?.unwrap_or(d.pattern),
                 count: o
-                    .count("count")?
-                    .map(|n| n.clamp(1, 100_000) as u32)
+                    .count_in("count", 1, 100_000)?
+                    .map(|n| n as u32)
                     .unwrap_or(d.count),
                 kind: o.string("type")?,
             };
@@ -405,8 +405,8 @@ impl UserData for LuaRedis {
                 _ => Conflict::Replace,
             };
             let batch = o
-                .count("batch")?
-                .map(|n| n.clamp(1, 100_000) as usize)
+                .count_in("batch", 1, 100_000)?
+                .map(|n| n as usize)
                 .unwrap_or(d.batch);
             let (db, row_db) = match o.value("db")? {
                 LuaValue::Nil => (None, false),

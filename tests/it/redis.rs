@@ -69,6 +69,9 @@ fn lua_primitives_call_pipeline_scan_and_restore() {
           assert(tx[1] == "OK" and tx[2] == "OK")
           local ok, err = pcall(r.call, r, "INCR", "h")
           assert(not ok and tostring(err):find("INCR: WRONGTYPE"), tostring(err))
+          -- Out of range is an error naming the range, not a value quietly moved into it.
+          ok, err = pcall(r.scan, r, { count = 0 })
+          assert(not ok and tostring(err):find("option `count`: 0 is out of range; expected 1 to 100000", 1, true), tostring(err))
           r:call("RPUSH", "list:1", "a", "b")
           r:call("SET", "bin", "\0\1\2")
           r:call("SET", "ttl", "v", "PX", 100000)
