@@ -32,6 +32,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("stats", stats),
     ("notifications", notifications),
     ("versions", versions),
+    ("versions_pruned", versions_pruned),
     ("tokens", tokens),
     ("audit", audit),
     ("hosts", hosts),
@@ -737,6 +738,45 @@ pub fn versions(h: &dyn HistoryStore) {
     let v = h.version("a", "h2").unwrap().unwrap();
     assert_eq!(v.source.as_deref(), Some("two"));
     assert!(h.version("a", "nope").unwrap().is_none());
+}
+
+/// Retention prunes old script versions but keeps each job's two newest and every version a
+/// remaining run names.
+pub fn versions_pruned(h: &dyn HistoryStore) {
+    for (hash, source) in [
+        ("h0", "zero"),
+        ("h1", "one"),
+        ("h2", "two"),
+        ("h3", "three"),
+    ] {
+        assert!(
+            h.record_version("a", hash, VersionOrigin::File, None, source)
+                .unwrap()
+        );
+    }
+    assert!(
+        h.record_version("b", "h0", VersionOrigin::File, None, "b")
+            .unwrap()
+    );
+    // A queued run (retention keeps open runs) of version h1.
+    let run = h.create_run(&new_run("a")).unwrap();
+    h.set_script_version(run, "h1").unwrap();
+    // Everything is older than a cutoff a day ahead.
+    h.apply_retention(Utc::now() + chrono::Duration::days(1), 1000)
+        .unwrap();
+    let (list, total) = h.versions("a", 10, 0).unwrap();
+    let hashes: Vec<&str> = list.iter().map(|v| v.hash.as_str()).collect();
+    assert_eq!((total, hashes), (3, vec!["h3", "h2", "h1"]));
+    assert!(h.version("a", "h0").unwrap().is_none());
+    assert!(h.version("b", "h0").unwrap().is_some(), "b's only version");
+    // Nothing is pruned before its time.
+    assert!(
+        h.record_version("a", "h4", VersionOrigin::File, None, "four")
+            .unwrap()
+    );
+    h.apply_retention(Utc::now() - chrono::Duration::days(1), 1000)
+        .unwrap();
+    assert_eq!(h.versions("a", 10, 0).unwrap().1, 4);
 }
 
 /// Tokens are stored by hash, found, listed with their last use, revoked.

@@ -275,7 +275,9 @@ pub trait History {
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), HistoryError>;
     /// Deletes closed runs queued before `older_than`, and closed runs beyond the newest
-    /// `keep_per_job` of each job; returns how many were deleted.
+    /// `keep_per_job` of each job; returns how many were deleted. Script versions recorded
+    /// before `older_than` go too, unless they are one of a job's two newest (the active one
+    /// and the one a rollback returns to) or a remaining run ran (or is queued with) them.
     fn apply_retention(
         &self,
         older_than: chrono::DateTime<chrono::Utc>,
