@@ -151,6 +151,9 @@ pub struct Caller {
     pub name: String,
     /// Its scope.
     pub scope: Scope,
+    /// The SHA-256 of a named token (the config token and `anonymous` have none): what a
+    /// long-lived stream re-checks so that revoking the token ends it.
+    pub token_hash: Option<String>,
 }
 
 /// What a handler can add to its response for the audit log: the target when the path alone
@@ -242,10 +245,18 @@ pub fn resolve(state: &ApiState, given: &str) -> Result<Option<Caller>, ApiError
         return Ok(Some(Caller {
             name: CONFIG_TOKEN.to_owned(),
             scope: Scope::Admin,
+            token_hash: None,
         }));
     }
-    let found = state.history.token_by_hash(&hash_token(given))?;
-    Ok(found.and_then(|(name, scope)| Scope::parse(&scope).map(|scope| Caller { name, scope })))
+    let hash = hash_token(given);
+    let found = state.history.token_by_hash(&hash)?;
+    Ok(found.and_then(|(name, scope)| {
+        Scope::parse(&scope).map(|scope| Caller {
+            name,
+            scope,
+            token_hash: Some(hash),
+        })
+    }))
 }
 
 /// The caller of a request by its bearer header (a wrong one is refused even with a good
@@ -278,6 +289,7 @@ fn anonymous() -> Caller {
     Caller {
         name: ANONYMOUS.to_owned(),
         scope: Scope::Admin,
+        token_hash: None,
     }
 }
 

@@ -9,11 +9,13 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::response::sse::{Event as Sse, KeepAlive};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::auth::Caller;
 use super::runs::{number_param, pairs, run_id};
 use super::wire::ErrorBody;
 use super::{ApiError, ApiState};
@@ -26,6 +28,29 @@ const STREAM_QUEUE: usize = 64;
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
 /// Log lines sent per history read while following.
 const FOLLOW_BATCH: u32 = 1000;
+/// How often a stream opened with a named token checks that the token still exists: revoking
+/// it ends the caller's streams within this time (with a `revoked` event).
+const REVOKE_CHECK: Duration = Duration::from_secs(2);
+
+/// Whether the token a stream was opened with has been revoked (never, for the config token
+/// and when auth is off; a history that cannot be read does not end the stream).
+async fn revoked(state: &ApiState, caller: &Caller) -> bool {
+    let Some(hash) = caller.token_hash.clone() else {
+        return false;
+    };
+    matches!(
+        state.db(move |h| Ok(h.token_by_hash(&hash)?)).await,
+        Ok(None)
+    )
+}
+
+fn revoked_event(caller: &Caller) -> Sse {
+    Sse::default().event("revoked").data(
+        json!({ "type": "revoked", "token": caller.name,
+                "message": "the token this stream was opened with was revoked" })
+        .to_string(),
+    )
+}
 
 type Sender = tokio::sync::mpsc::Sender<Result<Sse, Infallible>>;
 
@@ -110,6 +135,7 @@ impl Filter {
     responses((status = 200, description = "an event stream", content_type = "text/event-stream", body = String), (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn stream(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(&q)?;
@@ -117,9 +143,17 @@ pub async fn stream(
     let (tx, response) = sse_response();
     let stop = state.shutdown.clone();
     tokio::spawn(async move {
+        let mut check = tokio::time::interval(REVOKE_CHECK);
         loop {
             let next = tokio::select! {
                 next = listener.next() => next,
+                _ = check.tick() => {
+                    if revoked(&state, &caller).await {
+                        let _ = tx.send(Ok(revoked_event(&caller))).await;
+                        return;
+                    }
+                    continue;
+                }
                 _ = stop.cancelled() => return,
                 _ = tx.closed() => return,
             };
@@ -141,7 +175,12 @@ pub async fn stream(
 /// `N` (from the history), then new ones as they come, with its progress, until it ends: the
 /// last event is `run_finished`. Each line is a `run_log` event whose `id:` is its sequence
 /// number, so a client that reconnects with `Last-Event-ID` (or `after`) misses nothing.
-pub async fn follow(state: ApiState, id: i64, after: i64) -> Result<Response, ApiError> {
+pub async fn follow(
+    state: ApiState,
+    caller: Caller,
+    id: i64,
+    after: i64,
+) -> Result<Response, ApiError> {
     // A run that does not exist is a 404 before the stream starts.
     state.db(move |h| Ok(h.get_run(id)?)).await?;
     let mut listener = state.handle.dispatcher.events().listen();
@@ -171,6 +210,10 @@ pub async fn follow(state: ApiState, id: i64, after: i64) -> Result<Response, Ap
             }
             if full {
                 continue;
+            }
+            if revoked(&state, &caller).await {
+                let _ = tx.send(Ok(revoked_event(&caller))).await;
+                return;
             }
             if run.state.is_closed() {
                 let end = Event::finished(&run);

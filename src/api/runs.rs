@@ -151,6 +151,7 @@ pub async fn detail(
         (status = "default", description = "An error", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<ApiState>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: axum::http::HeaderMap,
@@ -158,7 +159,7 @@ pub async fn logs(
     let id = run_id(&id)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     if let Some(after) = super::events::follow_request(&q, last_event_id)? {
-        return super::events::follow(state, id, after).await;
+        return super::events::follow(state, caller, id, after).await;
     }
     let (mut after, mut limit) = (0i64, 1000u32);
     for (k, v) in pairs(&q) {

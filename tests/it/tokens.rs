@@ -150,13 +150,29 @@ fn scopes_revocation_and_the_audit_log() {
     assert_eq!(s, StatusCode::OK);
     let (s, v) = call(&api, "POST", "/api/v1/jobs/greet/runs", &runner, None);
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
-    // Revoked by the CLI while the daemon runs: refused at once too.
+    // Revoked by the CLI while the daemon runs: refused at once too, and the event stream
+    // opened with it ends (a `revoked` event, then the end), though no request of the daemon's
+    // own revoked it.
+    let mut stream = api.events_with("/api/v1/events", &viewer);
+    let (ended_tx, ended) = std::sync::mpsc::channel();
+    let watcher = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while let Some(e) = stream.next_event() {
+            seen.push(e.event);
+        }
+        let _ = ended_tx.send(seen);
+    });
     let r = p.ferry(&["tokens", "revoke", "viewer"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(
         call(&api, "GET", "/api/v1/runs", &viewer, None).0,
         StatusCode::UNAUTHORIZED
     );
+    let seen = ended
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the stream of a revoked token ended");
+    assert_eq!(seen.last().map(String::as_str), Some("revoked"), "{seen:?}");
+    watcher.join().unwrap();
     // The config token is the admin token `config`.
     let (s, v) = call(&api, "POST", "/api/v1/jobs/greet/pause", TOKEN, None);
     assert_eq!(s, StatusCode::OK, "{v}");

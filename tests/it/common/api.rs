@@ -116,12 +116,17 @@ pub struct Sse {
 impl Api {
     /// Opens an event stream (GET with `Accept: text/event-stream`); panics unless it is one.
     pub fn events(&self, path: &str) -> EventStream {
+        self.events_with(path, TOKEN)
+    }
+
+    /// Opens an event stream with this token.
+    pub fn events_with(&self, path: &str, token: &str) -> EventStream {
         let r = Client::builder()
             .timeout(None)
             .build()
             .unwrap()
             .get(self.url(path))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token)
             .header("accept", "text/event-stream")
             .send()
             .unwrap();
