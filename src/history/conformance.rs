@@ -661,6 +661,25 @@ pub fn stats(h: &dyn HistoryStore) {
 
 /// Notifications are recorded once per run and target, due at once, retried, listed.
 pub fn notifications(h: &dyn HistoryStore) {
+    // The runs that ended since a time, in the order they ended (a notifier's catch-up).
+    let before = Utc::now() - chrono::Duration::seconds(5);
+    let (first, second) = (
+        h.create_run(&new_run("x")).unwrap(),
+        h.create_run(&new_run("y")).unwrap(),
+    );
+    assert!(h.runs_ended_since(before, 10).unwrap().is_empty());
+    h.finish_run(second, &end(RunState::Failed)).unwrap();
+    // Times are kept to the millisecond: the second end is a later one.
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    h.finish_run(first, &end(RunState::Succeeded)).unwrap();
+    assert_eq!(
+        h.runs_ended_since(before, 10).unwrap(),
+        vec![(second, "y".to_string()), (first, "x".to_string())]
+    );
+    assert_eq!(h.runs_ended_since(before, 1).unwrap().len(), 1);
+    let later = Utc::now() + chrono::Duration::seconds(5);
+    assert!(h.runs_ended_since(later, 10).unwrap().is_empty());
+
     let run = h.create_run(&new_run("a")).unwrap();
     let n = NewNotification {
         run_id: run,

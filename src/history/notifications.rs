@@ -118,6 +118,13 @@ pub trait NotificationLog {
     /// How the last run of `job` before run `before` that decided something ended (succeeded,
     /// failed, timed out or interrupted, and not retried), if there is one.
     fn previous_outcome(&self, job: &str, before: i64) -> Result<Option<RunState>, HistoryError>;
+    /// The runs (id and job) that ended at or after `since`, in the order they ended, at most
+    /// `limit`: what a notifier that fell behind the event bus reads again.
+    fn runs_ended_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, HistoryError>;
 }
 
 const COLUMNS: &str = "id, run_id, job, event, channel, target, state, attempts, reason, created_at, next_at, last_at";
@@ -230,6 +237,26 @@ impl NotificationLog for SqliteHistory {
             .optional()
             .map_err(|e| self.err(e))?;
         Ok(state.and_then(|s| s.parse().ok()))
+    }
+
+    fn runs_ended_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, HistoryError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, job FROM runs WHERE finished_at >= ?1 ORDER BY finished_at, id LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![format_time(&since), limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
     }
 }
 

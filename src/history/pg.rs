@@ -1253,6 +1253,20 @@ impl NotificationLog for PostgresHistory {
             .transpose()?
             .and_then(|state| state.parse().ok()))
     }
+
+    fn runs_ended_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, HistoryError> {
+        self.query(
+            "SELECT id, job FROM runs WHERE finished_at >= $1 ORDER BY finished_at, id LIMIT $2",
+            &[&since, &i64::from(limit)],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect()
+    }
 }
 
 const NOTIFICATION_COLUMNS: &str = "id, run_id, job, event, channel, target, state, attempts, reason, created_at, next_at, last_at";

@@ -52,6 +52,11 @@ impl Fixture {
         }
     }
 
+    /// The registry of loaded jobs, as the daemon's parts share it.
+    pub fn registry(&self) -> Arc<RwLock<Registry>> {
+        self.registry.clone()
+    }
+
     /// The loaded jobs.
     pub fn specs(&self) -> Vec<Arc<JobSpec>> {
         self.registry.read().expect("not poisoned").specs()

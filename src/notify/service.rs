@@ -87,11 +87,20 @@ impl Notifier {
     }
 }
 
+/// How far before the last event it handled a notifier that fell behind the bus looks for
+/// runs that ended (events and history times come from clocks a moment apart).
+const CATCH_UP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// Runs read again per catch-up.
+const CATCH_UP_LIMIT: u32 = 100_000;
+
 async fn plan_loop(
     ctx: Arc<Ctx>,
     mut listener: crate::jobs::events::Listener,
     mut stop: watch::Receiver<bool>,
 ) {
+    // When the last event was taken off the bus: after a gap, the runs that ended since are
+    // read back from the history, so none goes without its notifications.
+    let mut caught_up_to = Utc::now();
     loop {
         // Events already published are handled before a stop is, so the ends of runs drained
         // at shutdown are recorded.
@@ -104,20 +113,37 @@ async fn plan_loop(
             None => break,
             Some(Ok(p)) => p,
             Some(Err(missed)) => {
+                let since = caught_up_to - CATCH_UP_MARGIN;
+                caught_up_to = Utc::now();
                 tracing::warn!(
                     missed = missed.0,
-                    "notifications: fell behind the event stream; runs that ended meanwhile are not notified"
+                    "notifications: fell behind the event stream; reading the runs that ended since {since} from the history"
                 );
+                let c = ctx.clone();
+                let ended = tokio::task::spawn_blocking(move || {
+                    c.history.runs_ended_since(since, CATCH_UP_LIMIT)
+                })
+                .await;
+                match ended {
+                    Ok(Ok(runs)) => {
+                        for (run_id, job) in runs {
+                            plan_finished(&ctx, run_id, &job).await;
+                        }
+                    }
+                    Ok(Err(e)) => tracing::error!("notifications: catching up: {e}"),
+                    Err(e) => tracing::error!("notifications: catching up: {e}"),
+                }
                 continue;
             }
         };
+        caught_up_to = Utc::now();
         let Event::RunFinished {
             run_id, job, state, ..
         } = &published.event
         else {
             continue;
         };
-        if !matches!(
+        if matches!(
             state,
             RunState::Succeeded
                 | RunState::Failed
@@ -125,24 +151,29 @@ async fn plan_loop(
                 | RunState::Interrupted
                 | RunState::Skipped
         ) {
-            continue;
+            plan_finished(&ctx, *run_id, job).await;
         }
-        // Most jobs notify nothing: that is known without reading the history.
-        let spec = ctx.registry.read_unpoisoned().get(job);
-        let plan = ctx
-            .config
-            .notify
-            .plan(spec.as_ref().and_then(|s| s.notify.as_ref()));
-        if plan.on.is_empty() || plan.channels.is_empty() {
-            continue;
-        }
-        let (c, id) = (ctx.clone(), *run_id);
-        match tokio::task::spawn_blocking(move || plan_run(&c, id, spec, plan)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(_)) => ctx.wake.notify_one(),
-            Ok(Err(e)) => tracing::error!(run = id, "notifications: {e}"),
-            Err(e) => tracing::error!(run = id, "notifications: {e}"),
-        }
+    }
+}
+
+/// Records the notifications of a run that ended, under its job's rules (a run already
+/// recorded is not recorded twice: see `add_notification`).
+async fn plan_finished(ctx: &Arc<Ctx>, run_id: i64, job: &str) {
+    // Most jobs notify nothing: that is known without reading the history.
+    let spec = ctx.registry.read_unpoisoned().get(job);
+    let plan = ctx
+        .config
+        .notify
+        .plan(spec.as_ref().and_then(|s| s.notify.as_ref()));
+    if plan.on.is_empty() || plan.channels.is_empty() {
+        return;
+    }
+    let c = ctx.clone();
+    match tokio::task::spawn_blocking(move || plan_run(&c, run_id, spec, plan)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(_)) => ctx.wake.notify_one(),
+        Ok(Err(e)) => tracing::error!(run = run_id, "notifications: {e}"),
+        Err(e) => tracing::error!(run = run_id, "notifications: {e}"),
     }
 }
 
@@ -324,5 +355,69 @@ async fn record(ctx: &Arc<Ctx>, n: &Notification, result: Result<(), String>) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(notification = id, "notifications: {e}"),
         Err(e) => tracing::error!(notification = id, "notifications: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{NewRun, RunEnd};
+    use crate::jobs::events::{CAPACITY, Event};
+    use crate::jobs::testkit::Fixture;
+
+    /// A notifier that falls behind the bus reads the runs that ended meanwhile from the
+    /// history: none goes without its notification.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_notifier_that_fell_behind_catches_up_from_the_history() {
+        let job = crate::jobs::spec::spec_for_tests("j", serde_json::json!({}));
+        // Port 9 (discard) on loopback: deliveries fail, the records are what is checked.
+        let toml = "[notify]\non = [\"success\"]\nwebhook = \"http://127.0.0.1:9/hook\"\n";
+        let f = Fixture::new(toml, Utc::now(), vec![job]);
+        let bus = f.dispatcher.events().clone();
+        let notifier = Notifier::start(f.config.clone(), f.history().clone(), f.registry(), &bus);
+        let history = f.history().clone();
+        let run = history
+            .create_run(&NewRun {
+                job: "j".into(),
+                trigger: crate::history::Trigger::Api,
+                params: serde_json::json!({}),
+                attempt: 1,
+                not_before: None,
+                retry_of: None,
+                owner: None,
+            })
+            .unwrap();
+        history
+            .finish_run(
+                run,
+                &RunEnd {
+                    state: RunState::Succeeded,
+                    error: None,
+                    summary: None,
+                },
+            )
+            .unwrap();
+        // The run's end is never published; a flood of other events overflows the notifier's
+        // place on the bus before it runs (one thread: it runs when this test awaits).
+        for seq in 0..(CAPACITY as i64 + 10) {
+            bus.publish(Event::RunLog {
+                run_id: 0,
+                job: "other".into(),
+                seq: Some(seq),
+                level: crate::history::LogLevel::Info,
+                message: String::new(),
+            });
+        }
+        let mut recorded = Vec::new();
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            recorded = history.notifications(run).unwrap();
+            if !recorded.is_empty() {
+                break;
+            }
+        }
+        notifier.stop().await;
+        assert_eq!(recorded.len(), 1, "the run's notification was recorded");
+        assert_eq!(recorded[0].event, "success");
     }
 }
