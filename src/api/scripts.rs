@@ -6,7 +6,6 @@
 //! one is answered 422 and changes nothing. Writes go through [`crate::jobs::scripts`] (atomic)
 //! and the daemon's reload picks them up like a hand edit.
 
-use crate::sync::LockExt;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
@@ -19,6 +18,7 @@ use super::{ApiError, ApiState};
 use crate::jobs::scripts::{self, MAX_SCRIPT};
 use crate::jobs::spec::LoadError;
 use crate::jobs::versions;
+use crate::sync::LockExt;
 
 /// The job name a script is checked as when `POST /api/v1/jobs/validate` names none.
 const UNNAMED: &str = "unnamed";

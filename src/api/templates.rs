@@ -2,7 +2,6 @@
 //! the script is generated, validated exactly like `PUT /api/v1/jobs/{name}` and written
 //! through the same atomic path; optionally a first run is asked for at once or at a time.
 
-use crate::sync::LockExt;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -22,6 +21,7 @@ use crate::jobs::params::GivenParams;
 use crate::jobs::scripts;
 use crate::jobs::templates::{self, Job, TemplateError};
 use crate::jobs::versions;
+use crate::sync::LockExt;
 
 /// How long a `"run"` request waits for the daemon's reload to load the new script.
 const LOAD_WAIT: Duration = Duration::from_secs(60);

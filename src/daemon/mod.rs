@@ -10,7 +10,6 @@ mod triggers;
 
 pub use triggers::LoopStats;
 
-use crate::sync::{LockExt, RwLockExt};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -21,6 +20,7 @@ use crate::history::{HistoryError, HistoryHandle, HistoryStore, VersionOrigin};
 use crate::jobs::dispatcher::Dispatcher;
 use crate::jobs::registry::{Change, Registry};
 use crate::jobs::versions::PendingWrites;
+use crate::sync::{LockExt, RwLockExt};
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]

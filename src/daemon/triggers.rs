@@ -11,7 +11,6 @@
 //! ever. The event queue is bounded; when it overflows, the events are dropped and every folder
 //! is rescanned once instead, which loses nothing (a scan sees every file).
 
-use crate::sync::LockExt;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use notify::Watcher;
 use super::{DaemonError, Handle, read, reload, retention};
 use crate::jobs::cron::CronTrigger;
 use crate::jobs::watch::{self, EventEffect, FileEvents, Settler, WatchDirs};
+use crate::sync::LockExt;
 
 /// A watched folder with files waiting to settle is scanned this often.
 const SCAN_PENDING: Duration = Duration::from_millis(200);

@@ -11,7 +11,6 @@
 //! PostgreSQL client of the Rust ecosystem (tokio-postgres underneath), and it speaks
 //! `LISTEN/NOTIFY`.
 
-use crate::sync::LockExt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use super::notifications::{Attempt, NewNotification, Notification, NotificationS
 use super::pg_migrations::{MIGRATION_LOCK, PG_MIGRATIONS};
 use super::*;
 use crate::config::PostgresTarget;
+use crate::sync::LockExt;
 
 /// The channel a queued run is announced on.
 pub const CHANNEL: &str = "ferry_queue";

@@ -1,6 +1,5 @@
 //! The SQLite backend of the history (the default).
 
-use crate::sync::LockExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -12,6 +11,7 @@ use serde_json::Value;
 
 use super::migrations::MIGRATIONS;
 use super::*;
+use crate::sync::LockExt;
 
 /// History kept in one SQLite database file (WAL mode; safe to open from several processes).
 pub struct SqliteHistory {

@@ -10,10 +10,10 @@
 //! `not_before` on the database's clock, the one every host agrees on; a SQLite history judges
 //! leases on the system's.)
 
-use crate::sync::LockExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::sync::LockExt;
 use chrono::{DateTime, Utc};
 
 /// Where the current time comes from: the system, or a manual clock (tests). A cheap `Clone`.

@@ -3,7 +3,6 @@
 //! the job's overlap policy allow. After a run it applies retries and moves a watched file to its
 //! final folder.
 
-use crate::sync::{LockExt, RwLockExt};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +26,7 @@ use crate::history::{
     RunRecord, RunState,
 };
 use crate::lua::ErrorCode;
+use crate::sync::{LockExt, RwLockExt};
 
 /// A request to run a job.
 #[derive(Debug, Clone)]

@@ -6,7 +6,6 @@
 //! and the run closed here. A worker that dies on its own (a crash, the address-space limit)
 //! gets its run closed here too, so no run stays `running`.
 
-use crate::sync::LockExt;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -24,6 +23,7 @@ use crate::history::{
     History, HistoryError, LogLevel, NewRun, RunEnd, RunErrorInfo, RunRecord, RunState,
 };
 use crate::lua::ErrorCode;
+use crate::sync::LockExt;
 use crate::units::format_duration;
 
 /// Errors of starting or watching a worker.

@@ -3,10 +3,10 @@
 //! [`PendingWrites`] tells the reload which of the versions it loads were written through the
 //! API.
 
-use crate::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::sync::LockExt;
 use sha2::Digest;
 
 /// Versions remembered per job; older ones were overwritten before any reload saw them.

@@ -5,7 +5,6 @@
 //! run is going), so `ferry runs cancel` works from any process. When stdin closes, the parent is
 //! gone: the current run stops and is recorded as `interrupted`.
 
-use crate::sync::LockExt;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -19,6 +18,7 @@ use crate::history::{
     HistoryError, HistoryHandle, LogLevel, NewArtifact, RunEnd, RunErrorInfo, RunState, Trigger,
 };
 use crate::lua::{self, ErrorCode, Level, Outcome, RunHost, RunInput};
+use crate::sync::LockExt;
 
 /// How often the history is polled for a cancel request of the current run.
 const CANCEL_POLL: Duration = Duration::from_millis(50);

@@ -20,7 +20,6 @@
 //! ends ([`discard_open_writers`], called by `run_job`; a warning is logged if the run succeeded)
 //! and, at the latest, when its last handle is dropped.
 
-use crate::sync::LockExt;
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex, Weak};
@@ -28,6 +27,7 @@ use std::sync::{Arc, Mutex, Weak};
 use mlua::{AnyUserData, Lua, MultiValue, UserData, UserDataMethods, Value};
 
 use super::limits::Guard;
+use crate::sync::LockExt;
 
 /// Read buffer of a [`LuaReader`] made with [`LuaReader::new`].
 const READ_BUFFER: usize = 64 * 1024;

@@ -5,7 +5,6 @@
 //! blocks) and is never slowed by a receiver that is slow or down. At most [`BATCH`] deliveries
 //! are in flight at once.
 
-use crate::sync::RwLockExt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use crate::history::{
 use crate::jobs::events::{Bus, Event};
 use crate::jobs::registry::Registry;
 use crate::jobs::spec::JobSpec;
+use crate::sync::RwLockExt;
 
 /// Deliveries attempted at once.
 pub const BATCH: u32 = 16;

@@ -16,7 +16,6 @@
 //! digest is checked (an upload is atomic). Files are spread over a few threads (the machine's
 //! cores, at most [`MAX_THREADS`]).
 
-use crate::sync::LockExt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -32,6 +31,7 @@ use super::journal::{Pending, TEMP_MARKER, is_temp_name, unique_suffix};
 use super::local::{LocalBackend, io_kind};
 use super::store::Backend;
 use super::{ErrorKind, Op, StorageError, Store, WriteOptions};
+use crate::sync::LockExt;
 
 /// At most this many threads copy at once.
 pub const MAX_THREADS: usize = 4;

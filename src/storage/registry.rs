@@ -1,7 +1,6 @@
 //! [`StoreRegistry`]: opens stores by config name or URL for one run, sharing memory stores and
 //! reusing clients; and the artifact area, a local store of its own.
 
-use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +13,7 @@ use super::s3::build_s3;
 use super::store::{Backend, Inner, Store, Waiter};
 use super::{Confinement, StoreUrl};
 use super::{ErrorKind, Interrupt, Op, S3Options, Secret, StorageConfig, StorageError, StoreSpec};
+use crate::sync::LockExt;
 
 /// Opens stores for one run (or one daemon task): by config name or URL, with memory stores
 /// shared by name for the registry's life and clients reused for identical specs.

@@ -1,13 +1,13 @@
 //! The authorizer of a script's database: `ATTACH` and `VACUUM INTO` only to files the caller's
 //! check accepts, no extensions, no pragmas that move SQLite's files.
 
-use crate::sync::LockExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::hooks::AuthAction;
 
 use super::{DbError, sqlite_message};
+use crate::sync::LockExt;
 
 /// Decides whether a script's database may reach the file at an absolute path (through
 /// `ATTACH` or `VACUUM INTO`); `Err` says why not.
