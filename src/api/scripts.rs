@@ -28,7 +28,7 @@ pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "invalid job name {name:?}: use 1 to 64 letters, digits, `_` and `-`"
+            "invalid job name {name:?}: use 1 to 64 letters, digits, `_` and `-` (`validate` is reserved)"
         ))
         .with_field("name"))
     }

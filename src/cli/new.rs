@@ -101,7 +101,7 @@ pub(super) fn write_new(path: &Path, text: &str) -> anyhow::Result<bool> {
 pub fn new(config: &Config, args: NewArgs) -> anyhow::Result<ExitCode> {
     if !crate::jobs::scripts::valid_name(&args.name) {
         eprintln!(
-            "error: `{}` is not a job name: use letters, digits, `_` and `-` (at most 64)",
+            "error: `{}` is not a job name: use letters, digits, `_` and `-` (at most 64; `validate` is reserved)",
             args.name
         );
         return Ok(ExitCode::from(2));

@@ -27,9 +27,10 @@ pub enum ScriptFileError {
 }
 
 /// Whether `name` is usable as a job name: 1 to 64 letters, digits, `_` and `-` (the rule of
-/// `ferry new`).
+/// `ferry new`), and not one of [`super::spec::RESERVED_NAMES`].
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
+    !super::spec::RESERVED_NAMES.contains(&name)
+        && !name.is_empty()
         && name.len() <= 64
         && name
             .chars()
@@ -131,7 +132,7 @@ mod tests {
     #[test]
     fn names_follow_the_rule_of_ferry_new() {
         assert!(valid_name("nightly_export-2"));
-        for bad in ["", "a b", "../x", "x.lua", &"a".repeat(65)] {
+        for bad in ["", "a b", "../x", "x.lua", &"a".repeat(65), "validate"] {
             assert!(!valid_name(bad), "{bad}");
         }
     }

@@ -190,6 +190,10 @@ pub const SETTLE_RANGE: DurationRange = DurationRange::new(Duration::ZERO, DAY);
 /// Accepted values of `watch.poll`: often enough to be useful, never a busy loop.
 pub const POLL_RANGE: DurationRange = DurationRange::new(Duration::from_millis(100), DAY);
 
+/// Names no job may take: `validate` is the API's check-only route (`POST
+/// /api/v1/jobs/validate`), which would hide a job of that name from `/api/v1/jobs/{name}`.
+pub const RESERVED_NAMES: &[&str] = &["validate"];
+
 /// The job name for a script path, or an error when the file name is not usable as one.
 pub fn job_name(path: &Path) -> Result<String, String> {
     let stem = path
@@ -203,6 +207,13 @@ pub fn job_name(path: &Path) -> Result<String, String> {
     {
         return Err(format!(
             "{}: job names may use letters, digits, `_` and `-` only",
+            path.display()
+        ));
+    }
+    if RESERVED_NAMES.contains(&stem) {
+        return Err(format!(
+            "{}: `{stem}` is reserved (the API's `POST /api/v1/jobs/validate` checks scripts); \
+             rename the file",
             path.display()
         ));
     }

@@ -220,6 +220,15 @@ fn cron_errors_name_the_field_the_value_and_the_range() {
         ),
         ("nmacro", "@nightly", "\"@nightly\" is not a known macro"),
     ];
+    // A job may not take a name the API reserves.
+    p.script("validate", "return { run = function() end }\n");
+    let r = p.ferry(&["check", "scripts/validate.lua"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("`validate` is reserved"), "{}", r.all());
+    std::fs::remove_file(p.at("scripts/validate.lua")).unwrap();
+    let r = p.ferry(&["new", "validate"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.all().contains("`validate` is reserved"), "{}", r.all());
     for (name, cron, want) in cases {
         // The schedule on line 3, in a table, so the error points at `cron`'s own line.
         p.script(
