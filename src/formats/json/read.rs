@@ -70,6 +70,33 @@ impl Objects {
             .collect();
         Ok(())
     }
+
+    /// The next row of a reader: the object read ahead first, then the ones `read` reads,
+    /// skipping bad ones under the error policy; the visible columns go into `row`.
+    fn next_row<S>(
+        src: &mut S,
+        objects: fn(&mut S) -> &mut Objects,
+        read: fn(&mut S) -> Result<bool, FormatError>,
+        row: &mut Vec<Value>,
+    ) -> Result<bool, FormatError> {
+        let o = objects(src);
+        if let Some(full) = o.first.take() {
+            o.full = full;
+        } else {
+            loop {
+                let got = read(src);
+                let o = objects(src);
+                match got {
+                    Ok(true) => break,
+                    Ok(false) => return Ok(false),
+                    Err(e) => skip_or_fail(o.policy, &mut o.skipped, e)?,
+                }
+            }
+        }
+        let o = objects(src);
+        pick(&o.full, &o.keep, row);
+        Ok(true)
+    }
 }
 
 /// A row source over a JSON array of objects.
@@ -111,17 +138,12 @@ impl<R: Read> JsonReader<R> {
                 ));
             }
         }
-        Objects::read_ahead(
-            &mut this,
-            "json",
-            |r| &mut r.obj,
-            |r| r.read_object(&mut Vec::new()),
-        )?;
+        Objects::read_ahead(&mut this, "json", |r| &mut r.obj, Self::read_object)?;
         Ok(this)
     }
 
     /// Reads the next object into `self.obj.full` (all columns). False at the closing `]`.
-    fn read_object(&mut self, _row: &mut Vec<Value>) -> Result<bool, FormatError> {
+    fn read_object(&mut self) -> Result<bool, FormatError> {
         if self.done {
             return Ok(false);
         }
@@ -212,19 +234,7 @@ impl<R: Read> RowSource for JsonReader<R> {
     }
 
     fn next_row(&mut self, row: &mut Vec<Value>) -> Result<bool, FormatError> {
-        if let Some(full) = self.obj.first.take() {
-            self.obj.full = full;
-        } else {
-            loop {
-                match self.read_object(row) {
-                    Ok(true) => break,
-                    Ok(false) => return Ok(false),
-                    Err(e) => skip_or_fail(self.obj.policy, &mut self.obj.skipped, e)?,
-                }
-            }
-        }
-        pick(&self.obj.full, &self.obj.keep, row);
-        Ok(true)
+        Objects::next_row(self, |r| &mut r.obj, Self::read_object, row)
     }
 
     fn skipped(&self) -> Option<&SkipReport> {
@@ -307,19 +317,7 @@ impl<R: Read> RowSource for NdjsonReader<R> {
     }
 
     fn next_row(&mut self, row: &mut Vec<Value>) -> Result<bool, FormatError> {
-        if let Some(full) = self.obj.first.take() {
-            self.obj.full = full;
-        } else {
-            loop {
-                match self.read_line() {
-                    Ok(true) => break,
-                    Ok(false) => return Ok(false),
-                    Err(e) => skip_or_fail(self.obj.policy, &mut self.obj.skipped, e)?,
-                }
-            }
-        }
-        pick(&self.obj.full, &self.obj.keep, row);
-        Ok(true)
+        Objects::next_row(self, |r| &mut r.obj, Self::read_line, row)
     }
 
     fn skipped(&self) -> Option<&SkipReport> {
