@@ -147,7 +147,8 @@ pub async fn stream(
         loop {
             let next = tokio::select! {
                 next = listener.next() => next,
-                _ = check.tick() => {
+                // Only a named token can be revoked: other streams need no timer.
+                _ = check.tick(), if caller.token_hash.is_some() => {
                     if revoked(&state, &caller).await {
                         let _ = tx.send(Ok(revoked_event(&caller))).await;
                         return;
@@ -188,6 +189,9 @@ pub async fn follow(
     let stop = state.shutdown.clone();
     tokio::spawn(async move {
         let mut last = after;
+        // The first pass checks the token (the stream may have been opened just before it was
+        // revoked), then at most every REVOKE_CHECK.
+        let mut last_check: Option<tokio::time::Instant> = None;
         loop {
             // The history is the truth; the bus only says when to look again (and carries
             // progress, which is not a log line).
@@ -211,9 +215,12 @@ pub async fn follow(
             if full {
                 continue;
             }
-            if revoked(&state, &caller).await {
-                let _ = tx.send(Ok(revoked_event(&caller))).await;
-                return;
+            if last_check.is_none_or(|t| t.elapsed() >= REVOKE_CHECK) {
+                last_check = Some(tokio::time::Instant::now());
+                if revoked(&state, &caller).await {
+                    let _ = tx.send(Ok(revoked_event(&caller))).await;
+                    return;
+                }
             }
             if run.state.is_closed() {
                 let end = Event::finished(&run);

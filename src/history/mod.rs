@@ -46,6 +46,15 @@ impl<T> HistoryStore for T where
 {
 }
 
+/// Script versions older than `$1` that are neither among their job's two newest nor the
+/// version of a remaining run: retention's statement for both backends (SQLite reads `$1` as
+/// its first parameter too).
+pub(crate) const PRUNE_VERSIONS: &str = "DELETE FROM script_versions WHERE created_at < $1 \
+     AND id NOT IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id \
+     DESC) AS n FROM script_versions) newest WHERE n <= 2) \
+     AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = script_versions.job \
+     AND r.script_version = script_versions.hash)";
+
 /// A watched file's claim older than this may be taken over by another process (see
 /// [`History::claim_file_key`]).
 pub const FILE_CLAIM_STALE: std::time::Duration = std::time::Duration::from_secs(60);

@@ -924,7 +924,7 @@ impl History for PostgresHistory {
             "DELETE FROM file_claims WHERE claimed_at < $1",
             &[&older_than],
         )?;
-        self.execute(super::sqlite::PRUNE_VERSIONS, &[&older_than])?;
+        self.execute(super::PRUNE_VERSIONS, &[&older_than])?;
         Ok(by_age + by_count)
     }
 

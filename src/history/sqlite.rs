@@ -240,14 +240,6 @@ pub(super) fn time_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Dat
 }
 
 /// Inserts a queued run and returns its id.
-/// Script versions older than `?1` / `$1` that are neither among their job's two newest nor the
-/// version of a remaining run (the same text for both backends).
-pub(super) const PRUNE_VERSIONS: &str = "DELETE FROM script_versions WHERE created_at < $1 \
-     AND id NOT IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id \
-     DESC) AS n FROM script_versions) newest WHERE n <= 2) \
-     AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = script_versions.job \
-     AND r.script_version = script_versions.hash)";
-
 fn insert_run(conn: &Connection, run: &NewRun) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO runs (job, trigger_kind, trigger, params, state, attempt, queued_at, not_before, retry_of, owner, lease_until, chained) \
@@ -973,7 +965,7 @@ impl History for SqliteHistory {
             .map_err(|e| self.err(e))?;
         conn.execute("DELETE FROM file_claims WHERE claimed_at < ?1", [&cutoff])
             .map_err(|e| self.err(e))?;
-        conn.execute(PRUNE_VERSIONS, [&cutoff])
+        conn.execute(super::PRUNE_VERSIONS, [&cutoff])
             .map_err(|e| self.err(e))?;
         Ok((by_age + by_count) as u64)
     }
