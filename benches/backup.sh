@@ -117,7 +117,7 @@ restic_side() {
   R_RES+=("$(secs restic --repo "$WORK/repo-$R" restore latest --target "$WORK/restic-restore-$R" -q)")
 }
 
-F_FULL=(); F_INC=(); F_RES=(); R_FULL=(); R_INC=(); R_RES=()
+F_FULL=(); F_INC=(); F_RES=(); R_FULL=(); R_INC=(); R_RES=(); SUMMARY=()
 for round in $(seq "$ROUNDS"); do
   fresh "$round"
   if (( round % 2 )); then ferry_side; sync; restic_side; else restic_side; sync; ferry_side; fi
@@ -136,4 +136,7 @@ for m in FULL INC RES; do
   fm=$(median "${!f}"); rm_=$(median "${!r}")
   case $m in FULL) name="full backup";; INC) name="unchanged re-run";; RES) name="restore";; esac
   printf '%-28s %7.2fs %7.2fs %8s\n' "$name" "$fm" "$rm_" "$(ratio "$fm" "$rm_")×"
+  SUMMARY+=("$name x$(ratio "$fm" "$rm_") (${fm}s vs ${rm_}s)")
 done
+# The line benches/perf.sh collects (goals of issue #21: each <= 1.00 of restic's time).
+echo "summary: backup vs restic, $NFILES files: $(IFS=';'; echo "${SUMMARY[*]}" | sed 's/;/, /g') (goal each <= 1.00)"
