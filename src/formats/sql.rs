@@ -9,24 +9,41 @@ use super::text::{encode_hex, format_float};
 
 /// Quotes an identifier for SQL: `"name"`, with inner `"` doubled.
 pub fn quote_identifier(name: &str) -> String {
+    quote_identifier_in(SqlDialect::Sqlite, name)
+}
+
+/// Quotes an identifier for `dialect`: `"name"` (SQLite, PostgreSQL) or `` `name` `` (MySQL,
+/// where `"` quotes strings unless `ANSI_QUOTES` is set), the quote doubled inside.
+pub fn quote_identifier_in(dialect: SqlDialect, name: &str) -> String {
+    let q = if dialect == SqlDialect::Mysql {
+        '`'
+    } else {
+        '"'
+    };
     let mut s = String::with_capacity(name.len() + 2);
-    s.push('"');
+    s.push(q);
     for c in name.chars() {
-        if c == '"' {
-            s.push('"');
+        if c == q {
+            s.push(q);
         }
         s.push(c);
     }
-    s.push('"');
+    s.push(q);
     s
 }
 
 /// The SQL dialect a writer's literals are for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SqlDialect {
-    /// SQLite's (and MySQL's): bytes as `X'..'`, infinities as `9e999`.
+    /// SQLite's: bytes as `X'..'`, infinities as `9e999`.
     #[default]
     Sqlite,
+    /// MySQL's and MariaDB's: identifiers in backticks; a string holding a backslash or a NUL as
+    /// a hex literal with its character set (`_utf8mb4 X'..'`), which reads the same whether
+    /// or not the server's `sql_mode` has `NO_BACKSLASH_ESCAPES` (in `'..'` a backslash is an
+    /// escape by default: `'C:\new'` would load a newline). MySQL has no infinity: writing one
+    /// is an error.
+    Mysql,
     /// PostgreSQL's: bytes as `'\x..'::bytea` (`X'..'` is a bit string there), infinities as
     /// `'Infinity'`.
     Postgres,
@@ -36,7 +53,8 @@ impl SqlDialect {
     /// The dialect named `name` (`sqlite`, `mysql`, `postgres`).
     pub fn parse(name: &str) -> Option<SqlDialect> {
         match name {
-            "sqlite" | "mysql" => Some(SqlDialect::Sqlite),
+            "sqlite" => Some(SqlDialect::Sqlite),
+            "mysql" | "mariadb" => Some(SqlDialect::Mysql),
             "postgres" | "postgresql" => Some(SqlDialect::Postgres),
             _ => None,
         }
@@ -74,6 +92,13 @@ pub fn quote_literal_in(dialect: SqlDialect, v: &Value, out: &mut Vec<u8>) {
         }
         Value::Float(f) => {
             out.extend_from_slice(format_float(*f, &mut ryu::Buffer::new()).as_bytes())
+        }
+        Value::Text(s)
+            if dialect == SqlDialect::Mysql && s.bytes().any(|b| b == b'\\' || b == 0) =>
+        {
+            out.extend_from_slice(b"_utf8mb4 X'");
+            encode_hex(s.as_bytes(), out);
+            out.push(b'\'');
         }
         Value::Text(s) => {
             out.push(b'\'');
@@ -115,6 +140,10 @@ pub struct SqlWriter<W: Write> {
     prefix: Vec<u8>,
     line: Vec<u8>,
     in_statement: usize,
+    /// Rows written so far, for messages.
+    rows: u64,
+    /// The columns given to `begin`, for messages.
+    columns: Vec<String>,
     started: bool,
     finished: bool,
 }
@@ -129,6 +158,20 @@ impl<W: Write> SqlWriter<W> {
                 message: "the table to insert into is required".into(),
             });
         }
+        if opts.create_table && opts.dialect != SqlDialect::Sqlite {
+            return Err(FormatError::Option {
+                format: "sql",
+                option: "create_table",
+                message: format!(
+                    "{name}: an untyped CREATE TABLE is SQLite's; {} needs column types: create the table before loading the file",
+                    if opts.dialect == SqlDialect::Mysql {
+                        "MySQL"
+                    } else {
+                        "PostgreSQL"
+                    }
+                ),
+            });
+        }
         Ok(SqlWriter {
             out: BufWriter::with_capacity(64 * 1024, out),
             name: name.to_owned(),
@@ -139,6 +182,8 @@ impl<W: Write> SqlWriter<W> {
             prefix: Vec::new(),
             line: Vec::new(),
             in_statement: 0,
+            rows: 0,
+            columns: Vec::new(),
             started: false,
             finished: false,
         })
@@ -152,8 +197,10 @@ impl<W: Write> SqlWriter<W> {
 impl<W: Write> RowSink for SqlWriter<W> {
     fn begin(&mut self, columns: &[String]) -> Result<(), FormatError> {
         self.started = true;
-        let table = quote_identifier(&self.opts.table);
-        let cols: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();
+        let d = self.opts.dialect;
+        let table = quote_identifier_in(d, &self.opts.table);
+        let cols: Vec<String> = columns.iter().map(|c| quote_identifier_in(d, c)).collect();
+        self.columns = columns.to_vec();
         if self.opts.create_table {
             let create = format!(
                 "CREATE TABLE IF NOT EXISTS {table} ({});\n",
@@ -175,9 +222,21 @@ impl<W: Write> RowSink for SqlWriter<W> {
             self.line.extend_from_slice(b",\n  ");
         }
         self.line.push(b'(');
+        self.rows += 1;
         for (i, v) in row.iter().enumerate() {
             if i > 0 {
                 self.line.extend_from_slice(b", ");
+            }
+            if let (SqlDialect::Mysql, Value::Float(f)) = (self.opts.dialect, v)
+                && f.is_infinite()
+            {
+                return Err(FormatError::data(
+                    Location::file(&self.name).at_field(i, self.columns.get(i).map(String::as_str)),
+                    format!(
+                        "row {}: {f} cannot be written for MySQL, which has no infinity; expected a finite number (or map it to NULL)",
+                        self.rows
+                    ),
+                ));
             }
             quote_literal_in(self.opts.dialect, v, &mut self.line);
         }
@@ -462,5 +521,46 @@ mod tests {
             "'\\x01ff'::bytea '-Infinity' "
         );
         assert_eq!(quote_identifier("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_identifier_in(SqlDialect::Mysql, "a`b"), "`a``b`");
+        let mut out = Vec::new();
+        for v in [
+            Value::Text("it's".into()),
+            Value::Text("C:\\new".into()),
+            Value::Text("a\0b".into()),
+            Value::Bytes(vec![1, 255]),
+        ] {
+            quote_literal_in(SqlDialect::Mysql, &v, &mut out);
+            out.push(b' ');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "'it''s' _utf8mb4 X'433a5c6e6577' _utf8mb4 X'610062' X'01ff' "
+        );
+    }
+
+    #[test]
+    fn mysql_dialect_refuses_what_mysql_cannot_load() {
+        let opts = |create_table| SqlOptions {
+            table: "t".into(),
+            rows_per_statement: 1,
+            create_table,
+            dialect: SqlDialect::Mysql,
+        };
+        let e = SqlWriter::new(Vec::new(), opts(true), "out.sql")
+            .err()
+            .expect("create_table refused")
+            .to_string();
+        assert!(e.contains("MySQL needs column types"), "{e}");
+        let mut w = SqlWriter::new(Vec::new(), opts(false), "out.sql").unwrap();
+        w.begin(&["id".into(), "x".into()]).unwrap();
+        w.write_row(&[Value::Int(1), Value::Float(1.5)]).unwrap();
+        let e = w
+            .write_row(&[Value::Int(2), Value::Float(f64::INFINITY)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("out.sql, field 2 (x): row 2: inf cannot be written for MySQL"),
+            "{e}"
+        );
     }
 }

@@ -815,3 +815,68 @@ end }}"#
     assert_eq!(server.rows(&db, "SELECT count(*) FROM t"), ["0"]);
     assert!(!out.contains(PASSWORD), "{out}");
 }
+
+/// A `.sql` file written for MySQL loads into MySQL as the rows it was written from, through the
+/// `mariadb` client and through `db:run`, whether or not the session's `sql_mode` makes a
+/// backslash an escape: identifiers are in backticks and a string holding a backslash is a hex
+/// literal. What MySQL cannot load (an untyped `CREATE TABLE`) is refused before anything is
+/// written.
+#[test]
+fn a_sql_file_for_mysql_loads_into_mysql_in_any_sql_mode() {
+    let server = MysqlServer::shared();
+    let db = server.database("sqldump");
+    server.admin(&format!(
+        "USE sqldump; {TYPES_TABLE}; {TYPES_ROWS}; CREATE TABLE dst LIKE src"
+    ));
+    let p = project();
+    let s = run_ok(
+        &p,
+        &server.url(&db),
+        "sqldump",
+        r#"
+  local db = connect()
+  local st = ferry.store("data")
+  local n = ferry.pipe(db:query("SELECT * FROM src ORDER BY id"),
+    ferry.sql.writer(st:create("dump.sql"), { table = "dst", dialect = "mysql", rows_per_statement = 2 }))
+  local ok, err = pcall(ferry.sql.writer, st:create("typed.sql"), { table = "dst", dialect = "mysql", create_table = true })
+  return { n = n, refused = tostring(err) }
+"#,
+    );
+    assert_eq!(s["n"], 3, "{s}");
+    assert!(
+        s["refused"]
+            .as_str()
+            .unwrap()
+            .contains("MySQL needs column types"),
+        "{s}"
+    );
+    let dump = p.at("data/dump.sql");
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(text.starts_with("INSERT INTO `dst` (`id`, "), "{text}");
+    let want = server.rows(&db, "SELECT * FROM src ORDER BY id");
+    // The mariadb client, with the server's default sql_mode (backslash escapes on).
+    let out = std::process::Command::new("mariadb")
+        .args(server.client_args(&db))
+        .stdin(std::fs::File::open(&dump).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.rows(&db, "SELECT * FROM dst ORDER BY id"), want);
+    // db:run, with NO_BACKSLASH_ESCAPES on for the session.
+    server.admin("USE sqldump; DELETE FROM dst");
+    run_ok(
+        &p,
+        &server.url(&db),
+        "sqldump_run",
+        r#"
+  local db = connect()
+  db:exec("SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES')")
+  return { r = db:run(ferry.sql.reader(ferry.store("data"):open("dump.sql"))).changes }
+"#,
+    );
+    assert_eq!(server.rows(&db, "SELECT * FROM dst ORDER BY id"), want);
+}
