@@ -36,7 +36,9 @@
 //!   left behind (`storage/recovery.rs`), and the one confinement check of every path a script
 //!   or job spec names (`confine_path`, `storage/confine.rs`).
 //! - [`formats`]: the row model (ordered columns, typed values), row sources and sinks for CSV,
-//!   JSON and NDJSON (`formats/json/`), XLSX, SQL and Redis RDB files, the column projection
+//!   JSON and NDJSON (`formats/json/`), XLSX, SQL (`formats/sql/`: `INSERT` writers per dialect,
+//!   and `split.rs`, which cuts scripts into statements by each database's lexical rules) and
+//!   Redis RDB files, the column projection
 //!   every format shares (`formats/projection.rs`: `columns`, `exclude`, renames, timestamps),
 //!   `pipe`, and zip archives; plain Rust on `std::io`.
 //! - [`db`]: SQLite for scripts (`db/sqlite/`: queries as row sources, tables as row sinks,

@@ -209,14 +209,7 @@ fn sql_writer(lua: &Lua, (out, opts): (LuaValue, LuaValue)) -> mlua::Result<mlua
             "{F}: option `table` is required: the table the INSERT statements insert into"
         ))
     })?;
-    let dialect = match o.string("dialect")? {
-        None => SqlDialect::default(),
-        Some(d) => SqlDialect::parse(&d).ok_or_else(|| {
-            mlua::Error::runtime(format!(
-                "{F}: option `dialect`: `{d}` is not one of sqlite, mysql, postgres"
-            ))
-        })?,
-    };
+    let dialect = dialect_option(&mut o, F)?.unwrap_or_default();
     let so = SqlOptions {
         table,
         rows_per_statement: o.count("rows_per_statement")?.unwrap_or(1) as usize,
@@ -287,10 +280,28 @@ fn sql_reader(lua: &Lua, (input, opts): (LuaValue, LuaValue)) -> mlua::Result<ml
     let Input { reader, name } = reader_arg(input, F)?;
     let mut o = Opts::new(opts, F)?;
     let name = o.string("name")?.unwrap_or(name);
+    let dialect = dialect_option(&mut o, F)?;
     o.finish()?;
+    let mut statements = SqlStatements::new(reader, &name);
+    if let Some(d) = dialect {
+        statements = statements.with_dialect(d);
+    }
     lua.create_userdata(SqlScript {
-        statements: Some(SqlStatements::new(reader, &name)),
+        statements: Some(statements),
     })
+}
+
+/// The `dialect` option of `ferry.sql.reader` and `ferry.sql.writer`.
+fn dialect_option(o: &mut Opts, f: &str) -> mlua::Result<Option<SqlDialect>> {
+    o.string("dialect")?
+        .map(|d| {
+            SqlDialect::parse(&d).ok_or_else(|| {
+                mlua::Error::runtime(format!(
+                    "{f}: option `dialect`: `{d}` is not one of sqlite, mysql, postgres"
+                ))
+            })
+        })
+        .transpose()
 }
 
 type SharedZip = Rc<RefCell<Option<ZipWriter<SharedWriter>>>>;

@@ -880,3 +880,44 @@ fn a_sql_file_for_mysql_loads_into_mysql_in_any_sql_mode() {
     );
     assert_eq!(server.rows(&db, "SELECT * FROM dst ORDER BY id"), want);
 }
+
+/// `db:run` reads a MySQL script by MySQL's rules, as `mysqldump` writes it: backslash escapes in
+/// strings (following the session's `sql_mode`), `#` comments, and a trigger between
+/// `DELIMITER ;;` lines with a `BEGIN ... END` body.
+#[test]
+fn a_mysqldump_style_script_runs_whole() {
+    let server = MysqlServer::shared();
+    let db = server.database("dumpstyle");
+    let p = project();
+    p.write(
+        "data/dump.sql",
+        "# dumped by hand, in mysqldump's style\n\
+         CREATE TABLE `t` (`id` int PRIMARY KEY, `note` varchar(50), `seen` varchar(50)) ENGINE=InnoDB;\n\
+         DELIMITER ;;\n\
+         /*!50003 CREATE*/ /*!50003 TRIGGER `tr` BEFORE INSERT ON `t` FOR EACH ROW BEGIN\n\
+           IF NEW.note IS NULL THEN SET NEW.note = 'none; really'; END IF;\n\
+           SET NEW.seen = 'by trigger';\n\
+         END */;;\n\
+         DELIMITER ;\n\
+         INSERT INTO `t` VALUES (1,'it\\'s; one',NULL),(2,'C:\\\\new',NULL),(3,NULL,NULL);\n",
+    );
+    let s = run_ok(
+        &p,
+        &server.url(&db),
+        "dumpstyle",
+        r#"
+  local db = connect()
+  local r = db:run(ferry.sql.reader(ferry.store("data"):open("dump.sql")))
+  return { statements = r.statements }
+"#,
+    );
+    assert_eq!(s["statements"], 3, "{s}");
+    assert_eq!(
+        server.rows(&db, "SELECT id, note, seen FROM t ORDER BY id"),
+        [
+            "1\tit's; one\tby trigger",
+            "2\tC:\\\\new\tby trigger",
+            "3\tnone; really\tby trigger"
+        ]
+    );
+}

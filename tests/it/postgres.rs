@@ -584,3 +584,48 @@ fn a_query_feeds_an_insert_on_the_same_connection() {
     assert_eq!(pg.psql("SELECT count(*) FROM b").trim(), "3001");
     assert_eq!(pg.psql("SELECT count(*) FROM c").trim(), "5000");
 }
+
+/// `db:run` reads a PostgreSQL script by PostgreSQL's rules: a plpgsql function whose body is
+/// dollar-quoted (with `;` inside), a trigger calling it, `E'..'` strings with escaped quotes;
+/// pg_dump's `COPY ... FROM stdin` is refused, naming its line, and nothing of the script stays.
+#[test]
+fn a_postgres_script_with_functions_and_triggers_runs_whole() {
+    let pg = PgServer::start();
+    let p = project(&pg);
+    p.write(
+        "data/schema.sql",
+        "-- a schema with a function\n\
+         CREATE TABLE t (id int PRIMARY KEY, note text, seen text);\n\
+         CREATE FUNCTION mark() RETURNS trigger LANGUAGE plpgsql AS $body$\n\
+         BEGIN\n  NEW.seen := 'by trigger; ok';\n  RETURN NEW;\nEND;\n$body$;\n\
+         CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION mark();\n\
+         INSERT INTO t (id, note) VALUES (1, E'it\\'s; one'), (2, $$two; $1$$);\n",
+    );
+    p.write(
+        "data/dump.sql",
+        "CREATE TABLE u (id int);\n--\n-- Data for Name: u\n--\n\nCOPY public.u (id) FROM stdin;\n1\n2\n\\.\n",
+    );
+    let (rec, out) = run(
+        &p,
+        "pgscript",
+        r#"return { run = function(ctx)
+          local db = ferry.postgres.connect("main")
+          local s = ferry.store("data")
+          local r = db:run(ferry.sql.reader(s:open("schema.sql")))
+          local ok, e = pcall(db.run, db, ferry.sql.reader(s:open("dump.sql")))
+          local u = db:query("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'u'"):read(1)[1].n
+          return { statements = r.statements, kind = e.kind, message = e.message, u = u }
+        end }"#,
+    );
+    assert_eq!(rec["state"], "succeeded", "{out}");
+    let s = &rec["summary"];
+    assert_eq!(s["statements"], 4, "{s}");
+    let m = s["message"].as_str().unwrap();
+    assert!(m.contains("dump.sql: line 6: COPY ... FROM stdin"), "{m}");
+    assert_eq!(s["u"], 0, "{s}");
+    assert_eq!(
+        pg.psql("SELECT string_agg(id || '=' || note || '/' || seen, ',' ORDER BY id) FROM t")
+            .trim(),
+        "1=it's; one/by trigger; ok,2=two; $1/by trigger; ok"
+    );
+}

@@ -849,6 +849,20 @@ impl Db {
         }
     }
 
+    /// Whether the session reads a backslash inside a string as an escape (its `sql_mode` has
+    /// no `NO_BACKSLASH_ESCAPES`), which decides where a script's statements end.
+    fn backslash_escapes(&self) -> Result<bool, MysqlError> {
+        const SQL: &str = "SELECT @@SESSION.sql_mode";
+        let mut state = self.borrow_state()?;
+        let r = self.watched(|| state.conn().query_first::<String, _>(SQL));
+        drop(state);
+        let mode = r.map_err(|e| self.sql_error(excerpt(SQL), e))?;
+        Ok(!mode
+            .unwrap_or_default()
+            .split(',')
+            .any(|m| m.eq_ignore_ascii_case("NO_BACKSLASH_ESCAPES")))
+    }
+
     /// Runs one statement with no parameters, for the host's own bookkeeping (`COMMIT`, ...).
     fn run(&self, sql: &str) -> Result<(), MysqlError> {
         let mut state = self.borrow_state()?;
@@ -919,6 +933,7 @@ impl Db {
         &self,
         statements: &mut crate::formats::SqlStatements<R>,
     ) -> Result<super::ScriptReport, MysqlError> {
+        statements.adopt(crate::formats::SqlDialect::Mysql, self.backslash_escapes()?);
         self.transaction(|| {
             super::run_statements(statements, |st, script| {
                 let at = crate::formats::Location::file(script).at_line(st.line);

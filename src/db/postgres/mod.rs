@@ -1151,8 +1151,15 @@ impl PgDb {
         &self,
         statements: &mut crate::formats::SqlStatements<R>,
     ) -> Result<super::ScriptReport, PgError> {
+        statements.adopt(crate::formats::SqlDialect::Postgres, false);
         self.transaction(|| {
             super::run_statements(statements, |st, script| {
+                if copies_from_stdin(&st.sql) {
+                    return Err(PgError::Format(crate::formats::FormatError::data(
+                        crate::formats::Location::file(script).at_line(st.line),
+                        "COPY ... FROM stdin takes its rows from the lines after it, which a script run statement by statement cannot send (pg_dump writes it by default); dump with `pg_dump --inserts`, or load the rows with db:insert",
+                    )));
+                }
                 let msgs = {
                     let _b = self.busy();
                     self.0.client.borrow_mut().simple_query(&st.sql)
@@ -1994,6 +2001,22 @@ impl RowSink for PgTableSink {
     fn started(&self) -> bool {
         self.started
     }
+}
+
+/// Whether `sql` (after its leading comments) is `COPY ... FROM STDIN`.
+fn copies_from_stdin(sql: &str) -> bool {
+    let code: String = sql
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty() || l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase();
+    let words: Vec<&str> = code.split_whitespace().collect();
+    words.first() == Some(&"COPY")
+        && words
+            .windows(2)
+            .any(|w| w[0] == "FROM" && w[1].trim_end_matches(';') == "STDIN")
 }
 
 #[cfg(test)]

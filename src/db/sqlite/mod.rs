@@ -374,6 +374,7 @@ impl Db {
         &self,
         statements: &mut SqlStatements<R>,
     ) -> Result<ScriptReport, DbError> {
+        statements.adopt(crate::formats::SqlDialect::Sqlite, false);
         self.transaction(|| {
             super::run_statements(statements, |st, script| {
                 let at = |e: &rusqlite::Error| {
