@@ -1092,6 +1092,22 @@ impl PgDb {
         n
     }
 
+    /// Whether the session reads a backslash in `'...'` as a plain character (the default since
+    /// PostgreSQL 9.1), which decides where a script's statements end.
+    fn standard_conforming_strings(&self) -> Result<bool, PgError> {
+        const SQL: &str = "SHOW standard_conforming_strings";
+        let _b = self.busy();
+        let msgs = self
+            .0
+            .client
+            .borrow_mut()
+            .simple_query(SQL)
+            .map_err(|e| self.error(SQL.to_owned(), &e))?;
+        Ok(!msgs.iter().any(
+            |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("off")),
+        ))
+    }
+
     /// Runs a query and returns its rows as a streaming source (a cursor).
     pub fn query(&self, sql: &str, params: &Params) -> Result<PgQuery, PgError> {
         PgQuery::new(self, sql, params)
@@ -1151,7 +1167,10 @@ impl PgDb {
         &self,
         statements: &mut crate::formats::SqlStatements<R>,
     ) -> Result<super::ScriptReport, PgError> {
-        statements.adopt(crate::formats::SqlDialect::Postgres, false);
+        statements.adopt(
+            crate::formats::SqlDialect::Postgres,
+            !self.standard_conforming_strings()?,
+        );
         self.transaction(|| {
             super::run_statements(statements, |st, script| {
                 if copies_from_stdin(&st.sql) {

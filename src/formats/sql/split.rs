@@ -11,7 +11,8 @@
 //!   strings unless the session's `sql_mode` has `NO_BACKSLASH_ESCAPES`, and the `mysql`
 //!   client's `DELIMITER` command (as `mysqldump` writes around triggers and routines);
 //! - PostgreSQL: dollar-quoted strings (`$$...$$`, `$tag$...$tag$`: function bodies) and
-//!   `E'...'` strings, where a backslash escapes.
+//!   `E'...'` strings, where a backslash escapes (in every string when the session's
+//!   `standard_conforming_strings` is off).
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -118,7 +119,8 @@ pub struct SqlStatements<R: Read> {
     dialect: SqlDialect,
     /// Whether the dialect was chosen by the script (then `adopt` leaves it).
     explicit: bool,
-    /// MySQL: whether a backslash escapes inside strings.
+    /// Whether a backslash escapes inside `'...'` (and MySQL's `"..."`): MySQL's default;
+    /// PostgreSQL's only with `standard_conforming_strings` off.
     backslash_escapes: bool,
     /// The statement delimiter (MySQL's `DELIMITER` changes it).
     delimiter: Vec<u8>,
@@ -134,7 +136,7 @@ impl<R: Read> SqlStatements<R> {
             done: false,
             dialect: SqlDialect::Sqlite,
             explicit: false,
-            backslash_escapes: true,
+            backslash_escapes: false,
             delimiter: b";".to_vec(),
         }
     }
@@ -144,16 +146,18 @@ impl<R: Read> SqlStatements<R> {
     pub fn with_dialect(mut self, dialect: SqlDialect) -> Self {
         self.dialect = dialect;
         self.explicit = true;
+        self.backslash_escapes = dialect == SqlDialect::Mysql;
         self
     }
 
     /// Takes the rules of the database that runs the script: its dialect, unless the script
-    /// chose one, and for MySQL whether the session treats a backslash as an escape.
+    /// chose one, and whether the session treats a backslash in `'...'` as an escape (MySQL
+    /// without `NO_BACKSLASH_ESCAPES`; PostgreSQL with `standard_conforming_strings` off).
     pub fn adopt(&mut self, dialect: SqlDialect, backslash_escapes: bool) {
         if !self.explicit {
             self.dialect = dialect;
         }
-        if dialect == SqlDialect::Mysql {
+        if dialect == self.dialect {
             self.backslash_escapes = backslash_escapes;
         }
     }
@@ -234,7 +238,8 @@ impl<R: Read> SqlStatements<R> {
                                 let e_string = postgres
                                     && matches!(p, b'e' | b'E')
                                     && (buf.len() < 3 || !word_byte(buf[buf.len() - 3]));
-                                let escapes = (mysql && self.backslash_escapes) || e_string;
+                                let escapes =
+                                    ((mysql || postgres) && self.backslash_escapes) || e_string;
                                 (state, state_line) = (State::Single { escapes }, self.line);
                             }
                             b'"' => {
@@ -519,6 +524,9 @@ mod tests {
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(got[0].ends_with("$body$;"), "{got:?}");
         assert!(got[1].ends_with("'C:\\';"), "{got:?}");
+        let mut st = SqlStatements::new("SELECT 'a\\';b'; SELECT 2;".as_bytes(), "x.sql");
+        st.adopt(SqlDialect::Postgres, true);
+        assert_eq!(st.map(|s| s.unwrap().sql).collect::<Vec<_>>().len(), 2);
         let e = split_err("SELECT $q$ never closed;", SqlDialect::Postgres);
         assert!(
             e.contains("line 1: a dollar-quoted string ($q$...$q$) opened here is not closed"),
