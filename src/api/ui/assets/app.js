@@ -4,6 +4,7 @@
 
 import { get, post, setUnauthorizedHandler } from "./api.js";
 import { errorBox, toast } from "./dom.js";
+import { showWho } from "./scope.js";
 import { overview } from "./overview.js";
 import { jobs } from "./jobs.js";
 import { job } from "./job.js";
@@ -44,6 +45,7 @@ async function render() {
     else a.removeAttribute("aria-current");
   }
   document.getElementById("logout").hidden = !(session.auth === "token" && session.signed_in);
+  showWho(session);
   main.replaceChildren();
   if (!route) {
     main.append(errorBox(`No page at ${path}.`));
@@ -98,6 +100,9 @@ async function start() {
   render();
 }
 
-function setSignedIn() { session.signed_in = true; }
+// After a sign-in: who the session is now (its token's name and scope).
+async function setSignedIn() {
+  try { session = await get("/ui/session"); } catch { session.signed_in = true; }
+}
 
 start();
