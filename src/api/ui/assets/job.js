@@ -1,11 +1,15 @@
 // One job: its triggers, pause and resume, its params as a form (Run now / Run at), a file
 // upload for watched jobs, its script (highlighted) and its runs.
 
-import { get, getText, post, query } from "./api.js";
+import { call, get, getText, query } from "./api.js";
 import { h, errorBox, table, toast, RUN_HEAD, runRow, pager } from "./dom.js";
 import { highlight } from "./lua.js";
 import { triggers, strip } from "./jobs.js";
 import { lock } from "./scope.js";
+
+// The routes of the job's actions (see NEEDS in scope.js).
+const TRIGGER = "POST /api/v1/jobs/{name}/runs";
+const UPLOAD = "POST /api/v1/jobs/{name}/upload";
 
 // The input for a param of a type. Numbers are typed as text so the API, which knows the
 // types, says what is wrong with a value.
@@ -48,7 +52,7 @@ function paramsForm(j, navigate, session) {
   const form = h("form", { id: "params-form", novalidate: true }, fields,
     h("div", { class: "actions" }, now,
       h("span", { class: "at" }, h("label", { for: "run-at" }, "or at "), at, later),
-      lock(session, "POST /api/v1/jobs/{name}/runs", now, later)),
+      lock(session, TRIGGER, now, later)),
     atError, formError);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -66,7 +70,7 @@ function paramsForm(j, navigate, session) {
       body.at = new Date(at.value).toISOString();
     }
     try {
-      const r = await post(`/api/v1/jobs/${encodeURIComponent(j.name)}/runs`, body);
+      const r = await call(TRIGGER, j, body);
       toast(`Run #${r.id} ${r.state}`);
       navigate(`/runs/${r.id}`);
     } catch (x) {
@@ -89,7 +93,7 @@ function uploadForm(j, navigate, session) {
   const send = h("button", { type: "submit", class: "primary", id: "upload-button" }, "Upload");
   const form = h("form", { id: "upload-form" },
     h("label", { for: "upload-file" }, "Drop a file into ", h("code", {}, j.watch.path), " and run the job on it"),
-    h("div", { class: "actions" }, file, send, lock(session, "POST /api/v1/jobs/{name}/upload", send)), err);
+    h("div", { class: "actions" }, file, send, lock(session, UPLOAD, send)), err);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     err.textContent = "";
@@ -97,7 +101,7 @@ function uploadForm(j, navigate, session) {
     const data = new FormData();
     data.append("file", file.files[0]);
     try {
-      const r = await post(`/api/v1/jobs/${encodeURIComponent(j.name)}/upload`, data);
+      const r = await call(UPLOAD, j, data);
       toast(`Uploaded; run #${r.id}`);
       navigate(`/runs/${r.id}`);
     } catch (x) { err.textContent = x.message; }
@@ -109,14 +113,14 @@ export async function job({ main, args, query: q, navigate, session }) {
   const name = args[0];
   const path = `/api/v1/jobs/${encodeURIComponent(name)}`;
   const j = await get(path);
+  const pauseRoute = j.paused ? "POST /api/v1/jobs/{name}/resume" : "POST /api/v1/jobs/{name}/pause";
   const pauseButton = h("button", { type: "button", id: "pause", onclick: async () => {
     try {
-      await post(`${path}/${j.paused ? "resume" : "pause"}`);
+      await call(pauseRoute, j);
       toast(j.paused ? "Resumed" : "Paused");
       navigate(location.pathname + location.search, true);
     } catch (x) { toast(x.message, true); }
   } }, j.paused ? "Resume" : "Pause");
-  const pauseRoute = j.paused ? "POST /api/v1/jobs/{name}/resume" : "POST /api/v1/jobs/{name}/pause";
   main.append(h("div", { class: "title" },
     h("h1", {}, j.name), j.paused ? h("span", { class: "badge s-paused", id: "paused" }, `paused since ${new Date(j.paused_since).toLocaleString()}`) : null,
     h("span", { class: "spacer" }), pauseButton, lock(session, pauseRoute, pauseButton)));

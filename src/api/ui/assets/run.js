@@ -1,9 +1,14 @@
 // One run: state, times, trigger, params, progress and logs (live, from the API's event
 // stream), summary, error, artifacts, and Cancel / Run again / Delete.
 
-import { get, post, del, stream } from "./api.js";
+import { call, get, stream } from "./api.js";
 import { h, badge, time, duration, size, toast, triggerText } from "./dom.js";
 import { lock } from "./scope.js";
+
+// The routes of a run's actions (see NEEDS in scope.js).
+const CANCEL = "POST /api/v1/runs/{id}/cancel";
+const RERUN = "POST /api/v1/runs/{id}/rerun";
+const DELETE = "DELETE /api/v1/runs/{id}";
 
 // Lines kept on the page; older ones are dropped from the view (all are in the history).
 const MAX_LINES = 5000;
@@ -67,20 +72,21 @@ export async function run({ main, args, navigate, session }) {
     const buttons = [];
     const notes = [];
     const add = (route, b) => { buttons.push(b); notes.push(lock(session, route, b)); };
+    const act = (route) => call(route, { id });
     if (open(r.state)) {
-      add("POST /api/v1/runs/{id}/cancel", h("button", { type: "button", id: "cancel", class: "danger", disabled: r.cancel_requested, onclick: async (e) => {
+      add(CANCEL, h("button", { type: "button", id: "cancel", class: "danger", disabled: r.cancel_requested, onclick: async (e) => {
         e.target.disabled = true;
-        try { const x = await post(`${path}/cancel`); toast(`Cancel asked (${x.state})`); await refresh(); }
+        try { const x = await act(CANCEL); toast(`Cancel asked (${x.state})`); await refresh(); }
         catch (x) { toast(x.message, true); e.target.disabled = false; }
       } }, r.cancel_requested ? "Cancelling…" : "Cancel"));
     } else {
-      add("POST /api/v1/runs/{id}/rerun", h("button", { type: "button", id: "rerun", class: "primary", onclick: async () => {
-        try { const x = await post(`${path}/rerun`); toast(`Run #${x.id} ${x.state}`); navigate(`/runs/${x.id}`); }
+      add(RERUN, h("button", { type: "button", id: "rerun", class: "primary", onclick: async () => {
+        try { const x = await act(RERUN); toast(`Run #${x.id} ${x.state}`); navigate(`/runs/${x.id}`); }
         catch (x) { toast(x.message, true); }
       } }, "Run again"));
-      add("DELETE /api/v1/runs/{id}", h("button", { type: "button", id: "delete", class: "danger", onclick: async () => {
+      add(DELETE, h("button", { type: "button", id: "delete", class: "danger", onclick: async () => {
         if (!confirm(`Delete run #${id} with its logs and artifacts?`)) return;
-        try { await del(path); toast(`Run #${id} deleted`); navigate(`/runs?job=${encodeURIComponent(r.job)}`, true); }
+        try { await act(DELETE); toast(`Run #${id} deleted`); navigate(`/runs?job=${encodeURIComponent(r.job)}`, true); }
         catch (x) { toast(x.message, true); }
       } }, "Delete"));
     }
