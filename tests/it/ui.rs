@@ -191,6 +191,27 @@ async fn wait_button(c: &Client, css: &str, scopes: Option<(&str, &str)>) {
     }
 }
 
+/// Opens `url` and asserts its page is no wider than the window (360 px, less its scroll bar);
+/// a screenshot `name`.
+async fn fits_the_screen(c: &Client, url: &str, name: &str) {
+    c.goto(url).await.unwrap();
+    wait_el(c, "main h1").await;
+    wait_el(c, "main .card").await;
+    let widths = c
+        .execute(
+            "const d = document.documentElement; return [d.scrollWidth, d.clientWidth]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(c, name).await;
+    let (wide, room) = (widths[0].as_u64(), widths[1].as_u64());
+    assert!(
+        wide.is_some_and(|w| w <= 360) && wide <= room,
+        "{url} is {wide:?} px wide in a window of {room:?} px"
+    );
+}
+
 /// Signs in on the login page with `token`; back on the overview, the header names `who`.
 async fn sign_in(c: &Client, base: &str, token: &str, who: &str) {
     c.goto(&format!("{base}/login")).await.unwrap();
@@ -208,6 +229,11 @@ async fn sign_out(c: &Client) {
 
 /// The run id of the run page the browser shows.
 async fn run_id_shown(c: &Client) -> i64 {
+    run_shown_besides(c, None).await
+}
+
+/// The run id of the run page the browser shows, once it is not the page of run `old`.
+async fn run_shown_besides(c: &Client, old: Option<i64>) -> i64 {
     let deadline = Instant::now() + WAIT;
     loop {
         let url = c.current_url().await.expect("current url");
@@ -215,6 +241,7 @@ async fn run_id_shown(c: &Client) -> i64 {
             .path()
             .strip_prefix("/runs/")
             .and_then(|s| s.parse().ok())
+            .filter(|id| Some(*id) != old)
         {
             wait_el(c, "#state .badge").await;
             return id;
@@ -563,18 +590,7 @@ fn a_person_runs_and_follows_jobs_in_the_browser() {
             ("/", "overview-360"),
             (&format!("/runs/{id}") as &str, "run-360"),
         ] {
-            c.goto(&format!("{base}{path}")).await.unwrap();
-            wait_el(&c, "main h1").await;
-            wait_el(&c, "main .card").await;
-            let width = c
-                .execute("return document.documentElement.scrollWidth", vec![])
-                .await
-                .unwrap();
-            shot(&c, name).await;
-            assert!(
-                width.as_u64().is_some_and(|w| w <= 360),
-                "{path} is {width} px wide at 360"
-            );
+            fits_the_screen(&c, &format!("{base}{path}"), name).await;
         }
         c.close().await.unwrap();
     });
@@ -778,13 +794,19 @@ fn the_ui_offers_each_session_what_its_token_may_do() {
         shot(&c, "run-read").await;
         c.goto(&format!("{base}/runs/{later}")).await.unwrap();
         wait_button(&c, "#cancel", Some(("run", "read"))).await;
+        // The header and the notes fit a phone.
+        c.set_window_size(360, 800).await.unwrap();
+        fits_the_screen(&c, &format!("{base}/jobs/drop"), "job-read-360").await;
+        fits_the_screen(&c, &format!("{base}/runs/{done}"), "run-read-360").await;
+        c.set_window_size(1200, 1000).await.unwrap();
         let refused = c
             .execute_async(
                 "const done = arguments[arguments.length - 1]; \
                  const m = document.cookie.match(/ferry_csrf=([^;]*)/); \
                  fetch('/api/v1/runs/' + arguments[0] + '/cancel', { method: 'POST', \
                    headers: { 'X-Ferry-CSRF': m ? decodeURIComponent(m[1]) : '' } }) \
-                   .then((r) => r.json().then((b) => done([r.status, b])));",
+                   .then((r) => r.json().then((b) => done([r.status, b]))) \
+                   .catch((e) => done([0, String(e)]));",
                 vec![json!(later)],
             )
             .await
@@ -808,8 +830,7 @@ fn the_ui_offers_each_session_what_its_token_may_do() {
         wait_button(&c, "#rerun", None).await;
         wait_button(&c, "#delete", None).await;
         click(&c, "#rerun").await;
-        let again = run_id_shown(&c).await;
-        assert_ne!(again, done);
+        run_shown_besides(&c, Some(done)).await;
         wait_text(&c, "#state", "succeeded").await;
         c.goto(&format!("{base}/runs/{done}")).await.unwrap();
         click(&c, "#delete").await;

@@ -78,6 +78,16 @@ document.addEventListener("click", (e) => {
 
 window.addEventListener("popstate", render);
 
+// A page left for another closes what its view started: the browser may keep the page alive
+// (back/forward cache) with its event streams open, each holding one of the few connections a
+// browser opens to one server, until the page's own requests wait for a free one. Shown again
+// from that cache, the page renders afresh.
+window.addEventListener("pagehide", () => {
+  if (stop) { try { stop(); } catch { /* already stopped */ } }
+  stop = null;
+});
+window.addEventListener("pageshow", (e) => { if (e.persisted) render(); });
+
 document.getElementById("logout").addEventListener("click", async () => {
   try { await post("/ui/logout"); } catch (e) { toast(e.message, true); }
   session.signed_in = false;
