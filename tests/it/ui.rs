@@ -799,6 +799,8 @@ fn the_ui_offers_each_session_what_its_token_may_do() {
         fits_the_screen(&c, &format!("{base}/jobs/drop"), "job-read-360").await;
         fits_the_screen(&c, &format!("{base}/runs/{done}"), "run-read-360").await;
         c.set_window_size(1200, 1000).await.unwrap();
+        // The page's own request past a disabled button (cookie and CSRF header as the UI
+        // sends them) is still refused by the API.
         let refused = c
             .execute_async(
                 "const done = arguments[arguments.length - 1]; \
