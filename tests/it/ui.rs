@@ -130,12 +130,110 @@ async fn wait_el(c: &Client, css: &str) -> fantoccini::elements::Element {
     }
 }
 
+/// Clicks the element `css`, again when the page replaced it between finding and clicking (a
+/// run page redraws its buttons as the run's events arrive).
 async fn click(c: &Client, css: &str) {
-    wait_el(c, css).await.click().await.expect("click");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match wait_el(c, css).await.click().await {
+            Ok(()) => return,
+            Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+            Err(e) => panic!("cannot click {css}: {e}"),
+        }
+    }
+}
+
+/// What the button `css` shows: `{enabled, text, title, why}`, `why` being the text of what
+/// describes it (`aria-describedby`); null while there is no such button.
+async fn button_state(c: &Client, css: &str) -> Value {
+    c.execute(
+        "const b = document.querySelector(arguments[0]); if (!b) return null; \
+         const ids = (b.getAttribute('aria-describedby') || '').split(' ').filter(Boolean); \
+         return { enabled: !b.disabled, text: b.textContent, title: b.title, \
+           why: ids.map((i) => (document.getElementById(i) || {}).textContent || '').join(' ') };",
+        vec![json!(css)],
+    )
+    .await
+    .unwrap_or(Value::Null)
+}
+
+/// Waits until the button `css` is disabled with the reason that it needs the `need` scope
+/// and the session has `have`, as its title and in the visible note that describes it
+/// ("LABEL: REASON"); or, with `None`, until it is enabled with neither.
+async fn wait_button(c: &Client, css: &str, scopes: Option<(&str, &str)>) {
+    let reason = scopes
+        .map(|(need, have)| format!("needs a token with the {need} scope; this one is {have}"));
+    let shows = |b: &Value| {
+        let text = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
+        match &reason {
+            Some(r) => {
+                b["enabled"] == false
+                    && text("title") == *r
+                    && text("why").contains(&text("text"))
+                    && text("why").ends_with(&format!(": {r}"))
+            }
+            None => b["enabled"] == true && text("title").is_empty() && text("why").is_empty(),
+        }
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = button_state(c, css).await;
+        if shows(&seen) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{css} shows {seen}, not {reason:?}; the page says:\n{}",
+                page_text(c).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens `url` and asserts its page is no wider than the window (360 px, less its scroll bar);
+/// a screenshot `name`.
+async fn fits_the_screen(c: &Client, url: &str, name: &str) {
+    c.goto(url).await.unwrap();
+    wait_el(c, "main h1").await;
+    wait_el(c, "main .card").await;
+    let widths = c
+        .execute(
+            "const d = document.documentElement; return [d.scrollWidth, d.clientWidth]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(c, name).await;
+    let (wide, room) = (widths[0].as_u64(), widths[1].as_u64());
+    assert!(
+        wide.is_some_and(|w| w <= 360) && wide <= room,
+        "{url} is {wide:?} px wide in a window of {room:?} px"
+    );
+}
+
+/// Signs in on the login page with `token`; back on the overview, the header names `who`.
+async fn sign_in(c: &Client, base: &str, token: &str, who: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    wait_el(c, "#token").await.send_keys(token).await.unwrap();
+    click(c, ".login button[type=submit]").await;
+    wait_text(c, "h1", "Overview").await;
+    wait_text(c, "#who", &format!("signed in as {who}")).await;
+}
+
+/// Signs out with the header's button.
+async fn sign_out(c: &Client) {
+    click(c, "#logout").await;
+    wait_el(c, "#token").await;
 }
 
 /// The run id of the run page the browser shows.
 async fn run_id_shown(c: &Client) -> i64 {
+    run_shown_besides(c, None).await
+}
+
+/// The run id of the run page the browser shows, once it is not the page of run `old`.
+async fn run_shown_besides(c: &Client, old: Option<i64>) -> i64 {
     let deadline = Instant::now() + WAIT;
     loop {
         let url = c.current_url().await.expect("current url");
@@ -143,6 +241,7 @@ async fn run_id_shown(c: &Client) -> i64 {
             .path()
             .strip_prefix("/runs/")
             .and_then(|s| s.parse().ok())
+            .filter(|id| Some(*id) != old)
         {
             wait_el(c, "#state .badge").await;
             return id;
@@ -233,6 +332,85 @@ fn the_embedded_ui_stays_under_its_budget() {
     }
 }
 
+/// The body of the embedded asset `name`.
+fn asset(name: &str) -> &'static str {
+    ferry::api::ui::ASSETS
+        .iter()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("no asset {name}"))
+        .body
+}
+
+/// The quoted routes (`"POST /api/v1/..."`) in a text.
+fn quoted_routes(text: &str) -> impl Iterator<Item = &str> {
+    let methods = ["GET", "POST", "PUT", "DELETE"];
+    text.split('"').filter(move |q| {
+        q.split_once(' ')
+            .is_some_and(|(m, p)| methods.contains(&m) && p.starts_with("/api/"))
+    })
+}
+
+#[test]
+fn ui_scopes_match_the_api_routes() {
+    let js = asset("scope.js");
+    let (_, map) = js
+        .split_once("export const NEEDS = {")
+        .expect("scope.js defines NEEDS");
+    let (map, _) = map.split_once("};").expect("NEEDS ends");
+    let lines: Vec<&str> = map.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut needs = std::collections::BTreeMap::new();
+    for line in &lines {
+        let parts: Vec<&str> = line.split('"').collect();
+        let [_, route, ": ", scope, ","] = parts[..] else {
+            panic!("not `\"METHOD /path\": \"scope\",`: {line:?}")
+        };
+        needs.insert(route, scope);
+    }
+    assert_eq!(needs.len(), lines.len(), "one route a line: {map}");
+    // Each scope is the one the API's table gives the route.
+    for (route, scope) in &needs {
+        let (method, path) = route.split_once(' ').unwrap();
+        let api = ferry::api::auth::ROUTES
+            .iter()
+            .find(|r| r.method == method && r.path == path)
+            .unwrap_or_else(|| panic!("{route} is not in api::auth::ROUTES"));
+        assert_eq!(
+            api.scope.map(|s| s.as_str()),
+            Some(*scope),
+            "scope.js says {route} needs {scope}; api::auth::ROUTES disagrees"
+        );
+    }
+    // The routes the other modules lock their buttons by are exactly those of the map.
+    let used: std::collections::BTreeSet<&str> = ferry::api::ui::ASSETS
+        .iter()
+        .filter(|a| a.name.ends_with(".js") && a.name != "scope.js")
+        .flat_map(|a| quoted_routes(a.body))
+        .collect();
+    let mapped: std::collections::BTreeSet<&str> = needs.keys().copied().collect();
+    assert_eq!(
+        used, mapped,
+        "routes locked by the UI vs the routes of NEEDS"
+    );
+    // And they are the routes it calls: no action reaches the API but through `call(ROUTE)`
+    // (`post` is left to signing in and out).
+    for a in ferry::api::ui::ASSETS.iter().filter(|a| a.name != "api.js") {
+        for (at, _) in a.body.match_indices("post(") {
+            let rest = &a.body[at + "post(".len()..];
+            assert!(
+                rest.starts_with("\"/ui/"),
+                "{} posts to the API without call(): {}",
+                a.name,
+                rest.lines().next().unwrap_or_default()
+            );
+        }
+        assert!(
+            !a.body.contains("del("),
+            "{} deletes without call()",
+            a.name
+        );
+    }
+}
+
 #[test]
 fn pages_and_assets_are_served_and_unknown_ones_refused() {
     let p = jobs_project("");
@@ -298,6 +476,7 @@ fn a_person_runs_and_follows_jobs_in_the_browser() {
         shot(&c, "jobs").await;
         click(&c, "a[href='/jobs/export']").await;
         wait_el(&c, "#params-form").await;
+        wait_button(&c, "#pause", None).await;
         wait_text(&c, "pre.code", "ctx.artifact").await;
         shot(&c, "job").await;
 
@@ -333,6 +512,12 @@ fn a_person_runs_and_follows_jobs_in_the_browser() {
         wait_text(&c, "#state", "succeeded").await;
         wait_text(&c, "#summary", "\"rows\": 2").await;
         wait_text(&c, "#progress-text", "2 of 2").await;
+        // Without auth nobody is named, and every action is offered.
+        wait_button(&c, "#rerun", None).await;
+        wait_button(&c, "#delete", None).await;
+        let who = wait_el(&c, "#who").await;
+        assert!(!who.is_displayed().await.unwrap());
+        assert_eq!(who.text().await.unwrap(), "");
 
         // The artifact's link downloads the run's file, byte for byte.
         let link = wait_el(&c, "#artifacts a").await;
@@ -405,18 +590,7 @@ fn a_person_runs_and_follows_jobs_in_the_browser() {
             ("/", "overview-360"),
             (&format!("/runs/{id}") as &str, "run-360"),
         ] {
-            c.goto(&format!("{base}{path}")).await.unwrap();
-            wait_el(&c, "main h1").await;
-            wait_el(&c, "main .card").await;
-            let width = c
-                .execute("return document.documentElement.scrollWidth", vec![])
-                .await
-                .unwrap();
-            shot(&c, name).await;
-            assert!(
-                width.as_u64().is_some_and(|w| w <= 360),
-                "{path} is {width} px wide at 360"
-            );
+            fits_the_screen(&c, &format!("{base}{path}"), name).await;
         }
         c.close().await.unwrap();
     });
@@ -563,6 +737,109 @@ fn signing_in_with_a_token_keeps_it_in_an_http_only_cookie() {
                 .iter()
                 .any(|k| k.name() == "ferry_token")
         );
+        c.close().await.unwrap();
+    });
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn the_ui_offers_each_session_what_its_token_may_do() {
+    let p = jobs_project(&format!(
+        "[api]\ntoken = \"{TOKEN}\"\n[daemon]\nshutdown_grace = \"500ms\"\n"
+    ));
+    let tokens: Vec<String> = [("ci", "read"), ("runner", "run")]
+        .iter()
+        .map(|(name, scope)| {
+            let r = p.ferry(&["tokens", "create", name, "--scope", scope]);
+            assert_eq!(r.code, 0, "{}", r.all());
+            r.stdout.trim().to_string()
+        })
+        .collect();
+    let (reader, runner) = (&tokens[0], &tokens[1]);
+    let d = Daemon::start(&p);
+    // A run that waits for its time, to show a Cancel button.
+    let (status, v) = common::api::Api::new(&d).post(
+        "/api/v1/jobs/fails/runs",
+        json!({ "at": "2099-01-01T00:00:00Z" }),
+    );
+    assert_eq!(status, 201, "{v}");
+    let later = v["id"].as_i64().expect("a run id");
+    let driver = Driver::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let c = browser(&driver).await;
+        let base = d.url.clone();
+
+        // run: runs a job from the UI, may not delete its run.
+        sign_in(&c, &base, runner, "runner · run").await;
+        c.goto(&format!("{base}/jobs/nightly")).await.unwrap();
+        wait_button(&c, "#pause", None).await;
+        click(&c, "#run-now").await;
+        let done = run_id_shown(&c).await;
+        wait_text(&c, "#state", "succeeded").await;
+        wait_button(&c, "#rerun", None).await;
+        wait_button(&c, "#delete", Some(("admin", "run"))).await;
+        sign_out(&c).await;
+
+        // read: every action is disabled with the reason, and the API still refuses.
+        sign_in(&c, &base, reader, "ci · read").await;
+        c.goto(&format!("{base}/jobs/drop")).await.unwrap();
+        for css in ["#run-now", "#run-at-button", "#pause", "#upload-button"] {
+            wait_button(&c, css, Some(("run", "read"))).await;
+        }
+        shot(&c, "job-read").await;
+        c.goto(&format!("{base}/runs/{done}")).await.unwrap();
+        wait_button(&c, "#rerun", Some(("run", "read"))).await;
+        wait_button(&c, "#delete", Some(("admin", "read"))).await;
+        shot(&c, "run-read").await;
+        c.goto(&format!("{base}/runs/{later}")).await.unwrap();
+        wait_button(&c, "#cancel", Some(("run", "read"))).await;
+        // The header and the notes fit a phone.
+        c.set_window_size(360, 800).await.unwrap();
+        fits_the_screen(&c, &format!("{base}/jobs/drop"), "job-read-360").await;
+        fits_the_screen(&c, &format!("{base}/runs/{done}"), "run-read-360").await;
+        c.set_window_size(1200, 1000).await.unwrap();
+        // The page's own request past a disabled button (cookie and CSRF header as the UI
+        // sends them) is still refused by the API.
+        let refused = c
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 const m = document.cookie.match(/ferry_csrf=([^;]*)/); \
+                 fetch('/api/v1/runs/' + arguments[0] + '/cancel', { method: 'POST', \
+                   headers: { 'X-Ferry-CSRF': m ? decodeURIComponent(m[1]) : '' } }) \
+                   .then((r) => r.json().then((b) => done([r.status, b]))) \
+                   .catch((e) => done([0, String(e)]));",
+                vec![json!(later)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused[0], 403, "{refused}");
+        let said = refused[1]["error"]["message"].as_str().unwrap_or_default();
+        assert!(said.contains("`run` scope"), "{refused}");
+        sign_out(&c).await;
+
+        // admin (the config token): everything is offered.
+        sign_in(&c, &base, TOKEN, "config · admin").await;
+        c.goto(&format!("{base}/jobs/drop")).await.unwrap();
+        for css in ["#run-now", "#run-at-button", "#pause", "#upload-button"] {
+            wait_button(&c, css, None).await;
+        }
+        c.goto(&format!("{base}/runs/{later}")).await.unwrap();
+        wait_button(&c, "#cancel", None).await;
+        click(&c, "#cancel").await;
+        wait_text(&c, "#state", "cancelled").await;
+        c.goto(&format!("{base}/runs/{done}")).await.unwrap();
+        wait_button(&c, "#rerun", None).await;
+        wait_button(&c, "#delete", None).await;
+        click(&c, "#rerun").await;
+        run_shown_besides(&c, Some(done)).await;
+        wait_text(&c, "#state", "succeeded").await;
+        c.goto(&format!("{base}/runs/{done}")).await.unwrap();
+        click(&c, "#delete").await;
+        c.accept_alert().await.expect("the delete is confirmed");
+        wait_text(&c, "h1", "Runs").await;
+        let gone = p.ferry(&["runs", "show", &done.to_string()]);
+        assert!(gone.stderr.contains("does not exist"), "{}", gone.all());
         c.close().await.unwrap();
     });
     assert_eq!(d.stop(), Some(0));

@@ -54,6 +54,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("runs.js", JS),
     asset!("run.js", JS),
     asset!("login.js", JS),
+    asset!("scope.js", JS),
 ];
 
 /// The budget of the whole UI, uncompressed.

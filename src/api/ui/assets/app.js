@@ -4,6 +4,7 @@
 
 import { get, post, setUnauthorizedHandler } from "./api.js";
 import { errorBox, toast } from "./dom.js";
+import { showWho } from "./scope.js";
 import { overview } from "./overview.js";
 import { jobs } from "./jobs.js";
 import { job } from "./job.js";
@@ -44,6 +45,7 @@ async function render() {
     else a.removeAttribute("aria-current");
   }
   document.getElementById("logout").hidden = !(session.auth === "token" && session.signed_in);
+  showWho(session);
   main.replaceChildren();
   if (!route) {
     main.append(errorBox(`No page at ${path}.`));
@@ -76,6 +78,16 @@ document.addEventListener("click", (e) => {
 
 window.addEventListener("popstate", render);
 
+// A page left for another closes what its view started: the browser may keep the page alive
+// (back/forward cache) with its event streams open, each holding one of the few connections a
+// browser opens to one server, until the page's own requests wait for a free one. Shown again
+// from that cache, the page renders afresh.
+window.addEventListener("pagehide", () => {
+  if (stop) { try { stop(); } catch { /* already stopped */ } }
+  stop = null;
+});
+window.addEventListener("pageshow", (e) => { if (e.persisted) render(); });
+
 document.getElementById("logout").addEventListener("click", async () => {
   try { await post("/ui/logout"); } catch (e) { toast(e.message, true); }
   session.signed_in = false;
@@ -98,6 +110,9 @@ async function start() {
   render();
 }
 
-function setSignedIn() { session.signed_in = true; }
+// After a sign-in: who the session is now (its token's name and scope).
+async function setSignedIn() {
+  try { session = await get("/ui/session"); } catch { session.signed_in = true; }
+}
 
 start();

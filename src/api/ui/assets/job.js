@@ -1,10 +1,15 @@
 // One job: its triggers, pause and resume, its params as a form (Run now / Run at), a file
 // upload for watched jobs, its script (highlighted) and its runs.
 
-import { get, getText, post, query } from "./api.js";
+import { call, get, getText, query } from "./api.js";
 import { h, errorBox, table, toast, RUN_HEAD, runRow, pager } from "./dom.js";
 import { highlight } from "./lua.js";
 import { triggers, strip } from "./jobs.js";
+import { lock } from "./scope.js";
+
+// The routes of the job's actions (see NEEDS in scope.js).
+const TRIGGER = "POST /api/v1/jobs/{name}/runs";
+const UPLOAD = "POST /api/v1/jobs/{name}/upload";
 
 // The input for a param of a type. Numbers are typed as text so the API, which knows the
 // types, says what is wrong with a value.
@@ -25,7 +30,7 @@ function input(name, p) {
   }
 }
 
-function paramsForm(j, navigate) {
+function paramsForm(j, navigate, session) {
   const names = Object.keys(j.params);
   const fields = names.map((name) => {
     const p = j.params[name];
@@ -42,11 +47,12 @@ function paramsForm(j, navigate) {
   const at = h("input", { type: "datetime-local", id: "run-at", name: "at", step: "1", "aria-describedby": "run-at-error" });
   const formError = h("div", { class: "field-error", id: "form-error", role: "alert" });
   const atError = h("div", { class: "field-error", id: "run-at-error", role: "alert" });
+  const now = h("button", { type: "submit", class: "primary", id: "run-now", value: "now" }, "Run now");
+  const later = h("button", { type: "submit", id: "run-at-button", value: "at" }, "Run at");
   const form = h("form", { id: "params-form", novalidate: true }, fields,
-    h("div", { class: "actions" },
-      h("button", { type: "submit", class: "primary", id: "run-now", value: "now" }, "Run now"),
-      h("span", { class: "at" }, h("label", { for: "run-at" }, "or at "), at,
-        h("button", { type: "submit", id: "run-at-button", value: "at" }, "Run at"))),
+    h("div", { class: "actions" }, now,
+      h("span", { class: "at" }, h("label", { for: "run-at" }, "or at "), at, later),
+      lock(session, TRIGGER, now, later)),
     atError, formError);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -64,7 +70,7 @@ function paramsForm(j, navigate) {
       body.at = new Date(at.value).toISOString();
     }
     try {
-      const r = await post(`/api/v1/jobs/${encodeURIComponent(j.name)}/runs`, body);
+      const r = await call(TRIGGER, j, body);
       toast(`Run #${r.id} ${r.state}`);
       navigate(`/runs/${r.id}`);
     } catch (x) {
@@ -81,12 +87,13 @@ function paramsForm(j, navigate) {
   return form;
 }
 
-function uploadForm(j, navigate) {
+function uploadForm(j, navigate, session) {
   const file = h("input", { type: "file", id: "upload-file", name: "file", required: true });
   const err = h("div", { class: "field-error", id: "upload-error", role: "alert" });
+  const send = h("button", { type: "submit", class: "primary", id: "upload-button" }, "Upload");
   const form = h("form", { id: "upload-form" },
     h("label", { for: "upload-file" }, "Drop a file into ", h("code", {}, j.watch.path), " and run the job on it"),
-    h("div", { class: "actions" }, file, h("button", { type: "submit", class: "primary", id: "upload-button" }, "Upload")), err);
+    h("div", { class: "actions" }, file, send, lock(session, UPLOAD, send)), err);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     err.textContent = "";
@@ -94,7 +101,7 @@ function uploadForm(j, navigate) {
     const data = new FormData();
     data.append("file", file.files[0]);
     try {
-      const r = await post(`/api/v1/jobs/${encodeURIComponent(j.name)}/upload`, data);
+      const r = await call(UPLOAD, j, data);
       toast(`Uploaded; run #${r.id}`);
       navigate(`/runs/${r.id}`);
     } catch (x) { err.textContent = x.message; }
@@ -102,20 +109,21 @@ function uploadForm(j, navigate) {
   return form;
 }
 
-export async function job({ main, args, query: q, navigate }) {
+export async function job({ main, args, query: q, navigate, session }) {
   const name = args[0];
   const path = `/api/v1/jobs/${encodeURIComponent(name)}`;
   const j = await get(path);
+  const pauseRoute = j.paused ? "POST /api/v1/jobs/{name}/resume" : "POST /api/v1/jobs/{name}/pause";
   const pauseButton = h("button", { type: "button", id: "pause", onclick: async () => {
     try {
-      await post(`${path}/${j.paused ? "resume" : "pause"}`);
+      await call(pauseRoute, j);
       toast(j.paused ? "Resumed" : "Paused");
       navigate(location.pathname + location.search, true);
     } catch (x) { toast(x.message, true); }
   } }, j.paused ? "Resume" : "Pause");
   main.append(h("div", { class: "title" },
     h("h1", {}, j.name), j.paused ? h("span", { class: "badge s-paused", id: "paused" }, `paused since ${new Date(j.paused_since).toLocaleString()}`) : null,
-    h("span", { class: "spacer" }), pauseButton));
+    h("span", { class: "spacer" }), pauseButton, lock(session, pauseRoute, pauseButton)));
   if (j.description) main.append(h("p", { class: "lead" }, j.description));
   if (j.error) main.append(h("section", { class: "card" }, h("h2", {}, j.loaded ? "The newest version does not load (the previous one stays active)" : "The script does not load"), h("pre", { class: "error" }, j.error)));
   main.append(h("section", { class: "card" }, h("h2", {}, "Triggers"), triggers(j),
@@ -128,8 +136,8 @@ export async function job({ main, args, query: q, navigate }) {
   if (j.loaded) {
     main.append(h("section", { class: "card" }, h("h2", {}, "Run"),
       Object.keys(j.params).length ? null : h("p", { class: "muted" }, "This job declares no params."),
-      paramsForm(j, navigate)));
-    if (j.watch) main.append(h("section", { class: "card" }, h("h2", {}, "Upload a file"), uploadForm(j, navigate)));
+      paramsForm(j, navigate, session)));
+    if (j.watch) main.append(h("section", { class: "card" }, h("h2", {}, "Upload a file"), uploadForm(j, navigate, session)));
   }
   const runsBox = h("div", {});
   main.append(h("section", { class: "card" }, h("h2", {}, "Runs"), runsBox));

@@ -19,7 +19,7 @@ export async function login({ main, query, navigate, session, setSignedIn }) {
     try {
       await post("/ui/login", { token: input.value });
       input.value = "";
-      setSignedIn();
+      await setSignedIn();
       navigate(safeNext, true);
     } catch (x) {
       err.textContent = x.status === 401 ? "Wrong token." : x.message;

@@ -1,8 +1,14 @@
 // One run: state, times, trigger, params, progress and logs (live, from the API's event
 // stream), summary, error, artifacts, and Cancel / Run again / Delete.
 
-import { get, post, del, stream } from "./api.js";
+import { call, get, stream } from "./api.js";
 import { h, badge, time, duration, size, toast, triggerText } from "./dom.js";
+import { lock } from "./scope.js";
+
+// The routes of a run's actions (see NEEDS in scope.js).
+const CANCEL = "POST /api/v1/runs/{id}/cancel";
+const RERUN = "POST /api/v1/runs/{id}/rerun";
+const DELETE = "DELETE /api/v1/runs/{id}";
 
 // Lines kept on the page; older ones are dropped from the view (all are in the history).
 const MAX_LINES = 5000;
@@ -37,7 +43,7 @@ function progressText(p) {
   return p.total ? `${p.done} of ${p.total} (${Math.floor((100 * p.done) / Math.max(1, p.total))} %)` : `${p.done} done`;
 }
 
-export async function run({ main, args, navigate }) {
+export async function run({ main, args, navigate, session }) {
   const id = args[0];
   const path = `/api/v1/runs/${id}`;
   let r = await get(path);
@@ -45,6 +51,7 @@ export async function run({ main, args, navigate }) {
 
   const stateBox = h("span", { id: "state" });
   const actions = h("div", { class: "actions", id: "run-actions" });
+  const whys = h("div", { class: "whys" });
   const progress = h("progress", { id: "progress", max: "1", "aria-label": "progress" });
   const progressLabel = h("span", { id: "progress-text", class: "muted" });
   const outcome = h("div", { id: "outcome" });
@@ -60,26 +67,31 @@ export async function run({ main, args, navigate }) {
     progressLabel.textContent = progressText(p);
   }
 
+  // The buttons, and below them the notes saying why the session may not use some.
   function showActions() {
     const buttons = [];
+    const notes = [];
+    const add = (route, b) => { buttons.push(b); notes.push(lock(session, route, b)); };
+    const act = (route) => call(route, { id });
     if (open(r.state)) {
-      buttons.push(h("button", { type: "button", id: "cancel", class: "danger", disabled: r.cancel_requested, onclick: async (e) => {
+      add(CANCEL, h("button", { type: "button", id: "cancel", class: "danger", disabled: r.cancel_requested, onclick: async (e) => {
         e.target.disabled = true;
-        try { const x = await post(`${path}/cancel`); toast(`Cancel asked (${x.state})`); await refresh(); }
+        try { const x = await act(CANCEL); toast(`Cancel asked (${x.state})`); await refresh(); }
         catch (x) { toast(x.message, true); e.target.disabled = false; }
       } }, r.cancel_requested ? "Cancelling…" : "Cancel"));
     } else {
-      buttons.push(h("button", { type: "button", id: "rerun", class: "primary", onclick: async () => {
-        try { const x = await post(`${path}/rerun`); toast(`Run #${x.id} ${x.state}`); navigate(`/runs/${x.id}`); }
+      add(RERUN, h("button", { type: "button", id: "rerun", class: "primary", onclick: async () => {
+        try { const x = await act(RERUN); toast(`Run #${x.id} ${x.state}`); navigate(`/runs/${x.id}`); }
         catch (x) { toast(x.message, true); }
       } }, "Run again"));
-      buttons.push(h("button", { type: "button", id: "delete", class: "danger", onclick: async () => {
+      add(DELETE, h("button", { type: "button", id: "delete", class: "danger", onclick: async () => {
         if (!confirm(`Delete run #${id} with its logs and artifacts?`)) return;
-        try { await del(path); toast(`Run #${id} deleted`); navigate(`/runs?job=${encodeURIComponent(r.job)}`, true); }
+        try { await act(DELETE); toast(`Run #${id} deleted`); navigate(`/runs?job=${encodeURIComponent(r.job)}`, true); }
         catch (x) { toast(x.message, true); }
       } }, "Delete"));
     }
     actions.replaceChildren(...buttons);
+    whys.replaceChildren(...notes.filter(Boolean));
   }
 
   function showOutcome() {
@@ -119,7 +131,7 @@ export async function run({ main, args, navigate }) {
   }
 
   main.append(
-    h("div", { class: "title" }, h("h1", {}, `Run #${r.id}`), stateBox, h("span", { class: "spacer" }), actions),
+    h("div", { class: "title" }, h("h1", {}, `Run #${r.id}`), stateBox, h("span", { class: "spacer" }), actions, whys),
     h("div", { class: "progress" }, progress, progressLabel),
     outcome,
     h("section", { class: "card" }, h("h2", {}, "Logs"), logs, logsNote),
