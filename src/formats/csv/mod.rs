@@ -9,11 +9,13 @@
 //! `"NULL"` with marker `NULL`), and the reader never takes a quoted field for null.
 //!
 //! - `reader.rs`: [`CsvReader`], the plain-line splitter and the `csv_core` path.
+//! - `split.rs`: the plain-line splitter's scan, 16 bytes at a time.
 //! - `number.rs`: the fast integer and float parsers of the typed reader.
 //! - `writer.rs`: [`CsvWriter`].
 
 mod number;
 mod reader;
+mod split;
 mod writer;
 
 #[cfg(test)]

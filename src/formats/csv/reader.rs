@@ -8,7 +8,8 @@
 
 use std::io::{self, Read};
 
-use super::number::parse_fast;
+use super::number::parse_number;
+use super::split::{Stops, split_line};
 use crate::formats::error::{FormatError, Location, OnError, SkipReport, skip_or_fail};
 use crate::formats::options::{CsvOptions, ReadOptions, TimestampUnit, Type};
 use crate::formats::projection::Projection;
@@ -20,7 +21,7 @@ const READ_SIZE: usize = 256 * 1024;
 
 /// What a byte means to the plain-line splitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub(super) enum Role {
     /// Part of a field.
     Plain,
     /// Ends a field.
@@ -77,7 +78,15 @@ pub struct CsvReader<R: Read> {
     /// The slow path's field ends in `unquoted`.
     ends: Vec<usize>,
     /// The slow path's record: whether each field was quoted (a quoted field is never null).
+    /// Empty when no field equals the null marker (then it does not matter).
     quoted: Vec<bool>,
+    /// Where the raw bytes of the record the slow path reads start in `buf` (`usize::MAX`
+    /// outside the slow path): `refill` keeps them.
+    keep: usize,
+    /// A second `csv_core` reader, which reads a record again field by field to learn which
+    /// fields were quoted, and room for its output.
+    requote: csv_core::Reader,
+    scratch: Vec<u8>,
     /// The current record: where its bytes are and each field's span in them.
     held: Held,
     spans: Vec<(usize, usize)>,
@@ -86,10 +95,9 @@ pub struct CsvReader<R: Read> {
     line: u64,
     /// Each byte's role in a plain line.
     roles: [Role; 256],
-    delimiter: u8,
     quote: u8,
-    /// Whether the buffer holds a `\r` (then lines are split byte by byte).
-    has_cr: bool,
+    /// The bytes that stop the splitter, for its 16-byte compares.
+    stops: Stops,
     /// Quote bytes the slow path has consumed, for the unbalanced-quote check.
     quotes: u64,
     name: String,
@@ -115,10 +123,11 @@ impl<R: Read> CsvReader<R> {
     /// Opens a CSV source: reads the header line (when `csv.header`) and checks the options
     /// against the columns.
     pub fn new(input: R, csv_opts: &CsvOptions, opts: &ReadOptions) -> Result<Self, FormatError> {
-        let core = csv_core::ReaderBuilder::new()
-            .delimiter(csv_opts.delimiter)
-            .quote(csv_opts.quote)
-            .build();
+        let mut builder = csv_core::ReaderBuilder::new();
+        builder.delimiter(csv_opts.delimiter).quote(csv_opts.quote);
+        let core = builder.build();
+        // Built twice: csv_core 0.1.13's `Clone` copies only part of the parser's tables.
+        let requote = builder.build();
         let mut this = CsvReader {
             input,
             buf: vec![0; READ_SIZE],
@@ -130,14 +139,16 @@ impl<R: Read> CsvReader<R> {
             unquoted: vec![0; 1024],
             ends: vec![0; 64],
             quoted: Vec::new(),
+            keep: usize::MAX,
+            requote,
+            scratch: Vec::new(),
             held: Held::Unquoted,
             spans: Vec::new(),
             record_line: 1,
             line: 1,
             roles: roles(csv_opts),
-            delimiter: csv_opts.delimiter,
             quote: csv_opts.quote,
-            has_cr: true,
+            stops: Stops::new(csv_opts.delimiter, csv_opts.quote),
             quotes: 0,
             name: opts.name.clone(),
             file_columns: Vec::new(),
@@ -216,10 +227,13 @@ impl<R: Read> CsvReader<R> {
     /// Reads more input after the bytes not consumed yet (moved to the front of the buffer,
     /// which doubles when they fill it).
     fn refill(&mut self) -> Result<(), FormatError> {
-        if self.pos > 0 {
-            self.buf.copy_within(self.pos..self.filled, 0);
-            self.filled -= self.pos;
-            self.pos = 0;
+        // The slow path keeps the raw bytes of the record it reads (`keep`).
+        let from = self.keep.min(self.pos);
+        if from > 0 {
+            self.buf.copy_within(from..self.filled, 0);
+            self.filled -= from;
+            self.pos -= from;
+            self.keep = self.keep.saturating_sub(from);
         }
         if self.filled == self.buf.len() {
             self.buf.resize(self.buf.len() * 2, 0);
@@ -238,7 +252,6 @@ impl<R: Read> CsvReader<R> {
                 Err(e) => return Err(FormatError::io(&self.name, e)),
             }
         }
-        self.has_cr = memchr::memchr(b'\r', &self.buf[self.pos..self.filled]).is_some();
         const BOM: &[u8] = b"\xEF\xBB\xBF";
         let head = &self.buf[..self.filled];
         if !self.started && (head.len() >= 3 || self.eof || !BOM.starts_with(head)) {
@@ -255,42 +268,14 @@ impl<R: Read> CsvReader<R> {
     /// Reads the next record; `false` at the end of the input. An unterminated quoted field
     /// at the end is an error.
     ///
-    /// One pass over a plain line finds its delimiters and its end: a table gives each byte
-    /// its role, so the loop does one load and one compare per byte.
+    /// One pass over a plain line finds its delimiters and its end, 16 bytes at a time
+    /// ([`split_line`]).
     fn read_next(&mut self) -> Result<bool, FormatError> {
         loop {
             let start = self.pos;
             let buf = &self.buf[..self.filled];
             self.spans.clear();
-            let mut field = start;
-            let mut j = start;
-            if self.has_cr {
-                while j < buf.len() {
-                    match self.roles[usize::from(buf[j])] {
-                        Role::Plain => j += 1,
-                        Role::Delimiter => {
-                            self.spans.push((field - start, j - start));
-                            j += 1;
-                            field = j;
-                        }
-                        Role::Special => break,
-                    }
-                }
-            } else {
-                // Without a `\r` in the buffer the special bytes are three: memchr finds them
-                // 32 bytes at a time.
-                j = buf.len();
-                for k in memchr::memchr3_iter(self.delimiter, b'\n', self.quote, &buf[start..]) {
-                    let k = start + k;
-                    if self.roles[usize::from(buf[k])] == Role::Delimiter {
-                        self.spans.push((field - start, k - start));
-                        field = k + 1;
-                    } else {
-                        j = k;
-                        break;
-                    }
-                }
-            }
+            let (j, field) = split_line(buf, start, &self.stops, &self.roles, &mut self.spans);
             if j == buf.len() {
                 if !self.eof {
                     self.refill()?;
@@ -330,20 +315,13 @@ impl<R: Read> CsvReader<R> {
         }
     }
 
-    /// Reads the next record through `csv_core` (a line with quotes or a lone `\r`), noting
-    /// which fields were quoted.
-    ///
-    /// `csv_core` does not say whether a field was quoted, but it reads a field as quoted
-    /// exactly when the field's first byte is the quote. So it is given room for one field end
-    /// per call: each call then starts at a field's first byte or inside a field, and the first
-    /// byte a field consumes is looked at (past the line ends `csv_core` skips before a record).
+    /// Reads the next record through `csv_core` (a line with quotes or a lone `\r`), and when a
+    /// field equals the null marker, which of the fields were quoted ([`Self::find_quoted`]).
     fn read_quoted(&mut self) -> Result<bool, FormatError> {
         use csv_core::ReadRecordResult as R;
         let (mut nout, mut nend) = (0, 0);
         self.record_line = self.line;
-        self.quoted.clear();
-        // Whether the next byte consumed that is part of the record starts a field.
-        let mut starting = true;
+        self.keep = self.pos;
         // The bytes consumed from here on are not counted yet (see `tally`).
         let mut from = self.pos;
         loop {
@@ -353,51 +331,44 @@ impl<R: Read> CsvReader<R> {
                 from = self.pos;
                 continue;
             }
-            if nend == self.ends.len() {
-                self.ends.resize(nend * 2, 0);
-            }
             let input = &self.buf[self.pos..self.filled];
-            let (res, nin, o, e) = self.core.read_record(
-                input,
-                &mut self.unquoted[nout..],
-                &mut self.ends[nend..=nend],
-            );
-            let consumed = &input[..nin];
-            if starting {
-                let first = if nend == 0 {
-                    consumed.iter().find(|&&b| b != b'\n' && b != b'\r')
-                } else {
-                    consumed.first()
-                };
-                if let Some(&b) = first {
-                    self.quoted.push(b == self.quote);
-                    starting = false;
-                }
-            }
+            let (res, nin, o, e) =
+                self.core
+                    .read_record(input, &mut self.unquoted[nout..], &mut self.ends[nend..]);
             self.pos += nin;
             nout += o;
-            if e > 0 {
-                // A field ended. One that consumed no byte (empty, at the end of the input)
-                // was not quoted.
-                nend += e;
-                self.quoted.resize(nend, false);
-                starting = true;
-            }
+            nend += e;
             match res {
-                // `OutputEndsFull` is a field end before the record's end.
-                R::InputEmpty | R::OutputEndsFull => {}
+                R::InputEmpty => {}
                 R::OutputFull => {
                     let n = self.unquoted.len() * 2;
                     self.unquoted.resize(n, 0);
                 }
+                R::OutputEndsFull => {
+                    let n = self.ends.len() * 2;
+                    self.ends.resize(n, 0);
+                }
                 R::Record => break,
                 R::End => {
                     self.tally(from);
+                    self.keep = usize::MAX;
                     return Ok(false);
                 }
             }
         }
         self.tally(from);
+        let mut start = 0;
+        let marker = self.null.as_bytes();
+        let has_marker = self.ends[..nend].iter().any(|&end| {
+            let hit = &self.unquoted[start..end] == marker;
+            start = end;
+            hit
+        });
+        self.quoted.clear();
+        if has_marker {
+            self.find_quoted(nend);
+        }
+        self.keep = usize::MAX;
         self.held = Held::Unquoted;
         self.spans.clear();
         let mut a = 0;
@@ -421,6 +392,53 @@ impl<R: Read> CsvReader<R> {
             ));
         }
         Ok(true)
+    }
+
+    /// Reads the raw bytes of the record just read (`buf[keep..pos]`) again, one field end per
+    /// `csv_core` call, and notes in `quoted` whether each of its `fields` was quoted.
+    ///
+    /// `csv_core` does not say whether a field was quoted, but it reads a field as quoted
+    /// exactly when the field's first byte is the quote. Given room for one field end, each
+    /// call starts at a field's first byte or inside a field, so the first byte a field
+    /// consumes is looked at (past the line ends `csv_core` skips before a record).
+    fn find_quoted(&mut self, fields: usize) {
+        use csv_core::ReadRecordResult as R;
+        self.requote.reset();
+        if self.scratch.len() < self.unquoted.len() {
+            self.scratch.resize(self.unquoted.len(), 0);
+        }
+        let mut input = &self.buf[self.keep..self.pos];
+        let mut end = [0usize; 1];
+        let mut nend = 0;
+        let mut starting = true;
+        while nend < fields {
+            // The output is not needed: every call may write from the start of `scratch`,
+            // which holds the whole record.
+            let (res, nin, _, e) = self.requote.read_record(input, &mut self.scratch, &mut end);
+            let consumed = &input[..nin];
+            input = &input[nin..];
+            if starting {
+                let first = if nend == 0 {
+                    consumed.iter().find(|&&b| b != b'\n' && b != b'\r')
+                } else {
+                    consumed.first()
+                };
+                if let Some(&b) = first {
+                    self.quoted.push(b == self.quote);
+                    starting = false;
+                }
+            }
+            if e > 0 {
+                // A field ended. One that consumed no byte (empty, at the end of the input)
+                // was not quoted.
+                nend += e;
+                self.quoted.resize(nend, false);
+                starting = true;
+            }
+            if matches!(res, R::Record | R::End) || (nin == 0 && e == 0 && !input.is_empty()) {
+                break;
+            }
+        }
     }
 
     /// Counts the quotes and line ends in the bytes the slow path consumed from `from` on
@@ -447,8 +465,9 @@ impl<R: Read> CsvReader<R> {
         row.resize(self.columns.len(), Value::Null);
         let record = self.record();
         let end = self.spans.last().map_or(0, |s| s.1);
-        // One UTF-8 check for the whole record; fields are cut from it at their spans.
-        let text = std::str::from_utf8(&record[..end]).ok();
+        // One UTF-8 check for the whole record, made when a field first needs text (numbers
+        // in their common forms are read from the bytes); fields are cut from it.
+        let mut text: Option<Option<&str>> = None;
         // Plain lines have no quoted field.
         let quoted: &[bool] = match self.held {
             Held::Line(_) => &[],
@@ -457,9 +476,20 @@ impl<R: Read> CsvReader<R> {
         for (k, slot) in row.iter_mut().enumerate() {
             let i = self.indices[k];
             let (a, b) = self.spans[i];
-            let field = match text.and_then(|t| t.get(a..b)) {
+            let bytes = &record[a..b];
+            if bytes == self.null.as_bytes() && quoted.get(i) != Some(&true) {
+                *slot = Value::Null;
+                continue;
+            }
+            let ty = self.types[k];
+            // Numbers in their common forms are read from the bytes: they need no UTF-8 check.
+            if parse_number(bytes, ty, slot) {
+                continue;
+            }
+            let whole = *text.get_or_insert_with(|| std::str::from_utf8(&record[..end]).ok());
+            let field = match whole.and_then(|t| t.get(a..b)) {
                 Some(f) => f,
-                None => std::str::from_utf8(&record[a..b]).map_err(|e| {
+                None => std::str::from_utf8(bytes).map_err(|e| {
                     FormatError::data(
                         Location::file(&self.name)
                             .at_line(line)
@@ -471,12 +501,8 @@ impl<R: Read> CsvReader<R> {
                     )
                 })?,
             };
-            if field == self.null && quoted.get(i) != Some(&true) {
-                *slot = Value::Null;
-                continue;
-            }
-            let ty = self.types[k];
-            if parse_fast(field, ty, slot) {
+            if ty == Type::Text {
+                slot.set_text(field);
                 continue;
             }
             parse_typed(field, ty, self.unit, slot).map_err(|m| {

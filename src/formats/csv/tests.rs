@@ -110,6 +110,13 @@ fn fast_numbers_parse_like_std() {
         "1 ",
         "0x10",
         "١",
+        "12345678",
+        "-87654321",
+        "1234567/",
+        "1234567:",
+        "/2345678",
+        "12345678\u{80}",
+        "99999999999",
     ] {
         if let Some(i) = parse_int(s.as_bytes()) {
             assert_eq!(Some(i), s.parse::<i64>().ok(), "{s:?}");
@@ -120,6 +127,9 @@ fn fast_numbers_parse_like_std() {
         Some(123_456_789_012_345_678)
     );
     assert_eq!(parse_int(b"1234567890123456789"), None);
+    assert_eq!(parse_int(b"12345678"), Some(12_345_678));
+    assert_eq!(parse_int(b"1234567:"), None);
+    assert_eq!(parse_int(b"99999999999"), Some(99_999_999_999));
     for s in [
         "0",
         "-0",
@@ -140,6 +150,10 @@ fn fast_numbers_parse_like_std() {
         "nan",
         "inf",
         "9007199254740993",
+        "12345678.5",
+        "1234.5678",
+        "1234567a.5",
+        "0.12345678",
     ] {
         if let Some(f) = parse_float(s.as_bytes()) {
             let want: f64 = s.parse().unwrap();
@@ -149,6 +163,8 @@ fn fast_numbers_parse_like_std() {
     assert_eq!(parse_float(b"1428.57"), Some(1428.57));
     assert_eq!(parse_float(b"."), None);
     assert_eq!(parse_float(b"1e5"), None);
+    assert_eq!(parse_float(b"1234.5678"), Some(1234.5678));
+    assert_eq!(parse_float(b"12345678.5"), Some(12_345_678.5));
 }
 
 #[test]
