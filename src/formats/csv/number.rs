@@ -94,28 +94,28 @@ const POW10: [f64; 23] = [
 /// path, the first step of every exact float parser).
 pub(super) fn parse_float(b: &[u8]) -> Option<f64> {
     let (neg, rest) = split_sign(b);
+    // The integer digits, then after a `.` the fraction digits.
     let mut m: u64 = 0;
-    let mut digits = 0usize;
-    let mut frac: Option<usize> = None;
-    for &c in rest {
-        match c {
-            b'0'..=b'9' => {
-                m = m * 10 + u64::from(c - b'0');
-                digits += 1;
-                if digits > 15 {
-                    return None;
-                }
-                if let Some(f) = frac.as_mut() {
-                    *f += 1;
-                }
-            }
-            b'.' if frac.is_none() => frac = Some(0),
-            _ => return None,
-        }
+    let int_digits = take_digits(rest, 0, &mut m);
+    let mut end = int_digits;
+    let mut frac = 0;
+    if rest.get(end) == Some(&b'.') {
+        end = take_digits(rest, end + 1, &mut m);
+        frac = end - int_digits - 1;
     }
-    if digits == 0 {
+    // A wrapped `m` is never used: more than 15 digits is refused here.
+    if end != rest.len() || int_digits + frac == 0 || int_digits + frac > 15 {
         return None;
     }
-    let v = m as f64 / POW10[frac.unwrap_or(0)];
+    let v = m as f64 / POW10[frac];
     Some(if neg { -v } else { v })
+}
+
+/// Adds the ASCII digits of `b` from `i` on to `m` (wrapping) and returns where they end.
+fn take_digits(b: &[u8], mut i: usize, m: &mut u64) -> usize {
+    while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+        *m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    i
 }

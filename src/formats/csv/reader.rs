@@ -462,7 +462,9 @@ impl<R: Read> CsvReader<R> {
                 ),
             ));
         }
-        row.resize(self.columns.len(), Value::Null);
+        if row.len() != self.columns.len() {
+            row.resize(self.columns.len(), Value::Null);
+        }
         let record = self.record();
         let end = self.spans.last().map_or(0, |s| s.1);
         // One UTF-8 check for the whole record, made when a field first needs text (numbers
