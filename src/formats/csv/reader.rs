@@ -84,8 +84,9 @@ pub struct CsvReader<R: Read> {
     /// outside the slow path): `refill` keeps them.
     keep: usize,
     /// A second `csv_core` reader, which reads a record again field by field to learn which
-    /// fields were quoted, and room for its output.
-    requote: csv_core::Reader,
+    /// fields were quoted (built on first use: building costs as much as reading a few
+    /// hundred lines), and room for its output.
+    requote: Option<csv_core::Reader>,
     scratch: Vec<u8>,
     /// The current record: where its bytes are and each field's span in them.
     held: Held,
@@ -96,6 +97,7 @@ pub struct CsvReader<R: Read> {
     /// Each byte's role in a plain line.
     roles: [Role; 256],
     quote: u8,
+    delimiter: u8,
     /// The bytes that stop the splitter, for its 16-byte compares.
     stops: Stops,
     /// Quote bytes the slow path has consumed, for the unbalanced-quote check.
@@ -123,11 +125,7 @@ impl<R: Read> CsvReader<R> {
     /// Opens a CSV source: reads the header line (when `csv.header`) and checks the options
     /// against the columns.
     pub fn new(input: R, csv_opts: &CsvOptions, opts: &ReadOptions) -> Result<Self, FormatError> {
-        let mut builder = csv_core::ReaderBuilder::new();
-        builder.delimiter(csv_opts.delimiter).quote(csv_opts.quote);
-        let core = builder.build();
-        // Built twice: csv_core 0.1.13's `Clone` copies only part of the parser's tables.
-        let requote = builder.build();
+        let core = parser(csv_opts.delimiter, csv_opts.quote);
         let mut this = CsvReader {
             input,
             buf: vec![0; READ_SIZE],
@@ -140,7 +138,7 @@ impl<R: Read> CsvReader<R> {
             ends: vec![0; 64],
             quoted: Vec::new(),
             keep: usize::MAX,
-            requote,
+            requote: None,
             scratch: Vec::new(),
             held: Held::Unquoted,
             spans: Vec::new(),
@@ -148,6 +146,7 @@ impl<R: Read> CsvReader<R> {
             line: 1,
             roles: roles(csv_opts),
             quote: csv_opts.quote,
+            delimiter: csv_opts.delimiter,
             stops: Stops::new(csv_opts.delimiter, csv_opts.quote),
             quotes: 0,
             name: opts.name.clone(),
@@ -403,7 +402,11 @@ impl<R: Read> CsvReader<R> {
     /// consumes is looked at (past the line ends `csv_core` skips before a record).
     fn find_quoted(&mut self, fields: usize) {
         use csv_core::ReadRecordResult as R;
-        self.requote.reset();
+        // Built, not cloned: csv_core 0.1.13's `Clone` copies only part of the parser's tables.
+        let delimiter = self.delimiter;
+        let quote = self.quote;
+        let requote = self.requote.get_or_insert_with(|| parser(delimiter, quote));
+        requote.reset();
         if self.scratch.len() < self.unquoted.len() {
             self.scratch.resize(self.unquoted.len(), 0);
         }
@@ -414,7 +417,7 @@ impl<R: Read> CsvReader<R> {
         while nend < fields {
             // The output is not needed: every call may write from the start of `scratch`,
             // which holds the whole record.
-            let (res, nin, _, e) = self.requote.read_record(input, &mut self.scratch, &mut end);
+            let (res, nin, _, e) = requote.read_record(input, &mut self.scratch, &mut end);
             let consumed = &input[..nin];
             input = &input[nin..];
             if starting {
@@ -488,7 +491,7 @@ impl<R: Read> CsvReader<R> {
             if parse_number(bytes, ty, slot) {
                 continue;
             }
-            let whole = *text.get_or_insert_with(|| std::str::from_utf8(&record[..end]).ok());
+            let whole = *text.get_or_insert_with(|| record_text(&record[..end]));
             let field = match whole.and_then(|t| t.get(a..b)) {
                 Some(f) => f,
                 None => std::str::from_utf8(bytes).map_err(|e| {
@@ -504,7 +507,14 @@ impl<R: Read> CsvReader<R> {
                 })?,
             };
             if ty == Type::Text {
-                slot.set_text(field);
+                // As `Value::set_text`, inlined in this loop.
+                match slot {
+                    Value::Text(t) => {
+                        t.clear();
+                        t.push_str(field);
+                    }
+                    other => other.set_text(field),
+                }
                 continue;
             }
             parse_typed(field, ty, self.unit, slot).map_err(|m| {
@@ -517,6 +527,25 @@ impl<R: Read> CsvReader<R> {
             })?;
         }
         Ok(())
+    }
+}
+
+/// `csv_core`'s parser for this delimiter and quote.
+fn parser(delimiter: u8, quote: u8) -> csv_core::Reader {
+    csv_core::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quote(quote)
+        .build()
+}
+
+/// The record's bytes as text, `None` when they are not UTF-8. Most records are ASCII, which
+/// `is_ascii` checks a word at a time, much faster than the general check on short lines.
+fn record_text(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
     }
 }
 
