@@ -56,8 +56,8 @@ enum Held {
 /// (one pass over their bytes finds the delimiters and the line end) without copying them. A
 /// line with a quote, a lone carriage return or anything else unusual goes through `csv_core`,
 /// the state machine under the `csv` crate, so quoting follows the `csv` crate's rules exactly.
-/// A record's bytes are checked for UTF-8 once, and typed fields are parsed from them without
-/// an intermediate string.
+/// Integers and floats in their common forms are parsed from the field's bytes; the record's
+/// bytes are checked for UTF-8 once, when a field first needs text.
 ///
 /// A field equal to the null marker (option `null`, default the empty string) is null unless
 /// it was quoted: `a,,""` reads as `a`, null, the empty string.
