@@ -1,7 +1,12 @@
 //! The same pipes as `benches/formats.sh`, in plain Rust without Lua or a worker process: the
 //! reference for "ferry.pipe costs nothing on top". Run with `cargo bench --bench rust_pipe
-//! [-- ROWS]`. Prints rates; asserts nothing.
+//! [-- ROWS] [typed]`. Prints rates; asserts nothing.
+//!
+//! With `typed`, only the CSV file is made and read once with types, for a profiler
+//! (`valgrind --tool=callgrind target/release/deps/rust_pipe-* 100000 typed`): each parse is a
+//! function of its own, so its cost shows apart.
 
+use std::path::Path;
 use std::time::Instant;
 
 use ferry::db::{Db, InsertOptions, Params};
@@ -9,11 +14,43 @@ use ferry::formats::{
     CsvOptions, CsvReader, CsvWriter, ReadOptions, RowSink, RowSource, Type, pipe,
 };
 
+/// The csv crate alone, splitting into reused byte records: the ceiling of any CSV reader
+/// built on it. Returns the records read.
+#[inline(never)]
+fn split_csv(path: &Path) -> u64 {
+    let mut raw =
+        csv::ReaderBuilder::new().from_reader(std::fs::File::open(path).expect("open csv"));
+    let mut rec = csv::ByteRecord::new();
+    let mut n = 0;
+    while raw.read_byte_record(&mut rec).expect("record") {
+        n += 1;
+    }
+    n
+}
+
+/// ferry's reader with these options. Returns the rows read.
+#[inline(never)]
+fn parse_csv(path: &Path, opts: &ReadOptions) -> u64 {
+    let mut r = CsvReader::new(
+        std::fs::File::open(path).expect("open csv"),
+        &CsvOptions::default(),
+        opts,
+    )
+    .expect("reader");
+    let mut row = Vec::new();
+    let mut n = 0;
+    while r.next_row(&mut row).expect("row") {
+        n += 1;
+    }
+    n
+}
+
 fn main() {
     let rows: u64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let typed_only = std::env::args().any(|a| a == "typed");
     let dir = tempfile::tempdir().expect("a temp dir");
     let db = Db::open(&dir.path().join("bench.db"), "bench.db").expect("open");
     db.exec("PRAGMA journal_mode=OFF", &Params::None).ok();
@@ -56,21 +93,23 @@ fn main() {
         o.types.insert("amount".into(), Type::Float);
         o
     };
+    if typed_only {
+        let t = Instant::now();
+        let n = parse_csv(&csv_path, &opts);
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "CSV parse (typed), once : {s:.3}s  {:.0} MB/s  {n} rows",
+            bytes as f64 / s / 1e6
+        );
+        return;
+    }
     // The three parses alternate, five times each, and each reports its median: one run of a
     // 0.1 s parse on a shared machine says little.
     let (mut split, mut text, mut typed) = (Vec::new(), Vec::new(), Vec::new());
     let mut n = 0u64;
     for _ in 0..5 {
-        // The csv crate alone, splitting into reused byte records: the ceiling of any CSV
-        // reader built on it.
         let t = Instant::now();
-        let mut raw = csv::ReaderBuilder::new()
-            .from_reader(std::fs::File::open(&csv_path).expect("open csv"));
-        let mut rec = csv::ByteRecord::new();
-        n = 0;
-        while raw.read_byte_record(&mut rec).expect("record") {
-            n += 1;
-        }
+        n = split_csv(&csv_path);
         split.push(t.elapsed().as_secs_f64());
         // ferry's reader, every column text, then typed.
         for (o, times) in [
@@ -78,14 +117,7 @@ fn main() {
             (&opts, &mut typed),
         ] {
             let t = Instant::now();
-            let mut r = CsvReader::new(
-                std::fs::File::open(&csv_path).expect("open csv"),
-                &CsvOptions::default(),
-                o,
-            )
-            .expect("reader");
-            let mut row = Vec::new();
-            while r.next_row(&mut row).expect("row") {}
+            parse_csv(&csv_path, o);
             times.push(t.elapsed().as_secs_f64());
         }
     }

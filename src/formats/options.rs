@@ -162,8 +162,9 @@ pub struct CsvOptions {
     pub header: bool,
     /// Reading: column names to use (the header line, if any, is skipped).
     pub names: Option<Vec<String>>,
-    /// The text that stands for null. Writing: written for null (default empty). Reading:
-    /// fields equal to it are null (by default only empty fields of non-text columns are).
+    /// The text that stands for null (`None`: the empty string). Writing: written bare for
+    /// null, while any other value whose text equals it is quoted. Reading: an unquoted field
+    /// equal to it is null, a quoted one never is.
     pub null: Option<String>,
     /// Writing: start with a UTF-8 byte order mark (for Excel).
     pub bom: bool,

@@ -194,6 +194,34 @@ fn pipe_map_sees_batches_and_drops_rows() {
     assert_eq!(s["plain"], 2500);
 }
 
+/// Issue #21: with the default options an empty string and nil written to CSV read back
+/// apart: nil is written as an empty field, the empty string as `""`.
+#[test]
+fn csv_keeps_the_empty_string_and_nil_apart() {
+    let p = Project::with_config("");
+    let s = run_ok(
+        &p,
+        "empty",
+        r#"
+  local st = ferry.store("data")
+  local w = ferry.csv.writer(st:create("e.csv"), { columns = { "a", "b", "c" } })
+  w:write({ a = "", b = nil, c = "x" })
+  w:write({ a = nil, b = "", c = "" })
+  w:close()
+  local got = {}
+  for row in ferry.csv.reader(st:open("e.csv")):rows() do
+    for _, c in ipairs({ "a", "b", "c" }) do
+      local v = row[c]
+      got[#got + 1] = v == nil and "nil" or ("[" .. v .. "]")
+    end
+  end
+  return { file = st:read("e.csv"), got = table.concat(got, " ") }
+"#,
+    );
+    assert_eq!(s["file"], "a,b,c\n\"\",,x\n,\"\",\"\"\n");
+    assert_eq!(s["got"], "[] nil [x] nil [] []");
+}
+
 #[test]
 fn rows_iterate_and_sinks_write_rows_from_lua() {
     let p = Project::with_config("");
